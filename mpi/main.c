@@ -1,0 +1,63 @@
+/* main.c — the vtrans-dist entry point: subcommand dispatch, MPI start-up and shutdown. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"inspect", vt_cmd_inspect, "architecture, per-layer sizes, dtype and parameter counts of a checkpoint"},
+    {"generate", vt_cmd_generate, "generate text from a prompt"},
+    {"eval", vt_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},
+    {"convert", vt_cmd_convert, "write a checkpoint as an HF-style safetensors directory"},
+    {"tokenize", vt_cmd_tokenize, "write the token stream of a data file"},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: vtrans-dist COMMAND [options]   (vtrans-dist COMMAND --help for its options)\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+/* True when started by an MPI launcher (mpirun, srun): only then is MPI initialised, so the
+ * single-process commands start instantly on a laptop. */
+static int launched_by_mpi(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK") || getenv("SLURM_STEP_ID");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const command *cmd = NULL;
+    for (int i = 0; i < n_commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) cmd = &commands[i];
+    if (!cmd) {
+        fprintf(stderr, "vtrans-dist: error: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    int use_mpi = launched_by_mpi(), size = 1, rank = 0;
+    if (use_mpi) {
+        MPI_Init(&argc, &argv);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    }
+    int rc;
+    if (size > 1) {
+        if (rank == 0) fprintf(stderr, "vtrans-dist %s: error: runs on one rank (got %d); use -n 1\n", cmd->name, size);
+        rc = 1;
+    } else {
+        rc = cmd->run(argc - 1, argv + 1);
+    }
+    if (use_mpi) MPI_Finalize();
+    return rc;
+}

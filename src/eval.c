@@ -1,0 +1,92 @@
+/* eval.c — windowed perplexity evaluation (DESIGN.md section 5) over the batched forward pass. */
+#include "eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "forward.h"
+
+double vt_nll(const float *logits, int vocab, int target) {
+    float mx = logits[0];
+    for (int i = 1; i < vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
+    return log(sum) + mx - logits[target];
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Runs B windows of T tokens each starting at ids, adding their NLL to out. */
+static void eval_batch(const vt_model *m, vt_fwd *f, const int32_t *ids, int B, int T, float *x, float *logits,
+                       vt_eval_result *out) {
+    int rows = B * T, vocab = m->cfg.vocab;
+    vt_embed(m, ids, rows, x);
+    vt_layers_forward(m, f, m->layer_begin, m->layer_end, x, B, T, 0);
+    vt_head_forward(m, f, x, rows, logits);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++) {
+            int r = b * T + t;
+            out->nll_sum += vt_nll(logits + (size_t)r * vocab, vocab, ids[r + 1]);
+            out->tokens++;
+        }
+    out->windows += (size_t)B;
+    out->flops += (double)B * T * vt_flops_per_token(&m->cfg, (T + 1) / 2.0);
+}
+
+int vt_eval_stream(const vt_model *m, const int32_t *ids, size_t n, int window, int batch, vt_eval_result *out,
+                   void (*progress)(size_t, size_t, void *), void *arg) {
+    memset(out, 0, sizeof *out);
+    const vt_config *c = &m->cfg;
+    if (!m->has_embed || !m->has_head || m->layer_begin != 0 || m->layer_end != c->n_layers)
+        return vt_fail("evaluation in one process needs the whole model");
+    if (window < 2) return vt_fail("window of %d tokens is too short (at least 2)", window);
+    if (window > c->seq_len) return vt_fail("window of %d tokens exceeds the model's %d positions", window, c->seq_len);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return vt_fail("token %zu has id %d, outside the model's vocabulary of %d", i, ids[i], c->vocab);
+    size_t full = n / (size_t)window, rest = n % (size_t)window;
+    if (full == 0 && rest < 2) return vt_fail("%zu tokens: nothing to score (need at least 2)", n);
+    if (batch <= 0) { /* aim at ~2048 rows per step and at most 64 Mi logits */
+        batch = 2048 / window;
+        size_t cap = ((size_t)64 << 20) / ((size_t)window * c->vocab);
+        if ((size_t)batch > cap) batch = (int)cap;
+        if (batch < 1) batch = 1;
+    }
+    if ((size_t)batch > full && full > 0) batch = (int)full;
+    size_t rows = (size_t)batch * window;
+    vt_fwd f;
+    if (vt_fwd_init(&f, m, batch, window, window)) return -1;
+    float *x = vt_malloc(rows * c->dim * sizeof(float), "activations");
+    float *logits = vt_malloc(rows * c->vocab * sizeof(float), "logits");
+    if (!x || !logits) {
+        free(x);
+        free(logits);
+        vt_fwd_free(&f);
+        return -1;
+    }
+    double t0 = now_seconds();
+    size_t total = full + (rest >= 2), done = 0;
+    for (size_t w = 0; w < full; w += (size_t)batch) {
+        int B = (int)((full - w) < (size_t)batch ? (full - w) : (size_t)batch);
+        eval_batch(m, &f, ids + w * window, B, window, x, logits, out);
+        done += (size_t)B;
+        if (progress) progress(done, total, arg);
+    }
+    if (rest >= 2) {
+        eval_batch(m, &f, ids + full * window, 1, (int)rest, x, logits, out);
+        if (progress) progress(total, total, arg);
+    }
+    out->seconds = now_seconds() - t0;
+    out->ppl = exp(out->nll_sum / (double)out->tokens);
+    free(x);
+    free(logits);
+    vt_fwd_free(&f);
+    return 0;
+}

@@ -1,0 +1,195 @@
+/* forward.c — batched LLaMA forward pass in fp32 with BLIS sgemm: RMSNorm, RoPE (both layouts),
+ * grouped-query causal attention with a key/value cache, SwiGLU, classifier. */
+#include "forward.h"
+
+#include <blis.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int n_out, float beta) {
+    float one = 1.0f;
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, rows, n_out, n_in, &one, (float *)x, n_in, 1, (float *)w,
+              n_in, 1, &beta, y, n_out, 1);
+}
+
+void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *o = out + (size_t)r * dim;
+        double ss = 0.0;
+        for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+        float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        for (int i = 0; i < dim; i++) o[i] = xr[i] * scale * w[i];
+    }
+}
+
+static int max_q_dim(const vt_model *m, int *kv_dim, int *ffn) {
+    int q = 0;
+    *kv_dim = 0;
+    *ffn = 0;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &m->cfg.layers[l];
+        if (s->n_heads * m->cfg.head_dim > q) q = s->n_heads * m->cfg.head_dim;
+        if (s->n_kv_heads * m->cfg.head_dim > *kv_dim) *kv_dim = s->n_kv_heads * m->cfg.head_dim;
+        if (s->ffn > *ffn) *ffn = s->ffn;
+    }
+    return q;
+}
+
+int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int max_ctx) {
+    memset(f, 0, sizeof *f);
+    const vt_config *c = &m->cfg;
+    if (max_ctx > c->seq_len)
+        return vt_fail("context of %d tokens exceeds the model's %d positions", max_ctx, c->seq_len);
+    f->max_batch = max_batch;
+    f->max_tokens = max_tokens;
+    f->max_ctx = max_ctx;
+    f->layer_begin = m->layer_begin;
+    f->layer_end = m->layer_end;
+    int kv, ffn, q = max_q_dim(m, &kv, &ffn), hd2 = c->head_dim / 2;
+    size_t rows = (size_t)max_batch * max_tokens, d = (size_t)c->dim;
+    f->k_cache = vt_calloc((size_t)c->n_layers, sizeof(float *), "key cache table");
+    f->v_cache = vt_calloc((size_t)c->n_layers, sizeof(float *), "value cache table");
+    f->xn = vt_malloc(rows * d * sizeof(float), "normalised activations");
+    f->qkv = vt_malloc(rows * (size_t)(q + 2 * kv + 1) * sizeof(float), "q/k/v activations");
+    f->att_out = vt_malloc(rows * (size_t)(q + 1) * sizeof(float), "attention outputs");
+    f->scores = vt_malloc((size_t)max_tokens * max_ctx * sizeof(float), "attention scores");
+    f->gate_up = vt_malloc(rows * (size_t)(2 * ffn + 1) * sizeof(float), "FFN activations");
+    f->ffn_act = vt_malloc(rows * (size_t)(ffn + 1) * sizeof(float), "FFN activations");
+    f->block_out = vt_malloc(rows * d * sizeof(float), "block outputs");
+    f->rope_cos = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
+    f->rope_sin = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
+    if (!f->k_cache || !f->v_cache || !f->xn || !f->qkv || !f->att_out || !f->scores || !f->gate_up ||
+        !f->ffn_act || !f->block_out || !f->rope_cos || !f->rope_sin)
+        goto fail;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        size_t n = (size_t)max_batch * max_ctx * (size_t)(c->layers[l].n_kv_heads * c->head_dim);
+        if (!n) continue;
+        f->k_cache[l] = vt_malloc(n * sizeof(float), "key cache");
+        f->v_cache[l] = vt_malloc(n * sizeof(float), "value cache");
+        if (!f->k_cache[l] || !f->v_cache[l]) goto fail;
+    }
+    for (int p = 0; p < max_ctx; p++)
+        for (int i = 0; i < hd2; i++) {
+            double freq = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+            f->rope_cos[(size_t)p * hd2 + i] = (float)cos(p * freq);
+            f->rope_sin[(size_t)p * hd2 + i] = (float)sin(p * freq);
+        }
+    return 0;
+fail:
+    vt_fwd_free(f);
+    return -1;
+}
+
+void vt_fwd_free(vt_fwd *f) {
+    if (f->k_cache)
+        for (int l = f->layer_begin; l < f->layer_end; l++) free(f->k_cache[l]);
+    if (f->v_cache)
+        for (int l = f->layer_begin; l < f->layer_end; l++) free(f->v_cache[l]);
+    free(f->k_cache);
+    free(f->v_cache);
+    free(f->xn);
+    free(f->qkv);
+    free(f->att_out);
+    free(f->scores);
+    free(f->gate_up);
+    free(f->ffn_act);
+    free(f->block_out);
+    free(f->rope_cos);
+    free(f->rope_sin);
+    memset(f, 0, sizeof *f);
+}
+
+void vt_embed(const vt_model *m, const int32_t *tokens, int rows, float *x) {
+    size_t d = (size_t)m->cfg.dim;
+    for (int r = 0; r < rows; r++) memcpy(x + r * d, m->embed + (size_t)tokens[r] * d, d * sizeof(float));
+}
+
+/* Rotates one head vector in place at table row `cs`/`sn` (head_dim/2 entries). */
+static void rope_head(float *v, const float *cs, const float *sn, int hd, vt_rope_layout layout) {
+    int h2 = hd / 2;
+    for (int i = 0; i < h2; i++) {
+        int a = layout == VT_ROPE_INTERLEAVED ? 2 * i : i;
+        int b = layout == VT_ROPE_INTERLEAVED ? 2 * i + 1 : i + h2;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x0 * sn[i] + x1 * cs[i];
+    }
+}
+
+static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0) {
+    const vt_config *c = &m->cfg;
+    const vt_layer_shape *s = &c->layers[l];
+    const vt_layer_weights *w = &m->layers[l];
+    int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd;
+    int rows = B * T, width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads, ctx = pos0 + T;
+    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+
+    vt_rmsnorm(f->xn, x, w->attn_norm, rows, c->dim, c->norm_eps);
+    vt_linear(f->qkv, f->xn, w->wq, rows, c->dim, width, 0.0f); /* wq, wk, wv are contiguous */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *row = f->qkv + (size_t)(b * T + t) * width;
+            const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
+            for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head(row + h * hd, cs, sn, hd, c->rope);
+            size_t at = ((size_t)b * f->max_ctx + pos0 + t) * kvd;
+            memcpy(f->k_cache[l] + at, row + qd, (size_t)kvd * sizeof(float));
+            memcpy(f->v_cache[l] + at, row + qd + kvd, (size_t)kvd * sizeof(float));
+        }
+    for (int b = 0; b < B; b++) {
+        const float *kc = f->k_cache[l] + (size_t)b * f->max_ctx * kvd;
+        const float *vc = f->v_cache[l] + (size_t)b * f->max_ctx * kvd;
+        for (int h = 0; h < s->n_heads; h++) {
+            const float *q = f->qkv + (size_t)b * T * width + h * hd;
+            const float *k = kc + (h / group) * hd, *v = vc + (h / group) * hd;
+            float *out = f->att_out + (size_t)b * T * qd + h * hd;
+            /* scores[T, ctx] = scale * Q_h K_h^T */
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, ctx, hd, &scale, (float *)q, width, 1, (float *)k, kvd,
+                      1, &zero, f->scores, ctx, 1);
+            for (int t = 0; t < T; t++) {
+                float *sr = f->scores + (size_t)t * ctx;
+                int n = pos0 + t + 1; /* causal: positions 0..pos0+t */
+                float mx = sr[0];
+                for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
+                float sum = 0.0f;
+                for (int j = 0; j < n; j++) sum += (sr[j] = expf(sr[j] - mx));
+                float inv = 1.0f / sum;
+                for (int j = 0; j < n; j++) sr[j] *= inv;
+                for (int j = n; j < ctx; j++) sr[j] = 0.0f;
+            }
+            /* out[T, hd] = P V_h */
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, ctx, &one, f->scores, ctx, 1, (float *)v, kvd, 1,
+                      &zero, out, qd, 1);
+        }
+    }
+    vt_linear(x, f->att_out, w->wo, rows, qd, c->dim, 1.0f); /* residual add through beta = 1 */
+}
+
+static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int rows) {
+    const vt_config *c = &m->cfg;
+    const vt_layer_weights *w = &m->layers[l];
+    int ffn = c->layers[l].ffn;
+    vt_rmsnorm(f->xn, x, w->ffn_norm, rows, c->dim, c->norm_eps);
+    vt_linear(f->gate_up, f->xn, w->w_gate, rows, c->dim, 2 * ffn, 0.0f); /* w_gate, w_up contiguous */
+    for (int r = 0; r < rows; r++) {
+        const float *g = f->gate_up + (size_t)r * 2 * ffn, *u = g + ffn;
+        float *a = f->ffn_act + (size_t)r * ffn;
+        for (int i = 0; i < ffn; i++) a[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+    vt_linear(x, f->ffn_act, w->w_down, rows, ffn, c->dim, 1.0f);
+}
+
+void vt_layers_forward(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0) {
+    for (int l = l0; l < l1; l++) {
+        if (m->cfg.layers[l].n_heads) attention_block(m, f, l, x, B, T, pos0);
+        if (m->cfg.layers[l].ffn) mlp_block(m, f, l, x, B * T);
+    }
+}
+
+void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits) {
+    vt_rmsnorm(f->xn, x, m->final_norm, rows, m->cfg.dim, m->cfg.norm_eps);
+    vt_linear(logits, f->xn, m->lm_head, rows, m->cfg.dim, m->cfg.vocab, 0.0f);
+}

@@ -1,0 +1,55 @@
+/* fsutil.h — files and directories: whole-file reads, read-only maps, mkdir -p, copies, and
+ * output directories that appear atomically (filled under a temporary name, then renamed). */
+#ifndef VT_FSUTIL_H
+#define VT_FSUTIL_H
+
+#include <stddef.h>
+
+/* Reads a whole file into a NUL-terminated buffer (free() it); *size excludes the NUL. */
+int vt_read_file(const char *path, char **data, size_t *size);
+
+/* A regular file mapped read-only. An empty file maps to data == NULL, size == 0. */
+typedef struct {
+    const unsigned char *data;
+    size_t size;
+} vt_mapped_file;
+
+int vt_map_file(vt_mapped_file *f, const char *path);
+void vt_unmap_file(vt_mapped_file *f);
+
+/* 1 when path is a directory / exists at all, else 0. */
+int vt_is_dir(const char *path);
+int vt_path_exists(const char *path);
+
+/* out = dir + "/" + name; fails when it does not fit in cap. */
+int vt_path_join(char *out, size_t cap, const char *dir, const char *name);
+
+/* Creates a directory and its missing parents (mode 0777 minus umask). */
+int vt_mkdir_p(const char *path);
+
+/* Writes or copies a file and fsyncs it. */
+int vt_write_file(const char *path, const void *data, size_t n);
+int vt_copy_file(const char *src, const char *dst);
+
+/* Removes a file or a directory tree; a missing path is not an error. */
+int vt_rmtree(const char *path);
+
+/* An output directory built under a temporary name next to its target:
+ *   vt_outdir_begin(&o, "out/model", 0);   creates out/model.tmp-XXXXXX
+ *   ... write files into o.tmp ...
+ *   vt_outdir_commit(&o);                  fsyncs everything, renames it to out/model
+ * On any failure call vt_outdir_abort(&o), which removes the temporary tree, so a failed run leaves
+ * no half-written output. An existing target that is a non-empty directory or a file is refused
+ * unless overwrite is set; then it is replaced only at commit. */
+typedef struct {
+    char target[4096];
+    char tmp[4096 + 32];
+    int overwrite;
+    int active; /* tmp exists and is ours */
+} vt_outdir;
+
+int vt_outdir_begin(vt_outdir *o, const char *target, int overwrite);
+int vt_outdir_commit(vt_outdir *o);
+void vt_outdir_abort(vt_outdir *o);
+
+#endif

@@ -1,0 +1,96 @@
+/* model.h — a LLaMA-architecture model: its configuration (with per-layer sizes) and fp32 weights. */
+#ifndef VT_MODEL_H
+#define VT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* RoPE pairing inside a head. Interleaved: pairs (2i, 2i+1), as llama2.c and Meta write q/k.
+ * Rotate-half: pairs (i, i + head_dim/2), as Hugging Face writes q/k. */
+typedef enum { VT_ROPE_INTERLEAVED = 0, VT_ROPE_HALF = 1 } vt_rope_layout;
+
+/* Sizes of one layer after pruning. n_heads == 0 means the attention block is removed
+ * (then n_kv_heads == 0); ffn == 0 means the MLP block is removed. Invariant: n_heads is a
+ * multiple of n_kv_heads (grouped-query attention). */
+typedef struct {
+    int n_heads;
+    int n_kv_heads;
+    int ffn;
+} vt_layer_shape;
+
+typedef struct {
+    int dim;        /* hidden size */
+    int n_layers;
+    int n_heads;    /* nominal query heads (the dense model's; per-layer values in layers[]) */
+    int n_kv_heads; /* nominal KV heads */
+    int head_dim;
+    int ffn_dim;    /* nominal intermediate size */
+    int vocab;
+    int seq_len;    /* maximum positions */
+    float norm_eps;
+    float rope_theta;
+    int tied;       /* classifier shares the token embedding */
+    vt_rope_layout rope;
+    vt_layer_shape *layers; /* n_layers entries, owned */
+} vt_config;
+
+/* One decoder layer's weights, row-major [out, in] as in PyTorch/HF. NULL for an absent block.
+ * vt_model_alloc lays wq, wk, wv out back to back (one fused QKV matrix) and likewise
+ * w_gate, w_up (one fused [2 ffn, dim] matrix); the forward pass relies on it. */
+typedef struct {
+    float *attn_norm; /* [dim] */
+    float *wq;        /* [n_heads*head_dim, dim] */
+    float *wk;        /* [n_kv_heads*head_dim, dim] */
+    float *wv;        /* [n_kv_heads*head_dim, dim] */
+    float *wo;        /* [dim, n_heads*head_dim] */
+    float *ffn_norm;  /* [dim] */
+    float *w_gate;    /* [ffn, dim]  (llama2.c w1) */
+    float *w_up;      /* [ffn, dim]  (llama2.c w3) */
+    float *w_down;    /* [dim, ffn]  (llama2.c w2) */
+} vt_layer_weights;
+
+/* A model, or the part of it one pipeline stage holds: layers [layer_begin, layer_end),
+ * the embedding when has_embed, the final norm and classifier when has_head. */
+typedef struct {
+    vt_config cfg;
+    int layer_begin, layer_end;
+    int has_embed, has_head;
+    float *embed;      /* [vocab, dim] */
+    float *final_norm; /* [dim] */
+    float *lm_head;    /* [vocab, dim]; equals embed when tied and both are held */
+    vt_layer_weights *layers; /* cfg.n_layers entries; only [layer_begin, layer_end) filled */
+    float *arena;      /* owns every weight above */
+    size_t arena_floats;
+} vt_model;
+
+/* Which parts of a checkpoint to load (the whole model: vt_load_all()). */
+typedef struct {
+    int layer_begin, layer_end; /* layer_end == -1 means n_layers */
+    int embed, head;
+} vt_load_parts;
+
+vt_load_parts vt_load_all(void);
+
+/* Config helpers. vt_config_init_dense fills a dense config and allocates layers[]. */
+int vt_config_init_dense(vt_config *c);
+int vt_config_copy(vt_config *dst, const vt_config *src);
+void vt_config_free(vt_config *c);
+/* Checks sizes are positive and consistent (GQA, head_dim even); message names `source`. */
+int vt_config_validate(const vt_config *c, const char *source);
+
+/* Parameter counts. Embedding and classifier counted once when tied. */
+size_t vt_layer_params(const vt_config *c, int layer);
+size_t vt_params_total(const vt_config *c);
+size_t vt_params_non_embedding(const vt_config *c);
+/* Forward FLOPs per token at context length ctx (matmuls 2*m*n*k, attention scores and values). */
+double vt_flops_per_token(const vt_config *c, double ctx);
+
+/* Allocates zeroed weights for the parts requested, laid out in one arena. */
+int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts);
+void vt_model_free(vt_model *m);
+
+/* Loads a llama2.c .bin (v0) file or an HF directory (config.json + safetensors, single or
+ * sharded), converting F32/F16/BF16 to fp32. Errors name the file and the tensor. */
+int vt_model_load(vt_model *m, const char *path, vt_load_parts parts);
+
+#endif

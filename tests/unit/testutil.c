@@ -1,0 +1,81 @@
+/* testutil.c — shared helpers for the cmocka unit tests. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *tu_fixture(const char *relative) {
+    static char buf[8][4096];
+    static int slot;
+    const char *root = getenv("VT_FIXTURES");
+    char *out = buf[slot++ % 8];
+    snprintf(out, 4096, "%s/%s", root ? root : "../shared/fixtures", relative);
+    return out;
+}
+
+int tu_have_fixture(const char *relative) { return access(tu_fixture(relative), R_OK) == 0; }
+
+char *tu_tempdir(void) {
+    const char *tmp = getenv("TMPDIR");
+    char *path = malloc(4096);
+    snprintf(path, 4096, "%s/vt-test-XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(path)) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+void tu_rmtree(const char *path) {
+    if (path) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int tu_write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, n, f);
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+void tu_small_config(vt_config *c) {
+    memset(c, 0, sizeof *c);
+    c->dim = 16;
+    c->n_layers = 2;
+    c->n_heads = 4;
+    c->n_kv_heads = 2;
+    c->head_dim = 4;
+    c->ffn_dim = 24;
+    c->vocab = 32;
+    c->seq_len = 64;
+    c->norm_eps = 1e-5f;
+    c->rope_theta = 10000.0f;
+    c->tied = 1;
+    c->rope = VT_ROPE_INTERLEAVED;
+    vt_config_init_dense(c);
+}
+
+void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed) {
+    assert_int_equal(vt_model_alloc(m, c, vt_load_all()), 0);
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < m->arena_floats; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        m->arena[i] = ((float)(s >> 40) / (float)(1u << 24) - 0.5f) * 0.5f;
+    }
+    /* Norm weights near 1, like a trained model. */
+    for (int l = m->layer_begin; l < m->layer_end; l++)
+        for (int i = 0; i < c->dim; i++) {
+            if (m->layers[l].attn_norm) m->layers[l].attn_norm[i] += 1.0f;
+            if (m->layers[l].ffn_norm) m->layers[l].ffn_norm[i] += 1.0f;
+        }
+    if (m->final_norm)
+        for (int i = 0; i < c->dim; i++) m->final_norm[i] += 1.0f;
+}

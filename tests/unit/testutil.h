@@ -1,0 +1,27 @@
+/* testutil.h — shared helpers for the cmocka unit tests: fixture paths, temp dirs, tiny models. */
+#ifndef VT_TESTUTIL_H
+#define VT_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "model.h"
+
+/* Path under the fixtures directory ($VT_FIXTURES, default ../shared/fixtures next to the source). */
+const char *tu_fixture(const char *relative);
+/* 1 when the fixture file exists; tests that need it call skip() otherwise. */
+int tu_have_fixture(const char *relative);
+/* A fresh empty directory under $TMPDIR (removed by tu_rmtree). Returned string is static per call slot. */
+char *tu_tempdir(void);
+void tu_rmtree(const char *path);
+/* Writes bytes to a file; returns 0 on success. */
+int tu_write_file(const char *path, const void *data, size_t n);
+/* A small dense config (dim 16, 2 layers, 4 heads, 2 KV heads, ffn 24, vocab 32, seq 64) and a
+ * model with deterministic pseudo-random weights (seeded). */
+void tu_small_config(vt_config *c);
+void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed);
+
+#endif
