@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+sys.dont_write_bytecode = True  # tests must not leave __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama_ref  # noqa: E402  (the reference sits beside this script)
 
