@@ -15,13 +15,14 @@ void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int
               n_in, 1, &beta, y, n_out, 1);
 }
 
-void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps) {
+void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms) {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *o = out + (size_t)r * dim;
         double ss = 0.0;
         for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
         float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        if (inv_rms) inv_rms[r] = scale;
         for (int i = 0; i < dim; i++) o[i] = xr[i] * scale * w[i];
     }
 }
@@ -108,6 +109,19 @@ void vt_embed(const vt_model *m, const int32_t *tokens, int rows, float *x) {
     for (int r = 0; r < rows; r++) memcpy(x + r * d, m->embed + (size_t)tokens[r] * d, d * sizeof(float));
 }
 
+void vt_embed_gated(const vt_model *m, const int32_t *tokens, int B, int T, const vt_gates *g, float *x) {
+    vt_embed(m, tokens, B * T, x);
+    if (!g) return;
+    size_t d = (size_t)m->cfg.dim;
+    for (int b = 0; b < B; b++) {
+        const float *zh = g->z + (size_t)b * g->stride; /* hidden gates sit at the start of a row */
+        for (int t = 0; t < T; t++) {
+            float *xr = x + ((size_t)b * T + t) * d;
+            for (size_t i = 0; i < d; i++) xr[i] *= zh[i];
+        }
+    }
+}
+
 /* Rotates one head vector in place at table row `cs`/`sn` (head_dim/2 entries). */
 static void rope_head(float *v, const float *cs, const float *sn, int hd, vt_rope_layout layout) {
     int h2 = hd / 2;
@@ -120,19 +134,34 @@ static void rope_head(float *v, const float *cs, const float *sn, int hd, vt_rop
     }
 }
 
-static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0) {
+/* x += (z_block[b] * z_hidden[b]) o y: a gated block output joins the residual stream. */
+static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_gates *g, size_t block_gate) {
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride;
+        float zb = z[block_gate];
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * dim;
+            for (int i = 0; i < dim; i++) x[r + i] += zb * z[i] * y[r + i];
+        }
+    }
+}
+
+static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0, const vt_gates *g,
+                            vt_tape_layer *tp) {
     const vt_config *c = &m->cfg;
     const vt_layer_shape *s = &c->layers[l];
     const vt_layer_weights *w = &m->layers[l];
     int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd;
     int rows = B * T, width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads, ctx = pos0 + T;
     float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+    float *xn = tp ? tp->xn_attn : f->xn, *qkv = tp ? tp->qkv : f->qkv, *att = tp ? tp->att : f->att_out;
 
-    vt_rmsnorm(f->xn, x, w->attn_norm, rows, c->dim, c->norm_eps);
-    vt_linear(f->qkv, f->xn, w->wq, rows, c->dim, width, 0.0f); /* wq, wk, wv are contiguous */
+    if (tp) memcpy(tp->x_attn, x, (size_t)rows * c->dim * sizeof(float));
+    vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
+    vt_linear(qkv, xn, w->wq, rows, c->dim, width, 0.0f); /* wq, wk, wv are contiguous */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            float *row = f->qkv + (size_t)(b * T + t) * width;
+            float *row = qkv + (size_t)(b * T + t) * width;
             const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
             for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head(row + h * hd, cs, sn, hd, c->rope);
             size_t at = ((size_t)b * f->max_ctx + pos0 + t) * kvd;
@@ -143,14 +172,15 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
         const float *kc = f->k_cache[l] + (size_t)b * f->max_ctx * kvd;
         const float *vc = f->v_cache[l] + (size_t)b * f->max_ctx * kvd;
         for (int h = 0; h < s->n_heads; h++) {
-            const float *q = f->qkv + (size_t)b * T * width + h * hd;
+            const float *q = qkv + (size_t)b * T * width + h * hd;
             const float *k = kc + (h / group) * hd, *v = vc + (h / group) * hd;
-            float *out = f->att_out + (size_t)b * T * qd + h * hd;
+            float *out = att + (size_t)b * T * qd + h * hd;
+            float *sc = tp ? tp->probs + ((size_t)b * s->n_heads + h) * T * T : f->scores;
             /* scores[T, ctx] = scale * Q_h K_h^T */
             bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, ctx, hd, &scale, (float *)q, width, 1, (float *)k, kvd,
-                      1, &zero, f->scores, ctx, 1);
+                      1, &zero, sc, ctx, 1);
             for (int t = 0; t < T; t++) {
-                float *sr = f->scores + (size_t)t * ctx;
+                float *sr = sc + (size_t)t * ctx;
                 int n = pos0 + t + 1; /* causal: positions 0..pos0+t */
                 float mx = sr[0];
                 for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
@@ -161,35 +191,137 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
                 for (int j = n; j < ctx; j++) sr[j] = 0.0f;
             }
             /* out[T, hd] = P V_h */
-            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, ctx, &one, f->scores, ctx, 1, (float *)v, kvd, 1,
-                      &zero, out, qd, 1);
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, ctx, &one, sc, ctx, 1, (float *)v, kvd, 1, &zero,
+                      out, qd, 1);
         }
     }
-    vt_linear(x, f->att_out, w->wo, rows, qd, c->dim, 1.0f); /* residual add through beta = 1 */
+    if (!g) {
+        vt_linear(x, att, w->wo, rows, qd, c->dim, 1.0f); /* residual add through beta = 1 */
+        return;
+    }
+    /* Head gates on the heads' outputs, then o_proj, then block and hidden gates. */
+    size_t hg = vt_gate_heads(g->layout, l);
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride + hg;
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * qd;
+            for (int h = 0; h < s->n_heads; h++)
+                for (int i = 0; i < hd; i++) f->att_out[r + h * hd + i] = att[r + h * hd + i] * z[h];
+        }
+    }
+    float *y = tp ? tp->y_attn : f->block_out;
+    vt_linear(y, f->att_out, w->wo, rows, qd, c->dim, 0.0f);
+    add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
 }
 
-static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int rows) {
+static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, const vt_gates *g,
+                      vt_tape_layer *tp) {
     const vt_config *c = &m->cfg;
     const vt_layer_weights *w = &m->layers[l];
-    int ffn = c->layers[l].ffn;
-    vt_rmsnorm(f->xn, x, w->ffn_norm, rows, c->dim, c->norm_eps);
-    vt_linear(f->gate_up, f->xn, w->w_gate, rows, c->dim, 2 * ffn, 0.0f); /* w_gate, w_up contiguous */
+    int ffn = c->layers[l].ffn, rows = B * T;
+    float *xn = tp ? tp->xn_mlp : f->xn, *gu = tp ? tp->gate_up : f->gate_up, *act = tp ? tp->act : f->ffn_act;
+    if (tp) memcpy(tp->x_mlp, x, (size_t)rows * c->dim * sizeof(float));
+    vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
+    vt_linear(gu, xn, w->w_gate, rows, c->dim, 2 * ffn, 0.0f); /* w_gate, w_up contiguous */
     for (int r = 0; r < rows; r++) {
-        const float *g = f->gate_up + (size_t)r * 2 * ffn, *u = g + ffn;
-        float *a = f->ffn_act + (size_t)r * ffn;
-        for (int i = 0; i < ffn; i++) a[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;
+        float *a = act + (size_t)r * ffn;
+        for (int i = 0; i < ffn; i++) a[i] = gt[i] / (1.0f + expf(-gt[i])) * u[i];
     }
-    vt_linear(x, f->ffn_act, w->w_down, rows, ffn, c->dim, 1.0f);
+    if (!g) {
+        vt_linear(x, act, w->w_down, rows, ffn, c->dim, 1.0f);
+        return;
+    }
+    size_t fg = vt_gate_ffn(g->layout, l);
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride + fg;
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * ffn;
+            for (int i = 0; i < ffn; i++) f->ffn_act[r + i] = act[r + i] * z[i];
+        }
+    }
+    float *y = tp ? tp->y_mlp : f->block_out;
+    vt_linear(y, f->ffn_act, w->w_down, rows, ffn, c->dim, 0.0f);
+    add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l) + 1);
+}
+
+void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0,
+                          const vt_gates *g, vt_tape *tape) {
+    for (int l = l0; l < l1; l++) {
+        vt_tape_layer *tp = tape ? &tape->layers[l] : NULL;
+        if (m->cfg.layers[l].n_heads) attention_block(m, f, l, x, B, T, pos0, g, tp);
+        if (m->cfg.layers[l].ffn) mlp_block(m, f, l, x, B, T, g, tp);
+    }
 }
 
 void vt_layers_forward(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0) {
-    for (int l = l0; l < l1; l++) {
-        if (m->cfg.layers[l].n_heads) attention_block(m, f, l, x, B, T, pos0);
-        if (m->cfg.layers[l].ffn) mlp_block(m, f, l, x, B * T);
-    }
+    vt_layers_forward_ex(m, f, l0, l1, x, B, T, pos0, NULL, NULL);
+}
+
+void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits, vt_tape *tape) {
+    float *xn = tape ? tape->xn_final : f->xn;
+    if (tape) memcpy(tape->x_final, x, (size_t)rows * m->cfg.dim * sizeof(float));
+    vt_rmsnorm(xn, x, m->final_norm, rows, m->cfg.dim, m->cfg.norm_eps, tape ? tape->inv_rms_final : NULL);
+    vt_linear(logits, xn, m->lm_head, rows, m->cfg.dim, m->cfg.vocab, 0.0f);
 }
 
 void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits) {
-    vt_rmsnorm(f->xn, x, m->final_norm, rows, m->cfg.dim, m->cfg.norm_eps);
-    vt_linear(logits, f->xn, m->lm_head, rows, m->cfg.dim, m->cfg.vocab, 0.0f);
+    vt_head_forward_ex(m, f, x, rows, logits, NULL);
+}
+
+int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T) {
+    memset(tp, 0, sizeof *tp);
+    const vt_config *c = &m->cfg;
+    size_t rows = (size_t)B * T, d = (size_t)c->dim, total = 2 * rows * d + rows;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        size_t qd = (size_t)s->n_heads * c->head_dim, kvd = (size_t)s->n_kv_heads * c->head_dim;
+        if (s->n_heads) total += rows * (3 * d + 1 + qd + 2 * kvd + qd) + (size_t)B * s->n_heads * T * T;
+        if (s->ffn) total += rows * (3 * d + 1 + 3 * (size_t)s->ffn);
+    }
+    tp->B = B;
+    tp->T = T;
+    tp->layer_begin = m->layer_begin;
+    tp->layer_end = m->layer_end;
+    tp->layers = vt_calloc((size_t)c->n_layers, sizeof *tp->layers, "activation tape");
+    tp->arena = vt_malloc(total * sizeof(float), "activation tape");
+    if (!tp->layers || !tp->arena) {
+        vt_tape_free(tp);
+        return -1;
+    }
+    float *p = tp->arena;
+#define TAKE(n) (p += (n), p - (n))
+    tp->x_final = TAKE(rows * d);
+    tp->xn_final = TAKE(rows * d);
+    tp->inv_rms_final = TAKE(rows);
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        vt_tape_layer *t = &tp->layers[l];
+        size_t qd = (size_t)s->n_heads * c->head_dim, kvd = (size_t)s->n_kv_heads * c->head_dim, f = (size_t)s->ffn;
+        if (s->n_heads) {
+            t->x_attn = TAKE(rows * d);
+            t->xn_attn = TAKE(rows * d);
+            t->y_attn = TAKE(rows * d);
+            t->inv_rms_attn = TAKE(rows);
+            t->qkv = TAKE(rows * (qd + 2 * kvd));
+            t->att = TAKE(rows * qd);
+            t->probs = TAKE((size_t)B * s->n_heads * T * T);
+        }
+        if (s->ffn) {
+            t->x_mlp = TAKE(rows * d);
+            t->xn_mlp = TAKE(rows * d);
+            t->y_mlp = TAKE(rows * d);
+            t->inv_rms_mlp = TAKE(rows);
+            t->gate_up = TAKE(rows * 2 * f);
+            t->act = TAKE(rows * f);
+        }
+    }
+#undef TAKE
+    return 0;
+}
+
+void vt_tape_free(vt_tape *tp) {
+    free(tp->layers);
+    free(tp->arena);
+    memset(tp, 0, sizeof *tp);
 }

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "masks.h"
 #include "model.h"
 
 /* Scratch buffers and the key/value cache for the layers a model holds. Activations are
@@ -23,21 +24,60 @@ typedef struct {
     float *rope_cos, *rope_sin; /* [max_ctx, head_dim/2] */
 } vt_fwd;
 
+/* Gate values for a batch, laid out as `layout` (masks.h): sequence b uses z + b*stride;
+ * stride 0 uses one row for every sequence (deterministic gates). NULL gates: the dense model. */
+typedef struct {
+    const vt_masks *layout;
+    const float *z;
+    size_t stride;
+} vt_gates;
+
+/* Activations a training forward pass saves for the backward pass, per layer (pre-gate values). */
+typedef struct {
+    float *x_attn, *inv_rms_attn, *xn_attn; /* attention block input, 1/rms per row, normalised */
+    float *qkv;                             /* [rows, q+2kv] after RoPE */
+    float *probs;                           /* [B, heads, T, T] attention probabilities */
+    float *att;                             /* [rows, q] heads' outputs before head gates */
+    float *y_attn;                          /* [rows, dim] o_proj output before block/hidden gates */
+    float *x_mlp, *inv_rms_mlp, *xn_mlp;
+    float *gate_up;                         /* [rows, 2 ffn] */
+    float *act;                             /* [rows, ffn] silu(gate)*up before neuron gates */
+    float *y_mlp;                           /* [rows, dim] down_proj output before block/hidden gates */
+} vt_tape_layer;
+
+typedef struct {
+    int B, T, layer_begin, layer_end;
+    vt_tape_layer *layers; /* indexed by layer; only [layer_begin, layer_end) filled */
+    float *x_final, *inv_rms_final, *xn_final;
+    float *arena;
+} vt_tape;
+
+int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T);
+void vt_tape_free(vt_tape *tp);
+
 int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int max_ctx);
 void vt_fwd_free(vt_fwd *f);
 
-/* x[rows, dim] = embedding rows of tokens (ids must be < vocab). */
+/* x[rows, dim] = embedding rows of tokens (ids must be < vocab), times the hidden gates when
+ * gates are given (B sequences of T tokens). */
 void vt_embed(const vt_model *m, const int32_t *tokens, int rows, float *x);
+void vt_embed_gated(const vt_model *m, const int32_t *tokens, int B, int T, const vt_gates *g, float *x);
 
 /* Runs layers [l0, l1) in place on x. Keys and values of positions pos0..pos0+T-1 are written
  * into the cache; attention covers positions 0..pos0+t (causal). */
 void vt_layers_forward(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0);
+/* The same with gates (may be NULL) and saving activations into tape (may be NULL; then pos0 = 0
+ * and the tape was made for B x T). */
+void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0,
+                          const vt_gates *g, vt_tape *tape);
 
 /* logits[rows, vocab] = classifier(final_norm(x)); x is left unchanged. */
 void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits);
+void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits, vt_tape *tape);
 
 /* Building blocks, shared with the backward pass. */
-void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps);
+/* out = x / rms(x) * w per row; the 1/rms values go to inv_rms when not NULL. */
+void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms);
 /* y[rows, n_out] = x[rows, n_in] W^T (+ beta * y) with W row-major [n_out, n_in] (BLIS sgemm). */
 void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int n_out, float beta);
 

@@ -6,102 +6,16 @@
 
 #include "eval.h"
 #include "forward.h"
+#include "masks.h"
+#include "ref_model.h"
 #include "testutil.h"
 
-/* Naive reference: one sequence, every op written out in double. logits[T, vocab]. */
+/* The double-precision reference (ref_model.c), one sequence, no gates. */
 static void naive_forward(const vt_model *m, const int32_t *tok, int T, double *logits) {
-    const vt_config *c = &m->cfg;
-    int d = c->dim, hd = c->head_dim;
-    double *x = calloc((size_t)T * d, sizeof *x), *xn = calloc((size_t)T * d, sizeof *xn);
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < d; i++) x[t * d + i] = m->embed[(size_t)tok[t] * d + i];
-    for (int l = 0; l < c->n_layers; l++) {
-        const vt_layer_shape *s = &c->layers[l];
-        const vt_layer_weights *w = &m->layers[l];
-        for (int pass = 0; pass < 2; pass++) {
-            const float *nw = pass ? w->ffn_norm : w->attn_norm;
-            if (!nw) continue;
-            for (int t = 0; t < T; t++) {
-                double ss = 0;
-                for (int i = 0; i < d; i++) ss += x[t * d + i] * x[t * d + i];
-                double sc = 1.0 / sqrt(ss / d + c->norm_eps);
-                for (int i = 0; i < d; i++) xn[t * d + i] = x[t * d + i] * sc * nw[i];
-            }
-            if (pass == 0) {
-                int nh = s->n_heads, nkv = s->n_kv_heads, qd = nh * hd, kvd = nkv * hd;
-                double *q = calloc((size_t)T * qd, 8), *k = calloc((size_t)T * kvd, 8), *v = calloc((size_t)T * kvd, 8);
-                double *o = calloc((size_t)T * qd, 8);
-                for (int t = 0; t < T; t++) {
-                    for (int r = 0; r < qd; r++)
-                        for (int i = 0; i < d; i++) q[t * qd + r] += w->wq[(size_t)r * d + i] * xn[t * d + i];
-                    for (int r = 0; r < kvd; r++)
-                        for (int i = 0; i < d; i++) {
-                            k[t * kvd + r] += w->wk[(size_t)r * d + i] * xn[t * d + i];
-                            v[t * kvd + r] += w->wv[(size_t)r * d + i] * xn[t * d + i];
-                        }
-                    for (int h = 0; h < nh + nkv; h++) {
-                        double *vec = h < nh ? q + t * qd + h * hd : k + t * kvd + (h - nh) * hd;
-                        for (int j = 0; j < hd / 2; j++) {
-                            double ang = t * pow(c->rope_theta, -2.0 * j / hd);
-                            int a = c->rope == VT_ROPE_INTERLEAVED ? 2 * j : j;
-                            int b = c->rope == VT_ROPE_INTERLEAVED ? 2 * j + 1 : j + hd / 2;
-                            double x0 = vec[a], x1 = vec[b];
-                            vec[a] = x0 * cos(ang) - x1 * sin(ang);
-                            vec[b] = x0 * sin(ang) + x1 * cos(ang);
-                        }
-                    }
-                }
-                for (int h = 0; h < nh; h++) {
-                    int kh = h / (nh / nkv);
-                    for (int t = 0; t < T; t++) {
-                        double sc[256], mx = -1e300, sum = 0;
-                        for (int j = 0; j <= t; j++) {
-                            sc[j] = 0;
-                            for (int i = 0; i < hd; i++) sc[j] += q[t * qd + h * hd + i] * k[j * kvd + kh * hd + i];
-                            sc[j] /= sqrt((double)hd);
-                            mx = sc[j] > mx ? sc[j] : mx;
-                        }
-                        for (int j = 0; j <= t; j++) sum += (sc[j] = exp(sc[j] - mx));
-                        for (int j = 0; j <= t; j++)
-                            for (int i = 0; i < hd; i++) o[t * qd + h * hd + i] += sc[j] / sum * v[j * kvd + kh * hd + i];
-                    }
-                }
-                for (int t = 0; t < T; t++)
-                    for (int r = 0; r < d; r++)
-                        for (int i = 0; i < qd; i++) x[t * d + r] += w->wo[(size_t)r * qd + i] * o[t * qd + i];
-                free(q); free(k); free(v); free(o);
-            } else {
-                int f = s->ffn;
-                double *a = calloc((size_t)f, 8);
-                for (int t = 0; t < T; t++) {
-                    for (int r = 0; r < f; r++) {
-                        double g = 0, u = 0;
-                        for (int i = 0; i < d; i++) {
-                            g += w->w_gate[(size_t)r * d + i] * xn[t * d + i];
-                            u += w->w_up[(size_t)r * d + i] * xn[t * d + i];
-                        }
-                        a[r] = g / (1 + exp(-g)) * u;
-                    }
-                    for (int r = 0; r < d; r++)
-                        for (int i = 0; i < f; i++) x[t * d + r] += w->w_down[(size_t)r * f + i] * a[i];
-                }
-                free(a);
-            }
-        }
-    }
-    for (int t = 0; t < T; t++) {
-        double ss = 0;
-        for (int i = 0; i < d; i++) ss += x[t * d + i] * x[t * d + i];
-        double sc = 1.0 / sqrt(ss / d + c->norm_eps);
-        for (int i = 0; i < d; i++) xn[t * d + i] = x[t * d + i] * sc * m->final_norm[i];
-        for (int v = 0; v < c->vocab; v++) {
-            double acc = 0;
-            for (int i = 0; i < d; i++) acc += m->lm_head[(size_t)v * d + i] * xn[t * d + i];
-            logits[(size_t)t * c->vocab + v] = acc;
-        }
-    }
-    free(x);
-    free(xn);
+    ref_model r;
+    ref_model_init(&r, m);
+    ref_forward(&r, NULL, NULL, tok, 1, T, logits, NULL);
+    ref_model_free(&r);
 }
 
 /* Our forward over B sequences of T tokens: logits[B*T, vocab]. */
@@ -254,11 +168,49 @@ static void test_eval_windows(void **s) {
     vt_config_free(&c);
 }
 
+/* Gated forward (sampled gates, per-sequence rows) against the reference with the same gates. */
+static void test_gated_matches_reference(void **s) {
+    (void)s;
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m;
+    tu_random_model(&m, &c, 19);
+    vt_masks mk;
+    assert_int_equal(vt_masks_init(&mk, &c, 2), 0);
+    for (size_t i = 0; i < mk.n; i++) mk.logvar[i] = -1.0f; /* sigma 0.6: gates far from 1 */
+    int B = 2, T = 7;
+    int32_t tok[14];
+    random_tokens(tok, B * T, c.vocab, 31);
+    int64_t ids[2] = {5, 6};
+    float *z = malloc(sizeof(float) * B * mk.n), *eps = malloc(sizeof(float) * B * mk.n);
+    vt_masks_sample(&mk, 3, 1, ids, B, z, eps);
+    double *zd = malloc(sizeof(double) * B * mk.n), *ref = malloc(sizeof(double) * B * T * c.vocab);
+    for (size_t i = 0; i < B * mk.n; i++) zd[i] = z[i];
+    ref_model r;
+    ref_model_init(&r, &m);
+    ref_forward(&r, &mk, zd, tok, B, T, ref, NULL);
+    vt_fwd f;
+    assert_int_equal(vt_fwd_init(&f, &m, B, T, T), 0);
+    float *x = malloc(sizeof(float) * B * T * c.dim), *logits = malloc(sizeof(float) * B * T * c.vocab);
+    vt_gates g = {&mk, z, mk.n};
+    vt_embed_gated(&m, tok, B, T, &g, x);
+    vt_layers_forward_ex(&m, &f, 0, c.n_layers, x, B, T, 0, &g, NULL);
+    vt_head_forward(&m, &f, x, B * T, logits);
+    assert_close(logits, ref, (size_t)B * T * c.vocab, 1e-5);
+    ref_model_free(&r);
+    free(x); free(logits); free(z); free(eps); free(zd); free(ref);
+    vt_fwd_free(&f);
+    vt_masks_free(&mk);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_naive_interleaved), cmocka_unit_test(test_matches_naive_rotate_half),
         cmocka_unit_test(test_matches_naive_pruned),      cmocka_unit_test(test_kv_cache_matches_window),
         cmocka_unit_test(test_batch_and_stage_split),     cmocka_unit_test(test_eval_windows),
+        cmocka_unit_test(test_gated_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

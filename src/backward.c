@@ -1,0 +1,268 @@
+/* backward.c — reverse-mode gradients of the gated LLaMA stack over the saved activation tape. */
+#include "backward.h"
+
+#include <blis.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int rows, int n_in,
+                        int n_out, float beta_dx) {
+    float one = 1.0f;
+    if (dw) /* dW[n_out, n_in] += dY^T[n_out, rows] X[rows, n_in] */
+        bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n_out, n_in, rows, &one, (float *)dy, n_out, 1, (float *)x, n_in, 1,
+                  &one, dw, n_in, 1);
+    if (dx) /* dX[rows, n_in] = dY[rows, n_out] W[n_out, n_in] */
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, n_in, n_out, &one, (float *)dy, n_out, 1, (float *)w, n_in,
+                  1, &beta_dx, dx, n_in, 1);
+}
+
+void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                         const float *inv_rms, int rows, int dim, int accumulate) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim, *g = dout + (size_t)r * dim;
+        float *d = dx + (size_t)r * dim, s = inv_rms[r];
+        double dot = 0.0; /* sum_j w_j g_j x_j */
+        for (int i = 0; i < dim; i++) dot += (double)w[i] * g[i] * xr[i];
+        float k = (float)(dot * s * s * s / dim);
+        for (int i = 0; i < dim; i++) {
+            float v = s * w[i] * g[i] - k * xr[i];
+            d[i] = accumulate ? d[i] + v : v;
+        }
+        if (dw)
+            for (int i = 0; i < dim; i++) dw[i] += g[i] * xr[i] * s;
+    }
+}
+
+int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T) {
+    memset(w, 0, sizeof *w);
+    const vt_config *c = &m->cfg;
+    size_t rows = (size_t)B * T, wide = 1, qkv = 1;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        size_t q = (size_t)s->n_heads * c->head_dim, kv = (size_t)s->n_kv_heads * c->head_dim;
+        if (q > wide) wide = q;
+        if ((size_t)s->ffn > wide) wide = (size_t)s->ffn;
+        if (q + 2 * kv > qkv) qkv = q + 2 * kv;
+        if (2 * (size_t)s->ffn > qkv) qkv = 2 * (size_t)s->ffn;
+    }
+    w->B = B;
+    w->T = T;
+    w->dxn = vt_malloc(rows * c->dim * sizeof(float), "backward buffers");
+    w->dy = vt_malloc(rows * c->dim * sizeof(float), "backward buffers");
+    w->dgated = vt_malloc(rows * wide * sizeof(float), "backward buffers");
+    w->dpre = vt_malloc(rows * wide * sizeof(float), "backward buffers");
+    w->gated = vt_malloc(rows * wide * sizeof(float), "backward buffers");
+    w->dqkv = vt_malloc(rows * qkv * sizeof(float), "backward buffers");
+    w->dp = vt_malloc((size_t)T * T * sizeof(float), "backward buffers");
+    if (!w->dxn || !w->dy || !w->dgated || !w->dpre || !w->gated || !w->dqkv || !w->dp) {
+        vt_bwd_free(w);
+        return -1;
+    }
+    return 0;
+}
+
+void vt_bwd_free(vt_bwd *w) {
+    free(w->dxn);
+    free(w->dy);
+    free(w->dgated);
+    free(w->dpre);
+    free(w->gated);
+    free(w->dqkv);
+    free(w->dp);
+    memset(w, 0, sizeof *w);
+}
+
+void vt_head_backward(const vt_model *m, vt_bwd *w, const vt_tape *tp, const float *dlogits, int rows, float *dx,
+                      vt_model *dw) {
+    const vt_config *c = &m->cfg;
+    vt_linear_backward(w->dxn, dw ? dw->lm_head : NULL, dlogits, tp->xn_final, m->lm_head, rows, c->dim, c->vocab, 0.0f);
+    vt_rmsnorm_backward(dx, dw ? dw->final_norm : NULL, w->dxn, tp->x_final, m->final_norm, tp->inv_rms_final, rows,
+                        c->dim, 0);
+}
+
+/* Gradient through x_out = x_in + (zb * zh) o y: the gradient of y goes to dy; gate gradients to dz.
+ * Without gates dy = dx. */
+static void gated_residual_backward(const float *dx, const float *y, float *dy, int B, int T, int dim,
+                                    const vt_gates *g, float *dz, size_t block_gate) {
+    size_t rows = (size_t)B * T;
+    if (!g) {
+        memcpy(dy, dx, rows * dim * sizeof(float));
+        return;
+    }
+    size_t n = g->layout->n;
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride;
+        float zb = z[block_gate], *dzb = dz + (size_t)b * n;
+        double dblock = 0.0;
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * dim;
+            for (int i = 0; i < dim; i++) {
+                float gy = dx[r + i] * y[r + i];
+                dzb[i] += gy * zb;           /* hidden gate */
+                dblock += (double)gy * z[i]; /* block gate */
+                dy[r + i] = dx[r + i] * zb * z[i];
+            }
+        }
+        dzb[block_gate] += (float)dblock;
+    }
+}
+
+/* Gradient through gated = pre * z (z per unit, [B, units] at gate offset `off`): into dpre and dz. */
+static void unit_gate_backward(const float *dgated, const float *pre, float *dpre, int B, int T, int units, int width,
+                               const vt_gates *g, float *dz, size_t off) {
+    size_t n = g->layout->n;
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride + off;
+        float *dzb = dz + (size_t)b * n + off;
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * (size_t)units * width;
+            for (int u = 0; u < units; u++) {
+                double acc = 0.0;
+                for (int i = 0; i < width; i++) {
+                    size_t k = r + (size_t)u * width + i;
+                    acc += (double)dgated[k] * pre[k];
+                    dpre[k] = dgated[k] * z[u];
+                }
+                dzb[u] += (float)acc;
+            }
+        }
+    }
+}
+
+/* gated = pre * z, recomputed for the weight gradient of the next matmul. */
+static void apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
+                             size_t off) {
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride + off;
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * (size_t)units * width;
+            for (int u = 0; u < units; u++)
+                for (int i = 0; i < width; i++) gated[r + (size_t)u * width + i] = pre[r + (size_t)u * width + i] * z[u];
+        }
+    }
+}
+
+/* Inverse rotation of one head's gradient (RoPE is orthogonal). */
+static void rope_head_backward(float *v, const float *cs, const float *sn, int hd, vt_rope_layout layout) {
+    int h2 = hd / 2;
+    for (int i = 0; i < h2; i++) {
+        int a = layout == VT_ROPE_INTERLEAVED ? 2 * i : i;
+        int b = layout == VT_ROPE_INTERLEAVED ? 2 * i + 1 : i + h2;
+        float g0 = v[a], g1 = v[b];
+        v[a] = g0 * cs[i] + g1 * sn[i];
+        v[b] = -g0 * sn[i] + g1 * cs[i];
+    }
+}
+
+static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l, float *dx, int B, int T,
+                               const vt_gates *g, const vt_tape_layer *tp, float *dz, vt_model *dw) {
+    const vt_config *c = &m->cfg;
+    const vt_layer_shape *s = &c->layers[l];
+    const vt_layer_weights *wt = &m->layers[l];
+    vt_layer_weights *gw = dw ? &dw->layers[l] : NULL;
+    int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, rows = B * T;
+    int width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+
+    gated_residual_backward(dx, tp->y_attn, w->dy, B, T, c->dim, g, dz, g ? vt_gate_blocks(g->layout, l) : 0);
+    const float *att_in = tp->att; /* input of o_proj: the gated head outputs */
+    if (g) {
+        apply_unit_gates(w->gated, tp->att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
+        att_in = w->gated;
+    }
+    float *datt = g ? w->dgated : w->dpre;
+    vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, rows, qd, c->dim, 0.0f);
+    if (g) unit_gate_backward(w->dgated, tp->att, w->dpre, B, T, s->n_heads, hd, g, dz, vt_gate_heads(g->layout, l));
+
+    /* Through attention: dQ, dK, dV into dqkv (post-RoPE), per sequence and head. */
+    memset(w->dqkv, 0, (size_t)rows * width * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < s->n_heads; h++) {
+            const float *P = tp->probs + ((size_t)b * s->n_heads + h) * T * T;
+            const float *dO = w->dpre + (size_t)b * T * qd + h * hd;
+            const float *Q = tp->qkv + (size_t)b * T * width + h * hd;
+            const float *K = tp->qkv + (size_t)b * T * width + qd + (h / group) * hd;
+            const float *V = K + kvd;
+            float *dQ = w->dqkv + (size_t)b * T * width + h * hd;
+            float *dK = w->dqkv + (size_t)b * T * width + qd + (h / group) * hd, *dV = dK + kvd;
+            /* dV += P^T dO;  dP = dO V^T */
+            bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, T, &one, (float *)P, T, 1, (float *)dO, qd, 1, &one, dV,
+                      width, 1);
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, T, hd, &one, (float *)dO, qd, 1, (float *)V, width, 1, &zero,
+                      w->dp, T, 1);
+            /* dS = P o (dP - rowsum(dP o P)), causal entries only (P is 0 above the diagonal). */
+            for (int t = 0; t < T; t++) {
+                const float *pr = P + (size_t)t * T;
+                float *dr = w->dp + (size_t)t * T;
+                double dot = 0.0;
+                for (int j = 0; j <= t; j++) dot += (double)dr[j] * pr[j];
+                for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
+                for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+            }
+            /* dQ = scale dS K;  dK += scale dS^T Q */
+            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, T, &scale, w->dp, T, 1, (float *)K, width, 1, &one,
+                      dQ, width, 1);
+            bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, T, &scale, w->dp, T, 1, (float *)Q, width, 1, &one, dK,
+                      width, 1);
+        }
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *row = w->dqkv + ((size_t)b * T + t) * width;
+            const float *cs = f->rope_cos + (size_t)t * hd2, *sn = f->rope_sin + (size_t)t * hd2;
+            for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head_backward(row + h * hd, cs, sn, hd, c->rope);
+        }
+    vt_linear_backward(w->dxn, gw ? gw->wq : NULL, w->dqkv, tp->xn_attn, wt->wq, rows, c->dim, width, 0.0f);
+    vt_rmsnorm_backward(dx, gw ? gw->attn_norm : NULL, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows,
+                        c->dim, 1);
+}
+
+static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, int T, const vt_gates *g,
+                         const vt_tape_layer *tp, float *dz, vt_model *dw) {
+    const vt_config *c = &m->cfg;
+    const vt_layer_weights *wt = &m->layers[l];
+    vt_layer_weights *gw = dw ? &dw->layers[l] : NULL;
+    int ffn = c->layers[l].ffn, rows = B * T;
+    gated_residual_backward(dx, tp->y_mlp, w->dy, B, T, c->dim, g, dz, g ? vt_gate_blocks(g->layout, l) + 1 : 0);
+    const float *act_in = tp->act;
+    if (g) {
+        apply_unit_gates(w->gated, tp->act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
+        act_in = w->gated;
+    }
+    float *dact = g ? w->dgated : w->dpre;
+    vt_linear_backward(dact, gw ? gw->w_down : NULL, w->dy, act_in, wt->w_down, rows, ffn, c->dim, 0.0f);
+    if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));
+    /* act = silu(gate) * up */
+    for (int r = 0; r < rows; r++) {
+        const float *gt = tp->gate_up + (size_t)r * 2 * ffn, *u = gt + ffn, *da = w->dpre + (size_t)r * ffn;
+        float *dg = w->dqkv + (size_t)r * 2 * ffn, *du = dg + ffn;
+        for (int i = 0; i < ffn; i++) {
+            float sg = 1.0f / (1.0f + expf(-gt[i])), silu = gt[i] * sg;
+            du[i] = da[i] * silu;
+            dg[i] = da[i] * u[i] * sg * (1.0f + gt[i] * (1.0f - sg));
+        }
+    }
+    vt_linear_backward(w->dxn, gw ? gw->w_gate : NULL, w->dqkv, tp->xn_mlp, wt->w_gate, rows, c->dim, 2 * ffn, 0.0f);
+    vt_rmsnorm_backward(dx, gw ? gw->ffn_norm : NULL, w->dxn, tp->x_mlp, wt->ffn_norm, tp->inv_rms_mlp, rows, c->dim, 1);
+}
+
+void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, int l1, float *dx, int B, int T,
+                        const vt_gates *g, const vt_tape *tp, float *dz, vt_model *dw) {
+    for (int l = l1 - 1; l >= l0; l--) {
+        if (m->cfg.layers[l].ffn) mlp_backward(m, w, l, dx, B, T, g, &tp->layers[l], dz, dw);
+        if (m->cfg.layers[l].n_heads) attention_backward(m, f, w, l, dx, B, T, g, &tp->layers[l], dz, dw);
+    }
+}
+
+void vt_embed_backward(const vt_model *m, const int32_t *tokens, int B, int T, const float *dx, float *dz,
+                       size_t stride) {
+    size_t d = (size_t)m->cfg.dim;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            size_t r = (size_t)b * T + t;
+            const float *e = m->embed + (size_t)tokens[r] * d;
+            for (size_t i = 0; i < d; i++) dz[(size_t)b * stride + i] += dx[r * d + i] * e[i];
+        }
+}

@@ -1,0 +1,420 @@
+/* test_backward.c — finite-difference gradient checks (in double precision, on the independent
+ * reference of ref_model.c) for every backward op and for whole gated models: gates, mask
+ * parameters (through sampling), weights, and the losses. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backward.h"
+#include "forward.h"
+#include "loss.h"
+#include "masks.h"
+#include "ref_model.h"
+#include "testutil.h"
+
+static double urand(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return ((*s >> 8) & 0xFFFFFF) / (double)0x1000000 - 0.5;
+}
+
+/* max |a - b| <= tol * max |b| (b: the finite-difference reference). */
+static void assert_grad(const char *what, const double *analytic, const double *fd, size_t n, double tol) {
+    double err = 0, scale = 1e-8;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs(fd[i]));
+        if (fabs(analytic[i] - fd[i]) > err) {
+            err = fabs(analytic[i] - fd[i]);
+            worst = i;
+        }
+    }
+    if (err > tol * scale)
+        fail_msg("%s: gradient %zu: analytic %.8g vs finite difference %.8g (max error %.3g > %.3g x %.3g)", what, worst,
+                 analytic[worst], fd[worst], err, tol, scale);
+}
+
+/* ---- op-level checks ---- */
+
+static double ref_rmsnorm_loss(const double *x, const double *w, const double *g, int rows, int d, double eps) {
+    double L = 0;
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < d; i++) ss += x[r * d + i] * x[r * d + i];
+        double s = 1 / sqrt(ss / d + eps);
+        for (int i = 0; i < d; i++) L += g[r * d + i] * x[r * d + i] * s * w[i];
+    }
+    return L;
+}
+
+static void test_rmsnorm_backward(void **st) {
+    (void)st;
+    enum { R = 3, D = 7 };
+    unsigned s = 1;
+    float x[R * D], w[D], g[R * D], out[R * D], inv[R], dx[R * D], dw[D] = {0};
+    double xd[R * D], wd[D], gd[R * D], a[R * D + D], fd[R * D + D], h = 1e-6;
+    for (int i = 0; i < R * D; i++) xd[i] = x[i] = (float)urand(&s) * 2, gd[i] = g[i] = (float)urand(&s);
+    for (int i = 0; i < D; i++) wd[i] = w[i] = 1.0f + (float)urand(&s);
+    vt_rmsnorm(out, x, w, R, D, 1e-5f, inv);
+    vt_rmsnorm_backward(dx, dw, g, x, w, inv, R, D, 0);
+    for (int i = 0; i < R * D; i++) {
+        a[i] = dx[i];
+        double keep = xd[i];
+        xd[i] = keep + h;
+        double up = ref_rmsnorm_loss(xd, wd, gd, R, D, 1e-5);
+        xd[i] = keep - h;
+        fd[i] = (up - ref_rmsnorm_loss(xd, wd, gd, R, D, 1e-5)) / (2 * h);
+        xd[i] = keep;
+    }
+    for (int i = 0; i < D; i++) {
+        a[R * D + i] = dw[i];
+        double keep = wd[i];
+        wd[i] = keep + h;
+        double up = ref_rmsnorm_loss(xd, wd, gd, R, D, 1e-5);
+        wd[i] = keep - h;
+        fd[R * D + i] = (up - ref_rmsnorm_loss(xd, wd, gd, R, D, 1e-5)) / (2 * h);
+        wd[i] = keep;
+    }
+    assert_grad("rmsnorm", a, fd, R * D + D, 1e-4);
+}
+
+static void test_linear_backward(void **st) {
+    (void)st;
+    enum { R = 4, I = 5, O = 3 };
+    unsigned s = 2;
+    float x[R * I], w[O * I], dy[R * O], dx[R * I], dw[O * I] = {0};
+    for (int i = 0; i < R * I; i++) x[i] = (float)urand(&s);
+    for (int i = 0; i < O * I; i++) w[i] = (float)urand(&s);
+    for (int i = 0; i < R * O; i++) dy[i] = (float)urand(&s);
+    vt_linear_backward(dx, dw, dy, x, w, R, I, O, 0.0f);
+    /* L = sum dy o (x W^T) is bilinear: the finite difference is exact up to rounding. */
+    double a[R * I + O * I], fd[R * I + O * I];
+    for (int k = 0; k < R * I + O * I; k++) {
+        double L[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            double xd[R * I], wd[O * I], h = sgn ? -1e-3 : 1e-3;
+            for (int i = 0; i < R * I; i++) xd[i] = x[i] + (k == i ? h : 0);
+            for (int i = 0; i < O * I; i++) wd[i] = w[i] + (k == R * I + i ? h : 0);
+            L[sgn] = 0;
+            for (int r = 0; r < R; r++)
+                for (int o = 0; o < O; o++) {
+                    double y = 0;
+                    for (int i = 0; i < I; i++) y += xd[r * I + i] * wd[o * I + i];
+                    L[sgn] += dy[r * O + o] * y;
+                }
+        }
+        fd[k] = (L[0] - L[1]) / 2e-3;
+        a[k] = k < R * I ? dx[k] : dw[k - R * I];
+    }
+    assert_grad("linear", a, fd, R * I + O * I, 1e-5);
+}
+
+static void test_losses_backward(void **st) {
+    (void)st;
+    enum { R = 3, V = 11 };
+    unsigned s = 3;
+    float sl[R * V], tl[R * V], d[R * V];
+    double sd[R * V], td[R * V], a[R * V], fd[R * V], h = 1e-6;
+    int32_t tg[R] = {4, -1, 9};
+    for (int i = 0; i < R * V; i++) sd[i] = sl[i] = (float)urand(&s) * 6, td[i] = tl[i] = (float)urand(&s) * 6;
+    /* distillation at temperature 2, weight 0.7 */
+    memset(d, 0, sizeof d);
+    double L = vt_loss_distill(sl, tl, R, V, 2.0f, 0.75f, d);
+    double Lr = ref_distill(sd, td, R, V, 2.0, 0.75);
+    if (fabs(L - Lr) > 1e-9 * fmax(1, fabs(L))) fail_msg("distillation %.12g vs reference %.12g", L, Lr);
+    for (int i = 0; i < R * V; i++) {
+        a[i] = d[i];
+        double keep = sd[i];
+        sd[i] = keep + h;
+        double up = ref_distill(sd, td, R, V, 2.0, 0.75);
+        sd[i] = keep - h;
+        fd[i] = (up - ref_distill(sd, td, R, V, 2.0, 0.75)) / (2 * h);
+        sd[i] = keep;
+    }
+    assert_grad("distillation", a, fd, R * V, 1e-4);
+    /* identical student and teacher: zero loss, zero gradient */
+    memset(d, 0, sizeof d);
+    assert_true(fabs(vt_loss_distill(tl, tl, R, V, 2.0f, 1.0f, d)) < 1e-9);
+    for (int i = 0; i < R * V; i++) assert_true(fabsf(d[i]) < 1e-7f);
+    /* cross-entropy (row 1 unscored) */
+    memset(d, 0, sizeof d);
+    double ce = vt_loss_ce(sl, tg, R, V, 1.5f, d);
+    for (int i = 0; i < R * V; i++) {
+        a[i] = d[i];
+        double Lp[2];
+        for (int sg = 0; sg < 2; sg++) {
+            double tot = 0;
+            for (int r = 0; r < R; r++) {
+                if (tg[r] < 0) continue;
+                double mx = -1e300, z = 0;
+                for (int v = 0; v < V; v++) mx = fmax(mx, sd[r * V + v] + (r * V + v == i ? (sg ? -h : h) : 0));
+                for (int v = 0; v < V; v++) z += exp(sd[r * V + v] + (r * V + v == i ? (sg ? -h : h) : 0) - mx);
+                tot += mx + log(z) - (sd[r * V + tg[r]] + (r * V + tg[r] == i ? (sg ? -h : h) : 0));
+            }
+            Lp[sg] = 1.5 * tot / 2;
+        }
+        fd[i] = (Lp[0] - Lp[1]) / (2 * h);
+        if (i == 0) {
+            double tot = 0;
+            for (int r = 0; r < R; r++) {
+                if (tg[r] < 0) continue;
+                double mx = -1e300, z = 0;
+                for (int v = 0; v < V; v++) mx = fmax(mx, sd[r * V + v]);
+                for (int v = 0; v < V; v++) z += exp(sd[r * V + v] - mx);
+                tot += mx + log(z) - sd[r * V + tg[r]];
+            }
+            assert_true(fabs(ce - 1.5 * tot / 2) < 1e-9);
+        }
+    }
+    assert_grad("cross-entropy", a, fd, R * V, 1e-4);
+    /* MSE */
+    memset(d, 0, sizeof d);
+    double mse = vt_loss_mse(sl, tl, R * V, 0.5f, d), want = 0;
+    for (int i = 0; i < R * V; i++) want += 0.5 * (sd[i] - td[i]) * (sd[i] - td[i]) / (R * V);
+    assert_true(fabs(mse - want) < 1e-9 * fmax(1, want));
+    for (int i = 0; i < R * V; i++) assert_true(fabs(d[i] - 0.5 * 2 * (sd[i] - td[i]) / (R * V)) < 1e-6);
+}
+
+/* KL term and gate sampling: gradients with respect to mu and logvar. */
+static void test_kl_and_sampling_backward(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    vt_masks mk;
+    assert_int_equal(vt_masks_init(&mk, &c, 5), 0);
+    unsigned s = 9;
+    for (size_t i = 0; i < mk.n; i++) {
+        mk.mu[i] = (float)(1.0 + urand(&s));
+        mk.logvar[i] = (float)(-2.0 + 2 * urand(&s));
+    }
+    double mult[VT_N_GROUPS] = {1.0, 2.0, 0.5, 3.0}, beta = 0.3;
+    vt_masks_zero_grad(&mk);
+    double kl = vt_masks_kl(&mk, mult, beta);
+    double *a = malloc(sizeof(double) * 2 * mk.n), *fd = malloc(sizeof(double) * 2 * mk.n), want = 0, h = 1e-6;
+    for (size_t i = 0; i < mk.n; i++) {
+        double mu = mk.mu[i], lv = mk.logvar[i], w = beta * mult[mk.group[i]];
+        want += w * 0.5 * log1p(mu * mu * exp(-lv));
+        a[i] = mk.g_mu[i];
+        a[mk.n + i] = mk.g_logvar[i];
+        fd[i] = w * 0.5 * (log1p((mu + h) * (mu + h) * exp(-lv)) - log1p((mu - h) * (mu - h) * exp(-lv))) / (2 * h);
+        fd[mk.n + i] = w * 0.5 * (log1p(mu * mu * exp(-(lv + h))) - log1p(mu * mu * exp(-(lv - h)))) / (2 * h);
+    }
+    assert_true(fabs(kl - want) < 1e-5 * want);
+    assert_grad("KL", a, fd, 2 * mk.n, 1e-4);
+    /* L = sum_b,i c_bi z_bi with z = mu + exp(logvar/2) eps */
+    int B = 2;
+    int64_t ids[2] = {17, 4};
+    float *z = malloc(sizeof(float) * B * mk.n), *eps = malloc(sizeof(float) * B * mk.n);
+    float *cz = malloc(sizeof(float) * B * mk.n);
+    vt_masks_sample(&mk, 11, 3, ids, B, z, eps);
+    for (size_t i = 0; i < B * mk.n; i++) cz[i] = (float)urand(&s);
+    vt_masks_zero_grad(&mk);
+    vt_masks_backward(&mk, B, eps, cz);
+    for (size_t i = 0; i < mk.n; i++) {
+        double gm = 0, gl = 0;
+        for (int b = 0; b < B; b++) {
+            double e = eps[b * mk.n + i], lv = mk.logvar[i];
+            gm += cz[b * mk.n + i];
+            gl += cz[b * mk.n + i] * e * (exp(0.5 * (lv + h)) - exp(0.5 * (lv - h))) / (2 * h);
+        }
+        a[i] = mk.g_mu[i];
+        a[mk.n + i] = mk.g_logvar[i];
+        fd[i] = gm;
+        fd[mk.n + i] = gl;
+    }
+    assert_grad("gate sampling", a, fd, 2 * mk.n, 1e-4);
+    /* noise is a pure function of (seed, step, sample, unit) */
+    float *z2 = malloc(sizeof(float) * mk.n), *e2 = malloc(sizeof(float) * mk.n);
+    vt_masks_sample(&mk, 11, 3, &ids[1], 1, z2, e2);
+    assert_memory_equal(e2, eps + mk.n, sizeof(float) * mk.n);
+    free(z2); free(e2); free(z); free(eps); free(cz); free(a); free(fd);
+    vt_masks_free(&mk);
+    vt_config_free(&c);
+}
+
+/* ---- whole gated models ---- */
+
+typedef struct {
+    vt_model *m;
+    vt_masks *mk;
+    const int32_t *tok;
+    int B, T;
+    double temperature;
+    const double *teacher; /* [B*T, vocab] */
+} ref_problem;
+
+static double ref_loss(const ref_problem *p, const ref_model *r, const double *z) {
+    size_t rows = (size_t)p->B * p->T;
+    double *lg = malloc(sizeof(double) * rows * p->m->cfg.vocab);
+    ref_forward(r, p->mk, z, p->tok, p->B, p->T, lg, NULL);
+    double L = ref_distill(lg, p->teacher, (int)rows, p->m->cfg.vocab, p->temperature, 1.0);
+    free(lg);
+    return L;
+}
+
+static void check_model(vt_config *c, int train_weights) {
+    vt_model m;
+    tu_random_model(&m, c, 23);
+    vt_masks mk;
+    assert_int_equal(vt_masks_init(&mk, c, 3), 0);
+    unsigned s = 77;
+    for (size_t i = 0; i < mk.n; i++) {
+        mk.mu[i] = (float)(1.0 + 0.6 * urand(&s));
+        mk.logvar[i] = (float)(-3.0 + urand(&s));
+    }
+    enum { B = 2, T = 6 };
+    int32_t tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((unsigned)(i * 7 + 3) % (unsigned)c->vocab);
+    int64_t ids[B] = {0, 1};
+    size_t n = mk.n, rows = B * T, V = (size_t)c->vocab, d = (size_t)c->dim;
+    float *z = malloc(sizeof(float) * B * n), *eps = malloc(sizeof(float) * B * n), *dz = calloc(B * n, sizeof(float));
+    vt_masks_sample(&mk, 1, 0, ids, B, z, eps);
+
+    /* Our pass: teacher (no gates), gated student with tape, distillation, backward. */
+    vt_fwd f;
+    vt_tape tape;
+    vt_bwd bw;
+    assert_int_equal(vt_fwd_init(&f, &m, B, T, T), 0);
+    assert_int_equal(vt_tape_init(&tape, &m, B, T), 0);
+    assert_int_equal(vt_bwd_init(&bw, &m, B, T), 0);
+    float *x = malloc(sizeof(float) * rows * d), *teach = malloc(sizeof(float) * rows * V);
+    float *logits = malloc(sizeof(float) * rows * V), *dl = calloc(rows * V, sizeof(float));
+    vt_embed(&m, tok, (int)rows, x);
+    vt_layers_forward(&m, &f, 0, c->n_layers, x, B, T, 0);
+    vt_head_forward(&m, &f, x, (int)rows, teach);
+    vt_gates g = {&mk, z, n};
+    vt_embed_gated(&m, tok, B, T, &g, x);
+    vt_layers_forward_ex(&m, &f, 0, c->n_layers, x, B, T, 0, &g, &tape);
+    vt_head_forward_ex(&m, &f, x, (int)rows, logits, &tape);
+    double L = vt_loss_distill(logits, teach, (int)rows, c->vocab, 2.0f, 1.0f, dl);
+    vt_model dw;
+    if (train_weights) assert_int_equal(vt_model_alloc(&dw, c, vt_load_all()), 0);
+    vt_head_backward(&m, &bw, &tape, dl, (int)rows, x, train_weights ? &dw : NULL);
+    vt_layers_backward(&m, &f, &bw, 0, c->n_layers, x, B, T, &g, &tape, dz, train_weights ? &dw : NULL);
+    vt_embed_backward(&m, tok, B, T, x, dz, n);
+    vt_masks_zero_grad(&mk);
+    vt_masks_backward(&mk, B, eps, dz);
+
+    /* Reference: the same loss in double. */
+    double *teacher = malloc(sizeof(double) * rows * V), *zd = malloc(sizeof(double) * B * n);
+    for (size_t i = 0; i < rows * V; i++) teacher[i] = teach[i];
+    for (size_t i = 0; i < B * n; i++) zd[i] = z[i];
+    ref_problem p = {&m, &mk, tok, B, T, 2.0, teacher};
+    ref_model r;
+    ref_model_init(&r, &m);
+    double Lref = ref_loss(&p, &r, zd), h = 1e-5;
+    if (fabs(L - Lref) > 1e-4 * fmax(1e-3, fabs(Lref))) fail_msg("loss %.9g vs reference %.9g", L, Lref);
+
+    /* gate values */
+    double *a = malloc(sizeof(double) * B * n), *fd = malloc(sizeof(double) * B * n);
+    for (size_t i = 0; i < B * n; i++) {
+        double keep = zd[i];
+        zd[i] = keep + h;
+        double up = ref_loss(&p, &r, zd);
+        zd[i] = keep - h;
+        fd[i] = (up - ref_loss(&p, &r, zd)) / (2 * h);
+        zd[i] = keep;
+        a[i] = dz[i];
+    }
+    assert_grad("gates", a, fd, B * n, 1e-4);
+    /* mu and logvar through the sampled gates */
+    for (int which = 0; which < 2; which++) {
+        for (size_t i = 0; i < n; i++) {
+            double v[2];
+            for (int sg = 0; sg < 2; sg++) {
+                double mu = mk.mu[i] + (which == 0 ? (sg ? -h : h) : 0);
+                double lv = mk.logvar[i] + (which == 1 ? (sg ? -h : h) : 0);
+                for (int b = 0; b < B; b++) zd[b * n + i] = mu + exp(0.5 * lv) * eps[b * n + i];
+                v[sg] = ref_loss(&p, &r, zd);
+            }
+            for (int b = 0; b < B; b++) zd[b * n + i] = z[b * n + i];
+            fd[i] = (v[0] - v[1]) / (2 * h);
+            a[i] = which ? mk.g_logvar[i] : mk.g_mu[i];
+        }
+        assert_grad(which ? "logvar" : "mu", a, fd, n, 1e-4);
+    }
+    /* weights: every 5th entry of every layer tensor and the head */
+    if (train_weights) {
+        for (int l = 0; l < c->n_layers; l++) {
+            const float *ws[9] = {m.layers[l].attn_norm, m.layers[l].wq, m.layers[l].wk, m.layers[l].wv, m.layers[l].wo,
+                                  m.layers[l].ffn_norm, m.layers[l].w_gate, m.layers[l].w_up, m.layers[l].w_down};
+            float *gs[9] = {dw.layers[l].attn_norm, dw.layers[l].wq, dw.layers[l].wk, dw.layers[l].wv, dw.layers[l].wo,
+                            dw.layers[l].ffn_norm, dw.layers[l].w_gate, dw.layers[l].w_up, dw.layers[l].w_down};
+            const vt_layer_shape *sh = &c->layers[l];
+            size_t q = (size_t)sh->n_heads * c->head_dim, kv = (size_t)sh->n_kv_heads * c->head_dim, F = (size_t)sh->ffn;
+            size_t sizes[9] = {d, q * d, kv * d, kv * d, d * q, d, F * d, F * d, d * F};
+            for (int t = 0; t < 9; t++) {
+                if (!ws[t]) continue;
+                size_t cnt = 0;
+                for (size_t e = 0; e < sizes[t]; e += 5, cnt++) {
+                    size_t o = ref_offset(&r, ws[t]) + e;
+                    double keep = r.w[o];
+                    r.w[o] = keep + h;
+                    double up = ref_loss(&p, &r, zd);
+                    r.w[o] = keep - h;
+                    fd[cnt] = (up - ref_loss(&p, &r, zd)) / (2 * h);
+                    r.w[o] = keep;
+                    a[cnt] = gs[t][e];
+                }
+                assert_grad("layer weight", a, fd, cnt, 1e-4);
+            }
+        }
+        size_t cnt = 0;
+        for (size_t e = 0; e < (size_t)c->dim; e++, cnt++) {
+            size_t o = ref_offset(&r, m.final_norm) + e;
+            double keep = r.w[o];
+            r.w[o] = keep + h;
+            double up = ref_loss(&p, &r, zd);
+            r.w[o] = keep - h;
+            fd[cnt] = (up - ref_loss(&p, &r, zd)) / (2 * h);
+            r.w[o] = keep;
+            a[cnt] = dw.final_norm[e];
+        }
+        assert_grad("final norm", a, fd, cnt, 1e-4);
+        vt_model_free(&dw);
+    }
+    ref_model_free(&r);
+    free(a); free(fd); free(teacher); free(zd); free(x); free(teach); free(logits); free(dl);
+    free(z); free(eps); free(dz);
+    vt_bwd_free(&bw);
+    vt_tape_free(&tape);
+    vt_fwd_free(&f);
+    vt_masks_free(&mk);
+    vt_model_free(&m);
+}
+
+static void test_model_all_groups(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c); /* 2 layers, GQA 4/2 heads */
+    check_model(&c, 1);
+    vt_config_free(&c);
+}
+
+static void test_model_rotate_half_gates_only(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    c.rope = VT_ROPE_HALF;
+    check_model(&c, 0);
+    vt_config_free(&c);
+}
+
+static void test_model_pruned_blocks(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    c.layers[0] = (vt_layer_shape){2, 1, 0}; /* attention only */
+    c.layers[1] = (vt_layer_shape){0, 0, 9}; /* MLP only */
+    check_model(&c, 1);
+    vt_config_free(&c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rmsnorm_backward),       cmocka_unit_test(test_linear_backward),
+        cmocka_unit_test(test_losses_backward),        cmocka_unit_test(test_kl_and_sampling_backward),
+        cmocka_unit_test(test_model_all_groups),       cmocka_unit_test(test_model_rotate_half_gates_only),
+        cmocka_unit_test(test_model_pruned_blocks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
