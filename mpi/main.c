@@ -13,6 +13,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"prune", vt_cmd_prune, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
     {"inspect", vt_cmd_inspect, "architecture, per-layer sizes, dtype and parameter counts of a checkpoint"},
     {"generate", vt_cmd_generate, "generate text from a prompt"},
     {"eval", vt_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},
@@ -33,6 +34,18 @@ static int launched_by_mpi(void) {
 }
 
 int main(int argc, char **argv) {
+    /* `vtrans-dist --config FILE ...` means prune. */
+    static char prune_name[] = "prune";
+    char **args = NULL;
+    if (argc >= 2 && strncmp(argv[1], "--config", 8) == 0) {
+        args = malloc(sizeof(char *) * (size_t)(argc + 2));
+        if (!args) return 1;
+        args[0] = argv[0];
+        args[1] = prune_name;
+        memcpy(args + 2, argv + 1, sizeof(char *) * (size_t)argc); /* includes the NULL terminator */
+        argc++;
+        argv = args;
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -59,5 +72,6 @@ int main(int argc, char **argv) {
         rc = cmd->run(argc - 1, argv + 1);
     }
     if (use_mpi) MPI_Finalize();
+    free(args);
     return rc;
 }

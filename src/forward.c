@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fastexp.h"
 
 void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int n_out, float beta) {
     float one = 1.0f;
@@ -184,8 +185,10 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
                 int n = pos0 + t + 1; /* causal: positions 0..pos0+t */
                 float mx = sr[0];
                 for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
+                for (int j = 0; j < n; j++) sr[j] = sr[j] - mx < -87.0f ? -87.0f : sr[j] - mx;
+                vt_exp_nonpositive(sr, n);
                 float sum = 0.0f;
-                for (int j = 0; j < n; j++) sum += (sr[j] = expf(sr[j] - mx));
+                for (int j = 0; j < n; j++) sum += sr[j];
                 float inv = 1.0f / sum;
                 for (int j = 0; j < n; j++) sr[j] *= inv;
                 for (int j = n; j < ctx; j++) sr[j] = 0.0f;

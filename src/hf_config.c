@@ -91,7 +91,7 @@ static int parse_config(const char *path, json_t *root, vt_config *c, int *decla
         if (json_is_true(v))
             return vt_fail("%s: \"%s\" is true; LLaMA layers with biases are not supported", path, bias_keys[i]);
     }
-    double eps, theta;
+    double eps = 0.0, theta = 0.0;
     if (get_int(path, root, "hidden_size", 1, 0, &c->dim) ||
         get_int(path, root, "intermediate_size", 1, 0, &c->ffn_dim) ||
         get_int(path, root, "num_attention_heads", 1, 0, &c->n_heads) ||

@@ -86,8 +86,7 @@ int vt_hf_write_index(const char *path, const vt_hf_tensor *t, int n, const int 
     return rc;
 }
 
-/* Writes the files of the checkpoint into dir (the temporary directory). */
-static int write_files(const vt_model *m, const char *dir, vt_dtype dtype, size_t shard_bytes, const char *tokenizer) {
+int vt_hf_write_files(const vt_model *m, const char *dir, vt_dtype dtype, size_t shard_bytes, const char *tokenizer) {
     char path[4096], name[64];
     if (vt_path_join(path, sizeof path, dir, "config.json") || vt_hf_config_write(path, &m->cfg, dtype)) return -1;
     vt_hf_tensor *t = NULL;
@@ -126,7 +125,7 @@ int vt_hf_write(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t s
     if (vt_config_validate(&m->cfg, out_dir)) return -1;
     vt_outdir o;
     if (vt_outdir_begin(&o, out_dir, 0)) return -1;
-    if (write_files(m, o.tmp, dtype, shard_bytes, tokenizer_path) || vt_outdir_commit(&o)) {
+    if (vt_hf_write_files(m, o.tmp, dtype, shard_bytes, tokenizer_path) || vt_outdir_commit(&o)) {
         vt_outdir_abort(&o);
         return -1;
     }

@@ -36,5 +36,8 @@ int vt_hf_write_index(const char *path, const vt_hf_tensor *t, int n, const int 
  * is refused. */
 int vt_hf_write(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t shard_bytes,
                 const char *tokenizer_path);
+/* The files of vt_hf_write, into an existing directory (the caller's temporary vt_outdir, so it
+ * can add more files, e.g. a run report, before committing). */
+int vt_hf_write_files(const vt_model *m, const char *dir, vt_dtype dtype, size_t shard_bytes, const char *tokenizer);
 
 #endif

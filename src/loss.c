@@ -1,4 +1,4 @@
-/* loss.c — distillation, cross-entropy and MSE losses with gradients (double accumulation). */
+/* loss.c — distillation and cross-entropy losses with gradients (double accumulation). */
 #include "loss.h"
 
 #include <math.h>
@@ -47,16 +47,6 @@ double vt_loss_ce(const float *logits, const int32_t *targets, int rows, int voc
         total += lz - x[targets[r]];
         for (int i = 0; i < vocab; i++) d[i] += (float)(scale * exp(x[i] - lz));
         d[targets[r]] -= (float)scale;
-    }
-    return total * scale;
-}
-
-double vt_loss_mse(const float *a, const float *b, size_t n, float weight, float *da) {
-    double total = 0.0, scale = weight / (double)n;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)a[i] - b[i];
-        total += e * e;
-        da[i] += (float)(2.0 * scale * e);
     }
     return total * scale;
 }

@@ -1,0 +1,208 @@
+/* prune_run.c — the single-process pruning driver behind `vtrans-dist prune`. */
+#include "prune_run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "baselines.h"
+#include "budget.h"
+#include "calib.h"
+#include "data.h"
+#include "error.h"
+#include "eval.h"
+#include "fsutil.h"
+#include "hf_writer.h"
+#include "model.h"
+#include "report.h"
+#include "tokenizer.h"
+#include "vib_train.h"
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, double target) {
+    vt_vib_params p;
+    memset(&p, 0, sizeof p);
+    p.kind = kind;
+    p.target_fraction = target;
+    p.round_to = rc->budget_round_to;
+    p.ramp_fraction = rc->budget_warmup;
+    p.beta = rc->method_beta;
+    p.kl_mult[VT_GROUP_HIDDEN] = rc->method_kl_hidden;
+    p.kl_mult[VT_GROUP_HEADS] = rc->method_kl_heads;
+    p.kl_mult[VT_GROUP_FFN] = rc->method_kl_ffn;
+    p.kl_mult[VT_GROUP_BLOCKS] = rc->method_kl_blocks;
+    p.temperature = rc->method_temperature;
+    p.ce_weight = rc->method_ce_weight;
+    p.mse_weight = rc->method_mse_weight;
+    p.theta = rc->method_theta;
+    p.sharpness = rc->method_sharpness;
+    p.prune_interval = rc->method_prune_interval;
+    p.seed = rc->method_seed;
+    p.steps = rc->schedule_steps;
+    p.finetune_steps = rc->method_variant == VT_VARIANT_FASTER ? 0 : rc->schedule_finetune_steps;
+    p.batch_size = rc->schedule_batch_size;
+    p.lr_mask = rc->schedule_lr_mask;
+    p.lr_weight = rc->schedule_lr_weight;
+    p.lr_lambda = rc->schedule_lr_lambda;
+    p.clip = rc->schedule_clip;
+    p.weight_decay = rc->schedule_weight_decay;
+    p.schedule = rc->schedule_lr_schedule;
+    p.warmup_steps = rc->schedule_warmup_steps;
+    p.log_interval = rc->schedule_log_interval;
+    p.log = stderr;
+    return p;
+}
+
+static int evaluate(const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
+    vt_eval_result r;
+    if (vt_eval_stream(m, ids->ids, ids->n, window, 0, &r, NULL, NULL)) return vt_fail_context("evaluating %s", what);
+    fprintf(stderr, "eval %s: ppl %.4f over %zu tokens (%.1f s)\n", what, r.ppl, r.tokens, r.seconds);
+    *ppl = r.ppl;
+    return 0;
+}
+
+int vt_prune_run(const vt_run_config *rc) {
+    double t0 = seconds_now();
+    int rc_out = -1, have_tok = 0;
+    vt_tokenizer tok;
+    vt_tokens calib_ids = {0}, eval_ids = {0};
+    vt_model model, pruned;
+    memset(&model, 0, sizeof model);
+    memset(&pruned, 0, sizeof pruned);
+    vt_vib_result vib;
+    memset(&vib, 0, sizeof vib);
+    json_t *report = NULL;
+    char tok_path[4096];
+
+    vt_budget_kind kind = rc->budget_params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
+    double target = rc->budget_params > 0 ? rc->budget_params : rc->budget_flops;
+    double ctx = vt_mean_ctx(rc->data_seq_len);
+
+    if (vt_tokenizer_locate(rc->model_path, rc->model_tokenizer[0] ? rc->model_tokenizer : NULL, tok_path,
+                            sizeof tok_path) == 0) {
+        if (vt_tokenizer_load(&tok, tok_path)) return -1;
+        have_tok = 1;
+    } else if (rc->model_tokenizer[0]) {
+        return -1;
+    }
+    if (vt_model_load(&model, rc->model_path, vt_load_all())) goto done;
+    /* Impossible budgets are refused before any work. */
+    double dense = vt_structure_size(&model.cfg, kind, ctx);
+    double min_size = vt_budget_min_size(&model.cfg, kind, ctx, rc->budget_round_to);
+    if (target * dense < min_size) {
+        vt_fail("%s: budget.%s = %g is below the smallest model the structure allows (%.4g of the dense size)",
+                rc->source[0] ? rc->source : "configuration", kind == VT_BUDGET_PARAMS ? "params" : "flops", target,
+                min_size / dense);
+        goto done;
+    }
+    if (vt_data_tokens(rc->data_calib, have_tok ? &tok : NULL, &calib_ids)) goto done;
+    if (rc->data_eval[0] && vt_data_tokens(rc->data_eval, have_tok ? &tok : NULL, &eval_ids)) goto done;
+    vt_calib calib;
+    if (vt_calib_init(&calib, calib_ids.ids, calib_ids.n, rc->data_fraction, rc->data_seq_len,
+                      (size_t)rc->data_max_sequences))
+        goto done;
+    for (size_t i = 0; i < calib_ids.n; i++)
+        if (calib_ids.ids[i] < 0 || calib_ids.ids[i] >= model.cfg.vocab) {
+            vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data_calib, i,
+                    calib_ids.ids[i], model.cfg.vocab);
+            goto done;
+        }
+    fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
+            rc->model_path, vt_params_total(&model.cfg), vt_method_name(rc->method_name),
+            rc->method_name == VT_METHOD_VIB ? vt_variant_name(rc->method_variant) : "",
+            100.0 * target, kind == VT_BUDGET_PARAMS ? "parameters" : "FLOPs", calib.n_seq, calib.seq_len);
+
+    double ppl_before = NAN, ppl_after = NAN;
+    if (eval_ids.n && evaluate(&model, &eval_ids, rc->data_eval_window, "before", &ppl_before)) goto done;
+
+    double t_prune = seconds_now();
+    long steps = 0, tokens = 0;
+    if (rc->method_name == VT_METHOD_VIB) {
+        vt_vib_params p = vib_params(rc, kind, target);
+        if (vt_vib_prune(&model, &calib, &p, &vib)) goto done;
+        pruned = vib.pruned;
+        memset(&vib.pruned, 0, sizeof vib.pruned);
+        steps = vib.steps;
+        tokens = vib.tokens;
+    } else {
+        vt_score_kind sk = rc->method_name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
+                           : rc->method_name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
+                                                                  : VT_SCORE_TAYLOR;
+        int batches = sk == VT_SCORE_TAYLOR ? rc->method_taylor_batches : 0;
+        if (vt_baseline_prune(&model, sk, &calib, batches, rc->schedule_batch_size, rc->method_seed, kind,
+                              target * dense, ctx, rc->budget_round_to, &pruned))
+            goto done;
+        steps = batches;
+        tokens = (long)batches * rc->schedule_batch_size * rc->data_seq_len;
+    }
+    double prune_seconds = seconds_now() - t_prune;
+    if (eval_ids.n && evaluate(&pruned, &eval_ids, rc->data_eval_window, "after", &ppl_after)) goto done;
+
+    /* The report. */
+    report = vt_report_structure(&model.cfg, &pruned.cfg, ctx);
+    json_object_set_new(report, "method", json_string(vt_method_name(rc->method_name)));
+    if (rc->method_name == VT_METHOD_VIB)
+        json_object_set_new(report, "variant", json_string(vt_variant_name(rc->method_variant)));
+    json_t *budget = json_object();
+    json_object_set_new(budget, "kind", json_string(kind == VT_BUDGET_PARAMS ? "params" : "flops"));
+    json_object_set_new(budget, "target", json_real(target));
+    json_object_set_new(budget, "achieved", json_real(vt_structure_size(&pruned.cfg, kind, ctx) / dense));
+    json_object_set_new(report, "budget", budget);
+    json_object_set_new(report, "ppl_before", isnan(ppl_before) ? json_null() : json_real(ppl_before));
+    json_object_set_new(report, "ppl_after", isnan(ppl_after) ? json_null() : json_real(ppl_after));
+    json_object_set_new(report, "eval_window", json_integer(rc->data_eval_window));
+    json_object_set_new(report, "steps", json_integer(steps));
+    json_object_set_new(report, "tokens", json_integer(tokens));
+    json_object_set_new(report, "prune_seconds", json_real(prune_seconds));
+    json_object_set_new(report, "wall_seconds", json_real(seconds_now() - t0));
+    if (vib.n_records) {
+        json_t *curve = json_array();
+        for (size_t i = 0; i < vib.n_records; i++) {
+            const vt_train_record *r = &vib.records[i];
+            json_t *e = json_object();
+            json_object_set_new(e, "phase", json_string(r->phase ? "finetune" : "masks"));
+            json_object_set_new(e, "step", json_integer(r->step + 1));
+            json_object_set_new(e, "kd", json_real(r->kd));
+            json_object_set_new(e, "kl", json_real(r->kl));
+            json_object_set_new(e, "budget", json_real(r->budget));
+            json_object_set_new(e, "size", json_real(r->size));
+            json_object_set_new(e, "target", json_real(r->target));
+            json_object_set_new(e, "seconds", json_real(r->seconds));
+            json_array_append_new(curve, e);
+        }
+        json_object_set_new(report, "losses", curve);
+        json_object_set_new(report, "final_kd", json_real(vib.final_kd));
+    }
+    json_object_set_new(report, "config", vt_run_config_json(rc));
+
+    /* The checkpoint directory appears only when complete. */
+    vt_outdir o;
+    char path[4096];
+    if (vt_outdir_begin(&o, rc->output_dir, rc->output_overwrite)) goto done;
+    if (vt_hf_write_files(&pruned, o.tmp, rc->output_dtype, (size_t)rc->output_shard_size, have_tok ? tok_path : NULL) ||
+        vt_path_join(path, sizeof path, o.tmp, "vtrans_report.json") || vt_report_write(report, path) ||
+        vt_outdir_commit(&o)) {
+        vt_outdir_abort(&o);
+        goto done;
+    }
+    vt_report_print_table(stdout, &model.cfg, &pruned.cfg, ppl_before, ppl_after);
+    printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", rc->output_dir, vt_dtype_name(rc->output_dtype),
+           seconds_now() - t0);
+    rc_out = 0;
+done:
+    json_decref(report);
+    vt_vib_result_free(&vib);
+    if (pruned.arena) vt_model_free(&pruned);
+    if (model.arena) vt_model_free(&model);
+    vt_tokens_free(&calib_ids);
+    vt_tokens_free(&eval_ids);
+    if (have_tok) vt_tokenizer_free(&tok);
+    return rc_out;
+}

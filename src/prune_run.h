@@ -1,0 +1,11 @@
+/* prune_run.h — one pruning run in one process: load, evaluate, prune by the configured method,
+ * evaluate again, write the pruned checkpoint with its report atomically. */
+#ifndef VT_PRUNE_RUN_H
+#define VT_PRUNE_RUN_H
+
+#include "run_config.h"
+
+/* rc must have passed vt_run_config_validate. Progress goes to stderr, the summary to stdout. */
+int vt_prune_run(const vt_run_config *rc);
+
+#endif

@@ -1,0 +1,57 @@
+/* vib_train.h — VTrans pruning in one process: the mask phase (VIB gates trained by distillation,
+ * KL and the budget Lagrangian, with iterative hard pruning), the global keep decision, and for
+ * the full/fast variants joint fine-tuning of the kept weights and gates; the result is sliced
+ * into a smaller model. */
+#ifndef VT_VIB_TRAIN_H
+#define VT_VIB_TRAIN_H
+
+#include <stdio.h>
+
+#include "budget.h"
+#include "calib.h"
+#include "model.h"
+#include "optim.h"
+
+typedef struct {
+    vt_budget_kind kind;
+    double target_fraction; /* of the dense size */
+    int round_to;
+    double ramp_fraction;   /* of mask steps over which the target ramps down */
+    double beta, kl_mult[4];
+    double temperature, ce_weight, mse_weight, theta, sharpness;
+    int prune_interval;     /* 0: no iterative pruning */
+    uint64_t seed;
+    long steps, finetune_steps; /* finetune_steps 0: masks only (Faster-VTrans) */
+    int batch_size;
+    double lr_mask, lr_weight, lr_lambda, clip, weight_decay;
+    vt_lr_schedule schedule;
+    long warmup_steps;
+    int log_interval;       /* 0: silent */
+    FILE *log;              /* progress lines (NULL: none) */
+    FILE *jsonl;            /* machine-readable progress (NULL: none) */
+} vt_vib_params;
+
+/* One progress record. */
+typedef struct {
+    long step;
+    int phase; /* 0 masks, 1 fine-tuning */
+    double kd, ce, mse, kl, budget, size, target, lambda1, lambda2, seconds;
+} vt_train_record;
+
+typedef struct {
+    vt_model pruned;          /* the sliced model */
+    long steps, tokens;       /* optimizer steps and training tokens processed */
+    double seconds;
+    vt_train_record *records; /* one per log interval */
+    size_t n_records;
+    double final_kd;
+    size_t weight_state_bytes; /* weight gradients + optimizer moments held (0 for masks only) */
+} vt_vib_result;
+
+int vt_vib_prune(const vt_model *teacher, const vt_calib *calib, const vt_vib_params *p, vt_vib_result *out);
+void vt_vib_result_free(vt_vib_result *r);
+
+/* Mean sequence context for FLOP counts of a training/eval length L: (L + 1) / 2. */
+static inline double vt_mean_ctx(int L) { return (L + 1) / 2.0; }
+
+#endif

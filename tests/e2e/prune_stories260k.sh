@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# prune with configs/stories260k-50.ini: the checkpoint keeps at most 50% of the parameters and
+# within 2% of that; its report and config agree; inspect, eval and generate work on it; the
+# output directory appears only on success; bad configurations are refused before any work.
+set -euo pipefail
+fx=${VT_FIXTURES:?}
+src=${VT_SOURCE_DIR:?}
+[ -f "$fx/stories260K/stories260K.bin" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$src"  # configs name their files relative to the repository root
+model="$fx/stories260K/stories260K.bin"
+sets=(--set "model.path=$model" --set "model.tokenizer=$fx/stories260K/tok512.bin"
+      --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$fx/tinystories/eval.txt"
+      --set "output.dir=$work/out50")
+
+"$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" >"$work/stdout.txt" 2>"$work/stderr.txt" || {
+  echo "FAIL: prune exited non-zero"; tail -20 "$work/stderr.txt"; exit 1; }
+[ -f "$work/out50/vtrans_report.json" ] || { echo "FAIL: no report"; exit 1; }
+grep -q "step" "$work/stderr.txt" || { echo "FAIL: no progress lines"; exit 1; }
+
+/usr/bin/python3 - "$work/out50" <<'PY'
+import json, sys
+d = sys.argv[1]
+r = json.load(open(f"{d}/vtrans_report.json"))
+c = json.load(open(f"{d}/config.json"))
+before, after = r["params_before"], r["params_after"]
+assert after <= 0.5 * before, f"kept {after} of {before}: over the 50% budget"
+assert after >= 0.48 * before, f"kept {after} of {before}: more than 2% under the budget"
+for k in ("params_before", "params_after", "hidden_kept", "layers", "ppl_before", "ppl_after", "method",
+          "steps", "tokens", "wall_seconds"):
+    assert k in r, f"report lacks {k}"
+assert r["hidden_kept"] == c["hidden_size"], "report and config.json disagree on hidden size"
+L = r["layers"]
+assert len(L) == 5
+per_heads = c.get("num_attention_heads_per_layer", [c["num_attention_heads"]] * 5)
+per_ffn = c.get("intermediate_size_per_layer", [c["intermediate_size"]] * 5)
+assert [l["heads"] for l in L] == per_heads and [l["ffn"] for l in L] == per_ffn, "per-layer sizes differ"
+assert r["ppl_after"] > r["ppl_before"] > 1, (r["ppl_before"], r["ppl_after"])
+print(f"kept {after}/{before} = {after / before:.4f}; ppl {r['ppl_before']:.3f} -> {r['ppl_after']:.3f}")
+PY
+
+# The pruned checkpoint loads and runs.
+"$VT_BIN" inspect --model "$work/out50" >"$work/inspect.txt"
+"$VT_BIN" eval --model "$work/out50" --data "$fx/tinystories/eval.txt" --json >"$work/eval.json"
+/usr/bin/python3 - "$work/eval.json" "$work/out50/vtrans_report.json" <<'PY'
+import json, sys
+e, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert abs(e["ppl"] - r["ppl_after"]) <= 1e-4 * r["ppl_after"], (e["ppl"], r["ppl_after"])
+PY
+"$VT_BIN" generate --model "$work/out50" --steps 30 --temperature 0 >"$work/gen.txt"
+[ -s "$work/gen.txt" ] || { echo "FAIL: generate printed nothing"; exit 1; }
+
+# Refused before any work, with the reason, and no output directory.
+check_refused() { # message-pattern, then prune arguments
+  local pat=$1; shift
+  set +e
+  "$VT_BIN" prune "$@" >/dev/null 2>"$work/err.txt"
+  local rc=$?
+  set -e
+  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then echo "FAIL: prune $* exited $rc"; exit 1; fi
+  grep -qi -- "$pat" "$work/err.txt" || { echo "FAIL: expected '$pat' in:"; cat "$work/err.txt"; exit 1; }
+}
+check_refused "smallest" --config configs/stories260k-50.ini "${sets[@]}" --set budget.params=0.0001 --set "output.dir=$work/x1"
+check_refused "budget.params" --config configs/stories260k-50.ini "${sets[@]}" --set budget.params=1.0 --set "output.dir=$work/x2"
+check_refused "method" --config configs/stories260k-50.ini "${sets[@]}" --set method.name=magic --set "output.dir=$work/x3"
+check_refused "unknown key" --config configs/stories260k-50.ini "${sets[@]}" --set schedule.stepz=3 --set "output.dir=$work/x4"
+check_refused "missing.txt" --config configs/stories260k-50.ini "${sets[@]}" --set "data.calib=$work/missing.txt" --set "output.dir=$work/x5"
+for d in x1 x2 x3 x4 x5; do [ ! -e "$work/$d" ] || { echo "FAIL: $d was created by a refused run"; exit 1; }; done
+echo "prune_stories260k: ok"

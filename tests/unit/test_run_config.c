@@ -1,0 +1,620 @@
+/* test_run_config.c — the prune INI configuration: parsing, defaults, every error with its
+ * file:line and key, --set, validation of files, the fast-variant fraction, printing and the
+ * shipped configs (and that docs/CONFIG.md documents every key). */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fsutil.h"
+#include "run_config.h"
+
+static char *tmp;            /* this run's temporary directory */
+static char ini_path[1024];  /* tmp/run.ini */
+static char model_path[1024], calib_path[1024], eval_path[1024], tok_path[1024], out_path[1024];
+
+static int setup(void **state) {
+    (void)state;
+    tmp = tu_tempdir();
+    if (!tmp) return -1;
+    snprintf(ini_path, sizeof ini_path, "%s/run.ini", tmp);
+    snprintf(model_path, sizeof model_path, "%s/model.bin", tmp);
+    snprintf(calib_path, sizeof calib_path, "%s/calib.txt", tmp);
+    snprintf(eval_path, sizeof eval_path, "%s/eval.txt", tmp);
+    snprintf(tok_path, sizeof tok_path, "%s/tok.bin", tmp);
+    snprintf(out_path, sizeof out_path, "%s/out", tmp);
+    const char *x = "x";
+    return tu_write_file(model_path, x, 1) || tu_write_file(calib_path, x, 1) || tu_write_file(eval_path, x, 1) ||
+           tu_write_file(tok_path, x, 1);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    tu_rmtree(tmp);
+    free(tmp);
+    return 0;
+}
+
+/* Writes text as tmp/run.ini and loads it. */
+static int load_text(vt_run_config *rc, const char *text) {
+    assert_int_equal(tu_write_file(ini_path, text, strlen(text)), 0);
+    vt_error_clear();
+    return vt_run_config_load(rc, ini_path);
+}
+
+/* A complete, valid configuration naming the temporary files, with extra text appended. */
+static int load_valid(vt_run_config *rc, const char *extra) {
+    char text[16384];
+    snprintf(text, sizeof text,
+             "[model]\npath = %s\n[data]\ncalib = %s\n[budget]\nparams = 0.5\n[output]\ndir = %s\n%s", model_path,
+             calib_path, out_path, extra);
+    return load_text(rc, text);
+}
+
+#define assert_error_has(s)                                                                                       \
+    do {                                                                                                          \
+        if (!strstr(vt_error(), (s))) fail_msg("error '%s' does not contain '%s'", vt_error(), (s));              \
+    } while (0)
+
+/* "<tmp>/run.ini:<line>" */
+static const char *at_line(int line) {
+    static char buf[4200];
+    snprintf(buf, sizeof buf, "%s:%d", ini_path, line);
+    return buf;
+}
+
+static void test_defaults(void **state) {
+    (void)state;
+    vt_run_config rc;
+    vt_run_config_defaults(&rc);
+    assert_string_equal(rc.model_path, "");
+    assert_string_equal(rc.model_tokenizer, "");
+    assert_int_equal(rc.data_seq_len, 128);
+    assert_int_equal(rc.data_eval_window, 256);
+    assert_true(rc.data_fraction == 1.0);
+    assert_int_equal(rc.data_max_sequences, 0);
+    assert_true(rc.budget_params < 0 && rc.budget_flops < 0);
+    assert_int_equal(rc.budget_round_to, 1);
+    assert_true(rc.budget_warmup == 0.5);
+    assert_int_equal(rc.method_name, VT_METHOD_VIB);
+    assert_int_equal(rc.method_variant, VT_VARIANT_FASTER);
+    assert_true(rc.method_beta == 1e-4);
+    assert_true(rc.method_kl_hidden == 1 && rc.method_kl_heads == 1 && rc.method_kl_ffn == 1 && rc.method_kl_blocks == 1);
+    assert_true(rc.method_temperature == 2.0 && rc.method_sharpness == 10 && rc.method_theta == 0);
+    assert_true(rc.method_ce_weight == 0 && rc.method_mse_weight == 0);
+    assert_int_equal(rc.method_prune_interval, 0);
+    assert_int_equal(rc.method_seed, 1);
+    assert_int_equal(rc.method_taylor_batches, 4);
+    assert_int_equal(rc.schedule_steps, 200);
+    assert_int_equal(rc.schedule_finetune_steps, 100);
+    assert_int_equal(rc.schedule_batch_size, 8);
+    assert_true(rc.schedule_lr_mask == 0.05 && rc.schedule_lr_weight == 1e-4 && rc.schedule_lr_lambda == 0.05);
+    assert_int_equal(rc.schedule_lr_schedule, VT_LR_COSINE);
+    assert_true(rc.schedule_clip == 1.0 && rc.schedule_weight_decay == 0);
+    assert_int_equal(rc.schedule_warmup_steps, 0);
+    assert_int_equal(rc.schedule_log_interval, 10);
+    assert_int_equal(rc.output_dtype, VT_F32);
+    assert_int_equal(rc.output_shard_size, 0);
+    assert_int_equal(rc.output_overwrite, 0);
+    assert_int_equal(rc.output_archive, VT_ARCHIVE_NONE);
+    assert_int_equal(rc.parallel_stages, 0);
+    assert_int_equal(rc.parallel_micro_batches, 0);
+    assert_false(vt_run_config_is_set(&rc, "schedule.steps"));
+}
+
+static void test_parse_syntax(void **state) {
+    (void)state;
+    vt_run_config rc;
+    const char *text = "# a full-line comment\n"
+                       "; another one\n"
+                       "\n"
+                       "   [ model ]   # trailing comment on a header\n"
+                       "path=m.bin\n"
+                       "  tokenizer   =   tok dir/t.bin   ; trailing comment\n"
+                       "[data]\r\n"
+                       "calib = \"/x/a # b.txt\"  # quoted: the # inside stays\r\n"
+                       "eval = e#1.txt\n"
+                       "seq_len = 64\n"
+                       "fraction = 0.25\n"
+                       "max_sequences = 1000\n"
+                       "[budget]\n"
+                       "flops = 0.3\n"
+                       "round_to = 64\n"
+                       "[method]\n"
+                       "name = Taylor\n"
+                       "variant = full\n"
+                       "beta = 2.5e-3\n"
+                       "theta = -1.5\n"
+                       "seed = 18446744073\n"
+                       "[schedule]\n"
+                       "lr_schedule = linear\n"
+                       "steps = 7\n"
+                       "[output]\n"
+                       "dir = out/x\n"
+                       "dtype = bf16\n"
+                       "shard_size = 2G\n"
+                       "overwrite = yes\n"
+                       "archive = tar.zst\n"
+                       "[parallel]\n"
+                       "stages = 3\n"
+                       "\t\n";
+    assert_int_equal(load_text(&rc, text), 0);
+    assert_string_equal(rc.source, ini_path);
+    assert_string_equal(rc.model_path, "m.bin");
+    assert_string_equal(rc.model_tokenizer, "tok dir/t.bin");
+    assert_string_equal(rc.data_calib, "/x/a # b.txt");
+    assert_string_equal(rc.data_eval, "e#1.txt");
+    assert_int_equal(rc.data_seq_len, 64);
+    assert_true(rc.data_fraction == 0.25);
+    assert_int_equal(rc.data_max_sequences, 1000);
+    assert_true(rc.budget_flops == 0.3);
+    assert_true(rc.budget_params < 0);
+    assert_int_equal(rc.budget_round_to, 64);
+    assert_int_equal(rc.method_name, VT_METHOD_TAYLOR);
+    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
+    assert_true(rc.method_beta == 2.5e-3);
+    assert_true(rc.method_theta == -1.5);
+    assert_true(rc.method_seed == 18446744073ull);
+    assert_int_equal(rc.schedule_lr_schedule, VT_LR_LINEAR);
+    assert_int_equal(rc.schedule_steps, 7);
+    assert_int_equal(rc.schedule_batch_size, 8); /* untouched keys keep their defaults */
+    assert_string_equal(rc.output_dir, "out/x");
+    assert_int_equal(rc.output_dtype, VT_BF16);
+    assert_true(rc.output_shard_size == 2ull << 30);
+    assert_int_equal(rc.output_overwrite, 1);
+    assert_int_equal(rc.output_archive, VT_ARCHIVE_TAR_ZST);
+    assert_int_equal(rc.parallel_stages, 3);
+    assert_true(vt_run_config_is_set(&rc, "schedule.steps"));
+    assert_true(vt_run_config_is_set(&rc, "budget.flops"));
+    assert_false(vt_run_config_is_set(&rc, "schedule.batch_size"));
+    assert_false(vt_run_config_is_set(&rc, "budget.params"));
+    assert_false(vt_run_config_is_set(&rc, "nonsense"));
+    assert_string_equal(vt_method_name(rc.method_name), "taylor");
+    assert_string_equal(vt_variant_name(rc.method_variant), "full");
+    assert_string_equal(vt_lr_schedule_name(rc.schedule_lr_schedule), "linear");
+    assert_string_equal(vt_archive_name(rc.output_archive), "tar.zst");
+
+    /* An empty value is the empty string; a value that is only a comment too. */
+    assert_int_equal(load_text(&rc, "[model]\ntokenizer =\n[data]\neval = # none\n"), 0);
+    assert_string_equal(rc.model_tokenizer, "");
+    assert_string_equal(rc.data_eval, "");
+}
+
+/* Each case: file text, the line the error names, and text the message must contain. */
+static void test_parse_errors(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        int line;
+        const char *what[3];
+    } cases[] = {
+        {"[model]\n[trainer]\n", 2, {"unknown section [trainer]", "known sections: model, data, budget"}},
+        {"[budget]\nparams = 0.5\n\nsteps = 10\n", 4,
+         {"unknown key 'steps' in section [budget]", "known keys: params, flops, round_to, warmup",
+          "'steps' is a key of [schedule]"}},
+        {"[model]\npath m.bin\n", 2, {"malformed line 'path m.bin'"}},
+        {"[model\n", 1, {"malformed section header"}},
+        {"[model] path = x\n", 1, {"malformed section header"}},
+        {"[data]\n = 3\n", 2, {"no key before '='"}},
+        {"path = m.bin\n", 1, {"key 'path' comes before any [section]"}},
+        {"[data]\nseq_len = 12x\n", 2, {"data.seq_len", "'12x' is not an integer"}},
+        {"[data]\nseq_len = 99999999999\n", 2, {"data.seq_len", "not an integer"}},
+        {"[data]\nseq_len = 1\n", 2, {"data.seq_len must be at least 2: got 1"}},
+        {"[method]\nbeta = fast\n", 2, {"method.beta", "'fast' is not a number"}},
+        {"[method]\nbeta = nan\n", 2, {"method.beta", "not a number"}},
+        {"[method]\nbeta =\n", 2, {"method.beta", "'' is not a number"}},
+        {"[method]\nbeta = -1\n", 2, {"method.beta must be at least 0: got -1"}},
+        {"[method]\ntemperature = 0\n", 2, {"method.temperature must be greater than 0: got 0"}},
+        {"[budget]\nparams = 1.5\n", 2, {"budget.params must be in (0, 1): got 1.5"}},
+        {"[budget]\nparams = 1\n", 2, {"budget.params must be in (0, 1): got 1"}},
+        {"[budget]\nparams = 0\n", 2, {"budget.params must be in (0, 1): got 0"}},
+        {"[budget]\nflops = -0.2\n", 2, {"budget.flops must be in (0, 1): got -0.2"}},
+        {"[budget]\nround_to = 16\n", 2, {"budget.round_to must be one of 1, 8, 64, 128: got 16"}},
+        {"[data]\nfraction = 0\n", 2, {"data.fraction must be in (0, 1]: got 0"}},
+        {"[data]\nfraction = 1.01\n", 2, {"data.fraction must be in (0, 1]"}},
+        {"[method]\nname = vibb\n", 2, {"method.name: unknown value 'vibb'", "vib, magnitude, random, taylor"}},
+        {"[method]\nvariant = fastest\n", 2, {"method.variant: unknown value 'fastest'", "faster, full, fast"}},
+        {"[schedule]\nlr_schedule = step\n", 2, {"schedule.lr_schedule", "constant, cosine, linear"}},
+        {"[output]\ndtype = f64\n", 2, {"output.dtype", "f32, f16, bf16"}},
+        {"[output]\narchive = zip\n", 2, {"output.archive", "none, tar, tar.zst"}},
+        {"[output]\noverwrite = maybe\n", 2, {"output.overwrite", "'maybe' is not true or false"}},
+        {"[output]\nshard_size = 5T\n", 2, {"output.shard_size", "'5T' is not a size"}},
+        {"[output]\nshard_size = -5\n", 2, {"output.shard_size", "not a size"}},
+        {"[method]\nseed = -1\n", 2, {"method.seed", "not an integer"}},
+        {"[model]\npath = \"m.bin\n", 2, {"model.path", "unterminated quote"}},
+        {"[model]\npath = \"m.bin\" x\n", 2, {"model.path", "text after the closing quote"}},
+        {"[schedule]\nsteps = 5\n[budget]\n[schedule]\nsteps = 6\n", 5, {"schedule.steps is set twice (first at line 2)"}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        vt_run_config rc;
+        if (load_text(&rc, cases[c].text) != -1) fail_msg("case %zu loaded without error:\n%s", c, cases[c].text);
+        char where[4300];
+        snprintf(where, sizeof where, "%s: ", at_line(cases[c].line));
+        if (strncmp(vt_error(), where, strlen(where)) != 0)
+            fail_msg("case %zu: error '%s' does not start with '%s'", c, vt_error(), where);
+        for (int w = 0; w < 3 && cases[c].what[w]; w++) assert_error_has(cases[c].what[w]);
+    }
+}
+
+static void test_missing_file(void **state) {
+    (void)state;
+    vt_run_config rc;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/absent.ini", tmp);
+    assert_int_equal(vt_run_config_load(&rc, path), -1);
+    assert_error_has("absent.ini");
+    assert_int_equal(tu_write_file(ini_path, "[model]\n\0x", 10), 0);
+    assert_int_equal(vt_run_config_load(&rc, ini_path), -1);
+    assert_error_has("not a text file");
+}
+
+static void test_set(void **state) {
+    (void)state;
+    vt_run_config rc;
+    assert_int_equal(load_valid(&rc, "[schedule]\nsteps = 50\n"), 0);
+    assert_int_equal(rc.schedule_steps, 50);
+    assert_int_equal(vt_run_config_set(&rc, "schedule.steps=75"), 0);
+    assert_int_equal(rc.schedule_steps, 75);
+    assert_int_equal(vt_run_config_set(&rc, " method.variant = full "), 0);
+    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
+    assert_int_equal(vt_run_config_set(&rc, "model.tokenizer=\"a b#c\""), 0);
+    assert_string_equal(rc.model_tokenizer, "a b#c");
+    assert_int_equal(vt_run_config_set(&rc, "data.eval=x.txt # not a comment on the command line"), 0);
+    assert_string_equal(rc.data_eval, "x.txt # not a comment on the command line");
+    assert_int_equal(vt_run_config_set(&rc, "data.eval="), 0);
+    assert_string_equal(rc.data_eval, "");
+    assert_int_equal(vt_run_config_set(&rc, "model.tokenizer="), 0);
+    assert_true(vt_run_config_is_set(&rc, "method.variant"));
+
+    /* Errors: no '=', no section, unknown section or key, bad and out-of-range values. */
+    assert_int_equal(vt_run_config_set(&rc, "schedule.steps"), -1);
+    assert_error_has("--set 'schedule.steps'");
+    assert_error_has("expected section.key=value");
+    assert_int_equal(vt_run_config_set(&rc, "steps=5"), -1);
+    assert_error_has("must name its section");
+    assert_int_equal(vt_run_config_set(&rc, "schedul.steps=5"), -1);
+    assert_error_has("unknown section [schedul]");
+    assert_int_equal(vt_run_config_set(&rc, "budget.steps=5"), -1);
+    assert_error_has("--set 'budget.steps=5'");
+    assert_error_has("unknown key 'steps' in section [budget]");
+    assert_error_has("'steps' is a key of [schedule]");
+    assert_int_equal(vt_run_config_set(&rc, "schedule.steps=many"), -1);
+    assert_error_has("schedule.steps: 'many' is not an integer");
+    assert_int_equal(vt_run_config_set(&rc, "budget.params=1.0"), -1);
+    assert_error_has("budget.params must be in (0, 1): got 1");
+    assert_int_equal(rc.schedule_steps, 75); /* a failed --set changes nothing */
+    assert_true(rc.budget_params == 0.5);
+
+    /* --set of the other budget key replaces the file's budget... */
+    assert_int_equal(vt_run_config_set(&rc, "budget.flops=0.4"), 0);
+    assert_true(rc.budget_flops == 0.4);
+    assert_true(rc.budget_params < 0);
+    assert_false(vt_run_config_is_set(&rc, "budget.params"));
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    /* ...but two budgets both given with --set are an error. */
+    assert_int_equal(vt_run_config_set(&rc, "budget.params=0.6"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has("budget.params (--set budget.params) and budget.flops (--set budget.flops) are both set");
+
+    /* --set works without a file too. */
+    vt_run_config_defaults(&rc);
+    assert_int_equal(vt_run_config_set(&rc, "output.dtype=f16"), 0);
+    assert_int_equal(rc.output_dtype, VT_F16);
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has("configuration: missing required key 'path' in section [model]");
+}
+
+static void test_validate_budget_and_required(void **state) {
+    (void)state;
+    vt_run_config rc;
+    assert_int_equal(load_valid(&rc, "[budget]\nflops = 0.5\n"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has(ini_path);
+    assert_error_has("budget.params (");
+    assert_error_has(":6) and budget.flops (");
+    assert_error_has(":10) are both set; set exactly one");
+
+    char text[8192];
+    snprintf(text, sizeof text, "[model]\npath = %s\n[data]\ncalib = %s\n[output]\ndir = %s\n", model_path, calib_path,
+             out_path);
+    assert_int_equal(load_text(&rc, text), 0);
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has("no budget: set budget.params");
+
+    static const char *const required[][2] = {{"model", "path"}, {"data", "calib"}, {"output", "dir"}};
+    for (int r = 0; r < 3; r++) {
+        snprintf(text, sizeof text, "[budget]\nparams = 0.5\n[model]\n%s\n[data]\n%s\n[output]\n%s\n",
+                 r == 0 ? "" : "path = m", r == 1 ? "" : "calib = c", r == 2 ? "" : "dir = o");
+        assert_int_equal(load_text(&rc, text), 0);
+        assert_int_equal(vt_run_config_validate(&rc), -1);
+        char want[128];
+        snprintf(want, sizeof want, "missing required key '%s' in section [%s]", required[r][1], required[r][0]);
+        assert_error_has(ini_path);
+        assert_error_has(want);
+    }
+
+    /* Ranges are checked again: the program may have changed a field after loading. */
+    assert_int_equal(load_valid(&rc, ""), 0);
+    rc.schedule_batch_size = 0;
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has("schedule.batch_size must be at least 1: got 0");
+}
+
+static void test_validate_files(void **state) {
+    (void)state;
+    vt_run_config rc;
+    char extra[8192];
+    snprintf(extra, sizeof extra, "[model]\ntokenizer = %s\n[data]\neval = %s\n", tok_path, eval_path);
+    /* load_valid puts the [model] section first; keys of a repeated section merge. */
+    assert_int_equal(load_valid(&rc, extra), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+
+    static const char *const keys[] = {"model.path", "model.tokenizer", "data.calib", "data.eval"};
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(load_valid(&rc, extra), 0);
+        char set[4300];
+        snprintf(set, sizeof set, "%s=%s/missing-%d.bin", keys[k], tmp, k);
+        assert_int_equal(vt_run_config_set(&rc, set), 0);
+        assert_int_equal(vt_run_config_validate(&rc), -1);
+        char want[4400];
+        snprintf(want, sizeof want, "%s: cannot read '%s/missing-%d.bin': No such file or directory", keys[k], tmp, k);
+        assert_error_has(want);
+        assert_error_has("--set");
+    }
+    /* A missing file named in the file: the message has file:line. */
+    snprintf(extra, sizeof extra, "[data]\neval = %s/nope.txt\n", tmp);
+    assert_int_equal(load_valid(&rc, extra), 0);
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has(at_line(10));
+    assert_error_has("data.eval: cannot read");
+    assert_error_has("nope.txt");
+
+    /* Data must be a file; the model may be a directory (HF). */
+    assert_int_equal(load_valid(&rc, ""), 0);
+    char set[4300];
+    snprintf(set, sizeof set, "data.calib=%s", tmp);
+    assert_int_equal(vt_run_config_set(&rc, set), 0);
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has("is a directory, not a file");
+    snprintf(set, sizeof set, "model.path=%s", tmp);
+    assert_int_equal(load_valid(&rc, ""), 0);
+    assert_int_equal(vt_run_config_set(&rc, set), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+
+    /* The output directory must be free unless overwrite is set; an empty one is free. */
+    assert_int_equal(vt_mkdir_p(out_path), 0);
+    assert_int_equal(load_valid(&rc, ""), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    char inside[4200];
+    snprintf(inside, sizeof inside, "%s/config.json", out_path);
+    assert_int_equal(tu_write_file(inside, "{}", 2), 0);
+    assert_int_equal(vt_run_config_validate(&rc), -1);
+    assert_error_has("output.dir");
+    assert_error_has("already exists and is not empty");
+    assert_error_has(at_line(8));
+    assert_int_equal(vt_run_config_set(&rc, "output.overwrite=true"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    tu_rmtree(out_path);
+}
+
+static void test_fast_fraction_default(void **state) {
+    (void)state;
+    vt_run_config rc;
+    assert_int_equal(load_valid(&rc, "[method]\nvariant = fast\n"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    assert_true(rc.data_fraction == VT_FAST_FRACTION_DEFAULT);
+    assert_true(rc.data_fraction == 0.03);
+
+    assert_int_equal(load_valid(&rc, "[method]\nvariant = fast\n[data]\nfraction = 0.5\n"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    assert_true(rc.data_fraction == 0.5);
+
+    /* Explicitly 1.0 stays 1.0, also when set with --set. */
+    assert_int_equal(load_valid(&rc, "[method]\nvariant = fast\n"), 0);
+    assert_int_equal(vt_run_config_set(&rc, "data.fraction=1"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    assert_true(rc.data_fraction == 1.0);
+
+    /* Other variants and methods use all the data; validate twice is the same as once. */
+    assert_int_equal(load_valid(&rc, "[method]\nvariant = full\n"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    assert_true(rc.data_fraction == 1.0);
+    assert_int_equal(load_valid(&rc, "[method]\nname = magnitude\nvariant = fast\n"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    assert_true(rc.data_fraction == 1.0);
+    assert_int_equal(vt_run_config_set(&rc, "method.name=vib"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    assert_true(rc.data_fraction == 0.03);
+}
+
+static char *print_to_string(const vt_run_config *rc) {
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    assert_non_null(f);
+    vt_run_config_print(rc, f);
+    fclose(f);
+    return buf;
+}
+
+/* The printed configuration loads back to the same configuration. */
+static void test_print_round_trip(void **state) {
+    (void)state;
+    vt_run_config rc, back;
+    assert_int_equal(load_valid(&rc, "[model]\ntokenizer = \"odd # name \"\n[data]\nfraction = 0.1\n"
+                                     "[method]\nname = random\nbeta = 3e-7\nseed = 123456789012\n"
+                                     "[output]\nshard_size = 3M\ndtype = f16\narchive = tar\n"),
+                     0);
+    char *first = print_to_string(&rc);
+    assert_non_null(strstr(first, "[budget]\nparams = 0.5\n# flops: not set\n"));
+    assert_non_null(strstr(first, "tokenizer = \"odd # name \"\n"));
+    assert_non_null(strstr(first, "fraction = 0.1\n"));
+    assert_non_null(strstr(first, "beta = 3e-07\n"));
+    assert_non_null(strstr(first, "shard_size = 3145728\n"));
+    assert_non_null(strstr(first, "name = random\n"));
+    assert_non_null(strstr(first, "eval =\n"));
+    assert_int_equal(load_text(&back, first), 0);
+    char *second = print_to_string(&back);
+    /* Only the header line (which names the source file) may differ; here it is the same file. */
+    assert_string_equal(first, second);
+    assert_string_equal(back.model_tokenizer, "odd # name ");
+    assert_true(back.method_beta == 3e-7);
+    assert_true(back.method_seed == 123456789012ull);
+    free(first);
+    free(second);
+}
+
+static void test_json(void **state) {
+    (void)state;
+    vt_run_config rc;
+    assert_int_equal(load_valid(&rc, "[method]\nvariant = full\n[output]\noverwrite = true\n"), 0);
+    json_t *j = vt_run_config_json(&rc);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "source")), ini_path);
+    json_t *model = json_object_get(j, "model");
+    assert_string_equal(json_string_value(json_object_get(model, "path")), model_path);
+    json_t *budget = json_object_get(j, "budget");
+    assert_true(json_real_value(json_object_get(budget, "params")) == 0.5);
+    assert_true(json_is_null(json_object_get(budget, "flops")));
+    assert_int_equal(json_integer_value(json_object_get(budget, "round_to")), 1);
+    json_t *method = json_object_get(j, "method");
+    assert_string_equal(json_string_value(json_object_get(method, "name")), "vib");
+    assert_string_equal(json_string_value(json_object_get(method, "variant")), "full");
+    assert_true(json_is_true(json_object_get(json_object_get(j, "output"), "overwrite")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "output"), "dtype")), "f32");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "schedule"), "steps")), 200);
+    assert_int_equal(json_object_size(j), 8); /* source + 7 sections */
+    json_decref(j);
+}
+
+/* Every printed key appears as `section.key` in docs/CONFIG.md, and its full example loads. */
+static void test_every_key_documented(void **state) {
+    (void)state;
+    const char *src = getenv("VT_SOURCE_DIR");
+    if (!src) skip();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/docs/CONFIG.md", src);
+    char *doc;
+    size_t n;
+    assert_int_equal(vt_read_file(path, &doc, &n), 0);
+    vt_run_config rc;
+    vt_run_config_defaults(&rc);
+    rc.budget_params = rc.budget_flops = 0.5;
+    char *ini = print_to_string(&rc);
+    char section[64] = "";
+    int count = 0;
+    for (char *line = strtok(ini, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        if (line[0] == '[') {
+            snprintf(section, sizeof section, "%.*s", (int)(strchr(line, ']') - line - 1), line + 1);
+            continue;
+        }
+        char want[160];
+        snprintf(want, sizeof want, "`%s.%.*s`", section, (int)strcspn(line, " ="), line);
+        if (!strstr(doc, want)) fail_msg("docs/CONFIG.md does not document %s", want);
+        count++;
+    }
+    assert_true(count >= 45);
+
+    /* The full example in the document is a valid config that sets every key. */
+    char *start = strstr(doc, "```ini\n");
+    assert_non_null(start);
+    start += 7;
+    char *end = strstr(start, "```");
+    assert_non_null(end);
+    *end = '\0';
+    assert_int_equal(load_text(&rc, start), 0);
+    int set = 0;
+    for (int i = 0; i < VT_RC_MAX_KEYS; i++) set += rc.key_line[i] > 0;
+    assert_int_equal(set, count - 1); /* all but the alternative budget key */
+    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
+    free(ini);
+    free(doc);
+}
+
+/* Every shipped configs/<name>.ini parses; the stories260K ones also validate (run from the repo root,
+ * as the README says) when the fixtures are there. */
+static void test_shipped_configs(void **state) {
+    (void)state;
+    const char *src = getenv("VT_SOURCE_DIR");
+    if (!src) skip();
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s/configs", src);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int count = 0;
+    struct dirent *e;
+    vt_run_config rc;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".ini") != 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (vt_run_config_load(&rc, path)) fail_msg("%s", vt_error());
+        count++;
+    }
+    closedir(d);
+    assert_true(count >= 4);
+
+    snprintf(path, sizeof path, "%s/configs/stories260k-50.ini", src);
+    assert_int_equal(vt_run_config_load(&rc, path), 0);
+    assert_true(rc.budget_params == 0.5);
+    assert_int_equal(rc.method_name, VT_METHOD_VIB);
+    assert_int_equal(rc.method_variant, VT_VARIANT_FASTER);
+    assert_string_equal(rc.output_dir, "out/stories260k-50");
+    snprintf(path, sizeof path, "%s/configs/stories260k-20.ini", src);
+    assert_int_equal(vt_run_config_load(&rc, path), 0);
+    assert_true(rc.budget_params == 0.8);
+    assert_string_equal(rc.output_dir, "out/stories260k-20");
+    snprintf(path, sizeof path, "%s/configs/llama2-7b-50.ini", src);
+    assert_int_equal(vt_run_config_load(&rc, path), 0);
+    assert_true(rc.budget_params == 0.5);
+    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
+    snprintf(path, sizeof path, "%s/configs/llama2-7b-20.ini", src);
+    assert_int_equal(vt_run_config_load(&rc, path), 0);
+    assert_true(rc.budget_params == 0.8);
+
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(src), 0);
+    int have = access("../shared/fixtures/stories260K/stories260K.bin", R_OK) == 0 &&
+               access("../shared/fixtures/tinystories/calib.txt", R_OK) == 0;
+    int rc50 = -1, rc20 = -1;
+    if (have) {
+        rc50 = vt_run_config_load(&rc, "configs/stories260k-50.ini") || vt_run_config_validate(&rc);
+        if (rc50) print_message("stories260k-50: %s\n", vt_error());
+        rc20 = vt_run_config_load(&rc, "configs/stories260k-20.ini") || vt_run_config_validate(&rc);
+        if (rc20) print_message("stories260k-20: %s\n", vt_error());
+        /* The 7B placeholders do not exist here: validate names the key and the path. */
+        assert_int_equal(vt_run_config_load(&rc, "configs/llama2-7b-50.ini"), 0);
+        assert_int_equal(vt_run_config_validate(&rc), -1);
+        assert_error_has("model.path: cannot read '/data/llama-2-7b-hf'");
+    }
+    assert_int_equal(chdir(cwd), 0);
+    if (!have) skip();
+    assert_int_equal(rc50, 0);
+    assert_int_equal(rc20, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_parse_syntax),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_set),
+        cmocka_unit_test(test_validate_budget_and_required),
+        cmocka_unit_test(test_validate_files),
+        cmocka_unit_test(test_fast_fraction_default),
+        cmocka_unit_test(test_print_round_trip),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_every_key_documented),
+        cmocka_unit_test(test_shipped_configs),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
