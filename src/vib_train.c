@@ -286,6 +286,7 @@ static int run_phase(trainer *t, int phase, long total, long *global_step, doubl
         if (phase == 0 && p->prune_interval > 0 && (s + 1) % p->prune_interval == 0 && s + 1 < total) {
             int removed;
             if (prune_crossed(t, &removed)) return -1;
+            out->removed_early += (size_t)removed;
             if (removed && p->log)
                 fprintf(p->log, "masks step %ld: %d units pruned for good; %zu parameters remain\n", s + 1, removed,
                         vt_params_total(&t->student->cfg));

@@ -46,6 +46,7 @@ typedef struct {
     size_t n_records;
     double final_kd;
     size_t weight_state_bytes; /* weight gradients + optimizer moments held (0 for masks only) */
+    size_t removed_early;      /* units iterative pruning removed during the mask phase */
 } vt_vib_result;
 
 int vt_vib_prune(const vt_model *teacher, const vt_calib *calib, const vt_vib_params *p, vt_vib_result *out);

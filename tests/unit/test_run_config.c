@@ -544,7 +544,7 @@ static void test_shipped_configs(void **state) {
     (void)state;
     const char *src = getenv("VT_SOURCE_DIR");
     if (!src) skip();
-    char dir[4200], path[4400];
+    char dir[4200], path[4600];
     snprintf(dir, sizeof dir, "%s/configs", src);
     DIR *d = opendir(dir);
     assert_non_null(d);

@@ -1,0 +1,140 @@
+/* test_vib_train.c — the VTrans loop on a tiny model: budgets met, masks-only runs hold no weight
+ * state, full runs train weights, results are reproducible, iterative pruning shrinks the model. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calib.h"
+#include "forward.h"
+#include "testutil.h"
+#include "vib_train.h"
+
+typedef struct {
+    vt_config c;
+    vt_model m;
+    int32_t *stream;
+    vt_calib calib;
+} fixture;
+
+static void setup(fixture *f) {
+    tu_small_config(&f->c);
+    tu_random_model(&f->m, &f->c, 41);
+    size_t n = 64 * 16;
+    f->stream = malloc(sizeof(int32_t) * n);
+    unsigned s = 5;
+    for (size_t i = 0; i < n; i++) f->stream[i] = (int32_t)((s = s * 1103515245u + 12345u) >> 8) % f->c.vocab;
+    assert_int_equal(vt_calib_init(&f->calib, f->stream, n, 1.0, 16, 0), 0);
+}
+
+static void teardown(fixture *f) {
+    free(f->stream);
+    vt_model_free(&f->m);
+    vt_config_free(&f->c);
+}
+
+static vt_vib_params params(void) {
+    vt_vib_params p;
+    memset(&p, 0, sizeof p);
+    p.kind = VT_BUDGET_PARAMS;
+    p.target_fraction = 0.6;
+    p.round_to = 1;
+    p.ramp_fraction = 0.5;
+    p.beta = 1e-2;
+    for (int g = 0; g < 4; g++) p.kl_mult[g] = 1.0;
+    p.temperature = 2.0;
+    p.sharpness = 10.0;
+    p.seed = 3;
+    p.steps = 12;
+    p.batch_size = 4;
+    p.lr_mask = 0.1;
+    p.lr_weight = 1e-3;
+    p.lr_lambda = 0.05;
+    p.clip = 1.0;
+    p.schedule = VT_LR_CONSTANT;
+    return p;
+}
+
+static void test_faster_meets_budget_without_weight_state(void **st) {
+    (void)st;
+    fixture f;
+    setup(&f);
+    vt_vib_params p = params();
+    vt_vib_result r, r2;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
+    double dense = (double)vt_params_total(&f.c), kept = (double)vt_params_total(&r.pruned.cfg);
+    assert_true(kept <= 0.6 * dense);
+    assert_true(kept >= 0.5 * dense);
+    assert_int_equal(r.weight_state_bytes, 0);
+    assert_int_equal(r.steps, 12);
+    assert_int_equal(r.tokens, 12 * 4 * 16);
+    /* same seed, same result, bit for bit */
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r2), 0);
+    assert_int_equal(r.pruned.arena_floats, r2.pruned.arena_floats);
+    assert_memory_equal(r.pruned.arena, r2.pruned.arena, sizeof(float) * r.pruned.arena_floats);
+    vt_vib_result_free(&r2);
+    /* another seed: different gates, different weights */
+    p.seed = 4;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r2), 0);
+    assert_true(r.pruned.arena_floats != r2.pruned.arena_floats ||
+                memcmp(r.pruned.arena, r2.pruned.arena, sizeof(float) * r.pruned.arena_floats) != 0);
+    vt_vib_result_free(&r2);
+    vt_vib_result_free(&r);
+    teardown(&f);
+}
+
+static void test_full_trains_weights(void **st) {
+    (void)st;
+    fixture f;
+    setup(&f);
+    vt_vib_params p = params();
+    vt_vib_result faster, full;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &faster), 0);
+    p.finetune_steps = 6;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &full), 0);
+    assert_true(full.weight_state_bytes > 0);
+    assert_int_equal(full.steps, 18);
+    /* same structure (decided after the same mask phase), different weights */
+    assert_int_equal(full.pruned.arena_floats, faster.pruned.arena_floats);
+    assert_true(memcmp(full.pruned.arena, faster.pruned.arena, sizeof(float) * full.pruned.arena_floats) != 0);
+    for (size_t i = 0; i < full.pruned.arena_floats; i++) assert_true(isfinite(full.pruned.arena[i]));
+    vt_vib_result_free(&faster);
+    vt_vib_result_free(&full);
+    teardown(&f);
+}
+
+static void test_iterative_pruning_shrinks(void **st) {
+    (void)st;
+    fixture f;
+    setup(&f);
+    vt_vib_params p = params();
+    p.beta = 10.0; /* strong pressure: gates cross the threshold within a few steps */
+    p.lr_mask = 0.5;
+    p.steps = 20;
+    p.prune_interval = 5;
+    vt_vib_result r;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
+    assert_true(r.removed_early > 0);
+    assert_true((double)vt_params_total(&r.pruned.cfg) <= 0.6 * (double)vt_params_total(&f.c));
+    /* the result runs */
+    vt_fwd fw;
+    assert_int_equal(vt_fwd_init(&fw, &r.pruned, 1, 8, 8), 0);
+    float *x = malloc(sizeof(float) * 8 * r.pruned.cfg.dim), *lg = malloc(sizeof(float) * 8 * r.pruned.cfg.vocab);
+    vt_embed(&r.pruned, f.stream, 8, x);
+    vt_layers_forward(&r.pruned, &fw, 0, r.pruned.cfg.n_layers, x, 1, 8, 0);
+    vt_head_forward(&r.pruned, &fw, x, 8, lg);
+    for (int i = 0; i < 8 * r.pruned.cfg.vocab; i++) assert_true(isfinite(lg[i]));
+    free(x);
+    free(lg);
+    vt_fwd_free(&fw);
+    vt_vib_result_free(&r);
+    teardown(&f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_faster_meets_budget_without_weight_state),
+        cmocka_unit_test(test_full_trains_weights),
+        cmocka_unit_test(test_iterative_pruning_shrinks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
