@@ -12,7 +12,8 @@ cd "$src"  # configs name their files relative to the repository root
 model="$fx/stories260K/stories260K.bin"
 sets=(--set "model.path=$model" --set "model.tokenizer=$fx/stories260K/tok512.bin"
       --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$fx/tinystories/eval.txt"
-      --set "output.dir=$work/out50")
+      --set "output.dir=$work/out50"
+      --set schedule.steps=40 --set schedule.log_interval=10)  # a short schedule: the suite stays fast
 
 "$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" >"$work/stdout.txt" 2>"$work/stderr.txt" || {
   echo "FAIL: prune exited non-zero"; tail -20 "$work/stderr.txt"; exit 1; }

@@ -2,6 +2,7 @@
  * reference of ref_model.c) for every backward op and for whole gated models: gates, mask
  * parameters (through sampling), weights, and the losses. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,6 +167,48 @@ static void test_losses_backward(void **st) {
         }
     }
     assert_grad("cross-entropy", a, fd, R * V, 1e-4);
+}
+
+/* The distillation loss and its gradient against PyTorch (tests/reference/distill_ref.py). */
+static void test_distill_vs_torch(void **st) {
+    (void)st;
+    const char *src = getenv("VT_SOURCE_DIR");
+    if (!src || system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+        print_message("skipped: no VT_SOURCE_DIR or no /usr/bin/python3 with torch\n");
+        skip();
+    }
+    enum { R = 5, V = 37 };
+    unsigned s = 21;
+    float sl[R * V], tl[R * V], d[R * V] = {0};
+    for (int i = 0; i < R * V; i++) sl[i] = (float)urand(&s) * 8, tl[i] = (float)urand(&s) * 8;
+    char *dir = tu_tempdir(), sp[4200], tp[4200], cmd[13000];
+    snprintf(sp, sizeof sp, "%s/s.f32", dir);
+    snprintf(tp, sizeof tp, "%s/t.f32", dir);
+    assert_int_equal(tu_write_file(sp, sl, sizeof sl), 0);
+    assert_int_equal(tu_write_file(tp, tl, sizeof tl), 0);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/distill_ref.py %s %s %d %d 3.0 0.5", src, sp, tp, R,
+             V);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    static char out[1 << 16];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    assert_int_equal(pclose(p), 0);
+    double L = vt_loss_distill(sl, tl, R, V, 3.0f, 0.5f, d);
+    char *q = strstr(out, "\"loss\": ");
+    assert_non_null(q);
+    double Lt = strtod(q + 8, NULL);
+    if (fabs(L - Lt) > 1e-6 * fabs(Lt)) fail_msg("distillation loss %.10g, PyTorch %.10g", L, Lt);
+    q = strchr(strstr(out, "\"grad\""), '[') + 1;
+    double a[R * V], ref[R * V];
+    for (int i = 0; i < R * V; i++) {
+        ref[i] = strtod(q, &q);
+        q++; /* ',' or ']' */
+        a[i] = d[i];
+    }
+    assert_grad("distillation vs PyTorch", a, ref, R * V, 1e-5);
+    tu_rmtree(dir);
+    free(dir);
 }
 
 /* KL term and gate sampling: gradients with respect to mu and logvar. */
@@ -407,6 +450,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_backward),       cmocka_unit_test(test_linear_backward),
         cmocka_unit_test(test_losses_backward),        cmocka_unit_test(test_kl_and_sampling_backward),
+        cmocka_unit_test(test_distill_vs_torch),
         cmocka_unit_test(test_model_all_groups),       cmocka_unit_test(test_model_rotate_half_gates_only),
         cmocka_unit_test(test_model_pruned_blocks),
     };
