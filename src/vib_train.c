@@ -118,36 +118,84 @@ static int slice_student(trainer *t, const uint8_t *keep) {
     return alloc_student_buffers(t);
 }
 
-/* Iterative pruning: units whose log alpha passed theta leave for good. In grouped-query layers
- * a head leaves only with its whole KV group, so every layer stays a valid GQA layer. */
+/* A group of gates iterative pruning removes together: one hidden dim, one neuron, one block, or
+ * in grouped-query layers a whole KV group of heads (so every layer stays a valid GQA layer). */
+typedef struct {
+    size_t first;   /* first gate */
+    int count;      /* gates first .. first+count-1 */
+    float log_alpha; /* the group's smallest log alpha: it goes only when all its gates crossed */
+} removal;
+
+static int by_log_alpha_desc(const void *a, const void *b) {
+    float x = ((const removal *)a)->log_alpha, y = ((const removal *)b)->log_alpha;
+    return (x < y) - (x > y);
+}
+
+/* Exact size after removing the first n groups, or -1 when no valid structure remains. */
+static double size_without(trainer *t, const removal *r, size_t n, uint8_t *keep) {
+    memset(keep, 1, t->mk.n);
+    for (size_t i = 0; i < n; i++) memset(keep + r[i].first, 0, (size_t)r[i].count);
+    vt_config c;
+    if (vt_keep_structure(&t->mk, &t->student->cfg, keep, &c)) {
+        vt_error_clear();
+        return -1.0;
+    }
+    double size = vt_structure_size(&c, t->p->kind, t->ctx);
+    vt_config_free(&c);
+    return size;
+}
+
+/* Iterative pruning: groups whose log alpha passed theta leave the computation for good, worst
+ * first, as many as keep the exact size at or above the final budget (so the final decision can
+ * still land on it). */
 static int prune_crossed(trainer *t, int *removed) {
     const vt_masks *mk = &t->mk;
     const vt_config *c = &t->student->cfg;
+    float theta = (float)t->p->theta;
+    removal *r = vt_malloc(sizeof *r * mk->n, "pruning candidates");
     uint8_t *keep = vt_malloc(mk->n, "keep flags");
-    if (!keep) return -1;
+    size_t n = 0;
+    int rc = -1;
     *removed = 0;
-    for (size_t i = 0; i < mk->n; i++) keep[i] = vt_log_alpha(mk->mu[i], mk->logvar[i]) < t->p->theta;
-    int hidden = 0;
-    for (int i = 0; i < mk->dim; i++) hidden += keep[i];
-    if (hidden == 0) memset(keep, 1, (size_t)mk->dim); /* never drop the last hidden dims here */
-    for (int l = 0; l < mk->n_layers; l++) {
-        const vt_layer_shape *s = &c->layers[l];
-        size_t h0 = vt_gate_heads(mk, l), f0 = vt_gate_ffn(mk, l), b0 = vt_gate_blocks(mk, l);
-        if (s->n_heads) {
-            int g = s->n_heads / s->n_kv_heads;
-            for (int k = 0; k < s->n_kv_heads; k++) {
-                int any = 0;
-                for (int h = 0; h < g; h++) any |= keep[h0 + (size_t)(k * g + h)];
-                for (int h = 0; h < g; h++) keep[h0 + (size_t)(k * g + h)] = (uint8_t)any;
+    if (!r || !keep) goto out;
+    for (size_t i = 0; i < mk->n; i++) {
+        float la = vt_log_alpha(mk->mu[i], mk->logvar[i]);
+        int l = mk->layer[i];
+        if (la < theta) continue;
+        if (mk->group[i] == VT_GROUP_HEADS) {
+            int g = c->layers[l].n_heads / c->layers[l].n_kv_heads;
+            size_t h = i - vt_gate_heads(mk, l);
+            if (h % (size_t)g) continue; /* groups start at their first head */
+            float lo = la;
+            for (int k = 1; k < g; k++) {
+                float x = vt_log_alpha(mk->mu[i + k], mk->logvar[i + k]);
+                lo = x < lo ? x : lo;
             }
+            if (lo < theta) continue;
+            r[n++] = (removal){i, g, lo};
+        } else if (mk->group[i] == VT_GROUP_BLOCKS) {
+            int is_mlp = i != vt_gate_blocks(mk, l);
+            if (is_mlp ? c->layers[l].ffn : c->layers[l].n_heads) r[n++] = (removal){i, 1, la};
         } else {
-            keep[b0] = 1;
+            r[n++] = (removal){i, 1, la};
         }
-        if (!s->ffn) keep[b0 + 1] = 1;
-        (void)f0;
     }
-    for (size_t i = 0; i < mk->n; i++) *removed += !keep[i];
-    int rc = *removed ? slice_student(t, keep) : 0;
+    qsort(r, n, sizeof *r, by_log_alpha_desc);
+    double floor_size = t->p->target_fraction * t->dense_size;
+    size_t lo = 0, hi = n; /* largest count whose size stays >= the final budget */
+    while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        if (size_without(t, r, mid, keep) >= floor_size) lo = mid;
+        else hi = mid - 1;
+    }
+    rc = 0;
+    if (lo > 0) {
+        size_without(t, r, lo, keep);
+        for (size_t i = 0; i < mk->n; i++) *removed += !keep[i];
+        rc = slice_student(t, keep);
+    }
+out:
+    free(r);
     free(keep);
     return rc;
 }

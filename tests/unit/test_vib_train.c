@@ -114,7 +114,10 @@ static void test_iterative_pruning_shrinks(void **st) {
     vt_vib_result r;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
     assert_true(r.removed_early > 0);
-    assert_true((double)vt_params_total(&r.pruned.cfg) <= 0.6 * (double)vt_params_total(&f.c));
+    /* early removals never go below the budget, so the decision still lands on it */
+    double kept = (double)vt_params_total(&r.pruned.cfg), dense = (double)vt_params_total(&f.c);
+    assert_true(kept <= 0.6 * dense);
+    assert_true(kept >= 0.5 * dense);
     /* the result runs */
     vt_fwd fw;
     assert_int_equal(vt_fwd_init(&fw, &r.pruned, 1, 8, 8), 0);
