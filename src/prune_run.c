@@ -8,6 +8,9 @@
 #include <time.h>
 
 #include "baselines.h"
+#include "checkpoint_info.h"
+#include "comm.h"
+#include "prune_write.h"
 #include "budget.h"
 #include "calib.h"
 #include "data.h"
@@ -48,6 +51,7 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
     p.steps = rc->schedule_steps;
     p.finetune_steps = rc->method_variant == VT_VARIANT_FASTER ? 0 : rc->schedule_finetune_steps;
     p.batch_size = rc->schedule_batch_size;
+    p.micro_batches = rc->parallel_micro_batches;
     p.lr_mask = rc->schedule_lr_mask;
     p.lr_weight = rc->schedule_lr_weight;
     p.lr_lambda = rc->schedule_lr_lambda;
@@ -60,15 +64,25 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
     return p;
 }
 
-static int evaluate(const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
+static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
     vt_eval_result r;
-    if (vt_eval_stream(m, ids->ids, ids->n, window, 0, &r, NULL, NULL)) return vt_fail_context("evaluating %s", what);
-    fprintf(stderr, "eval %s: ppl %.4f over %zu tokens (%.1f s)\n", what, r.ppl, r.tokens, r.seconds);
+    if (c->eval(c, m, ids->ids, ids->n, window, &r)) return vt_fail_context("evaluating %s", what);
+    if (c->world_rank == 0)
+        fprintf(stderr, "eval %s: ppl %.4f over %zu tokens (%.1f s)\n", what, r.ppl, r.tokens, r.seconds);
     *ppl = r.ppl;
     return 0;
 }
 
 int vt_prune_run(const vt_run_config *rc) {
+    vt_checkpoint_info info;
+    if (vt_checkpoint_info_read(rc->model_path, &info)) return -1;
+    int n_layers = info.cfg.n_layers;
+    vt_checkpoint_info_free(&info);
+    return vt_prune_run_comm(rc, vt_comm_local(n_layers));
+}
+
+int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
+    int coordinator = comm->world_rank == 0;
     double t0 = seconds_now();
     int rc_out = -1, have_tok = 0;
     vt_tokenizer tok;
@@ -92,7 +106,10 @@ int vt_prune_run(const vt_run_config *rc) {
     } else if (rc->model_tokenizer[0]) {
         return -1;
     }
-    if (vt_model_load(&model, rc->model_path, vt_load_all())) goto done;
+    vt_load_parts parts = {comm->stage_begin[comm->stage], comm->stage_begin[comm->stage + 1], vt_comm_first(comm),
+                           vt_comm_last(comm)};
+    /* Every rank loads only its own tensors; no rank goes on when another failed. */
+    if (vt_comm_agree(comm, vt_model_load(&model, rc->model_path, parts))) goto done;
     /* Impossible budgets are refused before any work. */
     double dense = vt_structure_size(&model.cfg, kind, ctx);
     double min_size = vt_budget_min_size(&model.cfg, kind, ctx, rc->budget_round_to);
@@ -102,35 +119,41 @@ int vt_prune_run(const vt_run_config *rc) {
                 min_size / dense);
         goto done;
     }
-    if (vt_data_tokens(rc->data_calib, have_tok ? &tok : NULL, &calib_ids)) goto done;
-    if (rc->data_eval[0] && vt_data_tokens(rc->data_eval, have_tok ? &tok : NULL, &eval_ids)) goto done;
+    int data_rc = vt_data_tokens(rc->data_calib, have_tok ? &tok : NULL, &calib_ids);
+    if (data_rc == 0 && rc->data_eval[0]) data_rc = vt_data_tokens(rc->data_eval, have_tok ? &tok : NULL, &eval_ids);
     vt_calib calib;
-    if (vt_calib_init(&calib, calib_ids.ids, calib_ids.n, rc->data_fraction, rc->data_seq_len,
-                      (size_t)rc->data_max_sequences))
-        goto done;
+    if (data_rc == 0)
+        data_rc = vt_calib_init(&calib, calib_ids.ids, calib_ids.n, rc->data_fraction, rc->data_seq_len,
+                                (size_t)rc->data_max_sequences);
+    if (vt_comm_agree(comm, data_rc)) goto done;
     for (size_t i = 0; i < calib_ids.n; i++)
         if (calib_ids.ids[i] < 0 || calib_ids.ids[i] >= model.cfg.vocab) {
             vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data_calib, i,
                     calib_ids.ids[i], model.cfg.vocab);
             goto done;
         }
-    fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
+    if (coordinator)
+        fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
             rc->model_path, vt_params_total(&model.cfg), vt_method_name(rc->method_name),
             rc->method_name == VT_METHOD_VIB ? vt_variant_name(rc->method_variant) : "",
             100.0 * target, kind == VT_BUDGET_PARAMS ? "parameters" : "FLOPs", calib.n_seq, calib.seq_len);
 
     double ppl_before = NAN, ppl_after = NAN;
-    if (eval_ids.n && evaluate(&model, &eval_ids, rc->data_eval_window, "before", &ppl_before)) goto done;
+    if (eval_ids.n && evaluate(comm, &model, &eval_ids, rc->data_eval_window, "before", &ppl_before)) goto done;
 
     double t_prune = seconds_now();
     long steps = 0, tokens = 0;
     if (rc->method_name == VT_METHOD_VIB) {
         vt_vib_params p = vib_params(rc, kind, target);
-        if (vt_vib_prune(&model, &calib, &p, &vib)) goto done;
+        if (vt_vib_prune_part(&model, &calib, &p, comm, &vib)) goto done;
         pruned = vib.pruned;
         memset(&vib.pruned, 0, sizeof vib.pruned);
         steps = vib.steps;
         tokens = vib.tokens;
+    } else if (comm->stages > 1) {
+        vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
+                vt_method_name(rc->method_name));
+        goto done;
     } else {
         vt_score_kind sk = rc->method_name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
                            : rc->method_name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
@@ -143,7 +166,7 @@ int vt_prune_run(const vt_run_config *rc) {
         tokens = (long)batches * rc->schedule_batch_size * rc->data_seq_len;
     }
     double prune_seconds = seconds_now() - t_prune;
-    if (eval_ids.n && evaluate(&pruned, &eval_ids, rc->data_eval_window, "after", &ppl_after)) goto done;
+    if (eval_ids.n && evaluate(comm, &pruned, &eval_ids, rc->data_eval_window, "after", &ppl_after)) goto done;
 
     /* The report. */
     report = vt_report_structure(&model.cfg, &pruned.cfg, ctx);
@@ -183,19 +206,14 @@ int vt_prune_run(const vt_run_config *rc) {
     json_object_set_new(report, "config", vt_run_config_json(rc));
 
     /* The checkpoint directory appears only when complete. */
-    vt_outdir o;
-    char path[4096];
-    if (vt_outdir_begin(&o, rc->output_dir, rc->output_overwrite)) goto done;
-    if (vt_hf_write_files(&pruned, o.tmp, rc->output_dtype, (size_t)rc->output_shard_size, have_tok ? tok_path : NULL) ||
-        vt_path_join(path, sizeof path, o.tmp, "vtrans_report.json") || vt_report_write(report, path) ||
-        vt_outdir_commit(&o)) {
-        vt_outdir_abort(&o);
+    if (vt_write_pruned(comm, &pruned, rc->output_dir, rc->output_overwrite, rc->output_dtype,
+                        (size_t)rc->output_shard_size, have_tok ? tok_path : NULL, coordinator ? report : NULL))
         goto done;
-    }
+    rc_out = 0;
+    if (!coordinator) goto done;
     vt_report_print_table(stdout, &model.cfg, &pruned.cfg, ppl_before, ppl_after);
     printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", rc->output_dir, vt_dtype_name(rc->output_dtype),
            seconds_now() - t0);
-    rc_out = 0;
 done:
     json_decref(report);
     vt_vib_result_free(&vib);

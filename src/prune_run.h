@@ -3,9 +3,12 @@
 #ifndef VT_PRUNE_RUN_H
 #define VT_PRUNE_RUN_H
 
+#include "comm.h"
 #include "run_config.h"
 
 /* rc must have passed vt_run_config_validate. Progress goes to stderr, the summary to stdout. */
 int vt_prune_run(const vt_run_config *rc);
+/* The same as one rank of a pipeline (comm from mpi/); every rank calls it. */
+int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm);
 
 #endif

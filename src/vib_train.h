@@ -9,6 +9,7 @@
 
 #include "budget.h"
 #include "calib.h"
+#include "comm.h"
 #include "model.h"
 #include "optim.h"
 
@@ -22,7 +23,8 @@ typedef struct {
     int prune_interval;     /* 0: no iterative pruning */
     uint64_t seed;
     long steps, finetune_steps; /* finetune_steps 0: masks only (Faster-VTrans) */
-    int batch_size;
+    int batch_size;         /* sequences per step, over all replicas */
+    int micro_batches;      /* per replica and step (0: automatic: 2 per stage, 1 in one process) */
     double lr_mask, lr_weight, lr_lambda, clip, weight_decay;
     vt_lr_schedule schedule;
     long warmup_steps;
@@ -50,6 +52,10 @@ typedef struct {
 } vt_vib_result;
 
 int vt_vib_prune(const vt_model *teacher, const vt_calib *calib, const vt_vib_params *p, vt_vib_result *out);
+/* The same on one rank of a pipeline: teacher is this rank's part of the dense model, comm its
+ * place in the world; out->pruned receives the pruned part (gates and decisions are global). */
+int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_vib_params *p, vt_comm *comm,
+                      vt_vib_result *out);
 void vt_vib_result_free(vt_vib_result *r);
 
 /* Mean sequence context for FLOP counts of a training/eval length L: (L + 1) / 2. */

@@ -82,6 +82,29 @@ static void test_faster_meets_budget_without_weight_state(void **st) {
     teardown(&f);
 }
 
+/* Micro-batching changes the order of work, not the result (up to float summation order). */
+static void test_micro_batches_same_result(void **st) {
+    (void)st;
+    fixture f;
+    setup(&f);
+    vt_vib_params p = params();
+    p.finetune_steps = 3;
+    vt_vib_result one, two;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &one), 0);
+    p.micro_batches = 2;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &two), 0);
+    assert_int_equal(one.pruned.arena_floats, two.pruned.arena_floats);
+    double err = 0, mx = 0;
+    for (size_t i = 0; i < one.pruned.arena_floats; i++) {
+        err = fmax(err, fabs(one.pruned.arena[i] - two.pruned.arena[i]));
+        mx = fmax(mx, fabs(one.pruned.arena[i]));
+    }
+    if (err > 1e-4 * mx) fail_msg("micro-batching changed the weights by %g (max %g)", err, mx);
+    vt_vib_result_free(&one);
+    vt_vib_result_free(&two);
+    teardown(&f);
+}
+
 static void test_full_trains_weights(void **st) {
     (void)st;
     fixture f;
@@ -137,6 +160,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faster_meets_budget_without_weight_state),
         cmocka_unit_test(test_full_trains_weights),
+        cmocka_unit_test(test_micro_batches_same_result),
         cmocka_unit_test(test_iterative_pruning_shrinks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,53 @@
+/* topology.c — stages x replicas, the pipe and dp communicators, and each stage's layer range. */
+#include "topology.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "partition.h"
+
+int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested) {
+    memset(t, 0, sizeof *t);
+    t->pipe = t->dp = MPI_COMM_NULL;
+    MPI_Comm_rank(MPI_COMM_WORLD, &t->world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &t->world_size);
+    /* Everything up to the communicator split depends only on (P, config, request), so every
+     * rank reaches the same verdict without talking. */
+    if (vt_topology_choose(t->world_size, c->n_layers, stages_requested, &t->stages, &t->replicas))
+        return vt_fail_context("topology of %d ranks for a model of %d layers", t->world_size, c->n_layers);
+    t->stage_begin = vt_malloc(sizeof(int) * (size_t)(t->stages + 1), "stage boundaries");
+    if (!t->stage_begin) return -1;
+    if (vt_partition_layers(c, t->stages, t->stage_begin)) {
+        free(t->stage_begin);
+        t->stage_begin = NULL;
+        return -1;
+    }
+    t->stage = t->world_rank % t->stages;
+    t->replica = t->world_rank / t->stages;
+    t->layer_begin = t->stage_begin[t->stage];
+    t->layer_end = t->stage_begin[t->stage + 1];
+    t->first = t->stage == 0;
+    t->last = t->stage == t->stages - 1;
+    MPI_Comm_split(MPI_COMM_WORLD, t->replica, t->stage, &t->pipe);
+    MPI_Comm_split(MPI_COMM_WORLD, t->stage, t->replica, &t->dp);
+    return 0;
+}
+
+void vt_topology_free(vt_topology *t) {
+    if (t->pipe != MPI_COMM_NULL) MPI_Comm_free(&t->pipe);
+    if (t->dp != MPI_COMM_NULL) MPI_Comm_free(&t->dp);
+    free(t->stage_begin);
+    t->stage_begin = NULL;
+}
+
+vt_load_parts vt_topology_parts(const vt_topology *t) {
+    vt_load_parts p = {t->layer_begin, t->layer_end, t->first, t->last};
+    return p;
+}
+
+void vt_topology_describe(const vt_topology *t, char *out, int cap) {
+    snprintf(out, (size_t)cap, "rank %d = stage %d of %d (layers %d-%d), replica %d of %d", t->world_rank, t->stage,
+             t->stages, t->layer_begin, t->layer_end - 1, t->replica, t->replicas);
+}

@@ -1,0 +1,46 @@
+/* comm.h — what a distributed training step needs from the communication layer, as callbacks,
+ * so src/ stays free of MPI: mpi/ implements them with MPI; vt_comm_local() serves one process
+ * (one stage, one replica: nothing to send, reductions are the identity). */
+#ifndef VT_COMM_H
+#define VT_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eval.h"
+#include "model.h"
+
+typedef struct vt_comm vt_comm;
+struct vt_comm {
+    int stage, stages, replica, replicas;
+    int world_rank;
+    void *impl;
+    /* Activations forward and activation gradients backward between neighbouring stages of
+     * one replica. tag identifies the micro-batch. */
+    int (*send_next)(vt_comm *c, const float *x, size_t n, int tag);
+    int (*recv_prev)(vt_comm *c, float *x, size_t n, int tag);
+    int (*send_prev)(vt_comm *c, const float *x, size_t n, int tag);
+    int (*recv_next)(vt_comm *c, float *x, size_t n, int tag);
+    /* In-place sums: over every rank of the world, and over the replicas of this stage. */
+    int (*sum_world)(vt_comm *c, double *x, size_t n);
+    int (*sum_dp)(vt_comm *c, float *x, size_t n);
+    /* Broadcast from world rank 0 (the coordinator). */
+    int (*bcast)(vt_comm *c, void *buf, size_t bytes);
+    /* Perplexity of a token stream with the model whose part this rank holds (every rank calls
+     * it; every rank gets the result). */
+    int (*eval)(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out);
+    /* Layers of stage s: [stage_begin[s], stage_begin[s+1]). */
+    const int *stage_begin;
+};
+
+/* Every rank passes its status; all get -1 when any rank failed (the failing rank's message
+ * is printed by it). A synchronisation point that keeps ranks from waiting on a failed one. */
+int vt_comm_agree(vt_comm *c, int status);
+
+/* The single-process communicator for a model of n_layers layers. */
+vt_comm *vt_comm_local(int n_layers);
+
+static inline int vt_comm_first(const vt_comm *c) { return c->stage == 0; }
+static inline int vt_comm_last(const vt_comm *c) { return c->stage == c->stages - 1; }
+
+#endif

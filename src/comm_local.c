@@ -1,0 +1,51 @@
+/* comm_local.c — the single-process vt_comm: one stage and one replica. */
+#include "comm.h"
+
+#include "error.h"
+
+static int no_peer(vt_comm *c, const float *x, size_t n, int tag) {
+    (void)c, (void)x, (void)n, (void)tag;
+    return vt_fail("internal: a single process has no neighbouring stage");
+}
+
+static int no_peer_recv(vt_comm *c, float *x, size_t n, int tag) {
+    (void)c, (void)x, (void)n, (void)tag;
+    return vt_fail("internal: a single process has no neighbouring stage");
+}
+
+static int identity_double(vt_comm *c, double *x, size_t n) {
+    (void)c, (void)x, (void)n;
+    return 0;
+}
+
+static int identity_float(vt_comm *c, float *x, size_t n) {
+    (void)c, (void)x, (void)n;
+    return 0;
+}
+
+static int identity_bcast(vt_comm *c, void *buf, size_t bytes) {
+    (void)c, (void)buf, (void)bytes;
+    return 0;
+}
+
+static int eval_local(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
+    (void)c;
+    return vt_eval_stream(part, ids, n, window, 0, out, NULL, NULL);
+}
+
+vt_comm *vt_comm_local(int n_layers) {
+    static _Thread_local int begin[2];
+    static _Thread_local vt_comm local;
+    begin[0] = 0;
+    begin[1] = n_layers;
+    local = (vt_comm){0, 1, 0, 1, 0, NULL, no_peer, no_peer_recv, no_peer, no_peer_recv, identity_double,
+                      identity_float, identity_bcast, eval_local, begin};
+    return &local;
+}
+
+int vt_comm_agree(vt_comm *c, int status) {
+    double bad = status != 0;
+    if (c->sum_world(c, &bad, 1)) return -1;
+    if (bad > 0 && status == 0) vt_fail("another rank failed (its message is above)");
+    return bad > 0 ? -1 : 0;
+}

@@ -1,0 +1,47 @@
+/* partition.h — how a run spreads over P ranks: S pipeline stages x D data-parallel replicas,
+ * contiguous layer ranges balanced by FLOPs, and the micro-batches of a pipelined step. */
+#ifndef VT_PARTITION_H
+#define VT_PARTITION_H
+
+#include "model.h"
+
+/* Stages chosen automatically are at most this many (see vt_topology_choose). */
+#define VT_AUTO_MAX_STAGES 8
+
+/* Forward FLOPs per token of layer l at context ctx: its matmuls (2 m n k: q, k, v, o, gate, up,
+ * down) and attention scores and weighted values; 0 for a removed layer. These are the per-layer
+ * terms of vt_flops_per_token, which adds the classifier's 2 dim vocab. */
+double vt_layer_flops(const vt_config *c, int l, double ctx);
+
+/* What the partition balances, per token: each layer's vt_layer_flops at the mean context of
+ * the model's positions, (seq_len + 1) / 2; on stage 0 also the embedding (dim: a row copy and
+ * its hidden gates); on the last stage also the final norm and classifier (2 dim vocab + 4 dim). */
+double vt_partition_layer_cost(const vt_config *c, int l);
+double vt_partition_embed_cost(const vt_config *c);
+double vt_partition_head_cost(const vt_config *c);
+/* Cost of stage s of `stages` owning layers [l0, l1). */
+double vt_partition_stage_cost(const vt_config *c, int stages, int s, int l0, int l1);
+
+/* Splits the layers into `stages` contiguous non-empty runs: stage s owns [begin[s], begin[s+1]),
+ * begin[0] = 0, begin[stages] = n_layers (begin has stages + 1 entries). The largest stage cost
+ * is as small as possible (exact dynamic programme); among such splits, the one with the smallest
+ * sum of squared stage costs (so stages below the bottleneck are even too). Fails when stages < 1
+ * or stages > n_layers. */
+int vt_partition_layers(const vt_config *c, int stages, int *begin);
+
+/* P ranks = S stages x D replicas (rank = replica * S + stage). stages_requested > 0 is checked:
+ * it must divide ranks and be at most n_layers. stages_requested = 0 chooses the largest divisor
+ * of ranks that is at most min(n_layers, VT_AUTO_MAX_STAGES): deep pipelines add bubbles and
+ * messages, while every replica holds a whole stage, so pipelining is what lets large models fit;
+ * 8 stages hold a 7B model in fp32 on 24 GiB ranks. `vtrans-dist plan` shows the memory of other
+ * choices. */
+int vt_topology_choose(int ranks, int n_layers, int stages_requested, int *stages, int *replicas);
+
+/* Micro-batches per replica and step for a GPipe pipeline of `stages` stages, each replica
+ * running seqs_per_replica sequences. requested > 0 must divide seqs_per_replica. requested = 0
+ * chooses one sequence per micro-batch when stages > 1 (GPipe keeps every micro-batch's
+ * activations until the backward pass, so memory is the same for any count, while the idle
+ * bubble (S - 1) / (M + S - 1) shrinks as M grows) and 1 when stages = 1 (nothing to overlap). */
+int vt_micro_batches_choose(int stages, int seqs_per_replica, int requested, int *micro_batches);
+
+#endif

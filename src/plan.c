@@ -1,0 +1,150 @@
+/* plan.c — per-rank memory and FLOPs of a distributed run, estimated from the configuration. */
+#include "plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "partition.h"
+
+/* Bytes per VIB gate on every rank: mu, logvar and their gradients (4 floats), the unit id
+ * (int64), group (u8) and layer (i16), Adam m and v of mu and of logvar (4 floats), and the
+ * two doubles of the world reduction of its gradients. */
+#define GATE_BYTES (4 * 4 + 8 + 1 + 2 + 4 * 4 + 2 * 8)
+
+size_t vt_plan_weight_floats(const vt_config *c, int stages, int s, int l0, int l1) {
+    size_t d = (size_t)c->dim, emb = (size_t)c->vocab * d, n = 0;
+    int embed = s == 0, head = s == stages - 1;
+    if (embed) n += emb;
+    if (head) n += d + ((c->tied && embed) ? 0 : emb);
+    for (int l = l0; l < l1; l++) n += vt_layer_params(c, l);
+    return n;
+}
+
+size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T) {
+    size_t rows = (size_t)B * T, d = (size_t)c->dim, n = 2 * rows * d + rows; /* final norm input */
+    for (int l = l0; l < l1; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        size_t q = (size_t)s->n_heads * c->head_dim, kv = (size_t)s->n_kv_heads * c->head_dim;
+        if (s->n_heads) n += rows * (3 * d + 1 + q + 2 * kv + q) + (size_t)B * s->n_heads * T * T;
+        if (s->ffn) n += rows * (3 * d + 1 + 3 * (size_t)s->ffn);
+    }
+    return n;
+}
+
+/* Floats of the forward (vt_fwd_init) and backward (vt_bwd_init) scratch of one micro-batch. */
+static size_t scratch_floats(const vt_config *c, int l0, int l1, int B, int T) {
+    size_t rows = (size_t)B * T, d = (size_t)c->dim, hd = (size_t)c->head_dim;
+    size_t q = 0, kv = 0, f = 0, cache = 0;
+    for (int l = l0; l < l1; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        size_t ql = (size_t)s->n_heads * hd, kvl = (size_t)s->n_kv_heads * hd;
+        q = ql > q ? ql : q;
+        kv = kvl > kv ? kvl : kv;
+        f = (size_t)s->ffn > f ? (size_t)s->ffn : f;
+        cache += 2 * rows * kvl; /* keys and values */
+    }
+    size_t fwd = rows * d + rows * (q + 2 * kv + 1) + rows * (q + 1) + (size_t)T * T + rows * (2 * f + 1) +
+                 rows * (f + 1) + rows * d + (size_t)T * hd + cache;
+    size_t wide = q > f ? q : f, qkv = q + 2 * kv > 2 * f ? q + 2 * kv : 2 * f;
+    wide = wide ? wide : 1;
+    size_t bwd = 2 * rows * d + 3 * rows * wide + rows * qkv + (size_t)T * T;
+    return fwd + bwd;
+}
+
+static size_t gate_count(const vt_config *c) {
+    size_t n = (size_t)c->dim;
+    for (int l = 0; l < c->n_layers; l++) n += (size_t)c->layers[l].n_heads + (size_t)c->layers[l].ffn + 2;
+    return n;
+}
+
+/* Memory of stage s's ranks (see docs/CLUSTER.md for each term). */
+static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
+    const vt_config *c = in->cfg;
+    vt_stage_plan *st = &p->stage[s];
+    int l0 = st->layer_begin, l1 = st->layer_end, last = s == p->stages - 1;
+    int M = p->micro_batches, Bm = p->micro_batch, T = in->seq_len;
+    double rows = (double)Bm * T, d = c->dim, V = c->vocab, f4 = sizeof(float);
+    double w = (double)vt_plan_weight_floats(c, p->stages, s, l0, l1) * f4;
+    double layers = 0.0;
+    for (int l = l0; l < l1; l++) layers += (double)vt_layer_params(c, l) * f4;
+    int finetune = in->finetune_steps > 0;
+    double keep = in->keep_fraction;
+
+    /* The student stays the teacher's weights until its first slice: iterative pruning may slice
+     * it at nearly full size; fine-tuning trains a slice of about the kept fraction. */
+    double student = in->prune_interval > 0 ? w : (finetune ? keep * w : 0.0);
+    st->weights = w + student;
+
+    st->activations = f4 * (M * (double)vt_plan_tape_floats(c, l0, l1, Bm, T) + /* GPipe: every tape */
+                            (double)scratch_floats(c, l0, l1, Bm, T) + rows * d + /* passing activations */
+                            3.0 * (double)p->gates * p->seqs_per_replica);        /* gate values, noise, grads */
+    if (last) /* per micro-batch gradients at the head, teacher and student logits, their gradient */
+        st->activations += f4 * (M * rows * d + 3.0 * rows * V + rows * d);
+
+    st->optimizer = (double)p->gates * GATE_BYTES;
+    if (finetune) st->optimizer += keep * (w + 2.0 * layers); /* weight gradients, Adam m and v of layers */
+
+    st->teacher_cache = last ? p->cache_per_sequence * (double)in->calib_sequences : 0.0;
+    st->total = st->weights + st->activations + st->optimizer + st->teacher_cache;
+}
+
+int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
+    memset(out, 0, sizeof *out);
+    const vt_config *c = in->cfg;
+    if (in->batch_size < 1 || in->seq_len < 2)
+        return vt_fail("a step of %d sequences of %d tokens: need at least 1 sequence of 2 tokens", in->batch_size,
+                       in->seq_len);
+    if (in->seq_len > c->seq_len)
+        return vt_fail("data.seq_len %d exceeds the model's %d positions", in->seq_len, c->seq_len);
+    if (vt_topology_choose(in->ranks, c->n_layers, in->stages, &out->stages, &out->replicas)) return -1;
+    out->ranks = in->ranks;
+    int D = out->replicas, S = out->stages;
+    if (in->batch_size % D)
+        return vt_fail("schedule.batch_size %d does not split evenly over %d data-parallel replicas (%d ranks / %d "
+                       "stages); use a multiple of %d",
+                       in->batch_size, D, in->ranks, S, D);
+    out->seqs_per_replica = in->batch_size / D;
+    if (vt_micro_batches_choose(S, out->seqs_per_replica, in->micro_batches, &out->micro_batches)) return -1;
+    out->micro_batch = out->seqs_per_replica / out->micro_batches;
+    out->bubble = (double)(S - 1) / (out->micro_batches + S - 1);
+
+    int *begin = vt_malloc(sizeof(int) * (size_t)(S + 1), "partition");
+    out->stage = vt_calloc((size_t)S, sizeof *out->stage, "stage plans");
+    if (!begin || !out->stage || vt_partition_layers(c, S, begin)) {
+        free(begin);
+        vt_plan_free(out);
+        return -1;
+    }
+    double T = in->seq_len, d = c->dim, head = 2.0 * d * c->vocab;
+    double tokens_replica = (double)out->seqs_per_replica * T, tokens_step = (double)in->batch_size * T;
+    out->ctx = (T + 1.0) / 2.0;
+    out->flops_token = vt_flops_per_token(c, out->ctx);
+    out->gates = gate_count(c);
+    out->cache_per_sequence = T * d * sizeof(float);
+    for (int s = 0; s < S; s++) {
+        vt_stage_plan *st = &out->stage[s];
+        st->layer_begin = begin[s];
+        st->layer_end = begin[s + 1];
+        st->params = vt_plan_weight_floats(c, S, s, begin[s], begin[s + 1]);
+        for (int l = begin[s]; l < begin[s + 1]; l++) st->flops_token += vt_layer_flops(c, l, out->ctx);
+        if (s == S - 1) st->flops_token += head;
+        /* mask phase: forward + activation gradients (~2 forward); the last stage also computes the
+         * teacher's logits from the cache (one more classifier forward) */
+        st->flops_rank_step = (2.0 * st->flops_token + (s == S - 1 ? head : 0.0)) * tokens_replica;
+        stage_memory(in, out, s);
+    }
+    free(begin);
+    out->flops_step_masks = (2.0 * out->flops_token + head) * tokens_step;
+    out->flops_step_finetune = in->finetune_steps > 0 ? (3.0 * out->flops_token + head) * tokens_step : 0.0;
+    /* every replica runs every calibration sequence through its layers once */
+    out->flops_teacher = (double)D * (double)in->calib_sequences * T * (out->flops_token - head);
+    out->flops_run = out->flops_step_masks * (double)in->steps +
+                     out->flops_step_finetune * (double)in->finetune_steps + out->flops_teacher;
+    return 0;
+}
+
+void vt_plan_free(vt_plan *p) {
+    free(p->stage);
+    p->stage = NULL;
+}

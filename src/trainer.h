@@ -1,0 +1,53 @@
+/* trainer.h — the state of a VTrans run shared by the training files (vib_train.c: the loop;
+ * train_step.c: one micro-batched, pipelined step and the teacher cache; train_prune.c: hard
+ * pruning and the keep decision). Internal to those files. */
+#ifndef VT_TRAINER_H
+#define VT_TRAINER_H
+
+#include "backward.h"
+#include "comm.h"
+#include "forward.h"
+#include "masks.h"
+#include "vib_train.h"
+
+typedef struct {
+    const vt_vib_params *p;
+    vt_comm *comm;
+    const vt_model *teacher; /* this rank's part of the dense model (frozen) */
+    const vt_calib *calib;
+    vt_model own;            /* the student once it differs from the teacher */
+    const vt_model *student; /* teacher until the first slice */
+    vt_masks mk;             /* every gate of the model, identical on every rank */
+    vt_adam adam_mu, adam_lv, adam_w;
+    vt_model dw;             /* weight gradients of this part (fine-tuning only) */
+    int train_weights;
+    vt_lagrangian lg;
+    double dense_size, ctx;
+    int B, Bd, Bm, M, T;     /* global batch, per replica, per micro-batch; micro-batches; tokens */
+    vt_fwd fs;
+    vt_tape *tapes;          /* one per micro-batch */
+    vt_bwd bw;
+    float *x;                /* [Bm*T, dim] activations passing through this stage */
+    float **dx_last;         /* last stage: dL/d(final hidden) per micro-batch */
+    float *lt, *ls, *dl, *xn_t; /* last stage: teacher/student logits, their gradient, teacher norm */
+    float *cache;            /* last stage: the teacher's final hidden states [n_seq, T, dim] */
+    float *z, *eps, *dz;     /* gates of this replica's sequences [Bd, n] */
+    int32_t *tok, *tgt;      /* [Bd*T] */
+    int64_t *ids;            /* [B] global batch */
+    double *red;             /* reduction buffer */
+    long tokens;
+} trainer;
+
+/* train_step.c */
+int vt_trainer_alloc_student(trainer *t);
+void vt_trainer_free_student(trainer *t);
+int vt_trainer_cache_teacher(trainer *t);
+int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec);
+size_t vt_trainer_layer_region(const vt_model *m, size_t *start);
+
+/* train_prune.c */
+int vt_trainer_slice(trainer *t, const uint8_t *keep);
+int vt_trainer_prune_crossed(trainer *t, int *removed);
+int vt_trainer_decide(trainer *t, uint8_t **keep_out);
+
+#endif
