@@ -5,20 +5,25 @@
 #include <string.h>
 
 #include "commands.h"
+#include "mpi_commands.h"
 
+/* run: one process (also mpirun -n 1); run_mpi: a world of several ranks, NULL when the command
+ * runs on one rank only. */
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
+    int (*run_mpi)(int argc, char **argv);
     const char *summary;
 } command;
 
 static const command commands[] = {
-    {"prune", vt_cmd_prune, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
-    {"inspect", vt_cmd_inspect, "architecture, per-layer sizes, dtype and parameter counts of a checkpoint"},
-    {"generate", vt_cmd_generate, "generate text from a prompt"},
-    {"eval", vt_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},
-    {"convert", vt_cmd_convert, "write a checkpoint as an HF-style safetensors directory"},
-    {"tokenize", vt_cmd_tokenize, "write the token stream of a data file"},
+    {"prune", vt_cmd_prune, NULL, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
+    {"inspect", vt_cmd_inspect, NULL, "architecture, per-layer sizes, dtype and parameter counts of a checkpoint"},
+    {"generate", vt_cmd_generate, vt_mpi_cmd_generate, "generate text from a prompt"},
+    {"eval", vt_cmd_eval, vt_mpi_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},
+    {"convert", vt_cmd_convert, NULL, "write a checkpoint as an HF-style safetensors directory"},
+    {"tokenize", vt_cmd_tokenize, NULL, "write the token stream of a data file"},
+    {"plan", vt_cmd_plan, NULL, "size a cluster run: stages x replicas, layers per stage, memory per rank, FLOPs"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -65,11 +70,13 @@ int main(int argc, char **argv) {
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     }
     int rc;
-    if (size > 1) {
+    if (size == 1) {
+        rc = cmd->run(argc - 1, argv + 1);
+    } else if (cmd->run_mpi) {
+        rc = cmd->run_mpi(argc - 1, argv + 1);
+    } else {
         if (rank == 0) fprintf(stderr, "vtrans-dist %s: error: runs on one rank (got %d); use -n 1\n", cmd->name, size);
         rc = 1;
-    } else {
-        rc = cmd->run(argc - 1, argv + 1);
     }
     if (use_mpi) MPI_Finalize();
     free(args);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "mpi_errors.h"
 #include "partition.h"
 
 int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested) {
@@ -13,13 +14,14 @@ int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested) {
     t->pipe = t->dp = MPI_COMM_NULL;
     MPI_Comm_rank(MPI_COMM_WORLD, &t->world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &t->world_size);
-    /* Everything up to the communicator split depends only on (P, config, request), so every
-     * rank reaches the same verdict without talking. */
-    if (vt_topology_choose(t->world_size, c->n_layers, stages_requested, &t->stages, &t->replicas))
-        return vt_fail_context("topology of %d ranks for a model of %d layers", t->world_size, c->n_layers);
-    t->stage_begin = vt_malloc(sizeof(int) * (size_t)(t->stages + 1), "stage boundaries");
-    if (!t->stage_begin) return -1;
-    if (vt_partition_layers(c, t->stages, t->stage_begin)) {
+    /* The verdict depends only on (P, config, request), so every rank reaches the same one; the
+     * agreement also covers a rank that ran out of memory, before the collective splits. */
+    int rc = vt_topology_choose(t->world_size, c->n_layers, stages_requested, &t->stages, &t->replicas);
+    if (rc == 0) {
+        t->stage_begin = vt_malloc(sizeof(int) * (size_t)(t->stages + 1), "stage boundaries");
+        rc = t->stage_begin ? vt_partition_layers(c, t->stages, t->stage_begin) : -1;
+    }
+    if (vt_mpi_agree(rc, MPI_COMM_WORLD)) {
         free(t->stage_begin);
         t->stage_begin = NULL;
         return -1;

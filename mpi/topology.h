@@ -19,10 +19,10 @@ typedef struct {
 } vt_topology;
 
 /* Chooses S (stages_requested, or automatically when 0: vt_topology_choose) and D = P / S, splits
- * the layers by cost (vt_partition_layers) and creates the communicators. Impossible topologies
- * (more stages than layers, P not a multiple of S) fail with the same message on every rank
- * before any communication, so callers can agree on it and stop before loading anything.
- * Collective over MPI_COMM_WORLD. */
+ * the layers by cost (vt_partition_layers) and creates the communicators. Collective over
+ * MPI_COMM_WORLD and a synchronisation point (vt_mpi_agree): impossible topologies (more stages
+ * than layers, P not a multiple of S) make every rank return -1 after the message was printed
+ * once, before anything is loaded. */
 int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested);
 void vt_topology_free(vt_topology *t);
 

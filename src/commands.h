@@ -9,5 +9,6 @@ int vt_cmd_eval(int argc, char **argv);
 int vt_cmd_convert(int argc, char **argv);
 int vt_cmd_tokenize(int argc, char **argv);
 int vt_cmd_prune(int argc, char **argv);
+int vt_cmd_plan(int argc, char **argv);
 
 #endif

@@ -195,7 +195,9 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
             json_object_set_new(e, "kd", json_real(r->kd));
             json_object_set_new(e, "kl", json_real(r->kl));
             json_object_set_new(e, "budget", json_real(r->budget));
-            json_object_set_new(e, "size", json_real(r->size));
+            json_object_set_new(e, "size", json_real(r->hard_size));
+            json_object_set_new(e, "expected_size", json_real(r->size));
+            json_object_set_new(e, "beta", json_real(r->beta));
             json_object_set_new(e, "target", json_real(r->target));
             json_object_set_new(e, "seconds", json_real(r->seconds));
             json_array_append_new(curve, e);

@@ -200,11 +200,17 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
         size_t w0, wn = vt_trainer_layer_region(dw, &w0);
         if (cm->sum_dp(cm, dw->arena + w0, wn)) return -1;
     }
-    /* Terms of the gate parameters alone: the same on every rank. */
-    rec->kl = vt_masks_kl(&t->mk, p->kl_mult, p->beta);
-    rec->size = vt_expected_size(&t->mk, &s->cfg, p->kind, t->ctx, p->sharpness, 0.0, NULL, NULL) / t->dense_size;
+    /* Terms of the gate parameters alone: the same on every rank. The soft expected size gives
+     * the CoFi gradient near the threshold; far from it the keep probabilities saturate, so the
+     * KL weight itself is a multiplier too: beta * exp(kl_log_scale), raised by dual ascent while
+     * the hard size (every gate kept or not by theta) is over the target, lowered while under. */
     rec->target = phase == 0 ? vt_budget_target(p->target_fraction, step, (long)(p->ramp_fraction * p->steps))
                              : p->target_fraction;
+    rec->size = vt_expected_size(&t->mk, &s->cfg, p->kind, t->ctx, p->sharpness, 0.0, NULL, NULL) / t->dense_size;
+    rec->hard_size = vt_expected_size(&t->mk, &s->cfg, p->kind, t->ctx, 1e6, 0.0, NULL, NULL) / t->dense_size;
+    if (phase == 0) t->kl_log_scale += p->lr_lambda * (rec->hard_size - rec->target) / rec->target;
+    rec->beta = p->beta * exp(t->kl_log_scale);
+    rec->kl = vt_masks_kl(&t->mk, p->kl_mult, rec->beta);
     rec->budget = 0.0;
     if (phase == 0) {
         double ds, dl1, dl2;

@@ -22,6 +22,7 @@ typedef struct {
     vt_model dw;             /* weight gradients of this part (fine-tuning only) */
     int train_weights;
     vt_lagrangian lg;
+    double kl_log_scale;     /* the KL weight's multiplier: beta * exp(kl_log_scale) */
     double dense_size, ctx;
     int B, Bd, Bm, M, T;     /* global batch, per replica, per micro-batch; micro-batches; tokens */
     vt_fwd fs;

@@ -37,17 +37,18 @@ static void report(trainer *t, const vt_train_record *r, long step, long total, 
     if (t->comm->world_rank != 0) return; /* the coordinator speaks for the run */
     if (p->log)
         fprintf(p->log,
-                "%s step %ld/%ld | kd %.4f ce %.4f mse %.4f kl %.4f budget %+.4f | size %.4f target %.4f | "
-                "%.0f tok/s | ETA %.0f s\n",
-                r->phase ? "finetune" : "masks", step + 1, total, r->kd, r->ce, r->mse, r->kl, r->budget, r->size,
-                r->target, rate, eta);
+                "%s step %ld/%ld | kd %.4f ce %.4f mse %.4f kl %.4f (beta %.2g) budget %+.4f | size %.4f "
+                "(expected %.4f) target %.4f | %.0f tok/s | ETA %.0f s\n",
+                r->phase ? "finetune" : "masks", step + 1, total, r->kd, r->ce, r->mse, r->kl, r->beta, r->budget,
+                r->hard_size, r->size, r->target, rate, eta);
     if (p->jsonl)
         fprintf(p->jsonl,
                 "{\"phase\": \"%s\", \"step\": %ld, \"kd\": %.6g, \"ce\": %.6g, \"mse\": %.6g, \"kl\": %.6g, "
-                "\"budget\": %.6g, \"size\": %.6g, \"target\": %.6g, \"lambda1\": %.6g, \"lambda2\": %.6g, "
+                "\"budget\": %.6g, \"size\": %.6g, \"hard_size\": %.6g, \"target\": %.6g, \"beta\": %.6g, "
+                "\"lambda1\": %.6g, \"lambda2\": %.6g, "
                 "\"seconds\": %.3f, \"tokens\": %ld}\n",
-                r->phase ? "finetune" : "masks", step + 1, r->kd, r->ce, r->mse, r->kl, r->budget, r->size, r->target,
-                r->lambda1, r->lambda2, el, t->tokens);
+                r->phase ? "finetune" : "masks", step + 1, r->kd, r->ce, r->mse, r->kl, r->budget, r->size,
+                r->hard_size, r->target, r->beta, r->lambda1, r->lambda2, el, t->tokens);
     if (p->log) fflush(p->log);
     if (p->jsonl) fflush(p->jsonl);
 }

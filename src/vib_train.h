@@ -37,7 +37,7 @@ typedef struct {
 typedef struct {
     long step;
     int phase; /* 0 masks, 1 fine-tuning */
-    double kd, ce, mse, kl, budget, size, target, lambda1, lambda2, seconds;
+    double kd, ce, mse, kl, budget, size, hard_size, target, lambda1, lambda2, beta, seconds;
 } vt_train_record;
 
 typedef struct {

@@ -1,0 +1,85 @@
+/* comm_mpi.c — vt_comm over MPI (see comm_mpi.h). Messages larger than INT_MAX elements go in
+ * pieces. Open MPI's default error handler aborts every rank on a communication failure, so no
+ * rank waits forever on a dead peer. */
+#include "comm_mpi.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+typedef struct {
+    vt_comm c;
+    MPI_Comm world, pipe, dp;
+    int *begin;
+} mpi_comm;
+
+static mpi_comm *impl(vt_comm *c) { return (mpi_comm *)c->impl; }
+
+#define CHUNK ((size_t)INT_MAX / 2)
+
+static int send_to(vt_comm *c, const float *x, size_t n, int peer, int tag) {
+    for (size_t o = 0; o < n; o += CHUNK)
+        MPI_Send(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, peer, tag, impl(c)->pipe);
+    return 0;
+}
+
+static int recv_from(vt_comm *c, float *x, size_t n, int peer, int tag) {
+    for (size_t o = 0; o < n; o += CHUNK)
+        MPI_Recv(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, peer, tag, impl(c)->pipe, MPI_STATUS_IGNORE);
+    return 0;
+}
+
+static int send_next(vt_comm *c, const float *x, size_t n, int tag) { return send_to(c, x, n, c->stage + 1, tag); }
+static int recv_prev(vt_comm *c, float *x, size_t n, int tag) { return recv_from(c, x, n, c->stage - 1, tag); }
+static int send_prev(vt_comm *c, const float *x, size_t n, int tag) { return send_to(c, x, n, c->stage - 1, tag); }
+static int recv_next(vt_comm *c, float *x, size_t n, int tag) { return recv_from(c, x, n, c->stage + 1, tag); }
+
+static int sum_world(vt_comm *c, double *x, size_t n) {
+    for (size_t o = 0; o < n; o += CHUNK)
+        MPI_Allreduce(MPI_IN_PLACE, x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_DOUBLE, MPI_SUM, impl(c)->world);
+    return 0;
+}
+
+static int sum_dp(vt_comm *c, float *x, size_t n) {
+    for (size_t o = 0; o < n; o += CHUNK)
+        MPI_Allreduce(MPI_IN_PLACE, x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, MPI_SUM, impl(c)->dp);
+    return 0;
+}
+
+static int bcast(vt_comm *c, void *buf, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += CHUNK)
+        MPI_Bcast((char *)buf + o, (int)(bytes - o < CHUNK ? bytes - o : CHUNK), MPI_BYTE, 0, impl(c)->world);
+    return 0;
+}
+
+vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stage, int stages, int replica,
+                            int replicas, const int *stage_begin, vt_eval_fn eval) {
+    mpi_comm *m = vt_calloc(1, sizeof *m, "communicator");
+    int *begin = vt_malloc(sizeof(int) * (size_t)(stages + 1), "communicator");
+    if (!m || !begin) {
+        free(m);
+        free(begin);
+        return NULL;
+    }
+    memcpy(begin, stage_begin, sizeof(int) * (size_t)(stages + 1));
+    int rank;
+    MPI_Comm_rank(world, &rank);
+    m->world = world;
+    m->pipe = pipe;
+    m->dp = dp;
+    m->begin = begin;
+    m->c = (vt_comm){stage, stages, replica, replicas, rank, m, send_next, recv_prev, send_prev, recv_next,
+                     sum_world, sum_dp, bcast, eval, begin};
+    return &m->c;
+}
+
+void vt_comm_mpi_free(vt_comm *c) {
+    if (!c) return;
+    free(impl(c)->begin);
+    free(impl(c));
+}
+
+MPI_Comm vt_comm_mpi_pipe(const vt_comm *c) { return ((const mpi_comm *)c->impl)->pipe; }
+MPI_Comm vt_comm_mpi_dp(const vt_comm *c) { return ((const mpi_comm *)c->impl)->dp; }

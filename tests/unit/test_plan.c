@@ -1,0 +1,281 @@
+/* test_plan.c — the cluster plan: weights and activation tapes counted exactly as the loader and
+ * the training step allocate them, memory terms per stage, FLOPs, and refused layouts. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "forward.h"
+#include "partition.h"
+#include "plan.h"
+#include "testutil.h"
+
+/* LLaMA-2-7B's shape (hidden 4096, FFN 11008, 32 heads, 32 KV heads, 32 layers, vocab 32000). */
+static void llama7b_config(vt_config *c) {
+    memset(c, 0, sizeof *c);
+    c->dim = 4096;
+    c->n_layers = 32;
+    c->n_heads = 32;
+    c->n_kv_heads = 32;
+    c->head_dim = 128;
+    c->ffn_dim = 11008;
+    c->vocab = 32000;
+    c->seq_len = 4096;
+    c->norm_eps = 1e-5f;
+    c->rope_theta = 10000.0f;
+    assert_int_equal(vt_config_init_dense(c), 0);
+}
+
+/* A small config with pruned layers: attention removed, MLP removed, narrower layers. */
+static void pruned_small_config(vt_config *c, int tied) {
+    tu_small_config(c);
+    vt_config_free(c);
+    c->n_layers = 5;
+    c->tied = tied;
+    assert_int_equal(vt_config_init_dense(c), 0);
+    c->layers[1].n_heads = c->layers[1].n_kv_heads = 0;
+    c->layers[2].ffn = 0;
+    c->layers[3].n_heads = 2;
+    c->layers[3].n_kv_heads = 1;
+    c->layers[3].ffn = 7;
+}
+
+static void test_weight_floats_match_allocation(void **state) {
+    (void)state;
+    for (int tied = 0; tied <= 1; tied++) {
+        vt_config c;
+        pruned_small_config(&c, tied);
+        for (int S = 1; S <= 3; S++) {
+            int begin[4];
+            assert_int_equal(vt_partition_layers(&c, S, begin), 0);
+            size_t sum = 0;
+            for (int s = 0; s < S; s++) {
+                vt_load_parts parts = {begin[s], begin[s + 1], s == 0, s == S - 1};
+                vt_model m;
+                assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+                assert_int_equal(vt_plan_weight_floats(&c, S, s, begin[s], begin[s + 1]), m.arena_floats);
+                sum += m.arena_floats;
+                vt_model_free(&m);
+            }
+            /* a tied classifier is a second copy once the embedding and head sit on different stages */
+            size_t extra = (tied && S > 1) ? (size_t)c.vocab * c.dim : 0;
+            assert_int_equal(sum, vt_params_total(&c) + extra);
+        }
+        vt_config_free(&c);
+    }
+}
+
+/* End of the furthest buffer of a tape, in floats from its arena. */
+static size_t tape_extent(const vt_tape *tp, const vt_config *c, int B, int T) {
+    size_t rows = (size_t)B * T, d = (size_t)c->dim, end = 0;
+#define SEEN(p, n) \
+    if (p) end = (size_t)((p) - tp->arena) + (n) > end ? (size_t)((p) - tp->arena) + (n) : end
+    SEEN(tp->x_final, rows * d);
+    SEEN(tp->xn_final, rows * d);
+    SEEN(tp->inv_rms_final, rows);
+    for (int l = tp->layer_begin; l < tp->layer_end; l++) {
+        const vt_tape_layer *t = &tp->layers[l];
+        const vt_layer_shape *s = &c->layers[l];
+        size_t q = (size_t)s->n_heads * c->head_dim, kv = (size_t)s->n_kv_heads * c->head_dim, f = (size_t)s->ffn;
+        SEEN(t->x_attn, rows * d);
+        SEEN(t->xn_attn, rows * d);
+        SEEN(t->y_attn, rows * d);
+        SEEN(t->inv_rms_attn, rows);
+        SEEN(t->qkv, rows * (q + 2 * kv));
+        SEEN(t->att, rows * q);
+        SEEN(t->probs, (size_t)B * s->n_heads * T * T);
+        SEEN(t->x_mlp, rows * d);
+        SEEN(t->xn_mlp, rows * d);
+        SEEN(t->y_mlp, rows * d);
+        SEEN(t->inv_rms_mlp, rows);
+        SEEN(t->gate_up, rows * 2 * f);
+        SEEN(t->act, rows * f);
+    }
+#undef SEEN
+    return end;
+}
+
+static void test_tape_floats_match_vt_tape_init(void **state) {
+    (void)state;
+    vt_config c;
+    pruned_small_config(&c, 1);
+    int ranges[][2] = {{0, 5}, {0, 1}, {1, 3}, {3, 5}, {2, 3}};
+    for (int r = 0; r < 5; r++) {
+        vt_load_parts parts = {ranges[r][0], ranges[r][1], 0, 0};
+        vt_model m;
+        assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+        for (int B = 1; B <= 3; B += 2) {
+            int T = 7;
+            vt_tape tp;
+            assert_int_equal(vt_tape_init(&tp, &m, B, T), 0);
+            assert_int_equal(vt_plan_tape_floats(&c, ranges[r][0], ranges[r][1], B, T), tape_extent(&tp, &c, B, T));
+            vt_tape_free(&tp);
+        }
+        vt_model_free(&m);
+    }
+    vt_config_free(&c);
+}
+
+static vt_plan_input input_7b(const vt_config *c, int ranks) {
+    vt_plan_input in = {
+        .cfg = c,
+        .ranks = ranks,
+        .stages = 0,
+        .micro_batches = 0,
+        .batch_size = 64,
+        .seq_len = 512,
+        .steps = 100,
+        .finetune_steps = 0,
+        .prune_interval = 0,
+        .keep_fraction = 0.5,
+        .calib_sequences = 0,
+    };
+    return in;
+}
+
+static void test_plan_7b_terms(void **state) {
+    (void)state;
+    vt_config c;
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 64);
+    vt_plan p;
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    assert_int_equal(p.stages, 8); /* automatic */
+    assert_int_equal(p.replicas, 8);
+    assert_int_equal(p.seqs_per_replica, 8);
+    assert_int_equal(p.micro_batches, 8); /* one sequence per micro-batch */
+    assert_int_equal(p.micro_batch, 1);
+    assert_true(fabs(p.bubble - 7.0 / 15.0) < 1e-12);
+    size_t gates = 4096 + 32 * (32 + 11008 + 2);
+    assert_int_equal(p.gates, gates);
+
+    size_t params = 0;
+    double flops = 0.0;
+    for (int s = 0; s < p.stages; s++) {
+        const vt_stage_plan *st = &p.stage[s];
+        assert_int_equal(st->layer_end - st->layer_begin, 4);
+        params += st->params;
+        flops += st->flops_token;
+        /* masks only, no iterative pruning: weights are the stage's fp32 tensors, no student copy */
+        assert_true(st->weights == 4.0 * (double)vt_plan_weight_floats(&c, 8, s, st->layer_begin, st->layer_end));
+        assert_true(st->teacher_cache == 0.0);
+        /* every micro-batch's tape is held (GPipe): activations exceed M tapes, by scratch only */
+        double tapes = 4.0 * 8 * (double)vt_plan_tape_floats(&c, st->layer_begin, st->layer_end, 1, 512);
+        assert_true(st->activations > tapes && st->activations < 1.5 * tapes);
+        assert_true(fabs(st->total - (st->weights + st->activations + st->optimizer + st->teacher_cache)) < 1.0);
+    }
+    assert_int_equal(params, vt_params_total(&c));
+    assert_true(fabs(flops - p.flops_token) <= 1e-9 * flops);
+    assert_true(fabs(p.flops_token - vt_flops_per_token(&c, 256.5)) <= 1e-9 * flops);
+    /* a mask step: 2 forward passes of 64 x 512 tokens, plus the teacher's classifier */
+    double tokens = 64.0 * 512;
+    assert_true(fabs(p.flops_step_masks - tokens * (2 * p.flops_token + 2.0 * 4096 * 32000)) < 1e-9 * p.flops_step_masks);
+    assert_true(p.flops_step_finetune == 0.0);
+    /* the last stage holds the logits: more activations than a middle stage */
+    assert_true(p.stage[7].activations > p.stage[3].activations);
+    vt_plan_free(&p);
+    vt_config_free(&c);
+}
+
+static void test_plan_training_state_and_teacher(void **state) {
+    (void)state;
+    vt_config c;
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 16);
+    in.stages = 4;
+    vt_plan base, ft, iter, cached;
+    assert_int_equal(vt_plan_make(&in, &base), 0);
+    in.finetune_steps = 50;
+    assert_int_equal(vt_plan_make(&in, &ft), 0);
+    in.prune_interval = 10;
+    assert_int_equal(vt_plan_make(&in, &iter), 0);
+    in.calib_sequences = 1000;
+    assert_int_equal(vt_plan_make(&in, &cached), 0);
+    for (int s = 0; s < 4; s++) {
+        const vt_stage_plan *b = &base.stage[s], *f = &ft.stage[s], *it = &iter.stage[s], *ca = &cached.stage[s];
+        double w = 4.0 * (double)vt_plan_weight_floats(&c, 4, s, b->layer_begin, b->layer_end), layers = 0.0;
+        for (int l = b->layer_begin; l < b->layer_end; l++) layers += 4.0 * (double)vt_layer_params(&c, l);
+        /* fine-tuning: a student of half the size, its gradients and two Adam moments of its layers */
+        assert_true(fabs(f->weights - 1.5 * w) < 1.0);
+        assert_true(fabs(f->optimizer - b->optimizer - 0.5 * (w + 2.0 * layers)) < 1.0);
+        /* iterative pruning: the first slice may copy the student at nearly full size */
+        assert_true(fabs(it->weights - 2.0 * w) < 1.0);
+        double cache = s == 3 ? 1000.0 * 512 * 4096 * 4 : 0.0;
+        assert_true(ca->teacher_cache == cache);
+        assert_true(fabs(ca->total - it->total - cache) < 1.0);
+    }
+    assert_true(fabs(ft.flops_step_finetune - 64.0 * 512 * (3 * ft.flops_token + 2.0 * 4096 * 32000)) <
+                1e-9 * ft.flops_step_finetune);
+    /* 4 replicas each run all 1000 calibration sequences through the layers once */
+    assert_true(fabs(cached.flops_teacher - 4.0 * 1000 * 512 * (cached.flops_token - 2.0 * 4096 * 32000)) <
+                1e-9 * cached.flops_teacher);
+    vt_plan_free(&base);
+    vt_plan_free(&ft);
+    vt_plan_free(&iter);
+    vt_plan_free(&cached);
+    vt_config_free(&c);
+}
+
+/* More micro-batches of the same size hold proportionally more tape (GPipe keeps them all). */
+static void test_plan_activations_scale_with_micro_batches(void **state) {
+    (void)state;
+    vt_config c;
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 8);
+    in.stages = 8;
+    in.batch_size = 4;
+    vt_plan a, b;
+    assert_int_equal(vt_plan_make(&in, &a), 0);
+    in.batch_size = 8;
+    assert_int_equal(vt_plan_make(&in, &b), 0);
+    assert_int_equal(a.micro_batches, 4);
+    assert_int_equal(b.micro_batches, 8);
+    const vt_stage_plan *sa = &a.stage[2], *sb = &b.stage[2];
+    double tape = 4.0 * (double)vt_plan_tape_floats(&c, sa->layer_begin, sa->layer_end, 1, 512);
+    double gate_rows = 4.0 * 3.0 * (double)a.gates * 4; /* gate values, noise, gradients of 4 more sequences */
+    assert_true(fabs(sb->activations - sa->activations - 4.0 * tape - gate_rows) < 1.0);
+    vt_plan_free(&a);
+    vt_plan_free(&b);
+    vt_config_free(&c);
+}
+
+static void test_plan_refusals(void **state) {
+    (void)state;
+    vt_config c;
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 6);
+    vt_plan p;
+    in.stages = 4;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "6 ranks cannot form 4 pipeline stages"));
+    in.ranks = 64;
+    in.stages = 64;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "cannot split 32 layers into 64 stages"));
+    in.ranks = 12;
+    in.stages = 4; /* 3 replicas: 64 sequences do not split */
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "schedule.batch_size 64 does not split evenly over 3"));
+    in.ranks = 8;
+    in.micro_batches = 3;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "3 micro-batches"));
+    in.micro_batches = 0;
+    in.seq_len = 8192;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "data.seq_len 8192 exceeds the model's 4096 positions"));
+    vt_config_free(&c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_weight_floats_match_allocation),
+        cmocka_unit_test(test_tape_floats_match_vt_tape_init),
+        cmocka_unit_test(test_plan_7b_terms),
+        cmocka_unit_test(test_plan_training_state_and_teacher),
+        cmocka_unit_test(test_plan_activations_scale_with_micro_batches),
+        cmocka_unit_test(test_plan_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
