@@ -17,7 +17,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"prune", vt_cmd_prune, NULL, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
+    {"prune", vt_cmd_prune, vt_mpi_cmd_prune, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
     {"inspect", vt_cmd_inspect, NULL, "architecture, per-layer sizes, dtype and parameter counts of a checkpoint"},
     {"generate", vt_cmd_generate, vt_mpi_cmd_generate, "generate text from a prompt"},
     {"eval", vt_cmd_eval, vt_mpi_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},

@@ -5,5 +5,6 @@
 
 int vt_mpi_cmd_eval(int argc, char **argv);
 int vt_mpi_cmd_generate(int argc, char **argv);
+int vt_mpi_cmd_prune(int argc, char **argv);
 
 #endif

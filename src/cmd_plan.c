@@ -103,8 +103,8 @@ static double largest_rank(const vt_plan *p, int *stage) {
 static void print_stages(const vt_plan *p) {
     double unit = 1024.0 * 1024.0 * 1024.0;
     const char *uname = "GiB";
-    int dummy = 0;
-    double top = largest_rank(p, &dummy);
+    int top_stage = 0;
+    double top = largest_rank(p, &top_stage);
     if (top < unit) {
         unit = 1024.0 * 1024.0;
         uname = "MiB";
@@ -188,7 +188,7 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
         printf("run          method %s: estimated as a VTrans masks-only run (an upper bound)\n",
                vt_method_name(rc->method_name));
     if (in->finetune_steps > 0) printf("             then %ld joint fine-tuning steps\n", in->finetune_steps);
-    const char *why = stages_from_option ? "--stages" : (in->stages > 0 ? "parallel.stages" : "automatic");
+    const char *why = in->stages == 0 ? "automatic" : (stages_from_option ? "--stages" : "parallel.stages");
     printf("topology     %d stage%s x %d replica%s (%s); rank = replica * %d + stage\n", p->stages,
            p->stages == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s", why, p->stages);
     printf("pipeline     GPipe, %d micro-batch%s of %d sequence%s per replica and step (%s); bubble %.0f%% of a "
@@ -234,13 +234,13 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     double top = largest_rank(p, &top_stage);
     format_bytes(top, buf, sizeof buf);
     printf("memory       largest rank: %s (stage %d)\n", buf, top_stage);
-    if (memory > 0) {
+    int over = 0;
+    for (int s = 0; s < p->stages; s++) over += memory > 0 && p->stage[s].total > memory;
+    if (over) {
         format_bytes(memory, buf3, sizeof buf3);
-        for (int s = 0; s < p->stages; s++) {
-            if (p->stage[s].total <= memory) continue;
-            format_bytes(p->stage[s].total, buf, sizeof buf);
-            printf("warning: stage %d's ranks need %s, more than --memory-per-rank %s\n", s, buf, buf3);
-        }
+        printf("warning: %d of %d stages need more than --memory-per-rank %s per rank (stage %d: %s); see the "
+               "layouts below\n",
+               over, p->stages, buf3, top_stage, buf);
     }
     print_alternatives(in, p, memory);
 }
@@ -274,9 +274,13 @@ int vt_cmd_plan(int argc, char **argv) {
     if (vt_args_find(opts, n, "calib-sequences")->seen &&
         vt_args_int(opts, n, "calib-sequences", 1, 1L << 40, &calib))
         return vt_cmd_fail("plan");
-    if (vt_args_find(opts, n, "gflops-per-rank")->seen &&
-        (vt_args_double(opts, n, "gflops-per-rank", &gflops) || (gflops <= 0 && vt_fail("--gflops-per-rank must be positive"))))
-        return vt_cmd_fail("plan");
+    if (vt_args_find(opts, n, "gflops-per-rank")->seen) {
+        if (vt_args_double(opts, n, "gflops-per-rank", &gflops)) return vt_cmd_fail("plan");
+        if (gflops <= 0) {
+            vt_fail("--gflops-per-rank must be positive, not %g", gflops);
+            return vt_cmd_fail("plan");
+        }
+    }
     if (vt_args_find(opts, n, "memory-per-rank")->seen &&
         parse_bytes(vt_args_get(opts, n, "memory-per-rank"), &memory))
         return vt_cmd_fail("plan");

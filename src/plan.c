@@ -32,7 +32,9 @@ size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T) {
     return n;
 }
 
-/* Floats of the forward (vt_fwd_init) and backward (vt_bwd_init) scratch of one micro-batch. */
+/* Floats of the forward (vt_fwd_init) and backward (vt_bwd_init) scratch of one micro-batch. The
+ * forward state is counted twice: the student's, and the teacher's during the teacher cache pass
+ * (allocated while the student's buffers exist). */
 static size_t scratch_floats(const vt_config *c, int l0, int l1, int B, int T) {
     size_t rows = (size_t)B * T, d = (size_t)c->dim, hd = (size_t)c->head_dim;
     size_t q = 0, kv = 0, f = 0, cache = 0;
@@ -49,7 +51,7 @@ static size_t scratch_floats(const vt_config *c, int l0, int l1, int B, int T) {
     size_t wide = q > f ? q : f, qkv = q + 2 * kv > 2 * f ? q + 2 * kv : 2 * f;
     wide = wide ? wide : 1;
     size_t bwd = 2 * rows * d + 3 * rows * wide + rows * qkv + (size_t)T * T;
-    return fwd + bwd;
+    return 2 * fwd + bwd;
 }
 
 static size_t gate_count(const vt_config *c) {

@@ -10,5 +10,9 @@
 int vt_prune_run(const vt_run_config *rc);
 /* The same as one rank of a pipeline (comm from mpi/); every rank calls it. */
 int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm);
+/* The command line of `prune` (cmd_prune.c): --config FILE, --set section.key=value (repeated,
+ * applied after the file), --print-config, --help; the result is validated. */
+int vt_prune_args(int argc, char **argv, vt_run_config *rc, int *print_only, int *help);
+void vt_prune_usage(void);
 
 #endif

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "partition.h"
 #include "slice.h"
 #include "trainer.h"
 
@@ -112,14 +113,15 @@ static void trainer_free(trainer *t) {
     free(t->ids);
 }
 
-/* Batch geometry: B sequences per step over D replicas and M micro-batches each. */
+/* Batch geometry: B sequences per step over D replicas and M micro-batches each (the rule
+ * `plan` uses too: vt_micro_batches_choose). */
 static int geometry(trainer *t, const vt_vib_params *p) {
-    int D = t->comm->replicas, M = p->micro_batches > 0 ? p->micro_batches : (t->comm->stages > 1 ? 2 * t->comm->stages : 1);
+    int D = t->comm->replicas, M;
     if (p->batch_size % D)
         return vt_fail("schedule.batch_size = %d is not a multiple of the %d data-parallel replicas", p->batch_size, D);
     t->B = p->batch_size;
     t->Bd = p->batch_size / D;
-    while (M > 1 && t->Bd % M) M--; /* the largest count <= the request that divides the replica's share */
+    if (vt_micro_batches_choose(t->comm->stages, t->Bd, p->micro_batches, &M)) return -1;
     t->M = M;
     t->Bm = t->Bd / M;
     return 0;

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Distributed pruning gives the layout-independent result: the same configuration with -n 1,
+# -n 2 as two stages, -n 2 as two replicas and -n 4 as 2 x 2 keeps the same units, writes
+# checkpoints with the same tensors (names, shapes; values to 1e-4) and the same perplexity.
+# A bad configuration and a corrupt shard end every rank with the message and leave no output.
+set -euo pipefail
+fx=${VT_FIXTURES:?}
+src=${VT_SOURCE_DIR:?}
+[ -f "$fx/stories260K/stories260K.bin" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
+command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 77; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$src"
+head -c 30000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/stories260K.bin"
+        --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
+        --set "data.eval=$work/eval.txt" --set data.seq_len=32 --set data.max_sequences=64
+        --set schedule.steps=12 --set schedule.batch_size=4 --set schedule.log_interval=4
+        --set parallel.micro_batches=2)
+run() { # name ranks stages
+  local name=$1 n=$2 s=$3
+  timeout 300 mpirun -n "$n" "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" \
+    --set "output.dir=$work/$name" >"$work/$name.out" 2>"$work/$name.err" || {
+    echo "FAIL: $name (-n $n, $s stages) exited non-zero"; tail -20 "$work/$name.err"; exit 1; }
+}
+run n1 1 1
+run s2 2 2
+run d2 2 1
+run s2d2 4 2
+ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { echo "FAIL: two stages wrote no per-stage shards"; ls "$work/s2"; exit 1; }
+/usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2"
+
+# Refused before loading: more stages than layers; P not a multiple of S.
+check_bad() { # ranks, then extra prune arguments
+  local n=$1; shift
+  set +e
+  timeout 60 mpirun -n "$n" "$VT_BIN" prune "${common[@]}" "$@" --set "output.dir=$work/bad" >/dev/null 2>"$work/bad.err"
+  local rc=$?
+  set -e
+  if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then echo "FAIL: -n $n $* exited $rc (0 = accepted, 124 = hang)"; exit 1; fi
+  grep -qi "stage" "$work/bad.err" || { echo "FAIL: no message for -n $n $*"; cat "$work/bad.err"; exit 1; }
+  [ ! -e "$work/bad" ] || { echo "FAIL: output directory left behind"; exit 1; }
+}
+check_bad 2 --set parallel.stages=8
+check_bad 3 --set parallel.stages=2
+
+# A corrupt shard that only stage 1 reads: every rank ends, with the message, within the timeout.
+"$VT_BIN" convert --model "$fx/stories260K/stories260K.bin" --out "$work/hf" --shard-size 300000 >/dev/null 2>&1
+last=$(ls "$work/hf"/model-*.safetensors | tail -1)
+truncate -s 1000 "$last"
+set +e
+timeout 60 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set "model.path=$work/hf" --set parallel.stages=2 \
+  --set "output.dir=$work/broken" >/dev/null 2>"$work/broken.err"
+rc=$?
+set -e
+if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then echo "FAIL: corrupt shard: exit $rc (124 = hang)"; exit 1; fi
+grep -q "$(basename "$last")" "$work/broken.err" || { echo "FAIL: message does not name the shard"; cat "$work/broken.err"; exit 1; }
+if ls -d "$work/broken" "$work"/broken.tmp-* >/dev/null 2>&1; then echo "FAIL: output left behind"; ls "$work"; exit 1; fi
+echo "mpi_prune: ok"
