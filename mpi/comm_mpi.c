@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "mpi_errors.h"
 
 typedef struct {
     vt_comm c;
@@ -54,6 +55,11 @@ static int bcast(vt_comm *c, void *buf, size_t bytes) {
     return 0;
 }
 
+static void abort_all(vt_comm *c, const char *where) {
+    (void)c;
+    vt_mpi_die(where);
+}
+
 vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stage, int stages, int replica,
                             int replicas, const int *stage_begin, vt_eval_fn eval) {
     mpi_comm *m = vt_calloc(1, sizeof *m, "communicator");
@@ -71,7 +77,7 @@ vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stag
     m->dp = dp;
     m->begin = begin;
     m->c = (vt_comm){stage, stages, replica, replicas, rank, m, send_next, recv_prev, send_prev, recv_next,
-                     sum_world, sum_dp, bcast, eval, begin};
+                     sum_world, sum_dp, bcast, eval, abort_all, begin};
     return &m->c;
 }
 

@@ -29,6 +29,9 @@ struct vt_comm {
     /* Perplexity of a token stream with the model whose part this rank holds (every rank calls
      * it; every rank gets the result). */
     int (*eval)(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out);
+    /* For a failure while peers may be blocked waiting on this rank: print the message and end
+     * every rank (NULL in one process: the caller just returns its error). */
+    void (*abort_all)(vt_comm *c, const char *where);
     /* Layers of stage s: [stage_begin[s], stage_begin[s+1]). */
     const int *stage_begin;
 };

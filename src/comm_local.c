@@ -39,7 +39,7 @@ vt_comm *vt_comm_local(int n_layers) {
     begin[0] = 0;
     begin[1] = n_layers;
     local = (vt_comm){0, 1, 0, 1, 0, NULL, no_peer, no_peer_recv, no_peer, no_peer_recv, identity_double,
-                      identity_float, identity_bcast, eval_local, begin};
+                      identity_float, identity_bcast, eval_local, NULL, begin};
     return &local;
 }
 

@@ -145,7 +145,10 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     long steps = 0, tokens = 0;
     if (rc->method_name == VT_METHOD_VIB) {
         vt_vib_params p = vib_params(rc, kind, target);
-        if (vt_vib_prune_part(&model, &calib, &p, comm, &vib)) goto done;
+        if (vt_vib_prune_part(&model, &calib, &p, comm, &vib)) {
+            if (comm->abort_all) comm->abort_all(comm, "training"); /* peers may wait on this rank */
+            goto done;
+        }
         pruned = vib.pruned;
         memset(&vib.pruned, 0, sizeof vib.pruned);
         steps = vib.steps;
