@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "checkpoint_info.h"
+#include "checkpoint_config.h"
 #include "comm_mpi.h"
 #include "error.h"
 #include "mpi_commands.h"
@@ -49,12 +49,12 @@ int vt_mpi_cmd_prune(int argc, char **argv) {
         }
         return 0;
     }
-    vt_checkpoint_info info;
-    status = vt_checkpoint_info_read(rc.model_path, &info);
+    vt_config cfg; /* the architecture only: each rank opens just its own shards later */
+    status = vt_checkpoint_config(rc.model_path, &cfg);
     if (vt_mpi_agree(status, MPI_COMM_WORLD)) return 1;
     vt_topology topo;
-    status = vt_topology_init(&topo, &info.cfg, rc.parallel_stages);
-    vt_checkpoint_info_free(&info);
+    status = vt_topology_init(&topo, &cfg, rc.parallel_stages);
+    vt_config_free(&cfg);
     if (status) return 1; /* refused and reported by every rank together */
     if (rank == 0) {
         fprintf(stderr, "prune: %d ranks = %d stages x %d replicas\n", topo.world_size, topo.stages, topo.replicas);

@@ -62,7 +62,8 @@ int vt_cmd_generate(int argc, char **argv) {
         return 0;
     }
     if (o.stages > 1) {
-        vt_fail("--stages %d needs at least %d ranks: run under mpirun", o.stages, o.stages);
+        vt_fail("--stages %d needs a multiple of %d ranks (mpirun -n %d or more); this is one process", o.stages,
+                o.stages, o.stages);
         return vt_cmd_fail("generate");
     }
     char tok_path[4096];

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "baselines.h"
-#include "checkpoint_info.h"
+#include "checkpoint_config.h"
 #include "comm.h"
 #include "prune_write.h"
 #include "budget.h"
@@ -74,10 +74,10 @@ static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int win
 }
 
 int vt_prune_run(const vt_run_config *rc) {
-    vt_checkpoint_info info;
-    if (vt_checkpoint_info_read(rc->model_path, &info)) return -1;
-    int n_layers = info.cfg.n_layers;
-    vt_checkpoint_info_free(&info);
+    vt_config cfg;
+    if (vt_checkpoint_config(rc->model_path, &cfg)) return -1;
+    int n_layers = cfg.n_layers;
+    vt_config_free(&cfg);
     return vt_prune_run_comm(rc, vt_comm_local(n_layers));
 }
 

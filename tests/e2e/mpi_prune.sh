@@ -8,6 +8,8 @@ fx=${VT_FIXTURES:?}
 src=${VT_SOURCE_DIR:?}
 [ -f "$fx/stories260K/stories260K.bin" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
 command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 77; }
+# Under ASan: deeper malloc stacks, so Open MPI's plugin leaks match tests/lsan.supp.
+[ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$src"
