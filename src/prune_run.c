@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "archive_pack.h"
 #include "baselines.h"
 #include "checkpoint_config.h"
 #include "comm.h"
@@ -214,8 +215,18 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     if (vt_write_pruned(comm, &pruned, rc->output_dir, rc->output_overwrite, rc->output_dtype,
                         (size_t)rc->output_shard_size, have_tok ? tok_path : NULL, coordinator ? report : NULL))
         goto done;
+    if (!coordinator) {
+        rc_out = 0;
+        goto done;
+    }
+    if (rc->output_archive != VT_ARCHIVE_NONE) { /* one file next to the directory */
+        char packed[4200];
+        int zst = rc->output_archive == VT_ARCHIVE_TAR_ZST;
+        snprintf(packed, sizeof packed, "%s.%s", rc->output_dir, zst ? "tar.zst" : "tar");
+        if (vt_pack_directory(rc->output_dir, packed, zst)) goto done;
+        printf("packed %s\n", packed);
+    }
     rc_out = 0;
-    if (!coordinator) goto done;
     vt_report_print_table(stdout, &model.cfg, &pruned.cfg, ppl_before, ppl_after);
     printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", rc->output_dir, vt_dtype_name(rc->output_dtype),
            seconds_now() - t0);

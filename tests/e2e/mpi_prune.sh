@@ -32,19 +32,20 @@ run s2d2 4 2
 ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { echo "FAIL: two stages wrote no per-stage shards"; ls "$work/s2"; exit 1; }
 /usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2"
 
-# Refused before loading: more stages than layers; P not a multiple of S.
-check_bad() { # ranks, then extra prune arguments
-  local n=$1; shift
+# Refused before loading: more stages than layers; P not a multiple of S; a bad configuration.
+check_bad() { # message pattern, ranks, then extra prune arguments
+  local pat=$1 n=$2; shift 2
   set +e
   timeout 60 mpirun -n "$n" "$VT_BIN" prune "${common[@]}" "$@" --set "output.dir=$work/bad" >/dev/null 2>"$work/bad.err"
   local rc=$?
   set -e
   if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then echo "FAIL: -n $n $* exited $rc (0 = accepted, 124 = hang)"; exit 1; fi
-  grep -qi "stage" "$work/bad.err" || { echo "FAIL: no message for -n $n $*"; cat "$work/bad.err"; exit 1; }
+  grep -qi -- "$pat" "$work/bad.err" || { echo "FAIL: no '$pat' message for -n $n $*"; cat "$work/bad.err"; exit 1; }
   [ ! -e "$work/bad" ] || { echo "FAIL: output directory left behind"; exit 1; }
 }
-check_bad 2 --set parallel.stages=8
-check_bad 3 --set parallel.stages=2
+check_bad "stages" 2 --set parallel.stages=8
+check_bad "stages" 3 --set parallel.stages=2
+check_bad "unknown key" 2 --set schedule.stepz=3  # a bad configuration, refused by every rank
 
 # A corrupt shard that only stage 1 reads: every rank ends, with the message, within the timeout.
 "$VT_BIN" convert --model "$fx/stories260K/stories260K.bin" --out "$work/hf" --shard-size 300000 >/dev/null 2>&1

@@ -16,10 +16,13 @@ sets=(--set "model.path=$model" --set "model.tokenizer=$fx/stories260K/tok512.bi
       --set "output.dir=$work/out50"
       --set schedule.steps=40 --set schedule.log_interval=10)  # a short schedule: the suite stays fast
 
-"$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" >"$work/stdout.txt" 2>"$work/stderr.txt" || {
+"$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" --set output.archive=tar.zst >"$work/stdout.txt" 2>"$work/stderr.txt" || {
   echo "FAIL: prune exited non-zero"; tail -20 "$work/stderr.txt"; exit 1; }
 [ -f "$work/out50/vtrans_report.json" ] || { echo "FAIL: no report"; exit 1; }
 grep -q "step" "$work/stderr.txt" || { echo "FAIL: no progress lines"; exit 1; }
+# output.archive: the same files packed into one tar.zst beside the directory.
+tar -I zstd -tf "$work/out50.tar.zst" | sort >"$work/packed.txt"
+(cd "$work" && ls out50 | sed 's|^|out50/|' | sort) | cmp - "$work/packed.txt" || { echo "FAIL: archive contents differ"; exit 1; }
 
 /usr/bin/python3 - "$work/out50" <<'PY'
 import json, sys
