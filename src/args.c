@@ -2,6 +2,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,4 +94,21 @@ void vt_args_usage(const char *cmd, const char *synopsis, const vt_opt *opts, in
 int vt_cmd_fail(const char *cmd) {
     fprintf(stderr, "vtrans-dist %s: error: %s\n", cmd, vt_error());
     return 1;
+}
+
+int vt_parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-' || s[0] == '+') return -1;
+    uint64_t mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1ull << 10;
+    else if (*end == 'M' || *end == 'm') mult = 1ull << 20;
+    else if (*end == 'G' || *end == 'g') mult = 1ull << 30;
+    if (mult > 1) end++;
+    if (mult > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v > (uint64_t)INT64_MAX / mult) return -1;
+    *out = v * mult;
+    return 0;
 }

@@ -2,6 +2,8 @@
 #ifndef VT_ARGS_H
 #define VT_ARGS_H
 
+#include <stdint.h>
+
 typedef struct {
     const char *name;  /* without the leading "--" */
     int takes_value;   /* 0: a flag */
@@ -21,6 +23,9 @@ int vt_args_double(vt_opt *opts, int n_opts, const char *name, double *out);
 /* Fails with "missing --name" unless the option was given. */
 int vt_args_require(vt_opt *opts, int n_opts, const char *name);
 void vt_args_usage(const char *cmd, const char *synopsis, const vt_opt *opts, int n_opts);
+/* A size in bytes: "1048576", "512K", "100M", "2G" (binary multiples; a trailing "B" or "iB" is
+ * allowed). Returns -1 without a message when s is not one (callers name the option). */
+int vt_parse_size(const char *s, uint64_t *out);
 /* Prints "vtrans-dist CMD: error: <vt_error()>" to stderr and returns exit code 1. */
 int vt_cmd_fail(const char *cmd);
 

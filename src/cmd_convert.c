@@ -15,24 +15,6 @@
 #include "model.h"
 #include "tokenizer.h"
 
-/* "1048576", "512K", "100M", "2G" (binary multiples; a trailing "B" or "iB" is allowed). */
-static int parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || s[0] == '-') return vt_fail("--shard-size: '%s' is not a size in bytes", s);
-    uint64_t mult = 1;
-    if (*end == 'K' || *end == 'k') mult = 1ull << 10;
-    else if (*end == 'M' || *end == 'm') mult = 1ull << 20;
-    else if (*end == 'G' || *end == 'g') mult = 1ull << 30;
-    if (mult > 1) end++;
-    if (mult > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end) return vt_fail("--shard-size: '%s' is not a size (use bytes or a K, M or G suffix)", s);
-    if (v > UINT64_MAX / mult) return vt_fail("--shard-size: '%s' is too large", s);
-    *out = v * mult;
-    return 0;
-}
 
 int vt_cmd_convert(int argc, char **argv) {
     vt_opt opts[] = {
@@ -53,7 +35,8 @@ int vt_cmd_convert(int argc, char **argv) {
     uint64_t shard_bytes = 0;
     if (vt_args_require(opts, n, "model") || vt_args_require(opts, n, "out") ||
         vt_dtype_parse(vt_args_get(opts, n, "dtype"), &dtype) ||
-        parse_size(vt_args_get(opts, n, "shard-size"), &shard_bytes))
+        (vt_parse_size(vt_args_get(opts, n, "shard-size"), &shard_bytes) &&
+         vt_fail("--shard-size: '%s' is not a size (bytes, or a K, M or G suffix)", vt_args_get(opts, n, "shard-size"))))
         return vt_cmd_fail("convert");
     const char *model_path = vt_args_get(opts, n, "model"), *out = vt_args_get(opts, n, "out");
     const char *given = vt_args_get(opts, n, "tokenizer");

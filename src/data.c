@@ -11,6 +11,7 @@
 
 #include "documents.h"
 #include "error.h"
+#include "fsutil.h"
 
 static int ends_with(const char *name, const char *suffix) {
     size_t n = strlen(name), k = strlen(suffix);
@@ -50,36 +51,6 @@ static int parse_part(const char *name, vt_data_kind kind, const unsigned char *
     }
 }
 
-static int read_whole_file(const char *path, unsigned char **data, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return vt_fail("%s: cannot open data file: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1 << 16;
-            unsigned char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                return vt_fail("%s: out of memory reading %zu bytes", path, cap);
-            }
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return vt_fail("%s: read error", path);
-    }
-    *data = buf;
-    *size = n;
-    return 0;
-}
 
 /* ---- archives ---- */
 
@@ -226,7 +197,7 @@ int vt_data_read(const char *path, const vt_tokenizer *tok, vt_tokens *out, vt_d
     } else {
         unsigned char *data = NULL;
         size_t size = 0;
-        if (read_whole_file(path, &data, &size)) return -1;
+        if (vt_read_file(path, (char **)&data, &size)) return -1;
         rc = parse_part(path, kind, data, size, tok, out, stats);
         stats->files = 1;
         free(data);

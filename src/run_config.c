@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "error.h"
 #include "fsutil.h"
 
@@ -250,23 +251,6 @@ static int check_range(const key_def *k, double x, const char *where) {
     return 0;
 }
 
-/* "1048576", "512K", "100M", "2G" (binary multiples; a trailing "B" or "iB" is allowed). */
-static int parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || s[0] == '-' || s[0] == '+') return -1;
-    uint64_t mult = 1;
-    if (*end == 'K' || *end == 'k') mult = 1ull << 10;
-    else if (*end == 'M' || *end == 'm') mult = 1ull << 20;
-    else if (*end == 'G' || *end == 'g') mult = 1ull << 30;
-    if (mult > 1) end++;
-    if (mult > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end || v > (uint64_t)INT64_MAX / mult) return -1;
-    *out = v * mult;
-    return 0;
-}
 
 /* Parses text into key i's field (text is already trimmed and unquoted); where prefixes errors. */
 static int set_value(vt_run_config *rc, int i, const char *text, const char *where) {
@@ -308,7 +292,7 @@ static int set_value(vt_run_config *rc, int i, const char *text, const char *whe
         return 0;
     }
     case K_SIZE:
-        if (parse_size(text, (uint64_t *)f))
+        if (vt_parse_size(text, (uint64_t *)f))
             return vt_fail("%s: %s.%s: '%s' is not a size (bytes, or a number with a K, M or G suffix)", where,
                            k->section, k->key, text);
         return 0;

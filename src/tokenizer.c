@@ -10,46 +10,12 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "fsutil.h"
 
 /* A file of more than this many bytes is not a tokenizer.bin (LLaMA's is about 0.5 MB). */
 #define MAX_TOKENIZER_BYTES (1u << 30)
 #define MAX_PIECE_BYTES 65536u
 
-static int read_small_file(const char *path, unsigned char **data, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return vt_fail("%s: cannot open tokenizer: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 65536;
-            if (cap > MAX_TOKENIZER_BYTES) {
-                free(buf);
-                fclose(f);
-                return vt_fail("%s: larger than %u bytes, not a tokenizer.bin", path, MAX_TOKENIZER_BYTES);
-            }
-            unsigned char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                return vt_fail("%s: out of memory reading tokenizer", path);
-            }
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return vt_fail("%s: read error", path);
-    }
-    *data = buf;
-    *size = n;
-    return 0;
-}
 
 static int32_t get_i32(const unsigned char *p) {
     uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -104,7 +70,7 @@ int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
     memset(t, 0, sizeof *t);
     unsigned char *data = NULL;
     size_t size = 0;
-    if (read_small_file(path, &data, &size)) return -1;
+    if (vt_read_file(path, (char **)&data, &size)) return -1;
     if (size < 4) {
         free(data);
         return vt_fail("%s: tokenizer file is %zu bytes, shorter than its 4-byte header", path, size);
