@@ -62,12 +62,13 @@ int vt_mpi_cmd_prune(int argc, char **argv) {
     the_topology = &topo;
     vt_comm *comm = vt_comm_mpi_create(MPI_COMM_WORLD, topo.pipe, topo.dp, topo.stage, topo.stages, topo.replica,
                                        topo.replicas, topo.stage_begin, eval_pipe);
+    vt_prune_catch_signals();
     status = comm ? vt_prune_run_comm(&rc, comm) : -1;
     /* Ranks that only learnt of another's failure stay quiet; the failing rank says why. */
-    if (status && strncmp(vt_error(), "another rank failed", 19) != 0)
+    if (status && status != VT_EXIT_CHECKPOINTED && strncmp(vt_error(), "another rank failed", 19) != 0)
         fprintf(stderr, "vtrans-dist prune: rank %d: error: %s\n", rank, vt_error());
     report_peak_rss(&topo);
     vt_comm_mpi_free(comm);
     vt_topology_free(&topo);
-    return status ? 1 : 0;
+    return status == VT_EXIT_CHECKPOINTED ? status : status ? 1 : 0;
 }

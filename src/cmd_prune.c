@@ -5,6 +5,7 @@
 #include "args.h"
 #include "commands.h"
 #include "error.h"
+#include "fsutil.h"
 #include "prune_run.h"
 #include "run_config.h"
 
@@ -21,7 +22,8 @@ int vt_prune_args(int argc, char **argv, vt_run_config *rc, int *print_only, int
         }
         if (strcmp(a, "--print-config") == 0) {
             *print_only = 1;
-        } else if ((strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0) && i + 1 < argc) {
+        } else if ((strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0 || strcmp(a, "--resume") == 0) &&
+                   i + 1 < argc) {
             i++;
         } else if (strncmp(a, "--config=", 9) != 0 && strncmp(a, "--set=", 6) != 0) {
             return vt_fail("unknown option or missing value: '%s' (see --help)", a);
@@ -36,16 +38,20 @@ int vt_prune_args(int argc, char **argv, vt_run_config *rc, int *print_only, int
         if (strcmp(argv[i], "--set") == 0) set = argv[++i];
         else if (strncmp(argv[i], "--set=", 6) == 0) set = argv[i] + 6;
         else if (strcmp(argv[i], "--config") == 0) i++;
+        else if (strcmp(argv[i], "--resume") == 0) snprintf(rc->resume, sizeof rc->resume, "%s", argv[++i]);
         if (set && vt_run_config_set(rc, set)) return -1;
     }
+    if (rc->resume[0] && !vt_is_dir(rc->resume)) return vt_fail("--resume %s: no such run directory", rc->resume);
     return vt_run_config_validate(rc);
 }
 
 void vt_prune_usage(void) {
-    printf("usage: vtrans-dist prune --config FILE [--set section.key=value ...] [--print-config]\n\n"
+    printf("usage: vtrans-dist prune --config FILE [--set section.key=value ...] [--resume RUNDIR] [--print-config]\n\n"
            "Prunes the configured model to the configured budget and writes the smaller checkpoint with\n"
            "vtrans_report.json. Keys and defaults: docs/CONFIG.md. Under mpirun the layers are split into\n"
-           "parallel.stages pipeline stages and the rest of the ranks are data-parallel replicas.\n");
+           "parallel.stages pipeline stages and the rest of the ranks are data-parallel replicas.\n"
+           "Training state is saved in run.dir (default <output.dir>.run); SIGTERM or SIGUSR1 saves and exits\n"
+           "with code 75; --resume RUNDIR continues from its newest complete checkpoint.\n");
 }
 
 int vt_cmd_prune(int argc, char **argv) {
@@ -60,5 +66,7 @@ int vt_cmd_prune(int argc, char **argv) {
         vt_run_config_print(&rc, stdout);
         return 0;
     }
-    return vt_prune_run(&rc) ? vt_cmd_fail("prune") : 0;
+    vt_prune_catch_signals();
+    int r = vt_prune_run(&rc);
+    return r == VT_EXIT_CHECKPOINTED ? r : r ? vt_cmd_fail("prune") : 0;
 }

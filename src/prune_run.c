@@ -2,6 +2,7 @@
 #include "prune_run.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,23 @@ static double seconds_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, double target) {
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+void vt_prune_catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, double target, const char *run_dir) {
     vt_vib_params p;
     memset(&p, 0, sizeof p);
     p.kind = kind;
@@ -62,6 +79,11 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
     p.warmup_steps = rc->schedule_warmup_steps;
     p.log_interval = rc->schedule_log_interval;
     p.log = stderr;
+    p.run_dir = run_dir;
+    p.checkpoint_steps = rc->run_checkpoint_steps;
+    p.checkpoint_minutes = rc->run_checkpoint_minutes;
+    p.resume_dir = rc->resume[0] ? rc->resume : NULL;
+    p.stop = &stop_requested;
     return p;
 }
 
@@ -145,9 +167,19 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     double t_prune = seconds_now();
     long steps = 0, tokens = 0;
     if (rc->method_name == VT_METHOD_VIB) {
-        vt_vib_params p = vib_params(rc, kind, target);
+        char run_dir[4200];
+        if (rc->run_dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->run_dir);
+        else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output_dir);
+        vt_vib_params p = vib_params(rc, kind, target, run_dir);
         if (vt_vib_prune_part(&model, &calib, &p, comm, &vib)) {
             if (comm->abort_all) comm->abort_all(comm, "training"); /* peers may wait on this rank */
+            goto done;
+        }
+        if (vib.stopped) {
+            if (coordinator)
+                printf("stopped after step %ld with the training state saved in %s; continue with --resume %s\n",
+                       vib.steps, run_dir, run_dir);
+            rc_out = VT_EXIT_CHECKPOINTED;
             goto done;
         }
         pruned = vib.pruned;

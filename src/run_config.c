@@ -109,11 +109,15 @@ static const key_def keys[] = {
 
     INT("parallel", "stages", parallel_stages, 0),
     INT("parallel", "micro_batches", parallel_micro_batches, 0),
+
+    STR("run", "dir", run_dir, 0),
+    INT("run", "checkpoint_steps", run_checkpoint_steps, 0),
+    DBL("run", "checkpoint_minutes", run_checkpoint_minutes, 0, INF),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= VT_RC_MAX_KEYS, "raise VT_RC_MAX_KEYS");
 
-static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel"};
+static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel", "run"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 void vt_run_config_defaults(vt_run_config *rc) {
@@ -155,6 +159,9 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->output_archive = VT_ARCHIVE_NONE;
     rc->parallel_stages = 0;
     rc->parallel_micro_batches = 0;
+    rc->run_dir[0] = '\0';
+    rc->run_checkpoint_steps = 0;
+    rc->run_checkpoint_minutes = 30;
 }
 
 const char *vt_method_name(vt_method m) { return (unsigned)m < 4 ? method_names[m] : "?"; }

@@ -72,7 +72,12 @@ typedef struct {
     int parallel_stages;        /* 0 = automatic */
     int parallel_micro_batches; /* 0 = automatic */
 
+    char run_dir[VT_RC_PATH_MAX]; /* training checkpoints; "" = "<output.dir>.run" */
+    int run_checkpoint_steps;     /* save every N steps (0 = by time only) */
+    double run_checkpoint_minutes; /* save at least this often (0 = by steps only) */
+
     char source[VT_RC_PATH_MAX]; /* the file loaded, "" when none */
+    char resume[VT_RC_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
     /* Where each key was set, by its index in the key table: 0 = default, > 0 = line of source,
      * -1 = --set. Query it with vt_run_config_is_set. */
     int key_line[VT_RC_MAX_KEYS];

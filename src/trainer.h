@@ -37,6 +37,7 @@ typedef struct {
     int64_t *ids;            /* [B] global batch */
     double *red;             /* reduction buffer */
     long tokens;
+    double last_save;        /* when the last checkpoint was saved (or the run started) */
 } trainer;
 
 /* train_step.c */

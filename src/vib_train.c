@@ -10,6 +10,7 @@
 #include "error.h"
 #include "partition.h"
 #include "slice.h"
+#include "train_ckpt.h"
 #include "trainer.h"
 
 static double seconds_now(void) {
@@ -63,10 +64,34 @@ static int keep_record(vt_vib_result *out, const vt_train_record *r) {
 }
 
 /* Runs `total` steps of one phase. */
-static int run_phase(trainer *t, int phase, long total, long *global_step, double t0, vt_vib_result *out) {
+/* Saves a checkpoint when one is due or asked for (a signal on any rank); the ranks decide
+ * together. Returns 1 when the run must stop (saved), 0 to go on, -1 on failure. */
+static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done, vt_vib_result *out) {
+    const vt_vib_params *p = t->p;
+    if (!p->run_dir) return 0;
+    double flags[2] = {p->stop && *p->stop ? 1.0 : 0.0, 0.0};
+    if (t->comm->world_rank == 0) {
+        int by_steps = p->checkpoint_steps > 0 && done % p->checkpoint_steps == 0;
+        int by_time = p->checkpoint_minutes > 0 && seconds_now() - t->last_save >= 60.0 * p->checkpoint_minutes;
+        flags[1] = by_steps || by_time;
+    }
+    if (t->comm->sum_world(t->comm, flags, 2)) return -1;
+    if (flags[0] == 0 && flags[1] == 0) return 0;
+    vt_ckpt_pos pos = {done, phase, done_in_phase};
+    if (vt_ckpt_save(t, &pos, out)) return -1;
+    t->last_save = seconds_now();
+    if (flags[0] == 0) return 0;
+    if (p->log && t->comm->world_rank == 0)
+        fprintf(p->log, "stopping on request after step %ld: checkpoint saved in %s\n", done, p->run_dir);
+    out->stopped = 1;
+    out->steps = done;
+    return 1;
+}
+
+static int run_phase(trainer *t, int phase, long start, long total, long *global_step, double t0, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
     double lr_base = phase == 0 ? p->lr_mask : p->lr_weight;
-    for (long s = 0; s < total; s++, (*global_step)++) {
+    for (long s = start; s < total; s++, (*global_step)++) {
         vt_train_record rec = {.step = *global_step, .phase = phase};
         if (vt_trainer_step(t, *global_step, phase, &rec)) return -1;
         size_t w0 = 0, wn = t->train_weights ? vt_trainer_layer_region(t->student, &w0) : 0;
@@ -91,6 +116,8 @@ static int run_phase(trainer *t, int phase, long total, long *global_step, doubl
                 fprintf(p->log, "masks step %ld: %d units pruned for good; %zu parameters remain\n", s + 1, removed,
                         vt_params_total(&t->student->cfg));
         }
+        int stop = maybe_checkpoint(t, phase, s + 1, *global_step + 1, out);
+        if (stop) return stop;
     }
     return 0;
 }
@@ -161,20 +188,39 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
         if (!t.lt || !t.ls || !t.dl || !t.xn_t) goto done;
     }
     if (vt_trainer_cache_teacher(&t)) goto done;
+    t.last_save = seconds_now();
 
-    long step = 0;
-    if (run_phase(&t, 0, p->steps, &step, t0, out) || vt_trainer_decide(&t, &keep)) goto done;
-    if (p->finetune_steps > 0) {
-        /* Joint fine-tuning: slice to the decided structure without folding, train weights too. */
-        if (vt_trainer_slice(&t, keep)) goto done;
-        vt_load_parts parts = {t.own.layer_begin, t.own.layer_end, t.own.has_embed, t.own.has_head};
-        if (vt_model_alloc(&t.dw, &t.own.cfg, parts)) goto done;
-        size_t w0, wn = vt_trainer_layer_region(&t.own, &w0);
-        if (vt_adam_init(&t.adam_w, wn, p->weight_decay)) goto done;
-        t.train_weights = 1;
+    vt_ckpt_pos pos = {0, 0, 0};
+    if (p->resume_dir && vt_ckpt_load(&t, p->resume_dir, &pos, out)) goto done;
+    long step = pos.step;
+    int stop = 0;
+    if (pos.phase == 0) {
+        stop = run_phase(&t, 0, pos.phase_step, p->steps, &step, t0, out);
+        if (stop < 0 || (stop == 0 && vt_trainer_decide(&t, &keep))) goto done;
+        if (stop == 0 && p->finetune_steps > 0) {
+            /* Joint fine-tuning: slice to the decided structure without folding, train weights too. */
+            if (vt_trainer_slice(&t, keep)) goto done;
+            vt_load_parts parts = {t.own.layer_begin, t.own.layer_end, t.own.has_embed, t.own.has_head};
+            if (vt_model_alloc(&t.dw, &t.own.cfg, parts)) goto done;
+            size_t w0, wn = vt_trainer_layer_region(&t.own, &w0);
+            if (vt_adam_init(&t.adam_w, wn, p->weight_decay)) goto done;
+            t.train_weights = 1;
+        }
+    }
+    if (stop == 0 && p->finetune_steps > 0) {
         out->weight_state_bytes = sizeof(float) * (t.dw.arena_floats + 2 * t.adam_w.n);
-        if (run_phase(&t, 1, p->finetune_steps, &step, t0, out)) goto done;
-        memset(keep, 1, t.mk.n); /* the structure is decided: every remaining unit stays */
+        stop = run_phase(&t, 1, pos.phase == 1 ? pos.phase_step : 0, p->finetune_steps, &step, t0, out);
+        if (stop < 0) goto done;
+        if (stop == 0) {
+            free(keep);
+            keep = vt_malloc(t.mk.n, "keep flags");
+            if (!keep) goto done;
+            memset(keep, 1, t.mk.n); /* the structure is decided: every remaining unit stays */
+        }
+    }
+    if (stop) { /* saved and asked to stop: no result this time */
+        rc = 0;
+        goto done;
     }
     /* Export: kept units carry z = mu folded into the weights. */
     z = vt_malloc(sizeof(float) * t.mk.n, "final gates");

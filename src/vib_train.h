@@ -5,6 +5,7 @@
 #ifndef VT_VIB_TRAIN_H
 #define VT_VIB_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "budget.h"
@@ -29,6 +30,11 @@ typedef struct {
     vt_lr_schedule schedule;
     long warmup_steps;
     int log_interval;       /* 0: silent */
+    const char *run_dir;    /* training checkpoints go here (NULL: none) */
+    long checkpoint_steps;  /* save every N steps (0: by time only) */
+    double checkpoint_minutes; /* save at least this often (0: by steps only) */
+    const char *resume_dir; /* continue from the newest complete checkpoint here (NULL: fresh) */
+    volatile sig_atomic_t *stop; /* set (by a signal handler) to save and stop after this step */
     FILE *log;              /* progress lines (NULL: none) */
     FILE *jsonl;            /* machine-readable progress (NULL: none) */
 } vt_vib_params;
@@ -49,6 +55,7 @@ typedef struct {
     double final_kd;
     size_t weight_state_bytes; /* weight gradients + optimizer moments held (0 for masks only) */
     size_t removed_early;      /* units iterative pruning removed during the mask phase */
+    int stopped;               /* 1: stopped on request after saving a checkpoint (no result) */
 } vt_vib_result;
 
 int vt_vib_prune(const vt_model *teacher, const vt_calib *calib, const vt_vib_params *p, vt_vib_result *out);

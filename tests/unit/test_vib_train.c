@@ -3,8 +3,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "calib.h"
+#include "error.h"
 #include "forward.h"
 #include "testutil.h"
 #include "vib_train.h"
@@ -156,12 +158,79 @@ static void test_iterative_pruning_shrinks(void **st) {
     teardown(&f);
 }
 
+/* A run resumed from its checkpoints ends exactly where the uninterrupted run ends; a damaged
+ * newest checkpoint falls back to the older one; a run directory without a manifest is refused. */
+static void test_resume_matches_uninterrupted(void **st) {
+    (void)st;
+    fixture f;
+    setup(&f);
+    char *dir = tu_tempdir(), run[4200], path[4400];
+    snprintf(run, sizeof run, "%s/run", dir);
+    vt_vib_params p = params();
+    p.steps = 10;
+    p.finetune_steps = 6;
+    p.prune_interval = 4;
+    p.beta = 1.0;
+    vt_vib_result whole, resumed, fallback;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &whole), 0); /* no checkpoints */
+    p.run_dir = run;
+    p.checkpoint_steps = 3; /* saves at 3, 6, 9 (masks) and 12, 15 (fine-tuning); keeps the last two */
+    vt_vib_result with_ckpt;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &with_ckpt), 0);
+    assert_memory_equal(with_ckpt.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&with_ckpt);
+    /* resume from the newest (step 15, fine-tuning) */
+    p.resume_dir = run;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &resumed), 0);
+    assert_int_equal(resumed.pruned.arena_floats, whole.pruned.arena_floats);
+    assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    assert_int_equal(resumed.steps, whole.steps);
+    /* damage the newest: the older one (step 12) is used, same result */
+    snprintf(path, sizeof path, "%s/ckpt-00000015/rank-00000.bin", run);
+    assert_int_equal(truncate(path, 10), 0);
+    p.run_dir = NULL; /* resume without saving again */
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
+    assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&fallback);
+    /* no manifest: refused with a message naming it */
+    snprintf(path, sizeof path, "%s/manifest.json", run);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), -1);
+    assert_non_null(strstr(vt_error(), "manifest"));
+    vt_vib_result_free(&resumed);
+    vt_vib_result_free(&whole);
+    /* masks only: the newest checkpoint is in the mask phase, after iterative pruning sliced the student */
+    char run2[4300];
+    snprintf(run2, sizeof run2, "%s/run2", dir);
+    p.finetune_steps = 0;
+    p.beta = 10.0; /* strong pressure: iterative pruning slices the student before the checkpoints */
+    p.lr_mask = 0.5;
+    p.resume_dir = NULL;
+    p.run_dir = NULL;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &whole), 0);
+    p.run_dir = run2;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &with_ckpt), 0);
+    vt_vib_result_free(&with_ckpt);
+    p.resume_dir = run2;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &resumed), 0);
+    assert_true(whole.removed_early > 0);
+    assert_int_equal(resumed.removed_early, whole.removed_early);
+    assert_int_equal(resumed.pruned.arena_floats, whole.pruned.arena_floats);
+    assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&resumed);
+    vt_vib_result_free(&whole);
+    tu_rmtree(dir);
+    free(dir);
+    teardown(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faster_meets_budget_without_weight_state),
         cmocka_unit_test(test_full_trains_weights),
         cmocka_unit_test(test_micro_batches_same_result),
         cmocka_unit_test(test_iterative_pruning_shrinks),
+        cmocka_unit_test(test_resume_matches_uninterrupted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,25 @@
+/* train_ckpt.h — saving and restoring a VTrans run's training state in its run directory:
+ * checkpoints ckpt-NNNNNNNN/ (state.bin from the coordinator: step, gates, optimizer moments,
+ * multipliers, curve; rank-RRRRR.bin from every rank: its student weights and their optimizer
+ * moments when they differ from the checkpoint it was loaded from), each renamed into place when
+ * complete, and manifest.json, rewritten last, listing the complete ones with sizes and checksums.
+ * Internal to the trainer. */
+#ifndef VT_TRAIN_CKPT_H
+#define VT_TRAIN_CKPT_H
+
+#include "trainer.h"
+
+/* Where training stands: what a checkpoint records besides the trainer. */
+typedef struct {
+    long step;       /* global steps done */
+    int phase;       /* 0 masks, 1 fine-tuning */
+    long phase_step; /* steps done in this phase */
+} vt_ckpt_pos;
+
+/* Collective: every rank calls it at the same step. */
+int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos, const vt_vib_result *out);
+/* Collective: restores the newest complete checkpoint of dir (an older one when the newest is
+ * damaged); refuses a run directory made with another number of ranks or layout. */
+int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *out);
+
+#endif
