@@ -9,6 +9,7 @@
 #include "hf_config.h"
 #include "hf_writer.h"
 #include "report.h"
+#include "report_svg.h"
 
 static vt_load_parts stage_parts(const vt_comm *c, int s) {
     vt_load_parts p = {c->stage_begin[s], c->stage_begin[s + 1], s == 0, s == c->stages - 1};
@@ -79,7 +80,8 @@ int vt_write_pruned(vt_comm *c, const vt_model *part, const char *out_dir, int o
     }
     char path[4200];
     if (rc == 0 && coordinator && report)
-        rc = vt_path_join(path, sizeof path, o.tmp, "vtrans_report.json") || vt_report_write(report, path);
+        rc = vt_path_join(path, sizeof path, o.tmp, "vtrans_report.json") || vt_report_write(report, path) ||
+             vt_path_join(path, sizeof path, o.tmp, "vtrans_report.svg") || vt_report_svg_write_json(report, path);
     if (vt_comm_agree(c, rc)) rc = -1;
     else if (coordinator) rc = vt_outdir_commit(&o);
     if (coordinator && rc) vt_outdir_abort(&o);

@@ -29,6 +29,7 @@ json_t *vt_report_structure(const vt_config *b, const vt_config *a, double ctx) 
         json_object_set_new(e, "attention", json_boolean(s->n_heads > 0));
         json_object_set_new(e, "mlp", json_boolean(s->ffn > 0));
         json_object_set_new(e, "heads_before", json_integer(s0->n_heads));
+        json_object_set_new(e, "kv_heads_before", json_integer(s0->n_kv_heads));
         json_object_set_new(e, "ffn_before", json_integer(s0->ffn));
         json_array_append_new(layers, e);
         removed_blocks += (s0->n_heads && !s->n_heads) + (s0->ffn && !s->ffn);

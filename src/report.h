@@ -9,7 +9,8 @@
 
 /* {"params_before", "params_after", "params_non_embedding_before/after", "flops_per_token_before/
  * after" (at context ctx), "hidden_before", "hidden_kept", "layers": [{"layer", "heads", "kv_heads",
- * "ffn", "attention", "mlp", "heads_before", "ffn_before"}], "removed_blocks", "removed_layers"}. */
+ * "ffn", "attention", "mlp", "heads_before", "kv_heads_before", "ffn_before"}], "removed_blocks",
+ * "removed_layers"}. */
 json_t *vt_report_structure(const vt_config *before, const vt_config *after, double ctx);
 
 /* Writes obj as indented JSON to path (replacing it atomically). */

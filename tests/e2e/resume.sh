@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Overnight runs survive interruption: SIGTERM makes a run save and exit 75, --resume finishes it
+# with the uninterrupted result; kill -9 of one rank of an MPI run, then --resume, too; resuming
+# with another rank count is refused with a message.
+set -euo pipefail
+fx=${VT_FIXTURES:?}
+src=${VT_SOURCE_DIR:?}
+[ -f "$fx/stories260K/stories260K.bin" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
+[ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
+work=$(mktemp -d)
+trap 'pkill -KILL -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+cd "$src"
+head -c 20000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/stories260K.bin"
+        --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
+        --set "data.eval=$work/eval.txt" --set data.seq_len=32 --set data.max_sequences=64
+        --set schedule.steps=300 --set schedule.batch_size=4 --set schedule.log_interval=2
+        --set run.checkpoint_steps=10)  # long enough that the signal arrives mid-run
+
+# waits until the log shows mask step 30 or later, at most 120 s
+wait_for_step() {
+  for _ in $(seq 1200); do
+    grep -qE "masks step ([3-9][0-9]|[1-9][0-9][0-9])/" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "FAIL: $1 never reached step 30"; cat "$1"; exit 1
+}
+
+"$VT_BIN" prune "${common[@]}" --set "output.dir=$work/whole" >/dev/null 2>"$work/whole.err"
+
+# SIGTERM, one process
+"$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" >/dev/null 2>"$work/a.err" &
+pid=$!
+wait_for_step "$work/a.err"
+kill -TERM $pid
+t0=$(date +%s)
+set +e; wait $pid; rc=$?; set -e
+[ $rc -eq 75 ] || { echo "FAIL: SIGTERM: exit $rc, expected 75"; tail "$work/a.err"; exit 1; }
+[ $(( $(date +%s) - t0 )) -le 60 ] || { echo "FAIL: took more than 60 s to stop"; exit 1; }
+[ -f "$work/a.run/manifest.json" ] || { echo "FAIL: no manifest after SIGTERM"; exit 1; }
+[ ! -e "$work/a" ] || { echo "FAIL: an output directory exists after the stop"; exit 1; }
+"$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --resume "$work/a.run" >/dev/null 2>"$work/a2.err" || {
+  echo "FAIL: resume after SIGTERM"; tail "$work/a2.err"; exit 1; }
+grep -q "resume: " "$work/a2.err" || { echo "FAIL: the second run did not resume"; exit 1; }
+/usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/whole" "$work/a"
+
+if command -v mpirun >/dev/null; then
+  # kill -9 of one rank of a 2-stage run, then resume with the same layout
+  mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/m" >/dev/null 2>"$work/m.err" &
+  mpid=$!
+  wait_for_step "$work/m.err"
+  pkill -KILL -f "output.dir=$work/m" -n || true
+  set +e; timeout 60 tail --pid=$mpid -f /dev/null; wait $mpid; set -e
+  [ ! -e "$work/m" ] || { echo "FAIL: output exists after kill -9"; exit 1; }
+  # another rank count is refused
+  set +e
+  "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/m" --resume "$work/m.run" >/dev/null 2>"$work/m1.err"
+  rc=$?
+  set -e
+  [ $rc -ne 0 ] && grep -q "ranks" "$work/m1.err" || { echo "FAIL: resuming with -n 1 was not refused"; cat "$work/m1.err"; exit 1; }
+  timeout 300 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/m" \
+    --resume "$work/m.run" >/dev/null 2>"$work/m2.err" || { echo "FAIL: MPI resume"; tail "$work/m2.err"; exit 1; }
+  /usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/whole" "$work/m"
+fi
+echo "resume: ok"
