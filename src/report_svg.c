@@ -13,8 +13,8 @@
 #include "error.h"
 
 /* Page and per-layer panel geometry (pixels). */
-enum { PAGE_W = 900, HEADER_H = 62, ROW_H = 19, BAR_H = 13 };
-static const double COL_X0 = 90, COL_W = 266, BAR_W = 176; /* three columns of bars */
+enum { PAGE_W = 900, HEADER_H = 80, ROW_H = 19, BAR_H = 13 };
+static const double COL_X0 = 84, COL_W = 266, BAR_W = 172; /* three columns of bars */
 /* Curve panels: the plot box spans [PLOT_X0, PLOT_X1]; the right margin holds the end values. */
 static const double PLOT_X0 = 80, PLOT_X1 = 812;
 static const double SIZE_H = 190, KD_H = 170, BETA_H = 80;
@@ -57,13 +57,18 @@ __attribute__((format(printf, 5, 6))) static void text(FILE *f, double x, double
     fputs("</text>\n", f);
 }
 
-/* A tick or value label: 0, 0.25, 3.5, 12k, 1.5M, 1e-05. */
+/* A tick or value label: 0, 0.25, 3.5, 12k, 1.5M, 2.5e-5. */
 static void fmt_num(char *buf, size_t cap, double v) {
     double a = fabs(v);
     if (a < 1e-12) snprintf(buf, cap, "0");
     else if (a >= 1e6) snprintf(buf, cap, "%gM", v / 1e6);
     else if (a >= 1e4) snprintf(buf, cap, "%gk", v / 1e3);
-    else if (a < 1e-3) snprintf(buf, cap, "%.0e", v);
+    else if (a < 1e-3) { /* 4e-4, 2.5e-5 */
+        int e = (int)floor(log10(a));
+        double m = v / pow(10, e);
+        if (fabs(m) >= 9.995) m /= 10, e++;
+        snprintf(buf, cap, "%.3ge%d", m, e);
+    }
     else snprintf(buf, cap, "%.4g", v);
 }
 
@@ -323,7 +328,7 @@ static void panel_values(FILE *f, double top, double height, const vt_train_reco
 /* One bar: kept of orig units as a fraction of the column width, or the hatched "removed". */
 static void unit_bar(FILE *f, double x, double y, int kept, int orig, int removed, const char *colour) {
     if (orig <= 0) {
-        text(f, x + 4, y + BAR_H - 2, "class=\"num\" fill=\"#888\"", "none before");
+        text(f, x + 4, y + BAR_H - 2, "class=\"none\"", "none before");
         return;
     }
     if (removed) {
@@ -425,7 +430,6 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     put_escaped(f, title && title[0] ? title : "VTrans run report");
     fputs("</title>\n", f);
     fputs("<style>\n"
-          "text { fill: #222; }\n"
           ".h1 { font-size: 17px; font-weight: bold; }\n"
           ".sub { font-size: 12.5px; fill: #333; }\n"
           ".h2 { font-size: 14px; font-weight: bold; }\n"
@@ -436,6 +440,7 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
           ".phase { font-size: 11px; fill: #7a5c2e; font-style: italic; }\n"
           ".lname { font-size: 11.5px; }\n"
           ".num { font-size: 11px; fill: #333; }\n"
+          ".none { font-size: 11px; fill: #888; font-style: italic; }\n"
           ".rm { font-size: 10.5px; font-weight: bold; fill: " C_REMOVED "; }\n"
           ".end { font-size: 11.5px; font-weight: bold; }\n"
           "</style>\n",
@@ -453,10 +458,9 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     if (layers) snprintf(removed, sizeof removed, "%d block%s removed (%d whole layer%s)", blocks, blocks == 1 ? "" : "s",
                          layers, layers == 1 ? "" : "s");
     else snprintf(removed, sizeof removed, "%d block%s removed", blocks, blocks == 1 ? "" : "s");
-    text(f, 16, 48, "class=\"sub\"",
-         "hidden dims kept %d of %d \xc2\xb7 query heads %d/%d \xc2\xb7 KV heads %d/%d \xc2\xb7 FFN neurons %d/%d "
-         "\xc2\xb7 %s",
-         a->dim, b->dim, ha, hb, ka, kb, fa, fb, removed);
+    text(f, 16, 48, "class=\"sub\"", "hidden dims kept %d of %d \xc2\xb7 %s", a->dim, b->dim, removed);
+    text(f, 16, 66, "class=\"sub\"", "kept over all layers: query heads %d/%d \xc2\xb7 KV heads %d/%d \xc2\xb7 FFN neurons %d/%d",
+         ha, hb, ka, kb, fa, fb);
 
     double y = HEADER_H;
     panel_structure(f, y, b, a);

@@ -1,0 +1,350 @@
+/* test_report_svg.c — the run report's picture: well-formed SVG, one bar group per layer, removed
+ * blocks named, the numbers written, one curve point per record, no curves without records, the
+ * JSON route drawing the same, errors naming the path, no temporary file left behind. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "fsutil.h"
+#include "report.h"
+#include "report_svg.h"
+#include "testutil.h"
+
+/* stories260K's shape (dim 64, 5 layers, 8 heads, 4 KV heads, ffn 172) and a pruned version of it:
+ * layer 1 lost its MLP, layer 2 its attention, layer 3 both, layer 4 is untouched. */
+static void pruned_pair(vt_config *b, vt_config *a) {
+    memset(b, 0, sizeof *b);
+    b->dim = 64;
+    b->n_layers = 5;
+    b->n_heads = 8;
+    b->n_kv_heads = 4;
+    b->head_dim = 8;
+    b->ffn_dim = 172;
+    b->vocab = 512;
+    b->seq_len = 512;
+    b->norm_eps = 1e-5f;
+    b->rope_theta = 10000.0f;
+    b->tied = 1;
+    assert_int_equal(vt_config_init_dense(b), 0);
+    assert_int_equal(vt_config_copy(a, b), 0);
+    a->dim = 48;
+    static const vt_layer_shape kept[5] = {{6, 3, 120}, {4, 2, 0}, {0, 0, 64}, {0, 0, 0}, {8, 4, 172}};
+    memcpy(a->layers, kept, sizeof kept);
+}
+
+/* n records every 10 steps, the first n_mask in the mask phase; the loss falls by 3 decades. */
+static vt_train_record *make_records(size_t n, size_t n_mask) {
+    vt_train_record *r = calloc(n, sizeof *r);
+    assert_non_null(r);
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)(i + 1) / (double)n_mask;
+        r[i].step = (long)(i + 1) * 10 - 1;
+        r[i].phase = i >= n_mask;
+        r[i].target = i < n_mask ? fmax(0.5, 1.0 - 0.5 * t / 0.6) : 0.5;
+        r[i].hard_size = i < n_mask ? fmax(0.497, 1.0 - 0.55 * t) : 0.497;
+        r[i].size = r[i].hard_size + 0.01;
+        r[i].kd = 4.0 * exp(-0.7 * (double)i) + 0.002;
+        r[i].kl = 1.0 / (double)(i + 1);
+        r[i].beta = 1e-4 * (double)(i + 1);
+        r[i].seconds = (double)i;
+    }
+    return r;
+}
+
+__attribute__((noinline)) static char *slurp(const char *path) {
+    char *data = NULL;
+    size_t n = 0;
+    int rc = vt_read_file(path, &data, &n);
+    assert_int_equal(rc, 0);
+    return data;
+}
+
+static size_t count(const char *s, const char *needle) {
+    size_t k = 0, len = strlen(needle);
+    for (const char *p = s; (p = strstr(p, needle)); p += len) k++;
+    return k;
+}
+
+/* XML-ish: every tag closed in order (one <svg> root around everything), no '<' inside a tag, every
+ * '&' an entity. Fails the test with the reason otherwise. */
+static void check_well_formed(const char *s) {
+    char stack[32][24];
+    int depth = 0, roots = 0;
+    for (const char *a = s; (a = strchr(a, '&')); a++)
+        if (strncmp(a, "&amp;", 5) && strncmp(a, "&lt;", 4) && strncmp(a, "&gt;", 4) && strncmp(a, "&quot;", 6))
+            fail_msg("bare '&' at offset %ld", (long)(a - s));
+    const char *p = s;
+    while ((p = strchr(p, '<'))) {
+        if (strncmp(p, "<?", 2) == 0) {
+            assert_true(p == s); /* only the XML declaration, first */
+            p = strstr(p, "?>");
+            assert_non_null(p);
+            continue;
+        }
+        const char *end = strchr(p, '>');
+        assert_non_null(end);
+        if (memchr(p + 1, '<', (size_t)(end - p - 1))) fail_msg("'<' inside a tag at offset %ld", (long)(p - s));
+        int closing = p[1] == '/', self = end[-1] == '/';
+        const char *name = p + 1 + closing;
+        size_t len = strcspn(name, " \t\n/>");
+        assert_true(len > 0 && len < sizeof stack[0]);
+        if (closing) {
+            if (depth == 0 || strlen(stack[depth - 1]) != len || strncmp(stack[depth - 1], name, len))
+                fail_msg("</%.*s> at offset %ld closes <%s>", (int)len, name, (long)(p - s),
+                         depth ? stack[depth - 1] : "nothing");
+            depth--;
+        } else if (!self) {
+            if (depth == 0) {
+                roots++;
+                assert_true(len == 3 && strncmp(name, "svg", 3) == 0);
+            }
+            assert_true(depth < 32);
+            memcpy(stack[depth], name, len);
+            stack[depth++][len] = 0;
+        } else {
+            assert_true(depth > 0); /* nothing outside the root */
+        }
+        p = end + 1;
+    }
+    assert_int_equal(depth, 0);
+    assert_int_equal(roots, 1);
+    assert_int_equal(count(s, "<svg"), 1);
+    assert_int_equal(count(s, "</svg>"), 1);
+    const char *tail = strstr(s, "</svg>");
+    assert_string_equal(tail, "</svg>\n");
+}
+
+/* The number of x,y points of the polyline with this class (-1 when there is none). */
+static long polyline_points(const char *s, const char *cls) {
+    char key[64];
+    snprintf(key, sizeof key, "<polyline class=\"%s\"", cls);
+    const char *p = strstr(s, key);
+    if (!p) return -1;
+    p = strstr(p, "points=\"");
+    assert_non_null(p);
+    p += 8;
+    long n = 0;
+    while (*p && *p != '"') {
+        while (*p == ' ') p++;
+        if (*p == '"') break;
+        double x, y;
+        int used = 0;
+        if (sscanf(p, "%lf,%lf%n", &x, &y, &used) != 2) fail_msg("bad point in %s: %.20s", cls, p);
+        assert_true(x >= 0 && x <= 900 && y >= 0);
+        p += used;
+        n++;
+    }
+    return n;
+}
+
+static size_t dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+static void check_structure(const char *svg) {
+    assert_int_equal(count(svg, "<g class=\"layer\""), 5);
+    for (int l = 0; l < 5; l++) {
+        char want[64];
+        snprintf(want, sizeof want, "data-layer=\"%d\"", l);
+        assert_int_equal(count(svg, want), 1);
+    }
+    /* layer 1 MLP, layer 2 attention (heads and KV heads), layer 3 all three: 6 hatched bars */
+    assert_int_equal(count(svg, ">removed</text>"), 6);
+    assert_int_equal(count(svg, "<rect class=\"removed\""), 6);
+    assert_non_null(strstr(svg, ">6/8<"));
+    assert_non_null(strstr(svg, ">3/4<"));
+    assert_non_null(strstr(svg, ">120/172<"));
+    assert_non_null(strstr(svg, ">0/172<"));
+    assert_non_null(strstr(svg, ">172/172<"));
+    assert_non_null(strstr(svg, "hidden dims kept 48 of 64"));
+    assert_non_null(strstr(svg, "4 blocks removed (1 whole layer)"));
+}
+
+static void test_pruned_with_records(void **st) {
+    (void)st;
+    vt_config b, a;
+    pruned_pair(&b, &a);
+    size_t n = 12;
+    vt_train_record *r = make_records(n, 8);
+    char *dir = tu_tempdir(), path[4200];
+    assert_non_null(dir);
+    snprintf(path, sizeof path, "%s/vtrans_report.svg", dir);
+    assert_int_equal(vt_report_svg_write(path, &b, &a, r, n, "VTrans full: budget 50% <test> & more"), 0);
+    assert_int_equal(dir_entries(dir), 1); /* no temporary file left */
+    char *svg = slurp(path);
+    check_well_formed(svg);
+    check_structure(svg);
+    assert_non_null(strstr(svg, "VTrans full: budget 50% &lt;test&gt; &amp; more"));
+    /* one point per record in every curve; the phases and the log scale of the loss */
+    assert_int_equal(polyline_points(svg, "size"), (long)n);
+    assert_int_equal(polyline_points(svg, "target"), (long)n);
+    assert_int_equal(polyline_points(svg, "kd"), (long)n);
+    assert_int_equal(polyline_points(svg, "beta"), (long)n);
+    assert_non_null(strstr(svg, "stroke-dasharray=\"7 5\" points=")); /* the target is dashed */
+    assert_non_null(strstr(svg, ">mask phase<"));
+    assert_non_null(strstr(svg, ">fine-tuning<"));
+    assert_int_equal(count(svg, "class=\"finetune\""), 3); /* shaded in all three curve panels */
+    assert_non_null(strstr(svg, "(log scale)"));
+    assert_non_null(strstr(svg, ">optimizer step<"));
+    assert_non_null(strstr(svg, ">49.7%<"));       /* the final kept size */
+    assert_non_null(strstr(svg, ">target 50%<"));  /* and the target */
+    assert_non_null(strstr(svg, ">120<"));         /* the last step is a tick */
+    free(svg);
+
+    /* Masks only (Faster-VTrans): no fine-tuning shade; a narrow loss range stays linear. */
+    for (size_t i = 0; i < n; i++) {
+        r[i].phase = 0;
+        r[i].kd = 2.0 + 0.01 * (double)i;
+    }
+    assert_int_equal(vt_report_svg_write(path, &b, &a, r, n, NULL), 0);
+    svg = slurp(path);
+    check_well_formed(svg);
+    assert_null(strstr(svg, "fine-tuning"));
+    assert_null(strstr(svg, "log scale"));
+    assert_int_equal(polyline_points(svg, "kd"), (long)n);
+    free(svg);
+
+    free(r);
+    vt_config_free(&a);
+    vt_config_free(&b);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_no_records(void **st) {
+    (void)st;
+    vt_config b, a;
+    pruned_pair(&b, &a);
+    char *dir = tu_tempdir(), path[4200];
+    snprintf(path, sizeof path, "%s/vtrans_report.svg", dir);
+    assert_int_equal(vt_report_svg_write(path, &b, &a, NULL, 0, "magnitude baseline"), 0);
+    char *svg = slurp(path);
+    check_well_formed(svg);
+    check_structure(svg);
+    assert_null(strstr(svg, "<polyline"));
+    assert_null(strstr(svg, "optimizer step"));
+    free(svg);
+    vt_config_free(&a);
+    vt_config_free(&b);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_errors_name_path(void **st) {
+    (void)st;
+    vt_config b, a;
+    pruned_pair(&b, &a);
+    char *dir = tu_tempdir(), path[4200];
+    snprintf(path, sizeof path, "%s/no-such-dir/vtrans_report.svg", dir);
+    vt_error_clear();
+    assert_int_equal(vt_report_svg_write(path, &b, &a, NULL, 0, NULL), -1);
+    assert_non_null(strstr(vt_error(), path));
+    assert_non_null(strstr(vt_error(), "No such file"));
+    /* configurations that do not match */
+    snprintf(path, sizeof path, "%s/vtrans_report.svg", dir);
+    a.n_layers = 4;
+    vt_error_clear();
+    assert_int_equal(vt_report_svg_write(path, &b, &a, NULL, 0, NULL), -1);
+    assert_non_null(strstr(vt_error(), path));
+    a.n_layers = 5;
+    assert_int_equal(dir_entries(dir), 0);
+    /* a report without layers */
+    json_t *empty = json_object();
+    vt_error_clear();
+    assert_int_equal(vt_report_svg_write_json(empty, path), -1);
+    assert_non_null(strstr(vt_error(), path));
+    json_decref(empty);
+    vt_config_free(&a);
+    vt_config_free(&b);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* From vtrans_report.json as prune builds it: the same structure and curves. */
+static void test_from_report_json(void **st) {
+    (void)st;
+    vt_config b, a;
+    pruned_pair(&b, &a);
+    size_t n = 9;
+    vt_train_record *r = make_records(n, 6);
+    json_t *rep = vt_report_structure(&b, &a, 128.0);
+    json_object_set_new(rep, "method", json_string("vib"));
+    json_object_set_new(rep, "variant", json_string("full"));
+    json_t *budget = json_object();
+    json_object_set_new(budget, "kind", json_string("params"));
+    json_object_set_new(budget, "target", json_real(0.5));
+    json_object_set_new(budget, "achieved", json_real(0.497));
+    json_object_set_new(rep, "budget", budget);
+    json_t *curve = json_array();
+    for (size_t i = 0; i < n; i++) { /* as prune_run.c writes "losses" */
+        json_t *e = json_object();
+        json_object_set_new(e, "phase", json_string(r[i].phase ? "finetune" : "masks"));
+        json_object_set_new(e, "step", json_integer(r[i].step + 1));
+        json_object_set_new(e, "kd", json_real(r[i].kd));
+        json_object_set_new(e, "kl", json_real(r[i].kl));
+        json_object_set_new(e, "size", json_real(r[i].hard_size));
+        json_object_set_new(e, "expected_size", json_real(r[i].size));
+        json_object_set_new(e, "beta", json_real(r[i].beta));
+        json_object_set_new(e, "target", json_real(r[i].target));
+        json_array_append_new(curve, e);
+    }
+    json_object_set_new(rep, "losses", curve);
+
+    char *dir = tu_tempdir(), path[4200], path2[4200];
+    snprintf(path, sizeof path, "%s/from-json.svg", dir);
+    snprintf(path2, sizeof path2, "%s/direct.svg", dir);
+    assert_int_equal(vt_report_svg_write_json(rep, path), 0);
+    char *svg = slurp(path);
+    check_well_formed(svg);
+    check_structure(svg); /* kv_heads_before in the report: KV bars of 3/4 */
+    assert_non_null(strstr(svg, "VTrans full: parameter budget 50%, achieved 49.7%"));
+    assert_int_equal(polyline_points(svg, "size"), (long)n);
+    assert_int_equal(polyline_points(svg, "kd"), (long)n);
+    assert_non_null(strstr(svg, ">fine-tuning<"));
+
+    /* Everything below the title is what the configurations and records draw directly. */
+    assert_int_equal(vt_report_svg_write(path2, &b, &a, r, n, "x"), 0);
+    char *direct = slurp(path2);
+    const char *h1 = strstr(svg, "class=\"h1\""), *h2 = strstr(direct, "class=\"h1\"");
+    assert_non_null(h1);
+    assert_non_null(h2);
+    assert_string_equal(strstr(h1, "</text>"), strstr(h2, "</text>"));
+    free(direct);
+    free(svg);
+
+    /* Baselines: no losses, only the structure. */
+    json_object_del(rep, "losses");
+    json_object_set_new(rep, "method", json_string("magnitude"));
+    assert_int_equal(vt_report_svg_write_json(rep, path), 0);
+    svg = slurp(path);
+    check_well_formed(svg);
+    assert_null(strstr(svg, "<polyline"));
+    assert_non_null(strstr(svg, "magnitude baseline"));
+    free(svg);
+
+    json_decref(rep);
+    free(r);
+    vt_config_free(&a);
+    vt_config_free(&b);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pruned_with_records),
+        cmocka_unit_test(test_no_records),
+        cmocka_unit_test(test_errors_name_path),
+        cmocka_unit_test(test_from_report_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
