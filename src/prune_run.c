@@ -171,7 +171,17 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         if (rc->run_dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->run_dir);
         else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output_dir);
         vt_vib_params p = vib_params(rc, kind, target, run_dir);
-        if (vt_vib_prune_part(&model, &calib, &p, comm, &vib)) {
+        /* Machine-readable progress next to the checkpoints (appended across resumes). */
+        FILE *jsonl = NULL;
+        if (coordinator && vt_mkdir_p(run_dir) == 0) {
+            char jp[4300];
+            snprintf(jp, sizeof jp, "%s/progress.jsonl", run_dir);
+            jsonl = fopen(jp, "a");
+        }
+        p.jsonl = jsonl;
+        int trained = vt_vib_prune_part(&model, &calib, &p, comm, &vib);
+        if (jsonl) fclose(jsonl);
+        if (trained) {
             if (comm->abort_all) comm->abort_all(comm, "training"); /* peers may wait on this rank */
             goto done;
         }

@@ -431,7 +431,8 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     fputs("</title>\n", f);
     fputs("<style>\n"
           ".h1 { font-size: 17px; font-weight: bold; }\n"
-          ".sub { font-size: 12.5px; fill: #333; }\n"
+          ".sub1 { font-size: 13.5px; fill: #222; }\n"
+          ".sub2 { font-size: 12.5px; fill: #444; }\n"
           ".h2 { font-size: 14px; font-weight: bold; }\n"
           ".col { font-size: 12.5px; font-weight: bold; }\n"
           ".tick { font-size: 10.5px; fill: #555; }\n"
@@ -458,8 +459,8 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     if (layers) snprintf(removed, sizeof removed, "%d block%s removed (%d whole layer%s)", blocks, blocks == 1 ? "" : "s",
                          layers, layers == 1 ? "" : "s");
     else snprintf(removed, sizeof removed, "%d block%s removed", blocks, blocks == 1 ? "" : "s");
-    text(f, 16, 48, "class=\"sub\"", "hidden dims kept %d of %d \xc2\xb7 %s", a->dim, b->dim, removed);
-    text(f, 16, 66, "class=\"sub\"", "kept over all layers: query heads %d/%d \xc2\xb7 KV heads %d/%d \xc2\xb7 FFN neurons %d/%d",
+    text(f, 16, 48, "class=\"sub1\"", "hidden dims kept %d of %d \xc2\xb7 %s", a->dim, b->dim, removed);
+    text(f, 16, 66, "class=\"sub2\"", "kept over all layers: query heads %d/%d \xc2\xb7 KV heads %d/%d \xc2\xb7 FFN neurons %d/%d",
          ha, hb, ka, kb, fa, fb);
 
     double y = HEADER_H;

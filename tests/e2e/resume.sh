@@ -42,6 +42,12 @@ set +e; wait $pid; rc=$?; set -e
 "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --resume "$work/a.run" >/dev/null 2>"$work/a2.err" || {
   echo "FAIL: resume after SIGTERM"; tail "$work/a2.err"; exit 1; }
 grep -q "resume: " "$work/a2.err" || { echo "FAIL: the second run did not resume"; exit 1; }
+# the machine-readable log in the run directory covers both runs, one JSON object per line
+/usr/bin/python3 -c "
+import json, sys
+steps = [json.loads(l)['step'] for l in open('$work/a.run/progress.jsonl')]
+assert steps and steps[-1] == 300 and all(isinstance(s, int) for s in steps), steps[-5:]
+"
 /usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/whole" "$work/a"
 
 if command -v mpirun >/dev/null; then
