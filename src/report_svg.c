@@ -72,6 +72,14 @@ static void fmt_num(char *buf, size_t cap, double v) {
     else snprintf(buf, cap, "%.4g", v);
 }
 
+/* A count with 4 significant digits: 812, 129.9k, 6.738G. */
+static void fmt_count(char *buf, size_t cap, double v) {
+    if (v >= 1e9) snprintf(buf, cap, "%.4gG", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, cap, "%.4gM", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, cap, "%.4gk", v / 1e3);
+    else snprintf(buf, cap, "%.0f", v);
+}
+
 /* A fraction as a percentage with at most 3 significant digits: 50%, 33.3%, 4.17%. */
 static void fmt_pct(char *buf, size_t cap, double frac) { snprintf(buf, cap, "%.3g%%", 100.0 * frac); }
 
@@ -185,13 +193,16 @@ static void draw_phases(FILE *f, const frame *fr, const vt_train_record *r, size
     if (has1) {
         fprintf(f, "<rect class=\"finetune\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", xb,
                 fr->y0, fr->x1 - xb, fr->y1 - fr->y0, C_FINETUNE);
-        if (fr->x1 - xb >= 80) text(f, (xb + fr->x1) / 2, fr->y0 - 6, "class=\"phase\" text-anchor=\"middle\"", "fine-tuning");
-        else text(f, xb + 3, fr->y0 - 6, "class=\"phase\"", "fine-tuning");
+        if (fr->x1 - xb >= 80)
+            text(f, (xb + fr->x1) / 2, fr->y0 - 6, "class=\"phase\" text-anchor=\"middle\"", "fine-tuning");
+        else
+            text(f, xb + 3, fr->y0 - 6, "class=\"phase\"", "fine-tuning");
     }
     if (has0) {
         if (has1)
             fprintf(f,
-                    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#8a6d3b\" stroke-dasharray=\"3 3\"/>\n",
+                    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#8a6d3b\" "
+                    "stroke-dasharray=\"3 3\"/>\n",
                     xb, fr->y0 - 14, xb, fr->y1);
         double w = xb - fr->x0;
         if (w >= 80) text(f, (fr->x0 + xb) / 2, fr->y0 - 6, "class=\"phase\" text-anchor=\"middle\"", "mask phase");
@@ -210,7 +221,9 @@ static int drawable(const frame *fr, double v) { return isfinite(v) && (!fr->ylo
 /* One point per record (records whose value cannot be drawn are left out); markers when few. */
 static void curve(FILE *f, const frame *fr, const vt_train_record *r, size_t n, rec_value val, const char *cls,
                   const char *colour, const char *extra) {
-    fprintf(f, "<polyline class=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-linejoin=\"round\"%s%s points=\"",
+    fprintf(f,
+            "<polyline class=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-linejoin=\"round\"%s%s "
+            "points=\"",
             cls, colour, extra[0] ? " " : "", extra);
     for (size_t i = 0; i < n; i++)
         if (drawable(fr, val(&r[i]))) fprintf(f, "%s%.1f,%.1f", i ? " " : "", fx(fr, rec_x(&r[i])), fy(fr, val(&r[i])));
@@ -264,8 +277,8 @@ static void panel_size(FILE *f, double top, const vt_train_record *r, size_t n) 
     }
     fprintf(f, "<g class=\"panel\" id=\"size\">\n");
     text(f, 16, top + 30, "class=\"h2\"", "Kept size over the run (fraction of the dense model)");
-    legend_line(f, 520, top + 30, C_SIZE, 0, "kept (hard) size");
-    legend_line(f, 680, top + 30, C_TARGET, 1, "target ramp");
+    legend_line(f, 530, top + 30, C_SIZE, 0, "kept size (hard gates)");
+    legend_line(f, 716, top + 30, C_TARGET, 1, "target ramp");
     draw_phases(f, &fr, r, n);
     draw_axes(f, &fr, "kept size");
     curve(f, &fr, r, n, v_target, "target", C_TARGET, "stroke-dasharray=\"7 5\"");
@@ -392,8 +405,8 @@ static void panel_structure(FILE *f, double top, const vt_config *b, const vt_co
     for (int c = 0; c < 3; c++) /* the 100% line: the original size */
         for (int k = 1; k <= 2; k++) {
             double x = COL_X0 + c * COL_W + k * BAR_W / 2;
-            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#9aa3ad\" stroke-width=\"1\"%s/>\n",
-                    x, rows0 - 2, x, rows1 + 2, k == 1 ? " stroke-dasharray=\"2 3\"" : "");
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#9aa3ad\"%s/>\n", x, rows0 - 2,
+                    x, rows1 + 2, k == 1 ? " stroke-dasharray=\"2 3\"" : "");
         }
     if (n > 12) fraction_ticks(f, rows1 + 15);
     fputs("</g>\n", f);
@@ -420,7 +433,8 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     for (size_t i = 0; i < n; i++) has_beta |= isfinite(r[i].beta) && r[i].beta != 0;
     double h_struct = structure_height(b->n_layers);
     double height = HEADER_H + h_struct + 12;
-    if (n) height += curve_panel_height(SIZE_H) + curve_panel_height(KD_H) + (has_beta ? curve_panel_height(BETA_H) : 0);
+    if (n) height += curve_panel_height(SIZE_H) + curve_panel_height(KD_H);
+    if (n && has_beta) height += curve_panel_height(BETA_H);
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" viewBox=\"0 0 %d %.0f\" "
@@ -456,12 +470,13 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     totals(b, a, &hb, &ha, &kb, &ka, &fb, &fa, &blocks, &layers);
     text(f, 16, 26, "class=\"h1\"", "%s", title && title[0] ? title : "VTrans run report");
     char removed[96];
-    if (layers) snprintf(removed, sizeof removed, "%d block%s removed (%d whole layer%s)", blocks, blocks == 1 ? "" : "s",
-                         layers, layers == 1 ? "" : "s");
-    else snprintf(removed, sizeof removed, "%d block%s removed", blocks, blocks == 1 ? "" : "s");
+    int k = snprintf(removed, sizeof removed, "%d block%s removed", blocks, blocks == 1 ? "" : "s");
+    if (layers)
+        snprintf(removed + k, sizeof removed - (size_t)k, " (%d whole layer%s)", layers, layers == 1 ? "" : "s");
     text(f, 16, 48, "class=\"sub1\"", "hidden dims kept %d of %d \xc2\xb7 %s", a->dim, b->dim, removed);
-    text(f, 16, 66, "class=\"sub2\"", "kept over all layers: query heads %d/%d \xc2\xb7 KV heads %d/%d \xc2\xb7 FFN neurons %d/%d",
-         ha, hb, ka, kb, fa, fb);
+    text(f, 16, 66, "class=\"sub2\"",
+         "kept over all layers: query heads %d/%d \xc2\xb7 KV heads %d/%d \xc2\xb7 FFN neurons %d/%d", ha, hb, ka,
+         kb, fa, fb);
 
     double y = HEADER_H;
     panel_structure(f, y, b, a);
@@ -516,14 +531,16 @@ static double jnum(const json_t *o, const char *key) {
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-/* "vib (full): FLOPs budget 50%, achieved 49.8% · 131.0k of 260.1k parameters". */
+/* "VTrans full: FLOP budget 50%, achieved 49.8% · 129.9k of 260k parameters". */
 static void json_title(const json_t *rep, char *out, size_t cap) {
     const char *method = json_string_value(json_object_get(rep, "method"));
     const char *variant = json_string_value(json_object_get(rep, "variant"));
     size_t k = (size_t)snprintf(out, cap, "VTrans run report");
     if (method) {
-        if (strcmp(method, "vib") == 0) k = (size_t)snprintf(out, cap, "VTrans%s%s", variant ? " " : "", variant ? variant : "");
-        else k = (size_t)snprintf(out, cap, "%s baseline", method);
+        if (strcmp(method, "vib") == 0)
+            k = (size_t)snprintf(out, cap, "VTrans%s%s", variant ? " " : "", variant ? variant : "");
+        else
+            k = (size_t)snprintf(out, cap, "%s baseline", method);
     }
     const json_t *bud = json_object_get(rep, "budget");
     const char *kind = json_string_value(json_object_get(bud, "kind"));
@@ -532,13 +549,13 @@ static void json_title(const json_t *rep, char *out, size_t cap) {
     if (kind && isfinite(target) && isfinite(achieved) && k < cap) {
         fmt_pct(p1, sizeof p1, target);
         fmt_pct(p2, sizeof p2, achieved);
-        k += (size_t)snprintf(out + k, cap - k, ": %s budget %s, achieved %s", strcmp(kind, "params") == 0 ? "parameter" : "FLOP",
-                              p1, p2);
+        k += (size_t)snprintf(out + k, cap - k, ": %s budget %s, achieved %s",
+                              strcmp(kind, "params") == 0 ? "parameter" : "FLOP", p1, p2);
     }
     double pb = jnum(rep, "params_before"), pa = jnum(rep, "params_after");
     if (isfinite(pb) && isfinite(pa) && k < cap) {
-        fmt_num(p1, sizeof p1, pa);
-        fmt_num(p2, sizeof p2, pb);
+        fmt_count(p1, sizeof p1, pa);
+        fmt_count(p2, sizeof p2, pb);
         snprintf(out + k, cap - k, " \xc2\xb7 %s of %s parameters", p1, p2);
     }
 }

@@ -19,6 +19,8 @@ sets=(--set "model.path=$model" --set "model.tokenizer=$fx/stories260K/tok512.bi
 "$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" --set output.archive=tar.zst >"$work/stdout.txt" 2>"$work/stderr.txt" || {
   echo "FAIL: prune exited non-zero"; tail -20 "$work/stderr.txt"; exit 1; }
 [ -f "$work/out50/vtrans_report.json" ] || { echo "FAIL: no report"; exit 1; }
+grep -q 'class="layer"' "$work/out50/vtrans_report.svg" && [ "$(tail -c 7 "$work/out50/vtrans_report.svg")" = "</svg>" ] ||
+  { echo "FAIL: no report picture"; exit 1; }
 grep -q "step" "$work/stderr.txt" || { echo "FAIL: no progress lines"; exit 1; }
 # output.archive: the same files packed into one tar.zst beside the directory.
 tar -I zstd -tf "$work/out50.tar.zst" | sort >"$work/packed.txt"
