@@ -17,19 +17,19 @@ float vt_gauss(uint64_t seed, uint64_t step, uint64_t sample, uint64_t unit) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-int vt_masks_init(vt_masks *mk, const vt_config *c, uint64_t seed) {
+int vt_masks_alloc(vt_masks *mk, int dim, int n_layers, const int *heads, const int *ffn) {
     memset(mk, 0, sizeof *mk);
-    int L = c->n_layers;
+    int L = n_layers;
     mk->n_layers = L;
-    mk->dim = c->dim;
-    mk->heads = vt_calloc((size_t)L, sizeof(int), "gate layout");
-    mk->ffn = vt_calloc((size_t)L, sizeof(int), "gate layout");
-    mk->off = vt_calloc((size_t)L, sizeof(size_t), "gate layout");
+    mk->dim = dim;
+    mk->heads = vt_calloc((size_t)L + 1, sizeof(int), "gate layout");
+    mk->ffn = vt_calloc((size_t)L + 1, sizeof(int), "gate layout");
+    mk->off = vt_calloc((size_t)L + 1, sizeof(size_t), "gate layout");
     if (!mk->heads || !mk->ffn || !mk->off) goto fail;
-    size_t n = (size_t)c->dim;
+    size_t n = (size_t)dim;
     for (int l = 0; l < L; l++) {
-        mk->heads[l] = c->layers[l].n_heads;
-        mk->ffn[l] = c->layers[l].ffn;
+        mk->heads[l] = heads[l];
+        mk->ffn[l] = ffn[l];
         mk->off[l] = n;
         n += (size_t)(mk->heads[l] + mk->ffn[l] + 2);
     }
@@ -42,6 +42,25 @@ int vt_masks_init(vt_masks *mk, const vt_config *c, uint64_t seed) {
     mk->group = vt_malloc(n, "gate groups");
     mk->layer = vt_malloc(n * sizeof(int16_t), "gate layers");
     if (!mk->mu || !mk->logvar || !mk->g_mu || !mk->g_logvar || !mk->unit_id || !mk->group || !mk->layer) goto fail;
+    return 0;
+fail:
+    vt_masks_free(mk);
+    return -1;
+}
+
+int vt_masks_init(vt_masks *mk, const vt_config *c, uint64_t seed) {
+    int L = c->n_layers, *heads = vt_malloc(sizeof(int) * (size_t)(L + 1), "gate layout");
+    int *ffn = vt_malloc(sizeof(int) * (size_t)(L + 1), "gate layout");
+    int rc = heads && ffn ? 0 : -1;
+    for (int l = 0; rc == 0 && l < L; l++) {
+        heads[l] = c->layers[l].n_heads;
+        ffn[l] = c->layers[l].ffn;
+    }
+    if (rc == 0) rc = vt_masks_alloc(mk, c->dim, L, heads, ffn);
+    free(heads);
+    free(ffn);
+    if (rc) return -1;
+    size_t n = mk->n;
     int64_t U = (int64_t)c->n_heads + c->ffn_dim + 2;
     for (int i = 0; i < c->dim; i++) {
         mk->unit_id[i] = i;
@@ -72,9 +91,6 @@ int vt_masks_init(vt_masks *mk, const vt_config *c, uint64_t seed) {
         mk->logvar[i] = -9.0f + 0.01f * vt_gauss(seed, 0xFFFFFFFEull, 0, (uint64_t)mk->unit_id[i]);
     }
     return 0;
-fail:
-    vt_masks_free(mk);
-    return -1;
 }
 
 void vt_masks_free(vt_masks *mk) {

@@ -36,6 +36,8 @@ static inline size_t vt_gate_blocks(const vt_masks *mk, int l) {
  * (seed, unit id). Unit ids: hidden i -> i; layer l head h -> dim + l*U + h; neuron j ->
  * dim + l*U + H + j; blocks -> dim + l*U + H + F + {0,1}, with H, F, U the dense sizes. */
 int vt_masks_init(vt_masks *mk, const vt_config *c, uint64_t seed);
+/* The layout alone (hidden dims, per-layer heads and neurons), arrays allocated, values unset. */
+int vt_masks_alloc(vt_masks *mk, int dim, int n_layers, const int *heads, const int *ffn);
 void vt_masks_free(vt_masks *mk);
 void vt_masks_zero_grad(vt_masks *mk);
 

@@ -201,34 +201,12 @@ int vt_slice_masks(const vt_masks *mk, const uint8_t *keep, vt_masks *out) {
     memset(out, 0, sizeof *out);
     slice_plan p;
     if (plan_build(&p, mk, keep)) return -1;
-    int L = mk->n_layers;
-    out->n_layers = L;
-    out->dim = p.n_dims;
-    out->heads = vt_calloc((size_t)L + 1, sizeof(int), "gate layout");
-    out->ffn = vt_calloc((size_t)L + 1, sizeof(int), "gate layout");
-    out->off = vt_calloc((size_t)L + 1, sizeof(size_t), "gate layout");
-    if (!out->heads || !out->ffn || !out->off) goto fail;
-    size_t n = (size_t)p.n_dims;
-    for (int l = 0; l < L; l++) {
-        out->heads[l] = p.n_heads[l];
-        out->ffn[l] = p.n_ffn[l];
-        out->off[l] = n;
-        n += (size_t)(out->heads[l] + out->ffn[l] + 2);
-    }
-    out->n = n;
-    out->mu = vt_malloc(n * sizeof(float), "gate mu");
-    out->logvar = vt_malloc(n * sizeof(float), "gate logvar");
-    out->g_mu = vt_calloc(n, sizeof(float), "gate gradients");
-    out->g_logvar = vt_calloc(n, sizeof(float), "gate gradients");
-    out->unit_id = vt_malloc(n * sizeof(int64_t), "gate ids");
-    out->group = vt_malloc(n, "gate groups");
-    out->layer = vt_malloc(n * sizeof(int16_t), "gate layers");
-    if (!out->mu || !out->logvar || !out->g_mu || !out->g_logvar || !out->unit_id || !out->group || !out->layer)
-        goto fail;
+    if (vt_masks_alloc(out, p.n_dims, mk->n_layers, p.n_heads, p.n_ffn)) goto fail;
+    size_t n = out->n;
     /* Source gate of each sliced gate, in the sliced layout's order. */
     size_t k = 0;
     for (int i = 0; i < p.n_dims; i++) out->unit_id[k++] = p.dims[i];
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < mk->n_layers; l++) {
         for (int h = 0; h < out->heads[l]; h++) out->unit_id[k++] = (int64_t)vt_gate_heads(mk, l) + p.heads[l][h];
         for (int j = 0; j < out->ffn[l]; j++) out->unit_id[k++] = (int64_t)vt_gate_ffn(mk, l) + p.neurons[l][j];
         for (int b = 0; b < 2; b++) out->unit_id[k++] = (int64_t)vt_gate_blocks(mk, l) + b;
