@@ -18,23 +18,6 @@
 /* tu_small_config: dim 16, 2 layers, 4 heads / 2 KV heads of 4 dims, ffn 24, vocab 32. */
 enum { D = 16, HD = 4, F = 24, V = 32 };
 
-/* A stories260K-shaped config: dim 64, 5 layers, 8 heads / 4 KV heads, ffn 172, vocab 512, tied, seq 64. */
-static void stories_config(vt_config *c) {
-    memset(c, 0, sizeof *c);
-    c->dim = 64;
-    c->n_layers = 5;
-    c->n_heads = 8;
-    c->n_kv_heads = 4;
-    c->head_dim = 8;
-    c->ffn_dim = 172;
-    c->vocab = 512;
-    c->seq_len = 64;
-    c->norm_eps = 1e-5f;
-    c->rope_theta = 10000.0f;
-    c->tied = 1;
-    c->rope = VT_ROPE_INTERLEAVED;
-    assert_int_equal(vt_config_init_dense(c), 0);
-}
 
 static void random_tokens(int32_t *tok, int n, int vocab, unsigned seed) {
     for (int i = 0; i < n; i++) tok[i] = (int32_t)(((seed = seed * 1103515245u + 12345u) >> 8) % (unsigned)vocab);
@@ -184,7 +167,7 @@ static void test_magnitude_zero_neuron_is_worst(void **state) {
 static void test_random_scores(void **state) {
     (void)state;
     vt_config c;
-    stories_config(&c);
+    tu_stories_config(&c);
     vt_model m;
     tu_random_model(&m, &c, 5);
     vt_masks mk, mk2, mk3;
@@ -311,7 +294,7 @@ static void test_taylor_matches_finite_difference(void **state) {
 static void test_prune_half_budget(void **state) {
     (void)state;
     vt_config c;
-    stories_config(&c);
+    tu_stories_config(&c);
     vt_model m, out;
     tu_random_model(&m, &c, 8);
     double total = (double)vt_params_total(&c), budget = 0.5 * total;
@@ -365,7 +348,7 @@ static void test_bad_input(void **state) {
     (void)state;
     vt_config c, c2;
     tu_small_config(&c);
-    stories_config(&c2);
+    tu_stories_config(&c2);
     vt_model m;
     tu_random_model(&m, &c, 10);
     vt_masks mk, other;

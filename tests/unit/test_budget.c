@@ -14,22 +14,6 @@ static double urand(unsigned *s) {
     return ((*s >> 8) & 0xFFFFFF) / (double)0x1000000;
 }
 
-/* stories260K's shape: dim 64, 5 layers, 8 heads, 4 KV heads, ffn 172, vocab 512, tied. */
-static void stories_config(vt_config *c) {
-    memset(c, 0, sizeof *c);
-    c->dim = 64;
-    c->n_layers = 5;
-    c->n_heads = 8;
-    c->n_kv_heads = 4;
-    c->head_dim = 8;
-    c->ffn_dim = 172;
-    c->vocab = 512;
-    c->seq_len = 512;
-    c->norm_eps = 1e-5f;
-    c->rope_theta = 10000.0f;
-    c->tied = 1;
-    assert_int_equal(vt_config_init_dense(c), 0);
-}
 
 /* Gate j hard kept (log_alpha -60) or dropped (+60): p is 0 or 1 to double precision. */
 static void set_hard(vt_masks *mk, size_t j, int kept) {
@@ -350,7 +334,7 @@ static void test_decide_budgets(void **st) {
     (void)st;
     vt_config small, stories;
     tu_small_config(&small);
-    stories_config(&stories);
+    tu_stories_config(&stories);
     for (unsigned seed = 1; seed <= 6; seed++)
         for (int kind = 0; kind < 2; kind++)
             for (int b = 0; b < 2; b++) {
@@ -366,7 +350,7 @@ static void test_decide_budgets(void **st) {
 static void test_decide_prefers_best(void **st) {
     (void)st;
     vt_config c;
-    stories_config(&c);
+    tu_stories_config(&c);
     vt_masks mk;
     assert_int_equal(vt_masks_init(&mk, &c, 4), 0);
     float *score = malloc(mk.n * sizeof *score);

@@ -63,6 +63,20 @@ void tu_small_config(vt_config *c) {
     vt_config_init_dense(c);
 }
 
+void tu_stories_config(vt_config *c) {
+    tu_small_config(c);
+    vt_config_free(c);
+    c->dim = 64;
+    c->n_layers = 5;
+    c->n_heads = 8;
+    c->n_kv_heads = 4;
+    c->head_dim = 8;
+    c->ffn_dim = 172;
+    c->vocab = 512;
+    c->seq_len = 64;
+    vt_config_init_dense(c);
+}
+
 void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed) {
     assert_int_equal(vt_model_alloc(m, c, vt_load_all()), 0);
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;

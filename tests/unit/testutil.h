@@ -23,5 +23,8 @@ int tu_write_file(const char *path, const void *data, size_t n);
  * model with deterministic pseudo-random weights (seeded). */
 void tu_small_config(vt_config *c);
 void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed);
+/* A stories260K-shaped dense config: dim 64, 5 layers, 8 heads / 4 KV heads, ffn 172, vocab 512,
+ * tied, 64 positions, interleaved RoPE. */
+void tu_stories_config(vt_config *c);
 
 #endif
