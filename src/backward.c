@@ -132,19 +132,6 @@ static void unit_gate_backward(const float *dgated, const float *pre, float *dpr
     }
 }
 
-/* gated = pre * z, recomputed for the weight gradient of the next matmul. */
-static void apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
-                             size_t off) {
-    for (int b = 0; b < B; b++) {
-        const float *z = g->z + (size_t)b * g->stride + off;
-        for (int t = 0; t < T; t++) {
-            size_t r = ((size_t)b * T + t) * (size_t)units * width;
-            for (int u = 0; u < units; u++)
-                for (int i = 0; i < width; i++) gated[r + (size_t)u * width + i] = pre[r + (size_t)u * width + i] * z[u];
-        }
-    }
-}
-
 /* Inverse rotation of one head's gradient (RoPE is orthogonal). */
 static void rope_head_backward(float *v, const float *cs, const float *sn, int hd, vt_rope_layout layout) {
     int h2 = hd / 2;
@@ -170,7 +157,7 @@ static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, in
     gated_residual_backward(dx, tp->y_attn, w->dy, B, T, c->dim, g, dz, g ? vt_gate_blocks(g->layout, l) : 0);
     const float *att_in = tp->att; /* input of o_proj: the gated head outputs */
     if (g) {
-        apply_unit_gates(w->gated, tp->att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
+        vt_apply_unit_gates(w->gated, tp->att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
         att_in = w->gated;
     }
     float *datt = g ? w->dgated : w->dpre;
@@ -228,7 +215,7 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
     gated_residual_backward(dx, tp->y_mlp, w->dy, B, T, c->dim, g, dz, g ? vt_gate_blocks(g->layout, l) + 1 : 0);
     const float *act_in = tp->act;
     if (g) {
-        apply_unit_gates(w->gated, tp->act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
+        vt_apply_unit_gates(w->gated, tp->act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
         act_in = w->gated;
     }
     float *dact = g ? w->dgated : w->dpre;

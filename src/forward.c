@@ -135,6 +135,18 @@ static void rope_head(float *v, const float *cs, const float *sn, int hd, vt_rop
     }
 }
 
+void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
+                         size_t off) {
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride + off;
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * (size_t)units * width;
+            for (int u = 0; u < units; u++)
+                for (int i = 0; i < width; i++) gated[r + (size_t)u * width + i] = pre[r + (size_t)u * width + i] * z[u];
+        }
+    }
+}
+
 /* x += (z_block[b] * z_hidden[b]) o y: a gated block output joins the residual stream. */
 static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_gates *g, size_t block_gate) {
     for (int b = 0; b < B; b++) {
@@ -203,15 +215,7 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
         return;
     }
     /* Head gates on the heads' outputs, then o_proj, then block and hidden gates. */
-    size_t hg = vt_gate_heads(g->layout, l);
-    for (int b = 0; b < B; b++) {
-        const float *z = g->z + (size_t)b * g->stride + hg;
-        for (int t = 0; t < T; t++) {
-            size_t r = ((size_t)b * T + t) * qd;
-            for (int h = 0; h < s->n_heads; h++)
-                for (int i = 0; i < hd; i++) f->att_out[r + h * hd + i] = att[r + h * hd + i] * z[h];
-        }
-    }
+    vt_apply_unit_gates(f->att_out, att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
     float *y = tp ? tp->y_attn : f->block_out;
     vt_linear(y, f->att_out, w->wo, rows, qd, c->dim, 0.0f);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
@@ -235,14 +239,7 @@ static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int 
         vt_linear(x, act, w->w_down, rows, ffn, c->dim, 1.0f);
         return;
     }
-    size_t fg = vt_gate_ffn(g->layout, l);
-    for (int b = 0; b < B; b++) {
-        const float *z = g->z + (size_t)b * g->stride + fg;
-        for (int t = 0; t < T; t++) {
-            size_t r = ((size_t)b * T + t) * ffn;
-            for (int i = 0; i < ffn; i++) f->ffn_act[r + i] = act[r + i] * z[i];
-        }
-    }
+    vt_apply_unit_gates(f->ffn_act, act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
     float *y = tp ? tp->y_mlp : f->block_out;
     vt_linear(y, f->ffn_act, w->w_down, rows, ffn, c->dim, 0.0f);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l) + 1);

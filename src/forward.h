@@ -78,6 +78,10 @@ void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, 
 /* Building blocks, shared with the backward pass. */
 /* out = x / rms(x) * w per row; the 1/rms values go to inv_rms when not NULL. */
 void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms);
+/* gated = pre * z per unit: rows of B sequences x T tokens, each `units` groups of `width` values
+ * (heads of head_dim, or neurons of 1), gate of unit u at z[b*stride + off + u]. */
+void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
+                         size_t off);
 /* y[rows, n_out] = x[rows, n_in] W^T (+ beta * y) with W row-major [n_out, n_in] (BLIS sgemm). */
 void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int n_out, float beta);
 

@@ -77,19 +77,20 @@ size_t vt_params_total(const vt_config *c) {
     return vt_params_non_embedding(c) + emb * (c->tied ? 1 : 2);
 }
 
-double vt_flops_per_token(const vt_config *c, double ctx) {
-    double d = c->dim, hd = c->head_dim, f = 0.0;
-    for (int l = 0; l < c->n_layers; l++) {
-        const vt_layer_shape *s = &c->layers[l];
-        f += 2.0 * d * hd * (2.0 * s->n_heads + 2.0 * s->n_kv_heads); /* q, o, k, v */
-        f += 4.0 * s->n_heads * hd * ctx;                             /* scores and weighted values */
-        f += 6.0 * d * s->ffn;                                        /* gate, up, down */
-    }
-    return f + 2.0 * d * c->vocab; /* classifier */
+double vt_layer_flops(const vt_config *c, int l, double ctx) {
+    const vt_layer_shape *s = &c->layers[l];
+    double d = c->dim, hd = c->head_dim;
+    return 2.0 * d * hd * (2.0 * s->n_heads + 2.0 * s->n_kv_heads) /* q, o, k, v */
+           + 4.0 * s->n_heads * hd * ctx                            /* scores and weighted values */
+           + 6.0 * d * s->ffn;                                      /* gate, up, down */
 }
 
-/* Floats each part needs; the arena is carved in this order. */
-static size_t layer_floats(const vt_config *c, int l) { return vt_layer_params(c, l); }
+double vt_flops_per_token(const vt_config *c, double ctx) {
+    double f = 0.0;
+    for (int l = 0; l < c->n_layers; l++) f += vt_layer_flops(c, l, ctx);
+    return f + 2.0 * c->dim * (double)c->vocab; /* classifier */
+}
+
 
 int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts) {
     memset(m, 0, sizeof *m);
@@ -105,7 +106,7 @@ int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts) {
     size_t d = (size_t)c->dim, emb = (size_t)c->vocab * d, total = 0;
     if (parts.embed) total += emb;
     if (parts.head) total += d + ((c->tied && parts.embed) ? 0 : emb);
-    for (int l = parts.layer_begin; l < parts.layer_end; l++) total += layer_floats(c, l);
+    for (int l = parts.layer_begin; l < parts.layer_end; l++) total += vt_layer_params(c, l);
     m->layers = vt_calloc((size_t)c->n_layers, sizeof *m->layers, "layer table");
     m->arena = vt_calloc(total, sizeof(float), "model weights");
     if (!m->layers || !m->arena) {

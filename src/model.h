@@ -84,6 +84,9 @@ size_t vt_params_total(const vt_config *c);
 size_t vt_params_non_embedding(const vt_config *c);
 /* Forward FLOPs per token at context length ctx (matmuls 2*m*n*k, attention scores and values). */
 double vt_flops_per_token(const vt_config *c, double ctx);
+/* Its per-layer terms: layer l's matmuls (q, k, v, o, gate, up, down) and attention scores and
+ * weighted values at context ctx; 0 for a removed layer. */
+double vt_layer_flops(const vt_config *c, int l, double ctx);
 
 /* Allocates zeroed weights for the parts requested, laid out in one arena. */
 int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts);

@@ -8,14 +8,6 @@
 
 #include "error.h"
 
-double vt_layer_flops(const vt_config *c, int l, double ctx) {
-    const vt_layer_shape *s = &c->layers[l];
-    double d = c->dim, hd = c->head_dim;
-    return 2.0 * d * hd * (2.0 * s->n_heads + 2.0 * s->n_kv_heads) /* q, o, k, v */
-           + 4.0 * s->n_heads * hd * ctx                            /* scores and weighted values */
-           + 6.0 * d * s->ffn;                                      /* gate, up, down */
-}
-
 double vt_partition_layer_cost(const vt_config *c, int l) {
     return vt_layer_flops(c, l, (c->seq_len + 1) / 2.0);
 }

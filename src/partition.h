@@ -8,11 +8,6 @@
 /* Stages chosen automatically are at most this many (see vt_topology_choose). */
 #define VT_AUTO_MAX_STAGES 8
 
-/* Forward FLOPs per token of layer l at context ctx: its matmuls (2 m n k: q, k, v, o, gate, up,
- * down) and attention scores and weighted values; 0 for a removed layer. These are the per-layer
- * terms of vt_flops_per_token, which adds the classifier's 2 dim vocab. */
-double vt_layer_flops(const vt_config *c, int l, double ctx);
-
 /* What the partition balances, per token: each layer's vt_layer_flops at the mean context of
  * the model's positions, (seq_len + 1) / 2; on stage 0 also the embedding (dim: a row copy and
  * its hidden gates); on the last stage also the final norm and classifier (2 dim vocab + 4 dim). */

@@ -67,7 +67,7 @@ int vt_trainer_cache_teacher(trainer *t) {
     const vt_model *m = t->teacher;
     const vt_calib *cal = t->calib;
     vt_comm *cm = t->comm;
-    size_t rows = (size_t)t->Bm * t->T, d = (size_t)m->cfg.dim;
+    size_t d = (size_t)m->cfg.dim;
     vt_fwd f;
     if (vt_fwd_init(&f, m, t->Bm, t->T, t->T)) return -1;
     if (vt_comm_last(cm)) {
@@ -87,7 +87,6 @@ int vt_trainer_cache_teacher(trainer *t) {
             memcpy(t->cache + s0 * (size_t)t->T * d, t->x, n * sizeof(float));
         }
     }
-    (void)rows;
     vt_fwd_free(&f);
     return 0;
 fail:

@@ -32,10 +32,13 @@ static void clip_gradients(trainer *t, size_t w0, size_t wn) {
     if (t->train_weights) vt_scale(t->dw.arena + w0, wn, s);
 }
 
-static void report(trainer *t, const vt_train_record *r, long step, long total, double t0) {
+/* A progress line (and JSON line); rate and ETA from this phase's steps in this process (a resumed
+ * run starts counting again), since = when and tokens0 = at which token count they began. */
+static void report(trainer *t, const vt_train_record *r, long step, long total, long start, double since,
+                   long tokens0) {
     const vt_vib_params *p = t->p;
-    double el = seconds_now() - t0, rate = t->tokens / (el > 0 ? el : 1e-9);
-    double eta = step > 0 ? el / (double)(step + 1) * (double)(total - step - 1) : 0.0;
+    double el = seconds_now() - since, rate = (double)(t->tokens - tokens0) / (el > 0 ? el : 1e-9);
+    double eta = el / (double)(step + 1 - start) * (double)(total - step - 1);
     if (t->comm->world_rank != 0) return; /* the coordinator speaks for the run */
     if (p->log)
         fprintf(p->log,
@@ -50,7 +53,7 @@ static void report(trainer *t, const vt_train_record *r, long step, long total, 
                 "\"lambda1\": %.6g, \"lambda2\": %.6g, "
                 "\"seconds\": %.3f, \"tokens\": %ld}\n",
                 r->phase ? "finetune" : "masks", step + 1, r->kd, r->ce, r->mse, r->kl, r->budget, r->size,
-                r->hard_size, r->target, r->beta, r->lambda1, r->lambda2, el, t->tokens);
+                r->hard_size, r->target, r->beta, r->lambda1, r->lambda2, r->seconds, t->tokens);
     if (p->log) fflush(p->log);
     if (p->jsonl) fflush(p->jsonl);
 }
@@ -90,7 +93,8 @@ static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done
 
 static int run_phase(trainer *t, int phase, long start, long total, long *global_step, double t0, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
-    double lr_base = phase == 0 ? p->lr_mask : p->lr_weight;
+    double since = seconds_now();
+    long tokens0 = t->tokens;
     for (long s = start; s < total; s++, (*global_step)++) {
         vt_train_record rec = {.step = *global_step, .phase = phase};
         if (vt_trainer_step(t, *global_step, phase, &rec)) return -1;
@@ -100,12 +104,12 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
         vt_adam_step(&t->adam_mu, t->mk.mu, t->mk.g_mu, lr);
         vt_adam_step(&t->adam_lv, t->mk.logvar, t->mk.g_logvar, lr);
         if (t->train_weights)
-            vt_adam_step(&t->adam_w, t->own.arena + w0, t->dw.arena + w0, vt_lr_at(p->schedule, lr_base, s, total,
+            vt_adam_step(&t->adam_w, t->own.arena + w0, t->dw.arena + w0, vt_lr_at(p->schedule, p->lr_weight, s, total,
                                                                                     p->warmup_steps));
         rec.seconds = seconds_now() - t0;
         out->final_kd = rec.kd;
         if (p->log_interval > 0 && ((s + 1) % p->log_interval == 0 || s + 1 == total)) {
-            report(t, &rec, s, total, t0);
+            report(t, &rec, s, total, start, since, tokens0);
             if (keep_record(out, &rec)) return -1;
         }
         if (phase == 0 && p->prune_interval > 0 && (s + 1) % p->prune_interval == 0 && s + 1 < total) {
