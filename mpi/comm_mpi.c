@@ -55,6 +55,31 @@ static int bcast(vt_comm *c, void *buf, size_t bytes) {
     return 0;
 }
 
+static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) { return send_to(c, x, n, stage, tag); }
+static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) { return recv_from(c, x, n, stage, tag); }
+
+static int pipe_bcast(vt_comm *c, float *x, size_t n, int root) {
+    for (size_t o = 0; o < n; o += CHUNK)
+        MPI_Bcast(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, root, impl(c)->pipe);
+    return 0;
+}
+
+static int pipe_reduce(vt_comm *c, float *x, size_t n, int root) {
+    for (size_t o = 0; o < n; o += CHUNK) {
+        int k = (int)(n - o < CHUNK ? n - o : CHUNK);
+        if (c->stage == root) MPI_Reduce(MPI_IN_PLACE, x + o, k, MPI_FLOAT, MPI_SUM, root, impl(c)->pipe);
+        else MPI_Reduce(x + o, NULL, k, MPI_FLOAT, MPI_SUM, root, impl(c)->pipe);
+    }
+    return 0;
+}
+
+static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
+    for (size_t o = 0; o < n; o += CHUNK)
+        MPI_Allreduce(MPI_IN_PLACE, x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_DOUBLE, max ? MPI_MAX : MPI_SUM,
+                      impl(c)->pipe);
+    return 0;
+}
+
 static void abort_all(vt_comm *c, const char *where) {
     (void)c;
     vt_mpi_die(where);
@@ -77,7 +102,8 @@ vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stag
     m->dp = dp;
     m->begin = begin;
     m->c = (vt_comm){stage, stages, replica, replicas, rank, m, send_next, recv_prev, send_prev, recv_next,
-                     sum_world, sum_dp, bcast, eval, abort_all, begin};
+                     sum_world, sum_dp, bcast, eval, abort_all, begin, pipe_send, pipe_recv, pipe_bcast,
+                     pipe_reduce, pipe_allreduce};
     return &m->c;
 }
 

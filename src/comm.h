@@ -34,6 +34,14 @@ struct vt_comm {
     void (*abort_all)(vt_comm *c, const char *where);
     /* Layers of stage s: [stage_begin[s], stage_begin[s+1]). */
     const int *stage_begin;
+    /* Within this replica's pipeline (every stage calls the collectives): a message to or from
+     * stage `stage`; a broadcast from stage root; a sum onto stage root (its x receives the sum,
+     * other stages' x is left as is); an in-place sum (max = 0) or maximum (max = 1) on all. */
+    int (*pipe_send)(vt_comm *c, const float *x, size_t n, int stage, int tag);
+    int (*pipe_recv)(vt_comm *c, float *x, size_t n, int stage, int tag);
+    int (*pipe_bcast)(vt_comm *c, float *x, size_t n, int root);
+    int (*pipe_reduce)(vt_comm *c, float *x, size_t n, int root);
+    int (*pipe_allreduce)(vt_comm *c, double *x, size_t n, int max);
 };
 
 /* Every rank passes its status; all get -1 when any rank failed (the failing rank's message

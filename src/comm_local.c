@@ -28,6 +28,26 @@ static int identity_bcast(vt_comm *c, void *buf, size_t bytes) {
     return 0;
 }
 
+static int no_stage_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
+    (void)c, (void)x, (void)n, (void)stage, (void)tag;
+    return vt_fail("internal: a single process has no other stage");
+}
+
+static int no_stage_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
+    (void)c, (void)x, (void)n, (void)stage, (void)tag;
+    return vt_fail("internal: a single process has no other stage");
+}
+
+static int identity_root(vt_comm *c, float *x, size_t n, int root) {
+    (void)c, (void)x, (void)n, (void)root;
+    return 0;
+}
+
+static int identity_allreduce(vt_comm *c, double *x, size_t n, int max) {
+    (void)c, (void)x, (void)n, (void)max;
+    return 0;
+}
+
 static int eval_local(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
     (void)c;
     return vt_eval_stream(part, ids, n, window, 0, out, NULL, NULL);
@@ -39,7 +59,8 @@ vt_comm *vt_comm_local(int n_layers) {
     begin[0] = 0;
     begin[1] = n_layers;
     local = (vt_comm){0, 1, 0, 1, 0, NULL, no_peer, no_peer_recv, no_peer, no_peer_recv, identity_double,
-                      identity_float, identity_bcast, eval_local, NULL, begin};
+                      identity_float, identity_bcast, eval_local, NULL, begin, no_stage_send, no_stage_recv,
+                      identity_root, identity_root, identity_allreduce};
     return &local;
 }
 

@@ -37,7 +37,13 @@ int vt_trainer_slice(trainer *t, const uint8_t *keep) {
     vt_model next;
     vt_masks mk2;
     if (vt_slice_model(t->student, &t->mk, NULL, keep, 0, &next)) return -1;
-    if (vt_slice_masks(&t->mk, keep, &mk2)) {
+    int64_t *cols = vt_malloc(sizeof(int64_t) * (size_t)t->mk.dim + 1, "kept hidden dims");
+    int n = 0;
+    for (int i = 0; cols && i < t->mk.dim; i++) /* the hidden gates come first in the layout */
+        if (keep[i]) cols[n++] = i;
+    int bad = !cols || vt_trainer_head_columns(t, cols, n);
+    free(cols);
+    if (bad || vt_slice_masks(&t->mk, keep, &mk2)) {
         vt_model_free(&next);
         return -1;
     }

@@ -42,6 +42,10 @@ int vt_trainer_alloc_student(trainer *t) {
     const vt_config *c = &t->student->cfg;
     size_t n = t->mk.n, rows = (size_t)t->Bm * t->T, d = (size_t)c->dim;
     if (vt_fwd_init(&t->fs, t->student, t->Bm, t->T, t->T) || vt_bwd_init(&t->bw, t->student, t->Bm, t->T)) return -1;
+    if (vt_comm_last(t->comm) && t->head.logits) { /* the last stage computes with the student's own rows */
+        t->head.w = t->student->lm_head + (size_t)t->head.v0 * d;
+        t->head.d = (int)d;
+    }
     t->tapes = vt_calloc((size_t)t->M, sizeof *t->tapes, "activation tapes");
     if (!t->tapes) return -1;
     for (int m = 0; m < t->M; m++)
@@ -61,31 +65,95 @@ int vt_trainer_alloc_student(trainer *t) {
     return 0;
 }
 
-/* The dense model's final hidden states of every calibration sequence, on the last stage. Every
- * replica runs all sequences through its own pipeline, so no replica waits for another. */
+/* This stage's share of the classifier's vocabulary: the last stage, which holds the classifier,
+ * sends every other stage its rows once; they keep a copy (sliced along with the student). */
+int vt_trainer_head_init(trainer *t) {
+    vt_comm *cm = t->comm;
+    const vt_config *c = &t->teacher->cfg;
+    int V = c->vocab, d = c->dim, S = cm->stages, v0, vs;
+    size_t rows = (size_t)t->Bm * t->T;
+    vt_vocab_share(V, S, cm->stage, &v0, &vs);
+    if (vt_head_part_init(&t->head, v0, vs, d, (int)rows)) return -1;
+    t->hx = vt_malloc(sizeof(float) * rows * d, "classifier inputs");
+    t->hdx = vt_malloc(sizeof(float) * rows * d, "classifier input gradients");
+    t->hneg = vt_malloc(sizeof(double) * rows, "teacher entropies");
+    if (!t->hx || !t->hdx || !t->hneg) return -1;
+    if (vt_comm_last(cm)) {
+        for (int s = 0; s < S - 1; s++) {
+            int w0, ws;
+            vt_vocab_share(V, S, s, &w0, &ws);
+            if (cm->pipe_send(cm, t->teacher->lm_head + (size_t)w0 * d, (size_t)ws * d, s, 0x7ffe)) return -1;
+        }
+        t->head.w = t->student->lm_head + (size_t)v0 * d;
+        return 0;
+    }
+    t->head_rows = vt_malloc(sizeof(float) * ((size_t)vs * d + 1), "classifier rows");
+    if (!t->head_rows) return -1;
+    t->head.w = t->head_rows;
+    return cm->pipe_recv(cm, t->head_rows, (size_t)vs * d, S - 1, 0x7ffe);
+}
+
+/* Follows a change of the student's hidden dims: its classifier rows keep columns cols[0, n) of
+ * their current columns. */
+int vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
+    int d = t->head.d;
+    if (t->head_rows) {
+        size_t o = 0;
+        for (int j = 0; j < t->head.vs; j++) {
+            const float *src = t->head_rows + (size_t)j * d;
+            for (int i = 0; i < n; i++) t->head_rows[o++] = src[cols[i]];
+        }
+    }
+    t->head.d = n;
+    return 0;
+}
+
+void vt_trainer_head_free(trainer *t) {
+    vt_head_part_free(&t->head);
+    free(t->head_rows);
+    free(t->hx);
+    free(t->hdx);
+    free(t->hneg);
+    free(t->cache_e);
+    free(t->cache_negent);
+    free(t->cache);
+}
+
+/* The teacher cache, on the last stage: for every calibration sequence and token, the teacher's
+ * expected classifier row and its sum p log p (head_loss.h), and with an MSE term its final hidden
+ * state. Every replica runs all sequences through its own pipeline, so no replica waits for
+ * another; every stage takes its share of the classifier. */
 int vt_trainer_cache_teacher(trainer *t) {
     const vt_model *m = t->teacher;
     const vt_calib *cal = t->calib;
     vt_comm *cm = t->comm;
-    size_t d = (size_t)m->cfg.dim;
+    size_t d = (size_t)m->cfg.dim, T = (size_t)t->T, tokens = cal->n_seq * T;
+    int last = cm->stages - 1;
     vt_fwd f;
     if (vt_fwd_init(&f, m, t->Bm, t->T, t->T)) return -1;
     if (vt_comm_last(cm)) {
-        t->cache = vt_malloc(sizeof(float) * cal->n_seq * (size_t)cal->seq_len * d, "teacher cache");
-        if (!t->cache) goto fail;
+        t->cache_e = vt_malloc(sizeof(float) * tokens * d, "teacher cache");
+        t->cache_negent = vt_malloc(sizeof(double) * tokens, "teacher cache");
+        if (!t->cache_e || !t->cache_negent) goto fail;
+        if (t->p->mse_weight > 0 && !(t->cache = vt_malloc(sizeof(float) * tokens * d, "teacher cache"))) goto fail;
     }
     for (size_t s0 = 0; s0 < cal->n_seq; s0 += (size_t)t->Bm) {
-        int B = (int)(cal->n_seq - s0 < (size_t)t->Bm ? cal->n_seq - s0 : (size_t)t->Bm);
-        size_t n = (size_t)B * t->T * d;
+        int B = (int)(cal->n_seq - s0 < (size_t)t->Bm ? cal->n_seq - s0 : (size_t)t->Bm), rows = B * t->T;
+        size_t n = (size_t)rows * d;
         int tag = (int)(s0 / (size_t)t->Bm) & 0x7fff;
-        if (vt_comm_first(cm)) vt_embed(m, vt_calib_seq(cal, (int64_t)s0), B * t->T, t->x);
+        if (vt_comm_first(cm)) vt_embed(m, vt_calib_seq(cal, (int64_t)s0), rows, t->x);
         else if (cm->recv_prev(cm, t->x, n, tag)) goto fail;
         vt_layers_forward(m, &f, m->layer_begin, m->layer_end, t->x, B, t->T, 0);
         if (!vt_comm_last(cm)) {
             if (cm->send_next(cm, t->x, n, tag)) goto fail;
         } else {
-            memcpy(t->cache + s0 * (size_t)t->T * d, t->x, n * sizeof(float));
+            if (t->cache) memcpy(t->cache + s0 * T * d, t->x, n * sizeof(float));
+            vt_rmsnorm(t->hx, t->x, m->final_norm, rows, (int)d, m->cfg.norm_eps, NULL);
         }
+        if (cm->pipe_bcast(cm, t->hx, n, last)) goto fail;
+        float *e = vt_comm_last(cm) ? t->cache_e + s0 * T * d : t->hdx;
+        double *neg = vt_comm_last(cm) ? t->cache_negent + s0 * T : t->hneg;
+        if (vt_head_teacher(cm, &t->head, t->hx, rows, (float)t->p->temperature, last, e, neg)) goto fail;
     }
     vt_fwd_free(&f);
     return 0;
@@ -94,48 +162,46 @@ fail:
     return -1;
 }
 
-/* Teacher logits of micro-batch sequences ids[Bm] from the cache: the original final norm and
- * classifier on the cached hidden states. */
-static void teacher_logits(trainer *t, const int64_t *ids, float *out) {
-    const vt_model *m = t->teacher;
-    size_t d = (size_t)m->cfg.dim, T = (size_t)t->T;
-    for (int b = 0; b < t->Bm; b++) {
-        const float *h = t->cache + (size_t)ids[b] * T * d;
-        vt_rmsnorm(t->xn_t + (size_t)b * T * d, h, m->final_norm, (int)T, (int)d, m->cfg.norm_eps, NULL);
-    }
-    vt_linear(out, t->xn_t, m->lm_head, t->Bm * t->T, (int)d, m->cfg.vocab, 0.0f);
-}
-
-/* Last stage: student head, losses against the teacher, gradient into dx; returns the losses'
- * contributions (already scaled to means over the global batch) in acc[0..2]. */
-static void head_and_loss(trainer *t, int mb, const int64_t *ids, const int32_t *tgt, double *acc) {
+/* The classifier and losses of micro-batch mb on every stage (each its share of the vocabulary);
+ * the last stage turns the gradient into dL/d(final hidden) and adds the MSE term. Losses are
+ * scaled to means over the global batch and added to acc[0..2]. */
+static int head_and_loss(trainer *t, int mb, const int64_t *ids, const int32_t *tgt, double *acc) {
     const vt_vib_params *p = t->p;
+    vt_comm *cm = t->comm;
     const vt_model *s = t->student;
-    int rows = t->Bm * t->T, V = s->cfg.vocab;
+    int rows = t->Bm * t->T, d = s->cfg.dim, dt = t->teacher->cfg.dim, last = cm->stages - 1;
+    size_t T = (size_t)t->T;
     double share = (double)t->Bm / t->B; /* this micro-batch's share of the global batch */
-    vt_head_forward_ex(s, &t->fs, t->x, rows, t->ls, &t->tapes[mb]);
-    teacher_logits(t, ids, t->lt);
-    memset(t->dl, 0, sizeof(float) * (size_t)rows * V);
-    acc[0] += vt_loss_distill(t->ls, t->lt, rows, V, (float)p->temperature, (float)share, t->dl);
-    if (p->ce_weight > 0) acc[1] += vt_loss_ce(t->ls, tgt, rows, V, (float)(p->ce_weight * share), t->dl);
-    float *dx = t->dx_last[mb];
-    vt_head_backward(s, &t->bw, &t->tapes[mb], t->dl, rows, dx, t->train_weights ? &t->dw : NULL);
-    if (p->mse_weight > 0) { /* last hidden states against the teacher's, dims matched by unit id */
-        int d = s->cfg.dim, dt = t->teacher->cfg.dim;
-        double scale = p->mse_weight / ((double)t->B * t->T * d), total = 0.0;
-        const float *xf = t->tapes[mb].x_final;
+    vt_tape *tp = &t->tapes[mb];
+    float *xn = vt_comm_last(cm) ? tp->xn_final : t->hx;
+    if (cm->pipe_bcast(cm, xn, (size_t)rows * d, last)) return -1;
+    if (vt_comm_last(cm)) /* the micro-batch's rows of the teacher cache, gathered */
         for (int b = 0; b < t->Bm; b++) {
-            const float *h = t->cache + (size_t)ids[b] * t->T * dt;
-            for (int r = 0; r < t->T; r++)
+            memcpy(t->hx + (size_t)b * T * dt, t->cache_e + (size_t)ids[b] * T * dt, sizeof(float) * T * dt);
+            memcpy(t->hneg + (size_t)b * T, t->cache_negent + (size_t)ids[b] * T, sizeof(double) * T);
+        }
+    if (vt_head_student(cm, &t->head, xn, rows, (float)p->temperature, share, tgt, p->ce_weight * share, last, t->hx,
+                        t->mk.unit_id, dt, t->hneg, t->hdx, acc))
+        return -1;
+    if (!vt_comm_last(cm)) return 0;
+    float *dx = t->dx_last[mb];
+    vt_rmsnorm_backward(dx, NULL, t->hdx, tp->x_final, s->final_norm, tp->inv_rms_final, rows, d, 0);
+    if (p->mse_weight > 0) { /* last hidden states against the teacher's, dims matched by unit id */
+        double scale = p->mse_weight / ((double)t->B * t->T * d), total = 0.0;
+        const float *xf = tp->x_final;
+        for (int b = 0; b < t->Bm; b++) {
+            const float *h = t->cache + (size_t)ids[b] * T * dt;
+            for (size_t r = 0; r < T; r++)
                 for (int i = 0; i < d; i++) {
-                    size_t k = ((size_t)b * t->T + r) * d + i;
-                    double e = (double)xf[k] - h[(size_t)r * dt + t->mk.unit_id[i]];
+                    size_t k = ((size_t)b * T + r) * d + i;
+                    double e = (double)xf[k] - h[r * dt + t->mk.unit_id[i]];
                     total += e * e;
                     dx[k] += (float)(2.0 * scale * e);
                 }
         }
         acc[2] += total * scale;
     }
+    return 0;
 }
 
 int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
@@ -166,10 +232,15 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
         vt_layers_forward_ex(s, &t->fs, s->layer_begin, s->layer_end, t->x, Bm, T, 0, &g, &t->tapes[mb]);
         if (!vt_comm_last(cm)) {
             if (cm->send_next(cm, t->x, act, mb)) return -1;
-        } else {
-            head_and_loss(t, mb, ids + (size_t)mb * Bm, t->tgt + (size_t)mb * Bm * T, acc);
+        } else { /* the final norm, kept on the tape for the classifier */
+            vt_tape *tp = &t->tapes[mb];
+            memcpy(tp->x_final, t->x, act * sizeof(float));
+            vt_rmsnorm(tp->xn_final, t->x, s->final_norm, Bm * T, (int)d, s->cfg.norm_eps, tp->inv_rms_final);
         }
     }
+    /* the classifier and losses, every stage computing its share of the vocabulary */
+    for (int mb = 0; mb < t->M; mb++)
+        if (head_and_loss(t, mb, ids + (size_t)mb * Bm, t->tgt + (size_t)mb * Bm * T, acc)) return -1;
     /* backward, last micro-batch first */
     for (int mb = t->M - 1; mb >= 0; mb--) {
         vt_gates g = {&t->mk, t->z + (size_t)mb * Bm * n, n};

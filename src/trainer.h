@@ -7,6 +7,7 @@
 #include "backward.h"
 #include "comm.h"
 #include "forward.h"
+#include "head_loss.h"
 #include "masks.h"
 #include "vib_train.h"
 
@@ -30,8 +31,13 @@ typedef struct {
     vt_bwd bw;
     float *x;                /* [Bm*T, dim] activations passing through this stage */
     float **dx_last;         /* last stage: dL/d(final hidden) per micro-batch */
-    float *lt, *ls, *dl, *xn_t; /* last stage: teacher/student logits, their gradient, teacher norm */
-    float *cache;            /* last stage: the teacher's final hidden states [n_seq, T, dim] */
+    vt_head_part head;       /* this stage's share of the classifier's vocabulary (head_loss.h) */
+    float *head_rows;        /* stages other than the last: their copy of those classifier rows */
+    float *hx, *hdx;         /* [Bm*T, dim]: normalised final hidden states, their gradient */
+    double *hneg;            /* [Bm*T] */
+    float *cache_e;          /* last stage: the teacher's expected classifier row per token [n_seq, T, dim] */
+    double *cache_negent;    /* last stage: the teacher's sum p log p per token [n_seq, T] */
+    float *cache;            /* last stage, with an MSE term only: the teacher's final hidden states */
     float *z, *eps, *dz;     /* gates of this replica's sequences [Bd, n] */
     int32_t *tok, *tgt;      /* [Bd*T] */
     int64_t *ids;            /* [B] global batch */
@@ -43,6 +49,9 @@ typedef struct {
 /* train_step.c */
 int vt_trainer_alloc_student(trainer *t);
 void vt_trainer_free_student(trainer *t);
+int vt_trainer_head_init(trainer *t);
+int vt_trainer_head_columns(trainer *t, const int64_t *cols, int n);
+void vt_trainer_head_free(trainer *t);
 int vt_trainer_cache_teacher(trainer *t);
 int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec);
 size_t vt_trainer_layer_region(const vt_model *m, size_t *start);

@@ -134,11 +134,7 @@ static void trainer_free(trainer *t) {
     vt_adam_free(&t->adam_mu);
     vt_adam_free(&t->adam_lv);
     vt_adam_free(&t->adam_w);
-    free(t->lt);
-    free(t->ls);
-    free(t->dl);
-    free(t->xn_t);
-    free(t->cache);
+    vt_trainer_head_free(t);
     free(t->tok);
     free(t->tgt);
     free(t->ids);
@@ -176,7 +172,6 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     uint8_t *keep = NULL;
     float *z = NULL;
     if (geometry(&t, p)) return -1;
-    size_t rows = (size_t)t.Bm * t.T, V = (size_t)teacher->cfg.vocab, d = (size_t)teacher->cfg.dim;
     if (vt_masks_init(&t.mk, &teacher->cfg, p->seed) || vt_adam_init(&t.adam_mu, t.mk.n, 0.0) ||
         vt_adam_init(&t.adam_lv, t.mk.n, 0.0) || vt_trainer_alloc_student(&t))
         goto done;
@@ -184,14 +179,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     t.tgt = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch targets");
     t.ids = vt_malloc(sizeof(int64_t) * (size_t)t.B, "batch ids");
     if (!t.tok || !t.tgt || !t.ids) goto done;
-    if (vt_comm_last(comm)) {
-        t.lt = vt_malloc(sizeof(float) * rows * V, "teacher logits");
-        t.ls = vt_malloc(sizeof(float) * rows * V, "student logits");
-        t.dl = vt_malloc(sizeof(float) * rows * V, "logit gradients");
-        t.xn_t = vt_malloc(sizeof(float) * rows * d, "teacher activations");
-        if (!t.lt || !t.ls || !t.dl || !t.xn_t) goto done;
-    }
-    if (vt_trainer_cache_teacher(&t)) goto done;
+    if (vt_trainer_head_init(&t) || vt_trainer_cache_teacher(&t)) goto done;
     t.last_save = seconds_now();
 
     vt_ckpt_pos pos = {0, 0, 0};
