@@ -57,6 +57,7 @@ int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T) {
     w->gated = vt_malloc(rows * wide * sizeof(float), "backward buffers");
     w->dqkv = vt_malloc(rows * qkv * sizeof(float), "backward buffers");
     w->dp = vt_malloc((size_t)T * T * sizeof(float), "backward buffers");
+    w->bytes = sizeof(float) * (rows * (2 * (size_t)c->dim + 3 * wide + qkv) + (size_t)T * T);
     if (!w->dxn || !w->dy || !w->dgated || !w->dpre || !w->gated || !w->dqkv || !w->dp) {
         vt_bwd_free(w);
         return -1;

@@ -15,6 +15,7 @@ typedef struct {
     float *gated;   /* [rows, max(q, ffn)] gated values, recomputed for weight gradients */
     float *dqkv;    /* [rows, max(q + 2 kv, 2 ffn)] */
     float *dp;      /* [T, T] */
+    size_t bytes;   /* allocated */
 } vt_bwd;
 
 int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T);

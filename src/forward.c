@@ -64,6 +64,8 @@ int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int
     f->block_out = vt_malloc(rows * d * sizeof(float), "block outputs");
     f->rope_cos = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
     f->rope_sin = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
+    f->bytes = sizeof(float) * (rows * (2 * d + (size_t)(2 * q + 2 * kv + 3 * ffn + 4)) + (size_t)max_tokens * max_ctx +
+                                2 * (size_t)max_ctx * hd2);
     if (!f->k_cache || !f->v_cache || !f->xn || !f->qkv || !f->att_out || !f->scores || !f->gate_up ||
         !f->ffn_act || !f->block_out || !f->rope_cos || !f->rope_sin)
         goto fail;
@@ -72,6 +74,7 @@ int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int
         if (!n) continue;
         f->k_cache[l] = vt_malloc(n * sizeof(float), "key cache");
         f->v_cache[l] = vt_malloc(n * sizeof(float), "value cache");
+        f->bytes += 2 * n * sizeof(float);
         if (!f->k_cache[l] || !f->v_cache[l]) goto fail;
     }
     for (int p = 0; p < max_ctx; p++)
@@ -285,6 +288,7 @@ int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T) {
     tp->layer_end = m->layer_end;
     tp->layers = vt_calloc((size_t)c->n_layers, sizeof *tp->layers, "activation tape");
     tp->arena = vt_malloc(total * sizeof(float), "activation tape");
+    tp->bytes = total * sizeof(float);
     if (!tp->layers || !tp->arena) {
         vt_tape_free(tp);
         return -1;

@@ -22,6 +22,7 @@ typedef struct {
     float *ffn_act;             /* [rows, ffn] silu(gate) * up */
     float *block_out;           /* [rows, dim] */
     float *rope_cos, *rope_sin; /* [max_ctx, head_dim/2] */
+    size_t bytes;               /* allocated */
 } vt_fwd;
 
 /* Gate values for a batch, laid out as `layout` (masks.h): sequence b uses z + b*stride;
@@ -50,6 +51,7 @@ typedef struct {
     vt_tape_layer *layers; /* indexed by layer; only [layer_begin, layer_end) filled */
     float *x_final, *inv_rms_final, *xn_final;
     float *arena;
+    size_t bytes; /* allocated */
 } vt_tape;
 
 int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T);

@@ -20,8 +20,7 @@ double vt_partition_stage_cost(const vt_config *c, int stages, int s, int l0, in
     double cost = 0.0;
     for (int l = l0; l < l1; l++) cost += vt_partition_layer_cost(c, l);
     if (s == 0) cost += vt_partition_embed_cost(c);
-    if (s == stages - 1) cost += vt_partition_head_cost(c);
-    return cost;
+    return cost + vt_partition_head_cost(c) / stages; /* training splits the classifier over the stages */
 }
 
 /* Best splits of the first j layers into k stages: value[k][j] and the start of stage k-1 in
@@ -36,8 +35,7 @@ typedef struct {
 static double stage_cost(const double *prefix, const vt_config *c, int S, int s, int i, int j) {
     double cost = prefix[j] - prefix[i];
     if (s == 0) cost += vt_partition_embed_cost(c);
-    if (s == S - 1) cost += vt_partition_head_cost(c);
-    return cost;
+    return cost + vt_partition_head_cost(c) / S;
 }
 
 static int solve(dp_table *t, const double *prefix, const vt_config *c, int minimise_max, double cap) {

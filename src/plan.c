@@ -1,5 +1,6 @@
 /* plan.c — per-rank memory and FLOPs of a distributed run, estimated from the configuration. */
 #include "plan.h"
+#include "head_loss.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -76,13 +77,18 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     /* The student stays the teacher's weights until its first slice: iterative pruning may slice
      * it at nearly full size; fine-tuning trains a slice of about the kept fraction. */
     double student = in->prune_interval > 0 ? w : (finetune ? keep * w : 0.0);
-    st->weights = w + student;
+    int S = p->stages, v0, vs;
+    vt_vocab_share(c->vocab, S, s, &v0, &vs);
+    st->weights = w + student + (last ? 0.0 : (double)vs * d * f4); /* other stages' classifier rows */
 
     st->activations = f4 * (M * (double)vt_plan_tape_floats(c, l0, l1, Bm, T) + /* GPipe: every tape */
                             (double)scratch_floats(c, l0, l1, Bm, T) + rows * d + /* passing activations */
                             3.0 * (double)p->gates * p->seqs_per_replica);        /* gate values, noise, grads */
-    if (last) /* per micro-batch gradients at the head, teacher and student logits, their gradient */
-        st->activations += f4 * (M * rows * d + 3.0 * rows * V + rows * d);
+    /* every stage: its share of the logits, probabilities and their gradient, the classifier's input
+     * and its gradient; the last stage: per micro-batch gradients at the final hidden states */
+    st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 6.0 * sizeof(double) * rows;
+    if (last) st->activations += f4 * M * rows * d;
+    (void)V;
 
     st->optimizer = (double)p->gates * GATE_BYTES;
     if (finetune) st->optimizer += keep * (w + 2.0 * layers); /* weight gradients, Adam m and v of layers */
@@ -123,24 +129,26 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     out->ctx = (T + 1.0) / 2.0;
     out->flops_token = vt_flops_per_token(c, out->ctx);
     out->gates = gate_count(c);
-    out->cache_per_sequence = T * d * sizeof(float);
+    out->cache_per_sequence = T * (d * sizeof(float) + sizeof(double)); /* expectations, sum p log p */
     for (int s = 0; s < S; s++) {
         vt_stage_plan *st = &out->stage[s];
         st->layer_begin = begin[s];
         st->layer_end = begin[s + 1];
         st->params = vt_plan_weight_floats(c, S, s, begin[s], begin[s + 1]);
         for (int l = begin[s]; l < begin[s + 1]; l++) st->flops_token += vt_layer_flops(c, l, out->ctx);
-        if (s == S - 1) st->flops_token += head;
-        /* mask phase: forward + activation gradients (~2 forward); the last stage also computes the
-         * teacher's logits from the cache (one more classifier forward) */
-        st->flops_rank_step = (2.0 * st->flops_token + (s == S - 1 ? head : 0.0)) * tokens_replica;
+        st->flops_token += head / S; /* every stage computes its share of the classifier */
+        /* mask phase: forward + activation gradients (~2 forward); the teacher costs nothing per
+         * step (its expectations are cached) */
+        st->flops_rank_step = 2.0 * st->flops_token * tokens_replica;
         stage_memory(in, out, s);
     }
     free(begin);
-    out->flops_step_masks = (2.0 * out->flops_token + head) * tokens_step;
-    out->flops_step_finetune = in->finetune_steps > 0 ? (3.0 * out->flops_token + head) * tokens_step : 0.0;
-    /* every replica runs every calibration sequence through its layers once */
-    out->flops_teacher = (double)D * (double)in->calib_sequences * T * (out->flops_token - head);
+    out->flops_step_masks = 2.0 * out->flops_token * tokens_step;
+    /* fine-tuning adds the layers' weight gradients (the classifier is not trained) */
+    out->flops_step_finetune = in->finetune_steps > 0 ? (3.0 * out->flops_token - head) * tokens_step : 0.0;
+    /* every replica runs every calibration sequence through its layers and the classifier once,
+     * plus the expectations (one more classifier-sized matmul) */
+    out->flops_teacher = (double)D * (double)in->calib_sequences * T * (out->flops_token + head);
     out->flops_run = out->flops_step_masks * (double)in->steps +
                      out->flops_step_finetune * (double)in->finetune_steps + out->flops_teacher;
     return 0;

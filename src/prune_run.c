@@ -25,6 +25,24 @@
 #include "tokenizer.h"
 #include "vib_train.h"
 
+/* The coordinator prints what every rank held during training (weights; activations and caches),
+ * the figures its peak resident memory is measured against. */
+static int report_memory(vt_comm *comm, const vt_vib_result *r) {
+    int n = comm->stages * comm->replicas;
+    double *all = vt_calloc((size_t)(2 * n), sizeof(double), "memory report");
+    if (!all) return -1;
+    all[2 * comm->world_rank] = r->weight_bytes / 1048576.0;
+    all[2 * comm->world_rank + 1] = r->work_bytes / 1048576.0;
+    int rc = comm->sum_world(comm, all, (size_t)(2 * n));
+    if (rc == 0 && comm->world_rank == 0) {
+        fprintf(stderr, "memory per rank (MiB, weights + activations and caches):");
+        for (int i = 0; i < n; i++) fprintf(stderr, " %d:%.0f+%.0f", i, all[2 * i], all[2 * i + 1]);
+        fprintf(stderr, "\n");
+    }
+    free(all);
+    return rc;
+}
+
 static double seconds_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -192,6 +210,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
             rc_out = VT_EXIT_CHECKPOINTED;
             goto done;
         }
+        if (report_memory(comm, &vib)) goto done;
         pruned = vib.pruned;
         memset(&vib.pruned, 0, sizeof vib.pruned);
         steps = vib.steps;

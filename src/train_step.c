@@ -108,6 +108,20 @@ int vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
     return 0;
 }
 
+void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
+    size_t F = sizeof(float), rows = (size_t)t->Bm * t->T, d = (size_t)t->teacher->cfg.dim, n = t->mk.n;
+    size_t cached = t->calib->n_seq * (size_t)t->T;
+    *weights = F * t->teacher->arena_floats + (t->student == &t->own ? F * t->own.arena_floats : 0) +
+               (t->train_weights ? F * (t->dw.arena_floats + 2 * t->adam_w.n) : 0) +
+               (t->head_rows ? F * (size_t)t->head.vs * d : 0);
+    size_t w = t->fs.bytes + t->bw.bytes + F * rows * d * (1 + (t->dx_last ? (size_t)t->M : 0));
+    for (int m = 0; m < t->M; m++) w += t->tapes[m].bytes;
+    w += F * 3 * n * (size_t)t->Bd + sizeof(double) * (2 * n + 8) + 4 * F * n; /* gates, masks, moments */
+    w += F * 3 * rows * (size_t)t->head.vs + sizeof(double) * 6 * rows + F * 2 * rows * d;
+    w += (t->cache_e ? F * cached * d + sizeof(double) * cached : 0) + (t->cache ? F * cached * d : 0);
+    *work = w;
+}
+
 void vt_trainer_head_free(trainer *t) {
     vt_head_part_free(&t->head);
     free(t->head_rows);
@@ -117,6 +131,8 @@ void vt_trainer_head_free(trainer *t) {
     free(t->cache_e);
     free(t->cache_negent);
     free(t->cache);
+    t->head_rows = t->hx = t->hdx = t->cache_e = t->cache = NULL;
+    t->hneg = t->cache_negent = NULL;
 }
 
 /* The teacher cache, on the last stage: for every calibration sequence and token, the teacher's

@@ -54,6 +54,9 @@ int vt_trainer_head_columns(trainer *t, const int64_t *cols, int n);
 void vt_trainer_head_free(trainer *t);
 int vt_trainer_cache_teacher(trainer *t);
 int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec);
+/* What this rank holds now: weights (model parts, weight gradients and moments) and everything
+ * else the run allocated (activations, tapes, classifier scratch, teacher cache), in bytes. */
+void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work);
 size_t vt_trainer_layer_region(const vt_model *m, size_t *start);
 
 /* train_prune.c */

@@ -180,6 +180,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     t.ids = vt_malloc(sizeof(int64_t) * (size_t)t.B, "batch ids");
     if (!t.tok || !t.tgt || !t.ids) goto done;
     if (vt_trainer_head_init(&t) || vt_trainer_cache_teacher(&t)) goto done;
+    vt_trainer_bytes(&t, &out->weight_bytes, &out->work_bytes);
     t.last_save = seconds_now();
 
     vt_ckpt_pos pos = {0, 0, 0};
@@ -201,6 +202,10 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     }
     if (stop == 0 && p->finetune_steps > 0) {
         out->weight_state_bytes = sizeof(float) * (t.dw.arena_floats + 2 * t.adam_w.n);
+        size_t wb, ab;
+        vt_trainer_bytes(&t, &wb, &ab);
+        out->weight_bytes = wb > out->weight_bytes ? wb : out->weight_bytes;
+        out->work_bytes = ab > out->work_bytes ? ab : out->work_bytes;
         stop = run_phase(&t, 1, pos.phase == 1 ? pos.phase_step : 0, p->finetune_steps, &step, t0, out);
         if (stop < 0) goto done;
         if (stop == 0) {
@@ -214,7 +219,10 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
         rc = 0;
         goto done;
     }
-    /* Export: kept units carry z = mu folded into the weights. */
+    /* Export: kept units carry z = mu folded into the weights. Training memory goes first, so the
+     * pruned copy does not add to the peak. */
+    vt_trainer_free_student(&t);
+    vt_trainer_head_free(&t);
     z = vt_malloc(sizeof(float) * t.mk.n, "final gates");
     if (!z) goto done;
     for (size_t i = 0; i < t.mk.n; i++) z[i] = keep[i] ? t.mk.mu[i] : 0.0f;

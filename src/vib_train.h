@@ -56,6 +56,7 @@ typedef struct {
     size_t weight_state_bytes; /* weight gradients + optimizer moments held (0 for masks only) */
     size_t removed_early;      /* units iterative pruning removed during the mask phase */
     int stopped;               /* 1: stopped on request after saving a checkpoint (no result) */
+    size_t weight_bytes, work_bytes; /* the most this rank held (vt_trainer_bytes) */
 } vt_vib_result;
 
 int vt_vib_prune(const vt_model *teacher, const vt_calib *calib, const vt_vib_params *p, vt_vib_result *out);

@@ -25,7 +25,10 @@ def parse_args():
     p.add_argument("--tau", type=float, default=2.0, help="distillation temperature")
     p.add_argument("--beta", type=float, default=1e-3, help="weight of the gates' KL term")
     p.add_argument("--lr", type=float, default=0.05)
-    return p.parse_args()
+    a = p.parse_args()
+    if a.steps < 1 or a.batch < 1 or a.dim % a.heads or a.heads % a.kv_heads:
+        p.error("need --steps >= 1, --batch >= 1, heads dividing dim and kv-heads dividing heads")
+    return a
 
 
 # Threads are fixed before torch loads: Debian's torch calls the system BLAS (BLIS), which reads
@@ -182,7 +185,7 @@ def main(a):
         log(f"step {step + 1}/{a.warmup + a.steps}{' (warmup)' if step < a.warmup else ''}: "
             f"kd {kd.item():.6g} loss {loss_value:.6g} {dt:.2f}s")
 
-    sps = sum(times) / len(times) if times else float("nan")
+    sps = sum(times) / len(times)
     print(json.dumps({"tokens_per_second": B * T / sps, "seconds_per_step": sps, "steps": a.steps, "batch": B,
                       "seq_len": T, "teacher": a.teacher, "threads": a.threads, "torch": torch.__version__,
                       "loss": loss_value}))

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""table.py — the table of scripts/bench/run from the files it left in WORK (run with /usr/bin/python3):
+sgemm rates, training step times from progress.jsonl, eval rates, the PyTorch peer, memory."""
+import json, os, platform, re, subprocess, sys
+
+work, B, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+
+def load(name):
+    p = os.path.join(work, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+
+
+def step_seconds(name):
+    """Mean wall time of the mask steps after the first (the first touches fresh memory)."""
+    recs = [json.loads(l) for l in open(os.path.join(work, f"run-{name}", "progress.jsonl"))]
+    secs = [r["seconds"] for r in recs]
+    d = [b - a for a, b in zip(secs, secs[1:])]
+    return sum(d) / len(d)
+
+
+def memory(name):
+    """[(rank, peak RSS MiB, weights MiB, activations and caches MiB)] from a prune log."""
+    text = open(os.path.join(work, f"{name}.log")).read()
+    rss = dict(re.findall(r"(\d+):(\d+)(?=[ \n])", re.search(r"peak RSS per rank \(MiB\):(.*)", text).group(1) + "\n"))
+    held = re.findall(r"(\d+):(\d+)\+(\d+)", re.search(r"memory per rank \(MiB[^:]*\):(.*)", text).group(1))
+    return [(int(r), float(rss[r]), float(w), float(a)) for r, w, a in held]
+
+
+cfg = json.load(open(os.path.join(work, "llama7b-2l", "config.json")))
+d, ffn, V, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+q = cfg["num_attention_heads"] * (d // cfg["num_attention_heads"])
+kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"]) * (d // cfg["num_attention_heads"])
+ctx = (T + 1) / 2
+matmul = 2 * d * (q + 2 * kv) + 2 * q * d + 2 * d * 2 * ffn + 2 * ffn * d  # per layer and token
+attn = 2 * 2 * ctx * q  # causal scores and weighted values
+head = 2 * d * V
+# Forward (layers, student classifier), backward to the inputs of every matmul (no weight
+# gradients: the weights are frozen), attention backward twice its forward. The teacher costs
+# nothing per step: its expectations are cached before training.
+step_flops = L * (matmul + attn) + head + L * (matmul + 2 * attn) + head
+
+s1, s2 = load("sgemm1.json"), load("sgemm2.json")
+tok = {n: B * T / step_seconds(n) for n in ("n1", "stages", "replicas")}
+gf = tok["n1"] * step_flops / 1e9
+ed, ep = load("eval-dense.json"), load("eval-pruned.json")
+tf, tc = load("torch-forward.json"), load("torch-cached.json")
+
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print(f"machine: {cpu}, {os.cpu_count()} cores; commit {commit}; LLaMA-2-7B-shaped stack, {L} layers, "
+      f"sequence {T}, batch {B}, one thread per rank")
+print()
+print("| # | measure | value | ratio |")
+print("| --- | --- | --- | --- |")
+print(f"| 1 | BLIS sgemm, 1 thread, the stack's matmul shapes at 256 rows | {s1['model_mix']:.1f} GFLOP/s | |")
+print(f"| 1 | BLIS sgemm, 2 threads | {s2['model_mix']:.1f} GFLOP/s | {s2['model_mix'] / s1['model_mix']:.2f}x of 1 thread |")
+print(f"| 2 | Faster-VTrans step, -n 1 ({step_flops / 1e9:.2f} GFLOP per token) | {tok['n1']:.1f} tokens/s, "
+      f"{gf:.1f} GFLOP/s | {gf / s1['model_mix'] * 100:.0f}% of sgemm |")
+for name, r in (("teacher forward every step", tf), ("teacher hidden states cached", tc)):
+    if r:
+        print(f"| 3 | PyTorch {r['torch']} step, {name} | {r['tokens_per_second']:.1f} tokens/s | "
+              f"ours {tok['n1'] / r['tokens_per_second']:.2f}x |")
+print(f"| 4 | -n 2 as 2 stages ({B} micro-batches) | {tok['stages']:.1f} tokens/s | "
+      f"{tok['stages'] / tok['n1']:.2f}x of -n 1 |")
+print(f"| 4 | -n 2 as 2 replicas | {tok['replicas']:.1f} tokens/s | {tok['replicas'] / tok['n1']:.2f}x of -n 1 |")
+print(f"| 5 | eval, dense, window {T} | {ed['tokens_per_second']:.1f} tokens/s, {ed['gflops_per_second']:.1f} GFLOP/s | "
+      f"{ed['gflops_per_second'] / s1['model_mix'] * 100:.0f}% of sgemm |")
+print(f"| 5 | eval, pruned to 50% of the parameters | {ep['tokens_per_second']:.1f} tokens/s | "
+      f"{ep['tokens_per_second'] / ed['tokens_per_second']:.2f}x of dense |")
+for name, what in (("n1", "-n 1"), ("stages", "-n 2 stages"), ("replicas", "-n 2 replicas")):
+    for r, rss, w, a in memory(name):
+        print(f"| 6 | peak RSS, {what}, rank {r} | {rss:.0f} MiB (weights {w:.0f} + activations and caches {a:.0f}) | "
+              f"{rss / (w + a):.2f}x of held |")
