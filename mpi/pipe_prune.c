@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "checkpoint_config.h"
 #include "comm_mpi.h"
@@ -20,19 +19,6 @@ static const vt_topology *the_topology; /* for the evaluation callback */
 static int eval_pipe(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
     (void)c;
     return vt_pipe_eval(the_topology, part, ids, n, window, 0, out, NULL, NULL);
-}
-
-/* Rank 0 prints every rank's peak resident memory, so a user can size the next job. */
-static void report_peak_rss(const vt_topology *t) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double mine = ru.ru_maxrss / 1024.0, *all = t->world_rank == 0 ? malloc(sizeof(double) * (size_t)t->world_size) : NULL;
-    MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-    if (t->world_rank != 0 || !all) return;
-    fprintf(stderr, "peak RSS per rank (MiB):");
-    for (int r = 0; r < t->world_size; r++) fprintf(stderr, " %d:%.0f", r, all[r]);
-    fprintf(stderr, "\n");
-    free(all);
 }
 
 int vt_mpi_cmd_prune(int argc, char **argv) {
@@ -67,7 +53,6 @@ int vt_mpi_cmd_prune(int argc, char **argv) {
     /* Ranks that only learnt of another's failure stay quiet; the failing rank says why. */
     if (status && status != VT_EXIT_CHECKPOINTED && strncmp(vt_error(), "another rank failed", 19) != 0)
         fprintf(stderr, "vtrans-dist prune: rank %d: error: %s\n", rank, vt_error());
-    report_peak_rss(&topo);
     vt_comm_mpi_free(comm);
     vt_topology_free(&topo);
     return status == VT_EXIT_CHECKPOINTED ? status : status ? 1 : 0;

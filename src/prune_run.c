@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "archive_pack.h"
@@ -25,19 +26,27 @@
 #include "tokenizer.h"
 #include "vib_train.h"
 
-/* The coordinator prints what every rank held during training (weights; activations and caches),
- * the figures its peak resident memory is measured against. */
+/* The coordinator prints every rank's peak resident memory so far, and for VTrans what the rank
+ * held during training (weights; activations and caches), the figures the peak is measured against
+ * and a user sizes the next job by. */
 static int report_memory(vt_comm *comm, const vt_vib_result *r) {
     int n = comm->stages * comm->replicas;
-    double *all = vt_calloc((size_t)(2 * n), sizeof(double), "memory report");
+    double *all = vt_calloc((size_t)(3 * n), sizeof(double), "memory report");
     if (!all) return -1;
-    all[2 * comm->world_rank] = r->weight_bytes / 1048576.0;
-    all[2 * comm->world_rank + 1] = r->work_bytes / 1048576.0;
-    int rc = comm->sum_world(comm, all, (size_t)(2 * n));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    all[3 * comm->world_rank] = ru.ru_maxrss / 1024.0;
+    all[3 * comm->world_rank + 1] = r->weight_bytes / 1048576.0;
+    all[3 * comm->world_rank + 2] = r->work_bytes / 1048576.0;
+    int rc = comm->sum_world(comm, all, (size_t)(3 * n));
     if (rc == 0 && comm->world_rank == 0) {
-        fprintf(stderr, "memory per rank (MiB, weights + activations and caches):");
-        for (int i = 0; i < n; i++) fprintf(stderr, " %d:%.0f+%.0f", i, all[2 * i], all[2 * i + 1]);
-        fprintf(stderr, "\n");
+        fprintf(stderr, "memory per rank (MiB):");
+        for (int i = 0; i < n; i++) {
+            fprintf(stderr, " %d: peak RSS %.0f", i, all[3 * i]);
+            if (all[3 * i + 1] > 0) fprintf(stderr, " (held %.0f weights + %.0f activations and caches)",
+                                            all[3 * i + 1], all[3 * i + 2]);
+            fprintf(stderr, i + 1 < n ? ";" : "\n");
+        }
     }
     free(all);
     return rc;
@@ -210,7 +219,6 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
             rc_out = VT_EXIT_CHECKPOINTED;
             goto done;
         }
-        if (report_memory(comm, &vib)) goto done;
         pruned = vib.pruned;
         memset(&vib.pruned, 0, sizeof vib.pruned);
         steps = vib.steps;
@@ -274,7 +282,8 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
 
     /* The checkpoint directory appears only when complete. */
     if (vt_write_pruned(comm, &pruned, rc->output_dir, rc->output_overwrite, rc->output_dtype,
-                        (size_t)rc->output_shard_size, have_tok ? tok_path : NULL, coordinator ? report : NULL))
+                        (size_t)rc->output_shard_size, have_tok ? tok_path : NULL, coordinator ? report : NULL) ||
+        report_memory(comm, &vib))
         goto done;
     if (!coordinator) {
         rc_out = 0;

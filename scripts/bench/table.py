@@ -21,10 +21,9 @@ def step_seconds(name):
 
 def memory(name):
     """[(rank, peak RSS MiB, weights MiB, activations and caches MiB)] from a prune log."""
-    text = open(os.path.join(work, f"{name}.log")).read()
-    rss = dict(re.findall(r"(\d+):(\d+)(?=[ \n])", re.search(r"peak RSS per rank \(MiB\):(.*)", text).group(1) + "\n"))
-    held = re.findall(r"(\d+):(\d+)\+(\d+)", re.search(r"memory per rank \(MiB[^:]*\):(.*)", text).group(1))
-    return [(int(r), float(rss[r]), float(w), float(a)) for r, w, a in held]
+    line = re.search(r"memory per rank \(MiB\):(.*)", open(os.path.join(work, f"{name}.log")).read()).group(1)
+    return [(int(r), float(p), float(w), float(a)) for r, p, w, a in
+            re.findall(r"(\d+): peak RSS (\d+) \(held (\d+) weights \+ (\d+) activations", line)]
 
 
 cfg = json.load(open(os.path.join(work, "llama7b-2l", "config.json")))
