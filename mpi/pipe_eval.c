@@ -56,7 +56,7 @@ int vt_mpi_cmd_eval(int argc, char **argv) {
     vt_config cfg;
     if (vt_mpi_agree(vt_checkpoint_config(o.model, &cfg), MPI_COMM_WORLD)) return 1;
     vt_topology t;
-    int rc = vt_topology_init(&t, &cfg, o.stages);
+    int rc = vt_topology_init(&t, &cfg, o.stages, VT_PARTITION_INFER);
     vt_config_free(&cfg);
     if (rc) return 1;
     print_layout(&t);

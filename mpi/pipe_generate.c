@@ -109,7 +109,7 @@ int vt_mpi_cmd_generate(int argc, char **argv) {
     vt_tokenizer tok;
     int *prompt = NULL, steps = 0, rc = 1;
     size_t n_prompt = 0;
-    if (vt_topology_init(&t, &cfg, o.stages)) {
+    if (vt_topology_init(&t, &cfg, o.stages, VT_PARTITION_INFER)) {
         vt_config_free(&cfg);
         return 1;
     }

@@ -39,7 +39,7 @@ int vt_mpi_cmd_prune(int argc, char **argv) {
     status = vt_checkpoint_config(rc.model_path, &cfg);
     if (vt_mpi_agree(status, MPI_COMM_WORLD)) return 1;
     vt_topology topo;
-    status = vt_topology_init(&topo, &cfg, rc.parallel_stages);
+    status = vt_topology_init(&topo, &cfg, rc.parallel_stages, VT_PARTITION_TRAIN);
     vt_config_free(&cfg);
     if (status) return 1; /* refused and reported by every rank together */
     if (rank == 0) {

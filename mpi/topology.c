@@ -9,7 +9,7 @@
 #include "mpi_errors.h"
 #include "partition.h"
 
-int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested) {
+int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested, vt_partition_use use) {
     memset(t, 0, sizeof *t);
     t->pipe = t->dp = MPI_COMM_NULL;
     MPI_Comm_rank(MPI_COMM_WORLD, &t->world_rank);
@@ -19,7 +19,7 @@ int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested) {
     int rc = vt_topology_choose(t->world_size, c->n_layers, stages_requested, &t->stages, &t->replicas);
     if (rc == 0) {
         t->stage_begin = vt_malloc(sizeof(int) * (size_t)(t->stages + 1), "stage boundaries");
-        rc = t->stage_begin ? vt_partition_layers(c, t->stages, t->stage_begin) : -1;
+        rc = t->stage_begin ? vt_partition_layers(c, t->stages, use, t->stage_begin) : -1;
     }
     if (vt_mpi_agree(rc, MPI_COMM_WORLD)) {
         free(t->stage_begin);

@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include "model.h"
+#include "partition.h"
 
 typedef struct {
     int world_rank, world_size;
@@ -23,7 +24,7 @@ typedef struct {
  * MPI_COMM_WORLD and a synchronisation point (vt_mpi_agree): impossible topologies (more stages
  * than layers, P not a multiple of S) make every rank return -1 after the message was printed
  * once, before anything is loaded. */
-int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested);
+int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested, vt_partition_use use);
 void vt_topology_free(vt_topology *t);
 
 /* The tensors this rank loads: its layers, the embedding on the first stage, the final norm and

@@ -16,11 +16,16 @@ double vt_partition_embed_cost(const vt_config *c) { return c->dim; }
 
 double vt_partition_head_cost(const vt_config *c) { return 2.0 * c->dim * (double)c->vocab + 4.0 * c->dim; }
 
-double vt_partition_stage_cost(const vt_config *c, int stages, int s, int l0, int l1) {
+static double ends_cost(const vt_config *c, int S, vt_partition_use use, int s) {
+    double cost = s == 0 ? vt_partition_embed_cost(c) : 0.0;
+    if (use == VT_PARTITION_TRAIN) return cost + vt_partition_head_cost(c) / S;
+    return cost + (s == S - 1 ? vt_partition_head_cost(c) : 0.0);
+}
+
+double vt_partition_stage_cost(const vt_config *c, int stages, vt_partition_use use, int s, int l0, int l1) {
     double cost = 0.0;
     for (int l = l0; l < l1; l++) cost += vt_partition_layer_cost(c, l);
-    if (s == 0) cost += vt_partition_embed_cost(c);
-    return cost + vt_partition_head_cost(c) / stages; /* training splits the classifier over the stages */
+    return cost + ends_cost(c, stages, use, s);
 }
 
 /* Best splits of the first j layers into k stages: value[k][j] and the start of stage k-1 in
@@ -28,14 +33,13 @@ double vt_partition_stage_cost(const vt_config *c, int stages, int s, int l0, in
  * stage costs over splits whose every stage costs at most cap. */
 typedef struct {
     int L, S;
+    vt_partition_use use;
     double *value;
     int *from;
 } dp_table;
 
-static double stage_cost(const double *prefix, const vt_config *c, int S, int s, int i, int j) {
-    double cost = prefix[j] - prefix[i];
-    if (s == 0) cost += vt_partition_embed_cost(c);
-    return cost + vt_partition_head_cost(c) / S;
+static double stage_cost(const double *prefix, const vt_config *c, int S, vt_partition_use use, int s, int i, int j) {
+    return prefix[j] - prefix[i] + ends_cost(c, S, use, s);
 }
 
 static int solve(dp_table *t, const double *prefix, const vt_config *c, int minimise_max, double cap) {
@@ -52,7 +56,7 @@ static int solve(dp_table *t, const double *prefix, const vt_config *c, int mini
             for (int i = k - 1; i < j; i++) {
                 double prev = t->value[(size_t)(k - 1) * w + (size_t)i];
                 if (prev == INFINITY) continue;
-                double cost = stage_cost(prefix, c, S, k - 1, i, j);
+                double cost = stage_cost(prefix, c, S, t->use, k - 1, i, j);
                 double v;
                 if (minimise_max) {
                     v = prev > cost ? prev : cost;
@@ -72,14 +76,14 @@ static int solve(dp_table *t, const double *prefix, const vt_config *c, int mini
     return t->value[(size_t)S * w + (size_t)L] == INFINITY ? -1 : 0;
 }
 
-int vt_partition_layers(const vt_config *c, int stages, int *begin) {
+int vt_partition_layers(const vt_config *c, int stages, vt_partition_use use, int *begin) {
     int L = c->n_layers, S = stages;
     if (S < 1) return vt_fail("cannot split %d layers into %d stages: need at least one stage", L, S);
     if (S > L)
         return vt_fail("cannot split %d layers into %d stages: every stage needs at least one layer", L, S);
     size_t w = (size_t)L + 1, cells = (size_t)(S + 1) * w;
     double *prefix = vt_malloc(sizeof(double) * w, "partition costs");
-    dp_table t = {L, S, vt_malloc(sizeof(double) * cells, "partition table"),
+    dp_table t = {L, S, use, vt_malloc(sizeof(double) * cells, "partition table"),
                   vt_malloc(sizeof(int) * cells, "partition table")};
     int rc = -1;
     if (!prefix || !t.value || !t.from) goto out;

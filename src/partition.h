@@ -8,21 +8,26 @@
 /* Stages chosen automatically are at most this many (see vt_topology_choose). */
 #define VT_AUTO_MAX_STAGES 8
 
+/* What the pipeline runs: training splits the classifier by vocabulary over every stage
+ * (docs/TRAINING.md); eval and generation run it on the last stage. */
+typedef enum { VT_PARTITION_TRAIN = 0, VT_PARTITION_INFER = 1 } vt_partition_use;
+
 /* What the partition balances, per token: each layer's vt_layer_flops at the mean context of
  * the model's positions, (seq_len + 1) / 2; on stage 0 also the embedding (dim: a row copy and
- * its hidden gates); on the last stage also the final norm and classifier (2 dim vocab + 4 dim). */
+ * its hidden gates); the final norm and classifier (2 dim vocab + 4 dim) on the last stage for
+ * inference, 1/S of it on every stage for training. */
 double vt_partition_layer_cost(const vt_config *c, int l);
 double vt_partition_embed_cost(const vt_config *c);
 double vt_partition_head_cost(const vt_config *c);
 /* Cost of stage s of `stages` owning layers [l0, l1). */
-double vt_partition_stage_cost(const vt_config *c, int stages, int s, int l0, int l1);
+double vt_partition_stage_cost(const vt_config *c, int stages, vt_partition_use use, int s, int l0, int l1);
 
 /* Splits the layers into `stages` contiguous non-empty runs: stage s owns [begin[s], begin[s+1]),
  * begin[0] = 0, begin[stages] = n_layers (begin has stages + 1 entries). The largest stage cost
  * is as small as possible (exact dynamic programme); among such splits, the one with the smallest
  * sum of squared stage costs (so stages below the bottleneck are even too). Fails when stages < 1
  * or stages > n_layers. */
-int vt_partition_layers(const vt_config *c, int stages, int *begin);
+int vt_partition_layers(const vt_config *c, int stages, vt_partition_use use, int *begin);
 
 /* P ranks = S stages x D replicas (rank = replica * S + stage). stages_requested > 0 is checked:
  * it must divide ranks and be at most n_layers. stages_requested = 0 chooses the largest divisor

@@ -119,7 +119,7 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
 
     int *begin = vt_malloc(sizeof(int) * (size_t)(S + 1), "partition");
     out->stage = vt_calloc((size_t)S, sizeof *out->stage, "stage plans");
-    if (!begin || !out->stage || vt_partition_layers(c, S, begin)) {
+    if (!begin || !out->stage || vt_partition_layers(c, S, VT_PARTITION_TRAIN, begin)) {
         free(begin);
         vt_plan_free(out);
         return -1;

@@ -48,7 +48,7 @@ static void test_weight_floats_match_allocation(void **state) {
         pruned_small_config(&c, tied);
         for (int S = 1; S <= 3; S++) {
             int begin[4];
-            assert_int_equal(vt_partition_layers(&c, S, begin), 0);
+            assert_int_equal(vt_partition_layers(&c, S, VT_PARTITION_TRAIN, begin), 0);
             size_t sum = 0;
             for (int s = 0; s < S; s++) {
                 vt_load_parts parts = {begin[s], begin[s + 1], s == 0, s == S - 1};
