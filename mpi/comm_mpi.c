@@ -20,22 +20,18 @@ static mpi_comm *impl(vt_comm *c) { return (mpi_comm *)c->impl; }
 
 #define CHUNK ((size_t)INT_MAX / 2)
 
-static int send_to(vt_comm *c, const float *x, size_t n, int peer, int tag) {
+static int pipe_send(vt_comm *c, const float *x, size_t n, int peer, int tag) {
     for (size_t o = 0; o < n; o += CHUNK)
         MPI_Send(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, peer, tag, impl(c)->pipe);
     return 0;
 }
 
-static int recv_from(vt_comm *c, float *x, size_t n, int peer, int tag) {
+static int pipe_recv(vt_comm *c, float *x, size_t n, int peer, int tag) {
     for (size_t o = 0; o < n; o += CHUNK)
         MPI_Recv(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, peer, tag, impl(c)->pipe, MPI_STATUS_IGNORE);
     return 0;
 }
 
-static int send_next(vt_comm *c, const float *x, size_t n, int tag) { return send_to(c, x, n, c->stage + 1, tag); }
-static int recv_prev(vt_comm *c, float *x, size_t n, int tag) { return recv_from(c, x, n, c->stage - 1, tag); }
-static int send_prev(vt_comm *c, const float *x, size_t n, int tag) { return send_to(c, x, n, c->stage - 1, tag); }
-static int recv_next(vt_comm *c, float *x, size_t n, int tag) { return recv_from(c, x, n, c->stage + 1, tag); }
 
 static int sum_world(vt_comm *c, double *x, size_t n) {
     for (size_t o = 0; o < n; o += CHUNK)
@@ -55,8 +51,6 @@ static int bcast(vt_comm *c, void *buf, size_t bytes) {
     return 0;
 }
 
-static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) { return send_to(c, x, n, stage, tag); }
-static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) { return recv_from(c, x, n, stage, tag); }
 
 static int pipe_bcast(vt_comm *c, float *x, size_t n, int root) {
     for (size_t o = 0; o < n; o += CHUNK)
@@ -101,9 +95,10 @@ vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stag
     m->pipe = pipe;
     m->dp = dp;
     m->begin = begin;
-    m->c = (vt_comm){stage, stages, replica, replicas, rank, m, send_next, recv_prev, send_prev, recv_next,
-                     sum_world, sum_dp, bcast, eval, abort_all, begin, pipe_send, pipe_recv, pipe_bcast,
-                     pipe_reduce, pipe_allreduce};
+    m->c = (vt_comm){.stage = stage, .stages = stages, .replica = replica, .replicas = replicas, .world_rank = rank,
+                     .impl = m, .sum_world = sum_world, .sum_dp = sum_dp, .bcast = bcast, .eval = eval,
+                     .abort_all = abort_all, .stage_begin = begin, .pipe_send = pipe_send, .pipe_recv = pipe_recv,
+                     .pipe_bcast = pipe_bcast, .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce};
     return &m->c;
 }
 
@@ -113,5 +108,3 @@ void vt_comm_mpi_free(vt_comm *c) {
     free(impl(c));
 }
 
-MPI_Comm vt_comm_mpi_pipe(const vt_comm *c) { return ((const mpi_comm *)c->impl)->pipe; }
-MPI_Comm vt_comm_mpi_dp(const vt_comm *c) { return ((const mpi_comm *)c->impl)->dp; }

@@ -1,6 +1,6 @@
-/* comm_mpi.h — the training communicator (src/comm.h) over MPI: activations and their gradients
- * between neighbouring stages of the pipe communicator, sums over the world and over the dp
- * communicator, broadcasts from the coordinator. */
+/* comm_mpi.h — the training communicator (src/comm.h) over MPI: messages and collectives within
+ * a replica's pipe communicator (activations, gradients, the split classifier), sums over the world
+ * and over the dp communicator, broadcasts from the coordinator. */
 #ifndef VT_COMM_MPI_H
 #define VT_COMM_MPI_H
 
@@ -15,8 +15,5 @@ typedef int (*vt_eval_fn)(vt_comm *c, const vt_model *part, const int32_t *ids, 
 vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stage, int stages, int replica,
                             int replicas, const int *stage_begin, vt_eval_fn eval);
 void vt_comm_mpi_free(vt_comm *c);
-/* The communicators behind a vt_comm made by vt_comm_mpi_create. */
-MPI_Comm vt_comm_mpi_pipe(const vt_comm *c);
-MPI_Comm vt_comm_mpi_dp(const vt_comm *c);
 
 #endif

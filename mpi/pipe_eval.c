@@ -35,15 +35,6 @@ static int read_and_share_tokens(const vt_eval_options *o, vt_tokens *ids) {
     return 0;
 }
 
-/* Stage boundaries on stderr (world rank 0), so a user sees how the model was split. */
-static void print_layout(const vt_topology *t) {
-    if (t->world_rank != 0) return;
-    fprintf(stderr, "eval: %d ranks = %d stages x %d replicas; layers", t->world_size, t->stages, t->replicas);
-    for (int s = 0; s < t->stages; s++)
-        fprintf(stderr, "%s %d-%d", s ? "," : "", t->stage_begin[s], t->stage_begin[s + 1] - 1);
-    fprintf(stderr, "\n");
-}
-
 int vt_mpi_cmd_eval(int argc, char **argv) {
     vt_eval_options o;
     int help, rank;
@@ -59,7 +50,7 @@ int vt_mpi_cmd_eval(int argc, char **argv) {
     int rc = vt_topology_init(&t, &cfg, o.stages, VT_PARTITION_INFER);
     vt_config_free(&cfg);
     if (rc) return 1;
-    print_layout(&t);
+    vt_topology_print(&t, "eval");
     vt_tokens ids = {0};
     vt_model part;
     vt_eval_result r;

@@ -42,14 +42,13 @@ int vt_mpi_cmd_prune(int argc, char **argv) {
     status = vt_topology_init(&topo, &cfg, rc.parallel_stages, VT_PARTITION_TRAIN);
     vt_config_free(&cfg);
     if (status) return 1; /* refused and reported by every rank together */
-    if (rank == 0) {
-        fprintf(stderr, "prune: %d ranks = %d stages x %d replicas\n", topo.world_size, topo.stages, topo.replicas);
-    }
+    vt_topology_print(&topo, "prune");
     the_topology = &topo;
     vt_comm *comm = vt_comm_mpi_create(MPI_COMM_WORLD, topo.pipe, topo.dp, topo.stage, topo.stages, topo.replica,
                                        topo.replicas, topo.stage_begin, eval_pipe);
     vt_prune_catch_signals();
-    status = comm ? vt_prune_run_comm(&rc, comm) : -1;
+    status = vt_mpi_agree(comm ? 0 : -1, MPI_COMM_WORLD); /* no rank runs on while another has no communicator */
+    if (status == 0) status = vt_prune_run_comm(&rc, comm);
     /* Ranks that only learnt of another's failure stay quiet; the failing rank says why. */
     if (status && status != VT_EXIT_CHECKPOINTED && strncmp(vt_error(), "another rank failed", 19) != 0)
         fprintf(stderr, "vtrans-dist prune: rank %d: error: %s\n", rank, vt_error());

@@ -49,7 +49,10 @@ vt_load_parts vt_topology_parts(const vt_topology *t) {
     return p;
 }
 
-void vt_topology_describe(const vt_topology *t, char *out, int cap) {
-    snprintf(out, (size_t)cap, "rank %d = stage %d of %d (layers %d-%d), replica %d of %d", t->world_rank, t->stage,
-             t->stages, t->layer_begin, t->layer_end - 1, t->replica, t->replicas);
+void vt_topology_print(const vt_topology *t, const char *command) {
+    if (t->world_rank != 0) return;
+    fprintf(stderr, "%s: %d ranks = %d stages x %d replicas; layers", command, t->world_size, t->stages, t->replicas);
+    for (int s = 0; s < t->stages; s++)
+        fprintf(stderr, "%s %d-%d", s ? "," : "", t->stage_begin[s], t->stage_begin[s + 1] - 1);
+    fprintf(stderr, "\n");
 }

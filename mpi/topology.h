@@ -31,7 +31,8 @@ void vt_topology_free(vt_topology *t);
  * classifier on the last. */
 vt_load_parts vt_topology_parts(const vt_topology *t);
 
-/* One line for logs: "rank 3 = stage 1 of 2 (layers 3-4), replica 1 of 2". */
-void vt_topology_describe(const vt_topology *t, char *out, int cap);
+/* World rank 0 prints how the model was split, e.g. "eval: 4 ranks = 2 stages x 2 replicas;
+ * layers 0-2, 3-4". */
+void vt_topology_print(const vt_topology *t, const char *command);
 
 #endif

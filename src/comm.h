@@ -15,12 +15,6 @@ struct vt_comm {
     int stage, stages, replica, replicas;
     int world_rank;
     void *impl;
-    /* Activations forward and activation gradients backward between neighbouring stages of
-     * one replica. tag identifies the micro-batch. */
-    int (*send_next)(vt_comm *c, const float *x, size_t n, int tag);
-    int (*recv_prev)(vt_comm *c, float *x, size_t n, int tag);
-    int (*send_prev)(vt_comm *c, const float *x, size_t n, int tag);
-    int (*recv_next)(vt_comm *c, float *x, size_t n, int tag);
     /* In-place sums: over every rank of the world, and over the replicas of this stage. */
     int (*sum_world)(vt_comm *c, double *x, size_t n);
     int (*sum_dp)(vt_comm *c, float *x, size_t n);
@@ -35,8 +29,9 @@ struct vt_comm {
     /* Layers of stage s: [stage_begin[s], stage_begin[s+1]). */
     const int *stage_begin;
     /* Within this replica's pipeline (every stage calls the collectives): a message to or from
-     * stage `stage`; a broadcast from stage root; a sum onto stage root (its x receives the sum,
-     * other stages' x is left as is); an in-place sum (max = 0) or maximum (max = 1) on all. */
+     * stage `stage` (tag: the micro-batch or sequence chunk); a broadcast from stage root; a sum
+     * onto stage root (its x receives the sum, other stages' x is left as is); an in-place sum
+     * (max = 0) or maximum (max = 1) on all. */
     int (*pipe_send)(vt_comm *c, const float *x, size_t n, int stage, int tag);
     int (*pipe_recv)(vt_comm *c, float *x, size_t n, int stage, int tag);
     int (*pipe_bcast)(vt_comm *c, float *x, size_t n, int root);
@@ -53,5 +48,15 @@ vt_comm *vt_comm_local(int n_layers);
 
 static inline int vt_comm_first(const vt_comm *c) { return c->stage == 0; }
 static inline int vt_comm_last(const vt_comm *c) { return c->stage == c->stages - 1; }
+
+/* Activations forward and their gradients backward between neighbouring stages. */
+static inline int vt_send_next(vt_comm *c, const float *x, size_t n, int tag) {
+    return c->pipe_send(c, x, n, c->stage + 1, tag);
+}
+static inline int vt_recv_prev(vt_comm *c, float *x, size_t n, int tag) { return c->pipe_recv(c, x, n, c->stage - 1, tag); }
+static inline int vt_send_prev(vt_comm *c, const float *x, size_t n, int tag) {
+    return c->pipe_send(c, x, n, c->stage - 1, tag);
+}
+static inline int vt_recv_next(vt_comm *c, float *x, size_t n, int tag) { return c->pipe_recv(c, x, n, c->stage + 1, tag); }
 
 #endif

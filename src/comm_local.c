@@ -3,16 +3,6 @@
 
 #include "error.h"
 
-static int no_peer(vt_comm *c, const float *x, size_t n, int tag) {
-    (void)c, (void)x, (void)n, (void)tag;
-    return vt_fail("internal: a single process has no neighbouring stage");
-}
-
-static int no_peer_recv(vt_comm *c, float *x, size_t n, int tag) {
-    (void)c, (void)x, (void)n, (void)tag;
-    return vt_fail("internal: a single process has no neighbouring stage");
-}
-
 static int identity_double(vt_comm *c, double *x, size_t n) {
     (void)c, (void)x, (void)n;
     return 0;
@@ -58,9 +48,10 @@ vt_comm *vt_comm_local(int n_layers) {
     static _Thread_local vt_comm local;
     begin[0] = 0;
     begin[1] = n_layers;
-    local = (vt_comm){0, 1, 0, 1, 0, NULL, no_peer, no_peer_recv, no_peer, no_peer_recv, identity_double,
-                      identity_float, identity_bcast, eval_local, NULL, begin, no_stage_send, no_stage_recv,
-                      identity_root, identity_root, identity_allreduce};
+    local = (vt_comm){.stages = 1, .replicas = 1, .sum_world = identity_double, .sum_dp = identity_float,
+                      .bcast = identity_bcast, .eval = eval_local, .stage_begin = begin, .pipe_send = no_stage_send,
+                      .pipe_recv = no_stage_recv, .pipe_bcast = identity_root, .pipe_reduce = identity_root,
+                      .pipe_allreduce = identity_allreduce};
     return &local;
 }
 

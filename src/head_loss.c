@@ -22,6 +22,7 @@ int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows) {
     h->p = vt_malloc(sizeof(float) * n, "classifier probabilities");
     h->dl = vt_malloc(sizeof(float) * n, "classifier gradients");
     h->stat = vt_malloc(sizeof(double) * 5 * (size_t)rows, "softmax statistics");
+    h->bytes = sizeof(float) * 3 * n + sizeof(double) * 5 * (size_t)rows;
     if (!h->logits || !h->p || !h->dl || !h->stat) {
         vt_head_part_free(h);
         return -1;
@@ -62,24 +63,24 @@ static float row_max(const float *x, int n) {
     return m;
 }
 
-/* stat[0, rows) = global max of logits / tau per row, stat[2 rows, 3 rows) = global sum of
- * exp(logits / tau - max) per row; h->p = exp(logits / tau - max) locally. */
-static int softmax_stats(vt_comm *c, vt_head_part *h, int rows, float tau) {
-    double *mx = h->stat, *se = h->stat + 2 * (size_t)rows;
+/* Softmax statistics of the logits at temperature tau over the whole vocabulary: mx[r] = the
+ * global maximum of row r's logits / tau, se[r] = the global sum of exp(logits / tau - mx); this
+ * stage's exp(logits / tau - mx) go to out[rows, vs]. */
+static int softmax_stats(vt_comm *c, const vt_head_part *h, int rows, float tau, double *mx, double *se, float *out) {
     float inv_t = 1.0f / tau;
     for (int r = 0; r < rows; r++) mx[r] = h->vs ? row_max(h->logits + (size_t)r * h->vs, h->vs) * inv_t : -INFINITY;
     if (c->pipe_allreduce(c, mx, (size_t)rows, 1)) return -1;
     for (int r = 0; r < rows; r++)
-        se[r] = exp_row(h->p + (size_t)r * h->vs, h->logits + (size_t)r * h->vs, h->vs, inv_t, mx[r]);
+        se[r] = exp_row(out + (size_t)r * h->vs, h->logits + (size_t)r * h->vs, h->vs, inv_t, mx[r]);
     return c->pipe_allreduce(c, se, (size_t)rows, 0);
 }
 
 int vt_head_teacher(vt_comm *c, vt_head_part *h, const float *xn, int rows, float tau, int root, float *e,
                     double *negent) {
     int vs = h->vs;
+    double *mx = h->stat, *se = h->stat + rows;
     if (vs) vt_linear(h->logits, xn, h->w, rows, h->d, vs, 0.0f);
-    if (softmax_stats(c, h, rows, tau)) return -1;
-    const double *mx = h->stat, *se = h->stat + 2 * (size_t)rows;
+    if (softmax_stats(c, h, rows, tau, mx, se, h->p)) return -1;
     for (int r = 0; r < rows; r++) {
         double lse = mx[r] + log(se[r]), inv = 1.0 / se[r], ne = 0.0;
         float *p = h->p + (size_t)r * vs;
@@ -100,22 +101,20 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
                     const int32_t *targets, double ce_weight, int root, const float *e, const int64_t *e_cols,
                     int e_stride, const double *negent, float *dxn, double loss[2]) {
     int vs = h->vs, d = h->d, ce = ce_weight > 0;
-    if (vs) vt_linear(h->logits, xn, h->w, rows, d, vs, 0.0f);
-    if (softmax_stats(c, h, rows, tau)) return -1;
-    double *mx = h->stat, *mx1 = h->stat + rows, *se = h->stat + 2 * (size_t)rows;
+    double *mx = h->stat, *se = h->stat + rows, *mx1 = h->stat + 2 * (size_t)rows;
     double *se1 = h->stat + 3 * (size_t)rows, *tl = h->stat + 4 * (size_t)rows;
+    if (vs) vt_linear(h->logits, xn, h->w, rows, d, vs, 0.0f);
+    if (softmax_stats(c, h, rows, tau, mx, se, h->p)) return -1;
     int scored = 0;
     for (int r = 0; r < rows; r++) scored += ce && targets[r] >= 0;
     double kd_scale = kd_weight / rows, ce_scale = scored ? ce_weight / scored : 0.0;
-    if (scored) { /* the same statistics at temperature 1, and the target logits */
-        for (int r = 0; r < rows; r++) mx1[r] = vs ? row_max(h->logits + (size_t)r * vs, vs) : -INFINITY;
-        if (c->pipe_allreduce(c, mx1, (size_t)rows, 1)) return -1;
+    if (scored) { /* the same statistics at temperature 1 (into dl), and the target logits */
+        if (softmax_stats(c, h, rows, 1.0f, mx1, se1, h->dl)) return -1;
         for (int r = 0; r < rows; r++) {
-            se1[r] = exp_row(h->dl + (size_t)r * vs, h->logits + (size_t)r * vs, vs, 1.0f, mx1[r]);
             int j = targets[r] - h->v0;
             tl[r] = targets[r] >= 0 && j >= 0 && j < vs ? h->logits[(size_t)r * vs + j] : 0.0;
         }
-        if (c->pipe_allreduce(c, se1, 2 * (size_t)rows, 0)) return -1; /* se1 and tl are adjacent */
+        if (c->pipe_allreduce(c, tl, (size_t)rows, 0)) return -1;
     }
     for (int r = 0; r < rows; r++) {
         float *dl = h->dl + (size_t)r * vs;

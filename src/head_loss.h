@@ -14,7 +14,8 @@ typedef struct {
     int v0, vs, d, rows;
     const float *w;     /* [vs, d] */
     float *logits, *p, *dl; /* [rows, vs] */
-    double *stat;       /* [4 * rows] */
+    double *stat;       /* [5 * rows]: softmax maxima and sums at tau and at 1, target logits */
+    size_t bytes;       /* allocated */
 } vt_head_part;
 
 int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows);

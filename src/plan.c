@@ -67,7 +67,7 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     vt_stage_plan *st = &p->stage[s];
     int l0 = st->layer_begin, l1 = st->layer_end, last = s == p->stages - 1;
     int M = p->micro_batches, Bm = p->micro_batch, T = in->seq_len;
-    double rows = (double)Bm * T, d = c->dim, V = c->vocab, f4 = sizeof(float);
+    double rows = (double)Bm * T, d = c->dim, f4 = sizeof(float);
     double w = (double)vt_plan_weight_floats(c, p->stages, s, l0, l1) * f4;
     double layers = 0.0;
     for (int l = l0; l < l1; l++) layers += (double)vt_layer_params(c, l) * f4;
@@ -88,7 +88,6 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
      * and its gradient; the last stage: per micro-batch gradients at the final hidden states */
     st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 6.0 * sizeof(double) * rows;
     if (last) st->activations += f4 * M * rows * d;
-    (void)V;
 
     st->optimizer = (double)p->gates * GATE_BYTES;
     if (finetune) st->optimizer += keep * (w + 2.0 * layers); /* weight gradients, Adam m and v of layers */

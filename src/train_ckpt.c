@@ -356,7 +356,7 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
         if (blob_close(&b, 0)) rc = -1;
         /* the classifier rows of other stages: columns of the kept hidden dims (ids = columns of the
          * dense model, which those rows still have after vt_trainer_head_init) */
-        if (rc == 0 && t->mk.dim != t->head.d) rc = vt_trainer_head_columns(t, t->mk.unit_id, t->mk.dim);
+        if (rc == 0 && t->mk.dim != t->head.d) vt_trainer_head_columns(t, t->mk.unit_id, t->mk.dim);
         if (rc == 0) rc = vt_trainer_alloc_student(t);
     }
     vt_config_free(&cfg);

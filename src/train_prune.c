@@ -41,9 +41,9 @@ int vt_trainer_slice(trainer *t, const uint8_t *keep) {
     int n = 0;
     for (int i = 0; cols && i < t->mk.dim; i++) /* the hidden gates come first in the layout */
         if (keep[i]) cols[n++] = i;
-    int bad = !cols || vt_trainer_head_columns(t, cols, n);
+    if (cols) vt_trainer_head_columns(t, cols, n);
     free(cols);
-    if (bad || vt_slice_masks(&t->mk, keep, &mk2)) {
+    if (!cols || vt_slice_masks(&t->mk, keep, &mk2)) {
         vt_model_free(&next);
         return -1;
     }

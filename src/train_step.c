@@ -1,13 +1,13 @@
-/* train_step.c — one VTrans training step over micro-batches and pipeline stages (GPipe: every
- * micro-batch forward, then every micro-batch backward), and the teacher cache: the dense
- * model's final hidden states for every calibration sequence, computed once, so distillation
- * needs no second copy of the weights (teacher logits = the original head on the cached state). */
+/* train_step.c — one VTrans training step over micro-batches and pipeline stages in three phases
+ * (every micro-batch forward through the layers; the classifier and losses of every micro-batch,
+ * split by vocabulary over the stages; every micro-batch backward), and the teacher cache: the
+ * dense model's expected classifier rows per calibration token, computed once, so distillation
+ * needs neither a second copy of the weights nor teacher logits per step (head_loss.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "loss.h"
 #include "trainer.h"
 
 size_t vt_trainer_layer_region(const vt_model *m, size_t *start) {
@@ -42,7 +42,7 @@ int vt_trainer_alloc_student(trainer *t) {
     const vt_config *c = &t->student->cfg;
     size_t n = t->mk.n, rows = (size_t)t->Bm * t->T, d = (size_t)c->dim;
     if (vt_fwd_init(&t->fs, t->student, t->Bm, t->T, t->T) || vt_bwd_init(&t->bw, t->student, t->Bm, t->T)) return -1;
-    if (vt_comm_last(t->comm) && t->head.logits) { /* the last stage computes with the student's own rows */
+    if (vt_comm_last(t->comm)) { /* the last stage computes with the student's own classifier rows */
         t->head.w = t->student->lm_head + (size_t)t->head.v0 * d;
         t->head.d = (int)d;
     }
@@ -66,7 +66,8 @@ int vt_trainer_alloc_student(trainer *t) {
 }
 
 /* This stage's share of the classifier's vocabulary: the last stage, which holds the classifier,
- * sends every other stage its rows once; they keep a copy (sliced along with the student). */
+ * sends every other stage its rows once; they keep a copy (sliced along with the student). Called
+ * before vt_trainer_alloc_student, which points the last stage at the student's own rows. */
 int vt_trainer_head_init(trainer *t) {
     vt_comm *cm = t->comm;
     const vt_config *c = &t->teacher->cfg;
@@ -84,7 +85,6 @@ int vt_trainer_head_init(trainer *t) {
             vt_vocab_share(V, S, s, &w0, &ws);
             if (cm->pipe_send(cm, t->teacher->lm_head + (size_t)w0 * d, (size_t)ws * d, s, 0x7ffe)) return -1;
         }
-        t->head.w = t->student->lm_head + (size_t)v0 * d;
         return 0;
     }
     t->head_rows = vt_malloc(sizeof(float) * ((size_t)vs * d + 1), "classifier rows");
@@ -95,7 +95,7 @@ int vt_trainer_head_init(trainer *t) {
 
 /* Follows a change of the student's hidden dims: its classifier rows keep columns cols[0, n) of
  * their current columns. */
-int vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
+void vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
     int d = t->head.d;
     if (t->head_rows) {
         size_t o = 0;
@@ -105,7 +105,6 @@ int vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
         }
     }
     t->head.d = n;
-    return 0;
 }
 
 void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
@@ -117,7 +116,7 @@ void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
     size_t w = t->fs.bytes + t->bw.bytes + F * rows * d * (1 + (t->dx_last ? (size_t)t->M : 0));
     for (int m = 0; m < t->M; m++) w += t->tapes[m].bytes;
     w += F * 3 * n * (size_t)t->Bd + sizeof(double) * (2 * n + 8) + 4 * F * n; /* gates, masks, moments */
-    w += F * 3 * rows * (size_t)t->head.vs + sizeof(double) * 6 * rows + F * 2 * rows * d;
+    w += t->head.bytes + sizeof(double) * rows + F * 2 * rows * d; /* hneg, hx, hdx */
     w += (t->cache_e ? F * cached * d + sizeof(double) * cached : 0) + (t->cache ? F * cached * d : 0);
     *work = w;
 }
@@ -158,10 +157,10 @@ int vt_trainer_cache_teacher(trainer *t) {
         size_t n = (size_t)rows * d;
         int tag = (int)(s0 / (size_t)t->Bm) & 0x7fff;
         if (vt_comm_first(cm)) vt_embed(m, vt_calib_seq(cal, (int64_t)s0), rows, t->x);
-        else if (cm->recv_prev(cm, t->x, n, tag)) goto fail;
+        else if (vt_recv_prev(cm, t->x, n, tag)) goto fail;
         vt_layers_forward(m, &f, m->layer_begin, m->layer_end, t->x, B, t->T, 0);
         if (!vt_comm_last(cm)) {
-            if (cm->send_next(cm, t->x, n, tag)) goto fail;
+            if (vt_send_next(cm, t->x, n, tag)) goto fail;
         } else {
             if (t->cache) memcpy(t->cache + s0 * T * d, t->x, n * sizeof(float));
             vt_rmsnorm(t->hx, t->x, m->final_norm, rows, (int)d, m->cfg.norm_eps, NULL);
@@ -244,10 +243,10 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
         vt_gates g = {&t->mk, t->z + (size_t)mb * Bm * n, n};
         const int32_t *tok = t->tok + (size_t)mb * Bm * T;
         if (vt_comm_first(cm)) vt_embed_gated(s, tok, Bm, T, &g, t->x);
-        else if (cm->recv_prev(cm, t->x, act, mb)) return -1;
+        else if (vt_recv_prev(cm, t->x, act, mb)) return -1;
         vt_layers_forward_ex(s, &t->fs, s->layer_begin, s->layer_end, t->x, Bm, T, 0, &g, &t->tapes[mb]);
         if (!vt_comm_last(cm)) {
-            if (cm->send_next(cm, t->x, act, mb)) return -1;
+            if (vt_send_next(cm, t->x, act, mb)) return -1;
         } else { /* the final norm, kept on the tape for the classifier */
             vt_tape *tp = &t->tapes[mb];
             memcpy(tp->x_final, t->x, act * sizeof(float));
@@ -261,11 +260,11 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     for (int mb = t->M - 1; mb >= 0; mb--) {
         vt_gates g = {&t->mk, t->z + (size_t)mb * Bm * n, n};
         float *dx = vt_comm_last(cm) ? t->dx_last[mb] : t->x;
-        if (!vt_comm_last(cm) && cm->recv_next(cm, dx, act, mb)) return -1;
+        if (!vt_comm_last(cm) && vt_recv_next(cm, dx, act, mb)) return -1;
         float *dzm = t->dz + (size_t)mb * Bm * n;
         vt_layers_backward(s, &t->fs, &t->bw, s->layer_begin, s->layer_end, dx, Bm, T, &g, &t->tapes[mb], dzm, dw);
         if (vt_comm_first(cm)) vt_embed_backward(s, t->tok + (size_t)mb * Bm * T, Bm, T, dx, dzm, n);
-        else if (cm->send_prev(cm, dx, act, mb)) return -1;
+        else if (vt_send_prev(cm, dx, act, mb)) return -1;
     }
     vt_masks_backward(&t->mk, t->Bd, t->eps, t->dz);
     /* Sum gate gradients and losses over the world: every rank then holds the same totals. */

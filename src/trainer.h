@@ -33,8 +33,10 @@ typedef struct {
     float **dx_last;         /* last stage: dL/d(final hidden) per micro-batch */
     vt_head_part head;       /* this stage's share of the classifier's vocabulary (head_loss.h) */
     float *head_rows;        /* stages other than the last: their copy of those classifier rows */
-    float *hx, *hdx;         /* [Bm*T, dim]: normalised final hidden states, their gradient */
-    double *hneg;            /* [Bm*T] */
+    float *hx;               /* [Bm*T, dim]: the classifier's input (other stages: received); on the
+                              * last stage during a step, the micro-batch's rows of cache_e */
+    float *hdx;              /* [Bm*T, dim]: the gradient at the classifier's input */
+    double *hneg;            /* [Bm*T]: the micro-batch's rows of cache_negent */
     float *cache_e;          /* last stage: the teacher's expected classifier row per token [n_seq, T, dim] */
     double *cache_negent;    /* last stage: the teacher's sum p log p per token [n_seq, T] */
     float *cache;            /* last stage, with an MSE term only: the teacher's final hidden states */
@@ -50,7 +52,7 @@ typedef struct {
 int vt_trainer_alloc_student(trainer *t);
 void vt_trainer_free_student(trainer *t);
 int vt_trainer_head_init(trainer *t);
-int vt_trainer_head_columns(trainer *t, const int64_t *cols, int n);
+void vt_trainer_head_columns(trainer *t, const int64_t *cols, int n);
 void vt_trainer_head_free(trainer *t);
 int vt_trainer_cache_teacher(trainer *t);
 int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec);

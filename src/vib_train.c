@@ -19,17 +19,24 @@ static double seconds_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Global gradient-norm clipping over the gate (and weight) gradients. */
-static void clip_gradients(trainer *t, size_t w0, size_t wn) {
-    if (t->p->clip <= 0) return;
+/* Global gradient-norm clipping over the gate (and weight) gradients. Every rank holds all gate
+ * gradients but only its stage's weight gradients (the same on each replica of the stage), so the
+ * weights' squares are summed over the world and divided by the replicas. */
+static int clip_gradients(trainer *t, size_t w0, size_t wn) {
+    if (t->p->clip <= 0) return 0;
     double ss = vt_sumsq(t->mk.g_mu, t->mk.n) + vt_sumsq(t->mk.g_logvar, t->mk.n);
-    if (t->train_weights) ss += vt_sumsq(t->dw.arena + w0, wn);
+    if (t->train_weights) {
+        double ws = vt_sumsq(t->dw.arena + w0, wn);
+        if (t->comm->sum_world(t->comm, &ws, 1)) return -1;
+        ss += ws / t->comm->replicas;
+    }
     double norm = sqrt(ss);
-    if (norm <= t->p->clip) return;
+    if (norm <= t->p->clip) return 0;
     float s = (float)(t->p->clip / norm);
     vt_scale(t->mk.g_mu, t->mk.n, s);
     vt_scale(t->mk.g_logvar, t->mk.n, s);
     if (t->train_weights) vt_scale(t->dw.arena + w0, wn, s);
+    return 0;
 }
 
 /* A progress line (and JSON line); rate and ETA from this phase's steps in this process (a resumed
@@ -99,7 +106,7 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
         vt_train_record rec = {.step = *global_step, .phase = phase};
         if (vt_trainer_step(t, *global_step, phase, &rec)) return -1;
         size_t w0 = 0, wn = t->train_weights ? vt_trainer_layer_region(t->student, &w0) : 0;
-        clip_gradients(t, w0, wn);
+        if (clip_gradients(t, w0, wn)) return -1;
         double lr = vt_lr_at(p->schedule, p->lr_mask, s, total, p->warmup_steps);
         vt_adam_step(&t->adam_mu, t->mk.mu, t->mk.g_mu, lr);
         vt_adam_step(&t->adam_lv, t->mk.logvar, t->mk.g_logvar, lr);
@@ -173,13 +180,13 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     float *z = NULL;
     if (geometry(&t, p)) return -1;
     if (vt_masks_init(&t.mk, &teacher->cfg, p->seed) || vt_adam_init(&t.adam_mu, t.mk.n, 0.0) ||
-        vt_adam_init(&t.adam_lv, t.mk.n, 0.0) || vt_trainer_alloc_student(&t))
+        vt_adam_init(&t.adam_lv, t.mk.n, 0.0) || vt_trainer_head_init(&t) || vt_trainer_alloc_student(&t))
         goto done;
     t.tok = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch tokens");
     t.tgt = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch targets");
     t.ids = vt_malloc(sizeof(int64_t) * (size_t)t.B, "batch ids");
     if (!t.tok || !t.tgt || !t.ids) goto done;
-    if (vt_trainer_head_init(&t) || vt_trainer_cache_teacher(&t)) goto done;
+    if (vt_trainer_cache_teacher(&t)) goto done;
     vt_trainer_bytes(&t, &out->weight_bytes, &out->work_bytes);
     t.last_save = seconds_now();
 

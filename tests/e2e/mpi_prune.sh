@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Distributed pruning gives the layout-independent result: the same configuration with -n 1,
-# -n 2 as two stages, -n 2 as two replicas and -n 4 as 2 x 2 keeps the same units, writes
-# checkpoints with the same tensors (names, shapes; values to 1e-4) and the same perplexity.
+# Distributed pruning gives the layout-independent result: the same configuration (VTrans full:
+# masks, then fine-tuning of the sliced student, so a stage's share of the classifier is sliced
+# too) with -n 1, -n 2 as two stages, -n 2 as two replicas and -n 4 as 2 x 2 keeps the same units,
+# writes checkpoints with the same tensors (names, shapes; values to 1e-4) and the same perplexity,
+# and reports every rank's memory.
 # A bad configuration and a corrupt shard end every rank with the message and leave no output.
 set -euo pipefail
 fx=${VT_FIXTURES:?}
@@ -18,7 +20,7 @@ common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/st
         --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
         --set "data.eval=$work/eval.txt" --set data.seq_len=32 --set data.max_sequences=64
         --set schedule.steps=12 --set schedule.batch_size=4 --set schedule.log_interval=4
-        --set parallel.micro_batches=2)
+        --set parallel.micro_batches=2 --set method.variant=full --set schedule.finetune_steps=4)
 run() { # name ranks stages
   local name=$1 n=$2 s=$3
   timeout 300 mpirun -n "$n" "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" \
@@ -31,6 +33,16 @@ run d2 2 1
 run s2d2 4 2
 ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { echo "FAIL: two stages wrote no per-stage shards"; ls "$work/s2"; exit 1; }
 /usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2"
+# training splits the layers as `plan` does (the classifier shared by the stages), which differs
+# here from the inference split (classifier on the last stage) that mpi_eval.sh checks
+want=$("$VT_BIN" plan "${common[@]}" --ranks 2 --stages 2 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /-/ {printf "%s%s", (n++ ? ", " : ""), $2}')
+grep -qF "prune: 2 ranks = 2 stages x 1 replicas; layers $want" "$work/s2.err" ||
+  { echo "FAIL: prune's layer split is not plan's ($want)"; grep "prune:" "$work/s2.err"; exit 1; }
+# every rank's peak RSS and what it held (weights, activations and caches), all non-zero
+for r in 0 1 2 3; do
+  grep -qE "memory per rank \(MiB\):.* $r: peak RSS [1-9][0-9]* \(held [1-9][0-9]* weights \+ [1-9][0-9]* activations" \
+    "$work/s2d2.err" || { echo "FAIL: no memory report for rank $r"; grep memory "$work/s2d2.err"; exit 1; }
+done
 
 # Refused before loading: more stages than layers; P not a multiple of S; a bad configuration.
 check_bad() { # message pattern, ranks, then extra prune arguments
