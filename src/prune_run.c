@@ -1,4 +1,5 @@
-/* prune_run.c — the single-process pruning driver behind `vtrans-dist prune`. */
+/* prune_run.c — the pruning driver behind `vtrans-dist prune`, the same on one process and on
+ * every rank of a pipeline (the vt_comm says which part this rank holds). */
 #include "prune_run.h"
 
 #include <math.h>

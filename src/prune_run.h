@@ -1,5 +1,6 @@
-/* prune_run.h — one pruning run in one process: load, evaluate, prune by the configured method,
- * evaluate again, write the pruned checkpoint with its report atomically. */
+/* prune_run.h — one pruning run, in one process or on every rank of a pipeline: load, evaluate,
+ * prune by the configured method, evaluate again, write the pruned checkpoint with its report
+ * atomically; and the `prune` command line. */
 #ifndef VT_PRUNE_RUN_H
 #define VT_PRUNE_RUN_H
 

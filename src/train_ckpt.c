@@ -200,21 +200,24 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
         snprintf(mp, sizeof mp, "%s/manifest.json", t->p->run_dir);
         snprintf(mtmp, sizeof mtmp, "%s.tmp", mp);
         if (vt_path_exists(mp)) old = json_load_file(mp, 0, NULL);
-        json_t *old_list = old ? json_object_get(old, "checkpoints") : NULL;
-        size_t n_old = json_array_size(old_list), first = n_old >= KEEP_CHECKPOINTS ? n_old - (KEEP_CHECKPOINTS - 1) : 0;
-        for (size_t i = 0; i < n_old; i++) {
+        json_t *old_list = old ? json_object_get(old, "checkpoints") : NULL, *gone = json_array();
+        const char *base = strrchr(ck, '/') ? strrchr(ck, '/') + 1 : ck;
+        /* Earlier checkpoints stay listed (the newest KEEP - 1 of them), but not one of this name or
+         * from a later step (both happen after resuming from an older checkpoint). Folders that
+         * leave are deleted only once the new manifest is in place. */
+        size_t n_old = json_array_size(old_list), earlier = 0;
+        for (size_t i = 0; i < n_old; i++)
+            earlier += json_integer_value(json_object_get(json_array_get(old_list, i), "step")) < pos.step;
+        for (size_t i = 0, k = 0; i < n_old; i++) {
             json_t *e = json_array_get(old_list, i);
-            if (i >= first) json_array_append(list, e);
-            else { /* an older checkpoint leaves */
-                char od[4400];
-                snprintf(od, sizeof od, "%s/%s", t->p->run_dir, json_string_value(json_object_get(e, "dir")));
-                vt_rmtree(od);
-            }
+            const char *dir = json_string_value(json_object_get(e, "dir"));
+            int is_earlier = json_integer_value(json_object_get(e, "step")) < pos.step;
+            if (is_earlier && k++ + KEEP_CHECKPOINTS - 1 >= earlier) json_array_append(list, e);
+            else if (dir && strcmp(dir, base) != 0) json_array_append(gone, json_object_get(e, "dir"));
         }
         vt_rmtree(ck);
         rc = rename(tmp, ck) == 0 ? 0 : vt_fail("%s: cannot move the checkpoint into place", ck);
         json_t *e = json_object(), *files = json_object();
-        const char *base = strrchr(ck, '/') ? strrchr(ck, '/') + 1 : ck;
         json_object_set_new(e, "dir", json_string(base));
         json_object_set_new(e, "step", json_integer(pos.step));
         json_object_set_new(e, "phase", json_integer(pos.phase));
@@ -234,6 +237,12 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
         json_object_set_new(m, "checkpoints", list);
         if (rc == 0 && (json_dump_file(m, mtmp, JSON_INDENT(2)) != 0 || rename(mtmp, mp) != 0))
             rc = vt_fail("%s: cannot write the manifest", mp);
+        for (size_t i = 0; rc == 0 && i < json_array_size(gone); i++) {
+            char od[4400];
+            snprintf(od, sizeof od, "%s/%s", t->p->run_dir, json_string_value(json_array_get(gone, i)));
+            vt_rmtree(od);
+        }
+        json_decref(gone);
         json_decref(m);
         json_decref(old);
     }
@@ -338,8 +347,12 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
                                    t->teacher->has_head};
             size_t nf = 0;
             GET(&b, nf);
-            if (vt_model_alloc(&t->own, &cfg, parts) || nf != t->own.arena_floats) rc = -1;
-            else {
+            if (vt_model_alloc(&t->own, &cfg, parts)) rc = -1;
+            else if (nf != t->own.arena_floats) {
+                rc = vt_fail("%s: holds %zu weights, the checkpoint's structure needs %zu", path, nf,
+                             t->own.arena_floats);
+                vt_model_free(&t->own);
+            } else {
                 get(&b, t->own.arena, sizeof(float) * nf);
                 t->student = &t->own;
             }

@@ -37,16 +37,17 @@ int vt_trainer_slice(trainer *t, const uint8_t *keep) {
     vt_model next;
     vt_masks mk2;
     if (vt_slice_model(t->student, &t->mk, NULL, keep, 0, &next)) return -1;
-    int64_t *cols = vt_malloc(sizeof(int64_t) * (size_t)t->mk.dim + 1, "kept hidden dims");
-    int n = 0;
-    for (int i = 0; cols && i < t->mk.dim; i++) /* the hidden gates come first in the layout */
-        if (keep[i]) cols[n++] = i;
-    if (cols) vt_trainer_head_columns(t, cols, n);
-    free(cols);
+    int64_t *cols = vt_malloc(sizeof(int64_t) * ((size_t)t->mk.dim + 1), "kept hidden dims");
     if (!cols || vt_slice_masks(&t->mk, keep, &mk2)) {
+        free(cols);
         vt_model_free(&next);
         return -1;
     }
+    int n = 0;
+    for (int i = 0; i < t->mk.dim; i++) /* the hidden gates come first in the layout */
+        if (keep[i]) cols[n++] = i;
+    vt_trainer_head_columns(t, cols, n);
+    free(cols);
     if (remap_adam(&t->adam_mu, &t->mk, &mk2) || remap_adam(&t->adam_lv, &t->mk, &mk2)) {
         vt_model_free(&next);
         vt_masks_free(&mk2);

@@ -192,6 +192,11 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
 
     vt_ckpt_pos pos = {0, 0, 0};
     if (p->resume_dir && vt_ckpt_load(&t, p->resume_dir, &pos, out)) goto done;
+    if (pos.phase == 1 && p->finetune_steps <= 0) {
+        vt_fail("%s: the checkpoint is in the fine-tuning phase but schedule.finetune_steps = 0; resume with "
+                "the run's own configuration", p->resume_dir);
+        goto done;
+    }
     long step = pos.step;
     int stop = 0;
     if (pos.phase == 0) {

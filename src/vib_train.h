@@ -1,4 +1,5 @@
-/* vib_train.h — VTrans pruning in one process: the mask phase (VIB gates trained by distillation,
+/* vib_train.h — VTrans pruning, in one process or on one rank of a pipeline (with training
+ * checkpoints and resume): the mask phase (VIB gates trained by distillation,
  * KL and the budget Lagrangian, with iterative hard pruning), the global keep decision, and for
  * the full/fast variants joint fine-tuning of the kept weights and gates; the result is sliced
  * into a smaller model. */
@@ -25,7 +26,7 @@ typedef struct {
     uint64_t seed;
     long steps, finetune_steps; /* finetune_steps 0: masks only (Faster-VTrans) */
     int batch_size;         /* sequences per step, over all replicas */
-    int micro_batches;      /* per replica and step (0: automatic: 2 per stage, 1 in one process) */
+    int micro_batches;      /* per replica and step (0: automatic, vt_micro_batches_choose) */
     double lr_mask, lr_weight, lr_lambda, clip, weight_decay;
     vt_lr_schedule schedule;
     long warmup_steps;

@@ -25,10 +25,7 @@ static void make_config(vt_config *c, int layers, int vocab) {
     assert_int_equal(vt_config_init_dense(c), 0);
 }
 
-/* Inference puts the classifier on the last stage, training on every stage (1/S each). */
-static vt_partition_use use = VT_PARTITION_INFER;
-
-static double max_stage_cost(const vt_config *c, int S, const int *begin, double *sumsq) {
+static double max_stage_cost(const vt_config *c, int S, vt_partition_use use, const int *begin, double *sumsq) {
     double m = 0.0, q = 0.0;
     for (int s = 0; s < S; s++) {
         double cost = vt_partition_stage_cost(c, S, use, s, begin[s], begin[s + 1]);
@@ -75,7 +72,7 @@ static void test_uniform_layers_split_evenly(void **state) {
     int divisors[] = {1, 2, 3, 4, 6, 12};
     for (int i = 0; i < 6; i++) {
         int S = divisors[i];
-        assert_int_equal(vt_partition_layers(&c, S, use, begin), 0);
+        assert_int_equal(vt_partition_layers(&c, S, VT_PARTITION_INFER, begin), 0);
         assert_valid_partition(&c, S, begin);
         for (int s = 0; s <= S; s++) assert_int_equal(begin[s], s * 12 / S);
     }
@@ -91,17 +88,17 @@ static void test_expensive_head_shifts_layers(void **state) {
     c.vocab = (int)(1.5 * layer / (2.0 * c.dim));
     assert_true(vt_partition_head_cost(&c) > 1.4 * layer && vt_partition_head_cost(&c) < 1.6 * layer);
     int begin[5];
-    assert_int_equal(vt_partition_layers(&c, 4, use, begin), 0);
+    assert_int_equal(vt_partition_layers(&c, 4, VT_PARTITION_INFER, begin), 0);
     assert_valid_partition(&c, 4, begin);
     /* 8 layers + 1.5 layers of head over 4 stages: the last stage takes 1 layer, the others 2-3 */
     assert_int_equal(begin[4] - begin[3], 1);
-    assert_true(max_stage_cost(&c, 4, begin, NULL) <= 3.0 * layer * (1 + 1e-12));
+    assert_true(max_stage_cost(&c, 4, VT_PARTITION_INFER, begin, NULL) <= 3.0 * layer * (1 + 1e-12));
     for (int s = 0; s < 3; s++) assert_true(begin[s + 1] - begin[s] >= 2);
 
     /* With the head far costlier than every layer together, the last stage owns one layer only and
      * the bottleneck is that stage. */
     c.vocab = (int)(20.0 * layer / (2.0 * c.dim));
-    assert_int_equal(vt_partition_layers(&c, 2, use, begin), 0);
+    assert_int_equal(vt_partition_layers(&c, 2, VT_PARTITION_INFER, begin), 0);
     assert_int_equal(begin[1], 7);
     vt_config_free(&c);
 }
@@ -117,9 +114,7 @@ static void test_classifier_shared_by_all_stages(void **state) {
     for (double heads = 1.5; heads <= 20.0; heads *= 4) {
         c.vocab = (int)(heads * layer / (2.0 * c.dim));
         assert_int_equal(vt_partition_layers(&c, 4, VT_PARTITION_TRAIN, begin), 0);
-        use = VT_PARTITION_TRAIN;
         assert_valid_partition(&c, 4, begin);
-        use = VT_PARTITION_INFER;
         for (int s = 0; s < 4; s++) assert_int_equal(begin[s + 1] - begin[s], 2);
         double share = vt_partition_head_cost(&c) / 4;
         double last = vt_partition_stage_cost(&c, 4, VT_PARTITION_TRAIN, 3, begin[3], begin[4]);
@@ -137,7 +132,7 @@ static void test_pruned_layers(void **state) {
     make_config(&c, 8, 16);
     for (int l = 0; l < 4; l++) c.layers[l].n_heads = c.layers[l].n_kv_heads = c.layers[l].ffn = 0;
     int begin[3];
-    assert_int_equal(vt_partition_layers(&c, 2, use, begin), 0);
+    assert_int_equal(vt_partition_layers(&c, 2, VT_PARTITION_INFER, begin), 0);
     /* four free layers and two real ones on stage 0, two real ones and the head on stage 1 */
     assert_int_equal(begin[1], 6);
     assert_true(vt_partition_layer_cost(&c, 0) == 0.0);
@@ -145,16 +140,16 @@ static void test_pruned_layers(void **state) {
     /* every stage non-empty even when all but one layer is removed */
     for (int l = 0; l < 7; l++) c.layers[l].n_heads = c.layers[l].n_kv_heads = c.layers[l].ffn = 0;
     int b8[9];
-    assert_int_equal(vt_partition_layers(&c, 8, use, b8), 0);
+    assert_int_equal(vt_partition_layers(&c, 8, VT_PARTITION_INFER, b8), 0);
     assert_valid_partition(&c, 8, b8);
     vt_config_free(&c);
 }
 
 /* Brute force over all compositions of L layers into S non-empty runs. */
-static void brute_force(const vt_config *c, int S, int s, int *begin, double *best_max, double *best_sq) {
+static void brute_force(const vt_config *c, int S, vt_partition_use use, int s, int *begin, double *best_max, double *best_sq) {
     int L = c->n_layers;
     if (s == S) {
-        double sq, m = max_stage_cost(c, S, begin, &sq);
+        double sq, m = max_stage_cost(c, S, use, begin, &sq);
         if (m < *best_max * (1 - 1e-12)) {
             *best_max = m;
             *best_sq = sq;
@@ -165,12 +160,12 @@ static void brute_force(const vt_config *c, int S, int s, int *begin, double *be
     }
     if (s == S - 1) {
         begin[S] = L;
-        brute_force(c, S, S, begin, best_max, best_sq);
+        brute_force(c, S, use, S, begin, best_max, best_sq);
         return;
     }
     for (int e = begin[s] + 1; e <= L - (S - s - 1); e++) {
         begin[s + 1] = e;
-        brute_force(c, S, s + 1, begin, best_max, best_sq);
+        brute_force(c, S, use, s + 1, begin, best_max, best_sq);
     }
 }
 
@@ -191,20 +186,19 @@ static void test_optimal_against_brute_force(void **state) {
         }
         for (int S = 1; S <= L; S++)
             for (int u = 0; u < 2; u++) {
-                use = u ? VT_PARTITION_TRAIN : VT_PARTITION_INFER;
+                vt_partition_use use = u ? VT_PARTITION_TRAIN : VT_PARTITION_INFER;
                 int begin[16], scratch[16];
                 assert_int_equal(vt_partition_layers(&c, S, use, begin), 0);
                 assert_valid_partition(&c, S, begin);
-                double sq, got = max_stage_cost(&c, S, begin, &sq);
+                double sq, got = max_stage_cost(&c, S, use, begin, &sq);
                 double best = INFINITY, best_sq = INFINITY;
                 scratch[0] = 0;
-                brute_force(&c, S, 0, scratch, &best, &best_sq);
+                brute_force(&c, S, use, 0, scratch, &best, &best_sq);
                 if (fabs(got - best) > 1e-9 * best)
                     fail_msg("L=%d S=%d: bottleneck %.6g, brute force %.6g", L, S, got, best);
                 if (sq > best_sq * (1 + 1e-9))
                     fail_msg("L=%d S=%d: sum of squares %.6g, brute force %.6g", L, S, sq, best_sq);
             }
-        use = VT_PARTITION_INFER;
         vt_config_free(&c);
     }
 }
@@ -214,11 +208,11 @@ static void test_partition_errors(void **state) {
     vt_config c;
     make_config(&c, 4, 16);
     int begin[9];
-    assert_int_equal(vt_partition_layers(&c, 8, use, begin), -1);
+    assert_int_equal(vt_partition_layers(&c, 8, VT_PARTITION_INFER, begin), -1);
     assert_non_null(strstr(vt_error(), "cannot split 4 layers into 8 stages"));
-    assert_int_equal(vt_partition_layers(&c, 0, use, begin), -1);
+    assert_int_equal(vt_partition_layers(&c, 0, VT_PARTITION_INFER, begin), -1);
     assert_non_null(strstr(vt_error(), "at least one stage"));
-    assert_int_equal(vt_partition_layers(&c, 4, use, begin), 0);
+    assert_int_equal(vt_partition_layers(&c, 4, VT_PARTITION_INFER, begin), 0);
     for (int s = 0; s <= 4; s++) assert_int_equal(begin[s], s);
     vt_config_free(&c);
 }

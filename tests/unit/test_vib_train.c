@@ -8,6 +8,7 @@
 #include "calib.h"
 #include "error.h"
 #include "forward.h"
+#include "fsutil.h"
 #include "testutil.h"
 #include "vib_train.h"
 
@@ -192,6 +193,23 @@ static void test_resume_matches_uninterrupted(void **st) {
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
     assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     vt_vib_result_free(&fallback);
+    /* resuming from step 12 and saving again writes step 15 anew: the manifest lists 12 and the new
+     * 15 once each, and the folder of 12 stays */
+    p.run_dir = run;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
+    vt_vib_result_free(&fallback);
+    snprintf(path, sizeof path, "%s/manifest.json", run);
+    size_t len;
+    char *manifest = NULL;
+    assert_int_equal(vt_read_file(path, &manifest, &len), 0);
+    const char *at12 = strstr(manifest, "ckpt-00000012\""), *at15 = strstr(manifest, "ckpt-00000015\"");
+    assert_non_null(at12);
+    assert_non_null(at15);
+    assert_null(strstr(at12 + 1, "ckpt-00000012\""));
+    assert_null(strstr(at15 + 1, "ckpt-00000015\""));
+    free(manifest);
+    snprintf(path, sizeof path, "%s/ckpt-00000012/state.bin", run);
+    assert_true(vt_path_exists(path));
     /* no manifest: refused with a message naming it */
     snprintf(path, sizeof path, "%s/manifest.json", run);
     assert_int_equal(unlink(path), 0);
