@@ -1,21 +1,16 @@
 /* cmd_generate.c — `vtrans-dist generate`: text from a prompt, greedy or sampled, as llama2.c run.c. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "args.h"
 #include "commands.h"
+#include "clock.h"
 #include "error.h"
 #include "forward.h"
 #include "generate_cli.h"
 #include "model.h"
 #include "tokenizer.h"
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int generate(const vt_model *m, const vt_tokenizer *tok, const char *tok_path, const vt_generate_options *o) {
     const vt_config *c = &m->cfg;
@@ -29,7 +24,7 @@ static int generate(const vt_model *m, const vt_tokenizer *tok, const char *tok_
     if (!x || !logits || !scratch || vt_fwd_init(&f, m, 1, 1, steps)) goto out;
     int32_t token = prompt_ids[0];
     int pos = 0;
-    double t0 = seconds_now();
+    double t0 = vt_seconds();
     while (pos < steps) {
         vt_embed(m, &token, 1, x);
         vt_layers_forward(m, &f, 0, c->n_layers, x, 1, 1, pos);
@@ -41,7 +36,7 @@ static int generate(const vt_model *m, const vt_tokenizer *tok, const char *tok_
         token = next;
     }
     printf("\n");
-    double dt = seconds_now() - t0;
+    double dt = vt_seconds() - t0;
     fprintf(stderr, "generated %d positions in %.2f s (%.1f tokens/s)\n", pos, dt, dt > 0 ? pos / dt : 0.0);
     rc = 0;
     vt_fwd_free(&f);

@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "forward.h"
 
@@ -17,11 +17,6 @@ double vt_nll(const float *logits, int vocab, int target) {
     return log(sum) + mx - logits[target];
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int vt_eval_check(const vt_config *c, const int32_t *ids, size_t n, int window) {
     if (window < 2) return vt_fail("window of %d tokens is too short (at least 2)", window);
@@ -83,7 +78,7 @@ int vt_eval_stream(const vt_model *m, const int32_t *ids, size_t n, int window, 
         vt_fwd_free(&f);
         return -1;
     }
-    double t0 = now_seconds();
+    double t0 = vt_seconds();
     size_t total = full + (rest >= 2), done = 0;
     for (size_t w = 0; w < full; w += (size_t)batch) {
         int B = (int)((full - w) < (size_t)batch ? (full - w) : (size_t)batch);
@@ -95,7 +90,7 @@ int vt_eval_stream(const vt_model *m, const int32_t *ids, size_t n, int window, 
         eval_batch(m, &f, ids + full * window, 1, (int)rest, x, logits, out);
         if (progress) progress(total, total, arg);
     }
-    out->seconds = now_seconds() - t0;
+    out->seconds = vt_seconds() - t0;
     out->ppl = exp(out->nll_sum / (double)out->tokens);
     free(x);
     free(logits);

@@ -3,10 +3,10 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "args.h"
 #include "data.h"
+#include "clock.h"
 #include "error.h"
 #include "tokenizer.h"
 
@@ -78,18 +78,13 @@ void vt_eval_print(const vt_eval_options *o, const vt_eval_result *r) {
     fflush(stdout);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
-void vt_eval_progress_start(vt_eval_progress *p) { p->start = p->last = now_seconds(); }
+void vt_eval_progress_start(vt_eval_progress *p) { p->start = p->last = vt_seconds(); }
 
 /* A line on stderr at most every 10 s, so long evaluations show they are alive. */
 void vt_eval_progress_report(size_t done, size_t total, void *arg) {
     vt_eval_progress *p = arg;
-    double now = now_seconds();
+    double now = vt_seconds();
     if (now - p->last < 10 || done == total) return;
     p->last = now;
     double el = now - p->start, eta = done ? el * (double)(total - done) / (double)done : 0.0;

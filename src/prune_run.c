@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "archive_pack.h"
 #include "baselines.h"
@@ -18,6 +17,7 @@
 #include "budget.h"
 #include "calib.h"
 #include "data.h"
+#include "clock.h"
 #include "error.h"
 #include "eval.h"
 #include "fsutil.h"
@@ -53,11 +53,6 @@ static int report_memory(vt_comm *comm, const vt_vib_result *r) {
     return rc;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static volatile sig_atomic_t stop_requested;
 
@@ -134,7 +129,7 @@ int vt_prune_run(const vt_run_config *rc) {
 
 int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     int coordinator = comm->world_rank == 0;
-    double t0 = seconds_now();
+    double t0 = vt_seconds();
     int rc_out = -1, have_tok = 0;
     vt_tokenizer tok;
     vt_tokens calib_ids = {0}, eval_ids = {0};
@@ -192,7 +187,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     double ppl_before = NAN, ppl_after = NAN;
     if (eval_ids.n && evaluate(comm, &model, &eval_ids, rc->data_eval_window, "before", &ppl_before)) goto done;
 
-    double t_prune = seconds_now();
+    double t_prune = vt_seconds();
     long steps = 0, tokens = 0;
     if (rc->method_name == VT_METHOD_VIB) {
         char run_dir[4200];
@@ -239,7 +234,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         steps = batches;
         tokens = (long)batches * rc->schedule_batch_size * rc->data_seq_len;
     }
-    double prune_seconds = seconds_now() - t_prune;
+    double prune_seconds = vt_seconds() - t_prune;
     if (eval_ids.n && evaluate(comm, &pruned, &eval_ids, rc->data_eval_window, "after", &ppl_after)) goto done;
 
     /* The report. */
@@ -258,7 +253,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     json_object_set_new(report, "steps", json_integer(steps));
     json_object_set_new(report, "tokens", json_integer(tokens));
     json_object_set_new(report, "prune_seconds", json_real(prune_seconds));
-    json_object_set_new(report, "wall_seconds", json_real(seconds_now() - t0));
+    json_object_set_new(report, "wall_seconds", json_real(vt_seconds() - t0));
     if (vib.n_records) {
         json_t *curve = json_array();
         for (size_t i = 0; i < vib.n_records; i++) {
@@ -300,7 +295,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     rc_out = 0;
     vt_report_print_table(stdout, &model.cfg, &pruned.cfg, ppl_before, ppl_after);
     printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", rc->output_dir, vt_dtype_name(rc->output_dtype),
-           seconds_now() - t0);
+           vt_seconds() - t0);
 done:
     json_decref(report);
     vt_vib_result_free(&vib);

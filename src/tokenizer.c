@@ -70,6 +70,10 @@ int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
     memset(t, 0, sizeof *t);
     unsigned char *data = NULL;
     size_t size = 0;
+    struct stat st; /* a weights file given by mistake is refused before it is read */
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size > MAX_TOKENIZER_BYTES)
+        return vt_fail("%s: %lld bytes, more than the %u a tokenizer file may have: is this the tokenizer?", path,
+                       (long long)st.st_size, MAX_TOKENIZER_BYTES);
     if (vt_read_file(path, (char **)&data, &size)) return -1;
     if (size < 4) {
         free(data);

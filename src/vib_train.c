@@ -5,19 +5,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "partition.h"
 #include "slice.h"
 #include "train_ckpt.h"
 #include "trainer.h"
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Global gradient-norm clipping over the gate (and weight) gradients. Every rank holds all gate
  * gradients but only its stage's weight gradients (the same on each replica of the stage), so the
@@ -44,7 +39,7 @@ static int clip_gradients(trainer *t, size_t w0, size_t wn) {
 static void report(trainer *t, const vt_train_record *r, long step, long total, long start, double since,
                    long tokens0) {
     const vt_vib_params *p = t->p;
-    double el = seconds_now() - since, rate = (double)(t->tokens - tokens0) / (el > 0 ? el : 1e-9);
+    double el = vt_seconds() - since, rate = (double)(t->tokens - tokens0) / (el > 0 ? el : 1e-9);
     double eta = el / (double)(step + 1 - start) * (double)(total - step - 1);
     if (t->comm->world_rank != 0) return; /* the coordinator speaks for the run */
     if (p->log)
@@ -82,14 +77,14 @@ static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done
     double flags[2] = {p->stop && *p->stop ? 1.0 : 0.0, 0.0};
     if (t->comm->world_rank == 0) {
         int by_steps = p->checkpoint_steps > 0 && done % p->checkpoint_steps == 0;
-        int by_time = p->checkpoint_minutes > 0 && seconds_now() - t->last_save >= 60.0 * p->checkpoint_minutes;
+        int by_time = p->checkpoint_minutes > 0 && vt_seconds() - t->last_save >= 60.0 * p->checkpoint_minutes;
         flags[1] = by_steps || by_time;
     }
     if (t->comm->sum_world(t->comm, flags, 2)) return -1;
     if (flags[0] == 0 && flags[1] == 0) return 0;
     vt_ckpt_pos pos = {done, phase, done_in_phase};
     if (vt_ckpt_save(t, &pos, out)) return -1;
-    t->last_save = seconds_now();
+    t->last_save = vt_seconds();
     if (flags[0] == 0) return 0;
     if (p->log && t->comm->world_rank == 0)
         fprintf(p->log, "stopping on request after step %ld: checkpoint saved in %s\n", done, p->run_dir);
@@ -100,7 +95,7 @@ static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done
 
 static int run_phase(trainer *t, int phase, long start, long total, long *global_step, double t0, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
-    double since = seconds_now();
+    double since = vt_seconds();
     long tokens0 = t->tokens;
     for (long s = start; s < total; s++, (*global_step)++) {
         vt_train_record rec = {.step = *global_step, .phase = phase};
@@ -113,7 +108,7 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
         if (t->train_weights)
             vt_adam_step(&t->adam_w, t->own.arena + w0, t->dw.arena + w0, vt_lr_at(p->schedule, p->lr_weight, s, total,
                                                                                     p->warmup_steps));
-        rec.seconds = seconds_now() - t0;
+        rec.seconds = vt_seconds() - t0;
         out->final_kd = rec.kd;
         if (p->log_interval > 0 && ((s + 1) % p->log_interval == 0 || s + 1 == total)) {
             report(t, &rec, s, total, start, since, tokens0);
@@ -174,7 +169,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     t.T = calib->seq_len;
     t.ctx = vt_mean_ctx(t.T);
     t.dense_size = vt_structure_size(&teacher->cfg, p->kind, t.ctx);
-    double t0 = seconds_now();
+    double t0 = vt_seconds();
     int rc = -1;
     uint8_t *keep = NULL;
     float *z = NULL;
@@ -188,7 +183,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     if (!t.tok || !t.tgt || !t.ids) goto done;
     if (vt_trainer_cache_teacher(&t)) goto done;
     vt_trainer_bytes(&t, &out->weight_bytes, &out->work_bytes);
-    t.last_save = seconds_now();
+    t.last_save = vt_seconds();
 
     vt_ckpt_pos pos = {0, 0, 0};
     if (p->resume_dir && vt_ckpt_load(&t, p->resume_dir, &pos, out)) goto done;
@@ -241,7 +236,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     if (vt_slice_model(t.student, &t.mk, z, keep, 1, &out->pruned)) goto done;
     out->steps = step;
     out->tokens = t.tokens;
-    out->seconds = seconds_now() - t0;
+    out->seconds = vt_seconds() - t0;
     rc = 0;
 done:
     free(z);

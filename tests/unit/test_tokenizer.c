@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "documents.h"
@@ -371,7 +372,13 @@ static void test_bad_files(void **state) {
     unsigned char absurd[4] = {0xff, 0xff, 0xff, 0x7f};
     expect_load_error(dir, "absurd.bin", absurd, sizeof absurd, "max_token_length");
     expect_load_error(dir, "header_only.bin", good, 4, "has 0 tokens");
+    /* a file larger than any tokenizer (sparse: nothing is written) is refused before reading */
+    snprintf(path, sizeof path, "%s/huge.bin", dir);
+    assert_int_equal(tu_write_file(path, good, 4), 0);
+    assert_int_equal(truncate(path, (off_t)(1u << 30) + 1), 0);
     vt_tokenizer t;
+    assert_int_equal(vt_tokenizer_load(&t, path), -1);
+    assert_non_null(strstr(vt_error(), "is this the tokenizer?"));
     assert_int_equal(vt_tokenizer_load(&t, "/nonexistent/tok.bin"), -1);
     assert_non_null(strstr(vt_error(), "/nonexistent/tok.bin"));
     tu_rmtree(dir);
