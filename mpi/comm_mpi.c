@@ -74,6 +74,27 @@ static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
     return 0;
 }
 
+static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
+    size_t pieces = 0;
+    for (int i = 0; i < n; i++) pieces += (x[i].bytes + CHUNK - 1) / CHUNK;
+    MPI_Request *req = vt_malloc(sizeof(MPI_Request) * (pieces + 1), "transfer requests");
+    if (!req) return -1;
+    int k = 0;
+    for (int pass = 0; pass < 2; pass++) /* every receive posted before any send */
+        for (int i = 0; i < n; i++) {
+            if (x[i].send != pass) continue;
+            for (size_t o = 0; o < x[i].bytes; o += CHUNK) {
+                int len = (int)(x[i].bytes - o < CHUNK ? x[i].bytes - o : CHUNK);
+                char *b = (char *)x[i].buf + o;
+                if (pass) MPI_Isend(b, len, MPI_BYTE, x[i].replica, 0x7ffd, impl(c)->dp, &req[k++]);
+                else MPI_Irecv(b, len, MPI_BYTE, x[i].replica, 0x7ffd, impl(c)->dp, &req[k++]);
+            }
+        }
+    MPI_Waitall(k, req, MPI_STATUSES_IGNORE);
+    free(req);
+    return 0;
+}
+
 static void abort_all(vt_comm *c, const char *where) {
     (void)c;
     vt_mpi_die(where);
@@ -98,7 +119,8 @@ vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stag
     m->c = (vt_comm){.stage = stage, .stages = stages, .replica = replica, .replicas = replicas, .world_rank = rank,
                      .impl = m, .sum_world = sum_world, .sum_dp = sum_dp, .bcast = bcast, .eval = eval,
                      .abort_all = abort_all, .stage_begin = begin, .pipe_send = pipe_send, .pipe_recv = pipe_recv,
-                     .pipe_bcast = pipe_bcast, .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce};
+                     .pipe_bcast = pipe_bcast, .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce,
+                     .dp_exchange = dp_exchange};
     return &m->c;
 }
 

@@ -223,8 +223,9 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     format_bytes(p->cache_per_sequence, buf, sizeof buf);
     if (in->calib_sequences > 0) {
         format_bytes(p->cache_per_sequence * (double)in->calib_sequences, buf2, sizeof buf2);
-        printf("\nteacher      %ld calibration sequences x %s = %s cached on each last-stage rank\n",
-               in->calib_sequences, buf, buf2);
+        printf("\nteacher      %ld calibration sequences x %s = %s cached, sharded over the %d replicas' "
+               "last-stage ranks\n",
+               in->calib_sequences, buf, buf2, p->replicas);
     } else {
         printf("\nteacher      %s per calibration sequence on each last-stage rank, not in the totals: pass "
                "--calib-sequences N or set data.max_sequences\n",

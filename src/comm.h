@@ -10,6 +10,14 @@
 #include "eval.h"
 #include "model.h"
 
+/* One point-to-point transfer with another replica of this stage (see dp_exchange). */
+typedef struct {
+    void *buf;
+    size_t bytes;
+    int replica; /* the peer */
+    int send;    /* 1: send buf to the peer; 0: receive into buf */
+} vt_transfer;
+
 typedef struct vt_comm vt_comm;
 struct vt_comm {
     int stage, stages, replica, replicas;
@@ -37,6 +45,10 @@ struct vt_comm {
     int (*pipe_bcast)(vt_comm *c, float *x, size_t n, int root);
     int (*pipe_reduce)(vt_comm *c, float *x, size_t n, int root);
     int (*pipe_allreduce)(vt_comm *c, double *x, size_t n, int max);
+    /* Among this stage's replicas: every transfer of the list, all posted at once and then all
+     * completed, so any mix of sends and receives is safe; messages between two replicas arrive
+     * in the order they are listed. */
+    int (*dp_exchange)(vt_comm *c, vt_transfer *x, int n);
 };
 
 /* Every rank passes its status; all get -1 when any rank failed (the failing rank's message

@@ -38,6 +38,11 @@ static int identity_allreduce(vt_comm *c, double *x, size_t n, int max) {
     return 0;
 }
 
+static int no_replica_exchange(vt_comm *c, vt_transfer *x, int n) {
+    (void)c, (void)x;
+    return n ? vt_fail("internal: a single process has no other replica") : 0;
+}
+
 static int eval_local(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
     (void)c;
     return vt_eval_stream(part, ids, n, window, 0, out, NULL, NULL);
@@ -51,7 +56,7 @@ vt_comm *vt_comm_local(int n_layers) {
     local = (vt_comm){.stages = 1, .replicas = 1, .sum_world = identity_double, .sum_dp = identity_float,
                       .bcast = identity_bcast, .eval = eval_local, .stage_begin = begin, .pipe_send = no_stage_send,
                       .pipe_recv = no_stage_recv, .pipe_bcast = identity_root, .pipe_reduce = identity_root,
-                      .pipe_allreduce = identity_allreduce};
+                      .pipe_allreduce = identity_allreduce, .dp_exchange = no_replica_exchange};
     return &local;
 }
 

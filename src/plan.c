@@ -2,6 +2,7 @@
 #include "plan.h"
 #include "head_loss.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,11 +89,14 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
      * and its gradient; the last stage: per micro-batch gradients at the final hidden states */
     st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 6.0 * sizeof(double) * rows;
     if (last) st->activations += f4 * M * rows * d;
+    /* the last stage: the teacher cache's rows of the replica's sequences, fetched for a step */
+    if (last) st->activations += p->cache_per_sequence * p->seqs_per_replica;
 
     st->optimizer = (double)p->gates * GATE_BYTES;
     if (finetune) st->optimizer += keep * (w + 2.0 * layers); /* weight gradients, Adam m and v of layers */
 
-    st->teacher_cache = last ? p->cache_per_sequence * (double)in->calib_sequences : 0.0;
+    /* the last stage: its replica's share of the teacher cache (sequences r, r + D, ...) */
+    st->teacher_cache = last ? p->cache_per_sequence * ceil((double)in->calib_sequences / p->replicas) : 0.0;
     st->total = st->weights + st->activations + st->optimizer + st->teacher_cache;
 }
 
@@ -147,7 +151,7 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     out->flops_step_finetune = in->finetune_steps > 0 ? (3.0 * out->flops_token - head) * tokens_step : 0.0;
     /* every replica runs every calibration sequence through its layers and the classifier once,
      * plus the expectations (one more classifier-sized matmul) */
-    out->flops_teacher = (double)D * (double)in->calib_sequences * T * (out->flops_token + head);
+    out->flops_teacher = (double)in->calib_sequences * T * (out->flops_token + head); /* sharded over replicas */
     out->flops_run = out->flops_step_masks * (double)in->steps +
                      out->flops_step_finetune * (double)in->finetune_steps + out->flops_teacher;
     return 0;

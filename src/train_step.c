@@ -107,9 +107,13 @@ void vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
     t->head.d = n;
 }
 
+/* How many calibration sequences replica r of D holds in the teacher cache: i = r, r + D, ... */
+static size_t shard_size(size_t n_seq, int r, int D) { return n_seq > (size_t)r ? (n_seq - (size_t)r + D - 1) / D : 0; }
+
 void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
     size_t F = sizeof(float), rows = (size_t)t->Bm * t->T, d = (size_t)t->teacher->cfg.dim, n = t->mk.n;
-    size_t cached = t->calib->n_seq * (size_t)t->T;
+    size_t cached = shard_size(t->calib->n_seq, t->comm->replica, t->comm->replicas) * (size_t)t->T;
+    size_t step_rows = (size_t)t->Bd * t->T;
     *weights = F * t->teacher->arena_floats + (t->student == &t->own ? F * t->own.arena_floats : 0) +
                (t->train_weights ? F * (t->dw.arena_floats + 2 * t->adam_w.n) : 0) +
                (t->head_rows ? F * (size_t)t->head.vs * d : 0);
@@ -118,6 +122,8 @@ void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
     w += F * 3 * n * (size_t)t->Bd + sizeof(double) * (2 * n + 8) + 4 * F * n; /* gates, masks, moments */
     w += t->head.bytes + sizeof(double) * rows + F * 2 * rows * d; /* hneg, hx, hdx */
     w += (t->cache_e ? F * cached * d + sizeof(double) * cached : 0) + (t->cache ? F * cached * d : 0);
+    w += (t->step_e ? F * step_rows * d + sizeof(double) * step_rows + sizeof(vt_transfer) * 3 * (size_t)t->B : 0) +
+         (t->step_h ? F * step_rows * d : 0);
     *work = w;
 }
 
@@ -130,44 +136,62 @@ void vt_trainer_head_free(trainer *t) {
     free(t->cache_e);
     free(t->cache_negent);
     free(t->cache);
-    t->head_rows = t->hx = t->hdx = t->cache_e = t->cache = NULL;
-    t->hneg = t->cache_negent = NULL;
+    free(t->step_e);
+    free(t->step_h);
+    free(t->step_negent);
+    free(t->xfer);
+    t->head_rows = t->hx = t->hdx = t->cache_e = t->cache = t->step_e = t->step_h = NULL;
+    t->hneg = t->cache_negent = t->step_negent = NULL;
+    t->xfer = NULL;
 }
 
 /* The teacher cache, on the last stage: for every calibration sequence and token, the teacher's
  * expected classifier row and its sum p log p (head_loss.h), and with an MSE term its final hidden
- * state. Every replica runs all sequences through its own pipeline, so no replica waits for
- * another; every stage takes its share of the classifier. */
+ * state. The cache is sharded: replica r runs sequences r, r + D, r + 2D, ... through its own
+ * pipeline (every stage takes its share of the classifier), so D replicas build it D times faster
+ * and each holds 1/D of it; a step fetches the rows it needs (fetch_teacher_rows). */
 int vt_trainer_cache_teacher(trainer *t) {
     const vt_model *m = t->teacher;
     const vt_calib *cal = t->calib;
     vt_comm *cm = t->comm;
-    size_t d = (size_t)m->cfg.dim, T = (size_t)t->T, tokens = cal->n_seq * T;
-    int last = cm->stages - 1;
+    int D = cm->replicas, r = cm->replica, last = cm->stages - 1;
+    size_t d = (size_t)m->cfg.dim, T = (size_t)t->T, own = shard_size(cal->n_seq, r, D), tokens = own * T;
+    size_t step_rows = (size_t)t->Bd * T;
     vt_fwd f;
     if (vt_fwd_init(&f, m, t->Bm, t->T, t->T)) return -1;
     if (vt_comm_last(cm)) {
-        t->cache_e = vt_malloc(sizeof(float) * tokens * d, "teacher cache");
-        t->cache_negent = vt_malloc(sizeof(double) * tokens, "teacher cache");
-        if (!t->cache_e || !t->cache_negent) goto fail;
-        if (t->p->mse_weight > 0 && !(t->cache = vt_malloc(sizeof(float) * tokens * d, "teacher cache"))) goto fail;
+        int mse = t->p->mse_weight > 0;
+        t->cache_e = vt_malloc(sizeof(float) * (tokens * d + 1), "teacher cache");
+        t->cache_negent = vt_malloc(sizeof(double) * (tokens + 1), "teacher cache");
+        t->step_e = vt_malloc(sizeof(float) * step_rows * d, "teacher rows of a step");
+        t->step_negent = vt_malloc(sizeof(double) * step_rows, "teacher rows of a step");
+        t->xfer = vt_malloc(sizeof(vt_transfer) * 3 * (size_t)t->B, "teacher row transfers");
+        if (!t->cache_e || !t->cache_negent || !t->step_e || !t->step_negent || !t->xfer) goto fail;
+        if (mse && (!(t->cache = vt_malloc(sizeof(float) * (tokens * d + 1), "teacher cache")) ||
+                    !(t->step_h = vt_malloc(sizeof(float) * step_rows * d, "teacher rows of a step"))))
+            goto fail;
     }
-    for (size_t s0 = 0; s0 < cal->n_seq; s0 += (size_t)t->Bm) {
-        int B = (int)(cal->n_seq - s0 < (size_t)t->Bm ? cal->n_seq - s0 : (size_t)t->Bm), rows = B * t->T;
+    for (size_t j0 = 0; j0 < own; j0 += (size_t)t->Bm) {
+        int B = (int)(own - j0 < (size_t)t->Bm ? own - j0 : (size_t)t->Bm), rows = B * t->T;
         size_t n = (size_t)rows * d;
-        int tag = (int)(s0 / (size_t)t->Bm) & 0x7fff;
-        if (vt_comm_first(cm)) vt_embed(m, vt_calib_seq(cal, (int64_t)s0), rows, t->x);
-        else if (vt_recv_prev(cm, t->x, n, tag)) goto fail;
+        int tag = (int)(j0 / (size_t)t->Bm) & 0x7fff;
+        if (vt_comm_first(cm)) {
+            for (int b = 0; b < B; b++)
+                memcpy(t->tok + (size_t)b * T, vt_calib_seq(cal, (int64_t)((j0 + (size_t)b) * D + (size_t)r)),
+                       sizeof(int32_t) * T);
+            vt_embed(m, t->tok, rows, t->x);
+        } else if (vt_recv_prev(cm, t->x, n, tag))
+            goto fail;
         vt_layers_forward(m, &f, m->layer_begin, m->layer_end, t->x, B, t->T, 0);
         if (!vt_comm_last(cm)) {
             if (vt_send_next(cm, t->x, n, tag)) goto fail;
         } else {
-            if (t->cache) memcpy(t->cache + s0 * T * d, t->x, n * sizeof(float));
+            if (t->cache) memcpy(t->cache + j0 * T * d, t->x, n * sizeof(float));
             vt_rmsnorm(t->hx, t->x, m->final_norm, rows, (int)d, m->cfg.norm_eps, NULL);
         }
         if (cm->pipe_bcast(cm, t->hx, n, last)) goto fail;
-        float *e = vt_comm_last(cm) ? t->cache_e + s0 * T * d : t->hdx;
-        double *neg = vt_comm_last(cm) ? t->cache_negent + s0 * T : t->hneg;
+        float *e = vt_comm_last(cm) ? t->cache_e + j0 * T * d : t->hdx;
+        double *neg = vt_comm_last(cm) ? t->cache_negent + j0 * T : t->hneg;
         if (vt_head_teacher(cm, &t->head, t->hx, rows, (float)t->p->temperature, last, e, neg)) goto fail;
     }
     vt_fwd_free(&f);
@@ -177,10 +201,34 @@ fail:
     return -1;
 }
 
+/* Last stage: the teacher cache's rows of this replica's sequences in this step, into step_e,
+ * step_negent (and step_h), from the replicas that hold them; every replica sends the rows it
+ * holds of the others' sequences. All replicas know the whole batch, so each lists the same
+ * transfers in the same order. */
+static int fetch_teacher_rows(trainer *t) {
+    vt_comm *cm = t->comm;
+    int D = cm->replicas, me = cm->replica, n = 0;
+    size_t T = (size_t)t->T, d = (size_t)t->teacher->cfg.dim;
+    for (int k = 0; k < t->B; k++) {
+        int owner = (int)(t->ids[k] % D), user = k / t->Bd;
+        if (owner != me && user != me) continue;
+        size_t j = (size_t)(t->ids[k] / D), b = (size_t)(k % t->Bd);
+        void *held[3] = {t->cache_e + j * T * d, t->cache_negent + j * T, t->cache ? t->cache + j * T * d : NULL};
+        void *need[3] = {t->step_e + b * T * d, t->step_negent + b * T, t->step_h ? t->step_h + b * T * d : NULL};
+        size_t bytes[3] = {sizeof(float) * T * d, sizeof(double) * T, sizeof(float) * T * d};
+        for (int q = 0; q < (t->cache ? 3 : 2); q++) {
+            if (owner == me && user == me) memcpy(need[q], held[q], bytes[q]);
+            else if (owner == me) t->xfer[n++] = (vt_transfer){held[q], bytes[q], user, 1};
+            else t->xfer[n++] = (vt_transfer){need[q], bytes[q], owner, 0};
+        }
+    }
+    return cm->dp_exchange(cm, t->xfer, n);
+}
+
 /* The classifier and losses of micro-batch mb on every stage (each its share of the vocabulary);
  * the last stage turns the gradient into dL/d(final hidden) and adds the MSE term. Losses are
  * scaled to means over the global batch and added to acc[0..2]. */
-static int head_and_loss(trainer *t, int mb, const int64_t *ids, const int32_t *tgt, double *acc) {
+static int head_and_loss(trainer *t, int mb, const int32_t *tgt, double *acc) {
     const vt_vib_params *p = t->p;
     vt_comm *cm = t->comm;
     const vt_model *s = t->student;
@@ -190,13 +238,11 @@ static int head_and_loss(trainer *t, int mb, const int64_t *ids, const int32_t *
     vt_tape *tp = &t->tapes[mb];
     float *xn = vt_comm_last(cm) ? tp->xn_final : t->hx;
     if (cm->pipe_bcast(cm, xn, (size_t)rows * d, last)) return -1;
-    if (vt_comm_last(cm)) /* the micro-batch's rows of the teacher cache, gathered */
-        for (int b = 0; b < t->Bm; b++) {
-            memcpy(t->hx + (size_t)b * T * dt, t->cache_e + (size_t)ids[b] * T * dt, sizeof(float) * T * dt);
-            memcpy(t->hneg + (size_t)b * T, t->cache_negent + (size_t)ids[b] * T, sizeof(double) * T);
-        }
-    if (vt_head_student(cm, &t->head, xn, rows, (float)p->temperature, share, tgt, p->ce_weight * share, last, t->hx,
-                        t->mk.unit_id, dt, t->hneg, t->hdx, acc))
+    size_t r0 = (size_t)mb * rows; /* the micro-batch's first row among the replica's */
+    const float *e = vt_comm_last(cm) ? t->step_e + r0 * dt : NULL;
+    const double *neg = vt_comm_last(cm) ? t->step_negent + r0 : NULL;
+    if (vt_head_student(cm, &t->head, xn, rows, (float)p->temperature, share, tgt, p->ce_weight * share, last, e,
+                        t->mk.unit_id, dt, neg, t->hdx, acc))
         return -1;
     if (!vt_comm_last(cm)) return 0;
     float *dx = t->dx_last[mb];
@@ -205,13 +251,13 @@ static int head_and_loss(trainer *t, int mb, const int64_t *ids, const int32_t *
         double scale = p->mse_weight / ((double)t->B * t->T * d), total = 0.0;
         const float *xf = tp->x_final;
         for (int b = 0; b < t->Bm; b++) {
-            const float *h = t->cache + (size_t)ids[b] * T * dt;
+            const float *h = t->step_h + (r0 + (size_t)b * T) * dt;
             for (size_t r = 0; r < T; r++)
                 for (int i = 0; i < d; i++) {
                     size_t k = ((size_t)b * T + r) * d + i;
-                    double e = (double)xf[k] - h[r * dt + t->mk.unit_id[i]];
-                    total += e * e;
-                    dx[k] += (float)(2.0 * scale * e);
+                    double err = (double)xf[k] - h[r * dt + t->mk.unit_id[i]];
+                    total += err * err;
+                    dx[k] += (float)(2.0 * scale * err);
                 }
         }
         acc[2] += total * scale;
@@ -238,6 +284,7 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     vt_masks_zero_grad(&t->mk);
     if (dw) memset(dw->arena, 0, sizeof(float) * dw->arena_floats);
     double acc[3] = {0, 0, 0};
+    if (vt_comm_last(cm) && fetch_teacher_rows(t)) return -1;
     /* forward, micro-batch by micro-batch */
     for (int mb = 0; mb < t->M; mb++) {
         vt_gates g = {&t->mk, t->z + (size_t)mb * Bm * n, n};
@@ -255,7 +302,7 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     }
     /* the classifier and losses, every stage computing its share of the vocabulary */
     for (int mb = 0; mb < t->M; mb++)
-        if (head_and_loss(t, mb, ids + (size_t)mb * Bm, t->tgt + (size_t)mb * Bm * T, acc)) return -1;
+        if (head_and_loss(t, mb, t->tgt + (size_t)mb * Bm * T, acc)) return -1;
     /* backward, last micro-batch first */
     for (int mb = t->M - 1; mb >= 0; mb--) {
         vt_gates g = {&t->mk, t->z + (size_t)mb * Bm * n, n};

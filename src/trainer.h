@@ -33,13 +33,17 @@ typedef struct {
     float **dx_last;         /* last stage: dL/d(final hidden) per micro-batch */
     vt_head_part head;       /* this stage's share of the classifier's vocabulary (head_loss.h) */
     float *head_rows;        /* stages other than the last: their copy of those classifier rows */
-    float *hx;               /* [Bm*T, dim]: the classifier's input (other stages: received); on the
-                              * last stage during a step, the micro-batch's rows of cache_e */
+    float *hx;               /* [Bm*T, dim]: the classifier's input (other stages: received) */
     float *hdx;              /* [Bm*T, dim]: the gradient at the classifier's input */
     double *hneg;            /* [Bm*T]: the micro-batch's rows of cache_negent */
-    float *cache_e;          /* last stage: the teacher's expected classifier row per token [n_seq, T, dim] */
-    double *cache_negent;    /* last stage: the teacher's sum p log p per token [n_seq, T] */
-    float *cache;            /* last stage, with an MSE term only: the teacher's final hidden states */
+    /* The teacher cache, on the last stage, sharded over the replicas: sequence i is held by
+     * replica i % D at index i / D (vt_trainer_cache_teacher). */
+    float *cache_e;          /* the teacher's expected classifier row per token [own seqs, T, dim] */
+    double *cache_negent;    /* the teacher's sum p log p per token [own seqs, T] */
+    float *cache;            /* with an MSE term only: the teacher's final hidden states [own seqs, T, dim] */
+    float *step_e, *step_h;  /* the cache's rows of this replica's sequences in a step [Bd, T, dim] */
+    double *step_negent;     /* [Bd, T] */
+    vt_transfer *xfer;       /* [3 B]: the step's transfers of cache rows between replicas */
     float *z, *eps, *dz;     /* gates of this replica's sequences [Bd, n] */
     int32_t *tok, *tgt;      /* [Bd*T] */
     int64_t *ids;            /* [B] global batch */
