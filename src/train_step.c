@@ -222,7 +222,7 @@ static int fetch_teacher_rows(trainer *t) {
             else t->xfer[n++] = (vt_transfer){need[q], bytes[q], owner, 0};
         }
     }
-    return cm->dp_exchange(cm, t->xfer, n);
+    return n ? cm->dp_exchange(cm, t->xfer, n) : 0;
 }
 
 /* The classifier and losses of micro-batch mb on every stage (each its share of the vocabulary);
