@@ -181,7 +181,11 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     t.tgt = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch targets");
     t.ids = vt_malloc(sizeof(int64_t) * (size_t)t.B, "batch ids");
     if (!t.tok || !t.tgt || !t.ids) goto done;
+    double tc = vt_seconds();
     if (vt_trainer_cache_teacher(&t)) goto done;
+    if (p->log)
+        fprintf(p->log, "teacher cache: %zu calibration sequences, sharded over %d replica(s), in %.1f s\n",
+                calib->n_seq, comm->replicas, vt_seconds() - tc);
     vt_trainer_bytes(&t, &out->weight_bytes, &out->work_bytes);
     t.last_save = vt_seconds();
 
