@@ -1,0 +1,534 @@
+/* fake_comm.c — vt_comm over threads of one process, for tests (see fake_comm.h). One mutex and
+ * one condition variable serve the whole world: every wait re-checks its condition after any
+ * change, which is simple and fast enough for the few ranks a test runs. */
+#include "fake_comm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+
+enum { OP_SUM_WORLD, OP_SUM_DP, OP_BCAST, OP_PIPE_BCAST, OP_PIPE_REDUCE, OP_PIPE_SUM, OP_PIPE_MAX };
+static const char *const op_name[] = {
+    "sum_world", "sum_dp", "bcast", "pipe_bcast", "pipe_reduce", "pipe_allreduce (sum)", "pipe_allreduce (max)"};
+
+/* The members of a collective and what each posted for the current one. */
+typedef struct {
+    char name[64];
+    int size;
+    int *ranks; /* world rank of each member, in member order */
+    int arrived;
+    unsigned long gen; /* barriers passed */
+    void **buf;
+    size_t *n;
+    int *op, *root;
+} group;
+
+typedef struct msg {
+    struct msg *next;
+    int tag, sync, taken;
+    size_t n;
+    float *data;
+} msg;
+
+typedef struct {
+    vt_comm c;
+    fake_world *w;
+    int status;
+    char message[2048];
+} rank_state;
+
+struct fake_world {
+    int stages, replicas, P, sync;
+    double timeout;
+    int *begin;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int aborted;
+    char why[1024];
+    int *done; /* per rank: its fn returned */
+    group world;
+    group *pipe, *dp; /* per replica, per stage */
+    msg **box;        /* [src * P + dst]: messages in arrival order */
+    rank_state *rk;
+    int (*fn)(vt_comm *, void *);
+    void *arg;
+};
+
+static rank_state *state(vt_comm *c) { return (rank_state *)c->impl; }
+
+/* Under the lock: ends every pending and later call of this run (the first reason is kept). */
+static void abort_world(fake_world *w, const char *fmt, ...) {
+    if (!w->aborted) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->why, sizeof w->why, fmt, ap);
+        va_end(ap);
+        w->aborted = 1;
+    }
+    pthread_cond_broadcast(&w->cv);
+}
+
+static int aborted_fail(fake_world *w, int rank) {
+    return vt_fail("rank %d: the fake world was aborted: %s", rank, w->why);
+}
+
+static struct timespec deadline(const fake_world *w) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    double s = (double)t.tv_nsec * 1e-9 + w->timeout;
+    t.tv_sec += (time_t)s;
+    t.tv_nsec = (long)((s - (double)(time_t)s) * 1e9);
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* Under the lock: member `rank` of g waits for the others. */
+static int barrier(fake_world *w, group *g, int rank) {
+    unsigned long gen = g->gen;
+    if (++g->arrived == g->size) {
+        g->arrived = 0;
+        g->gen++;
+        pthread_cond_broadcast(&w->cv);
+        return 0;
+    }
+    struct timespec until = deadline(w);
+    int timed_out = 0;
+    while (g->gen == gen) {
+        if (w->aborted) return aborted_fail(w, rank);
+        for (int m = 0; m < g->size; m++)
+            if (w->done[g->ranks[m]]) {
+                abort_world(w, "rank %d returned while rank %d waits for it in a collective of %s", g->ranks[m], rank,
+                            g->name);
+                return aborted_fail(w, rank);
+            }
+        if (timed_out) {
+            abort_world(w, "rank %d waited more than %g s in a collective of %s (deadlock?)", rank, w->timeout,
+                        g->name);
+            return aborted_fail(w, rank);
+        }
+        timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT;
+    }
+    return 0;
+}
+
+/* Bytes per element of an operation's buffer. */
+static size_t elem_size(int op) {
+    if (op == OP_BCAST) return 1;
+    return op == OP_SUM_DP || op == OP_PIPE_REDUCE || op == OP_PIPE_BCAST ? sizeof(float) : sizeof(double);
+}
+
+/* One collective: post, meet, check that every member called the same thing, compute this
+ * member's result from everyone's buffers, meet again (nobody reads a buffer any more), write. */
+static int collective(vt_comm *c, int op, group *g, int member, void *x, size_t n, int root) {
+    fake_world *w = state(c)->w;
+    int rank = c->world_rank, rc = -1;
+    void *out = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->aborted) {
+        aborted_fail(w, rank);
+        goto done;
+    }
+    g->buf[member] = x;
+    g->n[member] = n;
+    g->op[member] = op;
+    g->root[member] = root;
+    if (barrier(w, g, rank)) goto done;
+    for (int m = 1; m < g->size; m++)
+        if (g->op[m] != g->op[0] || g->n[m] != g->n[0] || g->root[m] != g->root[0]) {
+            abort_world(w,
+                        "mismatched collective of %s: rank %d called %s (n %zu, root %d), rank %d called %s (n %zu, "
+                        "root %d)",
+                        g->name, g->ranks[0], op_name[g->op[0]], g->n[0], g->root[0], g->ranks[m], op_name[g->op[m]],
+                        g->n[m], g->root[m]);
+            aborted_fail(w, rank);
+            goto done;
+        }
+    if (root < 0 || root >= g->size) {
+        abort_world(w, "%s of %s: root %d is not one of its %d members", op_name[op], g->name, root, g->size);
+        aborted_fail(w, rank);
+        goto done;
+    }
+    if (n > 0) switch (op) {
+        case OP_SUM_WORLD:
+        case OP_PIPE_SUM:
+        case OP_PIPE_MAX: {
+            double *r = vt_malloc(sizeof(double) * n, "fake collective");
+            if (!(out = r)) goto done;
+            for (size_t i = 0; i < n; i++) {
+                double s = ((const double *)g->buf[0])[i];
+                for (int m = 1; m < g->size; m++) {
+                    double v = ((const double *)g->buf[m])[i];
+                    s = op == OP_PIPE_MAX ? (v > s ? v : s) : s + v;
+                }
+                r[i] = s;
+            }
+            break;
+        }
+        case OP_SUM_DP:
+        case OP_PIPE_REDUCE: {
+            if (op == OP_PIPE_REDUCE && member != root) break; /* only the root's buffer changes */
+            float *r = vt_malloc(sizeof(float) * n, "fake collective");
+            if (!(out = r)) goto done;
+            for (size_t i = 0; i < n; i++) {
+                float s = ((const float *)g->buf[0])[i];
+                for (int m = 1; m < g->size; m++) s += ((const float *)g->buf[m])[i];
+                r[i] = s;
+            }
+            break;
+        }
+        case OP_BCAST:
+        case OP_PIPE_BCAST: {
+            if (member == root) break;
+            if (!(out = vt_malloc(elem_size(op) * n, "fake collective"))) goto done;
+            memcpy(out, g->buf[root], elem_size(op) * n);
+            break;
+        }
+        }
+    if (barrier(w, g, rank)) goto done;
+    if (out) memcpy(x, out, elem_size(op) * n);
+    rc = 0;
+done:
+    pthread_mutex_unlock(&w->mu);
+    free(out);
+    return rc;
+}
+
+static int sum_world(vt_comm *c, double *x, size_t n) {
+    return collective(c, OP_SUM_WORLD, &state(c)->w->world, c->world_rank, x, n, 0);
+}
+
+static int sum_dp(vt_comm *c, float *x, size_t n) {
+    return collective(c, OP_SUM_DP, &state(c)->w->dp[c->stage], c->replica, x, n, 0);
+}
+
+static int bcast(vt_comm *c, void *buf, size_t bytes) {
+    return collective(c, OP_BCAST, &state(c)->w->world, c->world_rank, buf, bytes, 0);
+}
+
+static int pipe_bcast(vt_comm *c, float *x, size_t n, int root) {
+    return collective(c, OP_PIPE_BCAST, &state(c)->w->pipe[c->replica], c->stage, x, n, root);
+}
+
+static int pipe_reduce(vt_comm *c, float *x, size_t n, int root) {
+    return collective(c, OP_PIPE_REDUCE, &state(c)->w->pipe[c->replica], c->stage, x, n, root);
+}
+
+static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
+    return collective(c, max ? OP_PIPE_MAX : OP_PIPE_SUM, &state(c)->w->pipe[c->replica], c->stage, x, n, 0);
+}
+
+static int check_peer(vt_comm *c, int stage, int tag, const char *what) {
+    if (stage < 0 || stage >= c->stages || stage == c->stage)
+        return vt_fail("rank %d: %s with stage %d: not another stage of the %d", c->world_rank, what, stage, c->stages);
+    if (tag < 0 || tag > 32767)
+        return vt_fail("rank %d: %s with tag %d, outside MPI's guaranteed range [0, 32767]", c->world_rank, what, tag);
+    return 0;
+}
+
+static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
+    if (check_peer(c, stage, tag, "pipe_send")) return -1;
+    fake_world *w = state(c)->w;
+    int me = c->world_rank, to = c->replica * w->stages + stage;
+    msg *m = vt_calloc(1, sizeof *m, "fake message");
+    float *data = vt_malloc(sizeof(float) * n, "fake message");
+    if (!m || !data) {
+        free(m);
+        free(data);
+        return -1;
+    }
+    if (n) memcpy(data, x, sizeof(float) * n);
+    *m = (msg){.tag = tag, .sync = w->sync, .n = n, .data = data};
+    pthread_mutex_lock(&w->mu);
+    if (w->aborted) {
+        pthread_mutex_unlock(&w->mu);
+        free(data);
+        free(m);
+        return aborted_fail(w, me);
+    }
+    msg **at = &w->box[(size_t)me * w->P + to];
+    while (*at) at = &(*at)->next;
+    *at = m;
+    pthread_cond_broadcast(&w->cv);
+    int rc = 0;
+    if (m->sync) { /* wait until it is taken; a message left behind is freed with the world */
+        struct timespec until = deadline(w);
+        int timed_out = 0;
+        while (!m->taken) {
+            if (w->aborted) {
+                rc = aborted_fail(w, me);
+                break;
+            }
+            if (w->done[to]) {
+                abort_world(w, "rank %d returned without receiving rank %d's message with tag %d", to, me, tag);
+                rc = aborted_fail(w, me);
+                break;
+            }
+            if (timed_out) {
+                abort_world(w,
+                            "rank %d waited more than %g s for rank %d to receive its message with tag %d (deadlock?)",
+                            me, w->timeout, to, tag);
+                rc = aborted_fail(w, me);
+                break;
+            }
+            timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT;
+        }
+        if (m->taken) {
+            free(m->data);
+            free(m);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
+    if (check_peer(c, stage, tag, "pipe_recv")) return -1;
+    fake_world *w = state(c)->w;
+    int me = c->world_rank, from = c->replica * w->stages + stage, rc = -1;
+    pthread_mutex_lock(&w->mu);
+    struct timespec until = deadline(w);
+    int timed_out = 0;
+    for (;;) {
+        if (w->aborted) {
+            aborted_fail(w, me);
+            break;
+        }
+        msg **at = &w->box[(size_t)from * w->P + me];
+        while (*at && (*at)->tag != tag) at = &(*at)->next;
+        msg *m = *at;
+        if (m) {
+            if (m->n != n) {
+                abort_world(w, "rank %d receives %zu floats with tag %d from rank %d, which sent %zu", me, n, tag, from,
+                            m->n);
+                aborted_fail(w, me);
+                break;
+            }
+            if (n) memcpy(x, m->data, sizeof(float) * n);
+            *at = m->next;
+            if (m->sync) { /* the sender frees it */
+                m->taken = 1;
+                pthread_cond_broadcast(&w->cv);
+            } else {
+                free(m->data);
+                free(m);
+            }
+            rc = 0;
+            break;
+        }
+        if (w->done[from]) {
+            abort_world(w, "rank %d waits for a message with tag %d from rank %d, which returned without sending it",
+                        me, tag, from);
+            aborted_fail(w, me);
+            break;
+        }
+        if (timed_out) {
+            abort_world(w, "rank %d waited more than %g s for a message with tag %d from rank %d (deadlock?)", me,
+                        w->timeout, tag, from);
+            aborted_fail(w, me);
+            break;
+        }
+        timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+static int no_eval(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
+    (void)part, (void)ids, (void)n, (void)window, (void)out;
+    return vt_fail("rank %d: the fake communicator does not evaluate", c->world_rank);
+}
+
+static void abort_all(vt_comm *c, const char *where) {
+    fake_world *w = state(c)->w;
+    pthread_mutex_lock(&w->mu);
+    abort_world(w, "rank %d called abort_all (%s): %s", c->world_rank, where, vt_error());
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int group_init(group *g, int size, const char *name) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->size = size;
+    g->ranks = vt_calloc((size_t)size, sizeof *g->ranks, "fake group");
+    g->buf = vt_calloc((size_t)size, sizeof *g->buf, "fake group");
+    g->n = vt_calloc((size_t)size, sizeof *g->n, "fake group");
+    g->op = vt_calloc((size_t)size, sizeof *g->op, "fake group");
+    g->root = vt_calloc((size_t)size, sizeof *g->root, "fake group");
+    return g->ranks && g->buf && g->n && g->op && g->root ? 0 : -1;
+}
+
+static void group_free(group *g) {
+    free(g->ranks);
+    free(g->buf);
+    free(g->n);
+    free(g->op);
+    free(g->root);
+}
+
+static void drop_messages(fake_world *w) {
+    for (size_t i = 0; i < (size_t)w->P * (size_t)w->P; i++)
+        while (w->box[i]) {
+            msg *m = w->box[i];
+            w->box[i] = m->next;
+            free(m->data);
+            free(m);
+        }
+}
+
+void fake_world_free(fake_world *w) {
+    if (!w) return;
+    if (w->box) drop_messages(w);
+    free(w->box);
+    group_free(&w->world);
+    if (w->pipe)
+        for (int r = 0; r < w->replicas; r++) group_free(&w->pipe[r]);
+    if (w->dp)
+        for (int s = 0; s < w->stages; s++) group_free(&w->dp[s]);
+    free(w->pipe);
+    free(w->dp);
+    free(w->done);
+    free(w->rk);
+    free(w->begin);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+fake_world *fake_world_create(int stages, int replicas, const int *stage_begin) {
+    if (stages < 1 || replicas < 1) {
+        vt_fail("fake world of %d stages x %d replicas", stages, replicas);
+        return NULL;
+    }
+    fake_world *w = vt_calloc(1, sizeof *w, "fake world");
+    if (!w) return NULL;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->stages = stages;
+    w->replicas = replicas;
+    w->P = stages * replicas;
+    w->timeout = 60.0;
+    size_t P = (size_t)w->P;
+    w->begin = vt_malloc(sizeof(int) * (size_t)(stages + 1), "fake world");
+    w->done = vt_calloc(P, sizeof *w->done, "fake world");
+    w->rk = vt_calloc(P, sizeof *w->rk, "fake world");
+    w->box = vt_calloc(P * P, sizeof *w->box, "fake world");
+    w->pipe = vt_calloc((size_t)replicas, sizeof *w->pipe, "fake world");
+    w->dp = vt_calloc((size_t)stages, sizeof *w->dp, "fake world");
+    if (!w->begin || !w->done || !w->rk || !w->box || !w->pipe || !w->dp || group_init(&w->world, w->P, "the world")) {
+        fake_world_free(w);
+        return NULL;
+    }
+    memcpy(w->begin, stage_begin, sizeof(int) * (size_t)(stages + 1));
+    char name[64];
+    for (int r = 0; r < replicas; r++) {
+        snprintf(name, sizeof name, "the pipeline of replica %d", r);
+        if (group_init(&w->pipe[r], stages, name)) {
+            fake_world_free(w);
+            return NULL;
+        }
+        for (int s = 0; s < stages; s++) w->pipe[r].ranks[s] = r * stages + s;
+    }
+    for (int s = 0; s < stages; s++) {
+        snprintf(name, sizeof name, "the replicas of stage %d", s);
+        if (group_init(&w->dp[s], replicas, name)) {
+            fake_world_free(w);
+            return NULL;
+        }
+        for (int r = 0; r < replicas; r++) w->dp[s].ranks[r] = r * stages + s;
+    }
+    for (int i = 0; i < w->P; i++) {
+        w->world.ranks[i] = i;
+        w->rk[i].w = w;
+        w->rk[i].c = (vt_comm){.stage = i % stages, .stages = stages, .replica = i / stages, .replicas = replicas,
+                               .world_rank = i, .impl = &w->rk[i], .sum_world = sum_world, .sum_dp = sum_dp,
+                               .bcast = bcast, .eval = no_eval, .abort_all = abort_all, .stage_begin = w->begin,
+                               .pipe_send = pipe_send, .pipe_recv = pipe_recv, .pipe_bcast = pipe_bcast,
+                               .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce};
+    }
+    return w;
+}
+
+void fake_world_set_sync(fake_world *w, int sync) { w->sync = sync; }
+void fake_world_set_timeout(fake_world *w, double seconds) { w->timeout = seconds; }
+int fake_world_size(const fake_world *w) { return w->P; }
+vt_comm *fake_world_comm(fake_world *w, int r) { return &w->rk[r].c; }
+int fake_world_status(const fake_world *w, int r) { return w->rk[r].status; }
+const char *fake_world_message(const fake_world *w, int r) { return w->rk[r].message; }
+
+static void *rank_main(void *arg) {
+    rank_state *r = arg;
+    fake_world *w = r->w;
+    vt_error_clear();
+    r->status = w->fn(&r->c, w->arg);
+    snprintf(r->message, sizeof r->message, "%s", r->status ? vt_error() : "");
+    pthread_mutex_lock(&w->mu);
+    w->done[r->c.world_rank] = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int fake_world_run(fake_world *w, int (*fn)(vt_comm *c, void *arg), void *arg) {
+    size_t P = (size_t)w->P;
+    pthread_t *th = vt_calloc(P, sizeof *th, "fake world threads");
+    int *started = vt_calloc(P, sizeof *started, "fake world threads");
+    if (!th || !started) {
+        free(th);
+        free(started);
+        return -1;
+    }
+    w->fn = fn;
+    w->arg = arg;
+    w->aborted = 0;
+    w->why[0] = '\0';
+    w->world.arrived = 0;
+    for (int r = 0; r < w->replicas; r++) w->pipe[r].arrived = 0;
+    for (int s = 0; s < w->stages; s++) w->dp[s].arrived = 0;
+    memset(w->done, 0, sizeof(int) * P);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t)16 << 20);
+    for (size_t i = 0; i < P; i++) {
+        started[i] = pthread_create(&th[i], &attr, rank_main, &w->rk[i]) == 0;
+        if (!started[i]) {
+            w->rk[i].status = -1;
+            snprintf(w->rk[i].message, sizeof w->rk[i].message, "could not start its thread");
+            pthread_mutex_lock(&w->mu);
+            w->done[i] = 1;
+            pthread_cond_broadcast(&w->cv);
+            pthread_mutex_unlock(&w->mu);
+        }
+    }
+    pthread_attr_destroy(&attr);
+    for (size_t i = 0; i < P; i++)
+        if (started[i]) pthread_join(th[i], NULL);
+    free(th);
+    free(started);
+    /* What went wrong, for vt_error(): the world's reason, the failed ranks, unreceived messages. */
+    char report[4096] = "";
+    size_t len = 0;
+#define SAY(...)                                                                                                       \
+    do {                                                                                                               \
+        if (len < sizeof report) len += (size_t)snprintf(report + len, sizeof report - len, __VA_ARGS__);              \
+    } while (0)
+    if (w->aborted) SAY("aborted: %s", w->why);
+    for (size_t i = 0; i < P; i++)
+        if (w->rk[i].status) SAY("%srank %zu failed: %s", len ? "; " : "", i, w->rk[i].message);
+    for (size_t i = 0; i < P * P; i++)
+        for (const msg *m = w->box[i]; m && !w->aborted; m = m->next)
+            SAY("%srank %zu's message of %zu floats with tag %d to rank %zu was never received", len ? "; " : "", i / P,
+                m->n, m->tag, i % P);
+#undef SAY
+    drop_messages(w);
+    if (len == 0) return 0;
+    return vt_fail("fake world of %d stages x %d replicas: %s", w->stages, w->replicas, report);
+}
