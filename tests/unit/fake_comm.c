@@ -234,10 +234,10 @@ static int check_peer(vt_comm *c, int stage, int tag, const char *what) {
     return 0;
 }
 
-static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
-    if (check_peer(c, stage, tag, "pipe_send")) return -1;
+/* n floats to world rank `to`; sync: wait until received (else buffered). */
+static int send_to(vt_comm *c, const float *x, size_t n, int to, int tag, int sync) {
     fake_world *w = state(c)->w;
-    int me = c->world_rank, to = c->replica * w->stages + stage;
+    int me = c->world_rank;
     msg *m = vt_calloc(1, sizeof *m, "fake message");
     float *data = vt_malloc(sizeof(float) * n, "fake message");
     if (!m || !data) {
@@ -246,7 +246,7 @@ static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
         return -1;
     }
     if (n) memcpy(data, x, sizeof(float) * n);
-    *m = (msg){.tag = tag, .sync = w->sync, .n = n, .data = data};
+    *m = (msg){.tag = tag, .sync = sync, .n = n, .data = data};
     pthread_mutex_lock(&w->mu);
     if (w->aborted) {
         pthread_mutex_unlock(&w->mu);
@@ -290,10 +290,16 @@ static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
     return rc;
 }
 
-static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
-    if (check_peer(c, stage, tag, "pipe_recv")) return -1;
+static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
+    if (check_peer(c, stage, tag, "pipe_send")) return -1;
     fake_world *w = state(c)->w;
-    int me = c->world_rank, from = c->replica * w->stages + stage, rc = -1;
+    return send_to(c, x, n, c->replica * w->stages + stage, tag, w->sync);
+}
+
+/* n floats from world rank `from`, the first message with this tag. */
+static int recv_from(vt_comm *c, float *x, size_t n, int from, int tag) {
+    fake_world *w = state(c)->w;
+    int me = c->world_rank, rc = -1;
     pthread_mutex_lock(&w->mu);
     struct timespec until = deadline(w);
     int timed_out = 0;
@@ -340,6 +346,29 @@ static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
     }
     pthread_mutex_unlock(&w->mu);
     return rc;
+}
+
+static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
+    if (check_peer(c, stage, tag, "pipe_recv")) return -1;
+    return recv_from(c, x, n, c->replica * state(c)->w->stages + stage, tag);
+}
+
+/* Every send buffered first, then the receives in list order: any mix of both is safe. */
+static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
+    fake_world *w = state(c)->w;
+    enum { TAG = 32765 };
+    for (int pass = 1; pass >= 0; pass--)
+        for (int i = 0; i < n; i++) {
+            if (x[i].send != pass) continue;
+            if (x[i].replica < 0 || x[i].replica >= c->replicas || x[i].replica == c->replica ||
+                x[i].bytes % sizeof(float))
+                return vt_fail("rank %d: dp_exchange of %zu bytes with replica %d of %d", c->world_rank, x[i].bytes,
+                               x[i].replica, c->replicas);
+            int peer = x[i].replica * w->stages + c->stage;
+            size_t k = x[i].bytes / sizeof(float);
+            if (pass ? send_to(c, x[i].buf, k, peer, TAG, 0) : recv_from(c, x[i].buf, k, peer, TAG)) return -1;
+        }
+    return 0;
 }
 
 static int no_eval(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
@@ -452,7 +481,8 @@ fake_world *fake_world_create(int stages, int replicas, const int *stage_begin) 
                                .world_rank = i, .impl = &w->rk[i], .sum_world = sum_world, .sum_dp = sum_dp,
                                .bcast = bcast, .eval = no_eval, .abort_all = abort_all, .stage_begin = w->begin,
                                .pipe_send = pipe_send, .pipe_recv = pipe_recv, .pipe_bcast = pipe_bcast,
-                               .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce};
+                               .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce,
+                               .dp_exchange = dp_exchange};
     }
     return w;
 }
