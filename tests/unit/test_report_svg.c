@@ -13,22 +13,10 @@
 #include "report_svg.h"
 #include "testutil.h"
 
-/* stories260K's shape (dim 64, 5 layers, 8 heads, 4 KV heads, ffn 172) and a pruned version of it:
+/* stories260K's shape (tu_stories_config) and a pruned version of it:
  * layer 1 lost its MLP, layer 2 its attention, layer 3 both, layer 4 is untouched. */
 static void pruned_pair(vt_config *b, vt_config *a) {
-    memset(b, 0, sizeof *b);
-    b->dim = 64;
-    b->n_layers = 5;
-    b->n_heads = 8;
-    b->n_kv_heads = 4;
-    b->head_dim = 8;
-    b->ffn_dim = 172;
-    b->vocab = 512;
-    b->seq_len = 512;
-    b->norm_eps = 1e-5f;
-    b->rope_theta = 10000.0f;
-    b->tied = 1;
-    assert_int_equal(vt_config_init_dense(b), 0);
+    tu_stories_config(b);
     assert_int_equal(vt_config_copy(a, b), 0);
     a->dim = 48;
     static const vt_layer_shape kept[5] = {{6, 3, 120}, {4, 2, 0}, {0, 0, 64}, {0, 0, 0}, {8, 4, 172}};
