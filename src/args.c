@@ -96,19 +96,38 @@ int vt_cmd_fail(const char *cmd) {
     return 1;
 }
 
+/* The binary multiple named after a size's number: K, M, G (and T when `tera`), each optionally
+ * followed by "i", then an optional "B" (1 without a suffix); 0 when anything else follows. */
+static uint64_t size_multiple(const char *end, int tera) {
+    uint64_t mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1ull << 10;
+    else if (*end == 'M' || *end == 'm') mult = 1ull << 20;
+    else if (*end == 'G' || *end == 'g') mult = 1ull << 30;
+    else if (tera && (*end == 'T' || *end == 't')) mult = 1ull << 40;
+    if (mult > 1) end++;
+    if (mult > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    return *end ? 0 : mult;
+}
+
 int vt_parse_size(const char *s, uint64_t *out) {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s || s[0] == '-' || s[0] == '+') return -1;
-    uint64_t mult = 1;
-    if (*end == 'K' || *end == 'k') mult = 1ull << 10;
-    else if (*end == 'M' || *end == 'm') mult = 1ull << 20;
-    else if (*end == 'G' || *end == 'g') mult = 1ull << 30;
-    if (mult > 1) end++;
-    if (mult > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end || v > (uint64_t)INT64_MAX / mult) return -1;
+    uint64_t mult = size_multiple(end, 0);
+    if (!mult || v > (uint64_t)INT64_MAX / mult) return -1;
     *out = v * mult;
+    return 0;
+}
+
+int vt_parse_size_real(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0) || !isfinite(v)) return -1;
+    uint64_t mult = size_multiple(end, 1);
+    if (!mult) return -1;
+    *out = v * (double)mult;
     return 0;
 }

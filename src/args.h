@@ -26,6 +26,9 @@ void vt_args_usage(const char *cmd, const char *synopsis, const vt_opt *opts, in
 /* A size in bytes: "1048576", "512K", "100M", "2G" (binary multiples; a trailing "B" or "iB" is
  * allowed). Returns -1 without a message when s is not one (callers name the option). */
 int vt_parse_size(const char *s, uint64_t *out);
+/* A positive amount of bytes that may have a fraction and a T suffix too ("1.5G", "1T", "24GiB"):
+ * memory to compare against. Returns -1 without a message when s is not one. */
+int vt_parse_size_real(const char *s, double *out);
 /* Prints "vtrans-dist CMD: error: <vt_error()>" to stderr and returns exit code 1. */
 int vt_cmd_fail(const char *cmd);
 

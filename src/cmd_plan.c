@@ -1,17 +1,15 @@
 /* cmd_plan.c — `vtrans-dist plan`: size a cluster run before submitting it: topology, layer
  * partition, per-rank memory and FLOPs, from the run config and the model's config alone. */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
+#include "checkpoint_config.h"
 #include "commands.h"
 #include "error.h"
 #include "fsutil.h"
 #include "hf_config.h"
-#include "llama2c_bin.h"
 #include "partition.h"
 #include "plan.h"
 #include "run_config.h"
@@ -20,28 +18,9 @@ static const char *synopsis =
     "--config FILE --ranks P [--stages S] [--model-config config.json] [--memory-per-rank SIZE]\n"
     "                        [--calib-sequences N] [--gflops-per-rank R] [--set section.key=value ...]";
 
-/* "24G", "24GiB", "1.5G", "512M", "1073741824": binary multiples, as sizes in run configs. */
-static int parse_bytes(const char *text, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || !(v > 0) || !isfinite(v))
-        return vt_fail("--memory-per-rank: '%s' is not a positive size (e.g. 24G)", text);
-    double mult = 1.0;
-    if (*end == 'K' || *end == 'k') mult = 1024.0;
-    else if (*end == 'M' || *end == 'm') mult = 1024.0 * 1024.0;
-    else if (*end == 'G' || *end == 'g') mult = 1024.0 * 1024.0 * 1024.0;
-    else if (*end == 'T' || *end == 't') mult = 1024.0 * 1024.0 * 1024.0 * 1024.0;
-    if (mult > 1.0) end++;
-    if (mult > 1.0 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end) return vt_fail("--memory-per-rank: '%s' is not a size (a number with an optional K, M, G or T)", text);
-    *out = v * mult;
-    return 0;
-}
-
-/* The model's architecture without its weights: --model-config, else model.path's config.json
- * (HF directory) or header (llama2.c .bin). */
+/* The model's architecture without reading its weights: --model-config, else model.path's
+ * (vt_checkpoint_config: an HF directory's config.json, whose weight files must be there, or a
+ * llama2.c .bin's header). */
 static int read_model_config(const vt_run_config *rc, const char *model_config, vt_config *c, char *source,
                              size_t cap) {
     if (model_config) {
@@ -51,16 +30,18 @@ static int read_model_config(const vt_run_config *rc, const char *model_config, 
     const char *path = rc->model_path;
     if (!path[0])
         return vt_fail("%s: model.path is not set; set it or pass --model-config config.json", rc->source);
-    if (vt_is_dir(path)) {
-        if (vt_path_join(source, cap, path, "config.json")) return -1;
-        return vt_hf_config_read(source, c, NULL);
-    }
     if (!vt_path_exists(path))
         return vt_fail("model.path '%s' does not exist here; to plan without the checkpoint pass --model-config "
                        "with its config.json (configs/shapes/ has LLaMA-2-7B and 13B)",
                        path);
-    snprintf(source, cap, "%s", path);
-    return vt_llama2c_read_config(path, c);
+    if (vt_is_dir(path)) {
+        if (vt_path_join(source, cap, path, "config.json")) return -1;
+    } else {
+        snprintf(source, cap, "%s", path);
+    }
+    if (vt_checkpoint_config(path, c))
+        return vt_fail_context("model.path (--model-config config.json plans without the checkpoint)");
+    return 0;
 }
 
 static void format_count(double x, char *buf, size_t cap) {
@@ -283,8 +264,11 @@ int vt_cmd_plan(int argc, char **argv) {
         }
     }
     if (vt_args_find(opts, n, "memory-per-rank")->seen &&
-        parse_bytes(vt_args_get(opts, n, "memory-per-rank"), &memory))
+        vt_parse_size_real(vt_args_get(opts, n, "memory-per-rank"), &memory)) {
+        vt_fail("--memory-per-rank: '%s' is not a positive size (a number with an optional K, M, G or T, e.g. 24G)",
+                vt_args_get(opts, n, "memory-per-rank"));
         return vt_cmd_fail("plan");
+    }
 
     /* The run configuration, without vt_run_config_validate: the model and data need not be here. */
     const char *config = vt_args_get(opts, n, "config");

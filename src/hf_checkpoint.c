@@ -97,13 +97,6 @@ int vt_hf_file_of(vt_hf_checkpoint *ck, const char *name) {
     return vt_fail("%s: internal error: file %s of tensor %s not listed", ck->index_path, file, name);
 }
 
-static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap) {
-    size_t w = (size_t)snprintf(out, cap, "[");
-    for (int i = 0; i < ndim && w < cap; i++)
-        w += (size_t)snprintf(out + w, cap - w, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (w < cap) snprintf(out + w, cap - w, "]");
-}
-
 int vt_hf_find(vt_hf_checkpoint *ck, const char *name, int ndim, const int64_t *shape, const vt_safetensors **file,
                const vt_st_tensor **tensor) {
     int i = vt_hf_file_of(ck, name);
@@ -128,8 +121,8 @@ int vt_hf_find(vt_hf_checkpoint *ck, const char *name, int ndim, const int64_t *
     for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
     if (!same) {
         char want[128], got[128];
-        shape_str(ndim, shape, want, sizeof want);
-        shape_str(t->ndim, t->shape, got, sizeof got);
+        vt_shape_str(shape, ndim, want, sizeof want);
+        vt_shape_str(t->shape, t->ndim, got, sizeof got);
         return vt_fail("%s: tensor %s has shape %s but %s implies %s", st->path, name, got, ck->config_path, want);
     }
     *file = st;

@@ -42,15 +42,9 @@ json_t *vt_report_structure(const vt_config *b, const vt_config *a, double ctx) 
 }
 
 int vt_report_write(json_t *obj, const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (json_dump_file(obj, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0) {
-        unlink(tmp);
+    if (json_dump_file(obj, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0) {
+        unlink(path);
         return vt_fail("%s: cannot write the report", path);
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return vt_fail("%s: cannot move the report into place", path);
     }
     return 0;
 }

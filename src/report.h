@@ -13,7 +13,8 @@
  * "removed_layers"}. */
 json_t *vt_report_structure(const vt_config *before, const vt_config *after, double ctx);
 
-/* Writes obj as indented JSON to path (replacing it atomically). */
+/* Writes obj as indented JSON to path, directly (prune writes it into an output directory that
+ * appears only when complete; a failed write removes the file). */
 int vt_report_write(json_t *obj, const char *path);
 
 /* Prints the before/after table a person reads at the end of a run. */

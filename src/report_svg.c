@@ -498,23 +498,15 @@ int vt_report_svg_write(const char *path, const vt_config *before, const vt_conf
     if (!before->layers || !after->layers || before->n_layers != after->n_layers)
         return vt_fail("%s: cannot draw the report: the configurations before (%d layers) and after (%d layers) differ",
                        path, before->n_layers, after->n_layers);
-    char tmp[4200];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
-        return vt_fail("%s: path too long", path);
-    FILE *f = fopen(tmp, "w");
+    FILE *f = fopen(path, "w");
     if (!f) return vt_fail("%s: cannot write the report picture: %s", path, strerror(errno));
     draw(f, before, after, records, records ? n_records : 0, title);
-    int bad = ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int bad = ferror(f) || fflush(f) != 0;
     int err = errno;
     if (fclose(f) != 0 && !bad) bad = 1, err = errno;
     if (bad) {
-        unlink(tmp);
+        unlink(path);
         return vt_fail("%s: cannot write the report picture: %s", path, strerror(err));
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        unlink(tmp);
-        return vt_fail("%s: cannot move the report picture into place: %s", path, strerror(err));
     }
     return 0;
 }
@@ -597,13 +589,9 @@ int vt_report_svg_write_json(const json_t *rep, const char *path) {
         rec[i].step = (long)jint(e, "step", (int)i + 1) - 1; /* the report counts steps done */
         rec[i].phase = phase && strcmp(phase, "finetune") == 0;
         rec[i].kd = jnum(e, "kd");
-        rec[i].kl = jnum(e, "kl");
-        rec[i].budget = jnum(e, "budget");
         rec[i].hard_size = jnum(e, "size");
-        rec[i].size = jnum(e, "expected_size");
         rec[i].beta = jnum(e, "beta");
         rec[i].target = jnum(e, "target");
-        rec[i].seconds = jnum(e, "seconds");
     }
     char title[256];
     json_title(rep, title, sizeof title);

@@ -12,10 +12,11 @@
 #include "model.h"
 #include "vib_train.h"
 
-/* Writes the picture to path, atomically (a temporary file next to it, then a rename). before
- * and after have the same layers (a removed block has 0 units in after). records (n_records of
- * them, in step order; the curve of vt_vib_result) may be NULL/0, as for the baselines: then
- * only the per-layer panel is drawn. title (may be NULL) heads the picture; the line under it
+/* Writes the picture to path, directly (prune writes it into an output directory that appears
+ * only when complete; a failed write removes the file). before and after have the same layers (a
+ * removed block has 0 units in after). records (n_records of them, in step order; the curve of
+ * vt_vib_result) may be NULL/0, as for the baselines: then only the per-layer panel is drawn; of
+ * a record it draws step, phase, hard_size, target, kd and beta. title (may be NULL) heads the picture; the line under it
  * gives the hidden dims kept and the totals. Errors name path. */
 int vt_report_svg_write(const char *path, const vt_config *before, const vt_config *after,
                         const vt_train_record *records, size_t n_records, const char *title);

@@ -27,7 +27,7 @@ static uint64_t read_u64le(const unsigned char *p) {
     return v;
 }
 
-static void shape_str(const int64_t *shape, int ndim, char *out, size_t cap) {
+void vt_shape_str(const int64_t *shape, int ndim, char *out, size_t cap) {
     size_t w = (size_t)snprintf(out, cap, "[");
     for (int i = 0; i < ndim && w < cap; i++)
         w += (size_t)snprintf(out + w, cap - w, "%s%lld", i ? ", " : "", (long long)shape[i]);
@@ -86,7 +86,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
                        path, name, (unsigned long long)b, (unsigned long long)e, (unsigned long long)data_size);
     if (n * t->elem_size != t->end - t->begin) {
         char s[256];
-        shape_str(t->shape, t->ndim, s, sizeof s);
+        vt_shape_str(t->shape, t->ndim, s, sizeof s);
         return vt_fail("%s: tensor %s: shape %s of %s needs %llu bytes but data_offsets [%llu, %llu] span %llu", path,
                        name, s, dname, (unsigned long long)(n * t->elem_size), (unsigned long long)b,
                        (unsigned long long)e, (unsigned long long)(t->end - t->begin));

@@ -42,6 +42,8 @@ void vt_st_close(vt_safetensors *st);
 const vt_st_tensor *vt_st_find(const vt_safetensors *st, const char *name);
 /* Converts a F32/F16/BF16 tensor to fp32 into dst[n_elems]; other dtypes are an error. */
 int vt_st_read_f32(const vt_safetensors *st, const vt_st_tensor *t, float *dst);
+/* A shape as errors print it: "[172, 64]" (cut at cap). */
+void vt_shape_str(const int64_t *shape, int ndim, char *out, size_t cap);
 
 /* One tensor to write, from fp32 data. When row_order is given, row i of the stored tensor is row
  * row_order[i] of data (rows are the first dimension); the writer permutes while streaming. */

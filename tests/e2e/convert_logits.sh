@@ -20,37 +20,27 @@
 #         Tolerances 1e-2 (ppl) and 3e-2 (logits).
 # A missing or wrong q/k permutation multiplies this model's ppl by 18 to 33 (7.0 -> 127 or 234 on
 # this text) and changes the logits by about their own size, far outside every tolerance.
-set -euo pipefail
-
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-src=${VT_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
-fix=${VT_FIXTURES:-$src/../shared/fixtures}
-bin=${VT_BIN:?VT_BIN must name the vtrans-dist binary}
-py=/usr/bin/python3
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 refdir=$src/tests/reference
 
-model=$fix/stories260K/stories260K.bin
-tok=$fix/stories260K/tok512.bin
-text=$fix/tinystories/eval.txt
-ids=$fix/stories260K/greedy_t0_ids.txt
-for f in "$model" "$tok" "$text" "$ids"; do
-    [[ -r $f ]] || { echo "SKIP: fixture $f not found (set VT_FIXTURES)"; exit 77; }
-done
-[[ -x $py ]] || { echo "SKIP: $py not found (needed to compare results)"; exit 77; }
+model=$fx/stories260K/stories260K.bin
+tok=$fx/stories260K/tok512.bin
+text=$fx/tinystories/eval.txt
+ids=$fx/stories260K/greedy_t0_ids.txt
+need_files "$model" "$tok" "$text" "$ids"
+[[ -x $py ]] || skip "$py not found (needed to compare results)"
 have_torch=1
 "$py" -c 'import torch, numpy' 2>/dev/null || have_torch=0
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
 # A small evaluation text: whole documents from the start of eval.txt, about 20 KB.
 awk 'BEGIN { RS = ""; ORS = "\n\n" } { n += length($0) + 2; if (n > 20000) exit; print }' \
-    "$text" > "$tmp/small.txt"
+    "$text" > "$work/small.txt"
 
 # Fixed token sequence for the logits check: BOS and the 256 greedy tokens (positions 0..256).
 tokens="1,$(tr -s ' \n' ',,' < "$ids" | sed 's/^,//; s/,$//')"
 
-"$bin" eval --model "$model" --tokenizer "$tok" --data "$tmp/small.txt" --json > "$tmp/bin.json"
+"$VT_BIN" eval --model "$model" --tokenizer "$tok" --data "$work/small.txt" --json > "$work/bin.json"
 
 # name  convert-options                       ppl-tolerance  logits-tolerance
 variants=(
@@ -65,21 +55,21 @@ for v in "${variants[@]}"; do
     ppl_tol=${w[-2]}
     logit_tol=${w[-1]}
     opts=("${w[@]:1:${#w[@]}-3}")
-    out=$tmp/$name
+    out=$work/$name
 
-    "$bin" convert --model "$model" --out "$out" "${opts[@]}"
-    [[ -r $out/config.json ]] || { echo "FAIL $name: no config.json in $out"; exit 1; }
+    "$VT_BIN" convert --model "$model" --out "$out" "${opts[@]}"
+    [[ -r $out/config.json ]] || fail "$name: no config.json in $out"
     if [[ $name == *sharded ]]; then
-        [[ -r $out/model.safetensors.index.json ]] || { echo "FAIL $name: no index"; exit 1; }
+        [[ -r $out/model.safetensors.index.json ]] || fail "$name: no index"
         shards=$(find "$out" -name '*.safetensors' | wc -l)
-        (( shards >= 2 )) || { echo "FAIL $name: $shards shard(s), expected several"; exit 1; }
+        (( shards >= 2 )) || fail "$name: $shards shard(s), expected several"
     else
-        [[ -r $out/model.safetensors ]] || { echo "FAIL $name: no model.safetensors"; exit 1; }
+        [[ -r $out/model.safetensors ]] || fail "$name: no model.safetensors"
     fi
 
-    "$bin" inspect --model "$out" > "$tmp/$name.inspect"
-    "$bin" eval --model "$out" --tokenizer "$tok" --data "$tmp/small.txt" --json > "$tmp/$name.json"
-    "$py" "$refdir/compare_eval.py" "$tmp/bin.json" "$tmp/$name.json" --rtol "$ppl_tol" \
+    "$VT_BIN" inspect --model "$out" > "$work/$name.inspect"
+    "$VT_BIN" eval --model "$out" --tokenizer "$tok" --data "$work/small.txt" --json > "$work/$name.json"
+    "$py" "$refdir/compare_eval.py" "$work/bin.json" "$work/$name.json" --rtol "$ppl_tol" \
         --label "$name ppl (ours) vs .bin"
 
     if (( have_torch )); then

@@ -1,25 +1,17 @@
+#!/usr/bin/env bash
 # data_formats.sh — the same text as .txt, .jsonl, a token file, and inside .tar.gz, .tar.zst and .zip
 # gives identical token streams (`vtrans-dist tokenize`; acceptance 5 of F1).
-set -euo pipefail
-
-: "${VT_BIN:?VT_BIN must name the vtrans-dist binary}"
-fixtures="${VT_FIXTURES:-$(dirname "$0")/../../../shared/fixtures}"
-tok="$fixtures/stories260K/tok512.bin"
-eval_txt="$fixtures/tinystories/eval.txt"
-if [[ ! -r "$tok" || ! -r "$eval_txt" ]]; then
-    echo "skipped: fixtures not found under $fixtures"
-    exit 77
-fi
-python=/usr/bin/python3
-[[ -x "$python" ]] || python=python3
-
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tok="$fx/stories260K/tok512.bin"
+eval_txt="$fx/tinystories/eval.txt"
+need_files "$tok" "$eval_txt"
+[[ -x "$py" ]] || py=python3
 cd "$work"
 
 # A sample: the first 40 KB of the evaluation text, cut at a document boundary; the same documents
 # as JSON Lines (one record each); and the sample split in two files at a document boundary.
-"$python" - "$eval_txt" <<'EOF'
+"$py" - "$eval_txt" <<'EOF'
 import json, sys
 text = open(sys.argv[1], encoding="utf-8").read()
 cut = text[:40000]
@@ -44,7 +36,7 @@ grep -q "tokens -> out-txt.bin" txt.log
 run jsonl sample.jsonl
 run shard out-txt.bin # the pre-tokenized file that tokenize itself wrote
 # The same ids as raw uint32.
-"$python" -c '
+"$py" -c '
 import struct, sys
 d = open("out-txt.bin", "rb").read()
 magic, version, n = struct.unpack("<3i", d[:12])
@@ -65,7 +57,7 @@ echo "not data" > parts/notes/README.csv
 if command -v zip > /dev/null; then
     (cd parts && zip -qr ../sample.zip 02.txt notes 01.txt)
 else
-    (cd parts && "$python" -c '
+    (cd parts && "$py" -c '
 import zipfile
 with zipfile.ZipFile("../sample.zip", "w", zipfile.ZIP_DEFLATED) as z:
     for name in ["02.txt", "notes/README.csv", "01.txt"]:
@@ -79,8 +71,7 @@ grep -q "2 files" zip.log
 
 for kind in jsonl shard u32 targz tarzst zip; do
     if ! cmp -s out-txt.bin "out-$kind.bin"; then
-        echo "FAIL: the token stream from $kind differs from the one from .txt" >&2
-        exit 1
+        fail "the token stream from $kind differs from the one from .txt"
     fi
 done
 echo "ok: txt, jsonl, token shard, u32, tar.gz, tar.zst and zip give identical token streams ($(cat txt.log))"

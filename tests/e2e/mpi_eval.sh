@@ -3,19 +3,12 @@
 # process's perplexity and token count; greedy generation through 2 stages prints llama2.c's text;
 # impossible topologies are refused before loading; a corrupt shard read by one stage, and a rank
 # failing in the middle of the pipeline, end every rank with the message within seconds.
-set -euo pipefail
-fx=${VT_FIXTURES:?}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 model="$fx/stories260K/stories260K.bin"
-[ -f "$model" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
-command -v mpirun >/dev/null || { echo "skipped: mpirun not found (install openmpi-bin)"; exit 77; }
-export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-export BLIS_NUM_THREADS=${BLIS_NUM_THREADS:-1}
-# Under ASan, Open MPI's leaks are allocated in plugins it unloads at MPI_Finalize: only the slow
-# unwinder records the deeper frames in libmpi/libopen-pal that tests/lsan.supp names.
-[ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+need_files "$model"
+need_command mpirun "install openmpi-bin"
+mpi_env
 # 14 kB of the evaluation text: 55 windows of 128, the last one shorter, an odd count to split.
 head -c 14000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
 
@@ -30,7 +23,6 @@ run() {
   set -e
   took=$((SECONDS - start))
 }
-fail() { echo "FAIL: $*"; exit 1; }
 
 # 1. Perplexity: one process, then 2 stages (automatic and explicit), 2 replicas, 2x2, and
 #    4 stages reading an HF checkpoint in shards with an odd micro-batch size.

@@ -5,15 +5,11 @@
 # writes checkpoints with the same tensors (names, shapes; values to 1e-4) and the same perplexity,
 # and reports every rank's memory.
 # A bad configuration and a corrupt shard end every rank with the message and leave no output.
-set -euo pipefail
-fx=${VT_FIXTURES:?}
-src=${VT_SOURCE_DIR:?}
-[ -f "$fx/stories260K/stories260K.bin" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
-command -v mpirun >/dev/null || { echo "skipped: no mpirun"; exit 77; }
-# Under ASan: deeper malloc stacks, so Open MPI's plugin leaks match tests/lsan.supp.
-[ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_files "$fx/stories260K/stories260K.bin"
+need_command mpirun
+mpi_env
 cd "$src"
 head -c 30000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
 common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/stories260K.bin"
@@ -26,29 +22,29 @@ run() { # name ranks stages [settings...]
   shift 3
   timeout 300 mpirun -n "$n" "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" "$@" \
     --set "output.dir=$work/$name" >"$work/$name.out" 2>"$work/$name.err" || {
-    echo "FAIL: $name (-n $n, $s stages) exited non-zero"; tail -20 "$work/$name.err"; exit 1; }
+    tail -20 "$work/$name.err"; fail "$name (-n $n, $s stages) exited non-zero"; }
 }
 run n1 1 1
 run s2 2 2
 run d2 2 1
 run s2d2 4 2
-ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { echo "FAIL: two stages wrote no per-stage shards"; ls "$work/s2"; exit 1; }
-/usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2"
+ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { ls "$work/s2"; fail "two stages wrote no per-stage shards"; }
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2"
 # The teacher cache is sharded over the replicas: with an MSE term the hidden states come from the
 # replica that holds them too (masks only: Adam's fine-tuning steps magnify summation-order noise).
 mse=(--set method.mse_weight=0.5 --set schedule.finetune_steps=0)
 run n1m 1 1 "${mse[@]}"
 run s2d2m 4 2 "${mse[@]}"
-/usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/n1m" "$work/s2d2m"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1m" "$work/s2d2m"
 # training splits the layers as `plan` does (the classifier shared by the stages), which differs
 # here from the inference split (classifier on the last stage) that mpi_eval.sh checks
 want=$("$VT_BIN" plan "${common[@]}" --ranks 2 --stages 2 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /-/ {printf "%s%s", (n++ ? ", " : ""), $2}')
 grep -qF "prune: 2 ranks = 2 stages x 1 replicas; layers $want" "$work/s2.err" ||
-  { echo "FAIL: prune's layer split is not plan's ($want)"; grep "prune:" "$work/s2.err"; exit 1; }
+  { grep "prune:" "$work/s2.err"; fail "prune's layer split is not plan's ($want)"; }
 # every rank's peak RSS and what it held (weights, activations and caches), all non-zero
 for r in 0 1 2 3; do
   grep -qE "memory per rank \(MiB\):.* $r: peak RSS [1-9][0-9]* \(held [1-9][0-9]* weights \+ [1-9][0-9]* activations" \
-    "$work/s2d2.err" || { echo "FAIL: no memory report for rank $r"; grep memory "$work/s2d2.err"; exit 1; }
+    "$work/s2d2.err" || { grep memory "$work/s2d2.err"; fail "no memory report for rank $r"; }
 done
 
 # Refused before loading: more stages than layers; P not a multiple of S; a bad configuration.
@@ -58,9 +54,9 @@ check_bad() { # message pattern, ranks, then extra prune arguments
   timeout 60 mpirun -n "$n" "$VT_BIN" prune "${common[@]}" "$@" --set "output.dir=$work/bad" >/dev/null 2>"$work/bad.err"
   local rc=$?
   set -e
-  if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then echo "FAIL: -n $n $* exited $rc (0 = accepted, 124 = hang)"; exit 1; fi
-  grep -qi -- "$pat" "$work/bad.err" || { echo "FAIL: no '$pat' message for -n $n $*"; cat "$work/bad.err"; exit 1; }
-  [ ! -e "$work/bad" ] || { echo "FAIL: output directory left behind"; exit 1; }
+  if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then fail "-n $n $* exited $rc (0 = accepted, 124 = hang)"; fi
+  grep -qi -- "$pat" "$work/bad.err" || { cat "$work/bad.err"; fail "no '$pat' message for -n $n $*"; }
+  [ ! -e "$work/bad" ] || fail "output directory left behind"
 }
 check_bad "stages" 2 --set parallel.stages=8
 check_bad "stages" 3 --set parallel.stages=2
@@ -75,7 +71,7 @@ timeout 60 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set "model.path=$work/hf
   --set "output.dir=$work/broken" >/dev/null 2>"$work/broken.err"
 rc=$?
 set -e
-if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then echo "FAIL: corrupt shard: exit $rc (124 = hang)"; exit 1; fi
-grep -q "$(basename "$last")" "$work/broken.err" || { echo "FAIL: message does not name the shard"; cat "$work/broken.err"; exit 1; }
-if ls -d "$work/broken" "$work"/broken.tmp-* >/dev/null 2>&1; then echo "FAIL: output left behind"; ls "$work"; exit 1; fi
+if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then fail "corrupt shard: exit $rc (124 = hang)"; fi
+grep -q "$(basename "$last")" "$work/broken.err" || { cat "$work/broken.err"; fail "message does not name the shard"; }
+if ls -d "$work/broken" "$work"/broken.tmp-* >/dev/null 2>&1; then ls "$work"; fail "output left behind"; fi
 echo "mpi_prune: ok"

@@ -1,17 +1,9 @@
+#!/usr/bin/env bash
 # plan.sh — `vtrans-dist plan` sizes LLaMA-2-7B and 13B runs from the shipped shapes without any
 # checkpoint: a line per stage covering every layer once, and impossible layouts refused.
-set -euo pipefail
-
-: "${VT_BIN:?VT_BIN must name the vtrans-dist binary}"
-cd "${VT_SOURCE_DIR:-$(dirname "$0")/../..}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-fail() {
-    echo "FAIL [$1]: $2" >&2
-    failures=$((failures + 1))
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$src"
 
 # check_plan TITLE LAYERS STAGES ARGS...: plan exits 0, reports STAGES stages, and prints one row
 # per stage whose layer ranges tile 0..LAYERS-1 in order.
@@ -19,11 +11,11 @@ check_plan() {
     local title="$1" layers="$2" stages="$3"
     shift 3
     if ! "$VT_BIN" plan "$@" > "$work/out.txt" 2> "$work/err.txt"; then
-        fail "$title" "exit code non-zero: $(cat "$work/err.txt")"
+        record_failure "$title" "exit code non-zero: $(cat "$work/err.txt")"
         return
     fi
     if ! grep -qE "^topology +$stages stages? x " "$work/out.txt"; then
-        fail "$title" "no topology line with $stages stages: $(grep topology "$work/out.txt")"
+        record_failure "$title" "no topology line with $stages stages: $(grep topology "$work/out.txt")"
         return
     fi
     local next=0 rows=0 s b e
@@ -31,37 +23,23 @@ check_plan() {
         b="${range%-*}"
         e="${range#*-}"
         if [[ "$s" != "$rows" || "$b" != "$next" || "$e" -lt "$b" ]]; then
-            fail "$title" "stage row '$s $range' does not continue at layer $next"
+            record_failure "$title" "stage row '$s $range' does not continue at layer $next"
             return
         fi
         next=$((e + 1))
         rows=$((rows + 1))
     done < <(grep -E '^ +[0-9]+ +[0-9]+-[0-9]+ ' "$work/out.txt")
     if [[ $rows -ne $stages || $next -ne $layers ]]; then
-        fail "$title" "$rows stage rows covering $next layers, expected $stages rows covering $layers"
+        record_failure "$title" "$rows stage rows covering $next layers, expected $stages rows covering $layers"
         return
     fi
     for needle in "per token forward" "per mask step" "largest rank"; do
         if ! grep -qF "$needle" "$work/out.txt"; then
-            fail "$title" "output lacks '$needle'"
+            record_failure "$title" "output lacks '$needle'"
             return
         fi
     done
     echo "ok [$title]: $(grep -E '^topology' "$work/out.txt")"
-}
-
-# expect_error TITLE NEEDLE ARGS...: plan exits 1 and stderr names the problem.
-expect_error() {
-    local title="$1" needle="$2" rc=0
-    shift 2
-    "$VT_BIN" plan "$@" > "$work/out.txt" 2> "$work/err.txt" || rc=$?
-    if [[ $rc -ne 1 ]]; then
-        fail "$title" "exit code $rc, expected 1"
-    elif ! grep -qF -- "$needle" "$work/err.txt"; then
-        fail "$title" "stderr lacks '$needle': $(cat "$work/err.txt")"
-    else
-        echo "ok [$title]: $(cat "$work/err.txt")"
-    fi
 }
 
 seven=(--config configs/llama2-7b-50.ini --model-config configs/shapes/llama-2-7b.json)
@@ -77,20 +55,17 @@ check_plan "13B on 64 ranks" 40 8 --config configs/llama2-13b-50.ini --model-con
 # the memory warning, and the teacher cache when its size is known
 "$VT_BIN" plan "${seven[@]}" --ranks 64 --memory-per-rank 1G --calib-sequences 100 > "$work/out.txt"
 grep -qE "^warning: 4 of 4 stages need more than --memory-per-rank 1.00 GiB per rank \(stage [0-3]: " "$work/out.txt" ||
-    fail "memory warning" "no warning for 4 stages over 1 GiB: $(grep warning "$work/out.txt")"
+    record_failure "memory warning" "no warning for 4 stages over 1 GiB: $(grep warning "$work/out.txt")"
 grep -qF "100 calibration sequences x 8.00 MiB = 800.39 MiB cached, sharded over the 16 replicas' last-stage ranks" "$work/out.txt" ||
-    fail "teacher cache" "no teacher cache line for 100 sequences"
+    record_failure "teacher cache" "no teacher cache line for 100 sequences"
 "$VT_BIN" plan "${seven[@]}" --ranks 64 --memory-per-rank 1T > "$work/out.txt"
-if grep -q "^warning" "$work/out.txt"; then fail "no memory warning" "a warning under 1 TiB per rank"; fi
+if grep -q "^warning" "$work/out.txt"; then record_failure "no memory warning" "a warning under 1 TiB per rank"; fi
 
-expect_error "6 ranks in 4 stages" "6 ranks cannot form 4 pipeline stages" "${seven[@]}" --ranks 6 --stages 4
-expect_error "more stages than layers" "cannot split 32 layers into 64 stages" "${seven[@]}" --ranks 64 --stages 64
-expect_error "batch over replicas" "schedule.batch_size 64 does not split evenly over 3" "${seven[@]}" --ranks 12
-expect_error "no checkpoint here" "pass --model-config" --config configs/llama2-7b-50.ini --ranks 8
-expect_error "missing --ranks" "--ranks" "${seven[@]}"
-expect_error "bad size" "--memory-per-rank" "${seven[@]}" --ranks 8 --memory-per-rank lots
+expect_error "6 ranks in 4 stages" "6 ranks cannot form 4 pipeline stages" -- plan "${seven[@]}" --ranks 6 --stages 4
+expect_error "more stages than layers" "cannot split 32 layers into 64 stages" -- plan "${seven[@]}" --ranks 64 --stages 64
+expect_error "batch over replicas" "schedule.batch_size 64 does not split evenly over 3" -- plan "${seven[@]}" --ranks 12
+expect_error "no checkpoint here" "pass --model-config" -- plan --config configs/llama2-7b-50.ini --ranks 8
+expect_error "missing --ranks" "--ranks" -- plan "${seven[@]}"
+expect_error "bad size" "--memory-per-rank" -- plan "${seven[@]}" --ranks 8 --memory-per-rank lots
 
-if [[ $failures -ne 0 ]]; then
-    echo "$failures failure(s)" >&2
-    exit 1
-fi
+finish

@@ -2,12 +2,9 @@
 # prune with configs/stories260k-50.ini: the checkpoint keeps at most 50% of the parameters and
 # within 2% of that; its report and config agree; inspect, eval and generate work on it; the
 # output directory appears only on success; bad configurations are refused before any work.
-set -euo pipefail
-fx=${VT_FIXTURES:?}
-src=${VT_SOURCE_DIR:?}
-[ -f "$fx/stories260K/stories260K.bin" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_files "$fx/stories260K/stories260K.bin"
 cd "$src"  # configs name their files relative to the repository root
 model="$fx/stories260K/stories260K.bin"
 head -c 40000 "$fx/tinystories/eval.txt" >"$work/eval.txt"  # a slice keeps the test fast
@@ -17,16 +14,16 @@ sets=(--set "model.path=$model" --set "model.tokenizer=$fx/stories260K/tok512.bi
       --set schedule.steps=40 --set schedule.log_interval=10)  # a short schedule: the suite stays fast
 
 "$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" --set output.archive=tar.zst >"$work/stdout.txt" 2>"$work/stderr.txt" || {
-  echo "FAIL: prune exited non-zero"; tail -20 "$work/stderr.txt"; exit 1; }
-[ -f "$work/out50/vtrans_report.json" ] || { echo "FAIL: no report"; exit 1; }
+  tail -20 "$work/stderr.txt"; fail "prune exited non-zero"; }
+[ -f "$work/out50/vtrans_report.json" ] || fail "no report"
 grep -q 'class="layer"' "$work/out50/vtrans_report.svg" && [ "$(tail -c 7 "$work/out50/vtrans_report.svg")" = "</svg>" ] ||
-  { echo "FAIL: no report picture"; exit 1; }
-grep -q "step" "$work/stderr.txt" || { echo "FAIL: no progress lines"; exit 1; }
+  fail "no report picture"
+grep -q "step" "$work/stderr.txt" || fail "no progress lines"
 # output.archive: the same files packed into one tar.zst beside the directory.
 tar -I zstd -tf "$work/out50.tar.zst" | sort >"$work/packed.txt"
-(cd "$work" && ls out50 | sed 's|^|out50/|' | sort) | cmp - "$work/packed.txt" || { echo "FAIL: archive contents differ"; exit 1; }
+(cd "$work" && ls out50 | sed 's|^|out50/|' | sort) | cmp - "$work/packed.txt" || fail "archive contents differ"
 
-/usr/bin/python3 - "$work/out50" <<'PY'
+"$py" - "$work/out50" <<'PY'
 import json, sys
 d = sys.argv[1]
 r = json.load(open(f"{d}/vtrans_report.json"))
@@ -50,28 +47,19 @@ PY
 # The pruned checkpoint loads and runs.
 "$VT_BIN" inspect --model "$work/out50" >"$work/inspect.txt"
 "$VT_BIN" eval --model "$work/out50" --data "$work/eval.txt" --json >"$work/eval.json"
-/usr/bin/python3 - "$work/eval.json" "$work/out50/vtrans_report.json" <<'PY'
+"$py" - "$work/eval.json" "$work/out50/vtrans_report.json" <<'PY'
 import json, sys
 e, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 assert abs(e["ppl"] - r["ppl_after"]) <= 1e-4 * r["ppl_after"], (e["ppl"], r["ppl_after"])
 PY
 "$VT_BIN" generate --model "$work/out50" --steps 30 --temperature 0 >"$work/gen.txt"
-[ -s "$work/gen.txt" ] || { echo "FAIL: generate printed nothing"; exit 1; }
+[ -s "$work/gen.txt" ] || fail "generate printed nothing"
 
 # Refused before any work, with the reason, and no output directory.
-check_refused() { # message-pattern, then prune arguments
-  local pat=$1; shift
-  set +e
-  "$VT_BIN" prune "$@" >/dev/null 2>"$work/err.txt"
-  local rc=$?
-  set -e
-  if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then echo "FAIL: prune $* exited $rc"; exit 1; fi
-  grep -qi -- "$pat" "$work/err.txt" || { echo "FAIL: expected '$pat' in:"; cat "$work/err.txt"; exit 1; }
-}
-check_refused "smallest" --config configs/stories260k-50.ini "${sets[@]}" --set budget.params=0.0001 --set "output.dir=$work/x1"
-check_refused "budget.params" --config configs/stories260k-50.ini "${sets[@]}" --set budget.params=1.0 --set "output.dir=$work/x2"
-check_refused "method" --config configs/stories260k-50.ini "${sets[@]}" --set method.name=magic --set "output.dir=$work/x3"
-check_refused "unknown key" --config configs/stories260k-50.ini "${sets[@]}" --set schedule.stepz=3 --set "output.dir=$work/x4"
-check_refused "missing.txt" --config configs/stories260k-50.ini "${sets[@]}" --set "data.calib=$work/missing.txt" --set "output.dir=$work/x5"
-for d in x1 x2 x3 x4 x5; do [ ! -e "$work/$d" ] || { echo "FAIL: $d was created by a refused run"; exit 1; }; done
-echo "prune_stories260k: ok"
+expect_error "refused: smallest" "smallest" -- prune --config configs/stories260k-50.ini "${sets[@]}" --set budget.params=0.0001 --set "output.dir=$work/x1"
+expect_error "refused: budget.params" "budget.params" -- prune --config configs/stories260k-50.ini "${sets[@]}" --set budget.params=1.0 --set "output.dir=$work/x2"
+expect_error "refused: method" "method" -- prune --config configs/stories260k-50.ini "${sets[@]}" --set method.name=magic --set "output.dir=$work/x3"
+expect_error "refused: unknown key" "unknown key" -- prune --config configs/stories260k-50.ini "${sets[@]}" --set schedule.stepz=3 --set "output.dir=$work/x4"
+expect_error "refused: missing.txt" "missing.txt" -- prune --config configs/stories260k-50.ini "${sets[@]}" --set "data.calib=$work/missing.txt" --set "output.dir=$work/x5"
+for d in x1 x2 x3 x4 x5; do [ ! -e "$work/$d" ] || fail "$d was created by a refused run"; done
+finish

@@ -2,13 +2,12 @@
 # Overnight runs survive interruption: SIGTERM makes a run save and exit 75, --resume finishes it
 # with the uninterrupted result; kill -9 of one rank of an MPI run, then --resume, too; resuming
 # with another rank count is refused with a message.
-set -euo pipefail
-fx=${VT_FIXTURES:?}
-src=${VT_SOURCE_DIR:?}
-[ -f "$fx/stories260K/stories260K.bin" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
-[ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
-work=$(mktemp -d)
-trap 'pkill -KILL -f "$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_files "$fx/stories260K/stories260K.bin"
+mpi_env
+kill_runs() { pkill -KILL -f "$work" 2>/dev/null; }  # runs of this test still alive
+on_exit kill_runs
 cd "$src"
 head -c 20000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
 common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/stories260K.bin"
@@ -23,7 +22,7 @@ wait_for_step() {
     grep -qE "masks step ([3-9][0-9]|[1-9][0-9][0-9])/" "$1" 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "FAIL: $1 never reached step 30"; cat "$1"; exit 1
+  cat "$1"; fail "$1 never reached step 30"
 }
 
 "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/whole" >/dev/null 2>"$work/whole.err"
@@ -35,20 +34,20 @@ wait_for_step "$work/a.err"
 kill -TERM $pid
 t0=$(date +%s)
 set +e; wait $pid; rc=$?; set -e
-[ $rc -eq 75 ] || { echo "FAIL: SIGTERM: exit $rc, expected 75"; tail "$work/a.err"; exit 1; }
-[ $(( $(date +%s) - t0 )) -le 60 ] || { echo "FAIL: took more than 60 s to stop"; exit 1; }
-[ -f "$work/a.run/manifest.json" ] || { echo "FAIL: no manifest after SIGTERM"; exit 1; }
-[ ! -e "$work/a" ] || { echo "FAIL: an output directory exists after the stop"; exit 1; }
+[ $rc -eq 75 ] || { tail "$work/a.err"; fail "SIGTERM: exit $rc, expected 75"; }
+[ $(( $(date +%s) - t0 )) -le 60 ] || fail "took more than 60 s to stop"
+[ -f "$work/a.run/manifest.json" ] || fail "no manifest after SIGTERM"
+[ ! -e "$work/a" ] || fail "an output directory exists after the stop"
 "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --resume "$work/a.run" >/dev/null 2>"$work/a2.err" || {
-  echo "FAIL: resume after SIGTERM"; tail "$work/a2.err"; exit 1; }
-grep -q "resume: " "$work/a2.err" || { echo "FAIL: the second run did not resume"; exit 1; }
+  tail "$work/a2.err"; fail "resume after SIGTERM"; }
+grep -q "resume: " "$work/a2.err" || fail "the second run did not resume"
 # the machine-readable log in the run directory covers both runs, one JSON object per line
-/usr/bin/python3 -c "
+"$py" -c "
 import json, sys
 steps = [json.loads(l)['step'] for l in open('$work/a.run/progress.jsonl')]
 assert steps and steps[-1] == 300 and all(isinstance(s, int) for s in steps), steps[-5:]
 "
-/usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/whole" "$work/a"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/whole" "$work/a"
 
 if command -v mpirun >/dev/null; then
   # kill -9 of one rank of a 2-stage run, then resume with the same layout; compared with an
@@ -59,15 +58,15 @@ if command -v mpirun >/dev/null; then
   wait_for_step "$work/m.err"
   pkill -KILL -f "output.dir=$work/m" -n || true
   set +e; timeout 60 tail --pid=$mpid -f /dev/null; wait $mpid; set -e
-  [ ! -e "$work/m" ] || { echo "FAIL: output exists after kill -9"; exit 1; }
+  [ ! -e "$work/m" ] || fail "output exists after kill -9"
   # another rank count is refused
   set +e
   "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/m" --resume "$work/m.run" >/dev/null 2>"$work/m1.err"
   rc=$?
   set -e
-  [ $rc -ne 0 ] && grep -q "ranks" "$work/m1.err" || { echo "FAIL: resuming with -n 1 was not refused"; cat "$work/m1.err"; exit 1; }
+  [ $rc -ne 0 ] && grep -q "ranks" "$work/m1.err" || { cat "$work/m1.err"; fail "resuming with -n 1 was not refused"; }
   timeout 300 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/m" \
-    --resume "$work/m.run" >/dev/null 2>"$work/m2.err" || { echo "FAIL: MPI resume"; tail "$work/m2.err"; exit 1; }
-  /usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/mwhole" "$work/m"
+    --resume "$work/m.run" >/dev/null 2>"$work/m2.err" || { tail "$work/m2.err"; fail "MPI resume"; }
+  "$py" "$src/tests/reference/compare_checkpoints.py" "$work/mwhole" "$work/m"
 fi
 echo "resume: ok"

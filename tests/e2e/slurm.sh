@@ -6,22 +6,18 @@
 # 75, the script requeues the job, the restart resumes from the run directory and finishes with
 # the same result as an uninterrupted run. The daemons are stopped at the end, also on failure.
 # Skipped (77, with the reason) only when this machine cannot run a Slurm cluster at all.
-set -euo pipefail
-fx=${VT_FIXTURES:?}
-src=${VT_SOURCE_DIR:?}
-bin=${VT_BIN:?}
-skip() { echo "SKIPPED: slurm: $*" >&2; echo "skipped: $*"; exit 77; }
-[ -f "$fx/stories260K/stories260K.bin" ] || skip "no stories260K fixture in $fx"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_files "$fx/stories260K/stories260K.bin"
 [ "$(id -u)" -eq 0 ] || skip "not root: slurmd and munged need root (run the suite as root)"
-command -v mpirun >/dev/null || skip "no mpirun"
-[ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
+need_command mpirun
+mpi_env
 
-work=$(mktemp -d)
 SLURM_LOCAL_DIR=$(mktemp -d /tmp/vt-slurm.XXXXXX)
 export SLURM_LOCAL_DIR SLURM_CONF=$SLURM_LOCAL_DIR/slurm.conf
-cleanup() {
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+stop_slurm() { # exit code: on failure, the job outputs, the queue and the daemons' logs first
+  local rc=$1
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
     for f in "$work"/*.out; do [ -f "$f" ] && { echo "---- $f"; tail -30 "$f"; }; done
     squeue 2>/dev/null; scontrol show job 2>/dev/null | grep -E 'JobId|JobState|Reason' || true
     for f in "$SLURM_LOCAL_DIR"/log/slurmctld.log "$SLURM_LOCAL_DIR"/log/slurmd.log; do
@@ -30,12 +26,9 @@ cleanup() {
   fi
   "$src/scripts/slurm-local" stop || true
   rm -rf "$SLURM_LOCAL_DIR"
-  if [ -n "${VT_KEEP:-}" ]; then echo "slurm: kept $work"; else rm -rf "$work"; fi
-  exit $rc
 }
-trap cleanup EXIT
+on_exit stop_slurm
 trap 'exit 1' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
 
 set +e
 "$src/scripts/slurm-local" start >"$work/start.log" 2>&1
@@ -50,7 +43,7 @@ head -c 30000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
 common=(--set "model.path=$fx/stories260K/stories260K.bin" --set "model.tokenizer=$fx/stories260K/tok512.bin"
         --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt"
         --set data.seq_len=32 --set data.max_sequences=64 --set schedule.batch_size=4)
-export VT_BIN=$bin
+export VT_BIN  # for the batch script
 
 # Part 1: a small run, submitted and waited for.
 timeout 170 sbatch --wait -n 2 --time=10 -J vt-e2e-run -o "$work/run1.out" \
@@ -60,7 +53,7 @@ timeout 170 sbatch --wait -n 2 --time=10 -J vt-e2e-run -o "$work/run1.out" \
 grep -q "vtrans-dist exited with code 0" "$work/run1.out" || fail "the job did not report exit code 0"
 grep -q "masks step 20/20" "$work/run1.out" || fail "no progress line for step 20 in the job output"
 [ -f "$work/out1/config.json" ] || fail "no pruned checkpoint in $work/out1"
-"$bin" inspect --model "$work/out1" >"$work/inspect1.log" 2>&1 || { cat "$work/inspect1.log"; fail "inspect does not load the pruned checkpoint"; }
+"$VT_BIN" inspect --model "$work/out1" >"$work/inspect1.log" 2>&1 || { cat "$work/inspect1.log"; fail "inspect does not load the pruned checkpoint"; }
 grep -q "^format *HF safetensors" "$work/inspect1.log" || fail "inspect output unexpected"
 echo "slurm: part 1 ok (sbatch -n 2 pruned stories260K; the checkpoint loads) at ${SECONDS} s"
 
@@ -71,21 +64,21 @@ if srun --mpi=list 2>&1 | grep -q pmix; then
     --set schedule.steps=4 --set schedule.log_interval=2 --set "output.dir=$work/out1s" >"$work/sbatch1s.log" 2>&1 ||
     { cat "$work/sbatch1s.log"; fail "sbatch --wait with VT_LAUNCHER=srun exited non-zero"; }
   grep -q "srun --mpi=pmix" "$work/run1s.out" || fail "VT_LAUNCHER=srun did not launch with srun"
-  "$bin" inspect --model "$work/out1s" >/dev/null 2>&1 || fail "inspect does not load the srun run's checkpoint"
+  "$VT_BIN" inspect --model "$work/out1s" >/dev/null 2>&1 || fail "inspect does not load the srun run's checkpoint"
   echo "slurm: part 1 with srun ok at ${SECONDS} s"
 else
   echo "slurm: srun launcher not tried: this Slurm has no PMIx plugin (srun --mpi=list)"
 fi
 
 # Part 2: checkpoint on SIGUSR1, requeue, resume.
-if ! "$bin" prune --help 2>&1 | grep -q -- "--resume"; then
+if ! "$VT_BIN" prune --help 2>&1 | grep -q -- "--resume"; then
   echo "slurm: part 2 (signal, requeue, resume) not run: this vtrans-dist has no prune --resume yet"
   echo "slurm: ok (part 1)"
   exit 0
 fi
 long=("${common[@]}" --set schedule.steps=300 --set schedule.log_interval=10)
 # The reference: the same run without interruption.
-timeout 200 mpirun -n 2 "$bin" prune --config configs/stories260k-50.ini "${long[@]}" \
+timeout 200 mpirun -n 2 "$VT_BIN" prune --config configs/stories260k-50.ini "${long[@]}" \
   --set "output.dir=$work/ref" >"$work/ref.out" 2>&1 || fail "the uninterrupted reference run failed"
 echo "slurm: uninterrupted reference run done at ${SECONDS} s"
 timeout 200 sbatch --wait --parsable -n 2 --time=10 -J vt-e2e-resume -o "$work/run2.out" \
@@ -113,8 +106,8 @@ grep -q "requeueing job $job" "$work/run2.out" || fail "the job did not requeue 
 grep -q "(restart 1)" "$work/run2.out" || fail "the job did not start a second time"
 grep -q "resuming from $work/out2.run" "$work/run2.out" || fail "the restart did not pass --resume"
 grep -q "vtrans-dist exited with code 0" "$work/run2.out" || fail "the resumed run did not finish"
-"$bin" inspect --model "$work/out2" >/dev/null 2>&1 || fail "inspect does not load the resumed run's checkpoint"
-/usr/bin/python3 "$src/tests/reference/compare_checkpoints.py" "$work/ref" "$work/out2" ||
+"$VT_BIN" inspect --model "$work/out2" >/dev/null 2>&1 || fail "inspect does not load the resumed run's checkpoint"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/ref" "$work/out2" ||
   fail "the resumed run differs from the uninterrupted one"
 echo "slurm: part 2 ok (SIGUSR1 -> exit 75 -> requeue -> --resume -> same result) at ${SECONDS} s"
 echo "slurm: ok"
