@@ -74,6 +74,11 @@ static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
     return 0;
 }
 
+static int agree(vt_comm *c, int status) {
+    if (status == 0 && vt_mpi_fault("agree")) status = -1;
+    return vt_mpi_agree(status, impl(c)->world);
+}
+
 static void abort_all(vt_comm *c, const char *where) {
     (void)c;
     vt_mpi_die(where);
@@ -96,7 +101,7 @@ vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stag
     m->dp = dp;
     m->begin = begin;
     m->c = (vt_comm){.stage = stage, .stages = stages, .replica = replica, .replicas = replicas, .world_rank = rank,
-                     .impl = m, .sum_world = sum_world, .sum_dp = sum_dp, .bcast = bcast, .eval = eval,
+                     .impl = m, .sum_world = sum_world, .sum_dp = sum_dp, .bcast = bcast, .agree = agree, .eval = eval,
                      .abort_all = abort_all, .stage_begin = begin, .pipe_send = pipe_send, .pipe_recv = pipe_recv,
                      .pipe_bcast = pipe_bcast, .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce};
     return &m->c;

@@ -81,6 +81,7 @@ int vt_pipe_eval(const vt_topology *t, const vt_model *part, const int32_t *ids,
     memset(out, 0, sizeof *out);
     const vt_config *c = &part->cfg;
     int rc = vt_eval_check(c, ids, n, window);
+    if (rc == 0 && vt_mpi_fault("eval")) rc = -1;
     if (rc == 0 && (size_t)window * c->dim > INT_MAX)
         rc = vt_fail("a window of %d tokens x %d dims does not fit one MPI message", window, c->dim);
     if (vt_mpi_agree(rc, MPI_COMM_WORLD)) return -1;

@@ -2,7 +2,6 @@
  * communicator, then the same driver as one process (src/prune_run.c) on this rank's part. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "checkpoint_config.h"
 #include "comm_mpi.h"
@@ -49,8 +48,8 @@ int vt_mpi_cmd_prune(int argc, char **argv) {
     vt_prune_catch_signals();
     status = vt_mpi_agree(comm ? 0 : -1, MPI_COMM_WORLD); /* no rank runs on while another has no communicator */
     if (status == 0) status = vt_prune_run_comm(&rc, comm);
-    /* Ranks that only learnt of another's failure stay quiet; the failing rank says why. */
-    if (status && status != VT_EXIT_CHECKPOINTED && strncmp(vt_error(), "another rank failed", 19) != 0)
+    /* A failure the ranks agreed on was printed then, once; one a rank found alone it prints. */
+    if (status && status != VT_EXIT_CHECKPOINTED && !vt_error_reported())
         fprintf(stderr, "vtrans-dist prune: rank %d: error: %s\n", rank, vt_error());
     vt_comm_mpi_free(comm);
     vt_topology_free(&topo);

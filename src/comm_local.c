@@ -38,6 +38,11 @@ static int identity_allreduce(vt_comm *c, double *x, size_t n, int max) {
     return 0;
 }
 
+static int agree_local(vt_comm *c, int status) {
+    (void)c;
+    return status ? -1 : 0;
+}
+
 static int eval_local(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
     (void)c;
     return vt_eval_stream(part, ids, n, window, 0, out, NULL, NULL);
@@ -49,15 +54,9 @@ vt_comm *vt_comm_local(int n_layers) {
     begin[0] = 0;
     begin[1] = n_layers;
     local = (vt_comm){.stages = 1, .replicas = 1, .sum_world = identity_double, .sum_dp = identity_float,
-                      .bcast = identity_bcast, .eval = eval_local, .stage_begin = begin, .pipe_send = no_stage_send,
-                      .pipe_recv = no_stage_recv, .pipe_bcast = identity_root, .pipe_reduce = identity_root,
-                      .pipe_allreduce = identity_allreduce};
+                      .bcast = identity_bcast, .agree = agree_local, .eval = eval_local, .stage_begin = begin,
+                      .pipe_send = no_stage_send, .pipe_recv = no_stage_recv, .pipe_bcast = identity_root,
+                      .pipe_reduce = identity_root, .pipe_allreduce = identity_allreduce};
     return &local;
 }
 
-int vt_comm_agree(vt_comm *c, int status) {
-    double bad = status != 0;
-    if (c->sum_world(c, &bad, 1)) return -1;
-    if (bad > 0 && status == 0) vt_fail("another rank failed (its message is above)");
-    return bad > 0 ? -1 : 0;
-}
