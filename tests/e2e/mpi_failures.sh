@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# A failure on some ranks ends every rank of the world, non-zero and within seconds, with exactly
+# one message line naming the failing rank(s) and no second report of it from the other ranks:
+# prune's "before" evaluation failing on one rank (VT_INJECT_FAULT=R:eval) or on all, training's
+# first agreement failing on one rank of 2 x 2 (R:agree), and eval's model load failing on one rank.
+set -euo pipefail
+fx=${VT_FIXTURES:?}
+src=${VT_SOURCE_DIR:?}
+model="$fx/stories260K/stories260K.bin"
+[ -f "$model" ] || { echo "skipped: no stories260K fixture in $fx"; exit 77; }
+command -v mpirun >/dev/null || { echo "skipped: mpirun not found (install openmpi-bin)"; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
+export BLIS_NUM_THREADS=${BLIS_NUM_THREADS:-1}
+# Under ASan: deeper malloc stacks, so Open MPI's plugin leaks match tests/lsan.supp.
+[ -z "${ASAN_OPTIONS:-}" ] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$src"
+head -c 3000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+prune=(prune --config configs/stories260k-50.ini --set "model.path=$model"
+       --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
+       --set "data.eval=$work/eval.txt" --set data.seq_len=32 --set data.max_sequences=16 --set schedule.steps=2
+       --set "output.dir=$work/out")
+fail() { echo "FAIL: $*"; exit 1; }
+
+# expect NAME NPROCS PATTERN ARGS...: runs vtrans-dist ARGS on NPROCS ranks under a time limit,
+# each rank through a wrapper that records its exit code and exits 0 (so that mpirun does not
+# kill the other ranks when the first one exits), then checks that every rank exited 1 within
+# 20 s and that stderr has exactly one "vtrans-dist..." line, matching PATTERN, and nothing that
+# reports a failure a second time.
+expect() {
+  local name=$1 np=$2 pattern=$3 start=$SECONDS
+  shift 3
+  mkdir "$work/$name"
+  set +e
+  # shellcheck disable=SC2016
+  timeout 60 mpirun --oversubscribe -n "$np" bash -c '"$@"; echo $? >"'"$work/$name"'/rank-$OMPI_COMM_WORLD_RANK"' \
+    wrapper "$VT_BIN" "$@" >/dev/null 2>"$work/$name.err"
+  local rc=$? took=$((SECONDS - start))
+  set -e
+  [ "$rc" -ne 124 ] || { cat "$work/$name.err"; fail "$name: still running after 60 s"; }
+  [ "$took" -le 20 ] || fail "$name: took $took s to fail"
+  for ((r = 0; r < np; r++)); do
+    [ "$(cat "$work/$name/rank-$r" 2>/dev/null)" = 1 ] ||
+      { cat "$work/$name.err"; fail "$name: rank $r exited '$(cat "$work/$name/rank-$r" 2>/dev/null)', not 1"; }
+  done
+  local lines
+  lines=$(grep -c '^vtrans-dist' "$work/$name.err" || true)
+  [ "$lines" -eq 1 ] || { cat "$work/$name.err"; fail "$name: $lines 'vtrans-dist' lines, expected one"; }
+  grep -qE -- "$pattern" "$work/$name.err" || { cat "$work/$name.err"; fail "$name: no line matching '$pattern'"; }
+  ! grep -qiE 'another rank|error:|evaluating before|failed \(no message\)' "$work/$name.err" ||
+    { cat "$work/$name.err"; fail "$name: a failure reported twice"; }
+  echo "  $name: all $np ranks exited 1 after ${took} s: $(grep '^vtrans-dist' "$work/$name.err")"
+}
+
+VT_INJECT_FAULT=1:eval expect before1 2 "^vtrans-dist: rank 1: fault injected at eval" "${prune[@]}" \
+  --set parallel.stages=2
+expect before_all 2 "^vtrans-dist: ranks 0-1: window of 2000 tokens exceeds the model's 512 positions$" "${prune[@]}" \
+  --set parallel.stages=2 --set data.eval_window=2000
+VT_INJECT_FAULT=2:agree expect train_agree 4 "^vtrans-dist: rank 2: fault injected at agree" "${prune[@]}" \
+  --set parallel.stages=2
+VT_INJECT_FAULT=1:agree expect eval_load 2 "^vtrans-dist: rank 1: fault injected at agree" \
+  eval --model "$model" --data "$work/eval.txt"
+[ ! -e "$work/out" ] || fail "a failed prune left its output directory"
+echo "mpi_failures: ok"
