@@ -19,7 +19,9 @@ int vt_mpi_agree(int local_rc, MPI_Comm comm);
 _Noreturn void vt_mpi_die(const char *where);
 
 /* Fault injection for tests of the failure paths: true, with an error set, when the environment
- * variable VT_INJECT_FAULT is "<world rank>:<point>" for this rank and point. */
+ * variable VT_INJECT_FAULT is "<world rank>:<point>" for this rank and point. Points: "forward"
+ * (each pipeline step, which then aborts the world), "eval" (vt_pipe_eval's first agreement),
+ * "agree" (every agreement through the MPI vt_comm). */
 int vt_mpi_fault(const char *point);
 
 #endif
