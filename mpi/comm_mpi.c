@@ -1,76 +1,46 @@
-/* comm_mpi.c — vt_comm over MPI (see comm_mpi.h). Messages larger than INT_MAX elements go in
+/* comm_mpi.c — vt_comm over MPI (see comm_mpi.h). Messages larger than INT_MAX / 2 elements go in
  * pieces. Open MPI's default error handler aborts every rank on a communication failure, so no
  * rank waits forever on a dead peer. */
 #include "comm_mpi.h"
 
 #include <limits.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "error.h"
 #include "mpi_errors.h"
+#include "pipe_forward.h"
 
-typedef struct {
-    vt_comm c;
-    MPI_Comm world, pipe, dp;
-    int *begin;
-} mpi_comm;
-
-static mpi_comm *impl(vt_comm *c) { return (mpi_comm *)c->impl; }
+static vt_topology *topo(vt_comm *c) { return c->impl; }
 
 #define CHUNK ((size_t)INT_MAX / 2)
 
+/* The element count of the piece of an n-element message that starts at o. */
+static int piece(size_t n, size_t o) { return (int)(n - o < CHUNK ? n - o : CHUNK); }
+
+/* MPI guarantees tags up to 32767: message numbers (micro-batches, positions) are taken modulo
+ * 32768. Messages between two ranks arrive in order, so the tag is a check rather than a key. */
+static int tag_of(int tag) { return tag & 0x7fff; }
+
 static int pipe_send(vt_comm *c, const float *x, size_t n, int peer, int tag) {
-    for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Send(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, peer, tag, impl(c)->pipe);
+    for (size_t o = 0; o < n; o += CHUNK) MPI_Send(x + o, piece(n, o), MPI_FLOAT, peer, tag_of(tag), topo(c)->pipe);
     return 0;
 }
 
 static int pipe_recv(vt_comm *c, float *x, size_t n, int peer, int tag) {
-    for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Recv(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, peer, tag, impl(c)->pipe, MPI_STATUS_IGNORE);
-    return 0;
-}
-
-
-static int sum_world(vt_comm *c, double *x, size_t n) {
-    for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Allreduce(MPI_IN_PLACE, x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_DOUBLE, MPI_SUM, impl(c)->world);
-    return 0;
-}
-
-static int sum_dp(vt_comm *c, float *x, size_t n) {
-    for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Allreduce(MPI_IN_PLACE, x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, MPI_SUM, impl(c)->dp);
-    return 0;
-}
-
-static int bcast(vt_comm *c, void *buf, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += CHUNK)
-        MPI_Bcast((char *)buf + o, (int)(bytes - o < CHUNK ? bytes - o : CHUNK), MPI_BYTE, 0, impl(c)->world);
-    return 0;
-}
-
-
-static int pipe_bcast(vt_comm *c, float *x, size_t n, int root) {
-    for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Bcast(x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, root, impl(c)->pipe);
-    return 0;
-}
-
-static int pipe_reduce(vt_comm *c, float *x, size_t n, int root) {
     for (size_t o = 0; o < n; o += CHUNK) {
-        int k = (int)(n - o < CHUNK ? n - o : CHUNK);
-        if (c->stage == root) MPI_Reduce(MPI_IN_PLACE, x + o, k, MPI_FLOAT, MPI_SUM, root, impl(c)->pipe);
-        else MPI_Reduce(x + o, NULL, k, MPI_FLOAT, MPI_SUM, root, impl(c)->pipe);
+        MPI_Status st;
+        int got = 0;
+        MPI_Recv(x + o, piece(n, o), MPI_FLOAT, peer, tag_of(tag), topo(c)->pipe, &st);
+        MPI_Get_count(&st, MPI_FLOAT, &got);
+        if (got != piece(n, o))
+            return vt_fail("message %d from stage %d: received %zu values, expected %zu", tag, peer, o + (size_t)got, n);
     }
     return 0;
 }
 
-static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
-    for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Allreduce(MPI_IN_PLACE, x + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_DOUBLE, max ? MPI_MAX : MPI_SUM,
-                      impl(c)->pipe);
+static int sum_world(vt_comm *c, double *x, size_t n) {
+    (void)c;
+    for (size_t o = 0; o < n; o += CHUNK) MPI_Allreduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     return 0;
 }
 
@@ -84,10 +54,9 @@ static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
         for (int i = 0; i < n; i++) {
             if (x[i].send != pass) continue;
             for (size_t o = 0; o < x[i].bytes; o += CHUNK) {
-                int len = (int)(x[i].bytes - o < CHUNK ? x[i].bytes - o : CHUNK);
                 char *b = (char *)x[i].buf + o;
-                if (pass) MPI_Isend(b, len, MPI_BYTE, x[i].replica, 0x7ffd, impl(c)->dp, &req[k++]);
-                else MPI_Irecv(b, len, MPI_BYTE, x[i].replica, 0x7ffd, impl(c)->dp, &req[k++]);
+                if (pass) MPI_Isend(b, piece(x[i].bytes, o), MPI_BYTE, x[i].replica, 0x7ffd, topo(c)->dp, &req[k++]);
+                else MPI_Irecv(b, piece(x[i].bytes, o), MPI_BYTE, x[i].replica, 0x7ffd, topo(c)->dp, &req[k++]);
             }
         }
     MPI_Waitall(k, req, MPI_STATUSES_IGNORE);
@@ -95,38 +64,56 @@ static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
     return 0;
 }
 
+static int sum_dp(vt_comm *c, float *x, size_t n) {
+    for (size_t o = 0; o < n; o += CHUNK) MPI_Allreduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_FLOAT, MPI_SUM, topo(c)->dp);
+    return 0;
+}
+
+static int bcast(vt_comm *c, void *buf, size_t bytes) {
+    (void)c;
+    for (size_t o = 0; o < bytes; o += CHUNK) MPI_Bcast((char *)buf + o, piece(bytes, o), MPI_BYTE, 0, MPI_COMM_WORLD);
+    return 0;
+}
+
+static int agree(vt_comm *c, int status) {
+    (void)c;
+    if (status == 0 && vt_mpi_fault("agree")) status = -1;
+    return vt_mpi_agree(status, MPI_COMM_WORLD);
+}
+
+static int eval(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
+    return vt_pipe_eval(c, part, ids, n, window, 0, out, NULL, NULL);
+}
+
 static void abort_all(vt_comm *c, const char *where) {
     (void)c;
     vt_mpi_die(where);
 }
 
-vt_comm *vt_comm_mpi_create(MPI_Comm world, MPI_Comm pipe, MPI_Comm dp, int stage, int stages, int replica,
-                            int replicas, const int *stage_begin, vt_eval_fn eval) {
-    mpi_comm *m = vt_calloc(1, sizeof *m, "communicator");
-    int *begin = vt_malloc(sizeof(int) * (size_t)(stages + 1), "communicator");
-    if (!m || !begin) {
-        free(m);
-        free(begin);
-        return NULL;
+static int pipe_bcast(vt_comm *c, float *x, size_t n, int root) {
+    for (size_t o = 0; o < n; o += CHUNK) MPI_Bcast(x + o, piece(n, o), MPI_FLOAT, root, topo(c)->pipe);
+    return 0;
+}
+
+static int pipe_reduce(vt_comm *c, float *x, size_t n, int root) {
+    for (size_t o = 0; o < n; o += CHUNK) {
+        if (c->stage == root) MPI_Reduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_FLOAT, MPI_SUM, root, topo(c)->pipe);
+        else MPI_Reduce(x + o, NULL, piece(n, o), MPI_FLOAT, MPI_SUM, root, topo(c)->pipe);
     }
-    memcpy(begin, stage_begin, sizeof(int) * (size_t)(stages + 1));
-    int rank;
-    MPI_Comm_rank(world, &rank);
-    m->world = world;
-    m->pipe = pipe;
-    m->dp = dp;
-    m->begin = begin;
-    m->c = (vt_comm){.stage = stage, .stages = stages, .replica = replica, .replicas = replicas, .world_rank = rank,
-                     .impl = m, .sum_world = sum_world, .sum_dp = sum_dp, .bcast = bcast, .eval = eval,
-                     .abort_all = abort_all, .stage_begin = begin, .pipe_send = pipe_send, .pipe_recv = pipe_recv,
+    return 0;
+}
+
+static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
+    for (size_t o = 0; o < n; o += CHUNK)
+        MPI_Allreduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_DOUBLE, max ? MPI_MAX : MPI_SUM, topo(c)->pipe);
+    return 0;
+}
+
+vt_comm vt_comm_mpi(vt_topology *t) {
+    return (vt_comm){.stage = t->stage, .stages = t->stages, .replica = t->replica, .replicas = t->replicas,
+                     .world_rank = t->world_rank, .impl = t, .sum_world = sum_world, .sum_dp = sum_dp,
+                     .bcast = bcast, .agree = agree, .eval = eval, .abort_all = abort_all,
+                     .stage_begin = t->stage_begin, .pipe_send = pipe_send, .pipe_recv = pipe_recv,
                      .pipe_bcast = pipe_bcast, .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce,
                      .dp_exchange = dp_exchange};
-    return &m->c;
 }
-
-void vt_comm_mpi_free(vt_comm *c) {
-    if (!c) return;
-    free(impl(c)->begin);
-    free(impl(c));
-}
-

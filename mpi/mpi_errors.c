@@ -1,5 +1,5 @@
-/* mpi_errors.c — agreeing on failure across ranks, printing each failing rank's message once,
- * and aborting the world when a pipeline cannot continue. */
+/* mpi_errors.c — agreeing on failure across ranks, printing each failing rank's message once
+ * (and marking it reported), and aborting the world when a pipeline cannot continue. */
 #include "mpi_errors.h"
 
 #include <stdio.h>
@@ -72,6 +72,8 @@ int vt_mpi_agree(int local_rc, MPI_Comm comm) {
     free(all_world);
     free(all_msgs);
     free(done);
+    if (!failed) vt_fail("another rank failed");
+    vt_error_set_reported(); /* every failing rank's message is printed above */
     return -1;
 }
 

@@ -8,7 +8,9 @@
 /* A synchronisation point: every rank of comm passes its status (0 = fine). When any rank failed,
  * every rank returns -1 and rank 0 of comm prints each failing rank's message (vt_error()) on
  * stderr as "vtrans-dist: rank N: <message>" (N the world rank; ranks with the same message share
- * one line, "ranks 0-3: ..."). Otherwise returns 0. Collective: every rank of comm must call it. */
+ * one line, "ranks 0-3: ..."); a rank that did not fail gets the error "another rank failed", and
+ * every rank's error is marked reported (vt_error_reported), so nothing prints it again.
+ * Otherwise returns 0. Collective: every rank of comm must call it. The MPI vt_comm's agree. */
 int vt_mpi_agree(int local_rc, MPI_Comm comm);
 
 /* For a failure where peers may be blocked in point-to-point calls: prints
@@ -17,7 +19,9 @@ int vt_mpi_agree(int local_rc, MPI_Comm comm);
 _Noreturn void vt_mpi_die(const char *where);
 
 /* Fault injection for tests of the failure paths: true, with an error set, when the environment
- * variable VT_INJECT_FAULT is "<world rank>:<point>" for this rank and point. */
+ * variable VT_INJECT_FAULT is "<world rank>:<point>" for this rank and point. Points: "forward"
+ * (each pipeline step, which then aborts the world), "eval" (vt_pipe_eval's first agreement),
+ * "agree" (every agreement through the MPI vt_comm). */
 int vt_mpi_fault(const char *point);
 
 #endif

@@ -5,20 +5,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "checkpoint_config.h"
 #include "error.h"
 #include "eval_cli.h"
 #include "mpi_commands.h"
 #include "mpi_errors.h"
 #include "pipe_forward.h"
-#include "topology.h"
+#include "pipe_open.h"
+
+typedef struct {
+    const vt_eval_options *o;
+    vt_tokens ids;
+} eval_input;
 
 /* World rank 0 reads and tokenizes the data once; the ids go to every rank (stage 0 embeds them,
- * the last stage scores against them). Collective; agrees on failure. */
-static int read_and_share_tokens(const vt_eval_options *o, vt_tokens *ids) {
+ * the last stage scores against them). Collective; agrees on failure. arg: an eval_input. */
+static int read_and_share_tokens(const vt_config *c, void *arg) {
+    (void)c;
+    eval_input *in = arg;
+    vt_tokens *ids = &in->ids;
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    int rc = rank == 0 ? vt_eval_read_tokens(o, ids) : 0;
+    int rc = rank == 0 ? vt_eval_read_tokens(in->o, ids) : 0;
     if (vt_mpi_agree(rc, MPI_COMM_WORLD)) return -1;
     uint64_t n = ids->n;
     MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
@@ -44,31 +51,20 @@ int vt_mpi_cmd_eval(int argc, char **argv) {
         if (rank == 0) vt_eval_usage();
         return 0;
     }
-    vt_config cfg;
-    if (vt_mpi_agree(vt_checkpoint_config(o.model, &cfg), MPI_COMM_WORLD)) return 1;
-    vt_topology t;
-    int rc = vt_topology_init(&t, &cfg, o.stages, VT_PARTITION_INFER);
-    vt_config_free(&cfg);
-    if (rc) return 1;
-    vt_topology_print(&t, "eval");
-    vt_tokens ids = {0};
-    vt_model part;
-    vt_eval_result r;
-    vt_eval_progress progress;
-    rc = 1;
-    if (read_and_share_tokens(&o, &ids) == 0) {
-        int loaded = vt_model_load(&part, o.model, vt_topology_parts(&t)) == 0;
-        if (!loaded) vt_fail_context("stage %d loading layers %d-%d", t.stage, t.layer_begin, t.layer_end - 1);
-        if (vt_mpi_agree(!loaded, MPI_COMM_WORLD) == 0) {
-            vt_eval_progress_start(&progress);
-            if (vt_pipe_eval(&t, &part, ids.ids, ids.n, o.window, o.batch, &r, vt_eval_progress_report, &progress) == 0) {
-                if (rank == 0) vt_eval_print(&o, &r);
-                rc = 0;
-            }
+    eval_input in = {&o, {0}};
+    vt_pipe p;
+    int rc = 1;
+    if (vt_pipe_open(&p, o.model, o.stages, "eval", read_and_share_tokens, &in) == 0) {
+        vt_eval_result r;
+        vt_eval_progress progress;
+        vt_eval_progress_start(&progress);
+        if (vt_pipe_eval(&p.comm, &p.part, in.ids.ids, in.ids.n, o.window, o.batch, &r, vt_eval_progress_report,
+                         &progress) == 0) {
+            if (rank == 0) vt_eval_print(&o, &r);
+            rc = 0;
         }
-        if (loaded) vt_model_free(&part);
+        vt_pipe_close(&p);
     }
-    vt_tokens_free(&ids);
-    vt_topology_free(&t);
+    vt_tokens_free(&in.ids);
     return rc;
 }

@@ -1,38 +1,23 @@
-/* pipe_forward.c — the forward pipeline for inference: activations between stages with MPI
- * point-to-point, perplexity over micro-batches and replicas. */
+/* pipe_forward.c — the forward pipeline for inference: activations between stages through the
+ * vt_comm transport, perplexity over micro-batches and replicas. */
 #include "pipe_forward.h"
 
-#include <limits.h>
 #include <math.h>
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "mpi_errors.h"
 
-/* MPI guarantees tags up to 32767; micro-batches are numbered modulo that. Messages between two
- * ranks arrive in order, so the tag is a check rather than a key. */
-static int tag_of(int micro_batch) { return micro_batch % 32768; }
-
-void vt_pipe_step(const vt_topology *t, const vt_model *part, vt_fwd *f, const int32_t *tokens, float *x, int B, int T,
-                  int pos0, int tag) {
-    int count = B * T * part->cfg.dim;
+void vt_pipe_step(vt_comm *c, const vt_model *part, vt_fwd *f, const int32_t *tokens, float *x, int B, int T, int pos0,
+                  int tag) {
+    size_t count = (size_t)B * (size_t)T * (size_t)part->cfg.dim;
     if (vt_mpi_fault("forward")) vt_mpi_die("pipeline forward");
-    if (t->first) {
-        vt_embed(part, tokens, B * T, x);
-    } else {
-        MPI_Status st;
-        int got = 0;
-        MPI_Recv(x, count, MPI_FLOAT, t->stage - 1, tag_of(tag), t->pipe, &st);
-        MPI_Get_count(&st, MPI_FLOAT, &got);
-        if (got != count) {
-            vt_fail("micro-batch %d: received %d activations from stage %d, expected %d (%d x %d x %d)", tag, got,
-                    t->stage - 1, count, B, T, part->cfg.dim);
-            vt_mpi_die("pipeline forward");
-        }
-    }
-    vt_layers_forward(part, f, t->layer_begin, t->layer_end, x, B, T, pos0);
-    if (!t->last) MPI_Send(x, count, MPI_FLOAT, t->stage + 1, tag_of(tag), t->pipe);
+    if (vt_comm_first(c)) vt_embed(part, tokens, B * T, x);
+    else if (vt_recv_prev(c, x, count, tag)) vt_mpi_die("pipeline forward");
+    vt_layers_forward(part, f, c->stage_begin[c->stage], c->stage_begin[c->stage + 1], x, B, T, pos0);
+    if (!vt_comm_last(c) && vt_send_next(c, x, count, tag)) vt_mpi_die("pipeline forward");
 }
 
 /* The micro-batches of one replica: its windows [w0, w1) of the stream's `total`, the full ones
@@ -63,41 +48,37 @@ static void plan_get(const eval_plan *p, int m, size_t *w, int *B, int *T) {
 }
 
 /* Chooses the micro-batch size: the requested one, or the single-process default made small
- * enough that a replica's block gives every stage about two micro-batches to overlap; capped so
- * a message's element count fits MPI's int. */
+ * enough that a replica's block gives every stage about two micro-batches to overlap. */
 static int choose_batch(const vt_config *c, int requested, size_t windows_here, int stages, int window) {
     int b = requested > 0 ? requested : vt_eval_default_batch(c, window);
     if (requested <= 0 && stages > 1) {
         size_t want = (windows_here + 2 * (size_t)stages - 1) / (2 * (size_t)stages);
         if (want >= 1 && want < (size_t)b) b = (int)want;
     }
-    size_t cap = (size_t)INT_MAX / ((size_t)window * c->dim);
-    if ((size_t)b > cap) b = (int)cap;
     return b;
 }
 
-int vt_pipe_eval(const vt_topology *t, const vt_model *part, const int32_t *ids, size_t n, int window, int batch,
+int vt_pipe_eval(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, int batch,
                  vt_eval_result *out, void (*progress)(size_t, size_t, void *), void *arg) {
     memset(out, 0, sizeof *out);
-    const vt_config *c = &part->cfg;
-    int rc = vt_eval_check(c, ids, n, window);
-    if (rc == 0 && (size_t)window * c->dim > INT_MAX)
-        rc = vt_fail("a window of %d tokens x %d dims does not fit one MPI message", window, c->dim);
-    if (vt_mpi_agree(rc, MPI_COMM_WORLD)) return -1;
+    const vt_config *cfg = &part->cfg;
+    int rc = vt_eval_check(cfg, ids, n, window), last = vt_comm_last(c);
+    if (rc == 0 && vt_mpi_fault("eval")) rc = -1;
+    if (vt_comm_agree(c, rc)) return -1;
 
-    size_t total = vt_eval_windows(n, window), D = (size_t)t->replicas, d = (size_t)t->replica;
+    size_t total = vt_eval_windows(n, window), D = (size_t)c->replicas, d = (size_t)c->replica;
     eval_plan p = {total * d / D, total * (d + 1) / D, n / (size_t)window, window, 1, (int)(n % (size_t)window)};
-    p.batch = choose_batch(c, batch, p.w1 - p.w0, t->stages, window);
+    p.batch = choose_batch(cfg, batch, p.w1 - p.w0, c->stages, window);
     size_t rows = (size_t)p.batch * window;
     vt_fwd f;
     float *x = NULL, *logits = NULL;
     rc = vt_fwd_init(&f, part, p.batch, window, window);
     if (rc == 0) {
-        x = vt_malloc(rows * c->dim * sizeof(float), "activations");
-        if (t->last) logits = vt_malloc(rows * c->vocab * sizeof(float), "logits");
-        if (!x || (t->last && !logits)) rc = -1;
+        x = vt_malloc(rows * cfg->dim * sizeof(float), "activations");
+        if (last) logits = vt_malloc(rows * cfg->vocab * sizeof(float), "logits");
+        if (!x || (last && !logits)) rc = -1;
     }
-    if (vt_mpi_agree(rc, MPI_COMM_WORLD)) {
+    if (vt_comm_agree(c, rc)) {
         vt_fwd_free(&f); /* safe after a failed vt_fwd_init too */
         free(x);
         free(logits);
@@ -114,20 +95,19 @@ int vt_pipe_eval(const vt_topology *t, const vt_model *part, const int32_t *ids,
         int B, T;
         plan_get(&p, m, &w, &B, &T);
         const int32_t *tokens = ids + w * (size_t)window;
-        vt_pipe_step(t, part, &f, tokens, x, B, T, 0, m);
-        if (t->last) {
+        vt_pipe_step(c, part, &f, tokens, x, B, T, 0, m);
+        if (last) {
             vt_head_forward(part, &f, x, B * T, logits);
-            vt_eval_score(c, logits, tokens, B, T, &local);
+            vt_eval_score(cfg, logits, tokens, B, T, &local);
         }
-        if (progress && t->world_rank == 0 && mine)
+        if (progress && c->world_rank == 0 && mine)
             progress((w + (size_t)B - p.w0) * total / mine, total, arg);
     }
 
-    /* The last stage of each replica holds its block's sums: add them over the replicas, then
-     * share them with the other stages, so every rank returns the same result. */
+    /* The last stage of each replica holds its block's sums (the other stages zeros): adding them
+     * over the world gives every rank the same result. */
     double sums[4] = {local.nll_sum, (double)local.tokens, (double)local.windows, local.flops};
-    if (t->last) MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, t->dp);
-    MPI_Bcast(sums, 4, MPI_DOUBLE, t->stages - 1, t->pipe);
+    rc = c->sum_world(c, sums, 4);
     out->nll_sum = sums[0];
     out->tokens = (size_t)sums[1];
     out->windows = (size_t)sums[2];
@@ -138,5 +118,5 @@ int vt_pipe_eval(const vt_topology *t, const vt_model *part, const int32_t *ids,
     vt_fwd_free(&f);
     free(x);
     free(logits);
-    return 0;
+    return rc;
 }

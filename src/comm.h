@@ -31,6 +31,9 @@ struct vt_comm {
     /* Perplexity of a token stream with the model whose part this rank holds (every rank calls
      * it; every rank gets the result). */
     int (*eval)(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out);
+    /* A synchronisation point: every rank passes its status (0 = fine); all get -1 when any rank
+     * failed, else 0. Use it through vt_comm_agree. */
+    int (*agree)(vt_comm *c, int status);
     /* For a failure while peers may be blocked waiting on this rank: print the message and end
      * every rank (NULL in one process: the caller just returns its error). */
     void (*abort_all)(vt_comm *c, const char *where);
@@ -51,9 +54,12 @@ struct vt_comm {
     int (*dp_exchange)(vt_comm *c, vt_transfer *x, int n);
 };
 
-/* Every rank passes its status; all get -1 when any rank failed (the failing rank's message
- * is printed by it). A synchronisation point that keeps ranks from waiting on a failed one. */
-int vt_comm_agree(vt_comm *c, int status);
+/* Every rank passes its status; all get -1 when any rank failed. A synchronisation point that
+ * keeps ranks from waiting on a failed one. Over several ranks, each failing rank's message is
+ * printed once (by one rank for all), every rank's error is then marked reported
+ * (vt_error_reported) and a rank that did not fail gets "another rank failed"; in one process
+ * nothing is printed and the caller reports its own error. */
+static inline int vt_comm_agree(vt_comm *c, int status) { return c->agree(c, status); }
 
 /* The single-process communicator for a model of n_layers layers. */
 vt_comm *vt_comm_local(int n_layers);

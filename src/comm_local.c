@@ -43,6 +43,11 @@ static int no_replica_exchange(vt_comm *c, vt_transfer *x, int n) {
     return n ? vt_fail("internal: a single process has no other replica") : 0;
 }
 
+static int agree_local(vt_comm *c, int status) {
+    (void)c;
+    return status ? -1 : 0;
+}
+
 static int eval_local(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
     (void)c;
     return vt_eval_stream(part, ids, n, window, 0, out, NULL, NULL);
@@ -54,15 +59,10 @@ vt_comm *vt_comm_local(int n_layers) {
     begin[0] = 0;
     begin[1] = n_layers;
     local = (vt_comm){.stages = 1, .replicas = 1, .sum_world = identity_double, .sum_dp = identity_float,
-                      .bcast = identity_bcast, .eval = eval_local, .stage_begin = begin, .pipe_send = no_stage_send,
-                      .pipe_recv = no_stage_recv, .pipe_bcast = identity_root, .pipe_reduce = identity_root,
-                      .pipe_allreduce = identity_allreduce, .dp_exchange = no_replica_exchange};
+                      .bcast = identity_bcast, .agree = agree_local, .eval = eval_local, .stage_begin = begin,
+                      .pipe_send = no_stage_send, .pipe_recv = no_stage_recv, .pipe_bcast = identity_root,
+                      .pipe_reduce = identity_root, .pipe_allreduce = identity_allreduce,
+                      .dp_exchange = no_replica_exchange};
     return &local;
 }
 
-int vt_comm_agree(vt_comm *c, int status) {
-    double bad = status != 0;
-    if (c->sum_world(c, &bad, 1)) return -1;
-    if (bad > 0 && status == 0) vt_fail("another rank failed (its message is above)");
-    return bad > 0 ? -1 : 0;
-}

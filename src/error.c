@@ -1,4 +1,5 @@
-/* error.c — per-thread error message buffer and allocation helpers that report what failed. */
+/* error.c — per-thread error message buffer and whether it was reported, and allocation helpers
+ * that report what failed. */
 #include "error.h"
 
 #include <stdarg.h>
@@ -7,12 +8,14 @@
 #include <string.h>
 
 static _Thread_local char vt_error_buf[2048];
+static _Thread_local int vt_error_was_reported;
 
 int vt_fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(vt_error_buf, sizeof vt_error_buf, fmt, ap);
     va_end(ap);
+    vt_error_was_reported = 0;
     return -1;
 }
 
@@ -30,7 +33,14 @@ int vt_fail_context(const char *fmt, ...) {
 
 const char *vt_error(void) { return vt_error_buf; }
 
-void vt_error_clear(void) { vt_error_buf[0] = '\0'; }
+void vt_error_clear(void) {
+    vt_error_buf[0] = '\0';
+    vt_error_was_reported = 0;
+}
+
+void vt_error_set_reported(void) { vt_error_was_reported = 1; }
+
+int vt_error_reported(void) { return vt_error_was_reported; }
 
 void *vt_malloc(size_t bytes, const char *what) {
     void *p = malloc(bytes ? bytes : 1);

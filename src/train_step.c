@@ -320,7 +320,8 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
         t->red[n + i] = t->mk.g_logvar[i];
     }
     memcpy(t->red + 2 * n, acc, sizeof acc);
-    if (cm->sum_world(cm, t->red, 2 * n + 3)) return -1;
+    vt_trainer_save_votes(t, step + 1, t->red + 2 * n + 3); /* riding on this sum, not one of their own */
+    if (cm->sum_world(cm, t->red, 2 * n + 5)) return -1;
     for (size_t i = 0; i < n; i++) {
         t->mk.g_mu[i] = (float)t->red[i];
         t->mk.g_logvar[i] = (float)t->red[n + i];
@@ -328,6 +329,7 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     rec->kd = t->red[2 * n];
     rec->ce = t->red[2 * n + 1];
     rec->mse = t->red[2 * n + 2];
+    memcpy(t->save_votes, t->red + 2 * n + 3, sizeof t->save_votes);
     if (dw) {
         size_t w0, wn = vt_trainer_layer_region(dw, &w0);
         if (cm->sum_dp(cm, dw->arena + w0, wn)) return -1;

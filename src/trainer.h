@@ -50,6 +50,7 @@ typedef struct {
     double *red;             /* reduction buffer */
     long tokens;
     double last_save;        /* when the last checkpoint was saved (or the run started) */
+    double save_votes[2];    /* summed over the world by the last step (vt_trainer_save_votes) */
 } trainer;
 
 /* train_step.c */
@@ -64,6 +65,12 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec);
  * else the run allocated (activations, tapes, classifier scratch, teacher cache), in bytes. */
 void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work);
 size_t vt_trainer_layer_region(const vt_model *m, size_t *start);
+
+/* vib_train.c */
+/* This rank's votes, after `done` global steps, on saving a checkpoint: votes[0] = 1 when asked
+ * to stop (a signal), votes[1] = 1 on the coordinator when a checkpoint is due (steps or time).
+ * The step sums them over the world with its gradients, so that every rank decides alike. */
+void vt_trainer_save_votes(const trainer *t, long done, double votes[2]);
 
 /* train_prune.c */
 int vt_trainer_slice(trainer *t, const uint8_t *keep);

@@ -68,24 +68,28 @@ static int keep_record(vt_vib_result *out, const vt_train_record *r) {
     return 0;
 }
 
-/* Runs `total` steps of one phase. */
-/* Saves a checkpoint when one is due or asked for (a signal on any rank); the ranks decide
- * together. Returns 1 when the run must stop (saved), 0 to go on, -1 on failure. */
-static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done, vt_vib_result *out) {
+void vt_trainer_save_votes(const trainer *t, long done, double votes[2]) {
     const vt_vib_params *p = t->p;
-    if (!p->run_dir) return 0;
-    double flags[2] = {p->stop && *p->stop ? 1.0 : 0.0, 0.0};
+    votes[0] = p->stop && *p->stop ? 1.0 : 0.0;
+    votes[1] = 0.0;
     if (t->comm->world_rank == 0) {
         int by_steps = p->checkpoint_steps > 0 && done % p->checkpoint_steps == 0;
         int by_time = p->checkpoint_minutes > 0 && vt_seconds() - t->last_save >= 60.0 * p->checkpoint_minutes;
-        flags[1] = by_steps || by_time;
+        votes[1] = by_steps || by_time;
     }
-    if (t->comm->sum_world(t->comm, flags, 2)) return -1;
-    if (flags[0] == 0 && flags[1] == 0) return 0;
+}
+
+/* Saves a checkpoint after the step just done when one is due or asked for (a signal on any
+ * rank): the ranks decide together by the votes the step summed. Returns 1 when the run must
+ * stop (saved), 0 to go on, -1 on failure. */
+static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done, vt_vib_result *out) {
+    const vt_vib_params *p = t->p;
+    if (!p->run_dir) return 0;
+    if (t->save_votes[0] == 0 && t->save_votes[1] == 0) return 0;
     vt_ckpt_pos pos = {done, phase, done_in_phase};
     if (vt_ckpt_save(t, &pos, out)) return -1;
     t->last_save = vt_seconds();
-    if (flags[0] == 0) return 0;
+    if (t->save_votes[0] == 0) return 0;
     if (p->log && t->comm->world_rank == 0)
         fprintf(p->log, "stopping on request after step %ld: checkpoint saved in %s\n", done, p->run_dir);
     out->stopped = 1;
@@ -93,6 +97,7 @@ static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done
     return 1;
 }
 
+/* Runs `total` steps of one phase. */
 static int run_phase(trainer *t, int phase, long start, long total, long *global_step, double t0, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
     double since = vt_seconds();

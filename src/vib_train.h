@@ -35,7 +35,8 @@ typedef struct {
     long checkpoint_steps;  /* save every N steps (0: by time only) */
     double checkpoint_minutes; /* save at least this often (0: by steps only) */
     const char *resume_dir; /* continue from the newest complete checkpoint here (NULL: fresh) */
-    volatile sig_atomic_t *stop; /* set (by a signal handler) to save and stop after this step */
+    volatile sig_atomic_t *stop; /* set (by a signal handler) to save and stop: read at each step's
+                                  * gradient sum, so the run stops after that step */
     FILE *log;              /* progress lines (NULL: none) */
     FILE *jsonl;            /* machine-readable progress (NULL: none) */
 } vt_vib_params;

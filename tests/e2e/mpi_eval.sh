@@ -72,7 +72,7 @@ echo "  generate: greedy on 2 stages and sampling on 2x2 match one process"
 expect_refusal() {
   local name=$1 pattern=$2
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -ge 128 ]; then cat "$work/$name.err"; fail "$name: exit code $rc"; fi
-  [ "$took" -le 20 ] || fail "$name: took $took s to fail"
+  [ "$took" -le 60 ] || fail "$name: took $took s to fail" # 8 ranks under ASan on 2 loaded cores: ~30 s
   [ "$(grep -cE -- "$pattern" "$work/$name.err")" -eq 1 ] || { cat "$work/$name.err"; fail "$name: expected one line matching '$pattern'"; }
   echo "  $name: exit $rc after ${took} s: $(grep -E -- "$pattern" "$work/$name.err" | head -c 240)"
 }

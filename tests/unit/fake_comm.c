@@ -353,6 +353,14 @@ static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
     return recv_from(c, x, n, c->replica * state(c)->w->stages + stage, tag);
 }
 
+/* Every rank's status summed over the world: -1 on all when any failed. */
+static int agree(vt_comm *c, int status) {
+    double bad = status != 0;
+    if (sum_world(c, &bad, 1)) return -1;
+    if (bad > 0 && status == 0) vt_fail("another rank failed (its message is above)");
+    return bad > 0 ? -1 : 0;
+}
+
 /* Every send buffered first, then the receives in list order: any mix of both is safe. */
 static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
     fake_world *w = state(c)->w;
@@ -482,7 +490,7 @@ fake_world *fake_world_create(int stages, int replicas, const int *stage_begin) 
                                .bcast = bcast, .eval = no_eval, .abort_all = abort_all, .stage_begin = w->begin,
                                .pipe_send = pipe_send, .pipe_recv = pipe_recv, .pipe_bcast = pipe_bcast,
                                .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce,
-                               .dp_exchange = dp_exchange};
+                               .dp_exchange = dp_exchange, .agree = agree};
     }
     return w;
 }
