@@ -127,6 +127,25 @@ int vt_prune_run(const vt_run_config *rc) {
     return vt_prune_run_comm(rc, vt_comm_local(n_layers));
 }
 
+
+/* What no run can do, known once the model and data are read: a budget below the smallest model
+ * the structure allows, token ids outside the vocabulary, a baseline method split over stages. */
+static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt_tokens *calib_ids,
+                         vt_budget_kind kind, double target, double ctx, int stages) {
+    double dense = vt_structure_size(cfg, kind, ctx), min_size = vt_budget_min_size(cfg, kind, ctx, rc->budget_round_to);
+    if (target * dense < min_size)
+        return vt_fail("%s: budget.%s = %g is below the smallest model the structure allows (%.4g of the dense size)",
+                       rc->source[0] ? rc->source : "configuration", kind == VT_BUDGET_PARAMS ? "params" : "flops",
+                       target, min_size / dense);
+    for (size_t i = 0; i < calib_ids->n; i++)
+        if (calib_ids->ids[i] < 0 || calib_ids->ids[i] >= cfg->vocab)
+            return vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data_calib, i,
+                           calib_ids->ids[i], cfg->vocab);
+    if (rc->method_name != VT_METHOD_VIB && stages > 1)
+        return vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
+                       vt_method_name(rc->method_name));
+    return 0;
+}
 int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     int coordinator = comm->world_rank == 0;
     double t0 = vt_seconds();
@@ -156,15 +175,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
                            vt_comm_last(comm)};
     /* Every rank loads only its own tensors; no rank goes on when another failed. */
     if (vt_comm_agree(comm, vt_model_load(&model, rc->model_path, parts))) goto done;
-    /* Impossible budgets are refused before any work. */
     double dense = vt_structure_size(&model.cfg, kind, ctx);
-    double min_size = vt_budget_min_size(&model.cfg, kind, ctx, rc->budget_round_to);
-    if (target * dense < min_size) {
-        vt_fail("%s: budget.%s = %g is below the smallest model the structure allows (%.4g of the dense size)",
-                rc->source[0] ? rc->source : "configuration", kind == VT_BUDGET_PARAMS ? "params" : "flops", target,
-                min_size / dense);
-        goto done;
-    }
     int data_rc = vt_data_tokens(rc->data_calib, have_tok ? &tok : NULL, &calib_ids);
     if (data_rc == 0 && rc->data_eval[0]) data_rc = vt_data_tokens(rc->data_eval, have_tok ? &tok : NULL, &eval_ids);
     vt_calib calib;
@@ -172,12 +183,8 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         data_rc = vt_calib_init(&calib, calib_ids.ids, calib_ids.n, rc->data_fraction, rc->data_seq_len,
                                 (size_t)rc->data_max_sequences);
     if (vt_comm_agree(comm, data_rc)) goto done;
-    for (size_t i = 0; i < calib_ids.n; i++)
-        if (calib_ids.ids[i] < 0 || calib_ids.ids[i] >= model.cfg.vocab) {
-            vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data_calib, i,
-                    calib_ids.ids[i], model.cfg.vocab);
-            goto done;
-        }
+    /* Impossible requests are refused before any work, by every rank together (one message). */
+    if (vt_comm_agree(comm, check_request(rc, &model.cfg, &calib_ids, kind, target, ctx, comm->stages))) goto done;
     if (coordinator)
         fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
             rc->model_path, vt_params_total(&model.cfg), vt_method_name(rc->method_name),
@@ -219,10 +226,6 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         memset(&vib.pruned, 0, sizeof vib.pruned);
         steps = vib.steps;
         tokens = vib.tokens;
-    } else if (comm->stages > 1) {
-        vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
-                vt_method_name(rc->method_name));
-        goto done;
     } else {
         vt_score_kind sk = rc->method_name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
                            : rc->method_name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM

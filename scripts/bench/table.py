@@ -11,6 +11,13 @@ def load(name):
     return json.load(open(p)) if os.path.exists(p) else None
 
 
+def teacher_seconds(name):
+    """(sequences, replicas, seconds) of the teacher cache pass, from a prune log."""
+    m = re.search(r"teacher cache: (\d+) calibration sequences, sharded over (\d+) replica\(s\), in ([0-9.]+) s",
+                  open(os.path.join(work, f"{name}.log")).read())
+    return (int(m.group(1)), int(m.group(2)), float(m.group(3))) if m else None
+
+
 def step_seconds(name):
     """Mean wall time of the mask steps after the first (the first touches fresh memory)."""
     recs = [json.loads(l) for l in open(os.path.join(work, f"run-{name}", "progress.jsonl"))]
@@ -44,6 +51,12 @@ mix = {r: [p["model_mix"] for p in probes if p["rows"] == r] for r in (256, 2048
 limit = max(mix[256] + mix[2048])
 s2 = load("sgemm2.json")
 tok = {n: B * T / step_seconds(n) for n in ("n1", "stages", "replicas")}
+if os.path.exists(os.path.join(work, "run-stages2b", "progress.jsonl")):
+    tok["stages2b"] = 2 * B * T / step_seconds("stages2b")
+# two 1-thread sgemm processes at once against the 1-thread probe just before them
+pairs = [json.loads(l) for l in open(os.path.join(work, "sgemm-pairs.jsonl"))] \
+    if os.path.exists(os.path.join(work, "sgemm-pairs.jsonl")) else []
+pair_x = [(a["model_mix"] + b["model_mix"]) / one["model_mix"] for one, a, b in pairs]
 gf = tok["n1"] * step_flops / 1e9
 ed, ep = load("eval-dense.json"), load("eval-pruned.json")
 tf, tc = load("torch-forward.json"), load("torch-cached.json")
@@ -66,9 +79,19 @@ for name, r in (("teacher forward every step", tf), ("teacher hidden states cach
     if r:
         print(f"| 3 | PyTorch {r['torch']} step, {name} | {r['tokens_per_second']:.1f} tokens/s | "
               f"ours {tok['n1'] / r['tokens_per_second']:.2f}x |")
+if pair_x:
+    print(f"| 4 | the machine: two 1-thread sgemm processes at once, one per core, 2048 rows ({len(pair_x)} probes) | "
+          f"{min(pair_x):.2f}x to {max(pair_x):.2f}x of one | |")
 print(f"| 4 | -n 2 as 2 stages ({B} micro-batches) | {tok['stages']:.1f} tokens/s | "
       f"{tok['stages'] / tok['n1']:.2f}x of -n 1 |")
+if "stages2b" in tok:
+    print(f"| 4 | -n 2 as 2 stages, batch {2 * B} ({2 * B} micro-batches) | {tok['stages2b']:.1f} tokens/s | "
+          f"{tok['stages2b'] / tok['n1']:.2f}x of -n 1 |")
 print(f"| 4 | -n 2 as 2 replicas | {tok['replicas']:.1f} tokens/s | {tok['replicas'] / tok['n1']:.2f}x of -n 1 |")
+tn, tr = teacher_seconds("n1"), teacher_seconds("replicas")
+if tn and tr:
+    print(f"| 4 | teacher cache pass, {tn[0]} sequences: -n 1, and -n 2 as 2 replicas (sharded) | {tn[2]:.1f} s, "
+          f"{tr[2]:.1f} s | {tn[2] / tr[2]:.2f}x faster |")
 print(f"| 5 | eval, dense, window {T} | {ed['tokens_per_second']:.1f} tokens/s, {ed['gflops_per_second']:.1f} GFLOP/s | "
       f"{ed['gflops_per_second'] / limit * 100:.0f}% of the limit |")
 print(f"| 5 | eval, pruned to 50% of the parameters | {ep['tokens_per_second']:.1f} tokens/s | "
