@@ -20,6 +20,7 @@ typedef struct {
     const char *path;
     uint64_t hash;
     uint64_t bytes;
+    int writing; /* opened for writing: io() writes, else it reads */
     int failed;
 } blob;
 
@@ -41,6 +42,13 @@ static void get(blob *b, void *p, size_t n) {
     else mix(b, p, n);
 }
 
+/* One routine describes a file's layout for both directions: io() writes the bytes at p when the
+ * blob is being written, and fills them when it is being read. */
+static void io(blob *b, void *p, size_t n) {
+    if (b->writing) put(b, p, n);
+    else get(b, p, n);
+}
+
 #define PUT(b, x) put(b, &(x), sizeof(x))
 #define GET(b, x) get(b, &(x), sizeof(x))
 
@@ -48,21 +56,22 @@ static int blob_open(blob *b, const char *path, const char *mode) {
     memset(b, 0, sizeof *b);
     b->path = path;
     b->hash = 0xCBF29CE484222325ull;
+    b->writing = mode[0] == 'w';
     b->f = fopen(path, mode);
     return b->f ? 0 : vt_fail("%s: cannot open: %s", path, strerror(errno));
 }
 
-static int blob_close(blob *b, int writing) {
+static int blob_close(blob *b) {
     int rc = b->failed ? -1 : 0;
-    if (writing && fflush(b->f) != 0) rc = -1;
+    if (b->writing && fflush(b->f) != 0) rc = -1;
     if (fclose(b->f) != 0) rc = -1;
-    if (rc) return vt_fail("%s: %s failed (disk full or file truncated?)", b->path, writing ? "writing" : "reading");
+    if (rc) return vt_fail("%s: %s failed (disk full or file truncated?)", b->path, b->writing ? "writing" : "reading");
     return 0;
 }
 
 /* ---- what goes into state.bin (the coordinator's) and rank-R.bin (each rank's) ---- */
-static void state_io(blob *b, trainer *t, vt_ckpt_pos *pos, vt_vib_result *out, int writing, vt_config *cfg) {
-    void (*io)(blob *, void *, size_t) = writing ? (void (*)(blob *, void *, size_t))put : get;
+static void state_io(blob *b, trainer *t, vt_ckpt_pos *pos, vt_vib_result *out, vt_config *cfg) {
+    int writing = b->writing;
     char magic[8];
     memcpy(magic, MAGIC, 8);
     io(b, magic, 8);
@@ -87,8 +96,7 @@ static void state_io(blob *b, trainer *t, vt_ckpt_pos *pos, vt_vib_result *out, 
     if (!b->failed) io(b, cfg->layers, sizeof *cfg->layers * (size_t)cfg->n_layers);
 }
 
-static void masks_io(blob *b, vt_masks *mk, int writing) {
-    void (*io)(blob *, void *, size_t) = writing ? (void (*)(blob *, void *, size_t))put : get;
+static void masks_io(blob *b, vt_masks *mk) {
     size_t n = mk->n;
     io(b, &n, sizeof n);
     if (n != mk->n) {
@@ -102,8 +110,7 @@ static void masks_io(blob *b, vt_masks *mk, int writing) {
     io(b, mk->layer, sizeof(int16_t) * n);
 }
 
-static void adam_io(blob *b, vt_adam *a, int writing) {
-    void (*io)(blob *, void *, size_t) = writing ? (void (*)(blob *, void *, size_t))put : get;
+static void adam_io(blob *b, vt_adam *a) {
     size_t n = a->n;
     io(b, &n, sizeof n);
     if (n != a->n) {
@@ -174,18 +181,18 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
             put(&b, t->own.arena, sizeof(float) * nf);
         }
         PUT(&b, t->train_weights);
-        if (t->train_weights) adam_io(&b, &t->adam_w, 1);
-        rc = blob_close(&b, 1);
+        if (t->train_weights) adam_io(&b, &t->adam_w);
+        rc = blob_close(&b);
     }
     if (rc == 0 && coordinator) {
         snprintf(path, sizeof path, "%s/state.bin", tmp);
         rc = blob_open(&s, path, "wb");
         if (rc == 0) {
-            state_io(&s, t, &pos, &out, 1, &cfg);
-            masks_io(&s, &t->mk, 1);
-            adam_io(&s, &t->adam_mu, 1);
-            adam_io(&s, &t->adam_lv, 1);
-            rc = blob_close(&s, 1);
+            state_io(&s, t, &pos, &out, &cfg);
+            masks_io(&s, &t->mk);
+            adam_io(&s, &t->adam_mu);
+            adam_io(&s, &t->adam_lv);
+            rc = blob_close(&s);
         }
     }
     double *all = malloc(sizeof(double) * 3 * (size_t)P);
@@ -320,7 +327,7 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
     snprintf(path, sizeof path, "%s/state.bin", ck);
     if (rc == 0) rc = blob_open(&s, path, "rb");
     if (rc == 0) {
-        state_io(&s, t, pos, out, 0, &cfg);
+        state_io(&s, t, pos, out, &cfg);
         vt_masks_free(&t->mk);
         vt_adam_free(&t->adam_mu);
         vt_adam_free(&t->adam_lv);
@@ -328,11 +335,11 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
             vt_adam_init(&t->adam_lv, t->mk.n, 0.0))
             rc = -1;
         if (rc == 0) {
-            masks_io(&s, &t->mk, 0);
-            adam_io(&s, &t->adam_mu, 0);
-            adam_io(&s, &t->adam_lv, 0);
+            masks_io(&s, &t->mk);
+            adam_io(&s, &t->adam_mu);
+            adam_io(&s, &t->adam_lv);
         }
-        if (blob_close(&s, 0)) rc = -1;
+        if (blob_close(&s)) rc = -1;
     }
     /* this rank's part */
     blob b;
@@ -364,9 +371,9 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
                                    t->student->has_head};
             if (vt_model_alloc(&t->dw, &t->student->cfg, parts) || vt_adam_init(&t->adam_w, wn, t->p->weight_decay))
                 rc = -1;
-            else adam_io(&b, &t->adam_w, 0);
+            else adam_io(&b, &t->adam_w);
         }
-        if (blob_close(&b, 0)) rc = -1;
+        if (blob_close(&b)) rc = -1;
         /* the classifier rows of other stages: columns of the kept hidden dims (ids = columns of the
          * dense model, which those rows still have after vt_trainer_head_init) */
         if (rc == 0 && t->mk.dim != t->head.d) vt_trainer_head_columns(t, t->mk.unit_id, t->mk.dim);
