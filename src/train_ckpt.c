@@ -69,7 +69,7 @@ static int blob_close(blob *b) {
     return 0;
 }
 
-/* ---- what goes into state.bin (the coordinator's) and rank-R.bin (each rank's) ---- */
+/* ---- what goes into state.bin (the coordinator's) and rank-S.bin (stage S's, from its replica 0) ---- */
 static void state_io(blob *b, trainer *t, vt_ckpt_pos *pos, vt_vib_result *out, vt_config *cfg) {
     int writing = b->writing;
     char magic[8];
@@ -134,14 +134,17 @@ static json_t *manifest_read(const char *dir) {
     return m;
 }
 
-/* Every rank contributes (size, checksum) of its file: summed over the world, rank 0 gets all. */
-static int gather_files(trainer *t, const blob *mine, double *all, int P) {
-    memset(all, 0, sizeof(double) * 3 * (size_t)P);
-    int r = t->comm->world_rank;
-    all[3 * r] = (double)mine->bytes;
-    all[3 * r + 1] = (double)(mine->hash >> 32);
-    all[3 * r + 2] = (double)(mine->hash & 0xFFFFFFFFu);
-    return t->comm->sum_world(t->comm, all, 3 * (size_t)P);
+/* Replica 0 of every stage contributes (size, checksum) of the stage's file: summed over the
+ * world, rank 0 gets all S of them. */
+static int gather_files(trainer *t, const blob *mine, double *all, int S) {
+    memset(all, 0, sizeof(double) * 3 * (size_t)S);
+    int s = t->comm->stage;
+    if (t->comm->replica == 0) {
+        all[3 * s] = (double)mine->bytes;
+        all[3 * s + 1] = (double)(mine->hash >> 32);
+        all[3 * s + 2] = (double)(mine->hash & 0xFFFFFFFFu);
+    }
+    return t->comm->sum_world(t->comm, all, 3 * (size_t)S);
 }
 
 static json_t *file_entry(double bytes, uint64_t hash) {
@@ -168,11 +171,16 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
     vt_vib_result out = *out_in;
     vt_config cfg = t->student->cfg;
     blob b, s;
+    memset(&b, 0, sizeof b);
     memset(&s, 0, sizeof s);
-    /* this rank's file: its student part when it is not the loaded model, fine-tuning moments */
-    snprintf(path, sizeof path, "%s/rank-%05d.bin", tmp, c->world_rank);
-    rc = blob_open(&b, path, "wb");
-    if (rc == 0) {
+    /* The stage's file (its student part when it is not the loaded model, fine-tuning moments) is
+     * the same on every replica of the stage: replica 0 writes it, named by the stage (which is
+     * also replica 0's world rank). */
+    if (c->replica == 0) {
+        snprintf(path, sizeof path, "%s/rank-%05d.bin", tmp, c->stage);
+        rc = blob_open(&b, path, "wb");
+    }
+    if (rc == 0 && c->replica == 0) {
         int owned = t->student == &t->own;
         PUT(&b, owned);
         if (owned) {
@@ -195,9 +203,9 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
             rc = blob_close(&s);
         }
     }
-    double *all = malloc(sizeof(double) * 3 * (size_t)P);
+    double *all = malloc(sizeof(double) * 3 * (size_t)c->stages);
     if (!all) rc = vt_fail("out of memory for the checkpoint manifest");
-    if (vt_comm_agree(c, rc) || gather_files(t, &b, all, P)) {
+    if (vt_comm_agree(c, rc) || gather_files(t, &b, all, c->stages)) {
         free(all);
         return -1;
     }
@@ -229,11 +237,11 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
         json_object_set_new(e, "step", json_integer(pos.step));
         json_object_set_new(e, "phase", json_integer(pos.phase));
         json_object_set_new(files, "state.bin", file_entry((double)s.bytes, s.hash));
-        for (int r = 0; r < P; r++) {
+        for (int st = 0; st < c->stages; st++) {
             char name[64];
-            snprintf(name, sizeof name, "rank-%05d.bin", r);
-            uint64_t h = ((uint64_t)all[3 * r + 1] << 32) | (uint64_t)all[3 * r + 2];
-            json_object_set_new(files, name, file_entry(all[3 * r], h));
+            snprintf(name, sizeof name, "rank-%05d.bin", st);
+            uint64_t h = ((uint64_t)all[3 * st + 1] << 32) | (uint64_t)all[3 * st + 2];
+            json_object_set_new(files, name, file_entry(all[3 * st], h));
         }
         json_object_set_new(e, "files", files);
         json_array_append_new(list, e);
@@ -303,7 +311,7 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
         json_t *e = json_array_get(list, k), *files = json_object_get(e, "files");
         snprintf(ck, sizeof ck, "%s/%s", dir, json_string_value(json_object_get(e, "dir")));
         char mine[64];
-        snprintf(mine, sizeof mine, "rank-%05d.bin", c->world_rank);
+        snprintf(mine, sizeof mine, "rank-%05d.bin", c->stage); /* the stage's file, from its replica 0 */
         snprintf(path, sizeof path, "%s/%s", ck, mine);
         int ok = verify(path, json_object_get(files, mine)) == 0;
         snprintf(path, sizeof path, "%s/state.bin", ck);
@@ -343,7 +351,7 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
     }
     /* this rank's part */
     blob b;
-    snprintf(path, sizeof path, "%s/rank-%05d.bin", ck, c->world_rank);
+    snprintf(path, sizeof path, "%s/rank-%05d.bin", ck, c->stage);
     if (rc == 0) rc = blob_open(&b, path, "rb");
     if (rc == 0) {
         int owned = 0;

@@ -1,8 +1,9 @@
 /* train_ckpt.h — saving and restoring a VTrans run's training state in its run directory:
  * checkpoints ckpt-NNNNNNNN/ (state.bin from the coordinator: step, gates, optimizer moments,
- * multipliers, curve; rank-RRRRR.bin from every rank: its student weights and their optimizer
- * moments when they differ from the checkpoint it was loaded from), each renamed into place when
- * complete, and manifest.json, rewritten last, listing the complete ones with sizes and checksums.
+ * multipliers, curve; rank-SSSSS.bin from replica 0 of every stage S, read by every replica of the
+ * stage: the stage's student weights and their optimizer moments when they differ from the
+ * checkpoint it was loaded from), each renamed into place when complete, and manifest.json,
+ * rewritten last, listing the complete ones with sizes and checksums.
  * Internal to the trainer. */
 #ifndef VT_TRAIN_CKPT_H
 #define VT_TRAIN_CKPT_H
