@@ -159,6 +159,20 @@ static void test_iterative_pruning_shrinks(void **st) {
     teardown(&f);
 }
 
+/* Inverts the byte at fraction `where` of the file's length (twice restores it). */
+static void flip_byte(const char *path, double where) {
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long at = (long)(where * (double)ftell(fp));
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    int ch = fgetc(fp);
+    assert_true(ch != EOF);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    assert_int_equal(fputc(ch ^ 0xFF, fp), ch ^ 0xFF);
+    assert_int_equal(fclose(fp), 0);
+}
+
 /* A run resumed from its checkpoints ends exactly where the uninterrupted run ends; a damaged
  * newest checkpoint falls back to the older one; a run directory without a manifest is refused. */
 static void test_resume_matches_uninterrupted(void **st) {
@@ -186,10 +200,24 @@ static void test_resume_matches_uninterrupted(void **st) {
     assert_int_equal(resumed.pruned.arena_floats, whole.pruned.arena_floats);
     assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     assert_int_equal(resumed.steps, whole.steps);
-    /* damage the newest: the older one (step 12) is used, same result */
+    /* damage the newest: the older one (step 12) is used, same result. A flipped byte among the
+     * weights (the size still right) is found only once the file has been loaded: nothing of it
+     * may stay behind. */
+    p.run_dir = NULL; /* resume without saving again */
+    snprintf(path, sizeof path, "%s/ckpt-00000015/rank-00000.bin", run);
+    flip_byte(path, 0.5);
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
+    assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&fallback);
+    flip_byte(path, 0.5); /* repaired; now the gates of state.bin */
+    snprintf(path, sizeof path, "%s/ckpt-00000015/state.bin", run);
+    flip_byte(path, 0.9);
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
+    assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&fallback);
+    flip_byte(path, 0.9);
     snprintf(path, sizeof path, "%s/ckpt-00000015/rank-00000.bin", run);
     assert_int_equal(truncate(path, 10), 0);
-    p.run_dir = NULL; /* resume without saving again */
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
     assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     vt_vib_result_free(&fallback);
