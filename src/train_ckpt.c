@@ -13,6 +13,9 @@
 #include "fsutil.h"
 
 #define KEEP_CHECKPOINTS 2
+/* manifest.json: 1 had no "settings" and a file per rank; 2 records the settings and a file per stage
+ * (whose names are those of format 1's replica-0 files, so format 1 still loads, unchecked). */
+#define MANIFEST_FORMAT 2
 static const char MAGIC[8] = "VTCKPT1";
 
 /* ---- a file written or read in blocks, with its FNV-1a 64 checksum ---- */
@@ -297,6 +300,86 @@ static json_t *manifest_read(const char *dir) {
     return m;
 }
 
+/* A JSON string of text; bytes of text that is not UTF-8 (a path can be anything) become '?', the
+ * same on both sides of a comparison. */
+static json_t *json_text(char *text) {
+    json_t *j = json_string(text);
+    if (j) return j;
+    for (char *c = text; *c; c++)
+        if ((unsigned char)*c >= 0x80) *c = '?';
+    return json_string(text);
+}
+
+/* The run's settings ("section.key = value" lines) as {"section.key": "value", ...}. */
+static json_t *settings_json(const char *text) {
+    json_t *o = json_object();
+    for (const char *line = text; o && line && *line;) {
+        const char *end = strchr(line, '\n'), *eq = strstr(line, " = ");
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (eq && (size_t)(eq - line) < len) {
+            char *key = strndup(line, (size_t)(eq - line)), *value = strndup(eq + 3, len - (size_t)(eq - line) - 3);
+            if (!key || !value || json_object_set_new(o, key, json_text(value))) {
+                json_decref(o);
+                o = NULL;
+            }
+            free(key);
+            free(value);
+        }
+        line = end ? end + 1 : NULL;
+    }
+    if (!o) vt_fail("out of memory for the run's settings");
+    return o;
+}
+
+int vt_ckpt_check(trainer *t, const char *dir) {
+    vt_comm *c = t->comm;
+    int P = c->stages * c->replicas, rc = 0;
+    json_t *m = manifest_read(dir), *now = NULL;
+    if (!m) rc = -1;
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s/manifest.json", dir);
+    json_int_t format = m ? json_integer_value(json_object_get(m, "format")) : 0;
+    if (rc == 0 && (format < 1 || format > MANIFEST_FORMAT))
+        rc = vt_fail("%s: format %lld, this vtrans-dist reads formats 1 to %d", mp, (long long)format, MANIFEST_FORMAT);
+    if (rc == 0 && (json_integer_value(json_object_get(m, "ranks")) != P ||
+                    json_integer_value(json_object_get(m, "stages")) != c->stages))
+        rc = vt_fail("%s: made by %lld ranks in %lld stages; this run has %d ranks in %d stages: resume with the same "
+                     "layout (mpirun -n %lld, parallel.stages = %lld)",
+                     dir, (long long)json_integer_value(json_object_get(m, "ranks")),
+                     (long long)json_integer_value(json_object_get(m, "stages")), P, c->stages,
+                     (long long)json_integer_value(json_object_get(m, "ranks")),
+                     (long long)json_integer_value(json_object_get(m, "stages")));
+    json_t *then = m ? json_object_get(m, "settings") : NULL;
+    if (rc == 0 && t->p->settings && !json_is_object(then) && c->world_rank == 0)
+        fprintf(stderr, "resume: %s records no settings (made by an older vtrans-dist): the configuration is not "
+                        "checked against the run's\n", mp);
+    if (rc == 0 && t->p->settings && json_is_object(then)) {
+        now = settings_json(t->p->settings);
+        if (!now) rc = -1;
+        /* every setting both sides know; one only a newer or older vtrans-dist has is not compared */
+        char diff[1800] = "";
+        size_t n = 0, count = 0;
+        const char *key;
+        json_t *was;
+        json_object_foreach(then, key, was) {
+            json_t *is = now ? json_object_get(now, key) : NULL;
+            const char *a = json_string_value(was), *b = json_string_value(is);
+            if (!is || (a && b && strcmp(a, b) == 0)) continue;
+            count++;
+            if (n < sizeof diff)
+                n += (size_t)snprintf(diff + n, sizeof diff - n, "%s%s is %.300s now, %.300s then", count > 1 ? "; " : "",
+                                      key, b && *b ? b : "\"\"", a && *a ? a : "\"\"");
+        }
+        if (count)
+            rc = vt_fail("%s: %zu setting%s differ%s from the run that saved these checkpoints: %s. Resume with the "
+                         "run's own values (docs/CONFIG.md lists the settings that may change on resume)",
+                         mp, count, count > 1 ? "s" : "", count > 1 ? "" : "s", diff);
+    }
+    json_decref(now);
+    json_decref(m);
+    return vt_comm_agree(c, rc);
+}
+
 /* Replica 0 of every stage contributes (size, checksum) of the stage's file: summed over the
  * world, rank 0 gets all S of them. */
 static int gather_files(trainer *t, const blob *mine, double *all, int S) {
@@ -399,10 +482,15 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
         }
         json_object_set_new(e, "files", files);
         json_array_append_new(list, e);
-        json_object_set_new(m, "format", json_integer(1));
+        json_object_set_new(m, "format", json_integer(MANIFEST_FORMAT));
         json_object_set_new(m, "ranks", json_integer(P));
         json_object_set_new(m, "stages", json_integer(c->stages));
         json_object_set_new(m, "replicas", json_integer(c->replicas));
+        if (t->p->settings) {
+            json_t *settings = settings_json(t->p->settings);
+            if (!settings) rc = -1;
+            else json_object_set_new(m, "settings", settings);
+        }
         json_object_set_new(m, "checkpoints", list);
         if (rc == 0 && (json_dump_file(m, mtmp, JSON_INDENT(2)) != 0 || rename(mtmp, mp) != 0))
             rc = vt_fail("%s: cannot write the manifest", mp);
@@ -473,18 +561,9 @@ static void commit(trainer *t, saved_state *st, saved_stage *g, vt_ckpt_pos *pos
 
 int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *out) {
     vt_comm *c = t->comm;
-    int P = c->stages * c->replicas, rc = 0;
+    int rc = 0;
     json_t *m = manifest_read(dir);
-    if (!m) rc = -1;
-    if (rc == 0 && (json_integer_value(json_object_get(m, "ranks")) != P ||
-                    json_integer_value(json_object_get(m, "stages")) != c->stages))
-        rc = vt_fail("%s: made by %lld ranks in %lld stages; this run has %d ranks in %d stages: resume with the same "
-                     "layout (mpirun -n %lld, parallel.stages = %lld)",
-                     dir, (long long)json_integer_value(json_object_get(m, "ranks")),
-                     (long long)json_integer_value(json_object_get(m, "stages")), P, c->stages,
-                     (long long)json_integer_value(json_object_get(m, "ranks")),
-                     (long long)json_integer_value(json_object_get(m, "stages")));
-    if (vt_comm_agree(c, rc)) {
+    if (vt_comm_agree(c, m ? 0 : -1)) {
         json_decref(m);
         return -1;
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Overnight runs survive interruption: SIGTERM makes a run save and exit 75, --resume finishes it
 # with the uninterrupted result; kill -9 of one rank of an MPI run, then --resume, too; resuming
-# with another rank count is refused with a message.
+# with another rank count or a changed setting is refused with a message; 2 stages x 2 replicas
+# keep one file per stage and resume from it.
 set -euo pipefail
 fx=${VT_FIXTURES:?}
 src=${VT_SOURCE_DIR:?}
@@ -39,6 +40,15 @@ set +e; wait $pid; rc=$?; set -e
 [ $(( $(date +%s) - t0 )) -le 60 ] || { echo "FAIL: took more than 60 s to stop"; exit 1; }
 [ -f "$work/a.run/manifest.json" ] || { echo "FAIL: no manifest after SIGTERM"; exit 1; }
 [ ! -e "$work/a" ] || { echo "FAIL: an output directory exists after the stop"; exit 1; }
+# a setting the checkpoints were made with, changed: refused with a message naming it
+set +e
+"$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --set schedule.batch_size=8 --resume "$work/a.run" \
+  >/dev/null 2>"$work/a1.err"
+rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "manifest.json: 1 setting differs .*schedule.batch_size is 8 now, 4 then" "$work/a1.err" ||
+  { echo "FAIL: a changed batch size was not refused by name (exit $rc)"; cat "$work/a1.err"; exit 1; }
+[ ! -e "$work/a" ] || { echo "FAIL: an output directory exists after the refused resume"; exit 1; }
 "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --resume "$work/a.run" >/dev/null 2>"$work/a2.err" || {
   echo "FAIL: resume after SIGTERM"; tail "$work/a2.err"; exit 1; }
 grep -q "resume: " "$work/a2.err" || { echo "FAIL: the second run did not resume"; exit 1; }
