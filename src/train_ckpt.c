@@ -2,12 +2,14 @@
 #include "train_ckpt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fsutil.h"
@@ -79,11 +81,21 @@ static int blob_create(blob *b, const char *path) {
     return b->f ? 0 : vt_fail("%s: cannot create: %s", path, strerror(errno));
 }
 
+/* Flushed to the disk before it is closed: the manifest that will list it must not outlive it. */
 static int blob_close_written(blob *b) {
     int rc = b->failed ? -1 : 0;
-    if (fflush(b->f) != 0) rc = -1;
+    if (fflush(b->f) != 0 || fsync(fileno(b->f)) != 0) rc = -1;
     if (fclose(b->f) != 0) rc = -1;
     return rc ? vt_fail("%s: writing failed (disk full?)", b->path) : 0;
+}
+
+/* Makes the entries of a directory (files created, renamed into it) durable. */
+static int sync_dir(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return vt_fail("%s: cannot open to sync: %s", path, strerror(errno));
+    int rc = fsync(fd) == 0 ? 0 : vt_fail("%s: fsync failed: %s", path, strerror(errno));
+    close(fd);
+    return rc;
 }
 
 /* Opens a checkpoint file for reading, checked first against the size its manifest entry records. */
@@ -468,7 +480,8 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
             else if (dir && strcmp(dir, base) != 0) json_array_append(gone, json_object_get(e, "dir"));
         }
         vt_rmtree(ck);
-        rc = rename(tmp, ck) == 0 ? 0 : vt_fail("%s: cannot move the checkpoint into place", ck);
+        rc = sync_dir(tmp);
+        if (rc == 0 && rename(tmp, ck) != 0) rc = vt_fail("%s: cannot move the checkpoint into place", ck);
         json_t *e = json_object(), *files = json_object();
         json_object_set_new(e, "dir", json_string(base));
         json_object_set_new(e, "step", json_integer(pos_in->step));
@@ -492,8 +505,13 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
             else json_object_set_new(m, "settings", settings);
         }
         json_object_set_new(m, "checkpoints", list);
-        if (rc == 0 && (json_dump_file(m, mtmp, JSON_INDENT(2)) != 0 || rename(mtmp, mp) != 0))
-            rc = vt_fail("%s: cannot write the manifest", mp);
+        /* the manifest, synced, then renamed over the old one, and the rename made durable */
+        char *text = rc == 0 ? json_dumps(m, JSON_INDENT(2)) : NULL;
+        if (rc == 0 && !text) rc = vt_fail("%s: out of memory for the manifest", mp);
+        if (rc == 0) rc = vt_write_file(mtmp, text, strlen(text));
+        if (rc == 0 && rename(mtmp, mp) != 0) rc = vt_fail("%s: cannot replace the manifest: %s", mp, strerror(errno));
+        if (rc == 0) rc = sync_dir(t->p->run_dir);
+        free(text);
         for (size_t i = 0; rc == 0 && i < json_array_size(gone); i++) {
             char od[4400];
             snprintf(od, sizeof od, "%s/%s", t->p->run_dir, json_string_value(json_array_get(gone, i)));
