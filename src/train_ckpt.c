@@ -256,6 +256,8 @@ static void state_io(blob *b, saved_state *s, const trainer *t) {
     io(b, s->cfg.layers, sizeof *s->cfg.layers * (size_t)s->cfg.n_layers);
     if (reading && !b->failed) {
         if (s->pos.phase != 0 && s->pos.phase != 1) bad(b, "phase %d is neither 0 (masks) nor 1 (fine-tuning)", s->pos.phase);
+        else if (s->pos.phase_step < 0 || s->pos.phase_step > s->pos.step)
+            bad(b, "step %ld of the phase does not fit global step %ld", s->pos.phase_step, s->pos.step);
         else if (!structure_fits(&s->cfg, &t->teacher->cfg))
             bad(b, "the student's structure (hidden %d) does not fit the model (hidden %d)", s->cfg.dim,
                 t->teacher->cfg.dim);
@@ -539,7 +541,13 @@ static int load_files(trainer *t, const char *ck, json_t *files, saved_state *st
     snprintf(path, sizeof path, "%s/%s", ck, name);
     if (blob_open_read(&b, path, json_object_get(files, name))) return -1;
     stage_io(&b, g, t, &st->cfg);
-    return blob_finish_read(&b, json_object_get(files, name));
+    if (blob_finish_read(&b, json_object_get(files, name))) return -1;
+    /* fine-tuning trains the sliced student's weights; the mask phase has no weight moments */
+    if (g->train_weights != (st->pos.phase == 1) || (g->train_weights && !g->owned))
+        return vt_fail("%s: %s, but state.bin is in the %s phase (files of different checkpoints?)", path,
+                       g->train_weights ? "holds fine-tuning moments" : "holds no fine-tuning moments",
+                       st->pos.phase ? "fine-tuning" : "mask");
+    return 0;
 }
 
 /* Moves what was read into the trainer (which holds a fresh run's state: the teacher as the
