@@ -1,4 +1,5 @@
 /* fsutil.c — file reads, read-only maps, mkdir -p, copies, tree removal and atomic output dirs. */
+#define _XOPEN_SOURCE 700 /* realpath (XSI), besides the POSIX.1-2008 the build asks for */
 #include "fsutil.h"
 
 #include <dirent.h>
@@ -86,6 +87,15 @@ int vt_is_dir(const char *path) {
 int vt_path_exists(const char *path) {
     struct stat st;
     return lstat(path, &st) == 0;
+}
+
+int vt_real_path(const char *path, char *out, size_t cap) {
+    char *r = realpath(path, NULL);
+    if (!r) return vt_fail("%s: %s", path, strerror(errno));
+    int fits = strlen(r) < cap;
+    if (fits) strcpy(out, r);
+    free(r);
+    return fits ? 0 : vt_fail("%s: the absolute path is too long", path);
 }
 
 int vt_path_join(char *out, size_t cap, const char *dir, const char *name) {

@@ -21,6 +21,9 @@ void vt_unmap_file(vt_mapped_file *f);
 int vt_is_dir(const char *path);
 int vt_path_exists(const char *path);
 
+/* The absolute path of an existing file, symbolic links and "." / ".." resolved (realpath). */
+int vt_real_path(const char *path, char *out, size_t cap);
+
 /* out = dir + "/" + name; fails when it does not fit in cap. */
 int vt_path_join(char *out, size_t cap, const char *dir, const char *name);
 

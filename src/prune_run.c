@@ -201,6 +201,10 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         if (rc->run_dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->run_dir);
         else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output_dir);
         vt_vib_params p = vib_params(rc, kind, target, run_dir);
+        /* what a resume must keep the same, recorded with the checkpoints and checked on --resume */
+        char *settings = vt_run_config_resume_settings(rc);
+        if (vt_comm_agree(comm, settings ? 0 : -1)) goto done;
+        p.settings = settings;
         /* Machine-readable progress next to the checkpoints (appended across resumes). */
         FILE *jsonl = NULL;
         if (coordinator && vt_mkdir_p(run_dir) == 0) {
@@ -211,6 +215,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         p.jsonl = jsonl;
         int trained = vt_vib_prune_part(&model, &calib, &p, comm, &vib);
         if (jsonl) fclose(jsonl);
+        free(settings);
         if (trained) {
             if (comm->abort_all) comm->abort_all(comm, "training"); /* peers may wait on this rank */
             goto done;

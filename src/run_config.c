@@ -650,3 +650,69 @@ oom:
     vt_fail("cannot build the configuration JSON (out of memory, or a path that is not UTF-8)");
     return NULL;
 }
+
+/* ---- what a resumed run must share with the run it continues ---- */
+
+/* Keys that may differ between a run and its resume: where the result goes and how it is
+ * reported or evaluated, how long the phases run, when checkpoints are saved, how a step is cut
+ * into micro-batches (float summation order only), and the layout (stages x replicas), which the
+ * checkpoint manifest checks by itself. method.taylor_batches is the taylor baseline's (no
+ * checkpoints). Every other key is recorded with the checkpoints and must stay the same. */
+static const char *const resume_may_change[] = {
+    "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
+    "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
+    "parallel.micro_batches",  "run.*",
+};
+
+static int may_change_on_resume(const key_def *k) {
+    for (size_t i = 0; i < sizeof resume_may_change / sizeof *resume_may_change; i++) {
+        const char *name = resume_may_change[i], *dot = strchr(name, '.');
+        size_t sl = (size_t)(dot - name);
+        if (strlen(k->section) == sl && strncmp(k->section, name, sl) == 0 &&
+            (strcmp(dot + 1, "*") == 0 || strcmp(dot + 1, k->key) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+int vt_run_config_resume_may_change(const char *section_key) {
+    const char *dot = strchr(section_key, '.');
+    if (!dot || (size_t)(dot - section_key) >= 64) return 0;
+    char section[64];
+    memcpy(section, section_key, (size_t)(dot - section_key));
+    section[dot - section_key] = '\0';
+    int i = find_key(section, dot + 1);
+    return i >= 0 && may_change_on_resume(&keys[i]);
+}
+
+char *vt_run_config_resume_settings(const vt_run_config *rc) {
+    size_t cap = 4096, n = 0;
+    char *out = vt_malloc(cap, "the run's settings");
+    if (!out) return NULL;
+    out[0] = '\0';
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        if (may_change_on_resume(k)) continue;
+        char value[VT_RC_PATH_MAX + 8], resolved[VT_RC_PATH_MAX];
+        if (budget_unset(rc, k)) snprintf(value, sizeof value, "(not set)");
+        else format_value(value, sizeof value, rc, k);
+        /* an input file by where it is, whatever the directory the run starts from */
+        const char *path = (const char *)cfield(rc, k);
+        if (k->kind == K_STRING && path[0] && vt_real_path(path, resolved, sizeof resolved) == 0)
+            snprintf(value, sizeof value, needs_quotes(resolved) ? "\"%s\"" : "%s", resolved);
+        size_t need = strlen(k->section) + strlen(k->key) + strlen(value) + 6;
+        if (n + need > cap) {
+            cap = 2 * (n + need);
+            char *grown = realloc(out, cap);
+            if (!grown) {
+                free(out);
+                vt_fail("out of memory for the run's settings");
+                return NULL;
+            }
+            out = grown;
+        }
+        n += (size_t)snprintf(out + n, cap - n, "%s.%s = %s\n", k->section, k->key, value);
+    }
+    return out;
+}
+

@@ -112,6 +112,17 @@ void vt_run_config_print(const vt_run_config *rc, FILE *out);
  * report (an unset budget key is null). NULL with an error when out of memory. */
 json_t *vt_run_config_json(const vt_run_config *rc);
 
+/* The settings a resumed run must share with the run that saved its checkpoints: one
+ * "section.key = value" line per such key, in the key order, input paths resolved to absolute ones
+ * (realpath), an unset budget key as "(not set)". The keys left out may change on resume:
+ * data.eval, data.eval_window, method.taylor_batches, schedule.steps, schedule.finetune_steps,
+ * schedule.log_interval, output.*, parallel.stages (the layout is checked against the manifest
+ * instead), parallel.micro_batches and run.* (docs/CONFIG.md). A malloc'd string; NULL with an
+ * error when out of memory. */
+char *vt_run_config_resume_settings(const vt_run_config *rc);
+/* 1 when "section.key" may change on resume, 0 when it is recorded and checked (or unknown). */
+int vt_run_config_resume_may_change(const char *section_key);
+
 /* Names as written in the file: "vib", "faster", "cosine", "tar.zst", "f16". */
 const char *vt_method_name(vt_method m);
 const char *vt_variant_name(vt_variant v);

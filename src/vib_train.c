@@ -179,6 +179,8 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     uint8_t *keep = NULL;
     float *z = NULL;
     if (geometry(&t, p)) return -1;
+    /* a resume with another layout or changed settings is refused before any work */
+    if (p->resume_dir && vt_ckpt_check(&t, p->resume_dir)) return -1;
     if (vt_masks_init(&t.mk, &teacher->cfg, p->seed) || vt_adam_init(&t.adam_mu, t.mk.n, 0.0) ||
         vt_adam_init(&t.adam_lv, t.mk.n, 0.0) || vt_trainer_head_init(&t) || vt_trainer_alloc_student(&t))
         goto done;
@@ -199,6 +201,14 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     if (pos.phase == 1 && p->finetune_steps <= 0) {
         vt_fail("%s: the checkpoint is in the fine-tuning phase but schedule.finetune_steps = 0; resume with "
                 "the run's own configuration", p->resume_dir);
+        goto done;
+    }
+    /* the phases may be lengthened on resume, or shortened down to where the checkpoint is */
+    long phase_total = pos.phase ? p->finetune_steps : p->steps;
+    if (pos.phase_step > phase_total) {
+        vt_fail("%s: the checkpoint is at %s step %ld, past schedule.%s = %ld; set it to at least %ld to resume",
+                p->resume_dir, pos.phase ? "fine-tuning" : "mask", pos.phase_step,
+                pos.phase ? "finetune_steps" : "steps", phase_total, pos.phase_step);
         goto done;
     }
     long step = pos.step;

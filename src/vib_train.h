@@ -35,6 +35,11 @@ typedef struct {
     long checkpoint_steps;  /* save every N steps (0: by time only) */
     double checkpoint_minutes; /* save at least this often (0: by steps only) */
     const char *resume_dir; /* continue from the newest complete checkpoint here (NULL: fresh) */
+    /* The settings a resume must not change, as "section.key = value" lines
+     * (vt_run_config_resume_settings): recorded in the manifest with the checkpoints, and a resume
+     * whose settings differ from the recorded ones is refused, naming them (NULL: not recorded,
+     * not checked). */
+    const char *settings;
     volatile sig_atomic_t *stop; /* set (by a signal handler) to save and stop: read at each step's
                                   * gradient sum, so the run stops after that step */
     FILE *log;              /* progress lines (NULL: none) */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Overnight runs survive interruption: SIGTERM makes a run save and exit 75, --resume finishes it
 # with the uninterrupted result; kill -9 of one rank of an MPI run, then --resume, too; resuming
-# with another rank count is refused with a message.
+# with another rank count or a changed setting is refused with a message; 2 stages x 2 replicas
+# keep one file per stage and resume from it.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_files "$fx/stories260K/stories260K.bin"
@@ -38,6 +39,15 @@ set +e; wait $pid; rc=$?; set -e
 [ $(( $(date +%s) - t0 )) -le 60 ] || fail "took more than 60 s to stop"
 [ -f "$work/a.run/manifest.json" ] || fail "no manifest after SIGTERM"
 [ ! -e "$work/a" ] || fail "an output directory exists after the stop"
+# a setting the checkpoints were made with, changed: refused with a message naming it
+set +e
+"$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --set schedule.batch_size=8 --resume "$work/a.run" \
+  >/dev/null 2>"$work/a1.err"
+rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "manifest.json: 1 setting differs .*schedule.batch_size is 8 now, 4 then" "$work/a1.err" ||
+  { cat "$work/a1.err"; fail "a changed batch size was not refused by name (exit $rc)"; }
+[ ! -e "$work/a" ] || fail "an output directory exists after the refused resume"
 "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --resume "$work/a.run" >/dev/null 2>"$work/a2.err" || {
   tail "$work/a2.err"; fail "resume after SIGTERM"; }
 grep -q "resume: " "$work/a2.err" || fail "the second run did not resume"
@@ -68,5 +78,36 @@ if command -v mpirun >/dev/null; then
   timeout 300 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/m" \
     --resume "$work/m.run" >/dev/null 2>"$work/m2.err" || { tail "$work/m2.err"; fail "MPI resume"; }
   "$py" "$src/tests/reference/compare_checkpoints.py" "$work/mwhole" "$work/m"
+
+  # 2 stages x 2 replicas: one file per stage (replica 0 writes it), read by every replica of the
+  # stage. Checkpoints at steps 5, 10 (masks), 15, 20 (fine-tuning); the newest is damaged, so the
+  # resume starts from step 15 (fine-tuned weights and their moments in the stage files) and
+  # ends bit for bit where the uninterrupted run ended.
+  rep=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/stories260K.bin"
+       --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
+       --set data.seq_len=32 --set data.max_sequences=64 --set schedule.steps=12 --set schedule.batch_size=4
+       --set method.variant=full --set schedule.finetune_steps=8 --set parallel.stages=2
+       --set run.checkpoint_steps=5 --set "run.dir=$work/r.run" --set data.eval=)
+  timeout 300 mpirun -n 4 "$VT_BIN" prune "${rep[@]}" --set "output.dir=$work/rwhole" >/dev/null 2>"$work/rw.err" ||
+    { tail "$work/rw.err"; fail "2 x 2 run"; }
+  for ck in "$work"/r.run/ckpt-*; do
+    files=$(cd "$ck" && ls | tr '\n' ' ')
+    [ "$files" = "rank-00000.bin rank-00001.bin state.bin " ] ||
+      fail "$ck holds '$files', expected one file per stage and state.bin"
+  done
+  "$py" -c "
+import json
+m = json.load(open('$work/r.run/manifest.json'))
+for c in m['checkpoints']:
+    assert sorted(c['files']) == ['rank-00000.bin', 'rank-00001.bin', 'state.bin'], c['files']
+assert [c['step'] for c in m['checkpoints']] == [15, 20], m['checkpoints']
+"
+  truncate -s 100 "$work/r.run/ckpt-00000020/rank-00001.bin"
+  timeout 300 mpirun -n 4 "$VT_BIN" prune "${rep[@]}" --set "output.dir=$work/r" --resume "$work/r.run" \
+    >/dev/null 2>"$work/r.err" || { tail "$work/r.err"; fail "2 x 2 resume"; }
+  grep -q "resume: .*ckpt-00000015 at step 15" "$work/r.err" || { cat "$work/r.err"; fail "did not resume from step 15"; }
+  for f in "$work"/rwhole/*.safetensors; do
+    cmp "$f" "$work/r/$(basename "$f")" || fail "2 x 2 resume differs from the uninterrupted run"
+  done
 fi
 echo "resume: ok"

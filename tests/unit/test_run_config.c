@@ -1,6 +1,7 @@
 /* test_run_config.c — the prune INI configuration: parsing, defaults, every error with its
  * file:line and key, --set, validation of files, the fast-variant fraction, printing and the
- * shipped configs (and that docs/CONFIG.md documents every key). */
+ * shipped configs (and that docs/CONFIG.md documents every key, and which may change on resume),
+ * the settings a resume must keep. */
 #include "testutil.h"
 
 #include <dirent.h>
@@ -518,6 +519,16 @@ static void test_every_key_documented(void **state) {
         char want[160];
         snprintf(want, sizeof want, "`%s.%.*s`", section, (int)strcspn(line, " ="), line);
         if (!strstr(doc, want)) fail_msg("docs/CONFIG.md does not document %s", want);
+        /* and its section "Resuming" lists exactly the keys that may change on resume */
+        const char *from = strstr(doc, "#### Resuming"), *to = from ? strstr(from, "\n## ") : NULL;
+        assert_non_null(to);
+        char *resuming = strndup(from, (size_t)(to - from)), key[160];
+        snprintf(key, sizeof key, "%.*s", (int)strlen(want) - 2, want + 1);
+        int listed = strstr(resuming, want) != NULL;
+        free(resuming);
+        if (listed != vt_run_config_resume_may_change(key))
+            fail_msg("docs/CONFIG.md, Resuming: %s %s, but it %s", want, listed ? "is listed" : "is not listed",
+                     vt_run_config_resume_may_change(key) ? "may change" : "may not change");
         count++;
     }
     assert_true(count >= 45);
@@ -601,6 +612,72 @@ static void test_shipped_configs(void **state) {
     assert_int_equal(rc20, 0);
 }
 
+/* What a resume must keep: every key but the documented ones, input paths resolved; changing a
+ * recorded key changes the text, changing one that may change does not. */
+static void test_resume_settings(void **state) {
+    (void)state;
+    vt_run_config rc;
+    assert_int_equal(load_valid(&rc, "[schedule]\nbatch_size = 4\n"), 0);
+    assert_int_equal(vt_run_config_validate(&rc), 0);
+    char *base = vt_run_config_resume_settings(&rc);
+    assert_non_null(base);
+    char want[4300], real[4096];
+    assert_int_equal(vt_real_path(model_path, real, sizeof real), 0);
+    assert_true(real[0] == '/');
+    snprintf(want, sizeof want, "model.path = %s\n", real);
+    assert_non_null(strstr(base, want));
+    assert_non_null(strstr(base, "schedule.batch_size = 4\n"));
+    assert_non_null(strstr(base, "budget.params = 0.5\n"));
+    assert_non_null(strstr(base, "budget.flops = (not set)\n"));
+    assert_non_null(strstr(base, "method.seed = 1\n"));
+    assert_non_null(strstr(base, "data.seq_len = 128\n"));
+    assert_null(strstr(base, "schedule.steps"));
+    assert_null(strstr(base, "output."));
+    assert_null(strstr(base, "run."));
+    assert_null(strstr(base, "data.eval"));
+    assert_null(strstr(base, "parallel."));
+    /* a relative path to the same file reads the same */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(tmp), 0);
+    vt_run_config rel = rc;
+    snprintf(rel.model_path, sizeof rel.model_path, "./model.bin");
+    char *same = vt_run_config_resume_settings(&rel);
+    assert_int_equal(chdir(cwd), 0);
+    assert_string_equal(same, base);
+    free(same);
+    /* may change */
+    const char *free_keys[] = {"schedule.steps=999", "schedule.finetune_steps=7", "schedule.log_interval=3",
+                               "output.dir=elsewhere", "output.dtype=bf16", "run.checkpoint_steps=5",
+                               "run.checkpoint_minutes=1", "data.eval_window=64", "parallel.stages=2",
+                               "parallel.micro_batches=2", "method.taylor_batches=9"};
+    for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++) {
+        vt_run_config c2 = rc;
+        assert_int_equal(vt_run_config_set(&c2, free_keys[i]), 0);
+        char *s = vt_run_config_resume_settings(&c2);
+        if (strcmp(s, base) != 0) fail_msg("%s changed the resume settings", free_keys[i]);
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)strcspn(free_keys[i], "="), free_keys[i]);
+        assert_true(vt_run_config_resume_may_change(key));
+        free(s);
+    }
+    /* recorded */
+    const char *kept[] = {"schedule.batch_size=8", "method.seed=2", "method.variant=full", "budget.params=0.4",
+                          "data.seq_len=64", "data.max_sequences=10", "schedule.lr_mask=0.1",
+                          "method.beta=0.5", "budget.round_to=8"};
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        vt_run_config c2 = rc;
+        assert_int_equal(vt_run_config_set(&c2, kept[i]), 0);
+        char *s = vt_run_config_resume_settings(&c2);
+        if (strcmp(s, base) == 0) fail_msg("%s left the resume settings unchanged", kept[i]);
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)strcspn(kept[i], "="), kept[i]);
+        assert_false(vt_run_config_resume_may_change(key));
+        free(s);
+    }
+    free(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
@@ -614,6 +691,7 @@ int main(void) {
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_every_key_documented),
+        cmocka_unit_test(test_resume_settings),
         cmocka_unit_test(test_shipped_configs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

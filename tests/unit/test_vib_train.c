@@ -1,5 +1,7 @@
 /* test_vib_train.c — the VTrans loop on a tiny model: budgets met, masks-only runs hold no weight
- * state, full runs train weights, results are reproducible, iterative pruning shrinks the model. */
+ * state, full runs train weights, results are reproducible, iterative pruning shrinks the model;
+ * resumed runs end where uninterrupted ones do, damaged checkpoints fall back, and a resume with
+ * changed settings is refused unless they are settings that may change. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include "error.h"
 #include "forward.h"
 #include "fsutil.h"
+#include "run_config.h"
 #include "testutil.h"
 #include "vib_train.h"
 
@@ -159,6 +162,20 @@ static void test_iterative_pruning_shrinks(void **st) {
     teardown(&f);
 }
 
+/* Inverts the byte at fraction `where` of the file's length (twice restores it). */
+static void flip_byte(const char *path, double where) {
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long at = (long)(where * (double)ftell(fp));
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    int ch = fgetc(fp);
+    assert_true(ch != EOF);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    assert_int_equal(fputc(ch ^ 0xFF, fp), ch ^ 0xFF);
+    assert_int_equal(fclose(fp), 0);
+}
+
 /* A run resumed from its checkpoints ends exactly where the uninterrupted run ends; a damaged
  * newest checkpoint falls back to the older one; a run directory without a manifest is refused. */
 static void test_resume_matches_uninterrupted(void **st) {
@@ -186,10 +203,24 @@ static void test_resume_matches_uninterrupted(void **st) {
     assert_int_equal(resumed.pruned.arena_floats, whole.pruned.arena_floats);
     assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     assert_int_equal(resumed.steps, whole.steps);
-    /* damage the newest: the older one (step 12) is used, same result */
+    /* damage the newest: the older one (step 12) is used, same result. A flipped byte among the
+     * weights (the size still right) is found only once the file has been loaded: nothing of it
+     * may stay behind. */
+    p.run_dir = NULL; /* resume without saving again */
+    snprintf(path, sizeof path, "%s/ckpt-00000015/rank-00000.bin", run);
+    flip_byte(path, 0.5);
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
+    assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&fallback);
+    flip_byte(path, 0.5); /* repaired; now the gates of state.bin */
+    snprintf(path, sizeof path, "%s/ckpt-00000015/state.bin", run);
+    flip_byte(path, 0.9);
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
+    assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&fallback);
+    flip_byte(path, 0.9);
     snprintf(path, sizeof path, "%s/ckpt-00000015/rank-00000.bin", run);
     assert_int_equal(truncate(path, 10), 0);
-    p.run_dir = NULL; /* resume without saving again */
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
     assert_memory_equal(fallback.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     vt_vib_result_free(&fallback);
@@ -242,6 +273,110 @@ static void test_resume_matches_uninterrupted(void **st) {
     teardown(&f);
 }
 
+/* The settings a resume must keep are recorded in the manifest: a resume with a recorded setting
+ * changed is refused, naming it with both values; one with only settings that may change (here a
+ * longer fine-tuning, another log interval and output) goes on, and with a constant learning rate
+ * ends where an uninterrupted run of the longer fine-tuning ends. */
+static void test_resume_refuses_changed_settings(void **st) {
+    (void)st;
+    fixture f;
+    setup(&f);
+    char *dir = tu_tempdir(), run[4200], path[4400];
+    snprintf(run, sizeof run, "%s/run", dir);
+    vt_vib_params p = params(); /* constant learning rate */
+    p.steps = 8;
+    p.finetune_steps = 4;
+    /* the configuration these parameters come from (prune_run.c maps one onto the other) */
+    vt_run_config rc;
+    vt_run_config_defaults(&rc);
+    snprintf(rc.model_path, sizeof rc.model_path, "%s", dir);
+    snprintf(rc.data_calib, sizeof rc.data_calib, "%s", dir);
+    snprintf(rc.output_dir, sizeof rc.output_dir, "%s/out", dir);
+    rc.budget_params = p.target_fraction;
+    rc.method_variant = VT_VARIANT_FULL;
+    rc.method_seed = p.seed;
+    rc.schedule_steps = (int)p.steps;
+    rc.schedule_finetune_steps = (int)p.finetune_steps;
+    rc.schedule_batch_size = p.batch_size;
+    rc.schedule_lr_schedule = VT_LR_CONSTANT;
+    char *saved = vt_run_config_resume_settings(&rc);
+    assert_non_null(saved);
+    p.settings = saved;
+    p.run_dir = run;
+    p.checkpoint_steps = 5; /* saves at 5 (masks) and 10 (fine-tuning step 2 of 4) */
+    vt_vib_result r;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
+    vt_vib_result_free(&r);
+    snprintf(path, sizeof path, "%s/manifest.json", run);
+    size_t len;
+    char *manifest = NULL;
+    assert_int_equal(vt_read_file(path, &manifest, &len), 0);
+    assert_non_null(strstr(manifest, "\"format\": 2"));
+    assert_non_null(strstr(manifest, "\"schedule.batch_size\": \"4\""));
+    assert_null(strstr(manifest, "schedule.steps"));
+    free(manifest);
+
+    p.resume_dir = run;
+    p.run_dir = NULL;
+    /* a recorded setting changed: refused, naming it, before any training */
+    vt_run_config changed = rc;
+    changed.schedule_batch_size = 8;
+    char *now = vt_run_config_resume_settings(&changed);
+    p.settings = now;
+    p.batch_size = 8;
+    vt_error_clear();
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
+    if (!strstr(vt_error(), "manifest.json: 1 setting differs") ||
+        !strstr(vt_error(), "schedule.batch_size is 8 now, 4 then"))
+        fail_msg("unexpected message: %s", vt_error());
+    free(now);
+    /* two of them, both named */
+    changed.method_seed = p.seed + 1;
+    changed.method_variant = VT_VARIANT_FAST;
+    now = vt_run_config_resume_settings(&changed);
+    p.settings = now;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
+    if (!strstr(vt_error(), "3 settings differ") || !strstr(vt_error(), "method.seed is 4 now, 3 then") ||
+        !strstr(vt_error(), "method.variant is fast now, full then"))
+        fail_msg("unexpected message: %s", vt_error());
+    free(now);
+    p.batch_size = 4;
+
+    /* settings that may change: longer fine-tuning, log interval, output directory */
+    changed = rc;
+    changed.schedule_finetune_steps = 6;
+    changed.schedule_log_interval = 1;
+    snprintf(changed.output_dir, sizeof changed.output_dir, "%s/elsewhere", dir);
+    now = vt_run_config_resume_settings(&changed);
+    p.settings = now;
+    p.finetune_steps = 6;
+    vt_vib_result resumed, whole;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &resumed), 0);
+    assert_int_equal(resumed.steps, 14);
+    p.resume_dir = NULL;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &whole), 0);
+    assert_int_equal(resumed.pruned.arena_floats, whole.pruned.arena_floats);
+    assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
+    vt_vib_result_free(&resumed);
+    vt_vib_result_free(&whole);
+    /* shortened below where the checkpoint is: refused, saying how far it got */
+    p.resume_dir = run;
+    p.finetune_steps = 1;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
+    if (!strstr(vt_error(), "fine-tuning step 2, past schedule.finetune_steps = 1"))
+        fail_msg("unexpected message: %s", vt_error());
+    /* a run without recorded settings (library use) is not checked */
+    p.finetune_steps = 4;
+    p.settings = NULL;
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
+    vt_vib_result_free(&r);
+    free(now);
+    free(saved);
+    tu_rmtree(dir);
+    free(dir);
+    teardown(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faster_meets_budget_without_weight_state),
@@ -249,6 +384,7 @@ int main(void) {
         cmocka_unit_test(test_micro_batches_same_result),
         cmocka_unit_test(test_iterative_pruning_shrinks),
         cmocka_unit_test(test_resume_matches_uninterrupted),
+        cmocka_unit_test(test_resume_refuses_changed_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
