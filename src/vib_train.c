@@ -190,7 +190,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     if (!t.tok || !t.tgt || !t.ids) goto done;
     double tc = vt_seconds();
     if (vt_trainer_cache_teacher(&t)) goto done;
-    if (p->log)
+    if (p->log && comm->world_rank == 0)
         fprintf(p->log, "teacher cache: %zu calibration sequences, sharded over %d replica(s), in %.1f s\n",
                 calib->n_seq, comm->replicas, vt_seconds() - tc);
     vt_trainer_bytes(&t, &out->weight_bytes, &out->work_bytes);
