@@ -469,13 +469,18 @@ int vt_run_config_set(vt_run_config *rc, const char *assignment) {
     return 0;
 }
 
-int vt_run_config_is_set(const vt_run_config *rc, const char *section_key) {
+/* The index in keys[] of "section.key", or -1. */
+static int find_section_key(const char *section_key) {
     const char *dot = strchr(section_key, '.');
-    if (!dot || (size_t)(dot - section_key) >= 64) return 0;
+    if (!dot || (size_t)(dot - section_key) >= 64) return -1;
     char section[64];
     memcpy(section, section_key, (size_t)(dot - section_key));
     section[dot - section_key] = '\0';
-    int i = find_key(section, dot + 1);
+    return find_key(section, dot + 1);
+}
+
+int vt_run_config_is_set(const vt_run_config *rc, const char *section_key) {
+    int i = find_section_key(section_key);
     return i >= 0 && rc->key_line[i] != 0;
 }
 
@@ -676,12 +681,7 @@ static int may_change_on_resume(const key_def *k) {
 }
 
 int vt_run_config_resume_may_change(const char *section_key) {
-    const char *dot = strchr(section_key, '.');
-    if (!dot || (size_t)(dot - section_key) >= 64) return 0;
-    char section[64];
-    memcpy(section, section_key, (size_t)(dot - section_key));
-    section[dot - section_key] = '\0';
-    int i = find_key(section, dot + 1);
+    int i = find_section_key(section_key);
     return i >= 0 && may_change_on_resume(&keys[i]);
 }
 

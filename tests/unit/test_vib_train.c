@@ -38,27 +38,7 @@ static void teardown(fixture *f) {
     vt_config_free(&f->c);
 }
 
-static vt_vib_params params(void) {
-    vt_vib_params p;
-    memset(&p, 0, sizeof p);
-    p.kind = VT_BUDGET_PARAMS;
-    p.target_fraction = 0.6;
-    p.round_to = 1;
-    p.ramp_fraction = 0.5;
-    p.beta = 1e-2;
-    for (int g = 0; g < 4; g++) p.kl_mult[g] = 1.0;
-    p.temperature = 2.0;
-    p.sharpness = 10.0;
-    p.seed = 3;
-    p.steps = 12;
-    p.batch_size = 4;
-    p.lr_mask = 0.1;
-    p.lr_weight = 1e-3;
-    p.lr_lambda = 0.05;
-    p.clip = 1.0;
-    p.schedule = VT_LR_CONSTANT;
-    return p;
-}
+static vt_vib_params params(void) { return tu_vib_params(); }
 
 static void test_faster_meets_budget_without_weight_state(void **st) {
     (void)st;

@@ -475,27 +475,12 @@ static void part_of(const vt_model *m, const int *begin, int s, int S, vt_model 
 }
 
 static vt_vib_params train_params(void) {
-    vt_vib_params p;
-    memset(&p, 0, sizeof p);
-    p.kind = VT_BUDGET_PARAMS;
-    p.target_fraction = 0.6;
-    p.round_to = 1;
-    p.ramp_fraction = 0.5;
-    p.beta = 1e-2;
-    for (int g = 0; g < 4; g++) p.kl_mult[g] = 1.0;
-    p.temperature = 2.0;
+    vt_vib_params p = tu_vib_params();
     p.ce_weight = 0.5;
     p.mse_weight = 0.5;
-    p.sharpness = 10.0;
-    p.seed = 3;
     p.steps = 6;
-    p.batch_size = 4;
     p.micro_batches = 2;
     p.lr_mask = 0.5;
-    p.lr_weight = 1e-3;
-    p.lr_lambda = 0.05;
-    p.clip = 1.0;
-    p.schedule = VT_LR_CONSTANT;
     return p;
 }
 

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "model.h"
+#include "vib_train.h"
 
 /* Path under the fixtures directory ($VT_FIXTURES, default ../shared/fixtures next to the source). */
 const char *tu_fixture(const char *relative);
@@ -26,5 +27,8 @@ void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed);
 /* A stories260K-shaped dense config: dim 64, 5 layers, 8 heads / 4 KV heads, ffn 172, vocab 512,
  * tied, 64 positions, interleaved RoPE. */
 void tu_stories_config(vt_config *c);
+/* VTrans settings for small training tests: a parameter budget of 60%, 12 mask steps of 4
+ * sequences, constant learning rates, clipping at 1. */
+vt_vib_params tu_vib_params(void);
 
 #endif
