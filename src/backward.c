@@ -7,16 +7,14 @@
 #include <string.h>
 
 #include "error.h"
+#include "matmul.h"
 
 void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int rows, int n_in,
                         int n_out, float beta_dx) {
-    float one = 1.0f;
     if (dw) /* dW[n_out, n_in] += dY^T[n_out, rows] X[rows, n_in] */
-        bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n_out, n_in, rows, &one, (float *)dy, n_out, 1, (float *)x, n_in, 1,
-                  &one, dw, n_in, 1);
+        vt_sgemm(1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 1.0f, dw, n_in);
     if (dx) /* dX[rows, n_in] = dY[rows, n_out] W[n_out, n_in] */
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, n_in, n_out, &one, (float *)dy, n_out, 1, (float *)w, n_in,
-                  1, &beta_dx, dx, n_in, 1);
+        vt_sgemm(0, 0, rows, n_in, n_out, 1.0f, dy, n_out, w, n_in, beta_dx, dx, n_in);
 }
 
 void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,

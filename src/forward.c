@@ -9,11 +9,10 @@
 
 #include "error.h"
 #include "fastexp.h"
+#include "matmul.h"
 
 void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int n_out, float beta) {
-    float one = 1.0f;
-    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, rows, n_out, n_in, &one, (float *)x, n_in, 1, (float *)w,
-              n_in, 1, &beta, y, n_out, 1);
+    vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
 }
 
 void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms) {

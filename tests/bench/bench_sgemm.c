@@ -1,8 +1,11 @@
-/* bench_sgemm.c — the limit: BLIS sgemm GFLOP/s at the shapes of a LLaMA layer (rows x out x in). */
+/* bench_sgemm.c — the limit: BLIS sgemm GFLOP/s at the shapes of a LLaMA layer (rows x out x in), as
+ * the weight matmuls call it (vt_linear, matmul.h), and with BLIS's default choice of code path. */
 #include <blis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "forward.h"
 
 static double now(void) {
     struct timespec ts;
@@ -10,8 +13,9 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* C[m,n] = A[m,k] B[n,k]^T as the forward pass calls it; best of `reps` after a warm-up. */
-static double gflops(int m, int n, int k, int reps) {
+/* C[m,n] = A[m,k] B[n,k]^T as the forward pass calls it (vt_linear) or, with blis_default, as
+ * plain bli_sgemm runs it; best of `reps` after a warm-up. */
+static double gflops(int m, int n, int k, int reps, int blis_default) {
     float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)n * k);
     float *c = malloc(sizeof(float) * (size_t)m * n), one = 1.0f, zero = 0.0f;
     for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(i % 7) * 0.1f;
@@ -19,7 +23,8 @@ static double gflops(int m, int n, int k, int reps) {
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t0 = now();
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, m, n, k, &one, a, k, 1, b, k, 1, &zero, c, n, 1);
+        if (blis_default) bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, m, n, k, &one, a, k, 1, b, k, 1, &zero, c, n, 1);
+        else vt_linear(c, a, b, m, k, n, 0.0f);
         double dt = now() - t0;
         if (r > 0 && dt < best) best = dt;
     }
@@ -29,19 +34,29 @@ static double gflops(int m, int n, int k, int reps) {
     return 2.0 * m * n * k / best * 1e-9;
 }
 
+/* The model's rate if every matmul ran at its shape's sgemm rate: FLOPs over summed times; the
+ * shapes' rates go to r[5] (qkv, o, gate_up, down, head). */
+static double model_mix(int rows, int hidden, int ffn, int vocab, int layers, int reps, int blis_default, double r[5]) {
+    int n[5] = {3 * hidden, hidden, 2 * ffn, hidden, vocab}, k[5] = {hidden, hidden, hidden, ffn, hidden};
+    double flops = 0.0, seconds = 0.0;
+    for (int i = 0; i < 5; i++) {
+        double f = 2.0 * rows * n[i] * k[i] * (i < 4 ? layers : 1);
+        r[i] = gflops(rows, n[i], k[i], reps, blis_default);
+        flops += f;
+        seconds += f / r[i];
+    }
+    return flops / seconds;
+}
+
 int main(int argc, char **argv) {
     int rows = argc > 1 ? atoi(argv[1]) : 256, hidden = argc > 2 ? atoi(argv[2]) : 4096;
     int ffn = argc > 3 ? atoi(argv[3]) : 11008, vocab = argc > 4 ? atoi(argv[4]) : 32000;
     int layers = argc > 5 ? atoi(argv[5]) : 2, reps = 3;
-    double qkv = gflops(rows, 3 * hidden, hidden, reps), o = gflops(rows, hidden, hidden, reps);
-    double up = gflops(rows, 2 * ffn, hidden, reps), down = gflops(rows, hidden, ffn, reps);
-    double head = gflops(rows, vocab, hidden, reps);
-    /* The model's rate if every matmul ran at its shape's sgemm rate: FLOPs over summed times. */
-    double f_qkv = 3.0 * hidden * hidden * layers, f_o = 1.0 * hidden * hidden * layers;
-    double f_up = 2.0 * ffn * hidden * layers, f_down = 1.0 * ffn * hidden * layers, f_head = 1.0 * vocab * hidden;
-    double mix = (f_qkv + f_o + f_up + f_down + f_head) /
-                 (f_qkv / qkv + f_o / o + f_up / up + f_down / down + f_head / head);
+    double r[5], d[5];
+    double mix = model_mix(rows, hidden, ffn, vocab, layers, reps, 0, r);
+    double blis_mix = model_mix(rows, hidden, ffn, vocab, layers, reps, 1, d);
     printf("{\"rows\": %d, \"qkv\": %.2f, \"o\": %.2f, \"gate_up\": %.2f, \"down\": %.2f, \"head\": %.2f, "
-           "\"model_mix\": %.2f}\n", rows, qkv, o, up, down, head, mix);
+           "\"model_mix\": %.2f, \"blis_default_mix\": %.2f}\n",
+           rows, r[0], r[1], r[2], r[3], r[4], mix, blis_mix);
     return 0;
 }
