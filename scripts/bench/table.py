@@ -71,6 +71,10 @@ print("| --- | --- | --- | --- |")
 for r in (256, 2048):
     print(f"| 1 | BLIS sgemm, 1 thread, the stack's matmul shapes at {r} rows ({len(mix[r])} probes over the run) | "
           f"{min(mix[r]):.1f} to {max(mix[r]):.1f} GFLOP/s | |")
+blis_default = [p["blis_default_mix"] for p in probes if p["rows"] == 256 and "blis_default_mix" in p]
+if blis_default: # what bli_sgemm's own choice of code path (small-matrix under ~512 rows) gives; matmul.h
+    print(f"| 1 | the same at 256 rows with BLIS's default code path (small-matrix), which vtrans-dist avoids | "
+          f"{min(blis_default):.1f} to {max(blis_default):.1f} GFLOP/s | |")
 print(f"| 1 | the limit: the best 1-thread probe | {limit:.1f} GFLOP/s | |")
 print(f"| 1 | BLIS sgemm, 2 threads, 2048 rows | {s2['model_mix']:.1f} GFLOP/s | {s2['model_mix'] / limit:.2f}x of the limit |")
 print(f"| 2 | Faster-VTrans step, -n 1 ({step_flops / 1e9:.2f} GFLOP per token) | {tok['n1']:.1f} tokens/s, "
