@@ -106,6 +106,7 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
     p.checkpoint_steps = rc->run_checkpoint_steps;
     p.checkpoint_minutes = rc->run_checkpoint_minutes;
     p.resume_dir = rc->resume[0] ? rc->resume : NULL;
+    p.resume_accept = rc->resume_accept;
     p.stop = &stop_requested;
     return p;
 }

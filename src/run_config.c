@@ -685,6 +685,30 @@ int vt_run_config_resume_may_change(const char *section_key) {
     return i >= 0 && may_change_on_resume(&keys[i]);
 }
 
+int vt_key_listed(const char *list, const char *section_key) {
+    size_t n = strlen(section_key);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, section_key, n) == 0 && (p[n] == ',' || p[n] == '\0')) return 1;
+    return 0;
+}
+
+int vt_run_config_check_accept(const char *list) {
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char name[128];
+        if (n == 0 || n >= sizeof name) return vt_fail("--accept-changed %s: an empty or overlong key name", list);
+        memcpy(name, p, n);
+        name[n] = '\0';
+        int i = find_section_key(name);
+        if (i < 0) return vt_fail("--accept-changed: unknown key '%s' (docs/CONFIG.md lists the keys)", name);
+        if (may_change_on_resume(&keys[i]))
+            return vt_fail("--accept-changed: %s may change on resume anyway; name only keys a resume checks", name);
+        p = end ? end + 1 : p + n;
+    }
+    return 0;
+}
+
 char *vt_run_config_resume_settings(const vt_run_config *rc) {
     size_t cap = 4096, n = 0;
     char *out = vt_malloc(cap, "the run's settings");

@@ -78,6 +78,9 @@ typedef struct {
 
     char source[VT_RC_PATH_MAX]; /* the file loaded, "" when none */
     char resume[VT_RC_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
+    /* --accept-changed KEY[,KEY...]: recorded settings a resume may change all the same (an input
+     * moved to another path, say), comma-separated "section.key" names; not a key */
+    char resume_accept[1024];
     /* Where each key was set, by its index in the key table: 0 = default, > 0 = line of source,
      * -1 = --set. Query it with vt_run_config_is_set. */
     int key_line[VT_RC_MAX_KEYS];
@@ -122,6 +125,11 @@ json_t *vt_run_config_json(const vt_run_config *rc);
 char *vt_run_config_resume_settings(const vt_run_config *rc);
 /* 1 when "section.key" may change on resume, 0 when it is recorded and checked (or unknown). */
 int vt_run_config_resume_may_change(const char *section_key);
+/* Checks a --accept-changed list: comma-separated names of keys that are recorded and checked on
+ * resume. 0, or -1 with an error naming the first unknown or unchecked key. */
+int vt_run_config_check_accept(const char *list);
+/* 1 when "section.key" is one of the comma-separated names in list (NULL: none). */
+int vt_key_listed(const char *list, const char *section_key);
 
 /* Names as written in the file: "vib", "faster", "cosine", "tar.zst", "f16". */
 const char *vt_method_name(vt_method m);

@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "run_config.h"
 
 #define KEEP_CHECKPOINTS 2
 /* manifest.json: 1 had no "settings" and a file per rank; 2 records the settings and a file per stage
@@ -379,6 +380,12 @@ int vt_ckpt_check(trainer *t, const char *dir) {
             json_t *is = now ? json_object_get(now, key) : NULL;
             const char *a = json_string_value(was), *b = json_string_value(is);
             if (!is || (a && b && strcmp(a, b) == 0)) continue;
+            if (vt_key_listed(t->p->resume_accept, key)) {
+                if (c->world_rank == 0)
+                    fprintf(stderr, "resume: %s is %.300s now, %.300s then (accepted by --accept-changed)\n", key,
+                            b && *b ? b : "\"\"", a && *a ? a : "\"\"");
+                continue;
+            }
             count++;
             if (n < sizeof diff)
                 n += (size_t)snprintf(diff + n, sizeof diff - n, "%s%s is %.300s now, %.300s then", count > 1 ? "; " : "",
@@ -386,7 +393,8 @@ int vt_ckpt_check(trainer *t, const char *dir) {
         }
         if (count)
             rc = vt_fail("%s: %zu setting%s differ%s from the run that saved these checkpoints: %s. Resume with the "
-                         "run's own values (docs/CONFIG.md lists the settings that may change on resume)",
+                         "run's own values, or name the keys that must change with --accept-changed "
+                         "(docs/CONFIG.md, \"Resuming\")",
                          mp, count, count > 1 ? "s" : "", count > 1 ? "" : "s", diff);
     }
     json_decref(now);

@@ -40,6 +40,7 @@ typedef struct {
      * whose settings differ from the recorded ones is refused, naming them (NULL: not recorded,
      * not checked). */
     const char *settings;
+    const char *resume_accept; /* comma-separated keys whose recorded value may differ (NULL: none) */
     volatile sig_atomic_t *stop; /* set (by a signal handler) to save and stop: read at each step's
                                   * gradient sum, so the run stops after that step */
     FILE *log;              /* progress lines (NULL: none) */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Overnight runs survive interruption: SIGTERM makes a run save and exit 75, --resume finishes it
 # with the uninterrupted result; kill -9 of one rank of an MPI run, then --resume, too; resuming
-# with another rank count or a changed setting is refused with a message; 2 stages x 2 replicas
+# with another rank count or a changed setting is refused with a message, unless --accept-changed
+# names it (a model staged elsewhere); 2 stages x 2 replicas
 # keep one file per stage and resume from it.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -48,9 +49,24 @@ set -e
 [ $rc -ne 0 ] && grep -q "manifest.json: 1 setting differs .*schedule.batch_size is 8 now, 4 then" "$work/a1.err" ||
   { cat "$work/a1.err"; fail "a changed batch size was not refused by name (exit $rc)"; }
 [ ! -e "$work/a" ] || fail "an output directory exists after the refused resume"
-"$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" --resume "$work/a.run" >/dev/null 2>"$work/a2.err" || {
+# the model staged to another directory: refused unless --accept-changed names model.path (and
+# an unknown key there is refused); the same file's content gives the uninterrupted result below
+mkdir "$work/staged"
+cp "$fx/stories260K/stories260K.bin" "$work/staged/"
+moved=(--set "output.dir=$work/a" --set "model.path=$work/staged/stories260K.bin" --resume "$work/a.run")
+set +e
+"$VT_BIN" prune "${common[@]}" "${moved[@]}" >/dev/null 2>"$work/a1.err"; rc=$?
+"$VT_BIN" prune "${common[@]}" "${moved[@]}" --accept-changed model.pth >/dev/null 2>"$work/a1b.err"; rc2=$?
+set -e
+[ $rc -ne 0 ] && grep -q "model.path is .*staged/stories260K.bin now, .* then.*--accept-changed" "$work/a1.err" ||
+  { cat "$work/a1.err"; fail "a moved model was not refused by name (exit $rc)"; }
+[ $rc2 -ne 0 ] && grep -q "accept-changed: unknown key 'model.pth'" "$work/a1b.err" ||
+  { cat "$work/a1b.err"; fail "an unknown --accept-changed key was not refused (exit $rc2)"; }
+"$VT_BIN" prune "${common[@]}" "${moved[@]}" --accept-changed model.path >/dev/null 2>"$work/a2.err" || {
   tail "$work/a2.err"; fail "resume after SIGTERM"; }
 grep -q "resume: " "$work/a2.err" || fail "the second run did not resume"
+grep -q "resume: model.path is .* (accepted by --accept-changed)" "$work/a2.err" ||
+  { cat "$work/a2.err"; fail "the accepted change was not reported"; }
 # the machine-readable log in the run directory covers both runs, one JSON object per line
 "$py" -c "
 import json, sys

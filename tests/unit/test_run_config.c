@@ -659,6 +659,7 @@ static void test_resume_settings(void **state) {
         char key[64];
         snprintf(key, sizeof key, "%.*s", (int)strcspn(free_keys[i], "="), free_keys[i]);
         assert_true(vt_run_config_resume_may_change(key));
+        assert_int_equal(vt_run_config_check_accept(key), -1); /* nothing to accept */
         free(s);
     }
     /* recorded */
@@ -673,9 +674,23 @@ static void test_resume_settings(void **state) {
         char key[64];
         snprintf(key, sizeof key, "%.*s", (int)strcspn(kept[i], "="), kept[i]);
         assert_false(vt_run_config_resume_may_change(key));
+        assert_int_equal(vt_run_config_check_accept(key), 0);
         free(s);
     }
     free(base);
+    /* --accept-changed lists */
+    assert_int_equal(vt_run_config_check_accept("model.path,data.calib"), 0);
+    assert_int_equal(vt_run_config_check_accept(""), 0);
+    vt_error_clear();
+    assert_int_equal(vt_run_config_check_accept("model.path,model.pth"), -1);
+    assert_non_null(strstr(vt_error(), "unknown key 'model.pth'"));
+    assert_int_equal(vt_run_config_check_accept("model.path,,data.calib"), -1);
+    assert_int_equal(vt_run_config_check_accept("model.path,"), 0);
+    assert_true(vt_key_listed("model.path,data.calib", "data.calib"));
+    assert_true(vt_key_listed("model.path,data.calib", "model.path"));
+    assert_false(vt_key_listed("model.path,data.calib", "model.pat"));
+    assert_false(vt_key_listed("model.paths", "model.path"));
+    assert_false(vt_key_listed(NULL, "model.path"));
 }
 
 int main(void) {

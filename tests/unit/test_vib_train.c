@@ -322,6 +322,23 @@ static void test_resume_refuses_changed_settings(void **st) {
     free(now);
     p.batch_size = 4;
 
+    /* the model moved (staged to another directory, say): refused, unless --accept-changed names
+     * model.path; naming another key does not accept it */
+    changed = rc;
+    snprintf(changed.model_path, sizeof changed.model_path, "%.4000s", run);
+    now = vt_run_config_resume_settings(&changed);
+    p.settings = now;
+    p.resume_accept = "method.seed";
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
+    if (!strstr(vt_error(), "1 setting differs") || !strstr(vt_error(), "model.path is "))
+        fail_msg("unexpected message: %s", vt_error());
+    p.resume_accept = "method.seed,model.path";
+    assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
+    assert_int_equal(r.steps, 12);
+    vt_vib_result_free(&r);
+    p.resume_accept = NULL;
+    free(now);
+
     /* settings that may change: longer fine-tuning, log interval, output directory */
     changed = rc;
     changed.schedule_finetune_steps = 6;
