@@ -34,7 +34,7 @@ void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
     }
 }
 
-int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T) {
+int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx) {
     memset(w, 0, sizeof *w);
     const vt_config *c = &m->cfg;
     size_t rows = (size_t)B * T, wide = 1, qkv = 1;
@@ -46,21 +46,35 @@ int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T) {
         if (q + 2 * kv > qkv) qkv = q + 2 * kv;
         if (2 * (size_t)s->ffn > qkv) qkv = 2 * (size_t)s->ffn;
     }
+    if (ctx < T) ctx = T;
     w->B = B;
     w->T = T;
+    w->ctx = ctx;
+    w->layer_begin = m->layer_begin;
+    w->layers = m->layer_end - m->layer_begin;
     w->dxn = vt_malloc(rows * c->dim * sizeof(float), "backward buffers");
     w->dy = vt_malloc(rows * c->dim * sizeof(float), "backward buffers");
     w->dgated = vt_malloc(rows * wide * sizeof(float), "backward buffers");
     w->dpre = vt_malloc(rows * wide * sizeof(float), "backward buffers");
     w->gated = vt_malloc(rows * wide * sizeof(float), "backward buffers");
     w->dqkv = vt_malloc(rows * qkv * sizeof(float), "backward buffers");
-    w->dp = vt_malloc((size_t)T * T * sizeof(float), "backward buffers");
-    w->bytes = sizeof(float) * (rows * (2 * (size_t)c->dim + 3 * wide + qkv) + (size_t)T * T);
-    if (!w->dxn || !w->dy || !w->dgated || !w->dpre || !w->gated || !w->dqkv || !w->dp) {
-        vt_bwd_free(w);
-        return -1;
+    w->dp = vt_malloc((size_t)T * ctx * sizeof(float), "backward buffers");
+    w->bytes = sizeof(float) * (rows * (2 * (size_t)c->dim + 3 * wide + qkv) + (size_t)T * ctx);
+    if (!w->dxn || !w->dy || !w->dgated || !w->dpre || !w->gated || !w->dqkv || !w->dp) goto fail;
+    if (ctx > T) {
+        w->dkv = vt_calloc((size_t)w->layers + 1, sizeof(float *), "backward buffers");
+        if (!w->dkv) goto fail;
+        for (int l = m->layer_begin; l < m->layer_end; l++) {
+            size_t n = (size_t)B * ctx * 2 * (size_t)(c->layers[l].n_kv_heads * c->head_dim);
+            if (!n) continue;
+            if (!(w->dkv[l - m->layer_begin] = vt_malloc(n * sizeof(float), "chunk key/value gradients"))) goto fail;
+            w->bytes += n * sizeof(float);
+        }
     }
     return 0;
+fail:
+    vt_bwd_free(w);
+    return -1;
 }
 
 void vt_bwd_free(vt_bwd *w) {
@@ -71,6 +85,9 @@ void vt_bwd_free(vt_bwd *w) {
     free(w->gated);
     free(w->dqkv);
     free(w->dp);
+    if (w->dkv)
+        for (int i = 0; i < w->layers; i++) free(w->dkv[i]);
+    free(w->dkv);
     memset(w, 0, sizeof *w);
 }
 
@@ -143,15 +160,83 @@ static void rope_head_backward(float *v, const float *cs, const float *sn, int h
     }
 }
 
+/* Gradients through attention for the chunk of tape `tape` (the whole sequences when not chunked):
+ * dQ, dK, dV of its own tokens into w->dqkv; keys and values of its earlier chunks (read from their
+ * tapes) get their gradients from these queries in w->dkv, and this chunk adds what its later
+ * chunks left there for its own keys and values. */
+static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *c, int l, int B, int T,
+                                   const vt_tape *tape) {
+    const vt_layer_shape *s = &c->layers[l];
+    const vt_tape_layer *tp = &tape->layers[l];
+    int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, rows = B * T;
+    int width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads, pos0 = tape->pos0, ctx = pos0 + T;
+    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+    float *acc = tape->prev || tape->next ? w->dkv[l - w->layer_begin] : NULL; /* [B, w->ctx, 2 kvd] */
+    size_t accw = 2 * (size_t)kvd;
+    memset(w->dqkv, 0, (size_t)rows * width * sizeof(float));
+    if (acc && !tape->next) /* the last chunk is the first to reach the earlier chunks' keys */
+        for (int b = 0; b < B; b++) memset(acc + (size_t)b * w->ctx * accw, 0, (size_t)pos0 * accw * sizeof(float));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < s->n_heads; h++) {
+            const float *P = tp->probs + ((size_t)b * s->n_heads + h) * T * ctx;
+            const float *dO = w->dpre + (size_t)b * T * qd + h * hd;
+            const float *Q = tp->qkv + (size_t)b * T * width + h * hd;
+            float *dQ = w->dqkv + (size_t)b * T * width + h * hd;
+            /* per chunk of keys (columns j0..j0+n of P): dV += P^T dO;  dP = dO V^T */
+            for (const vt_tape *ch = tape; ch; ch = ch->prev) {
+                int j0 = ch->pos0, n = ch->T;
+                const float *V = ch->layers[l].qkv + (size_t)b * n * width + qd + kvd + (h / group) * hd;
+                float *dV = ch == tape ? w->dqkv + (size_t)b * T * width + qd + kvd + (h / group) * hd
+                                       : acc + ((size_t)b * w->ctx + j0) * accw + kvd + (h / group) * hd;
+                inc_t ld = ch == tape ? width : (inc_t)accw;
+                bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, T, &one, (float *)P + j0, ctx, 1, (float *)dO, qd,
+                          1, &one, dV, ld, 1);
+                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, n, hd, &one, (float *)dO, qd, 1, (float *)V, width, 1,
+                          &zero, w->dp + j0, ctx, 1);
+            }
+            /* dS = P o (dP - rowsum(dP o P)), causal entries only (P is 0 after position pos0 + t). */
+            for (int t = 0; t < T; t++) {
+                const float *pr = P + (size_t)t * ctx;
+                float *dr = w->dp + (size_t)t * ctx;
+                int n = pos0 + t + 1;
+                double dot = 0.0;
+                for (int j = 0; j < n; j++) dot += (double)dr[j] * pr[j];
+                for (int j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
+                for (int j = n; j < ctx; j++) dr[j] = 0.0f;
+            }
+            /* per chunk of keys: dQ += scale dS K;  dK += scale dS^T Q */
+            for (const vt_tape *ch = tape; ch; ch = ch->prev) {
+                int j0 = ch->pos0, n = ch->T;
+                const float *K = ch->layers[l].qkv + (size_t)b * n * width + qd + (h / group) * hd;
+                float *dK = ch == tape ? w->dqkv + (size_t)b * T * width + qd + (h / group) * hd
+                                       : acc + ((size_t)b * w->ctx + j0) * accw + (h / group) * hd;
+                inc_t ld = ch == tape ? width : (inc_t)accw;
+                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, n, &scale, w->dp + j0, ctx, 1, (float *)K,
+                          width, 1, &one, dQ, width, 1);
+                bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, T, &scale, w->dp + j0, ctx, 1, (float *)Q, width,
+                          1, &one, dK, ld, 1);
+            }
+        }
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *row = w->dqkv + ((size_t)b * T + t) * width;
+            if (acc && tape->next) { /* what the later chunks' queries sent this chunk's keys and values */
+                const float *a = acc + ((size_t)b * w->ctx + pos0 + t) * accw;
+                for (size_t i = 0; i < accw; i++) row[qd + i] += a[i];
+            }
+            const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
+            for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head_backward(row + h * hd, cs, sn, hd, c->rope);
+        }
+}
+
 static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l, float *dx, int B, int T,
-                               const vt_gates *g, const vt_tape_layer *tp, float *dz, vt_model *dw) {
+                               const vt_gates *g, const vt_tape *tape, float *dz, vt_model *dw) {
     const vt_config *c = &m->cfg;
     const vt_layer_shape *s = &c->layers[l];
     const vt_layer_weights *wt = &m->layers[l];
+    const vt_tape_layer *tp = &tape->layers[l];
     vt_layer_weights *gw = dw ? &dw->layers[l] : NULL;
-    int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, rows = B * T;
-    int width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads;
-    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+    int hd = c->head_dim, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, rows = B * T, width = qd + 2 * kvd;
 
     gated_residual_backward(dx, tp->y_attn, w->dy, B, T, c->dim, g, dz, g ? vt_gate_blocks(g->layout, l) : 0);
     const float *att_in = tp->att; /* input of o_proj: the gated head outputs */
@@ -162,44 +247,7 @@ static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, in
     float *datt = g ? w->dgated : w->dpre;
     vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, rows, qd, c->dim, 0.0f);
     if (g) unit_gate_backward(w->dgated, tp->att, w->dpre, B, T, s->n_heads, hd, g, dz, vt_gate_heads(g->layout, l));
-
-    /* Through attention: dQ, dK, dV into dqkv (post-RoPE), per sequence and head. */
-    memset(w->dqkv, 0, (size_t)rows * width * sizeof(float));
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < s->n_heads; h++) {
-            const float *P = tp->probs + ((size_t)b * s->n_heads + h) * T * T;
-            const float *dO = w->dpre + (size_t)b * T * qd + h * hd;
-            const float *Q = tp->qkv + (size_t)b * T * width + h * hd;
-            const float *K = tp->qkv + (size_t)b * T * width + qd + (h / group) * hd;
-            const float *V = K + kvd;
-            float *dQ = w->dqkv + (size_t)b * T * width + h * hd;
-            float *dK = w->dqkv + (size_t)b * T * width + qd + (h / group) * hd, *dV = dK + kvd;
-            /* dV += P^T dO;  dP = dO V^T */
-            bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, T, &one, (float *)P, T, 1, (float *)dO, qd, 1, &one, dV,
-                      width, 1);
-            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, T, hd, &one, (float *)dO, qd, 1, (float *)V, width, 1, &zero,
-                      w->dp, T, 1);
-            /* dS = P o (dP - rowsum(dP o P)), causal entries only (P is 0 above the diagonal). */
-            for (int t = 0; t < T; t++) {
-                const float *pr = P + (size_t)t * T;
-                float *dr = w->dp + (size_t)t * T;
-                double dot = 0.0;
-                for (int j = 0; j <= t; j++) dot += (double)dr[j] * pr[j];
-                for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
-                for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
-            }
-            /* dQ = scale dS K;  dK += scale dS^T Q */
-            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, T, &scale, w->dp, T, 1, (float *)K, width, 1, &one,
-                      dQ, width, 1);
-            bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, T, &scale, w->dp, T, 1, (float *)Q, width, 1, &one, dK,
-                      width, 1);
-        }
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *row = w->dqkv + ((size_t)b * T + t) * width;
-            const float *cs = f->rope_cos + (size_t)t * hd2, *sn = f->rope_sin + (size_t)t * hd2;
-            for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head_backward(row + h * hd, cs, sn, hd, c->rope);
-        }
+    attention_qkv_backward(f, w, c, l, B, T, tape);
     vt_linear_backward(w->dxn, gw ? gw->wq : NULL, w->dqkv, tp->xn_attn, wt->wq, rows, c->dim, width, 0.0f);
     vt_rmsnorm_backward(dx, gw ? gw->attn_norm : NULL, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows,
                         c->dim, 1);
@@ -238,7 +286,7 @@ void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, i
                         const vt_gates *g, const vt_tape *tp, float *dz, vt_model *dw) {
     for (int l = l1 - 1; l >= l0; l--) {
         if (m->cfg.layers[l].ffn) mlp_backward(m, w, l, dx, B, T, g, &tp->layers[l], dz, dw);
-        if (m->cfg.layers[l].n_heads) attention_backward(m, f, w, l, dx, B, T, g, &tp->layers[l], dz, dw);
+        if (m->cfg.layers[l].n_heads) attention_backward(m, f, w, l, dx, B, T, g, tp, dz, dw);
     }
 }
 

@@ -5,20 +5,23 @@
 
 #include "forward.h"
 
-/* Scratch for the backward pass of one model part (B x T tokens). */
+/* Scratch for the backward pass of one model part (B x T tokens of sequences of up to ctx). */
 typedef struct {
-    int B, T;
+    int B, T, ctx, layer_begin, layers;
     float *dxn;     /* [rows, dim] */
     float *dy;      /* [rows, dim] */
     float *dgated;  /* [rows, max(q, ffn)] gradient of gated head outputs / neuron activations */
     float *dpre;    /* [rows, max(q, ffn)] before the gates */
     float *gated;   /* [rows, max(q, ffn)] gated values, recomputed for weight gradients */
     float *dqkv;    /* [rows, max(q + 2 kv, 2 ffn)] */
-    float *dp;      /* [T, T] */
+    float *dp;      /* [T, ctx] */
+    float **dkv;    /* sequences cut into chunks (ctx > T): per layer [B, ctx, 2 kv], the gradients
+                     * at the earlier chunks' keys and values from the later chunks' queries */
     size_t bytes;   /* allocated */
 } vt_bwd;
 
-int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T);
+/* ctx > T: the tapes are chunks of sequences of ctx tokens (vt_tape_link). */
+int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx);
 void vt_bwd_free(vt_bwd *w);
 
 /* dW[n_out, n_in] += dY^T X and dX = dY W (+ beta_dx * dX). dw or dx may be NULL to skip. */
@@ -35,6 +38,7 @@ void vt_head_backward(const vt_model *m, vt_bwd *w, const vt_tape *tp, const flo
                       vt_model *dw);
 
 /* Layers [l0, l1) in reverse: dx holds dL/d(output of layer l1-1) and becomes dL/d(input of l0).
+ * The chunks of the same sequences go backward last first, through the same w.
  * Gate gradients accumulate into dz[B, n] (layout of g->layout, stride n) when g is not NULL;
  * weight gradients accumulate into dw when not NULL. */
 void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, int l1, float *dx, int B, int T,

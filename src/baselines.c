@@ -197,7 +197,7 @@ static int taylor_gradients(const vt_model *m, const vt_masks *layout, const vt_
     taylor_state s;
     memset(&s, 0, sizeof s);
     int rc = -1;
-    if (vt_fwd_init(&s.f, m, B, T, T) || vt_tape_init(&s.tape, m, B, T) || vt_bwd_init(&s.bw, m, B, T)) goto done;
+    if (vt_fwd_init(&s.f, m, B, T, T) || vt_tape_init(&s.tape, m, B, T, 0) || vt_bwd_init(&s.bw, m, B, T, T)) goto done;
     s.x = vt_malloc(sizeof(float) * (size_t)rows * c->dim, "activations");
     s.logits = vt_malloc(sizeof(float) * (size_t)rows * V, "logits");
     s.dl = vt_malloc(sizeof(float) * (size_t)rows * V, "logit gradients");

@@ -190,7 +190,7 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
             const float *q = qkv + (size_t)b * T * width + h * hd;
             const float *k = kc + (h / group) * hd, *v = vc + (h / group) * hd;
             float *out = att + (size_t)b * T * qd + h * hd;
-            float *sc = tp ? tp->probs + ((size_t)b * s->n_heads + h) * T * T : f->scores;
+            float *sc = tp ? tp->probs + ((size_t)b * s->n_heads + h) * T * ctx : f->scores;
             /* scores[T, ctx] = scale * Q_h K_h^T */
             bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, ctx, hd, &scale, (float *)q, width, 1, (float *)k, kvd,
                       1, &zero, sc, ctx, 1);
@@ -271,18 +271,20 @@ void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, flo
     vt_head_forward_ex(m, f, x, rows, logits, NULL);
 }
 
-int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T) {
+int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T, int pos0) {
     memset(tp, 0, sizeof *tp);
+    size_t ctx = (size_t)pos0 + T;
     const vt_config *c = &m->cfg;
     size_t rows = (size_t)B * T, d = (size_t)c->dim, total = 2 * rows * d + rows;
     for (int l = m->layer_begin; l < m->layer_end; l++) {
         const vt_layer_shape *s = &c->layers[l];
         size_t qd = (size_t)s->n_heads * c->head_dim, kvd = (size_t)s->n_kv_heads * c->head_dim;
-        if (s->n_heads) total += rows * (3 * d + 1 + qd + 2 * kvd + qd) + (size_t)B * s->n_heads * T * T;
+        if (s->n_heads) total += rows * (3 * d + 1 + qd + 2 * kvd + qd) + (size_t)B * s->n_heads * T * ctx;
         if (s->ffn) total += rows * (3 * d + 1 + 3 * (size_t)s->ffn);
     }
     tp->B = B;
     tp->T = T;
+    tp->pos0 = pos0;
     tp->layer_begin = m->layer_begin;
     tp->layer_end = m->layer_end;
     tp->layers = vt_calloc((size_t)c->n_layers, sizeof *tp->layers, "activation tape");
@@ -308,7 +310,7 @@ int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T) {
             t->inv_rms_attn = TAKE(rows);
             t->qkv = TAKE(rows * (qd + 2 * kvd));
             t->att = TAKE(rows * qd);
-            t->probs = TAKE((size_t)B * s->n_heads * T * T);
+            t->probs = TAKE((size_t)B * s->n_heads * T * ctx);
         }
         if (s->ffn) {
             t->x_mlp = TAKE(rows * d);
@@ -321,6 +323,13 @@ int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T) {
     }
 #undef TAKE
     return 0;
+}
+
+void vt_tape_link(vt_tape *tapes, int n) {
+    for (int i = 0; i < n; i++) {
+        tapes[i].prev = i > 0 ? &tapes[i - 1] : NULL;
+        tapes[i].next = i + 1 < n ? &tapes[i + 1] : NULL;
+    }
 }
 
 void vt_tape_free(vt_tape *tp) {

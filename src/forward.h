@@ -37,7 +37,7 @@ typedef struct {
 typedef struct {
     float *x_attn, *inv_rms_attn, *xn_attn; /* attention block input, 1/rms per row, normalised */
     float *qkv;                             /* [rows, q+2kv] after RoPE */
-    float *probs;                           /* [B, heads, T, T] attention probabilities */
+    float *probs;                           /* [B, heads, T, pos0 + T] attention probabilities */
     float *att;                             /* [rows, q] heads' outputs before head gates */
     float *y_attn;                          /* [rows, dim] o_proj output before block/hidden gates */
     float *x_mlp, *inv_rms_mlp, *xn_mlp;
@@ -46,15 +46,24 @@ typedef struct {
     float *y_mlp;                           /* [rows, dim] down_proj output before block/hidden gates */
 } vt_tape_layer;
 
-typedef struct {
-    int B, T, layer_begin, layer_end;
+/* A tape covers B sequences x T tokens at positions pos0..pos0+T-1. A sequence may be cut into
+ * chunks along its tokens (more micro-batches for a pipeline): chunk tapes of the same sequences
+ * are linked by prev/next (vt_tape_link), and the backward pass of a chunk reads the keys and
+ * values of the earlier chunks from their tapes. */
+typedef struct vt_tape vt_tape;
+struct vt_tape {
+    int B, T, pos0, layer_begin, layer_end;
+    const vt_tape *prev, *next; /* the chunks before and after this one; NULL: none */
     vt_tape_layer *layers; /* indexed by layer; only [layer_begin, layer_end) filled */
     float *x_final, *inv_rms_final, *xn_final;
     float *arena;
     size_t bytes; /* allocated */
-} vt_tape;
+};
 
-int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T);
+/* A tape for B sequences x T tokens at positions pos0.. (its attention rows span pos0 + T keys). */
+int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T, int pos0);
+/* Links n tapes, in order, as the consecutive chunks of the same sequences. */
+void vt_tape_link(vt_tape *tapes, int n);
 void vt_tape_free(vt_tape *tp);
 
 int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int max_ctx);
@@ -68,8 +77,9 @@ void vt_embed_gated(const vt_model *m, const int32_t *tokens, int B, int T, cons
 /* Runs layers [l0, l1) in place on x. Keys and values of positions pos0..pos0+T-1 are written
  * into the cache; attention covers positions 0..pos0+t (causal). */
 void vt_layers_forward(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0);
-/* The same with gates (may be NULL) and saving activations into tape (may be NULL; then pos0 = 0
- * and the tape was made for B x T). */
+/* The same with gates (may be NULL) and saving activations into tape (may be NULL; else made for
+ * B x T at pos0). The chunks of the same sequences run in order through the same f: each reads
+ * the earlier chunks' keys and values from f's cache. */
 void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0,
                           const vt_gates *g, vt_tape *tape);
 

@@ -167,3 +167,26 @@ int vt_micro_batches_choose(int stages, int seqs_per_replica, int requested, int
     }
     return 0;
 }
+
+int vt_seq_chunks_choose(int stages, int micro_batches, int seqs_per_micro_batch, int seq_len, int requested,
+                         int *chunks) {
+    if (requested < 0) return vt_fail("parallel.seq_chunks = %d: the count must be positive (0 = automatic)", requested);
+    if (requested > 1) {
+        if (seqs_per_micro_batch != 1)
+            return vt_fail("parallel.seq_chunks = %d needs micro-batches of one sequence, not %d; set "
+                           "parallel.micro_batches to the %d sequences of a replica's step (or 0)",
+                           requested, seqs_per_micro_batch, micro_batches * seqs_per_micro_batch);
+        if (seq_len % requested)
+            return vt_fail("parallel.seq_chunks = %d does not divide data.seq_len = %d evenly", requested, seq_len);
+        *chunks = requested;
+        return 0;
+    }
+    *chunks = 1;
+    if (requested == 1 || stages < 2 || seqs_per_micro_batch != 1) return 0;
+    for (int c = 2; seq_len / c >= VT_CHUNK_MIN_TOKENS; c++) {
+        if (seq_len % c) continue;
+        *chunks = c;
+        if (10 * (stages - 1) <= micro_batches * c + stages - 1) break; /* bubble <= 10% */
+    }
+    return 0;
+}

@@ -44,4 +44,18 @@ int vt_topology_choose(int ranks, int n_layers, int stages_requested, int *stage
  * bubble (S - 1) / (M + S - 1) shrinks as M grows) and 1 when stages = 1 (nothing to overlap). */
 int vt_micro_batches_choose(int stages, int seqs_per_replica, int requested, int *micro_batches);
 
+/* Fewest tokens of a sequence chunk that the automatic choice makes: matmuls of fewer rows lose
+ * speed (docs/PERFORMANCE.md). */
+#define VT_CHUNK_MIN_TOKENS 128
+
+/* Chunks each sequence of a pipelined step is cut into along its tokens, so that a replica's step
+ * runs micro_batches x chunks micro-batches through the pipeline (a chunk's attention reads the
+ * earlier chunks' keys and values). requested > 1 needs micro-batches of one sequence and must
+ * divide seq_len; 1 turns chunking off. requested = 0 chooses, for stages > 1 and micro-batches
+ * of one sequence, the fewest chunks that bring the bubble (S - 1) / (M C + S - 1) to 10% or
+ * less, without chunks under VT_CHUNK_MIN_TOKENS tokens (the most chunks of that size when 10% is
+ * out of reach), and 1 otherwise. */
+int vt_seq_chunks_choose(int stages, int micro_batches, int seqs_per_micro_batch, int seq_len, int requested,
+                         int *chunks);
+
 #endif

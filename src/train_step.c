@@ -20,7 +20,7 @@ size_t vt_trainer_layer_region(const vt_model *m, size_t *start) {
 void vt_trainer_free_student(trainer *t) {
     vt_fwd_free(&t->fs);
     if (t->tapes)
-        for (int m = 0; m < t->M; m++) vt_tape_free(&t->tapes[m]);
+        for (int k = 0; k < t->K; k++) vt_tape_free(&t->tapes[k]);
     free(t->tapes);
     t->tapes = NULL;
     vt_bwd_free(&t->bw);
@@ -32,7 +32,7 @@ void vt_trainer_free_student(trainer *t) {
     t->x = t->z = t->eps = t->dz = NULL;
     t->red = NULL;
     if (t->dx_last)
-        for (int m = 0; m < t->M; m++) free(t->dx_last[m]);
+        for (int k = 0; k < t->K; k++) free(t->dx_last[k]);
     free(t->dx_last);
     t->dx_last = NULL;
 }
@@ -40,16 +40,18 @@ void vt_trainer_free_student(trainer *t) {
 /* (Re)allocates what depends on the student's structure. */
 int vt_trainer_alloc_student(trainer *t) {
     const vt_config *c = &t->student->cfg;
-    size_t n = t->mk.n, rows = (size_t)t->Bm * t->T, d = (size_t)c->dim;
-    if (vt_fwd_init(&t->fs, t->student, t->Bm, t->T, t->T) || vt_bwd_init(&t->bw, t->student, t->Bm, t->T)) return -1;
+    size_t n = t->mk.n, rows = (size_t)t->Bm * t->T, rows_mb = (size_t)t->Bm * t->Tc, d = (size_t)c->dim;
+    if (vt_fwd_init(&t->fs, t->student, t->Bm, t->Tc, t->T) || vt_bwd_init(&t->bw, t->student, t->Bm, t->Tc, t->T))
+        return -1;
     if (vt_comm_last(t->comm)) { /* the last stage computes with the student's own classifier rows */
         t->head.w = t->student->lm_head + (size_t)t->head.v0 * d;
         t->head.d = (int)d;
     }
-    t->tapes = vt_calloc((size_t)t->M, sizeof *t->tapes, "activation tapes");
+    t->tapes = vt_calloc((size_t)t->K, sizeof *t->tapes, "activation tapes");
     if (!t->tapes) return -1;
-    for (int m = 0; m < t->M; m++)
-        if (vt_tape_init(&t->tapes[m], t->student, t->Bm, t->T)) return -1;
+    for (int k = 0; k < t->K; k++)
+        if (vt_tape_init(&t->tapes[k], t->student, t->Bm, t->Tc, k % t->C * t->Tc)) return -1;
+    for (int k = 0; k < t->K; k += t->C) vt_tape_link(t->tapes + k, t->C);
     t->x = vt_malloc(sizeof(float) * rows * d, "activations");
     t->z = vt_malloc(sizeof(float) * n * (size_t)t->Bd, "gate values");
     t->eps = vt_malloc(sizeof(float) * n * (size_t)t->Bd, "gate noise");
@@ -57,10 +59,10 @@ int vt_trainer_alloc_student(trainer *t) {
     t->red = vt_malloc(sizeof(double) * (2 * n + 8), "reduction buffer");
     if (!t->x || !t->z || !t->eps || !t->dz || !t->red) return -1;
     if (vt_comm_last(t->comm)) {
-        t->dx_last = vt_calloc((size_t)t->M, sizeof(float *), "gradient buffers");
+        t->dx_last = vt_calloc((size_t)t->K, sizeof(float *), "gradient buffers");
         if (!t->dx_last) return -1;
-        for (int m = 0; m < t->M; m++)
-            if (!(t->dx_last[m] = vt_malloc(sizeof(float) * rows * d, "gradient buffers"))) return -1;
+        for (int k = 0; k < t->K; k++)
+            if (!(t->dx_last[k] = vt_malloc(sizeof(float) * rows_mb * d, "gradient buffers"))) return -1;
     }
     return 0;
 }
@@ -111,14 +113,15 @@ void vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
 static size_t shard_size(size_t n_seq, int r, int D) { return n_seq > (size_t)r ? (n_seq - (size_t)r + D - 1) / D : 0; }
 
 void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
-    size_t F = sizeof(float), rows = (size_t)t->Bm * t->T, d = (size_t)t->teacher->cfg.dim, n = t->mk.n;
+    size_t F = sizeof(float), rows = (size_t)t->Bm * t->T, rows_mb = (size_t)t->Bm * t->Tc;
+    size_t d = (size_t)t->teacher->cfg.dim, n = t->mk.n;
     size_t cached = shard_size(t->calib->n_seq, t->comm->replica, t->comm->replicas) * (size_t)t->T;
     size_t step_rows = (size_t)t->Bd * t->T;
     *weights = F * t->teacher->arena_floats + (t->student == &t->own ? F * t->own.arena_floats : 0) +
                (t->train_weights ? F * (t->dw.arena_floats + 2 * t->adam_w.n) : 0) +
                (t->head_rows ? F * (size_t)t->head.vs * d : 0);
-    size_t w = t->fs.bytes + t->bw.bytes + F * rows * d * (1 + (t->dx_last ? (size_t)t->M : 0));
-    for (int m = 0; m < t->M; m++) w += t->tapes[m].bytes;
+    size_t w = t->fs.bytes + t->bw.bytes + F * rows * d + (t->dx_last ? F * (size_t)t->K * rows_mb * d : 0);
+    for (int k = 0; k < t->K; k++) w += t->tapes[k].bytes;
     w += F * 3 * n * (size_t)t->Bd + sizeof(double) * (2 * n + 8) + 4 * F * n; /* gates, masks, moments */
     w += t->head.bytes + sizeof(double) * rows + F * 2 * rows * d; /* hneg, hx, hdx */
     w += (t->cache_e ? F * cached * d + sizeof(double) * cached : 0) + (t->cache ? F * cached * d : 0);
@@ -225,40 +228,41 @@ static int fetch_teacher_rows(trainer *t) {
     return n ? cm->dp_exchange(cm, t->xfer, n) : 0;
 }
 
-/* The classifier and losses of micro-batch mb on every stage (each its share of the vocabulary);
+/* The classifier and losses of micro-batch k on every stage (each its share of the vocabulary);
  * the last stage turns the gradient into dL/d(final hidden) and adds the MSE term. Losses are
  * scaled to means over the global batch and added to acc[0..2]. */
-static int head_and_loss(trainer *t, int mb, const int32_t *tgt, double *acc) {
+static int head_and_loss(trainer *t, int k, const int32_t *tgt, double *acc) {
     const vt_vib_params *p = t->p;
     vt_comm *cm = t->comm;
     const vt_model *s = t->student;
-    int rows = t->Bm * t->T, d = s->cfg.dim, dt = t->teacher->cfg.dim, last = cm->stages - 1;
-    size_t T = (size_t)t->T;
-    double share = (double)t->Bm / t->B; /* this micro-batch's share of the global batch */
-    vt_tape *tp = &t->tapes[mb];
+    int rows = t->Bm * t->Tc, d = s->cfg.dim, dt = t->teacher->cfg.dim, last = cm->stages - 1;
+    double share = (double)rows / ((double)t->B * t->T); /* this micro-batch's share of the global batch */
+    vt_tape *tp = &t->tapes[k];
     float *xn = vt_comm_last(cm) ? tp->xn_final : t->hx;
     if (cm->pipe_bcast(cm, xn, (size_t)rows * d, last)) return -1;
-    size_t r0 = (size_t)mb * rows; /* the micro-batch's first row among the replica's */
+    size_t r0 = (size_t)k * rows; /* the micro-batch's first row among the replica's [Bd, T] */
     const float *e = vt_comm_last(cm) ? t->step_e + r0 * dt : NULL;
     const double *neg = vt_comm_last(cm) ? t->step_negent + r0 : NULL;
-    if (vt_head_student(cm, &t->head, xn, rows, (float)p->temperature, share, tgt, p->ce_weight * share, last, e,
+    int scored = 0; /* cross-entropy is a mean over the batch's scored tokens (T - 1 per sequence) */
+    for (int r = 0; r < rows; r++) scored += tgt[r] >= 0;
+    double ce_share = (double)scored / ((double)t->B * (t->T - 1));
+    if (vt_head_student(cm, &t->head, xn, rows, (float)p->temperature, share, tgt, p->ce_weight * ce_share, last, e,
                         t->mk.unit_id, dt, neg, t->hdx, acc))
         return -1;
     if (!vt_comm_last(cm)) return 0;
-    float *dx = t->dx_last[mb];
+    float *dx = t->dx_last[k];
     vt_rmsnorm_backward(dx, NULL, t->hdx, tp->x_final, s->final_norm, tp->inv_rms_final, rows, d, 0);
     if (p->mse_weight > 0) { /* last hidden states against the teacher's, dims matched by unit id */
         double scale = p->mse_weight / ((double)t->B * t->T * d), total = 0.0;
         const float *xf = tp->x_final;
-        for (int b = 0; b < t->Bm; b++) {
-            const float *h = t->step_h + (r0 + (size_t)b * T) * dt;
-            for (size_t r = 0; r < T; r++)
-                for (int i = 0; i < d; i++) {
-                    size_t k = ((size_t)b * T + r) * d + i;
-                    double err = (double)xf[k] - h[r * dt + t->mk.unit_id[i]];
-                    total += err * err;
-                    dx[k] += (float)(2.0 * scale * err);
-                }
+        for (int r = 0; r < rows; r++) {
+            const float *h = t->step_h + (r0 + (size_t)r) * dt;
+            for (int i = 0; i < d; i++) {
+                size_t q = (size_t)r * d + i;
+                double err = (double)xf[q] - h[t->mk.unit_id[i]];
+                total += err * err;
+                dx[q] += (float)(2.0 * scale * err);
+            }
         }
         acc[2] += total * scale;
     }
@@ -270,7 +274,7 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     vt_comm *cm = t->comm;
     const vt_model *s = t->student;
     int T = t->T, Bm = t->Bm;
-    size_t n = t->mk.n, d = (size_t)s->cfg.dim, act = (size_t)Bm * T * d;
+    size_t n = t->mk.n, d = (size_t)s->cfg.dim, rows = (size_t)Bm * t->Tc, act = rows * d;
     vt_model *dw = t->train_weights ? &t->dw : NULL;
     vt_calib_batch(t->calib, p->seed, step, t->B, t->ids);
     const int64_t *ids = t->ids + (size_t)cm->replica * t->Bd; /* this replica's sequences */
@@ -285,33 +289,34 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     if (dw) memset(dw->arena, 0, sizeof(float) * dw->arena_floats);
     double acc[3] = {0, 0, 0};
     if (vt_comm_last(cm) && fetch_teacher_rows(t)) return -1;
-    /* forward, micro-batch by micro-batch */
-    for (int mb = 0; mb < t->M; mb++) {
-        vt_gates g = {&t->mk, t->z + (size_t)mb * Bm * n, n};
-        const int32_t *tok = t->tok + (size_t)mb * Bm * T;
-        if (vt_comm_first(cm)) vt_embed_gated(s, tok, Bm, T, &g, t->x);
-        else if (vt_recv_prev(cm, t->x, act, mb)) return -1;
-        vt_layers_forward_ex(s, &t->fs, s->layer_begin, s->layer_end, t->x, Bm, T, 0, &g, &t->tapes[mb]);
+    /* forward, micro-batch by micro-batch (a sequence's chunks in order) */
+    for (int k = 0; k < t->K; k++) {
+        vt_gates g = {&t->mk, t->z + (size_t)(k / t->C) * Bm * n, n};
+        const int32_t *tok = t->tok + (size_t)k * rows;
+        if (vt_comm_first(cm)) vt_embed_gated(s, tok, Bm, t->Tc, &g, t->x);
+        else if (vt_recv_prev(cm, t->x, act, k)) return -1;
+        vt_layers_forward_ex(s, &t->fs, s->layer_begin, s->layer_end, t->x, Bm, t->Tc, k % t->C * t->Tc, &g,
+                             &t->tapes[k]);
         if (!vt_comm_last(cm)) {
-            if (vt_send_next(cm, t->x, act, mb)) return -1;
+            if (vt_send_next(cm, t->x, act, k)) return -1;
         } else { /* the final norm, kept on the tape for the classifier */
-            vt_tape *tp = &t->tapes[mb];
+            vt_tape *tp = &t->tapes[k];
             memcpy(tp->x_final, t->x, act * sizeof(float));
-            vt_rmsnorm(tp->xn_final, t->x, s->final_norm, Bm * T, (int)d, s->cfg.norm_eps, tp->inv_rms_final);
+            vt_rmsnorm(tp->xn_final, t->x, s->final_norm, (int)rows, (int)d, s->cfg.norm_eps, tp->inv_rms_final);
         }
     }
     /* the classifier and losses, every stage computing its share of the vocabulary */
-    for (int mb = 0; mb < t->M; mb++)
-        if (head_and_loss(t, mb, t->tgt + (size_t)mb * Bm * T, acc)) return -1;
-    /* backward, last micro-batch first */
-    for (int mb = t->M - 1; mb >= 0; mb--) {
-        vt_gates g = {&t->mk, t->z + (size_t)mb * Bm * n, n};
-        float *dx = vt_comm_last(cm) ? t->dx_last[mb] : t->x;
-        if (!vt_comm_last(cm) && vt_recv_next(cm, dx, act, mb)) return -1;
-        float *dzm = t->dz + (size_t)mb * Bm * n;
-        vt_layers_backward(s, &t->fs, &t->bw, s->layer_begin, s->layer_end, dx, Bm, T, &g, &t->tapes[mb], dzm, dw);
-        if (vt_comm_first(cm)) vt_embed_backward(s, t->tok + (size_t)mb * Bm * T, Bm, T, dx, dzm, n);
-        else if (vt_send_prev(cm, dx, act, mb)) return -1;
+    for (int k = 0; k < t->K; k++)
+        if (head_and_loss(t, k, t->tgt + (size_t)k * rows, acc)) return -1;
+    /* backward, last micro-batch first (so a sequence's later chunks before its earlier ones) */
+    for (int k = t->K - 1; k >= 0; k--) {
+        vt_gates g = {&t->mk, t->z + (size_t)(k / t->C) * Bm * n, n};
+        float *dx = vt_comm_last(cm) ? t->dx_last[k] : t->x;
+        if (!vt_comm_last(cm) && vt_recv_next(cm, dx, act, k)) return -1;
+        float *dzm = t->dz + (size_t)(k / t->C) * Bm * n;
+        vt_layers_backward(s, &t->fs, &t->bw, s->layer_begin, s->layer_end, dx, Bm, t->Tc, &g, &t->tapes[k], dzm, dw);
+        if (vt_comm_first(cm)) vt_embed_backward(s, t->tok + (size_t)k * rows, Bm, t->Tc, dx, dzm, n);
+        else if (vt_send_prev(cm, dx, act, k)) return -1;
     }
     vt_masks_backward(&t->mk, t->Bd, t->eps, t->dz);
     /* Sum gate gradients and losses over the world: every rank then holds the same totals. */

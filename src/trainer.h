@@ -26,11 +26,13 @@ typedef struct {
     double kl_log_scale;     /* the KL weight's multiplier: beta * exp(kl_log_scale) */
     double dense_size, ctx;
     int B, Bd, Bm, M, T;     /* global batch, per replica, per micro-batch; micro-batches; tokens */
+    int C, Tc, K;            /* chunks per sequence, tokens per chunk; K = M C micro-batches of Bm x Tc
+                              * tokens in a step: micro-batch k is chunk k % C of sequence group k / C */
     vt_fwd fs;
-    vt_tape *tapes;          /* one per micro-batch */
+    vt_tape *tapes;          /* one per micro-batch (K), each group's C chunks linked */
     vt_bwd bw;
     float *x;                /* [Bm*T, dim] activations passing through this stage */
-    float **dx_last;         /* last stage: dL/d(final hidden) per micro-batch */
+    float **dx_last;         /* last stage: dL/d(final hidden) per micro-batch [Bm*Tc, dim] */
     vt_head_part head;       /* this stage's share of the classifier's vocabulary (head_loss.h) */
     float *head_rows;        /* stages other than the last: their copy of those classifier rows */
     float *hx;               /* [Bm*T, dim]: the classifier's input (other stages: received) */
@@ -67,6 +69,8 @@ void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work);
 size_t vt_trainer_layer_region(const vt_model *m, size_t *start);
 
 /* vib_train.c */
+/* Sets B, Bd, Bm, M and C, Tc, K from the parameters, the layout and T (the sequence length). */
+int vt_trainer_geometry(trainer *t);
 /* This rank's votes, after `done` global steps, on saving a checkpoint: votes[0] = 1 when asked
  * to stop (a signal), votes[1] = 1 on the coordinator when a checkpoint is due (steps or time).
  * The step sums them over the world with its gradients, so that every rank decides alike. */

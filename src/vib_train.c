@@ -147,9 +147,10 @@ static void trainer_free(trainer *t) {
     free(t->ids);
 }
 
-/* Batch geometry: B sequences per step over D replicas and M micro-batches each (the rule
- * `plan` uses too: vt_micro_batches_choose). */
-static int geometry(trainer *t, const vt_vib_params *p) {
+/* Batch geometry: B sequences per step over D replicas and M micro-batches each, each sequence
+ * cut into C chunks (the rules `plan` uses too: vt_micro_batches_choose, vt_seq_chunks_choose). */
+int vt_trainer_geometry(trainer *t) {
+    const vt_vib_params *p = t->p;
     int D = t->comm->replicas, M;
     if (p->batch_size % D)
         return vt_fail("schedule.batch_size = %d is not a multiple of the %d data-parallel replicas", p->batch_size, D);
@@ -158,6 +159,9 @@ static int geometry(trainer *t, const vt_vib_params *p) {
     if (vt_micro_batches_choose(t->comm->stages, t->Bd, p->micro_batches, &M)) return -1;
     t->M = M;
     t->Bm = t->Bd / M;
+    if (vt_seq_chunks_choose(t->comm->stages, M, t->Bm, t->T, p->seq_chunks, &t->C)) return -1;
+    t->Tc = t->T / t->C;
+    t->K = M * t->C;
     return 0;
 }
 
@@ -178,7 +182,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     int rc = -1;
     uint8_t *keep = NULL;
     float *z = NULL;
-    if (geometry(&t, p)) return -1;
+    if (vt_trainer_geometry(&t)) return -1;
     /* a resume with another layout or changed settings is refused before any work */
     if (p->resume_dir && vt_ckpt_check(&t, p->resume_dir)) return -1;
     if (vt_masks_init(&t.mk, &teacher->cfg, p->seed) || vt_adam_init(&t.adam_mu, t.mk.n, 0.0) ||

@@ -27,6 +27,7 @@ typedef struct {
     long steps, finetune_steps; /* finetune_steps 0: masks only (Faster-VTrans) */
     int batch_size;         /* sequences per step, over all replicas */
     int micro_batches;      /* per replica and step (0: automatic, vt_micro_batches_choose) */
+    int seq_chunks;         /* chunks per sequence of a micro-batch (0: automatic, vt_seq_chunks_choose) */
     double lr_mask, lr_weight, lr_lambda, clip, weight_decay;
     vt_lr_schedule schedule;
     long warmup_steps;

@@ -288,7 +288,10 @@ static double ref_loss(const ref_problem *p, const ref_model *r, const double *z
     return L;
 }
 
-static void check_model(vt_config *c, int train_weights) {
+/* The gated model's gradients against finite differences of the reference. chunks > 1 cuts the
+ * sequences into that many chunks along their tokens, run forward in order and backward last
+ * first (as a pipeline step does), with the loss over all of them. */
+static void check_model(vt_config *c, int train_weights, int chunks) {
     vt_model m;
     tu_random_model(&m, c, 23);
     vt_masks mk;
@@ -298,36 +301,51 @@ static void check_model(vt_config *c, int train_weights) {
         mk.mu[i] = (float)(1.0 + 0.6 * urand(&s));
         mk.logvar[i] = (float)(-3.0 + urand(&s));
     }
-    enum { B = 2, T = 6 };
-    int32_t tok[B * T];
+    enum { B = 2, T = 6, MAXC = 3 };
+    assert_true(chunks >= 1 && chunks <= MAXC && T % chunks == 0);
+    int C = chunks, Tc = T / C;
+    int32_t tok[B * T], tokc[B * T];
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((unsigned)(i * 7 + 3) % (unsigned)c->vocab);
     int64_t ids[B] = {0, 1};
-    size_t n = mk.n, rows = B * T, V = (size_t)c->vocab, d = (size_t)c->dim;
+    size_t n = mk.n, rows = B * T, V = (size_t)c->vocab, d = (size_t)c->dim, rc = (size_t)B * Tc;
     float *z = malloc(sizeof(float) * B * n), *eps = malloc(sizeof(float) * B * n), *dz = calloc(B * n, sizeof(float));
     vt_masks_sample(&mk, 1, 0, ids, B, z, eps);
 
-    /* Our pass: teacher (no gates), gated student with tape, distillation, backward. */
+    /* Our pass: teacher (no gates), gated student with tapes, distillation, backward. */
     vt_fwd f;
-    vt_tape tape;
+    vt_tape tapes[MAXC];
     vt_bwd bw;
     assert_int_equal(vt_fwd_init(&f, &m, B, T, T), 0);
-    assert_int_equal(vt_tape_init(&tape, &m, B, T), 0);
-    assert_int_equal(vt_bwd_init(&bw, &m, B, T), 0);
+    for (int k = 0; k < C; k++) assert_int_equal(vt_tape_init(&tapes[k], &m, B, Tc, k * Tc), 0);
+    vt_tape_link(tapes, C);
+    assert_int_equal(vt_bwd_init(&bw, &m, B, Tc, T), 0);
     float *x = malloc(sizeof(float) * rows * d), *teach = malloc(sizeof(float) * rows * V);
     float *logits = malloc(sizeof(float) * rows * V), *dl = calloc(rows * V, sizeof(float));
+    float *lc = malloc(sizeof(float) * rc * V);
     vt_embed(&m, tok, (int)rows, x);
     vt_layers_forward(&m, &f, 0, c->n_layers, x, B, T, 0);
     vt_head_forward(&m, &f, x, (int)rows, teach);
     vt_gates g = {&mk, z, n};
-    vt_embed_gated(&m, tok, B, T, &g, x);
-    vt_layers_forward_ex(&m, &f, 0, c->n_layers, x, B, T, 0, &g, &tape);
-    vt_head_forward_ex(&m, &f, x, (int)rows, logits, &tape);
+    for (int k = 0; k < C; k++) { /* row b*T + k*Tc + t of the whole is row b*Tc + t of chunk k */
+        for (int b = 0; b < B; b++) memcpy(tokc + b * Tc, tok + b * T + k * Tc, sizeof(int32_t) * Tc);
+        vt_embed_gated(&m, tokc, B, Tc, &g, x);
+        vt_layers_forward_ex(&m, &f, 0, c->n_layers, x, B, Tc, k * Tc, &g, &tapes[k]);
+        vt_head_forward_ex(&m, &f, x, (int)rc, lc, &tapes[k]);
+        for (int b = 0; b < B; b++)
+            memcpy(logits + ((size_t)b * T + k * Tc) * V, lc + (size_t)b * Tc * V, sizeof(float) * Tc * V);
+    }
     double L = vt_loss_distill(logits, teach, (int)rows, c->vocab, 2.0f, 1.0f, dl);
     vt_model dw;
     if (train_weights) assert_int_equal(vt_model_alloc(&dw, c, vt_load_all()), 0);
-    vt_head_backward(&m, &bw, &tape, dl, (int)rows, x, train_weights ? &dw : NULL);
-    vt_layers_backward(&m, &f, &bw, 0, c->n_layers, x, B, T, &g, &tape, dz, train_weights ? &dw : NULL);
-    vt_embed_backward(&m, tok, B, T, x, dz, n);
+    for (int k = C - 1; k >= 0; k--) {
+        for (int b = 0; b < B; b++) {
+            memcpy(tokc + b * Tc, tok + b * T + k * Tc, sizeof(int32_t) * Tc);
+            memcpy(lc + (size_t)b * Tc * V, dl + ((size_t)b * T + k * Tc) * V, sizeof(float) * Tc * V);
+        }
+        vt_head_backward(&m, &bw, &tapes[k], lc, (int)rc, x, train_weights ? &dw : NULL);
+        vt_layers_backward(&m, &f, &bw, 0, c->n_layers, x, B, Tc, &g, &tapes[k], dz, train_weights ? &dw : NULL);
+        vt_embed_backward(&m, tokc, B, Tc, x, dz, n);
+    }
     vt_masks_zero_grad(&mk);
     vt_masks_backward(&mk, B, eps, dz);
 
@@ -410,10 +428,10 @@ static void check_model(vt_config *c, int train_weights) {
         vt_model_free(&dw);
     }
     ref_model_free(&r);
-    free(a); free(fd); free(teacher); free(zd); free(x); free(teach); free(logits); free(dl);
+    free(a); free(fd); free(teacher); free(zd); free(x); free(teach); free(logits); free(dl); free(lc);
     free(z); free(eps); free(dz);
     vt_bwd_free(&bw);
-    vt_tape_free(&tape);
+    for (int k = 0; k < C; k++) vt_tape_free(&tapes[k]);
     vt_fwd_free(&f);
     vt_masks_free(&mk);
     vt_model_free(&m);
@@ -423,7 +441,7 @@ static void test_model_all_groups(void **st) {
     (void)st;
     vt_config c;
     tu_small_config(&c); /* 2 layers, GQA 4/2 heads */
-    check_model(&c, 1);
+    check_model(&c, 1, 1);
     vt_config_free(&c);
 }
 
@@ -432,7 +450,7 @@ static void test_model_rotate_half_gates_only(void **st) {
     vt_config c;
     tu_small_config(&c);
     c.rope = VT_ROPE_HALF;
-    check_model(&c, 0);
+    check_model(&c, 0, 1);
     vt_config_free(&c);
 }
 
@@ -442,7 +460,19 @@ static void test_model_pruned_blocks(void **st) {
     tu_small_config(&c);
     c.layers[0] = (vt_layer_shape){2, 1, 0}; /* attention only */
     c.layers[1] = (vt_layer_shape){0, 0, 9}; /* MLP only */
-    check_model(&c, 1);
+    check_model(&c, 1, 1);
+    vt_config_free(&c);
+}
+
+/* Sequences cut into chunks along their tokens (a pipeline's micro-batches): the keys and values
+ * of earlier chunks get their gradients from later chunks' queries. */
+static void test_model_chunked(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    check_model(&c, 1, 3); /* chunks of 2 tokens, weights too */
+    c.rope = VT_ROPE_HALF;
+    check_model(&c, 0, 2);
     vt_config_free(&c);
 }
 
@@ -452,7 +482,7 @@ int main(void) {
         cmocka_unit_test(test_losses_backward),        cmocka_unit_test(test_kl_and_sampling_backward),
         cmocka_unit_test(test_distill_vs_torch),
         cmocka_unit_test(test_model_all_groups),       cmocka_unit_test(test_model_rotate_half_gates_only),
-        cmocka_unit_test(test_model_pruned_blocks),
+        cmocka_unit_test(test_model_pruned_blocks),     cmocka_unit_test(test_model_chunked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,7 +108,7 @@ static void test_tape_floats_match_vt_tape_init(void **state) {
         for (int B = 1; B <= 3; B += 2) {
             int T = 7;
             vt_tape tp;
-            assert_int_equal(vt_tape_init(&tp, &m, B, T), 0);
+            assert_int_equal(vt_tape_init(&tp, &m, B, T, 0), 0);
             assert_int_equal(vt_plan_tape_floats(&c, ranges[r][0], ranges[r][1], B, T), tape_extent(&tp, &c, B, T));
             vt_tape_free(&tp);
         }

@@ -513,10 +513,7 @@ static int trainer_open(trainer *t, const vt_model *part, const vt_calib *cal, c
     t->T = cal->seq_len;
     t->ctx = vt_mean_ctx(t->T);
     t->dense_size = vt_structure_size(&part->cfg, p->kind, t->ctx);
-    t->B = p->batch_size;
-    t->Bd = t->B / c->replicas;
-    t->M = p->micro_batches;
-    t->Bm = t->Bd / t->M;
+    if (vt_trainer_geometry(t)) return -1;
     if (vt_masks_init(&t->mk, &part->cfg, p->seed) || vt_trainer_head_init(t) || vt_trainer_alloc_student(t)) return -1;
     for (size_t i = 0; i < t->mk.n; i++) {
         t->mk.mu[i] += 0.3f * (float)val(0, (int)i, 7);
@@ -574,7 +571,7 @@ static void step_out_free(step_out *o) {
     memset(o, 0, sizeof *o);
 }
 
-/* Runs the steps on S stages x R replicas; the reference is S = R = 1. */
+/* Runs the steps on S stages x R replicas (p's micro-batches and chunks); the reference is S = R = 1. */
 static void run_steps(train_fixture *f, const vt_vib_params *p, int S, int R, step_run *sr, vt_model *parts,
                       int *begin) {
     assert_int_equal(vt_partition_layers(&f->c, S, VT_PARTITION_TRAIN, begin), 0);
@@ -605,17 +602,23 @@ static void test_train_step_split_matches_one_process(void **st) {
     run_steps(&f, &p, 1, 1, ref, ref_part, ref_begin);
     const step_out *o1 = &ref->out[0];
     for (int k = 0; k < NSTEP; k++) assert_true(o1->kd[k] > 0 && o1->ce[k] > 0 && o1->mse[k] > 0);
-    const int layouts[][2] = {{2, 1}, {3, 1}, {2, 2}};
+    /* stages x replicas, micro-batches per replica, chunks per sequence (one sequence per
+     * micro-batch: the batch of 4 over R replicas) */
+    const int layouts[][4] = {{2, 1, 2, 1}, {3, 1, 2, 1}, {2, 2, 2, 1}, {2, 1, 4, 4}, {3, 1, 4, 2}, {2, 2, 2, 8}};
     for (size_t li = 0; li < sizeof layouts / sizeof *layouts; li++) {
         int S = layouts[li][0], R = layouts[li][1];
-        run_steps(&f, &p, S, R, sr, parts, begin);
+        vt_vib_params pl = p;
+        pl.micro_batches = layouts[li][2];
+        pl.seq_chunks = layouts[li][3];
+        run_steps(&f, &pl, S, R, sr, parts, begin);
         for (int q = 0; q < S * R; q++) {
             const step_out *o = &sr->out[q];
-            char what[128];
-            snprintf(what, sizeof what, "%d stages x %d replicas, rank %d", S, R, q);
+            char what[160];
+            snprintf(what, sizeof what, "%d stages x %d replicas, %d micro-batches of %d chunks, rank %d", S, R,
+                     pl.micro_batches, pl.seq_chunks, q);
             assert_int_equal(o->n, o1->n);
             for (int k = 0; k < NSTEP; k++) {
-                char term[160];
+                char term[200];
                 snprintf(term, sizeof term, "%s: distillation loss", what);
                 rel_check(o->kd[k], o1->kd[k], 1e-5, term, k);
                 snprintf(term, sizeof term, "%s: cross-entropy", what);
