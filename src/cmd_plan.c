@@ -105,21 +105,30 @@ static void print_stages(const vt_plan *p) {
     }
 }
 
-/* The largest rank of every other layout of the same ranks, to compare. A layout the configured
- * micro-batch count cannot split is shown with automatic micro-batches instead. */
+/* The largest rank of every other layout of the same ranks, to compare, with its bubble and the
+ * micro-batches (x chunks per sequence) that make it. A layout the configured micro-batch count
+ * or chunk count cannot split is shown with automatic ones instead. */
 static void print_alternatives(const vt_plan_input *in, const vt_plan *chosen, double memory) {
-    printf("\nlayouts      stages x replicas   largest rank   bubble\n");
+    printf("\nlayouts      stages x replicas   largest rank   bubble   micro-batches\n");
     for (int S = 1; S <= in->ranks && S <= in->cfg->n_layers; S++) {
         if (in->ranks % S) continue;
         vt_plan_input alt = *in;
         alt.stages = S;
         vt_plan p;
-        char size[32];
-        int s = 0, automatic = 0, rc = vt_plan_make(&alt, &p);
+        char size[32], mb[32];
+        const char *automatic = "";
+        int s = 0, rc = vt_plan_make(&alt, &p);
         if (rc && in->micro_batches > 0) {
             vt_error_clear();
             alt.micro_batches = 0;
-            automatic = 1;
+            automatic = "   (automatic micro-batches)";
+            rc = vt_plan_make(&alt, &p);
+        }
+        if (rc && in->seq_chunks > 0) {
+            vt_error_clear();
+            alt.seq_chunks = 0;
+            automatic = alt.micro_batches == in->micro_batches ? "   (automatic chunks)"
+                                                                : "   (automatic micro-batches and chunks)";
             rc = vt_plan_make(&alt, &p);
         }
         if (rc) {
@@ -129,15 +138,20 @@ static void print_alternatives(const vt_plan_input *in, const vt_plan *chosen, d
         }
         double top = largest_rank(&p, &s);
         format_bytes(top, size, sizeof size);
-        printf("             %3d x %-3d           %12s   %5.1f%%%s%s%s\n", S, p.replicas, size, 100.0 * p.bubble,
-               S == chosen->stages ? "   <- this plan" : "",
-               automatic ? "   (automatic micro-batches)" : "",
-               memory > 0 && top > memory ? "   over --memory-per-rank" : "");
+        if (p.seq_chunks > 1) snprintf(mb, sizeof mb, "%d x %d chunks", p.micro_batches, p.seq_chunks);
+        else snprintf(mb, sizeof mb, "%d", p.micro_batches);
+        char row[256];
+        snprintf(row, sizeof row, "             %3d x %-3d           %12s   %5.1f%%   %-15s%s%s%s", S, p.replicas, size,
+                 100.0 * p.bubble, mb, S == chosen->stages ? "   <- this plan" : "", automatic,
+                 memory > 0 && top > memory ? "   over --memory-per-rank" : "");
+        size_t len = strlen(row);
+        while (len && row[len - 1] == ' ') row[--len] = '\0';
+        printf("%s\n", row);
         vt_plan_free(&p);
     }
 }
 
-/* Compute-bound times at `gflops` per rank: a GPipe step lasts (M + S - 1) micro-batch slots of
+/* Compute-bound times at `gflops` per rank: a GPipe step lasts (M C + S - 1) micro-batch slots of
  * the busiest stage, i.e. its work divided by (1 - bubble); messages are not counted. */
 static void print_times(const vt_plan_input *in, const vt_plan *p, double busiest, double gflops) {
     double mask = busiest / (gflops * 1e9) / (1.0 - p->bubble);
@@ -147,6 +161,37 @@ static void print_times(const vt_plan_input *in, const vt_plan *p, double busies
     printf("time         at %g GFLOP/s per rank: %.1f s per mask step", gflops, mask);
     if (finetune > 0) printf(", %.1f s per fine-tuning step", finetune);
     printf("; %.1f hours for the run%s\n", run / 3600.0, in->calib_sequences > 0 ? "" : " (without the teacher pass)");
+}
+
+/* The pipeline line: micro-batches and sequence chunks, where each count came from (its setting,
+ * else "automatic") or why sequences are not cut, and the bubble. */
+static void print_pipeline(const vt_plan_input *in, const vt_plan *p) {
+    char chunks[96] = "", why[160];
+    const char *mb = in->micro_batches > 0 ? "parallel.micro_batches" : "automatic";
+    if (p->seq_chunks > 1) {
+        snprintf(chunks, sizeof chunks, " in %d chunks of %d tokens", p->seq_chunks, p->chunk_tokens);
+        if (in->seq_chunks > 0)
+            snprintf(why, sizeof why, "%s", in->micro_batches > 0 ? "parallel.micro_batches, parallel.seq_chunks"
+                                                                   : "automatic micro-batches; parallel.seq_chunks");
+        else
+            snprintf(why, sizeof why, "%s", in->micro_batches > 0 ? "parallel.micro_batches; automatic chunks"
+                                                                   : "automatic");
+    } else if (p->stages == 1) { /* no pipeline: nothing to say of chunks */
+        snprintf(why, sizeof why, "%s", mb);
+    } else if (in->seq_chunks == 1) {
+        snprintf(why, sizeof why, "%s; no chunks: parallel.seq_chunks = 1", mb);
+    } else if (p->micro_batch > 1) {
+        snprintf(why, sizeof why, "%s; no chunks: they need micro-batches of one sequence", mb);
+    } else if (10 * (p->stages - 1) <= p->micro_batches + p->stages - 1) { /* vt_seq_chunks_choose */
+        snprintf(why, sizeof why, "%s; no chunks: the micro-batches bring the bubble to 10%% or less", mb);
+    } else {
+        snprintf(why, sizeof why, "%s; no chunks: none of %d tokens or more divides a sequence", mb,
+                 VT_CHUNK_MIN_TOKENS);
+    }
+    printf("pipeline     GPipe, %d micro-batch%s of %d sequence%s%s per replica and step (%s); bubble %.0f%% of a "
+           "step\n",
+           p->micro_batches, p->micro_batches == 1 ? "" : "es", p->micro_batch, p->micro_batch == 1 ? "" : "s",
+           chunks, why, 100.0 * p->bubble);
 }
 
 static void print_plan(const char *config, const char *model_source, const vt_run_config *rc,
@@ -172,10 +217,7 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     const char *why = in->stages == 0 ? "automatic" : (stages_from_option ? "--stages" : "parallel.stages");
     printf("topology     %d stage%s x %d replica%s (%s); rank = replica * %d + stage\n", p->stages,
            p->stages == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s", why, p->stages);
-    printf("pipeline     GPipe, %d micro-batch%s of %d sequence%s per replica and step (%s); bubble %.0f%% of a "
-           "step\n",
-           p->micro_batches, p->micro_batches == 1 ? "" : "es", p->micro_batch, p->micro_batch == 1 ? "" : "s",
-           in->micro_batches > 0 ? "parallel.micro_batches" : "automatic", 100.0 * p->bubble);
+    print_pipeline(in, p);
     print_stages(p);
 
     format_flops(p->flops_token, buf, sizeof buf);
@@ -294,6 +336,7 @@ int vt_cmd_plan(int argc, char **argv) {
         .ranks = (int)ranks,
         .stages = stages >= 0 ? (int)stages : rc.parallel_stages,
         .micro_batches = rc.parallel_micro_batches,
+        .seq_chunks = rc.parallel_seq_chunks,
         .batch_size = rc.schedule_batch_size,
         .seq_len = rc.data_seq_len,
         .steps = rc.schedule_steps,

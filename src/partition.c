@@ -183,6 +183,7 @@ int vt_seq_chunks_choose(int stages, int micro_batches, int seqs_per_micro_batch
     }
     *chunks = 1;
     if (requested == 1 || stages < 2 || seqs_per_micro_batch != 1) return 0;
+    if (10 * (stages - 1) <= micro_batches + stages - 1) return 0; /* no chunks needed */
     for (int c = 2; seq_len / c >= VT_CHUNK_MIN_TOKENS; c++) {
         if (seq_len % c) continue;
         *chunks = c;

@@ -44,9 +44,10 @@ int vt_topology_choose(int ranks, int n_layers, int stages_requested, int *stage
  * bubble (S - 1) / (M + S - 1) shrinks as M grows) and 1 when stages = 1 (nothing to overlap). */
 int vt_micro_batches_choose(int stages, int seqs_per_replica, int requested, int *micro_batches);
 
-/* Fewest tokens of a sequence chunk that the automatic choice makes: matmuls of fewer rows lose
- * speed (docs/PERFORMANCE.md). */
-#define VT_CHUNK_MIN_TOKENS 128
+/* Fewest tokens of a sequence chunk that the automatic choice makes: under that, matmuls of fewer
+ * rows lose about what the smaller bubble gains (BLIS sgemm at LLaMA-7B shapes: 128 rows at about
+ * 80% of the 2048-row rate, 256 rows at about 90%; docs/PERFORMANCE.md). */
+#define VT_CHUNK_MIN_TOKENS 256
 
 /* Chunks each sequence of a pipelined step is cut into along its tokens, so that a replica's step
  * runs micro_batches x chunks micro-batches through the pipeline (a chunk's attention reads the

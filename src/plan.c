@@ -23,21 +23,21 @@ size_t vt_plan_weight_floats(const vt_config *c, int stages, int s, int l0, int 
     return n;
 }
 
-size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T) {
+size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T, int pos0) {
     size_t rows = (size_t)B * T, d = (size_t)c->dim, n = 2 * rows * d + rows; /* final norm input */
+    size_t ctx = (size_t)pos0 + T; /* keys a chunk's queries attend to */
     for (int l = l0; l < l1; l++) {
         const vt_layer_shape *s = &c->layers[l];
         size_t q = (size_t)s->n_heads * c->head_dim, kv = (size_t)s->n_kv_heads * c->head_dim;
-        if (s->n_heads) n += rows * (3 * d + 1 + q + 2 * kv + q) + (size_t)B * s->n_heads * T * T;
+        if (s->n_heads) n += rows * (3 * d + 1 + q + 2 * kv + q) + (size_t)B * s->n_heads * T * ctx;
         if (s->ffn) n += rows * (3 * d + 1 + 3 * (size_t)s->ffn);
     }
     return n;
 }
 
-/* Floats of the forward (vt_fwd_init) and backward (vt_bwd_init) scratch of one micro-batch. The
- * forward state is counted twice: the student's, and the teacher's during the teacher cache pass
- * (allocated while the student's buffers exist). */
-static size_t scratch_floats(const vt_config *c, int l0, int l1, int B, int T) {
+/* Floats of vt_fwd_init(B, T, ctx): rows = B T, the key/value cache of B sequences x ctx positions
+ * and RoPE tables of ctx positions. */
+static size_t fwd_floats(const vt_config *c, int l0, int l1, int B, int T, int ctx) {
     size_t rows = (size_t)B * T, d = (size_t)c->dim, hd = (size_t)c->head_dim;
     size_t q = 0, kv = 0, f = 0, cache = 0;
     for (int l = l0; l < l1; l++) {
@@ -46,14 +46,34 @@ static size_t scratch_floats(const vt_config *c, int l0, int l1, int B, int T) {
         q = ql > q ? ql : q;
         kv = kvl > kv ? kvl : kv;
         f = (size_t)s->ffn > f ? (size_t)s->ffn : f;
-        cache += 2 * rows * kvl; /* keys and values */
+        cache += 2 * (size_t)B * ctx * kvl; /* keys and values */
     }
-    size_t fwd = rows * d + rows * (q + 2 * kv + 1) + rows * (q + 1) + (size_t)T * T + rows * (2 * f + 1) +
-                 rows * (f + 1) + rows * d + (size_t)T * hd + cache;
-    size_t wide = q > f ? q : f, qkv = q + 2 * kv > 2 * f ? q + 2 * kv : 2 * f;
-    wide = wide ? wide : 1;
-    size_t bwd = 2 * rows * d + 3 * rows * wide + rows * qkv + (size_t)T * T;
-    return 2 * fwd + bwd;
+    return rows * d + rows * (q + 2 * kv + 1) + rows * (q + 1) + (size_t)T * ctx + rows * (2 * f + 1) +
+           rows * (f + 1) + rows * d + (size_t)ctx * hd + cache;
+}
+
+/* Floats of vt_bwd_init(B, T, ctx): rows = B T, scores' gradient [T, ctx], and for chunks of longer
+ * sequences (ctx > T) per layer the key/value gradients of B sequences x ctx positions. */
+static size_t bwd_floats(const vt_config *c, int l0, int l1, int B, int T, int ctx) {
+    size_t rows = (size_t)B * T, d = (size_t)c->dim, hd = (size_t)c->head_dim;
+    size_t wide = 1, qkv = 1, dkv = 0;
+    for (int l = l0; l < l1; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        size_t ql = (size_t)s->n_heads * hd, kvl = (size_t)s->n_kv_heads * hd, fl = (size_t)s->ffn;
+        wide = ql > wide ? ql : wide;
+        wide = fl > wide ? fl : wide;
+        qkv = ql + 2 * kvl > qkv ? ql + 2 * kvl : qkv;
+        qkv = 2 * fl > qkv ? 2 * fl : qkv;
+        dkv += (size_t)B * ctx * 2 * kvl;
+    }
+    return rows * (2 * d + 3 * wide + qkv) + (size_t)T * ctx + (ctx > T ? dkv : 0);
+}
+
+/* Floats of the forward and backward scratch of a rank training micro-batches of B sequences x Tc
+ * tokens (chunks of sequences of T tokens when Tc < T), plus the teacher's forward state of the
+ * teacher cache pass (B whole sequences; allocated while the student's buffers exist). */
+static size_t scratch_floats(const vt_config *c, int l0, int l1, int B, int Tc, int T) {
+    return fwd_floats(c, l0, l1, B, Tc, T) + fwd_floats(c, l0, l1, B, T, T) + bwd_floats(c, l0, l1, B, Tc, T);
 }
 
 static size_t gate_count(const vt_config *c) {
@@ -67,8 +87,8 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     const vt_config *c = in->cfg;
     vt_stage_plan *st = &p->stage[s];
     int l0 = st->layer_begin, l1 = st->layer_end, last = s == p->stages - 1;
-    int M = p->micro_batches, Bm = p->micro_batch, T = in->seq_len;
-    double rows = (double)Bm * T, d = c->dim, f4 = sizeof(float);
+    int M = p->micro_batches, Bm = p->micro_batch, T = in->seq_len, C = p->seq_chunks, Tc = p->chunk_tokens;
+    double rows = (double)Bm * T, rows_mb = (double)Bm * Tc, d = c->dim, f4 = sizeof(float);
     double w = (double)vt_plan_weight_floats(c, p->stages, s, l0, l1) * f4;
     double layers = 0.0;
     for (int l = l0; l < l1; l++) layers += (double)vt_layer_params(c, l) * f4;
@@ -82,13 +102,17 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     vt_vocab_share(c->vocab, S, s, &v0, &vs);
     st->weights = w + student + (last ? 0.0 : (double)vs * d * f4); /* other stages' classifier rows */
 
-    st->activations = f4 * (M * (double)vt_plan_tape_floats(c, l0, l1, Bm, T) + /* GPipe: every tape */
-                            (double)scratch_floats(c, l0, l1, Bm, T) + rows * d + /* passing activations */
-                            3.0 * (double)p->gates * p->seqs_per_replica);        /* gate values, noise, grads */
+    /* GPipe: the tape of every micro-batch, M groups of C chunks, chunk k at positions k Tc.. */
+    double tapes = 0.0;
+    for (int k = 0; k < C; k++) tapes += (double)vt_plan_tape_floats(c, l0, l1, Bm, Tc, k * Tc);
+    st->activations = f4 * (M * tapes + (double)scratch_floats(c, l0, l1, Bm, Tc, T) +
+                            rows * d +                                     /* passing activations */
+                            3.0 * (double)p->gates * p->seqs_per_replica); /* gate values, noise, grads */
     /* every stage: its share of the logits, probabilities and their gradient, the classifier's input
-     * and its gradient; the last stage: per micro-batch gradients at the final hidden states */
+     * and its gradient, for the whole sequences of a micro-batch; the last stage: the gradients at
+     * the final hidden states of every micro-batch (M C chunks) */
     st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 6.0 * sizeof(double) * rows;
-    if (last) st->activations += f4 * M * rows * d;
+    if (last) st->activations += f4 * (double)M * C * rows_mb * d;
     /* the last stage: the teacher cache's rows of the replica's sequences, fetched for a step */
     if (last) st->activations += p->cache_per_sequence * p->seqs_per_replica;
 
@@ -118,7 +142,11 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     out->seqs_per_replica = in->batch_size / D;
     if (vt_micro_batches_choose(S, out->seqs_per_replica, in->micro_batches, &out->micro_batches)) return -1;
     out->micro_batch = out->seqs_per_replica / out->micro_batches;
-    out->bubble = (double)(S - 1) / (out->micro_batches + S - 1);
+    if (vt_seq_chunks_choose(S, out->micro_batches, out->micro_batch, in->seq_len, in->seq_chunks,
+                             &out->seq_chunks))
+        return -1;
+    out->chunk_tokens = in->seq_len / out->seq_chunks;
+    out->bubble = (double)(S - 1) / ((double)out->micro_batches * out->seq_chunks + S - 1);
 
     int *begin = vt_malloc(sizeof(int) * (size_t)(S + 1), "partition");
     out->stage = vt_calloc((size_t)S, sizeof *out->stage, "stage plans");

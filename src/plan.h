@@ -13,6 +13,7 @@ typedef struct {
     int ranks;
     int stages;           /* requested; 0 = automatic (vt_topology_choose) */
     int micro_batches;    /* requested per replica and step; 0 = automatic (vt_micro_batches_choose) */
+    int seq_chunks;       /* requested chunks per sequence; 0 = automatic, 1 = off (vt_seq_chunks_choose) */
     int batch_size;       /* sequences per step over all replicas */
     int seq_len;          /* tokens per sequence */
     long steps;           /* mask-phase steps */
@@ -38,7 +39,9 @@ typedef struct {
 typedef struct {
     int ranks, stages, replicas;
     int seqs_per_replica, micro_batches, micro_batch; /* per step; sequences per micro-batch */
-    double bubble;              /* idle fraction of a GPipe step, (S - 1) / (M + S - 1) */
+    int seq_chunks, chunk_tokens; /* C chunks of T / C tokens per sequence: the pipeline runs M C
+                                   * micro-batches of micro_batch sequences x chunk_tokens tokens */
+    double bubble;              /* idle fraction of a GPipe step, (S - 1) / (M C + S - 1) */
     double ctx;                 /* mean attended positions of a training sequence, (T + 1) / 2 */
     double flops_token;         /* the model's forward FLOPs per token at ctx */
     double flops_step_masks;    /* whole cluster, one mask-phase step */
@@ -50,11 +53,12 @@ typedef struct {
     vt_stage_plan *stage;       /* [stages] */
 } vt_plan;
 
-/* Chooses the topology and the partition (partition.h) and estimates memory and FLOPs. The
- * memory model follows what a training rank allocates (docs/CLUSTER.md lists every term):
- * GPipe keeps the activation tape of all M micro-batches; mask gradients need activation
- * gradients only (a step is ~2 forward passes), fine-tuning also weight gradients (~3). Fails with
- * the reason when the topology or the batch split is impossible. */
+/* Chooses the topology, the partition, the micro-batches and the sequence chunks (partition.h)
+ * and estimates memory and FLOPs. The memory model follows what a training rank allocates
+ * (vt_trainer_bytes; docs/CLUSTER.md lists every term): GPipe keeps the activation tape of all
+ * M C micro-batches (chunk c of a sequence attends to the c + 1 chunks up to it); mask gradients
+ * need activation gradients only (a step is ~2 forward passes), fine-tuning also weight gradients
+ * (~3). Fails with the reason when the topology, the batch split or the chunks are impossible. */
 int vt_plan_make(const vt_plan_input *in, vt_plan *out);
 void vt_plan_free(vt_plan *p);
 
@@ -63,7 +67,8 @@ void vt_plan_free(vt_plan *p);
  * stage holds both). */
 size_t vt_plan_weight_floats(const vt_config *c, int stages, int s, int l0, int l1);
 
-/* Floats vt_tape_init allocates for layers [l0, l1) and B sequences of T tokens. */
-size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T);
+/* Floats vt_tape_init allocates for layers [l0, l1) and B sequences of T tokens at positions
+ * pos0..pos0+T-1 (a chunk of longer sequences: its attention probabilities span pos0 + T keys). */
+size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T, int pos0);
 
 #endif

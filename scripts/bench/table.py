@@ -92,6 +92,14 @@ if "stages2b" in tok:
     print(f"| 4 | -n 2 as 2 stages, batch {2 * B} ({2 * B} micro-batches) | {tok['stages2b']:.1f} tokens/s | "
           f"{tok['stages2b'] / tok['n1']:.2f}x of -n 1 |")
 print(f"| 4 | -n 2 as 2 replicas | {tok['replicas']:.1f} tokens/s | {tok['replicas'] / tok['n1']:.2f}x of -n 1 |")
+if os.path.exists(os.path.join(work, "run-long-chunks", "progress.jsonl")):
+    long = {n: 2 * 1024 / step_seconds(n) for n in ("long-n1", "long-stages", "long-chunks")}
+    print(f"| 4 | 2 sequences of 1024 tokens per step, -n 1 | {long['long-n1']:.1f} tokens/s | |")
+    print(f"| 4 | the same, -n 2 as 2 stages (2 micro-batches) | {long['long-stages']:.1f} tokens/s | "
+          f"{long['long-stages'] / long['long-n1']:.2f}x of -n 1 |")
+    print(f"| 4 | the same, -n 2 as 2 stages, sequences in 4 chunks (8 micro-batches of 256 tokens) | "
+          f"{long['long-chunks']:.1f} tokens/s | {long['long-chunks'] / long['long-n1']:.2f}x of -n 1, "
+          f"{long['long-chunks'] / long['long-stages']:.2f}x of unchunked |")
 tn, tr = teacher_seconds("n1"), teacher_seconds("replicas")
 if tn and tr:
     print(f"| 4 | teacher cache pass, {tn[0]} sequences: -n 1, and -n 2 as 2 replicas (sharded) | {tn[2]:.1f} s, "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Distributed pruning gives the layout-independent result: the same configuration (VTrans full:
 # masks, then fine-tuning of the sliced student, so a stage's share of the classifier is sliced
-# too) with -n 1, -n 2 as two stages, -n 2 as two replicas and -n 4 as 2 x 2 keeps the same units,
+# too) with -n 1, -n 2 as two stages, -n 2 as two replicas and -n 4 as 2 x 2, and with sequences
+# cut into chunks as micro-batches (2 stages; 2 x 2), keeps the same units,
 # writes checkpoints with the same tensors (names, shapes; values to 1e-4) and the same perplexity,
 # and reports every rank's memory.
 # A bad configuration and a corrupt shard end every rank with the message and leave no output.
@@ -28,8 +29,11 @@ run n1 1 1
 run s2 2 2
 run d2 2 1
 run s2d2 4 2
+run s2c4 2 2 --set parallel.micro_batches=4 --set parallel.seq_chunks=4   # 16 micro-batches of 8 tokens
+run s2d2c2 4 2 --set parallel.micro_batches=0 --set parallel.seq_chunks=2
+grep -q "16 micro-batches" "$work/s2c4.err" || { grep -i micro "$work/s2c4.err"; fail "s2c4 does not report its 16 micro-batches"; }
 ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { ls "$work/s2"; fail "two stages wrote no per-stage shards"; }
-"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2" "$work/s2c4" "$work/s2d2c2"
 # The teacher cache is sharded over the replicas: with an MSE term the hidden states come from the
 # replica that holds them too (masks only: Adam's fine-tuning steps magnify summation-order noise).
 mse=(--set method.mse_weight=0.5 --set schedule.finetune_steps=0)
@@ -61,6 +65,8 @@ check_bad() { # message pattern, ranks, then extra prune arguments
 check_bad "stages" 2 --set parallel.stages=8
 check_bad "stages" 3 --set parallel.stages=2
 check_bad "unknown key" 2 --set schedule.stepz=3  # a bad configuration, refused by every rank
+check_bad "seq_chunks = 3 does not divide" 2 --set parallel.stages=2 --set parallel.micro_batches=4 --set parallel.seq_chunks=3
+check_bad "needs micro-batches of one sequence" 2 --set parallel.stages=2 --set parallel.seq_chunks=2
 
 # A corrupt shard that only stage 1 reads: every rank ends, with the message, within the timeout.
 "$VT_BIN" convert --model "$fx/stories260K/stories260K.bin" --out "$work/hf" --shard-size 300000 >/dev/null 2>&1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # plan.sh — `vtrans-dist plan` sizes LLaMA-2-7B and 13B runs from the shipped shapes without any
-# checkpoint: a line per stage covering every layer once, and impossible layouts refused.
+# checkpoint: a line per stage covering every layer once, the micro-batches and sequence chunks
+# of the pipeline with its bubble, and impossible layouts refused.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$src"
@@ -61,6 +62,53 @@ grep -qF "100 calibration sequences x 8.00 MiB = 800.39 MiB cached, sharded over
 "$VT_BIN" plan "${seven[@]}" --ranks 64 --memory-per-rank 1T > "$work/out.txt"
 if grep -q "^warning" "$work/out.txt"; then record_failure "no memory warning" "a warning under 1 TiB per rank"; fi
 
+# check_pipeline TITLE LINE ARGS...: plan exits 0 and its pipeline line is LINE (after "pipeline").
+check_pipeline() {
+    local title="$1" want="$2" got
+    shift 2
+    if ! "$VT_BIN" plan "$@" > "$work/out.txt" 2> "$work/err.txt"; then
+        record_failure "$title" "exit code non-zero: $(cat "$work/err.txt")"
+        return
+    fi
+    got=$(sed -n 's/^pipeline  *//p' "$work/out.txt")
+    if [[ "$got" != "$want" ]]; then
+        record_failure "$title" "pipeline line '$got', expected '$want'"
+        return
+    fi
+    echo "ok [$title]: $got"
+}
+
+# sequence chunks: automatic at 64 ranks (4 single-sequence micro-batches per replica: 2 chunks of
+# 256 tokens, the fewest tokens of an automatic chunk, bubble 3/11), requested, off, not needed when
+# the micro-batches alone bring the bubble to 10%, and not applicable with micro-batches of 8
+# sequences or sequences too short for 2 chunks of 256 tokens
+check_pipeline "automatic chunks" "GPipe, 4 micro-batches of 1 sequence in 2 chunks of 256 tokens per replica and \
+step (parallel.micro_batches; automatic chunks); bubble 27% of a step" "${seven[@]}" --ranks 64
+grep -qE '^ +4 x 16 +[0-9.]+ GiB +27\.3% +4 x 2 chunks +<- this plan$' "$work/out.txt" ||
+    record_failure "layouts with chunks" "no '4 x 2 chunks' row for this plan: $(grep -F '<- this plan' "$work/out.txt")"
+check_pipeline "requested chunks" "GPipe, 4 micro-batches of 1 sequence in 4 chunks of 128 tokens per replica and \
+step (parallel.micro_batches, parallel.seq_chunks); bubble 16% of a step" "${seven[@]}" --ranks 64 \
+    --set parallel.seq_chunks=4
+check_pipeline "chunks off" "GPipe, 4 micro-batches of 1 sequence per replica and step (parallel.micro_batches; no \
+chunks: parallel.seq_chunks = 1); bubble 43% of a step" "${seven[@]}" --ranks 64 --set parallel.seq_chunks=1
+check_pipeline "chunks, automatic micro-batches" "GPipe, 8 micro-batches of 1 sequence in 2 chunks of 256 tokens per \
+replica and step (automatic); bubble 30% of a step" "${seven[@]}" --ranks 64 --stages 8 --set parallel.micro_batches=0
+check_pipeline "no chunks needed" "GPipe, 64 micro-batches of 1 sequence per replica and step (automatic; no chunks: \
+the micro-batches bring the bubble to 10% or less); bubble 2% of a step" "${seven[@]}" --ranks 2 --stages 2 \
+    --set parallel.micro_batches=0
+check_pipeline "no chunk of 256 tokens" "GPipe, 4 micro-batches of 1 sequence per replica and step \
+(parallel.micro_batches; no chunks: none of 256 tokens or more divides a sequence); bubble 43% of a step" \
+    "${seven[@]}" --ranks 64 --set data.seq_len=384
+check_pipeline "no chunks for 8-sequence micro-batches" "GPipe, 4 micro-batches of 8 sequences per replica and step \
+(parallel.micro_batches; no chunks: they need micro-batches of one sequence); bubble 43% of a step" "${seven[@]}" \
+    --ranks 8
+
+expect_error "chunks of 8-sequence micro-batches" \
+    "parallel.seq_chunks = 2 needs micro-batches of one sequence, not 8" -- \
+    plan "${seven[@]}" --ranks 8 --set parallel.seq_chunks=2
+expect_error "chunks not dividing the sequence" "parallel.seq_chunks = 3 does not divide data.seq_len = 512" -- \
+    plan "${seven[@]}" --ranks 64 --set parallel.seq_chunks=3
+expect_error "negative chunks" "parallel.seq_chunks must be at least 0" -- plan "${seven[@]}" --ranks 64 --set parallel.seq_chunks=-1
 expect_error "6 ranks in 4 stages" "6 ranks cannot form 4 pipeline stages" -- plan "${seven[@]}" --ranks 6 --stages 4
 expect_error "more stages than layers" "cannot split 32 layers into 64 stages" -- plan "${seven[@]}" --ranks 64 --stages 64
 expect_error "batch over replicas" "schedule.batch_size 64 does not split evenly over 3" -- plan "${seven[@]}" --ranks 12

@@ -267,6 +267,65 @@ static void test_micro_batches(void **state) {
     assert_int_equal(vt_micro_batches_choose(4, 2, 4, &M), -1);
 }
 
+/* Sequence chunks: automatic only with stages and one-sequence micro-batches, none when the
+ * micro-batches alone bring (S - 1) / (M + S - 1) to 10%, else the fewest chunks bringing
+ * (S - 1) / (M C + S - 1) to 10% (the most of at least VT_CHUNK_MIN_TOKENS = 256 tokens when that
+ * is out of reach); requested counts checked. */
+static void test_seq_chunks(void **state) {
+    (void)state;
+    int C = -1;
+    /* automatic */
+    assert_int_equal(vt_seq_chunks_choose(1, 1, 1, 512, 0, &C), 0); /* one stage: nothing to overlap */
+    assert_int_equal(C, 1);
+    assert_int_equal(VT_CHUNK_MIN_TOKENS, 256);
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 1, 512, 0, &C), 0); /* 3/11 at 2 chunks of 256: no more */
+    assert_int_equal(C, 2);
+    assert_int_equal(vt_seq_chunks_choose(2, 8, 1, 512, 0, &C), 0); /* 1/17 at 2 chunks */
+    assert_int_equal(C, 2);
+    assert_int_equal(vt_seq_chunks_choose(4, 16, 1, 512, 0, &C), 0); /* 3/19 at 1, 3/35 at 2 */
+    assert_int_equal(C, 2);
+    assert_int_equal(vt_seq_chunks_choose(8, 8, 1, 2048, 0, &C), 0); /* 7/23, 7/39 at 2, 4; 7/71 at 8 */
+    assert_int_equal(C, 8);
+    assert_int_equal(vt_seq_chunks_choose(4, 12, 1, 768, 0, &C), 0); /* 3/27 at 2; 3 of 256, 3/39: not a power of 2 */
+    assert_int_equal(C, 3);
+    assert_int_equal(vt_seq_chunks_choose(8, 8, 1, 2000, 0, &C), 0); /* divisors only: 5 of 400, 7/47 (250 < 256) */
+    assert_int_equal(C, 5);
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 1, 511, 0, &C), 0); /* no chunk of 256 tokens or more */
+    assert_int_equal(C, 1);
+    assert_int_equal(vt_seq_chunks_choose(4, 8, 1, 384, 0, &C), 0); /* 2 chunks of 192 would be under 256 */
+    assert_int_equal(C, 1);
+    /* the micro-batches alone bring the bubble to 10%: no chunks */
+    assert_int_equal(vt_seq_chunks_choose(2, 64, 1, 512, 0, &C), 0); /* 1/65 */
+    assert_int_equal(C, 1);
+    assert_int_equal(vt_seq_chunks_choose(2, 9, 1, 512, 0, &C), 0); /* 1/10 exactly */
+    assert_int_equal(C, 1);
+    assert_int_equal(vt_seq_chunks_choose(4, 27, 1, 512, 0, &C), 0); /* 3/30 exactly */
+    assert_int_equal(C, 1);
+    assert_int_equal(vt_seq_chunks_choose(4, 26, 1, 512, 0, &C), 0); /* 3/29 above 10%: 3/55 at 2 */
+    assert_int_equal(C, 2);
+    assert_int_equal(vt_seq_chunks_choose(8, 64, 1, 2048, 0, &C), 0); /* 7/71 with 64 micro-batches */
+    assert_int_equal(C, 1);
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 2, 512, 0, &C), 0); /* micro-batches of 2 sequences */
+    assert_int_equal(C, 1);
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 1, 512, 1, &C), 0); /* off */
+    assert_int_equal(C, 1);
+    /* requested: any divisor, whatever the chunk size or the stages */
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 1, 512, 2, &C), 0);
+    assert_int_equal(C, 2);
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 1, 512, 16, &C), 0);
+    assert_int_equal(C, 16);
+    assert_int_equal(vt_seq_chunks_choose(1, 1, 1, 512, 2, &C), 0);
+    assert_int_equal(C, 2);
+    /* refused */
+    assert_int_equal(vt_seq_chunks_choose(4, 2, 2, 512, 2, &C), -1);
+    assert_non_null(strstr(vt_error(), "parallel.seq_chunks = 2 needs micro-batches of one sequence, not 2"));
+    assert_non_null(strstr(vt_error(), "set parallel.micro_batches to the 4 sequences"));
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 1, 512, 3, &C), -1);
+    assert_non_null(strstr(vt_error(), "parallel.seq_chunks = 3 does not divide data.seq_len = 512"));
+    assert_int_equal(vt_seq_chunks_choose(4, 4, 1, 512, -2, &C), -1);
+    assert_non_null(strstr(vt_error(), "parallel.seq_chunks = -2: the count must be positive"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layer_flops_sum_to_model_flops),
@@ -278,6 +337,7 @@ int main(void) {
         cmocka_unit_test(test_partition_errors),
         cmocka_unit_test(test_topology),
         cmocka_unit_test(test_micro_batches),
+        cmocka_unit_test(test_seq_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

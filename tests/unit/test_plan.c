@@ -1,12 +1,15 @@
-/* test_plan.c — the cluster plan: weights and activation tapes counted exactly as the loader and
- * the training step allocate them, memory terms per stage, FLOPs, and refused layouts. */
+/* test_plan.c — the cluster plan: weights, activation tapes and scratch counted exactly as the
+ * loader and the training step allocate them (sequence chunks too), memory terms per stage, FLOPs,
+ * the bubble and chunk choice, and refused layouts. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backward.h"
 #include "error.h"
 #include "forward.h"
+#include "head_loss.h"
 #include "partition.h"
 #include "plan.h"
 #include "testutil.h"
@@ -66,8 +69,8 @@ static void test_weight_floats_match_allocation(void **state) {
     }
 }
 
-/* End of the furthest buffer of a tape, in floats from its arena. */
-static size_t tape_extent(const vt_tape *tp, const vt_config *c, int B, int T) {
+/* End of the furthest buffer of a tape, in floats from its arena (B x T tokens at pos0..). */
+static size_t tape_extent(const vt_tape *tp, const vt_config *c, int B, int T, int pos0) {
     size_t rows = (size_t)B * T, d = (size_t)c->dim, end = 0;
 #define SEEN(p, n) \
     if (p) end = (size_t)((p) - tp->arena) + (n) > end ? (size_t)((p) - tp->arena) + (n) : end
@@ -84,7 +87,7 @@ static size_t tape_extent(const vt_tape *tp, const vt_config *c, int B, int T) {
         SEEN(t->inv_rms_attn, rows);
         SEEN(t->qkv, rows * (q + 2 * kv));
         SEEN(t->att, rows * q);
-        SEEN(t->probs, (size_t)B * s->n_heads * T * T);
+        SEEN(t->probs, (size_t)B * s->n_heads * T * (size_t)(pos0 + T));
         SEEN(t->x_mlp, rows * d);
         SEEN(t->xn_mlp, rows * d);
         SEEN(t->y_mlp, rows * d);
@@ -105,13 +108,16 @@ static void test_tape_floats_match_vt_tape_init(void **state) {
         vt_load_parts parts = {ranges[r][0], ranges[r][1], 0, 0};
         vt_model m;
         assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
-        for (int B = 1; B <= 3; B += 2) {
-            int T = 7;
-            vt_tape tp;
-            assert_int_equal(vt_tape_init(&tp, &m, B, T, 0), 0);
-            assert_int_equal(vt_plan_tape_floats(&c, ranges[r][0], ranges[r][1], B, T), tape_extent(&tp, &c, B, T));
-            vt_tape_free(&tp);
-        }
+        for (int B = 1; B <= 3; B += 2)
+            for (int pos0 = 0; pos0 <= 14; pos0 += 7) { /* whole sequences, and chunks 2 and 3 of 7 tokens */
+                int T = 7;
+                vt_tape tp;
+                assert_int_equal(vt_tape_init(&tp, &m, B, T, pos0), 0);
+                size_t n = vt_plan_tape_floats(&c, ranges[r][0], ranges[r][1], B, T, pos0);
+                assert_int_equal(n, tape_extent(&tp, &c, B, T, pos0));
+                assert_int_equal(n * sizeof(float), tp.bytes);
+                vt_tape_free(&tp);
+            }
         vt_model_free(&m);
     }
     vt_config_free(&c);
@@ -134,6 +140,13 @@ static vt_plan_input input_7b(const vt_config *c, int ranks) {
     return in;
 }
 
+/* Floats of the tapes of one group of micro-batches: C chunks of T / C tokens of B sequences. */
+static double group_tape_floats(const vt_config *c, int l0, int l1, int B, int T, int C) {
+    double n = 0.0;
+    for (int k = 0; k < C; k++) n += (double)vt_plan_tape_floats(c, l0, l1, B, T / C, k * (T / C));
+    return n;
+}
+
 static void test_plan_7b_terms(void **state) {
     (void)state;
     vt_config c;
@@ -146,7 +159,10 @@ static void test_plan_7b_terms(void **state) {
     assert_int_equal(p.seqs_per_replica, 8);
     assert_int_equal(p.micro_batches, 8); /* one sequence per micro-batch */
     assert_int_equal(p.micro_batch, 1);
-    assert_true(fabs(p.bubble - 7.0 / 15.0) < 1e-12);
+    /* automatic chunks: 7 / (8 C + 7) stays above 10% down to chunks of 256 tokens */
+    assert_int_equal(p.seq_chunks, 2);
+    assert_int_equal(p.chunk_tokens, 256);
+    assert_true(fabs(p.bubble - 7.0 / 23.0) < 1e-12);
     size_t gates = 4096 + 32 * (32 + 11008 + 2);
     assert_int_equal(p.gates, gates);
 
@@ -162,8 +178,8 @@ static void test_plan_7b_terms(void **state) {
         double rows = s < 7 ? 4.0 * 4000 * 4096 : 0.0;
         assert_true(st->weights == 4.0 * (double)vt_plan_weight_floats(&c, 8, s, st->layer_begin, st->layer_end) + rows);
         assert_true(st->teacher_cache == 0.0);
-        /* every micro-batch's tape is held (GPipe): activations exceed M tapes, by scratch only */
-        double tapes = 4.0 * 8 * (double)vt_plan_tape_floats(&c, st->layer_begin, st->layer_end, 1, 512);
+        /* every micro-batch's tape is held (GPipe): activations exceed M x C chunk tapes, by scratch only */
+        double tapes = 4.0 * 8 * group_tape_floats(&c, st->layer_begin, st->layer_end, 1, 512, 2);
         assert_true(st->activations > tapes && st->activations < 1.5 * tapes);
         assert_true(fabs(st->total - (st->weights + st->activations + st->optimizer + st->teacher_cache)) < 1.0);
     }
@@ -224,7 +240,8 @@ static void test_plan_training_state_and_teacher(void **state) {
     vt_config_free(&c);
 }
 
-/* More micro-batches of the same size hold proportionally more tape (GPipe keeps them all). */
+/* More micro-batches of the same size hold proportionally more tape (GPipe keeps them all): 4 more
+ * sequences, each 2 chunk tapes. */
 static void test_plan_activations_scale_with_micro_batches(void **state) {
     (void)state;
     vt_config c;
@@ -238,12 +255,163 @@ static void test_plan_activations_scale_with_micro_batches(void **state) {
     assert_int_equal(vt_plan_make(&in, &b), 0);
     assert_int_equal(a.micro_batches, 4);
     assert_int_equal(b.micro_batches, 8);
+    /* automatic: 7 / (4 C + 7) and 7 / (8 C + 7) above 10% down to chunks of 256 tokens */
+    assert_int_equal(a.seq_chunks, 2);
+    assert_int_equal(b.seq_chunks, 2);
     const vt_stage_plan *sa = &a.stage[2], *sb = &b.stage[2];
-    double tape = 4.0 * (double)vt_plan_tape_floats(&c, sa->layer_begin, sa->layer_end, 1, 512);
+    double tape = 4.0 * group_tape_floats(&c, sa->layer_begin, sa->layer_end, 1, 512, 2);
     double gate_rows = 4.0 * 3.0 * (double)a.gates * 4; /* gate values, noise, gradients of 4 more sequences */
     assert_true(fabs(sb->activations - sa->activations - 4.0 * tape - gate_rows) < 1.0);
     vt_plan_free(&a);
     vt_plan_free(&b);
+    vt_config_free(&c);
+}
+
+/* The activations of a stage are, term by term, what a training rank of that stage allocates
+ * (vt_trainer_alloc_student, vt_trainer_head_init, the teacher cache pass): K = M C chunk tapes at
+ * positions (k % C) Tc, forward scratch for Bm x Tc rows attending to T positions, the teacher's
+ * forward scratch for Bm x T, backward scratch with the chunks' key/value gradients, the classifier
+ * scratch of Bm x T rows, and on the last stage K gradients of Bm x Tc rows and the step's teacher rows. */
+static void test_plan_activations_match_allocations(void **state) {
+    (void)state;
+    vt_config c;
+    pruned_small_config(&c, 0);
+    int chunks[] = {1, 2, 4, 0}, T = 16;
+    for (int ci = 0; ci < 4; ci++) {
+        vt_plan_input in = {
+            .cfg = &c, .ranks = 2, .stages = 2, .micro_batches = 0, .seq_chunks = chunks[ci],
+            .batch_size = 2, .seq_len = T, .steps = 1, .keep_fraction = 0.5,
+        };
+        vt_plan p;
+        assert_int_equal(vt_plan_make(&in, &p), 0);
+        assert_int_equal(p.micro_batches, 2);
+        assert_int_equal(p.micro_batch, 1);
+        /* automatic: no chunk of 256 tokens fits in 16 */
+        int C = chunks[ci] ? chunks[ci] : 1, Tc = T / C, K = p.micro_batches * C, Bm = 1;
+        assert_int_equal(p.seq_chunks, C);
+        assert_int_equal(p.chunk_tokens, Tc);
+        assert_true(fabs(p.bubble - 1.0 / (2.0 * C + 1.0)) < 1e-12);
+        for (int s = 0; s < p.stages; s++) {
+            const vt_stage_plan *st = &p.stage[s];
+            int last = s == p.stages - 1, v0, vs;
+            vt_load_parts parts = {st->layer_begin, st->layer_end, s == 0, last};
+            vt_model m;
+            assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+            double bytes = 0.0;
+            for (int k = 0; k < K; k++) {
+                vt_tape tp;
+                assert_int_equal(vt_tape_init(&tp, &m, Bm, Tc, k % C * Tc), 0);
+                bytes += (double)tp.bytes;
+                vt_tape_free(&tp);
+            }
+            vt_fwd fs, ft;
+            vt_bwd bw;
+            assert_int_equal(vt_fwd_init(&fs, &m, Bm, Tc, T), 0);
+            assert_int_equal(vt_fwd_init(&ft, &m, Bm, T, T), 0);
+            assert_int_equal(vt_bwd_init(&bw, &m, Bm, Tc, T), 0);
+            assert_true(C == 1 ? bw.dkv == NULL : bw.dkv != NULL);
+            bytes += (double)fs.bytes + (double)ft.bytes + (double)bw.bytes;
+            vt_fwd_free(&fs);
+            vt_fwd_free(&ft);
+            vt_bwd_free(&bw);
+            size_t rows = (size_t)Bm * T, d = (size_t)c.dim;
+            vt_vocab_share(c.vocab, p.stages, s, &v0, &vs);
+            vt_head_part h;
+            assert_int_equal(vt_head_part_init(&h, v0, vs, (int)d, (int)rows), 0);
+            bytes += (double)h.bytes + sizeof(double) * rows + sizeof(float) * 2 * rows * d; /* hneg, hx, hdx */
+            vt_head_part_free(&h);
+            bytes += sizeof(float) * rows * d;                                 /* x */
+            bytes += sizeof(float) * 3.0 * (double)p.gates * p.seqs_per_replica; /* z, eps, dz */
+            if (last)
+                bytes += sizeof(float) * (double)K * Bm * Tc * d + p.cache_per_sequence * p.seqs_per_replica;
+            if (fabs(st->activations - bytes) > 1e-9 * bytes)
+                fail_msg("C=%d stage %d: plan %.0f bytes of activations, allocated %.0f", C, s, st->activations, bytes);
+            vt_model_free(&m);
+        }
+        vt_plan_free(&p);
+    }
+    vt_config_free(&c);
+}
+
+/* The plan's chunks and bubble are vt_seq_chunks_choose's and (S - 1) / (M C + S - 1), in every
+ * layout of 64 ranks; chunks hold less tape than whole sequences (a chunk's queries attend to the
+ * positions up to it only), and more chunks less still. */
+static void test_plan_chunks_follow_choice(void **state) {
+    (void)state;
+    vt_config c;
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 64);
+    in.stages = 4; /* configs/llama2-7b-50.ini at 64 ranks: 4 stages x 16 replicas, 4 sequences each */
+    vt_plan p, whole, four;
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    assert_int_equal(p.replicas, 16);
+    assert_int_equal(p.micro_batches, 4);
+    assert_int_equal(p.micro_batch, 1);
+    assert_int_equal(p.seq_chunks, 2); /* 10% is out of reach: the most chunks of 256 tokens */
+    assert_int_equal(p.chunk_tokens, 256);
+    assert_true(fabs(p.bubble - 3.0 / 11.0) < 1e-12);
+    in.micro_batches = 4; /* as the config sets it: the same */
+    vt_plan_free(&p);
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    assert_int_equal(p.seq_chunks, 2);
+    in.seq_chunks = 1;
+    assert_int_equal(vt_plan_make(&in, &whole), 0);
+    assert_int_equal(whole.seq_chunks, 1);
+    assert_int_equal(whole.chunk_tokens, 512);
+    assert_true(fabs(whole.bubble - 3.0 / 7.0) < 1e-12);
+    in.seq_chunks = 4; /* requested: chunks of 128 tokens, under the automatic choice's 256 */
+    assert_int_equal(vt_plan_make(&in, &four), 0);
+    assert_int_equal(four.seq_chunks, 4);
+    assert_int_equal(four.chunk_tokens, 128);
+    assert_true(fabs(four.bubble - 3.0 / 19.0) < 1e-12);
+    for (int s = 0; s < 4; s++) {
+        const vt_stage_plan *st = &p.stage[s];
+        int l0 = st->layer_begin, l1 = st->layer_end;
+        /* probabilities: T^2 (C + 1) / (2 C) per head and sequence instead of T^2 */
+        double saved = 4.0 * 4 * (group_tape_floats(&c, l0, l1, 1, 512, 1) - group_tape_floats(&c, l0, l1, 1, 512, 2));
+        assert_true(fabs(saved - 4.0 * 4 * (l1 - l0) * 32 * 512.0 * 512 * (1.0 - 3.0 / 4)) < 1.0);
+        assert_true(four.stage[s].activations < st->activations);
+        assert_true(st->activations < whole.stage[s].activations);
+        /* the FLOPs do not depend on the cut */
+        assert_true(st->flops_rank_step == whole.stage[s].flops_rank_step);
+    }
+    vt_plan_free(&p);
+    vt_plan_free(&whole);
+    vt_plan_free(&four);
+
+    in.micro_batches = 0;
+    in.seq_chunks = 0;
+    for (int S = 1; S <= 32; S *= 2) {
+        in.stages = S;
+        assert_int_equal(vt_plan_make(&in, &p), 0);
+        int C = -1;
+        assert_int_equal(vt_seq_chunks_choose(S, p.micro_batches, p.micro_batch, 512, 0, &C), 0);
+        assert_int_equal(p.seq_chunks, C);
+        assert_int_equal(p.chunk_tokens * C, 512);
+        double M = p.micro_batches;
+        assert_true(fabs(p.bubble - (S - 1.0) / (M * C + S - 1.0)) < 1e-12);
+        if (S == 1) assert_int_equal(C, 1); /* nothing to overlap */
+        vt_plan_free(&p);
+    }
+    /* 8 stages x 8 replicas of 2048-token sequences: 8 chunks of 256 bring the bubble to 7/71 */
+    in.stages = 8;
+    in.seq_len = 2048;
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    assert_int_equal(p.seq_chunks, 8);
+    assert_int_equal(p.chunk_tokens, 256);
+    assert_true(p.bubble <= 0.1 && fabs(p.bubble - 7.0 / 71.0) < 1e-12);
+    vt_plan_free(&p);
+    /* 2 stages x 1 replica: 64 micro-batches of one sequence bring the bubble to 1/65, no chunks */
+    in.ranks = 2;
+    in.stages = 2;
+    in.seq_len = 512;
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    assert_int_equal(p.micro_batches, 64);
+    assert_int_equal(p.micro_batch, 1);
+    assert_int_equal(p.seq_chunks, 1);
+    assert_int_equal(p.chunk_tokens, 512);
+    assert_true(fabs(p.bubble - 1.0 / 65.0) < 1e-12);
+    vt_plan_free(&p);
     vt_config_free(&c);
 }
 
@@ -272,6 +440,24 @@ static void test_plan_refusals(void **state) {
     in.seq_len = 8192;
     assert_int_equal(vt_plan_make(&in, &p), -1);
     assert_non_null(strstr(vt_error(), "data.seq_len 8192 exceeds the model's 4096 positions"));
+    /* sequence chunks that cannot apply */
+    in.seq_len = 512;
+    in.micro_batches = 4; /* 8 ranks, 4 stages: 2 replicas of 32 sequences, micro-batches of 8 */
+    in.seq_chunks = 2;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "parallel.seq_chunks = 2 needs micro-batches of one sequence, not 8"));
+    assert_non_null(strstr(vt_error(), "set parallel.micro_batches to the 32 sequences"));
+    in.micro_batches = 0;
+    in.seq_chunks = 3;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "parallel.seq_chunks = 3 does not divide data.seq_len = 512"));
+    in.seq_chunks = -1;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "parallel.seq_chunks = -1"));
+    in.seq_chunks = 8; /* a requested count may make chunks under 256 tokens */
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    assert_int_equal(p.chunk_tokens, 64);
+    vt_plan_free(&p);
     vt_config_free(&c);
 }
 
@@ -282,6 +468,8 @@ int main(void) {
         cmocka_unit_test(test_plan_7b_terms),
         cmocka_unit_test(test_plan_training_state_and_teacher),
         cmocka_unit_test(test_plan_activations_scale_with_micro_batches),
+        cmocka_unit_test(test_plan_activations_match_allocations),
+        cmocka_unit_test(test_plan_chunks_follow_choice),
         cmocka_unit_test(test_plan_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
