@@ -182,17 +182,21 @@ static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *
             const float *dO = w->dpre + (size_t)b * T * qd + h * hd;
             const float *Q = tp->qkv + (size_t)b * T * width + h * hd;
             float *dQ = w->dqkv + (size_t)b * T * width + h * hd;
-            /* per chunk of keys (columns j0..j0+n of P): dV += P^T dO;  dP = dO V^T */
-            for (const vt_tape *ch = tape; ch; ch = ch->prev) {
-                int j0 = ch->pos0, n = ch->T;
-                const float *V = ch->layers[l].qkv + (size_t)b * n * width + qd + kvd + (h / group) * hd;
-                float *dV = ch == tape ? w->dqkv + (size_t)b * T * width + qd + kvd + (h / group) * hd
-                                       : acc + ((size_t)b * w->ctx + j0) * accw + kvd + (h / group) * hd;
-                inc_t ld = ch == tape ? width : (inc_t)accw;
-                bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, T, &one, (float *)P + j0, ctx, 1, (float *)dO, qd,
-                          1, &one, dV, ld, 1);
-                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, n, hd, &one, (float *)dO, qd, 1, (float *)V, width, 1,
-                          &zero, w->dp + j0, ctx, 1);
+            /* By blocks of query rows (f->query_block), each over the keys its rows see (causal),
+             * and per chunk of those keys (columns j0..j0+n of P): dV += P^T dO;  dP = dO V^T */
+            for (int t0 = 0; t0 < T; t0 += f->query_block) {
+                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                for (const vt_tape *ch = tape; ch; ch = ch->prev) {
+                    int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
+                    const float *V = ch->layers[l].qkv + (size_t)b * ch->T * width + qd + kvd + (h / group) * hd;
+                    float *dV = ch == tape ? w->dqkv + (size_t)b * T * width + qd + kvd + (h / group) * hd
+                                           : acc + ((size_t)b * w->ctx + j0) * accw + kvd + (h / group) * hd;
+                    inc_t ld = ch == tape ? width : (inc_t)accw;
+                    bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, nt, &one, (float *)P + (size_t)t0 * ctx + j0,
+                              ctx, 1, (float *)dO + (size_t)t0 * qd, qd, 1, &one, dV, ld, 1);
+                    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, nt, n, hd, &one, (float *)dO + (size_t)t0 * qd, qd, 1,
+                              (float *)V, width, 1, &zero, w->dp + (size_t)t0 * ctx + j0, ctx, 1);
+                }
             }
             /* dS = P o (dP - rowsum(dP o P)), causal entries only (P is 0 after position pos0 + t). */
             for (int t = 0; t < T; t++) {
@@ -204,17 +208,21 @@ static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *
                 for (int j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
                 for (int j = n; j < ctx; j++) dr[j] = 0.0f;
             }
-            /* per chunk of keys: dQ += scale dS K;  dK += scale dS^T Q */
-            for (const vt_tape *ch = tape; ch; ch = ch->prev) {
-                int j0 = ch->pos0, n = ch->T;
-                const float *K = ch->layers[l].qkv + (size_t)b * n * width + qd + (h / group) * hd;
-                float *dK = ch == tape ? w->dqkv + (size_t)b * T * width + qd + (h / group) * hd
-                                       : acc + ((size_t)b * w->ctx + j0) * accw + (h / group) * hd;
-                inc_t ld = ch == tape ? width : (inc_t)accw;
-                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, n, &scale, w->dp + j0, ctx, 1, (float *)K,
-                          width, 1, &one, dQ, width, 1);
-                bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, T, &scale, w->dp + j0, ctx, 1, (float *)Q, width,
-                          1, &one, dK, ld, 1);
+            /* the same blocks: dQ += scale dS K;  dK += scale dS^T Q */
+            for (int t0 = 0; t0 < T; t0 += f->query_block) {
+                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                for (const vt_tape *ch = tape; ch; ch = ch->prev) {
+                    int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
+                    const float *K = ch->layers[l].qkv + (size_t)b * ch->T * width + qd + (h / group) * hd;
+                    float *dK = ch == tape ? w->dqkv + (size_t)b * T * width + qd + (h / group) * hd
+                                           : acc + ((size_t)b * w->ctx + j0) * accw + (h / group) * hd;
+                    inc_t ld = ch == tape ? width : (inc_t)accw;
+                    const float *dS = w->dp + (size_t)t0 * ctx + j0;
+                    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, nt, hd, n, &scale, (float *)dS, ctx, 1, (float *)K,
+                              width, 1, &one, dQ + (size_t)t0 * width, width, 1);
+                    bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, nt, &scale, (float *)dS, ctx, 1,
+                              (float *)Q + (size_t)t0 * width, width, 1, &one, dK, ld, 1);
+                }
             }
         }
     for (int b = 0; b < B; b++)

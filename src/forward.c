@@ -48,6 +48,7 @@ int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int
     f->max_batch = max_batch;
     f->max_tokens = max_tokens;
     f->max_ctx = max_ctx;
+    f->query_block = VT_ATTN_QUERY_BLOCK;
     f->layer_begin = m->layer_begin;
     f->layer_end = m->layer_end;
     int kv, ffn, q = max_q_dim(m, &kv, &ffn), hd2 = c->head_dim / 2;
@@ -191,9 +192,13 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
             const float *k = kc + (h / group) * hd, *v = vc + (h / group) * hd;
             float *out = att + (size_t)b * T * qd + h * hd;
             float *sc = tp ? tp->probs + ((size_t)b * s->n_heads + h) * T * ctx : f->scores;
-            /* scores[T, ctx] = scale * Q_h K_h^T */
-            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, T, ctx, hd, &scale, (float *)q, width, 1, (float *)k, kvd,
-                      1, &zero, sc, ctx, 1);
+            /* scores[T, ctx] = scale * Q_h K_h^T, by blocks of query rows, each only over the keys
+             * its rows may see (causal: the rest is 0 after the softmax) */
+            for (int t0 = 0; t0 < T; t0 += f->query_block) {
+                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, nt, kb, hd, &scale, (float *)q + (size_t)t0 * width, width,
+                          1, (float *)k, kvd, 1, &zero, sc + (size_t)t0 * ctx, ctx, 1);
+            }
             for (int t = 0; t < T; t++) {
                 float *sr = sc + (size_t)t * ctx;
                 int n = pos0 + t + 1; /* causal: positions 0..pos0+t */
@@ -207,9 +212,12 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
                 for (int j = 0; j < n; j++) sr[j] *= inv;
                 for (int j = n; j < ctx; j++) sr[j] = 0.0f;
             }
-            /* out[T, hd] = P V_h */
-            bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, T, hd, ctx, &one, sc, ctx, 1, (float *)v, kvd, 1, &zero,
-                      out, qd, 1);
+            /* out[T, hd] = P V_h, by the same blocks */
+            for (int t0 = 0; t0 < T; t0 += f->query_block) {
+                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, nt, hd, kb, &one, sc + (size_t)t0 * ctx, ctx, 1,
+                          (float *)v, kvd, 1, &zero, out + (size_t)t0 * qd, qd, 1);
+            }
         }
     }
     if (!g) {

@@ -10,8 +10,12 @@
 
 /* Scratch buffers and the key/value cache for the layers a model holds. Activations are
  * row-major [B*T, dim] with row = b*T + t; token t of sequence b sits at position pos0 + t. */
+/* Query rows per block of causal attention: a block's scores cover only the keys its rows see. */
+#define VT_ATTN_QUERY_BLOCK 64
+
 typedef struct {
     int max_batch, max_tokens, max_ctx;
+    int query_block;            /* VT_ATTN_QUERY_BLOCK; tests make it small to cross block edges */
     int layer_begin, layer_end;
     float **k_cache, **v_cache; /* per layer: [max_batch, max_ctx, kv_dim] */
     float *xn;                  /* [rows, dim] normalised input of a block */

@@ -316,6 +316,7 @@ static void check_model(vt_config *c, int train_weights, int chunks) {
     vt_tape tapes[MAXC];
     vt_bwd bw;
     assert_int_equal(vt_fwd_init(&f, &m, B, T, T), 0);
+    f.query_block = 4; /* causal attention by blocks of 4 query rows: 4 + 2 of the whole sequences */
     for (int k = 0; k < C; k++) assert_int_equal(vt_tape_init(&tapes[k], &m, B, Tc, k * Tc), 0);
     vt_tape_link(tapes, C);
     assert_int_equal(vt_bwd_init(&bw, &m, B, Tc, T), 0);
