@@ -21,12 +21,12 @@ static int piece(size_t n, size_t o) { return (int)(n - o < CHUNK ? n - o : CHUN
  * 32768. Messages between two ranks arrive in order, so the tag is a check rather than a key. */
 static int tag_of(int tag) { return tag & 0x7fff; }
 
-static int pipe_send(vt_comm *c, const float *x, size_t n, int peer, int tag) {
+static int pipe_send_raw(vt_comm *c, const float *x, size_t n, int peer, int tag) {
     for (size_t o = 0; o < n; o += CHUNK) MPI_Send(x + o, piece(n, o), MPI_FLOAT, peer, tag_of(tag), topo(c)->pipe);
     return 0;
 }
 
-static int pipe_recv(vt_comm *c, float *x, size_t n, int peer, int tag) {
+static int pipe_recv_raw(vt_comm *c, float *x, size_t n, int peer, int tag) {
     for (size_t o = 0; o < n; o += CHUNK) {
         MPI_Status st;
         int got = 0;
@@ -38,13 +38,13 @@ static int pipe_recv(vt_comm *c, float *x, size_t n, int peer, int tag) {
     return 0;
 }
 
-static int sum_world(vt_comm *c, double *x, size_t n) {
+static int sum_world_raw(vt_comm *c, double *x, size_t n) {
     (void)c;
     for (size_t o = 0; o < n; o += CHUNK) MPI_Allreduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     return 0;
 }
 
-static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
+static int dp_exchange_raw(vt_comm *c, vt_transfer *x, int n) {
     size_t pieces = 0;
     for (int i = 0; i < n; i++) pieces += (x[i].bytes + CHUNK - 1) / CHUNK;
     MPI_Request *req = vt_malloc(sizeof(MPI_Request) * (pieces + 1), "transfer requests");
@@ -64,7 +64,7 @@ static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
     return 0;
 }
 
-static int sum_dp(vt_comm *c, float *x, size_t n) {
+static int sum_dp_raw(vt_comm *c, float *x, size_t n) {
     for (size_t o = 0; o < n; o += CHUNK) MPI_Allreduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_FLOAT, MPI_SUM, topo(c)->dp);
     return 0;
 }
@@ -90,12 +90,12 @@ static void abort_all(vt_comm *c, const char *where) {
     vt_mpi_die(where);
 }
 
-static int pipe_bcast(vt_comm *c, float *x, size_t n, int root) {
+static int pipe_bcast_raw(vt_comm *c, float *x, size_t n, int root) {
     for (size_t o = 0; o < n; o += CHUNK) MPI_Bcast(x + o, piece(n, o), MPI_FLOAT, root, topo(c)->pipe);
     return 0;
 }
 
-static int pipe_reduce(vt_comm *c, float *x, size_t n, int root) {
+static int pipe_reduce_raw(vt_comm *c, float *x, size_t n, int root) {
     for (size_t o = 0; o < n; o += CHUNK) {
         if (c->stage == root) MPI_Reduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_FLOAT, MPI_SUM, root, topo(c)->pipe);
         else MPI_Reduce(x + o, NULL, piece(n, o), MPI_FLOAT, MPI_SUM, root, topo(c)->pipe);
@@ -103,11 +103,29 @@ static int pipe_reduce(vt_comm *c, float *x, size_t n, int root) {
     return 0;
 }
 
-static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
+static int pipe_allreduce_raw(vt_comm *c, double *x, size_t n, int max) {
     for (size_t o = 0; o < n; o += CHUNK)
         MPI_Allreduce(MPI_IN_PLACE, x + o, piece(n, o), MPI_DOUBLE, max ? MPI_MAX : MPI_SUM, topo(c)->pipe);
     return 0;
 }
+
+/* The callbacks, each timed into c->comm_seconds. */
+#define TIMED(name, params, args)                  \
+    static int name params {                       \
+        double t0 = MPI_Wtime();                   \
+        int rc = name##_raw args;                  \
+        c->comm_seconds += MPI_Wtime() - t0;       \
+        return rc;                                 \
+    }
+TIMED(pipe_send, (vt_comm *c, const float *x, size_t n, int peer, int tag), (c, x, n, peer, tag))
+TIMED(pipe_recv, (vt_comm *c, float *x, size_t n, int peer, int tag), (c, x, n, peer, tag))
+TIMED(sum_world, (vt_comm *c, double *x, size_t n), (c, x, n))
+TIMED(dp_exchange, (vt_comm *c, vt_transfer *x, int n), (c, x, n))
+TIMED(sum_dp, (vt_comm *c, float *x, size_t n), (c, x, n))
+TIMED(pipe_bcast, (vt_comm *c, float *x, size_t n, int root), (c, x, n, root))
+TIMED(pipe_reduce, (vt_comm *c, float *x, size_t n, int root), (c, x, n, root))
+TIMED(pipe_allreduce, (vt_comm *c, double *x, size_t n, int max), (c, x, n, max))
+#undef TIMED
 
 vt_comm vt_comm_mpi(vt_topology *t) {
     return (vt_comm){.stage = t->stage, .stages = t->stages, .replica = t->replica, .replicas = t->replicas,

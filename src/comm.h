@@ -23,6 +23,9 @@ struct vt_comm {
     int stage, stages, replica, replicas;
     int world_rank;
     void *impl;
+    /* Wall seconds spent inside the transfer and collective callbacks, waiting included (kept by
+     * the implementation; the trace of a step reads it: VT_TRACE, src/train_step.c). */
+    double comm_seconds;
     /* In-place sums: over every rank of the world, and over the replicas of this stage. */
     int (*sum_world)(vt_comm *c, double *x, size_t n);
     int (*sum_dp)(vt_comm *c, float *x, size_t n);

@@ -4,9 +4,11 @@
  * dense model's expected classifier rows per calibration token, computed once, so distillation
  * needs neither a second copy of the weights nor teacher logits per step (head_loss.h). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "error.h"
 #include "trainer.h"
 
@@ -269,6 +271,12 @@ static int head_and_loss(trainer *t, int k, const int32_t *tgt, double *acc) {
     return 0;
 }
 
+/* The trace of a step: wall seconds and the communicator's seconds so far. */
+static void trace_mark(const trainer *t, double at[2]) {
+    at[0] = t->trace ? vt_seconds() : 0.0;
+    at[1] = t->comm->comm_seconds;
+}
+
 int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     const vt_vib_params *p = t->p;
     vt_comm *cm = t->comm;
@@ -288,6 +296,8 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     vt_masks_zero_grad(&t->mk);
     if (dw) memset(dw->arena, 0, sizeof(float) * dw->arena_floats);
     double acc[3] = {0, 0, 0};
+    double tr[5][2]; /* the trace: wall and communication seconds at each phase's end */
+    trace_mark(t, tr[0]);
     if (vt_comm_last(cm) && fetch_teacher_rows(t)) return -1;
     /* forward, micro-batch by micro-batch (a sequence's chunks in order) */
     for (int k = 0; k < t->K; k++) {
@@ -305,9 +315,11 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
             vt_rmsnorm(tp->xn_final, t->x, s->final_norm, (int)rows, (int)d, s->cfg.norm_eps, tp->inv_rms_final);
         }
     }
+    trace_mark(t, tr[1]);
     /* the classifier and losses, every stage computing its share of the vocabulary */
     for (int k = 0; k < t->K; k++)
         if (head_and_loss(t, k, t->tgt + (size_t)k * rows, acc)) return -1;
+    trace_mark(t, tr[2]);
     /* backward, last micro-batch first (so a sequence's later chunks before its earlier ones) */
     for (int k = t->K - 1; k >= 0; k--) {
         vt_gates g = {&t->mk, t->z + (size_t)(k / t->C) * Bm * n, n};
@@ -318,6 +330,7 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
         if (vt_comm_first(cm)) vt_embed_backward(s, t->tok + (size_t)k * rows, Bm, t->Tc, dx, dzm, n);
         else if (vt_send_prev(cm, dx, act, k)) return -1;
     }
+    trace_mark(t, tr[3]);
     vt_masks_backward(&t->mk, t->Bd, t->eps, t->dz);
     /* Sum gate gradients and losses over the world: every rank then holds the same totals. */
     for (size_t i = 0; i < n; i++) {
@@ -338,6 +351,16 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     if (dw) {
         size_t w0, wn = vt_trainer_layer_region(dw, &w0);
         if (cm->sum_dp(cm, dw->arena + w0, wn)) return -1;
+    }
+    trace_mark(t, tr[4]);
+    if (t->trace) {
+        static const char *const name[4] = {"forward", "classifier", "backward", "sums"};
+        char line[256];
+        int o = snprintf(line, sizeof line, "trace: rank %d step %ld:", cm->world_rank, step + 1);
+        for (int i = 0; i < 4 && o > 0 && (size_t)o < sizeof line; i++)
+            o += snprintf(line + o, sizeof line - (size_t)o, " %s %.2f s (comm %.2f)", name[i],
+                          tr[i + 1][0] - tr[i][0], tr[i + 1][1] - tr[i][1]);
+        fprintf(stderr, "%s\n", line);
     }
     /* Terms of the gate parameters alone: the same on every rank. The soft expected size gives
      * the CoFi gradient near the threshold; far from it the keep probabilities saturate, so the

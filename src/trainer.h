@@ -51,6 +51,7 @@ typedef struct {
     int64_t *ids;            /* [B] global batch */
     double *red;             /* reduction buffer */
     long tokens;
+    int trace;               /* VT_TRACE set: every step prints each phase's wall and communication time */
     double last_save;        /* when the last checkpoint was saved (or the run started) */
     double save_votes[2];    /* summed over the world by the last step (vt_trainer_save_votes) */
 } trainer;

@@ -176,6 +176,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     t.calib = calib;
     t.student = teacher;
     t.T = calib->seq_len;
+    t.trace = getenv("VT_TRACE") && *getenv("VT_TRACE") && strcmp(getenv("VT_TRACE"), "0") != 0;
     t.ctx = vt_mean_ctx(t.T);
     t.dense_size = vt_structure_size(&teacher->cfg, p->kind, t.ctx);
     double t0 = vt_seconds();

@@ -21,7 +21,7 @@ common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/st
 run() { # name ranks stages [settings...]
   local name=$1 n=$2 s=$3
   shift 3
-  timeout 300 mpirun -n "$n" "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" "$@" \
+  timeout 300 mpirun -n "$n" ${VT_TRACE:+-x VT_TRACE} "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" "$@" \
     --set "output.dir=$work/$name" >"$work/$name.out" 2>"$work/$name.err" || {
     tail -20 "$work/$name.err"; fail "$name (-n $n, $s stages) exited non-zero"; }
 }
@@ -29,7 +29,11 @@ run n1 1 1
 run s2 2 2
 run d2 2 1
 run s2d2 4 2
-run s2c4 2 2 --set parallel.micro_batches=4 --set parallel.seq_chunks=4   # 16 micro-batches of 8 tokens
+VT_TRACE=1 run s2c4 2 2 --set parallel.micro_batches=4 --set parallel.seq_chunks=4   # 16 micro-batches of 8 tokens
+for r in 0 1; do # the step trace: each rank's phases with their time in communication
+  grep -qE "^trace: rank $r step 12: forward [0-9.]+ s \(comm [0-9.]+\) classifier .* backward .* sums " "$work/s2c4.err" ||
+    { grep trace "$work/s2c4.err" | tail -4; fail "no step trace of rank $r"; }
+done
 run s2d2c2 4 2 --set parallel.micro_batches=0 --set parallel.seq_chunks=2
 grep -q "16 micro-batches" "$work/s2c4.err" || { grep -i micro "$work/s2c4.err"; fail "s2c4 does not report its 16 micro-batches"; }
 ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { ls "$work/s2"; fail "two stages wrote no per-stage shards"; }
