@@ -160,6 +160,24 @@ static void rope_head_backward(float *v, const float *cs, const float *sn, int h
     }
 }
 
+/* Sequence b's keys (off = the head's column) or values (off = kv + column) in chunk ch, as rows
+ * of its tape's qkv (row stride: the qkv width); where their gradients go and that row stride:
+ * the backward's dqkv for the chunk being differentiated (`own`), else the chunk key/value
+ * gradients acc ([B, w->ctx, 2 kv], row stride 2 kv). */
+static const float *chunk_kv(const vt_config *c, const vt_tape *ch, const vt_tape *own, vt_bwd *w, float *acc, int l,
+                             int b, int off, float **grad, inc_t *ld) {
+    const vt_layer_shape *s = &c->layers[l];
+    int hd = c->head_dim, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, width = qd + 2 * kvd;
+    if (ch == own) {
+        *grad = w->dqkv + (size_t)b * own->T * width + qd + off;
+        *ld = width;
+    } else {
+        *grad = acc + ((size_t)b * w->ctx + ch->pos0) * 2 * kvd + off;
+        *ld = 2 * kvd;
+    }
+    return ch->layers[l].qkv + (size_t)b * ch->T * width + qd + off;
+}
+
 /* Gradients through attention for the chunk of tape `tape` (the whole sequences when not chunked):
  * dQ, dK, dV of its own tokens into w->dqkv; keys and values of its earlier chunks (read from their
  * tapes) get their gradients from these queries in w->dkv, and this chunk adds what its later
@@ -185,13 +203,12 @@ static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *
             /* By blocks of query rows (f->query_block), each over the keys its rows see (causal),
              * and per chunk of those keys (columns j0..j0+n of P): dV += P^T dO;  dP = dO V^T */
             for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
                 for (const vt_tape *ch = tape; ch; ch = ch->prev) {
                     int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
-                    const float *V = ch->layers[l].qkv + (size_t)b * ch->T * width + qd + kvd + (h / group) * hd;
-                    float *dV = ch == tape ? w->dqkv + (size_t)b * T * width + qd + kvd + (h / group) * hd
-                                           : acc + ((size_t)b * w->ctx + j0) * accw + kvd + (h / group) * hd;
-                    inc_t ld = ch == tape ? width : (inc_t)accw;
+                    inc_t ld;
+                    float *dV;
+                    const float *V = chunk_kv(c, ch, tape, w, acc, l, b, kvd + (h / group) * hd, &dV, &ld);
                     bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, nt, &one, (float *)P + (size_t)t0 * ctx + j0,
                               ctx, 1, (float *)dO + (size_t)t0 * qd, qd, 1, &one, dV, ld, 1);
                     bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, nt, n, hd, &one, (float *)dO + (size_t)t0 * qd, qd, 1,
@@ -210,13 +227,12 @@ static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *
             }
             /* the same blocks: dQ += scale dS K;  dK += scale dS^T Q */
             for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
                 for (const vt_tape *ch = tape; ch; ch = ch->prev) {
                     int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
-                    const float *K = ch->layers[l].qkv + (size_t)b * ch->T * width + qd + (h / group) * hd;
-                    float *dK = ch == tape ? w->dqkv + (size_t)b * T * width + qd + (h / group) * hd
-                                           : acc + ((size_t)b * w->ctx + j0) * accw + (h / group) * hd;
-                    inc_t ld = ch == tape ? width : (inc_t)accw;
+                    inc_t ld;
+                    float *dK;
+                    const float *K = chunk_kv(c, ch, tape, w, acc, l, b, (h / group) * hd, &dK, &ld);
                     const float *dS = w->dp + (size_t)t0 * ctx + j0;
                     bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, nt, hd, n, &scale, (float *)dS, ctx, 1, (float *)K,
                               width, 1, &one, dQ + (size_t)t0 * width, width, 1);

@@ -182,7 +182,7 @@ static void print_pipeline(const vt_plan_input *in, const vt_plan *p) {
         snprintf(why, sizeof why, "%s; no chunks: parallel.seq_chunks = 1", mb);
     } else if (p->micro_batch > 1) {
         snprintf(why, sizeof why, "%s; no chunks: they need micro-batches of one sequence", mb);
-    } else if (10 * (p->stages - 1) <= p->micro_batches + p->stages - 1) { /* vt_seq_chunks_choose */
+    } else if (vt_pipeline_bubble_small(p->stages, p->micro_batches)) { /* vt_seq_chunks_choose's rule */
         snprintf(why, sizeof why, "%s; no chunks: the micro-batches bring the bubble to 10%% or less", mb);
     } else {
         snprintf(why, sizeof why, "%s; no chunks: none of %d tokens or more divides a sequence", mb,

@@ -195,7 +195,7 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
             /* scores[T, ctx] = scale * Q_h K_h^T, by blocks of query rows, each only over the keys
              * its rows may see (causal: the rest is 0 after the softmax) */
             for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
                 bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, nt, kb, hd, &scale, (float *)q + (size_t)t0 * width, width,
                           1, (float *)k, kvd, 1, &zero, sc + (size_t)t0 * ctx, ctx, 1);
             }
@@ -214,7 +214,7 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
             }
             /* out[T, hd] = P V_h, by the same blocks */
             for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt = T - t0 < f->query_block ? T - t0 : f->query_block, kb = pos0 + t0 + nt;
+                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
                 bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, nt, hd, kb, &one, sc + (size_t)t0 * ctx, ctx, 1,
                           (float *)v, kvd, 1, &zero, out + (size_t)t0 * qd, qd, 1);
             }

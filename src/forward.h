@@ -8,11 +8,11 @@
 #include "masks.h"
 #include "model.h"
 
-/* Scratch buffers and the key/value cache for the layers a model holds. Activations are
- * row-major [B*T, dim] with row = b*T + t; token t of sequence b sits at position pos0 + t. */
 /* Query rows per block of causal attention: a block's scores cover only the keys its rows see. */
 #define VT_ATTN_QUERY_BLOCK 64
 
+/* Scratch buffers and the key/value cache for the layers a model holds. Activations are
+ * row-major [B*T, dim] with row = b*T + t; token t of sequence b sits at position pos0 + t. */
 typedef struct {
     int max_batch, max_tokens, max_ctx;
     int query_block;            /* VT_ATTN_QUERY_BLOCK; tests make it small to cross block edges */
@@ -92,6 +92,12 @@ void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, flo
 void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits, vt_tape *tape);
 
 /* Building blocks, shared with the backward pass. */
+/* The block of query rows that starts at row t0 of T (at positions pos0..): its row count goes to
+ * *rows; returns the keys its rows see, pos0 + t0 + rows. */
+static inline int vt_query_block(const vt_fwd *f, int T, int pos0, int t0, int *rows) {
+    *rows = T - t0 < f->query_block ? T - t0 : f->query_block;
+    return pos0 + t0 + *rows;
+}
 /* out = x / rms(x) * w per row; the 1/rms values go to inv_rms when not NULL. */
 void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms);
 /* gated = pre * z per unit: rows of B sequences x T tokens, each `units` groups of `width` values

@@ -168,6 +168,12 @@ int vt_micro_batches_choose(int stages, int seqs_per_replica, int requested, int
     return 0;
 }
 
+double vt_pipeline_bubble(int stages, int micro_batches) {
+    return (double)(stages - 1) / ((double)micro_batches + stages - 1);
+}
+
+int vt_pipeline_bubble_small(int stages, int micro_batches) { return 10 * (stages - 1) <= micro_batches + stages - 1; }
+
 int vt_seq_chunks_choose(int stages, int micro_batches, int seqs_per_micro_batch, int seq_len, int requested,
                          int *chunks) {
     if (requested < 0) return vt_fail("parallel.seq_chunks = %d: the count must be positive (0 = automatic)", requested);
@@ -183,11 +189,11 @@ int vt_seq_chunks_choose(int stages, int micro_batches, int seqs_per_micro_batch
     }
     *chunks = 1;
     if (requested == 1 || stages < 2 || seqs_per_micro_batch != 1) return 0;
-    if (10 * (stages - 1) <= micro_batches + stages - 1) return 0; /* no chunks needed */
+    if (vt_pipeline_bubble_small(stages, micro_batches)) return 0; /* no chunks needed */
     for (int c = 2; seq_len / c >= VT_CHUNK_MIN_TOKENS; c++) {
         if (seq_len % c) continue;
         *chunks = c;
-        if (10 * (stages - 1) <= micro_batches * c + stages - 1) break; /* bubble <= 10% */
+        if (vt_pipeline_bubble_small(stages, micro_batches * c)) break;
     }
     return 0;
 }

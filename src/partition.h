@@ -44,6 +44,11 @@ int vt_topology_choose(int ranks, int n_layers, int stages_requested, int *stage
  * bubble (S - 1) / (M + S - 1) shrinks as M grows) and 1 when stages = 1 (nothing to overlap). */
 int vt_micro_batches_choose(int stages, int seqs_per_replica, int requested, int *micro_batches);
 
+/* The idle fraction of a GPipe step of `stages` stages and `micro_batches` micro-batches,
+ * (S - 1) / (M + S - 1); and whether it is at most 10%, the automatic choices' aim. */
+double vt_pipeline_bubble(int stages, int micro_batches);
+int vt_pipeline_bubble_small(int stages, int micro_batches);
+
 /* Fewest tokens of a sequence chunk that the automatic choice makes: under that, matmuls of fewer
  * rows lose about what the smaller bubble gains (BLIS sgemm at LLaMA-7B shapes: 128 rows at about
  * 80% of the 2048-row rate, 256 rows at about 90%; docs/PERFORMANCE.md). */

@@ -146,7 +146,7 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
                              &out->seq_chunks))
         return -1;
     out->chunk_tokens = in->seq_len / out->seq_chunks;
-    out->bubble = (double)(S - 1) / ((double)out->micro_batches * out->seq_chunks + S - 1);
+    out->bubble = vt_pipeline_bubble(S, out->micro_batches * out->seq_chunks);
 
     int *begin = vt_malloc(sizeof(int) * (size_t)(S + 1), "partition");
     out->stage = vt_calloc((size_t)S, sizeof *out->stage, "stage plans");

@@ -188,7 +188,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
         fprintf(p->log,
                 "pipeline: %d micro-batches per replica and step (%d of %d sequence(s), each in %d chunk(s) of %d "
                 "tokens); bubble %.0f%%\n",
-                t.K, t.M, t.Bm, t.C, t.Tc, 100.0 * (comm->stages - 1) / (t.K + comm->stages - 1));
+                t.K, t.M, t.Bm, t.C, t.Tc, 100.0 * vt_pipeline_bubble(comm->stages, t.K));
     /* a resume with another layout or changed settings is refused before any work */
     if (p->resume_dir && vt_ckpt_check(&t, p->resume_dir)) return -1;
     if (vt_masks_init(&t.mk, &teacher->cfg, p->seed) || vt_adam_init(&t.adam_mu, t.mk.n, 0.0) ||
