@@ -9,11 +9,13 @@
 #include "error.h"
 #include "matmul.h"
 
-void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int rows, int n_in,
-                        int n_out, float beta_dx) {
+void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const vt_packed *pk,
+                        int rows, int n_in, int n_out, float beta_dx) {
     if (dw) /* dW[n_out, n_in] += dY^T[n_out, rows] X[rows, n_in] */
         vt_sgemm(1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 1.0f, dw, n_in);
-    if (dx) /* dX[rows, n_in] = dY[rows, n_out] W[n_out, n_in] */
+    if (dx && pk && pk->k == n_out && pk->n == n_in && vt_packed_use(pk, rows))
+        vt_sgemm_packed(rows, dy, n_out, pk, beta_dx, dx, n_in);
+    else if (dx) /* dX[rows, n_in] = dY[rows, n_out] W[n_out, n_in] */
         vt_sgemm(0, 0, rows, n_in, n_out, 1.0f, dy, n_out, w, n_in, beta_dx, dx, n_in);
 }
 
@@ -77,7 +79,18 @@ fail:
     return -1;
 }
 
+int vt_bwd_pack(vt_bwd *w, const vt_model *m) {
+    vt_layer_packs_free(&w->packs, w->n_layers);
+    w->bytes -= w->pack_bytes;
+    w->pack_bytes = 0;
+    if (vt_layer_packs_init(&w->packs, m, 1, &w->pack_bytes)) return -1;
+    w->n_layers = m->cfg.n_layers;
+    w->bytes += w->pack_bytes;
+    return 0;
+}
+
 void vt_bwd_free(vt_bwd *w) {
+    vt_layer_packs_free(&w->packs, w->n_layers);
     free(w->dxn);
     free(w->dy);
     free(w->dgated);
@@ -94,7 +107,8 @@ void vt_bwd_free(vt_bwd *w) {
 void vt_head_backward(const vt_model *m, vt_bwd *w, const vt_tape *tp, const float *dlogits, int rows, float *dx,
                       vt_model *dw) {
     const vt_config *c = &m->cfg;
-    vt_linear_backward(w->dxn, dw ? dw->lm_head : NULL, dlogits, tp->xn_final, m->lm_head, rows, c->dim, c->vocab, 0.0f);
+    vt_linear_backward(w->dxn, dw ? dw->lm_head : NULL, dlogits, tp->xn_final, m->lm_head, NULL, rows, c->dim, c->vocab,
+                       0.0f);
     vt_rmsnorm_backward(dx, dw ? dw->final_norm : NULL, w->dxn, tp->x_final, m->final_norm, tp->inv_rms_final, rows,
                         c->dim, 0);
 }
@@ -269,10 +283,12 @@ static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, in
         att_in = w->gated;
     }
     float *datt = g ? w->dgated : w->dpre;
-    vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, rows, qd, c->dim, 0.0f);
+    const vt_layer_packs *pk = w->packs ? &w->packs[l] : NULL;
+    vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
     if (g) unit_gate_backward(w->dgated, tp->att, w->dpre, B, T, s->n_heads, hd, g, dz, vt_gate_heads(g->layout, l));
     attention_qkv_backward(f, w, c, l, B, T, tape);
-    vt_linear_backward(w->dxn, gw ? gw->wq : NULL, w->dqkv, tp->xn_attn, wt->wq, rows, c->dim, width, 0.0f);
+    vt_linear_backward(w->dxn, gw ? gw->wq : NULL, w->dqkv, tp->xn_attn, wt->wq, pk ? &pk->qkv : NULL, rows, c->dim,
+                       width, 0.0f);
     vt_rmsnorm_backward(dx, gw ? gw->attn_norm : NULL, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows,
                         c->dim, 1);
 }
@@ -290,7 +306,9 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
         act_in = w->gated;
     }
     float *dact = g ? w->dgated : w->dpre;
-    vt_linear_backward(dact, gw ? gw->w_down : NULL, w->dy, act_in, wt->w_down, rows, ffn, c->dim, 0.0f);
+    const vt_layer_packs *pk = w->packs ? &w->packs[l] : NULL;
+    vt_linear_backward(dact, gw ? gw->w_down : NULL, w->dy, act_in, wt->w_down, pk ? &pk->down : NULL, rows, ffn,
+                       c->dim, 0.0f);
     if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));
     /* act = silu(gate) * up */
     for (int r = 0; r < rows; r++) {
@@ -302,7 +320,8 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
             dg[i] = da[i] * u[i] * sg * (1.0f + gt[i] * (1.0f - sg));
         }
     }
-    vt_linear_backward(w->dxn, gw ? gw->w_gate : NULL, w->dqkv, tp->xn_mlp, wt->w_gate, rows, c->dim, 2 * ffn, 0.0f);
+    vt_linear_backward(w->dxn, gw ? gw->w_gate : NULL, w->dqkv, tp->xn_mlp, wt->w_gate, pk ? &pk->gate_up : NULL, rows,
+                       c->dim, 2 * ffn, 0.0f);
     vt_rmsnorm_backward(dx, gw ? gw->ffn_norm : NULL, w->dxn, tp->x_mlp, wt->ffn_norm, tp->inv_rms_mlp, rows, c->dim, 1);
 }
 

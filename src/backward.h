@@ -17,16 +17,23 @@ typedef struct {
     float *dp;      /* [T, ctx] */
     float **dkv;    /* sequences cut into chunks (ctx > T): per layer [B, ctx, 2 kv], the gradients
                      * at the earlier chunks' keys and values from the later chunks' queries */
-    size_t bytes;   /* allocated */
+    vt_layer_packs *packs; /* NULL, or the layers' weights packed for dY W (vt_bwd_pack) */
+    int n_layers;
+    size_t pack_bytes;     /* held by packs */
+    size_t bytes;          /* allocated, packs included */
 } vt_bwd;
 
 /* ctx > T: the tapes are chunks of sequences of ctx tokens (vt_tape_link). */
 int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx);
+/* Packs m's layer weights for w's backward passes (vt_layer_packs_init); m must stay unchanged
+ * while w uses them, and w must only run m. */
+int vt_bwd_pack(vt_bwd *w, const vt_model *m);
 void vt_bwd_free(vt_bwd *w);
 
-/* dW[n_out, n_in] += dY^T X and dX = dY W (+ beta_dx * dX). dw or dx may be NULL to skip. */
-void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int rows, int n_in,
-                        int n_out, float beta_dx);
+/* dW[n_out, n_in] += dY^T X and dX = dY W (+ beta_dx * dX). dw or dx may be NULL to skip. dX goes
+ * through pk when it holds W packed for it (vt_pack_linear, backward; else pk may be NULL). */
+void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const vt_packed *pk,
+                        int rows, int n_in, int n_out, float beta_dx);
 /* RMSNorm backward: dx (+)= d/dx of out = x * inv_rms * w given dout; dw += when not NULL.
  * accumulate = 1 adds into dx instead of overwriting. */
 void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,

@@ -219,6 +219,17 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
            p->stages == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s", why, p->stages);
     print_pipeline(in, p);
     print_stages(p);
+    double packs = 0.0;
+    for (int s = 0; s < p->stages; s++) packs = p->stage[s].packs > packs ? p->stage[s].packs : packs;
+    format_bytes(packs, buf, sizeof buf);
+    if (in->pack_weights)
+        printf("packs        weights include up to %s per rank: the frozen weights packed once for BLIS's\n"
+               "             micro-kernel (parallel.pack_weights; docs/PERFORMANCE.md)\n",
+               buf);
+    else if (rc->method_name == VT_METHOD_VIB)
+        printf("packs        parallel.pack_weights = true would add up to %s per rank for faster mask steps\n"
+               "             (the frozen weights packed once for BLIS's micro-kernel; docs/PERFORMANCE.md)\n",
+               buf);
 
     format_flops(p->flops_token, buf, sizeof buf);
     printf("\nFLOPs        %s per token forward (mean context %.1f)\n", buf, p->ctx);
@@ -344,6 +355,7 @@ int vt_cmd_plan(int argc, char **argv) {
         .prune_interval = vib ? rc.method_prune_interval : 0,
         .keep_fraction = rc.budget_params > 0 ? rc.budget_params : (rc.budget_flops > 0 ? rc.budget_flops : 1.0),
         .calib_sequences = calib > 0 ? calib : rc.data_max_sequences,
+        .pack_weights = vib && rc.parallel_pack_weights,
     };
     vt_plan p;
     if (vt_plan_make(&in, &p)) {

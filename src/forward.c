@@ -11,8 +11,59 @@
 #include "fastexp.h"
 #include "matmul.h"
 
-void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int n_out, float beta) {
-    vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
+void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, int rows, int n_in, int n_out,
+               float beta) {
+    if (pk && pk->k == n_in && pk->n == n_out && vt_packed_use(pk, rows))
+        vt_sgemm_packed(rows, x, n_in, pk, beta, y, n_out);
+    else
+        vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
+}
+
+int vt_layer_packs_init(vt_layer_packs **packs, const vt_model *m, int backward, size_t *bytes) {
+    const vt_config *c = &m->cfg;
+    size_t total = 0;
+    *packs = vt_calloc((size_t)c->n_layers, sizeof **packs, "packed weights");
+    if (!*packs) return -1;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        const vt_layer_weights *w = &m->layers[l];
+        vt_layer_packs *p = &(*packs)[l];
+        int qd = s->n_heads * c->head_dim, width = qd + 2 * s->n_kv_heads * c->head_dim;
+        if (s->n_heads && (vt_pack_linear(&p->qkv, w->wq, c->dim, width, backward) ||
+                           vt_pack_linear(&p->o, w->wo, qd, c->dim, backward)))
+            goto fail;
+        if (s->ffn && (vt_pack_linear(&p->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward) ||
+                       vt_pack_linear(&p->down, w->w_down, s->ffn, c->dim, backward)))
+            goto fail;
+        total += p->qkv.bytes + p->o.bytes + p->gate_up.bytes + p->down.bytes;
+    }
+    if (bytes) *bytes = total;
+    return 0;
+fail:
+    vt_layer_packs_free(packs, c->n_layers);
+    return -1;
+}
+
+void vt_layer_packs_free(vt_layer_packs **packs, int n_layers) {
+    if (*packs)
+        for (int l = 0; l < n_layers; l++) {
+            vt_packed_free(&(*packs)[l].qkv);
+            vt_packed_free(&(*packs)[l].o);
+            vt_packed_free(&(*packs)[l].gate_up);
+            vt_packed_free(&(*packs)[l].down);
+        }
+    free(*packs);
+    *packs = NULL;
+}
+
+int vt_fwd_pack(vt_fwd *f, const vt_model *m) {
+    vt_layer_packs_free(&f->packs, f->n_layers);
+    f->bytes -= f->pack_bytes;
+    f->pack_bytes = 0;
+    if (vt_layer_packs_init(&f->packs, m, 0, &f->pack_bytes)) return -1;
+    f->n_layers = m->cfg.n_layers;
+    f->bytes += f->pack_bytes;
+    return 0;
 }
 
 void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms) {
@@ -90,6 +141,7 @@ fail:
 }
 
 void vt_fwd_free(vt_fwd *f) {
+    vt_layer_packs_free(&f->packs, f->n_layers);
     if (f->k_cache)
         for (int l = f->layer_begin; l < f->layer_end; l++) free(f->k_cache[l]);
     if (f->v_cache)
@@ -174,7 +226,8 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
 
     if (tp) memcpy(tp->x_attn, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
-    vt_linear(qkv, xn, w->wq, rows, c->dim, width, 0.0f); /* wq, wk, wv are contiguous */
+    const vt_layer_packs *pk = f->packs ? &f->packs[l] : NULL;
+    vt_linear(qkv, xn, w->wq, pk ? &pk->qkv : NULL, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *row = qkv + (size_t)(b * T + t) * width;
@@ -221,13 +274,13 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
         }
     }
     if (!g) {
-        vt_linear(x, att, w->wo, rows, qd, c->dim, 1.0f); /* residual add through beta = 1 */
+        vt_linear(x, att, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 1.0f); /* residual add: beta = 1 */
         return;
     }
     /* Head gates on the heads' outputs, then o_proj, then block and hidden gates. */
     vt_apply_unit_gates(f->att_out, att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
     float *y = tp ? tp->y_attn : f->block_out;
-    vt_linear(y, f->att_out, w->wo, rows, qd, c->dim, 0.0f);
+    vt_linear(y, f->att_out, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
 }
 
@@ -239,19 +292,20 @@ static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int 
     float *xn = tp ? tp->xn_mlp : f->xn, *gu = tp ? tp->gate_up : f->gate_up, *act = tp ? tp->act : f->ffn_act;
     if (tp) memcpy(tp->x_mlp, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
-    vt_linear(gu, xn, w->w_gate, rows, c->dim, 2 * ffn, 0.0f); /* w_gate, w_up contiguous */
+    const vt_layer_packs *pk = f->packs ? &f->packs[l] : NULL;
+    vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
     for (int r = 0; r < rows; r++) {
         const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;
         float *a = act + (size_t)r * ffn;
         for (int i = 0; i < ffn; i++) a[i] = gt[i] / (1.0f + expf(-gt[i])) * u[i];
     }
     if (!g) {
-        vt_linear(x, act, w->w_down, rows, ffn, c->dim, 1.0f);
+        vt_linear(x, act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 1.0f);
         return;
     }
     vt_apply_unit_gates(f->ffn_act, act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
     float *y = tp ? tp->y_mlp : f->block_out;
-    vt_linear(y, f->ffn_act, w->w_down, rows, ffn, c->dim, 0.0f);
+    vt_linear(y, f->ffn_act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 0.0f);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l) + 1);
 }
 
@@ -272,7 +326,7 @@ void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, 
     float *xn = tape ? tape->xn_final : f->xn;
     if (tape) memcpy(tape->x_final, x, (size_t)rows * m->cfg.dim * sizeof(float));
     vt_rmsnorm(xn, x, m->final_norm, rows, m->cfg.dim, m->cfg.norm_eps, tape ? tape->inv_rms_final : NULL);
-    vt_linear(logits, xn, m->lm_head, rows, m->cfg.dim, m->cfg.vocab, 0.0f);
+    vt_linear(logits, xn, m->lm_head, NULL, rows, m->cfg.dim, m->cfg.vocab, 0.0f);
 }
 
 void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits) {

@@ -6,10 +6,23 @@
 #include <stdint.h>
 
 #include "masks.h"
+#include "matmul.h"
 #include "model.h"
 
 /* Query rows per block of causal attention: a block's scores cover only the keys its rows see. */
 #define VT_ATTN_QUERY_BLOCK 64
+
+/* One layer's matmul weights packed for one direction (matmul.h): the fused QKV, o_proj, the fused
+ * gate/up and down_proj; data NULL for an absent block. */
+typedef struct {
+    vt_packed qkv, o, gate_up, down;
+} vt_layer_packs;
+
+/* Packs the matmul weights of the layers m holds, for the forward x W^T (backward 0) or the
+ * backward dY W (backward 1): *packs gets cfg.n_layers entries, [layer_begin, layer_end) filled;
+ * *bytes (may be NULL) what they hold. The weights must not change while the packs are used. */
+int vt_layer_packs_init(vt_layer_packs **packs, const vt_model *m, int backward, size_t *bytes);
+void vt_layer_packs_free(vt_layer_packs **packs, int n_layers);
 
 /* Scratch buffers and the key/value cache for the layers a model holds. Activations are
  * row-major [B*T, dim] with row = b*T + t; token t of sequence b sits at position pos0 + t. */
@@ -26,7 +39,10 @@ typedef struct {
     float *ffn_act;             /* [rows, ffn] silu(gate) * up */
     float *block_out;           /* [rows, dim] */
     float *rope_cos, *rope_sin; /* [max_ctx, head_dim/2] */
-    size_t bytes;               /* allocated */
+    vt_layer_packs *packs;      /* NULL, or the layers' weights packed for x W^T (vt_fwd_pack) */
+    int n_layers;
+    size_t pack_bytes;          /* held by packs */
+    size_t bytes;               /* allocated, packs included */
 } vt_fwd;
 
 /* Gate values for a batch, laid out as `layout` (masks.h): sequence b uses z + b*stride;
@@ -71,6 +87,9 @@ void vt_tape_link(vt_tape *tapes, int n);
 void vt_tape_free(vt_tape *tp);
 
 int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int max_ctx);
+/* Packs m's layer weights for f's forward passes (vt_layer_packs_init); m must stay unchanged
+ * while f uses them, and f must only run m. */
+int vt_fwd_pack(vt_fwd *f, const vt_model *m);
 void vt_fwd_free(vt_fwd *f);
 
 /* x[rows, dim] = embedding rows of tokens (ids must be < vocab), times the hidden gates when
@@ -104,7 +123,9 @@ void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, f
  * (heads of head_dim, or neurons of 1), gate of unit u at z[b*stride + off + u]. */
 void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
                          size_t off);
-/* y[rows, n_out] = x[rows, n_in] W^T (+ beta * y) with W row-major [n_out, n_in] (BLIS sgemm). */
-void vt_linear(float *y, const float *x, const float *w, int rows, int n_in, int n_out, float beta);
+/* y[rows, n_out] = x[rows, n_in] W^T (+ beta * y) with W row-major [n_out, n_in] (BLIS sgemm),
+ * through pk when it holds W packed for it (vt_pack_linear; else pk may be NULL). */
+void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, int rows, int n_in, int n_out,
+               float beta);
 
 #endif

@@ -30,7 +30,28 @@ int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows) {
     return 0;
 }
 
+int vt_head_part_pack(vt_head_part *h) {
+    vt_head_part_unpack(h);
+    if (!h->vs) return 0;
+    for (int b = 0; b < 2; b++) {
+        if (vt_pack_linear(&h->pk[b], h->w, h->d, h->vs, b)) {
+            vt_head_part_unpack(h);
+            return -1;
+        }
+        h->bytes += h->pk[b].bytes;
+    }
+    return 0;
+}
+
+void vt_head_part_unpack(vt_head_part *h) {
+    for (int b = 0; b < 2; b++) {
+        h->bytes -= h->pk[b].bytes;
+        vt_packed_free(&h->pk[b]);
+    }
+}
+
 void vt_head_part_free(vt_head_part *h) {
+    vt_head_part_unpack(h);
     free(h->logits);
     free(h->p);
     free(h->dl);
@@ -79,7 +100,7 @@ int vt_head_teacher(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
                     double *negent) {
     int vs = h->vs;
     double *mx = h->stat, *se = h->stat + rows;
-    if (vs) vt_linear(h->logits, xn, h->w, rows, h->d, vs, 0.0f);
+    if (vs) vt_linear(h->logits, xn, h->w, &h->pk[0], rows, h->d, vs, 0.0f);
     if (softmax_stats(c, h, rows, tau, mx, se, h->p)) return -1;
     for (int r = 0; r < rows; r++) {
         double lse = mx[r] + log(se[r]), inv = 1.0 / se[r], ne = 0.0;
@@ -91,7 +112,7 @@ int vt_head_teacher(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
         }
         negent[r] = ne;
     }
-    if (vs) vt_linear_backward(e, NULL, h->p, NULL, h->w, rows, h->d, vs, 0.0f);
+    if (vs) vt_linear_backward(e, NULL, h->p, NULL, h->w, &h->pk[1], rows, h->d, vs, 0.0f);
     else memset(e, 0, sizeof(float) * (size_t)rows * h->d);
     if (c->pipe_reduce(c, e, (size_t)rows * h->d, root)) return -1;
     return c->pipe_allreduce(c, negent, (size_t)rows, 0);
@@ -103,7 +124,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
     int vs = h->vs, d = h->d, ce = ce_weight > 0;
     double *mx = h->stat, *se = h->stat + rows, *mx1 = h->stat + 2 * (size_t)rows;
     double *se1 = h->stat + 3 * (size_t)rows, *tl = h->stat + 4 * (size_t)rows;
-    if (vs) vt_linear(h->logits, xn, h->w, rows, d, vs, 0.0f);
+    if (vs) vt_linear(h->logits, xn, h->w, &h->pk[0], rows, d, vs, 0.0f);
     if (softmax_stats(c, h, rows, tau, mx, se, h->p)) return -1;
     int scored = 0;
     for (int r = 0; r < rows; r++) scored += ce && targets[r] >= 0;
@@ -129,7 +150,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
             for (int j = 0; j < vs; j++) dl[j] = a * p[j];
         }
     }
-    if (vs) vt_linear_backward(dxn, NULL, h->dl, NULL, h->w, rows, d, vs, 0.0f);
+    if (vs) vt_linear_backward(dxn, NULL, h->dl, NULL, h->w, &h->pk[1], rows, d, vs, 0.0f);
     else memset(dxn, 0, sizeof(float) * (size_t)rows * d);
     if (c->pipe_reduce(c, dxn, (size_t)rows * d, root)) return -1;
     if (c->stage != root) return 0;

@@ -8,18 +8,24 @@
 #include <stdint.h>
 
 #include "comm.h"
+#include "matmul.h"
 
 /* The rows [v0, v0 + vs) of a classifier with d columns, and scratch for `rows` tokens. */
 typedef struct {
     int v0, vs, d, rows;
     const float *w;     /* [vs, d] */
+    vt_packed pk[2];    /* NULL data, or w packed for x W^T [0] and dY W [1] (vt_head_part_pack) */
     float *logits, *p, *dl; /* [rows, vs] */
     double *stat;       /* [5 * rows]: softmax maxima and sums at tau and at 1, target logits */
-    size_t bytes;       /* allocated */
+    size_t bytes;       /* allocated, packs included */
 } vt_head_part;
 
 int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows);
 void vt_head_part_free(vt_head_part *h);
+/* Packs w (its vs rows of d) for both directions; w must stay unchanged while packed: unpack
+ * before changing it. */
+int vt_head_part_pack(vt_head_part *h);
+void vt_head_part_unpack(vt_head_part *h);
 /* Rows [v0, v0 + vs) of V split over n stages: stage s gets a contiguous share. */
 void vt_vocab_share(int V, int n, int s, int *v0, int *vs);
 

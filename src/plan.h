@@ -21,6 +21,7 @@ typedef struct {
     int prune_interval;   /* > 0: iterative pruning slices a student copy during the mask phase */
     double keep_fraction; /* the budget: the fine-tuned student is this fraction of the model */
     long calib_sequences; /* calibration sequences the teacher cache holds; 0 = unknown */
+    int pack_weights;     /* 1: the mask phase multiplies by packed copies of the frozen weights */
 } vt_plan_input;
 
 /* One stage; memory in bytes for each of its D ranks (all replicas of a stage hold the same). */
@@ -29,7 +30,10 @@ typedef struct {
     size_t params;          /* its weights: layers, plus the embedding (stage 0), final norm and classifier (last) */
     double flops_token;     /* its forward FLOPs per token at the training context */
     double flops_rank_step; /* FLOPs each of its ranks computes in one step (mask phase) */
-    double weights;         /* fp32 weights, plus the sliced student copy when there is one */
+    double weights;         /* fp32 weights, plus the sliced student copy when there is one, plus
+                             * the packs when pack_weights */
+    double packs;           /* the layers' and the classifier share's packed copies, both
+                             * directions (mask phase, parallel.pack_weights; matmul.h) */
     double activations;     /* saved activations of every micro-batch in flight, scratch, logits */
     double optimizer;       /* gates with gradients and Adam moments; weight gradients and moments */
     double teacher_cache;   /* last stage: the teacher's final hidden states (0 when unknown) */

@@ -94,6 +94,7 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
     p.batch_size = rc->schedule_batch_size;
     p.micro_batches = rc->parallel_micro_batches;
     p.seq_chunks = rc->parallel_seq_chunks;
+    p.pack_weights = rc->parallel_pack_weights;
     p.lr_mask = rc->schedule_lr_mask;
     p.lr_weight = rc->schedule_lr_weight;
     p.lr_lambda = rc->schedule_lr_lambda;

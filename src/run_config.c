@@ -110,6 +110,7 @@ static const key_def keys[] = {
     INT("parallel", "stages", parallel_stages, 0),
     INT("parallel", "micro_batches", parallel_micro_batches, 0),
     INT("parallel", "seq_chunks", parallel_seq_chunks, 0),
+    {"parallel", "pack_weights", K_BOOL, OFF(parallel_pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
 
     STR("run", "dir", run_dir, 0),
     INT("run", "checkpoint_steps", run_checkpoint_steps, 0),
@@ -161,6 +162,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->parallel_stages = 0;
     rc->parallel_micro_batches = 0;
     rc->parallel_seq_chunks = 0;
+    rc->parallel_pack_weights = 0;
     rc->run_dir[0] = '\0';
     rc->run_checkpoint_steps = 0;
     rc->run_checkpoint_minutes = 30;
@@ -662,13 +664,13 @@ oom:
 
 /* Keys that may differ between a run and its resume: where the result goes and how it is
  * reported or evaluated, how long the phases run, when checkpoints are saved, how a step is cut
- * into micro-batches and sequence chunks (float summation order only), and the layout (stages x replicas), which the
+ * into micro-batches and sequence chunks (float summation order only), whether weights are packed, and the layout (stages x replicas), which the
  * checkpoint manifest checks by itself. method.taylor_batches is the taylor baseline's (no
  * checkpoints). Every other key is recorded with the checkpoints and must stay the same. */
 static const char *const resume_may_change[] = {
     "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
-    "parallel.micro_batches",  "parallel.seq_chunks",     "run.*",
+    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
 };
 
 static int may_change_on_resume(const key_def *k) {

@@ -72,6 +72,7 @@ typedef struct {
     int parallel_stages;        /* 0 = automatic */
     int parallel_micro_batches; /* 0 = automatic */
     int parallel_seq_chunks;    /* 0 = automatic */
+    int parallel_pack_weights;  /* 1 = pack frozen weights for the micro-kernel (matmul.h); default 0 */
 
     char run_dir[VT_RC_PATH_MAX]; /* training checkpoints; "" = "<output.dir>.run" */
     int run_checkpoint_steps;     /* save every N steps (0 = by time only) */

@@ -22,6 +22,7 @@ typedef struct {
     vt_adam adam_mu, adam_lv, adam_w;
     vt_model dw;             /* weight gradients of this part (fine-tuning only) */
     int train_weights;
+    int packed;              /* the student's weights are packed (fs, bw, head): vt_trainer_alloc_student */
     vt_lagrangian lg;
     double kl_log_scale;     /* the KL weight's multiplier: beta * exp(kl_log_scale) */
     double dense_size, ctx;

@@ -194,6 +194,16 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     if (vt_masks_init(&t.mk, &teacher->cfg, p->seed) || vt_adam_init(&t.adam_mu, t.mk.n, 0.0) ||
         vt_adam_init(&t.adam_lv, t.mk.n, 0.0) || vt_trainer_head_init(&t) || vt_trainer_alloc_student(&t))
         goto done;
+    if (p->log && comm->world_rank == 0 && p->pack_weights) {
+        size_t packed = t.fs.pack_bytes + t.bw.pack_bytes + t.head.pk[0].bytes + t.head.pk[1].bytes;
+        if (t.packed)
+            fprintf(p->log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0\n", packed / 1048576.0);
+        else if (vt_blis_threads() > 1)
+            fprintf(p->log, "weights: not packed: parallel.pack_weights needs BLIS on one thread per rank (%d now)\n",
+                    vt_blis_threads());
+        else
+            fprintf(p->log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
+    }
     t.tok = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch tokens");
     t.tgt = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch targets");
     t.ids = vt_malloc(sizeof(int64_t) * (size_t)t.B, "batch ids");
@@ -228,12 +238,12 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
         if (stop < 0 || (stop == 0 && vt_trainer_decide(&t, &keep))) goto done;
         if (stop == 0 && p->finetune_steps > 0) {
             /* Joint fine-tuning: slice to the decided structure without folding, train weights too. */
+            t.train_weights = 1; /* first: the sliced student's weights will change, so no packs */
             if (vt_trainer_slice(&t, keep)) goto done;
             vt_load_parts parts = {t.own.layer_begin, t.own.layer_end, t.own.has_embed, t.own.has_head};
             if (vt_model_alloc(&t.dw, &t.own.cfg, parts)) goto done;
             size_t w0, wn = vt_trainer_layer_region(&t.own, &w0);
             if (vt_adam_init(&t.adam_w, wn, p->weight_decay)) goto done;
-            t.train_weights = 1;
         }
     }
     if (stop == 0 && p->finetune_steps > 0) {

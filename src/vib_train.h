@@ -28,6 +28,8 @@ typedef struct {
     int batch_size;         /* sequences per step, over all replicas */
     int micro_batches;      /* per replica and step (0: automatic, vt_micro_batches_choose) */
     int seq_chunks;         /* chunks per sequence of a micro-batch (0: automatic, vt_seq_chunks_choose) */
+    int pack_weights;       /* 1: while the weights are frozen, multiply by copies packed once for
+                             * BLIS's micro-kernel (matmul.h), when BLIS runs one thread */
     double lr_mask, lr_weight, lr_lambda, clip, weight_decay;
     vt_lr_schedule schedule;
     long warmup_steps;

@@ -48,11 +48,15 @@ step_flops = L * (matmul + attn) + head + L * (matmul + 2 * attn) + head
 
 probes = [json.loads(l) for l in open(os.path.join(work, "sgemm-probes.jsonl"))]
 mix = {r: [p["model_mix"] for p in probes if p["rows"] == r] for r in (256, 2048)}
-limit = max(mix[256] + mix[2048])
+packed = {r: [p["packed_mix"] for p in probes if p["rows"] == r and "packed_mix" in p] for r in (256, 2048)}
+limit = max(mix[256] + mix[2048] + packed[256] + packed[2048])
 s2 = load("sgemm2.json")
 tok = {n: B * T / step_seconds(n) for n in ("n1", "stages", "replicas")}
 if os.path.exists(os.path.join(work, "run-stages2b", "progress.jsonl")):
     tok["stages2b"] = 2 * B * T / step_seconds("stages2b")
+for n in ("n1-plain", "stages-plain"):  # weights not packed (parallel.pack_weights = false)
+    if os.path.exists(os.path.join(work, f"run-{n}", "progress.jsonl")):
+        tok[n] = B * T / step_seconds(n)
 # two 1-thread sgemm processes at once against the 1-thread probe just before them
 pairs = [json.loads(l) for l in open(os.path.join(work, "sgemm-pairs.jsonl"))] \
     if os.path.exists(os.path.join(work, "sgemm-pairs.jsonl")) else []
@@ -77,6 +81,10 @@ blis_default = [p["blis_default_mix"] for p in probes if p["rows"] == 256 and "b
 if blis_default: # what bli_sgemm's own choice of code path (small-matrix under ~512 rows) gives; matmul.h
     print(f"| 1 | the same at 256 rows with BLIS's default code path (small-matrix), which vtrans-dist avoids | "
           f"{min(blis_default):.1f} to {max(blis_default):.1f} GFLOP/s | |")
+for r in (256, 2048):
+    if packed[r]:  # the same with the weights packed once (vt_sgemm_packed), as parallel.pack_weights runs
+        print(f"| 1 | the same at {r} rows with the weights packed once beforehand | "
+              f"{min(packed[r]):.1f} to {max(packed[r]):.1f} GFLOP/s | |")
 print(f"| 1 | the limit: the best 1-thread probe | {limit:.1f} GFLOP/s | |")
 print(f"| 1 | BLIS sgemm, 2 threads, 2048 rows | {s2['model_mix']:.1f} GFLOP/s | {s2['model_mix'] / limit:.2f}x of the limit |")
 print(f"| 2 | Faster-VTrans step, -n 1 ({step_flops / 1e9:.2f} GFLOP per token) | {tok['n1']:.1f} tokens/s, "
@@ -99,6 +107,11 @@ if "stages2b" in tok:
     print(f"| 4 | -n 2 as 2 stages, batch {2 * B} ({2 * B} micro-batches) | {tok['stages2b']:.1f} tokens/s | "
           f"{tok['stages2b'] / tok['n1']:.2f}x of -n 1 |")
 print(f"| 4 | -n 2 as 2 replicas | {tok['replicas']:.1f} tokens/s | {tok['replicas'] / tok['n1']:.2f}x of -n 1 |")
+if "n1-plain" in tok and "stages-plain" in tok:
+    print(f"| 4 | weights not packed (parallel.pack_weights = false): -n 1, and -n 2 as 2 stages | "
+          f"{tok['n1-plain']:.1f}, {tok['stages-plain']:.1f} tokens/s | packed {tok['n1'] / tok['n1-plain']:.2f}x and "
+          f"{tok['stages'] / tok['stages-plain']:.2f}x faster; stages {tok['stages-plain'] / tok['n1-plain']:.2f}x "
+          f"of -n 1 |")
 if os.path.exists(os.path.join(work, "run-long-chunks", "progress.jsonl")):
     long = {n: 2 * 1024 / step_seconds(n) for n in ("long-n1", "long-stages", "long-chunks")}
     print(f"| 4 | 2 sequences of 1024 tokens per step, -n 1 | {long['long-n1']:.1f} tokens/s | |")

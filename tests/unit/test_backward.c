@@ -86,7 +86,7 @@ static void test_linear_backward(void **st) {
     for (int i = 0; i < R * I; i++) x[i] = (float)urand(&s);
     for (int i = 0; i < O * I; i++) w[i] = (float)urand(&s);
     for (int i = 0; i < R * O; i++) dy[i] = (float)urand(&s);
-    vt_linear_backward(dx, dw, dy, x, w, R, I, O, 0.0f);
+    vt_linear_backward(dx, dw, dy, x, w, NULL, R, I, O, 0.0f);
     /* L = sum dy o (x W^T) is bilinear: the finite difference is exact up to rounding. */
     double a[R * I + O * I], fd[R * I + O * I];
     for (int k = 0; k < R * I + O * I; k++) {
@@ -477,6 +477,95 @@ static void test_model_chunked(void **st) {
     vt_config_free(&c);
 }
 
+/* One gated forward pass with a tape and the backward pass from a fixed gradient at its output:
+ * the output goes to out, the gradient at the input to dx, the gate gradients to dz. */
+static void gated_pass(const vt_model *m, vt_fwd *f, vt_bwd *bw, vt_tape *tp, const vt_gates *g, const int32_t *tok,
+                       int B, int T, float *out, float *dx, float *dz) {
+    size_t rows = (size_t)B * T, d = (size_t)m->cfg.dim;
+    vt_embed_gated(m, tok, B, T, g, out);
+    vt_layers_forward_ex(m, f, 0, m->cfg.n_layers, out, B, T, 0, g, tp);
+    for (size_t i = 0; i < rows * d; i++) dx[i] = (float)((int)(i * 37 % 19) - 9) * 0.01f;
+    memset(dz, 0, sizeof(float) * (size_t)B * g->layout->n);
+    vt_layers_backward(m, f, bw, 0, m->cfg.n_layers, dx, B, T, g, tp, dz, NULL);
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double d = 0.0, scale = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return d / scale;
+}
+
+/* Weights packed for the micro-kernel (vt_fwd_pack, vt_bwd_pack) change nothing but speed: the
+ * same outputs and gradients as BLIS's own packing, at shapes where every matmul takes the packed
+ * path (which the finite-difference checks above, at tiny shapes, do not reach). */
+static void test_packed_weights_change_nothing(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    vt_config_free(&c);
+    c.dim = 64;
+    c.head_dim = 16;
+    c.ffn_dim = 96;
+    vt_config_init_dense(&c);
+    vt_model m;
+    tu_random_model(&m, &c, 5);
+    vt_masks mk;
+    assert_int_equal(vt_masks_init(&mk, &c, 3), 0);
+    enum { B = 2, T = 24 };
+    int32_t tok[B * T];
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)((unsigned)(i * 11 + 5) % (unsigned)c.vocab);
+    int64_t ids[B] = {0, 1};
+    size_t n = mk.n, rows = B * T, d = (size_t)c.dim;
+    float *z = malloc(sizeof(float) * B * n), *eps = malloc(sizeof(float) * B * n);
+    vt_masks_sample(&mk, 1, 0, ids, B, z, eps);
+    vt_gates g = {&mk, z, n};
+    float *out[2], *dx[2], *dz[2];
+    for (int packed = 0; packed < 2; packed++) {
+        vt_fwd f;
+        vt_bwd bw;
+        vt_tape tp;
+        assert_int_equal(vt_fwd_init(&f, &m, B, T, T), 0);
+        assert_int_equal(vt_bwd_init(&bw, &m, B, T, T), 0);
+        assert_int_equal(vt_tape_init(&tp, &m, B, T, 0), 0);
+        if (packed) {
+            assert_int_equal(vt_fwd_pack(&f, &m), 0);
+            assert_int_equal(vt_bwd_pack(&bw, &m), 0);
+            for (int l = 0; l < c.n_layers; l++) { /* every layer matmul takes the packed path */
+                const vt_layer_packs *pf = &f.packs[l], *pb = &bw.packs[l];
+                assert_true(vt_packed_use(&pf->qkv, (int)rows) && vt_packed_use(&pf->o, (int)rows));
+                assert_true(vt_packed_use(&pf->gate_up, (int)rows) && vt_packed_use(&pf->down, (int)rows));
+                assert_true(vt_packed_use(&pb->qkv, (int)rows) && vt_packed_use(&pb->o, (int)rows));
+                assert_true(vt_packed_use(&pb->gate_up, (int)rows) && vt_packed_use(&pb->down, (int)rows));
+            }
+            assert_true(f.pack_bytes > 0 && bw.pack_bytes > 0);
+        }
+        out[packed] = malloc(sizeof(float) * rows * d);
+        dx[packed] = malloc(sizeof(float) * rows * d);
+        dz[packed] = malloc(sizeof(float) * B * n);
+        gated_pass(&m, &f, &bw, &tp, &g, tok, B, T, out[packed], dx[packed], dz[packed]);
+        vt_tape_free(&tp);
+        vt_bwd_free(&bw);
+        vt_fwd_free(&f);
+    }
+    double e;
+    if ((e = max_rel_diff(out[1], out[0], rows * d)) > 1e-5) fail_msg("packed forward differs by %g", e);
+    if ((e = max_rel_diff(dx[1], dx[0], rows * d)) > 1e-5) fail_msg("packed backward (input) differs by %g", e);
+    if ((e = max_rel_diff(dz[1], dz[0], B * n)) > 1e-5) fail_msg("packed backward (gates) differs by %g", e);
+    for (int i = 0; i < 2; i++) {
+        free(out[i]);
+        free(dx[i]);
+        free(dz[i]);
+    }
+    free(z);
+    free(eps);
+    vt_masks_free(&mk);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_backward),       cmocka_unit_test(test_linear_backward),
@@ -484,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_distill_vs_torch),
         cmocka_unit_test(test_model_all_groups),       cmocka_unit_test(test_model_rotate_half_gates_only),
         cmocka_unit_test(test_model_pruned_blocks),     cmocka_unit_test(test_model_chunked),
+        cmocka_unit_test(test_packed_weights_change_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

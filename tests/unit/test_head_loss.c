@@ -63,12 +63,12 @@ static void test_matches_explicit_teacher_logits(void **st) {
         double ce = with_ce ? 0.3 : 0.0;
         float dxn[R * DS], sl[R * V], tl[R * V], dl[R * V], ref[R * DS];
         double L = head_loss(&p, p.xs, ce, dxn);
-        vt_linear(tl, p.xt, p.w, R, D, V, 0.0f);
-        vt_linear(sl, p.xs, p.ws, R, DS, V, 0.0f);
+        vt_linear(tl, p.xt, p.w, NULL, R, D, V, 0.0f);
+        vt_linear(sl, p.xs, p.ws, NULL, R, DS, V, 0.0f);
         memset(dl, 0, sizeof dl);
         double Lr = vt_loss_distill(sl, tl, R, V, 2.0f, 0.75f, dl);
         if (ce > 0) Lr += vt_loss_ce(sl, p.tgt, R, V, (float)ce, dl);
-        vt_linear_backward(ref, NULL, dl, NULL, p.ws, R, DS, V, 0.0f);
+        vt_linear_backward(ref, NULL, dl, NULL, p.ws, NULL, R, DS, V, 0.0f);
         if (fabs(L - Lr) > 1e-5 * fmax(1.0, fabs(Lr))) fail_msg("loss %.9g vs explicit logits %.9g", L, Lr);
         for (int i = 0; i < R * DS; i++)
             if (fabsf(dxn[i] - ref[i]) > 1e-5f * fmaxf(1.0f, fabsf(ref[i])))

@@ -1,9 +1,11 @@
 /* test_matmul.c — vt_sgemm against a double-precision triple loop on both of BLIS's code paths
- * (small-matrix and packed), every transpose, row strides wider than the rows, alpha and beta. */
+ * (small-matrix and packed), every transpose, row strides wider than the rows, alpha and beta; and
+ * products through weights packed once for the micro-kernel (vt_pack, vt_sgemm_packed). */
 #include "testutil.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "matmul.h"
 
@@ -12,26 +14,15 @@ static float val(uint64_t *s) {
     return (float)((double)(*s >> 40) / (double)(1 << 24) - 0.5);
 }
 
-/* One product m x n x k with ta, tb; A, B, C stored with 3 spare floats per row. */
-static void check(int m, int n, int k, int ta, int tb) {
-    int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
-    int lda = ac + 3, ldb = bc + 3, ldc = n + 3;
-    float *a = malloc(sizeof(float) * (size_t)ar * lda), *b = malloc(sizeof(float) * (size_t)br * ldb);
-    float *c = malloc(sizeof(float) * (size_t)m * ldc), *c0 = malloc(sizeof(float) * (size_t)m * ldc);
-    assert_non_null(a);
-    assert_non_null(b);
-    assert_non_null(c);
-    assert_non_null(c0);
-    uint64_t s = (uint64_t)(m * 131 + n * 17 + k + ta * 7 + tb * 3);
-    for (size_t i = 0; i < (size_t)ar * lda; i++) a[i] = val(&s);
-    for (size_t i = 0; i < (size_t)br * ldb; i++) b[i] = val(&s);
-    for (size_t i = 0; i < (size_t)m * ldc; i++) c[i] = c0[i] = val(&s);
-    float alpha = 0.75f, beta = -0.5f;
-    vt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+/* Compares c[m, ldc] with alpha op(A) op(B) + beta c0 in double precision; the spare columns
+ * (n..ldc) must be untouched. */
+static void expect_product(const float *c, const float *c0, int m, int n, int k, int ldc, int ta, int tb,
+                           const float *a, int lda, const float *b, int ldb, float alpha, float beta,
+                           const char *what) {
     for (int i = 0; i < m; i++)
         for (int j = 0; j < ldc; j++) {
             float got = c[(size_t)i * ldc + j];
-            if (j >= n) { /* the spare columns stay untouched */
+            if (j >= n) {
                 assert_true(got == c0[(size_t)i * ldc + j]);
                 continue;
             }
@@ -43,12 +34,77 @@ static void check(int m, int n, int k, int ta, int tb) {
                 mag += fabs(x * y);
             }
             want = alpha * want + beta * c0[(size_t)i * ldc + j];
-            if (fabs(got - want) > 1e-5 * (mag + 1.0)) fail_msg("%dx%dx%d ta %d tb %d: C[%d,%d] = %g, want %g", m, n, k, ta, tb, i, j, got, want);
+            if (fabs(got - want) > 1e-5 * (mag + 1.0))
+                fail_msg("%s %dx%dx%d ta %d tb %d: C[%d,%d] = %g, want %g", what, m, n, k, ta, tb, i, j, got, want);
         }
+}
+
+static float *random_floats(size_t n, uint64_t *s) {
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = val(s);
+    return p;
+}
+
+/* One product m x n x k with ta, tb; A, B, C stored with 3 spare floats per row. */
+static void check(int m, int n, int k, int ta, int tb) {
+    int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    int lda = ac + 3, ldb = bc + 3, ldc = n + 3;
+    uint64_t s = (uint64_t)(m * 131 + n * 17 + k + ta * 7 + tb * 3);
+    float *a = random_floats((size_t)ar * lda, &s), *b = random_floats((size_t)br * ldb, &s);
+    float *c = random_floats((size_t)m * ldc, &s), *c0 = malloc(sizeof(float) * (size_t)m * ldc);
+    assert_non_null(c0);
+    memcpy(c0, c, sizeof(float) * (size_t)m * ldc);
+    float alpha = 0.75f, beta = -0.5f;
+    vt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    expect_product(c, c0, m, n, k, ldc, ta, tb, a, lda, b, ldb, alpha, beta, "vt_sgemm");
     free(a);
     free(b);
     free(c);
     free(c0);
+}
+
+/* The same product through a packed weight: B = W^T for W[n, k] (trans 1) or W[k, n] (trans 0),
+ * A and C with 5 spare floats per row; beta 0 must ignore what C held (NaN here). */
+static void check_packed(int m, int n, int k, int trans, float beta) {
+    int lda = k + 5, ldc = n + 5;
+    uint64_t s = (uint64_t)(m * 7 + n * 31 + k * 3 + trans);
+    float *a = random_floats((size_t)m * lda, &s), *w = random_floats((size_t)n * k, &s);
+    float *c = random_floats((size_t)m * ldc, &s), *c0 = malloc(sizeof(float) * (size_t)m * ldc);
+    assert_non_null(c0);
+    if (beta == 0.0f)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = NAN;
+    memcpy(c0, c, sizeof(float) * (size_t)m * ldc);
+    vt_packed p;
+    assert_int_equal(vt_pack(&p, w, k, n, trans), 0);
+    assert_int_equal(p.k, k);
+    assert_int_equal(p.n, n);
+    assert_true(vt_packed_use(&p, m) == !vt_sgemm_uses_sup(m, n, k));
+    vt_sgemm_packed(m, a, lda, &p, beta, c, ldc);
+    if (beta == 0.0f)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) c0[(size_t)i * ldc + j] = 0.0f;
+    expect_product(c, c0, m, n, k, ldc, 0, trans, a, lda, w, trans ? k : n, 1.0f, beta, "vt_sgemm_packed");
+    vt_packed_free(&p);
+    assert_null(p.data);
+    free(a);
+    free(w);
+    free(c);
+    free(c0);
+}
+
+/* Shapes that cross every block edge of the packed path: rows past one block of A (2 x MC) and
+ * not a multiple of MR, columns not a multiple of NR, depth past one KC block and not a multiple. */
+static void test_packed_weights(void **state) {
+    (void)state;
+    int shapes[][3] = {{1, 17, 9}, {7, 16, 256}, {40, 33, 257}, {300, 50, 600}, {611, 19, 70}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int trans = 0; trans < 2; trans++) {
+            check_packed(shapes[i][0], shapes[i][1], shapes[i][2], trans, 0.0f);
+            check_packed(shapes[i][0], shapes[i][1], shapes[i][2], trans, 1.0f);
+            check_packed(shapes[i][0], shapes[i][1], shapes[i][2], trans, -0.5f);
+        }
 }
 
 static void test_both_paths_every_transpose(void **state) {
@@ -75,6 +131,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_both_paths_every_transpose),
         cmocka_unit_test(test_path_choice),
+        cmocka_unit_test(test_packed_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -461,6 +461,57 @@ static void test_plan_refusals(void **state) {
     vt_config_free(&c);
 }
 
+/* With parallel.pack_weights, a stage's weights grow by its packs, which are what the forward and
+ * backward scratch and the classifier share allocate when packed (vt_fwd_pack, vt_bwd_pack,
+ * vt_head_part_pack); without, the plan still knows their size (to say what they would cost). */
+static void test_plan_packs_match_allocations(void **state) {
+    (void)state;
+    vt_config c;
+    pruned_small_config(&c, 0);
+    vt_plan_input in = {
+        .cfg = &c, .ranks = 2, .stages = 2, .batch_size = 2, .seq_len = 16, .steps = 1, .keep_fraction = 0.5,
+    };
+    vt_plan off, on;
+    assert_int_equal(vt_plan_make(&in, &off), 0);
+    in.pack_weights = 1;
+    assert_int_equal(vt_plan_make(&in, &on), 0);
+    for (int s = 0; s < on.stages; s++) {
+        const vt_stage_plan *st = &on.stage[s];
+        int last = s == on.stages - 1, v0, vs;
+        vt_load_parts parts = {st->layer_begin, st->layer_end, s == 0, last};
+        vt_model m;
+        assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+        vt_fwd f;
+        vt_bwd bw;
+        assert_int_equal(vt_fwd_init(&f, &m, 1, 16, 16), 0);
+        assert_int_equal(vt_bwd_init(&bw, &m, 1, 16, 16), 0);
+        assert_int_equal(vt_fwd_pack(&f, &m), 0);
+        assert_int_equal(vt_bwd_pack(&bw, &m), 0);
+        vt_vocab_share(c.vocab, on.stages, s, &v0, &vs);
+        vt_head_part h;
+        assert_int_equal(vt_head_part_init(&h, v0, vs, c.dim, 16), 0);
+        float *rows = calloc((size_t)vs * c.dim + 1, sizeof(float));
+        h.w = rows;
+        size_t plain = h.bytes;
+        assert_int_equal(vt_head_part_pack(&h), 0);
+        double bytes = (double)f.pack_bytes + (double)bw.pack_bytes + (double)(h.bytes - plain);
+        assert_true(f.pack_bytes > 0 && bw.pack_bytes > 0 && h.bytes > plain);
+        if (fabs(st->packs - bytes) > 0.5)
+            fail_msg("stage %d: plan %.0f bytes of packs, allocated %.0f", s, st->packs, bytes);
+        assert_true(fabs(off.stage[s].packs - st->packs) < 0.5);
+        assert_true(fabs(st->weights - off.stage[s].weights - st->packs) < 0.5);
+        assert_true(fabs(st->total - off.stage[s].total - st->packs) < 0.5);
+        vt_head_part_free(&h);
+        free(rows);
+        vt_fwd_free(&f);
+        vt_bwd_free(&bw);
+        vt_model_free(&m);
+    }
+    vt_plan_free(&off);
+    vt_plan_free(&on);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weight_floats_match_allocation),
@@ -469,6 +520,7 @@ int main(void) {
         cmocka_unit_test(test_plan_training_state_and_teacher),
         cmocka_unit_test(test_plan_activations_scale_with_micro_batches),
         cmocka_unit_test(test_plan_activations_match_allocations),
+        cmocka_unit_test(test_plan_packs_match_allocations),
         cmocka_unit_test(test_plan_chunks_follow_choice),
         cmocka_unit_test(test_plan_refusals),
     };
