@@ -79,18 +79,8 @@ fail:
     return -1;
 }
 
-int vt_bwd_pack(vt_bwd *w, const vt_model *m) {
-    vt_layer_packs_free(&w->packs, w->n_layers);
-    w->bytes -= w->pack_bytes;
-    w->pack_bytes = 0;
-    if (vt_layer_packs_init(&w->packs, m, 1, &w->pack_bytes)) return -1;
-    w->n_layers = m->cfg.n_layers;
-    w->bytes += w->pack_bytes;
-    return 0;
-}
-
 void vt_bwd_free(vt_bwd *w) {
-    vt_layer_packs_free(&w->packs, w->n_layers);
+    vt_model_packs_free(&w->packs);
     free(w->dxn);
     free(w->dy);
     free(w->dgated);
@@ -283,7 +273,7 @@ static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, in
         att_in = w->gated;
     }
     float *datt = g ? w->dgated : w->dpre;
-    const vt_layer_packs *pk = w->packs ? &w->packs[l] : NULL;
+    const vt_layer_packs *pk = w->packs.layers ? &w->packs.layers[l] : NULL;
     vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
     if (g) unit_gate_backward(w->dgated, tp->att, w->dpre, B, T, s->n_heads, hd, g, dz, vt_gate_heads(g->layout, l));
     attention_qkv_backward(f, w, c, l, B, T, tape);
@@ -306,7 +296,7 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
         act_in = w->gated;
     }
     float *dact = g ? w->dgated : w->dpre;
-    const vt_layer_packs *pk = w->packs ? &w->packs[l] : NULL;
+    const vt_layer_packs *pk = w->packs.layers ? &w->packs.layers[l] : NULL;
     vt_linear_backward(dact, gw ? gw->w_down : NULL, w->dy, act_in, wt->w_down, pk ? &pk->down : NULL, rows, ffn,
                        c->dim, 0.0f);
     if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));

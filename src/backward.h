@@ -17,17 +17,12 @@ typedef struct {
     float *dp;      /* [T, ctx] */
     float **dkv;    /* sequences cut into chunks (ctx > T): per layer [B, ctx, 2 kv], the gradients
                      * at the earlier chunks' keys and values from the later chunks' queries */
-    vt_layer_packs *packs; /* NULL, or the layers' weights packed for dY W (vt_bwd_pack) */
-    int n_layers;
-    size_t pack_bytes;     /* held by packs */
-    size_t bytes;          /* allocated, packs included */
+    vt_model_packs packs; /* optional: the layers' weights packed for dY W (backward 1) */
+    size_t bytes;         /* allocated, packs not included */
 } vt_bwd;
 
 /* ctx > T: the tapes are chunks of sequences of ctx tokens (vt_tape_link). */
 int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx);
-/* Packs m's layer weights for w's backward passes (vt_layer_packs_init); m must stay unchanged
- * while w uses them, and w must only run m. */
-int vt_bwd_pack(vt_bwd *w, const vt_model *m);
 void vt_bwd_free(vt_bwd *w);
 
 /* dW[n_out, n_in] += dY^T X and dX = dY W (+ beta_dx * dX). dw or dx may be NULL to skip. dX goes

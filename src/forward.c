@@ -19,51 +19,39 @@ void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, in
         vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
 }
 
-int vt_layer_packs_init(vt_layer_packs **packs, const vt_model *m, int backward, size_t *bytes) {
+int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
     const vt_config *c = &m->cfg;
-    size_t total = 0;
-    *packs = vt_calloc((size_t)c->n_layers, sizeof **packs, "packed weights");
-    if (!*packs) return -1;
+    vt_model_packs_free(p);
+    p->layers = vt_calloc((size_t)c->n_layers, sizeof *p->layers, "packed weights");
+    if (!p->layers) return -1;
+    p->n_layers = c->n_layers;
     for (int l = m->layer_begin; l < m->layer_end; l++) {
         const vt_layer_shape *s = &c->layers[l];
         const vt_layer_weights *w = &m->layers[l];
-        vt_layer_packs *p = &(*packs)[l];
+        vt_layer_packs *lp = &p->layers[l];
         int qd = s->n_heads * c->head_dim, width = qd + 2 * s->n_kv_heads * c->head_dim;
-        if (s->n_heads && (vt_pack_linear(&p->qkv, w->wq, c->dim, width, backward) ||
-                           vt_pack_linear(&p->o, w->wo, qd, c->dim, backward)))
-            goto fail;
-        if (s->ffn && (vt_pack_linear(&p->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward) ||
-                       vt_pack_linear(&p->down, w->w_down, s->ffn, c->dim, backward)))
-            goto fail;
-        total += p->qkv.bytes + p->o.bytes + p->gate_up.bytes + p->down.bytes;
-    }
-    if (bytes) *bytes = total;
-    return 0;
-fail:
-    vt_layer_packs_free(packs, c->n_layers);
-    return -1;
-}
-
-void vt_layer_packs_free(vt_layer_packs **packs, int n_layers) {
-    if (*packs)
-        for (int l = 0; l < n_layers; l++) {
-            vt_packed_free(&(*packs)[l].qkv);
-            vt_packed_free(&(*packs)[l].o);
-            vt_packed_free(&(*packs)[l].gate_up);
-            vt_packed_free(&(*packs)[l].down);
+        if ((s->n_heads && (vt_pack_linear(&lp->qkv, w->wq, c->dim, width, backward) ||
+                            vt_pack_linear(&lp->o, w->wo, qd, c->dim, backward))) ||
+            (s->ffn && (vt_pack_linear(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward) ||
+                        vt_pack_linear(&lp->down, w->w_down, s->ffn, c->dim, backward)))) {
+            vt_model_packs_free(p);
+            return -1;
         }
-    free(*packs);
-    *packs = NULL;
+        p->bytes += lp->qkv.bytes + lp->o.bytes + lp->gate_up.bytes + lp->down.bytes;
+    }
+    return 0;
 }
 
-int vt_fwd_pack(vt_fwd *f, const vt_model *m) {
-    vt_layer_packs_free(&f->packs, f->n_layers);
-    f->bytes -= f->pack_bytes;
-    f->pack_bytes = 0;
-    if (vt_layer_packs_init(&f->packs, m, 0, &f->pack_bytes)) return -1;
-    f->n_layers = m->cfg.n_layers;
-    f->bytes += f->pack_bytes;
-    return 0;
+void vt_model_packs_free(vt_model_packs *p) {
+    if (p->layers)
+        for (int l = 0; l < p->n_layers; l++) {
+            vt_packed_free(&p->layers[l].qkv);
+            vt_packed_free(&p->layers[l].o);
+            vt_packed_free(&p->layers[l].gate_up);
+            vt_packed_free(&p->layers[l].down);
+        }
+    free(p->layers);
+    memset(p, 0, sizeof *p);
 }
 
 void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms) {
@@ -141,7 +129,7 @@ fail:
 }
 
 void vt_fwd_free(vt_fwd *f) {
-    vt_layer_packs_free(&f->packs, f->n_layers);
+    vt_model_packs_free(&f->packs);
     if (f->k_cache)
         for (int l = f->layer_begin; l < f->layer_end; l++) free(f->k_cache[l]);
     if (f->v_cache)
@@ -226,7 +214,7 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
 
     if (tp) memcpy(tp->x_attn, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
-    const vt_layer_packs *pk = f->packs ? &f->packs[l] : NULL;
+    const vt_layer_packs *pk = f->packs.layers ? &f->packs.layers[l] : NULL;
     vt_linear(qkv, xn, w->wq, pk ? &pk->qkv : NULL, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -292,7 +280,7 @@ static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int 
     float *xn = tp ? tp->xn_mlp : f->xn, *gu = tp ? tp->gate_up : f->gate_up, *act = tp ? tp->act : f->ffn_act;
     if (tp) memcpy(tp->x_mlp, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
-    const vt_layer_packs *pk = f->packs ? &f->packs[l] : NULL;
+    const vt_layer_packs *pk = f->packs.layers ? &f->packs.layers[l] : NULL;
     vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
     for (int r = 0; r < rows; r++) {
         const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;

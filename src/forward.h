@@ -18,11 +18,17 @@ typedef struct {
     vt_packed qkv, o, gate_up, down;
 } vt_layer_packs;
 
-/* Packs the matmul weights of the layers m holds, for the forward x W^T (backward 0) or the
- * backward dY W (backward 1): *packs gets cfg.n_layers entries, [layer_begin, layer_end) filled;
- * *bytes (may be NULL) what they hold. The weights must not change while the packs are used. */
-int vt_layer_packs_init(vt_layer_packs **packs, const vt_model *m, int backward, size_t *bytes);
-void vt_layer_packs_free(vt_layer_packs **packs, int n_layers);
+/* The matmul weights of the layers a model holds, packed for one direction. */
+typedef struct {
+    vt_layer_packs *layers; /* cfg.n_layers entries, [layer_begin, layer_end) filled; NULL: not packed */
+    int n_layers;
+    size_t bytes;           /* what the packs hold */
+} vt_model_packs;
+
+/* (Re)packs the layers m holds for the forward x W^T (backward 0) or the backward dY W (backward
+ * 1). The weights must not change while the packs are used, and the packs serve m only. */
+int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward);
+void vt_model_packs_free(vt_model_packs *p);
 
 /* Scratch buffers and the key/value cache for the layers a model holds. Activations are
  * row-major [B*T, dim] with row = b*T + t; token t of sequence b sits at position pos0 + t. */
@@ -39,10 +45,8 @@ typedef struct {
     float *ffn_act;             /* [rows, ffn] silu(gate) * up */
     float *block_out;           /* [rows, dim] */
     float *rope_cos, *rope_sin; /* [max_ctx, head_dim/2] */
-    vt_layer_packs *packs;      /* NULL, or the layers' weights packed for x W^T (vt_fwd_pack) */
-    int n_layers;
-    size_t pack_bytes;          /* held by packs */
-    size_t bytes;               /* allocated, packs included */
+    vt_model_packs packs;       /* optional: the layers' weights packed for x W^T (backward 0) */
+    size_t bytes;               /* allocated, packs not included */
 } vt_fwd;
 
 /* Gate values for a batch, laid out as `layout` (masks.h): sequence b uses z + b*stride;
@@ -87,9 +91,6 @@ void vt_tape_link(vt_tape *tapes, int n);
 void vt_tape_free(vt_tape *tp);
 
 int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int max_ctx);
-/* Packs m's layer weights for f's forward passes (vt_layer_packs_init); m must stay unchanged
- * while f uses them, and f must only run m. */
-int vt_fwd_pack(vt_fwd *f, const vt_model *m);
 void vt_fwd_free(vt_fwd *f);
 
 /* x[rows, dim] = embedding rows of tokens (ids must be < vocab), times the hidden gates when

@@ -38,16 +38,12 @@ int vt_head_part_pack(vt_head_part *h) {
             vt_head_part_unpack(h);
             return -1;
         }
-        h->bytes += h->pk[b].bytes;
     }
     return 0;
 }
 
 void vt_head_part_unpack(vt_head_part *h) {
-    for (int b = 0; b < 2; b++) {
-        h->bytes -= h->pk[b].bytes;
-        vt_packed_free(&h->pk[b]);
-    }
+    for (int b = 0; b < 2; b++) vt_packed_free(&h->pk[b]);
 }
 
 void vt_head_part_free(vt_head_part *h) {

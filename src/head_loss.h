@@ -17,7 +17,7 @@ typedef struct {
     vt_packed pk[2];    /* NULL data, or w packed for x W^T [0] and dY W [1] (vt_head_part_pack) */
     float *logits, *p, *dl; /* [rows, vs] */
     double *stat;       /* [5 * rows]: softmax maxima and sums at tau and at 1, target logits */
-    size_t bytes;       /* allocated, packs included */
+    size_t bytes;       /* allocated, packs not included */
 } vt_head_part;
 
 int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows);

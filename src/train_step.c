@@ -68,7 +68,8 @@ int vt_trainer_alloc_student(trainer *t) {
     }
     /* frozen weights multiply through copies packed once (matmul.h); rebuilt with every new student */
     t->packed = t->p->pack_weights && !t->train_weights && vt_pack_available();
-    if (t->packed && (vt_fwd_pack(&t->fs, t->student) || vt_bwd_pack(&t->bw, t->student) || vt_head_part_pack(&t->head)))
+    if (t->packed && (vt_model_packs_init(&t->fs.packs, t->student, 0) || vt_model_packs_init(&t->bw.packs, t->student, 1) ||
+                      vt_head_part_pack(&t->head)))
         return -1;
     return 0;
 }
@@ -127,12 +128,11 @@ void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
     *weights = F * t->teacher->arena_floats + (t->student == &t->own ? F * t->own.arena_floats : 0) +
                (t->train_weights ? F * (t->dw.arena_floats + 2 * t->adam_w.n) : 0) +
                (t->head_rows ? F * (size_t)t->head.vs * d : 0);
-    size_t head_packs = t->head.pk[0].bytes + t->head.pk[1].bytes;
-    *weights += t->fs.pack_bytes + t->bw.pack_bytes + head_packs; /* packed copies count as weights */
-    size_t w = t->fs.bytes - t->fs.pack_bytes + t->bw.bytes - t->bw.pack_bytes + F * rows * d + (t->dx_last ? F * (size_t)t->K * rows_mb * d : 0);
+    *weights += t->fs.packs.bytes + t->bw.packs.bytes + t->head.pk[0].bytes + t->head.pk[1].bytes; /* packed copies */
+    size_t w = t->fs.bytes + t->bw.bytes + F * rows * d + (t->dx_last ? F * (size_t)t->K * rows_mb * d : 0);
     for (int k = 0; k < t->K; k++) w += t->tapes[k].bytes;
     w += F * 3 * n * (size_t)t->Bd + sizeof(double) * (2 * n + 8) + 4 * F * n; /* gates, masks, moments */
-    w += t->head.bytes - head_packs + sizeof(double) * rows + F * 2 * rows * d; /* hneg, hx, hdx */
+    w += t->head.bytes + sizeof(double) * rows + F * 2 * rows * d; /* hneg, hx, hdx */
     w += (t->cache_e ? F * cached * d + sizeof(double) * cached : 0) + (t->cache ? F * cached * d : 0);
     w += (t->step_e ? F * step_rows * d + sizeof(double) * step_rows + sizeof(vt_transfer) * 3 * (size_t)t->B : 0) +
          (t->step_h ? F * step_rows * d : 0);

@@ -112,6 +112,11 @@ if "n1-plain" in tok and "stages-plain" in tok:
           f"{tok['n1-plain']:.1f}, {tok['stages-plain']:.1f} tokens/s | packed {tok['n1'] / tok['n1-plain']:.2f}x and "
           f"{tok['stages'] / tok['stages-plain']:.2f}x faster; stages {tok['stages-plain'] / tok['n1-plain']:.2f}x "
           f"of -n 1 |")
+ab = load("layer-ab.json")  # bench_layer: one layer, packed and plain alternately in one process
+if ab:
+    print(f"| 4 | one layer's gated forward and backward at {ab['tokens']} rows, plain and packed alternately "
+          f"in one process ({ab['rounds']} rounds) | {ab['plain_s']:.2f} s, {ab['packed_s']:.2f} s | "
+          f"packed {ab['gain']:.2f}x faster |")
 if os.path.exists(os.path.join(work, "run-long-chunks", "progress.jsonl")):
     long = {n: 2 * 1024 / step_seconds(n) for n in ("long-n1", "long-stages", "long-chunks")}
     print(f"| 4 | 2 sequences of 1024 tokens per step, -n 1 | {long['long-n1']:.1f} tokens/s | |")

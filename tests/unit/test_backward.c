@@ -498,7 +498,7 @@ static double max_rel_diff(const float *a, const float *b, size_t n) {
     return d / scale;
 }
 
-/* Weights packed for the micro-kernel (vt_fwd_pack, vt_bwd_pack) change nothing but speed: the
+/* Weights packed for the micro-kernel (vt_model_packs_init) change nothing but speed: the
  * same outputs and gradients as BLIS's own packing, at shapes where every matmul takes the packed
  * path (which the finite-difference checks above, at tiny shapes, do not reach). */
 static void test_packed_weights_change_nothing(void **st) {
@@ -531,16 +531,16 @@ static void test_packed_weights_change_nothing(void **st) {
         assert_int_equal(vt_bwd_init(&bw, &m, B, T, T), 0);
         assert_int_equal(vt_tape_init(&tp, &m, B, T, 0), 0);
         if (packed) {
-            assert_int_equal(vt_fwd_pack(&f, &m), 0);
-            assert_int_equal(vt_bwd_pack(&bw, &m), 0);
+            assert_int_equal(vt_model_packs_init(&f.packs, &m, 0), 0);
+            assert_int_equal(vt_model_packs_init(&bw.packs, &m, 1), 0);
             for (int l = 0; l < c.n_layers; l++) { /* every layer matmul takes the packed path */
-                const vt_layer_packs *pf = &f.packs[l], *pb = &bw.packs[l];
+                const vt_layer_packs *pf = &f.packs.layers[l], *pb = &bw.packs.layers[l];
                 assert_true(vt_packed_use(&pf->qkv, (int)rows) && vt_packed_use(&pf->o, (int)rows));
                 assert_true(vt_packed_use(&pf->gate_up, (int)rows) && vt_packed_use(&pf->down, (int)rows));
                 assert_true(vt_packed_use(&pb->qkv, (int)rows) && vt_packed_use(&pb->o, (int)rows));
                 assert_true(vt_packed_use(&pb->gate_up, (int)rows) && vt_packed_use(&pb->down, (int)rows));
             }
-            assert_true(f.pack_bytes > 0 && bw.pack_bytes > 0);
+            assert_true(f.packs.bytes > 0 && bw.packs.bytes > 0);
         }
         out[packed] = malloc(sizeof(float) * rows * d);
         dx[packed] = malloc(sizeof(float) * rows * d);
