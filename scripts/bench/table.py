@@ -52,6 +52,22 @@ packed = {r: [p["packed_mix"] for p in probes if p["rows"] == r and "packed_mix"
 limit = max(mix[256] + mix[2048] + packed[256] + packed[2048])
 s2 = load("sgemm2.json")
 tok = {n: B * T / step_seconds(n) for n in ("n1", "stages", "replicas")}
+for n in ("n1b", "n1c"):  # -n 1 again: after the PyTorch peer, and after the -n 2 runs
+    if os.path.exists(os.path.join(work, f"run-{n}", "progress.jsonl")):
+        tok[n] = B * T / step_seconds(n)
+# The -n 2 runs ran between n1b and n1c: their ratios are against the mean of the two, with the
+# ratios against each beside it (the spread is the machine's drift over those minutes).
+bracket = [tok[n] for n in ("n1b", "n1c") if n in tok] or [tok["n1"]]
+n1_mean = sum(bracket) / len(bracket)
+
+
+def scaling(x):
+    if len(bracket) < 2:
+        return f"{x / n1_mean:.2f}x of -n 1"
+    lo, hi = sorted(x / b for b in bracket)
+    return f"{x / n1_mean:.2f}x of -n 1 ({lo:.2f}x to {hi:.2f}x against the -n 1 runs before and after)"
+
+
 if os.path.exists(os.path.join(work, "run-stages2b", "progress.jsonl")):
     tok["stages2b"] = 2 * B * T / step_seconds("stages2b")
 for n in ("n1-plain", "stages-plain"):  # weights not packed (parallel.pack_weights = false)
@@ -89,9 +105,10 @@ print(f"| 1 | the limit: the best 1-thread probe | {limit:.1f} GFLOP/s | |")
 print(f"| 1 | BLIS sgemm, 2 threads, 2048 rows | {s2['model_mix']:.1f} GFLOP/s | {s2['model_mix'] / limit:.2f}x of the limit |")
 print(f"| 2 | Faster-VTrans step, -n 1 ({step_flops / 1e9:.2f} GFLOP per token) | {tok['n1']:.1f} tokens/s, "
       f"{gf:.1f} GFLOP/s | {gf / limit * 100:.0f}% of the limit |")
-if os.path.exists(os.path.join(work, "run-n1b", "progress.jsonl")):  # our step again, after the peer
-    tok["n1b"] = B * T / step_seconds("n1b")
+if "n1b" in tok:  # our step again, after the peer
     print(f"| 2 | the same step again, after the PyTorch peer's run | {tok['n1b']:.1f} tokens/s | |")
+if "n1c" in tok:
+    print(f"| 2 | the same step again, after the -n 2 runs | {tok['n1c']:.1f} tokens/s | |")
 for name, r, ours in (("teacher forward every step", tf, (tok["n1"] + tok.get("n1b", tok["n1"])) / 2),
                       ("teacher hidden states cached", tc, tok["n1"])):
     if r:
@@ -101,12 +118,11 @@ for name, r, ours in (("teacher forward every step", tf, (tok["n1"] + tok.get("n
 if pair_x:
     print(f"| 4 | the machine: two 1-thread sgemm processes at once, one per core, 2048 rows ({len(pair_x)} probes) | "
           f"{min(pair_x):.2f}x to {max(pair_x):.2f}x of one | |")
-print(f"| 4 | -n 2 as 2 stages ({B} micro-batches) | {tok['stages']:.1f} tokens/s | "
-      f"{tok['stages'] / tok['n1']:.2f}x of -n 1 |")
+print(f"| 4 | -n 2 as 2 stages ({B} micro-batches) | {tok['stages']:.1f} tokens/s | {scaling(tok['stages'])} |")
 if "stages2b" in tok:
     print(f"| 4 | -n 2 as 2 stages, batch {2 * B} ({2 * B} micro-batches) | {tok['stages2b']:.1f} tokens/s | "
-          f"{tok['stages2b'] / tok['n1']:.2f}x of -n 1 |")
-print(f"| 4 | -n 2 as 2 replicas | {tok['replicas']:.1f} tokens/s | {tok['replicas'] / tok['n1']:.2f}x of -n 1 |")
+          f"{scaling(tok['stages2b'])} |")
+print(f"| 4 | -n 2 as 2 replicas | {tok['replicas']:.1f} tokens/s | {scaling(tok['replicas'])} |")
 if "n1-plain" in tok and "stages-plain" in tok:
     print(f"| 4 | weights not packed (parallel.pack_weights = false): -n 1, and -n 2 as 2 stages | "
           f"{tok['n1-plain']:.1f}, {tok['stages-plain']:.1f} tokens/s | packed {tok['n1'] / tok['n1-plain']:.2f}x and "
