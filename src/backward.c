@@ -273,7 +273,7 @@ static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, in
         att_in = w->gated;
     }
     float *datt = g ? w->dgated : w->dpre;
-    const vt_layer_packs *pk = w->packs.layers ? &w->packs.layers[l] : NULL;
+    const vt_layer_packs *pk = vt_model_packs_layer(&w->packs, l);
     vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
     if (g) unit_gate_backward(w->dgated, tp->att, w->dpre, B, T, s->n_heads, hd, g, dz, vt_gate_heads(g->layout, l));
     attention_qkv_backward(f, w, c, l, B, T, tape);
@@ -296,7 +296,7 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
         act_in = w->gated;
     }
     float *dact = g ? w->dgated : w->dpre;
-    const vt_layer_packs *pk = w->packs.layers ? &w->packs.layers[l] : NULL;
+    const vt_layer_packs *pk = vt_model_packs_layer(&w->packs, l);
     vt_linear_backward(dact, gw ? gw->w_down : NULL, w->dy, act_in, wt->w_down, pk ? &pk->down : NULL, rows, ffn,
                        c->dim, 0.0f);
     if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));

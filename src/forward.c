@@ -214,7 +214,7 @@ static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B
 
     if (tp) memcpy(tp->x_attn, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
-    const vt_layer_packs *pk = f->packs.layers ? &f->packs.layers[l] : NULL;
+    const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
     vt_linear(qkv, xn, w->wq, pk ? &pk->qkv : NULL, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -280,7 +280,7 @@ static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int 
     float *xn = tp ? tp->xn_mlp : f->xn, *gu = tp ? tp->gate_up : f->gate_up, *act = tp ? tp->act : f->ffn_act;
     if (tp) memcpy(tp->x_mlp, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
-    const vt_layer_packs *pk = f->packs.layers ? &f->packs.layers[l] : NULL;
+    const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
     vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
     for (int r = 0; r < rows; r++) {
         const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;

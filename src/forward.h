@@ -29,6 +29,10 @@ typedef struct {
  * 1). The weights must not change while the packs are used, and the packs serve m only. */
 int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward);
 void vt_model_packs_free(vt_model_packs *p);
+/* Layer l's packs, or NULL when not packed. */
+static inline const vt_layer_packs *vt_model_packs_layer(const vt_model_packs *p, int l) {
+    return p->layers ? &p->layers[l] : NULL;
+}
 
 /* Scratch buffers and the key/value cache for the layers a model holds. Activations are
  * row-major [B*T, dim] with row = b*T + t; token t of sequence b sits at position pos0 + t. */

@@ -120,6 +120,10 @@ void vt_trainer_head_columns(trainer *t, const int64_t *cols, int n) {
 /* How many calibration sequences replica r of D holds in the teacher cache: i = r, r + D, ... */
 static size_t shard_size(size_t n_seq, int r, int D) { return n_seq > (size_t)r ? (n_seq - (size_t)r + D - 1) / D : 0; }
 
+size_t vt_trainer_pack_bytes(const trainer *t) {
+    return t->fs.packs.bytes + t->bw.packs.bytes + t->head.pk[0].bytes + t->head.pk[1].bytes;
+}
+
 void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
     size_t F = sizeof(float), rows = (size_t)t->Bm * t->T, rows_mb = (size_t)t->Bm * t->Tc;
     size_t d = (size_t)t->teacher->cfg.dim, n = t->mk.n;
@@ -128,7 +132,7 @@ void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
     *weights = F * t->teacher->arena_floats + (t->student == &t->own ? F * t->own.arena_floats : 0) +
                (t->train_weights ? F * (t->dw.arena_floats + 2 * t->adam_w.n) : 0) +
                (t->head_rows ? F * (size_t)t->head.vs * d : 0);
-    *weights += t->fs.packs.bytes + t->bw.packs.bytes + t->head.pk[0].bytes + t->head.pk[1].bytes; /* packed copies */
+    *weights += vt_trainer_pack_bytes(t); /* packed copies */
     size_t w = t->fs.bytes + t->bw.bytes + F * rows * d + (t->dx_last ? F * (size_t)t->K * rows_mb * d : 0);
     for (int k = 0; k < t->K; k++) w += t->tapes[k].bytes;
     w += F * 3 * n * (size_t)t->Bd + sizeof(double) * (2 * n + 8) + 4 * F * n; /* gates, masks, moments */

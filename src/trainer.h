@@ -68,6 +68,8 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec);
 /* What this rank holds now: weights (model parts, weight gradients and moments) and everything
  * else the run allocated (activations, tapes, classifier scratch, teacher cache), in bytes. */
 void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work);
+/* What the packed weight copies hold (parallel.pack_weights): forward, backward, classifier share. */
+size_t vt_trainer_pack_bytes(const trainer *t);
 size_t vt_trainer_layer_region(const vt_model *m, size_t *start);
 
 /* vib_train.c */

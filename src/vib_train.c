@@ -195,7 +195,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
         vt_adam_init(&t.adam_lv, t.mk.n, 0.0) || vt_trainer_head_init(&t) || vt_trainer_alloc_student(&t))
         goto done;
     if (p->log && comm->world_rank == 0 && p->pack_weights) {
-        size_t packed = t.fs.packs.bytes + t.bw.packs.bytes + t.head.pk[0].bytes + t.head.pk[1].bytes;
+        size_t packed = vt_trainer_pack_bytes(&t);
         if (t.packed)
             fprintf(p->log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0\n", packed / 1048576.0);
         else if (vt_blis_threads() > 1)

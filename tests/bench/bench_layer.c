@@ -63,10 +63,8 @@ int main(int argc, char **argv) {
     vt_model_packs fp = {0}, bp = {0};
     check(vt_fwd_init(&f, &m, 1, T, T) || vt_bwd_init(&bw, &m, 1, T, T) || vt_tape_init(&tp, &m, 1, T, 0), "scratch");
     double t0 = now();
-    check(vt_model_packs_init(&fp, &m, 0) || vt_model_packs_init(&bw.packs, &m, 1), "packs");
+    check(vt_model_packs_init(&fp, &m, 0) || vt_model_packs_init(&bp, &m, 1), "packs");
     double pack_s = now() - t0;
-    bp = bw.packs;
-    memset(&bw.packs, 0, sizeof bw.packs);
     double best[2] = {1e30, 1e30}, sum[2] = {0, 0};
     for (int r = 0; r <= rounds; r++)
         for (int packed = 0; packed < 2; packed++) {
