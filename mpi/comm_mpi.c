@@ -6,7 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "mpi_errors.h"
 #include "pipe_forward.h"
 

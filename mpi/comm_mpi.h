@@ -5,7 +5,7 @@
 #ifndef VT_COMM_MPI_H
 #define VT_COMM_MPI_H
 
-#include "comm.h"
+#include "dist/comm.h"
 #include "topology.h"
 
 /* The communicator of this rank in t, which must outlive it and stay where it is (the

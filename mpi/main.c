@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
+#include "cli/commands.h"
 #include "mpi_commands.h"
 
 /* run: one process (also mpirun -n 1); run_mpi: a world of several ranks, NULL when the command

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "error.h"
-#include "eval_cli.h"
+#include "util/error.h"
+#include "cli/eval_cli.h"
 #include "mpi_commands.h"
 #include "mpi_errors.h"
 #include "pipe_forward.h"

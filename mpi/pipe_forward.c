@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "mpi_errors.h"
 
 void vt_pipe_step(vt_comm *c, const vt_model *part, vt_fwd *f, const int32_t *tokens, float *x, int B, int T, int pos0,

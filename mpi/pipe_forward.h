@@ -7,10 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "comm.h"
-#include "eval.h"
-#include "forward.h"
-#include "model.h"
+#include "dist/comm.h"
+#include "nn/eval.h"
+#include "nn/forward.h"
+#include "nn/model.h"
 
 /* Micro-batch `tag` (B sequences x T tokens at positions pos0..) on this rank's stage of c: the
  * first stage embeds tokens[B*T] into x, the others receive x [B*T, dim] from the previous stage;

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "error.h"
-#include "forward.h"
-#include "generate_cli.h"
+#include "util/error.h"
+#include "nn/forward.h"
+#include "cli/generate_cli.h"
 #include "mpi_commands.h"
 #include "mpi_errors.h"
 #include "pipe_forward.h"

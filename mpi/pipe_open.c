@@ -4,9 +4,9 @@
 
 #include <string.h>
 
-#include "checkpoint_config.h"
+#include "io/checkpoint_config.h"
 #include "comm_mpi.h"
-#include "error.h"
+#include "util/error.h"
 #include "mpi_errors.h"
 
 int vt_pipe_layout(vt_pipe *p, const char *path, int stages, vt_partition_use use, const char *command) {

@@ -4,9 +4,9 @@
 #ifndef VT_PIPE_OPEN_H
 #define VT_PIPE_OPEN_H
 
-#include "comm.h"
-#include "model.h"
-#include "partition.h"
+#include "dist/comm.h"
+#include "nn/model.h"
+#include "dist/partition.h"
 #include "topology.h"
 
 typedef struct {

@@ -2,12 +2,12 @@
  * communicator, then the same driver as one process (src/prune_run.c) on this rank's part. */
 #include <stdio.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "mpi_commands.h"
 #include "mpi_errors.h"
 #include "pipe_open.h"
-#include "prune_run.h"
-#include "run_config.h"
+#include "run/prune_run.h"
+#include "run/run_config.h"
 
 int vt_mpi_cmd_prune(int argc, char **argv) {
     vt_run_config rc;

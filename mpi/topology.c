@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "util/error.h"
 #include "mpi_errors.h"
-#include "partition.h"
+#include "dist/partition.h"
 
 int vt_topology_init(vt_topology *t, const vt_config *c, int stages_requested, vt_partition_use use) {
     memset(t, 0, sizeof *t);

@@ -5,8 +5,8 @@
 
 #include <mpi.h>
 
-#include "model.h"
-#include "partition.h"
+#include "nn/model.h"
+#include "dist/partition.h"
 
 typedef struct {
     int world_rank, world_size;

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "backward.h"
-#include "error.h"
-#include "forward.h"
-#include "masks.h"
+#include "nn/backward.h"
+#include "util/error.h"
+#include "nn/forward.h"
+#include "nn/masks.h"
 
 static double now(void) {
     struct timespec ts;

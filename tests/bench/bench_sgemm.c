@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "error.h"
-#include "forward.h"
+#include "util/error.h"
+#include "nn/forward.h"
 
 static double now(void) {
     struct timespec ts;

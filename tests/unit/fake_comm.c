@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "error.h"
+#include "util/error.h"
 
 enum { OP_SUM_WORLD, OP_SUM_DP, OP_BCAST, OP_PIPE_BCAST, OP_PIPE_REDUCE, OP_PIPE_SUM, OP_PIPE_MAX };
 static const char *const op_name[] = {

@@ -14,7 +14,7 @@
 #ifndef VT_FAKE_COMM_H
 #define VT_FAKE_COMM_H
 
-#include "comm.h"
+#include "dist/comm.h"
 
 typedef struct fake_world fake_world;
 

@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-#include "masks.h"
-#include "model.h"
+#include "nn/masks.h"
+#include "nn/model.h"
 
 /* The model's weights in double, at the same offsets as m->arena (perturb them for FD checks). */
 typedef struct {

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backward.h"
-#include "forward.h"
-#include "loss.h"
-#include "masks.h"
+#include "nn/backward.h"
+#include "nn/forward.h"
+#include "nn/loss.h"
+#include "nn/masks.h"
 #include "ref_model.h"
 #include "testutil.h"
 

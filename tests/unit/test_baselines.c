@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "baselines.h"
-#include "budget.h"
-#include "calib.h"
-#include "error.h"
-#include "forward.h"
-#include "loss.h"
-#include "masks.h"
+#include "prune/baselines.h"
+#include "prune/budget.h"
+#include "data/calib.h"
+#include "util/error.h"
+#include "nn/forward.h"
+#include "nn/loss.h"
+#include "nn/masks.h"
 #include "testutil.h"
 
 /* tu_small_config: dim 16, 2 layers, 4 heads / 2 KV heads of 4 dims, ffn 24, vocab 32. */

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "budget.h"
-#include "error.h"
-#include "masks.h"
+#include "prune/budget.h"
+#include "util/error.h"
+#include "nn/masks.h"
 #include "testutil.h"
 
 static double urand(unsigned *s) {

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
-#include "forward.h"
-#include "hf_writer.h"
-#include "model.h"
+#include "util/dtype.h"
+#include "nn/forward.h"
+#include "io/hf_writer.h"
+#include "nn/model.h"
 
 enum { T = 48 };
 

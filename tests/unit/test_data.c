@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 
 #include "testutil.h"
-#include "data.h"
-#include "documents.h"
-#include "error.h"
+#include "data/data.h"
+#include "data/documents.h"
+#include "util/error.h"
 
 #define TOK "stories260K/tok512.bin"
 

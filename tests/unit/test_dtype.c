@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h"
+#include "util/dtype.h"
 
 static float bits_f32(uint32_t u) {
     float x;

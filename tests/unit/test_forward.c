@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval.h"
-#include "forward.h"
-#include "masks.h"
+#include "nn/eval.h"
+#include "nn/forward.h"
+#include "nn/masks.h"
 #include "ref_model.h"
 #include "testutil.h"
 

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backward.h"
-#include "forward.h"
-#include "head_loss.h"
-#include "loss.h"
+#include "nn/backward.h"
+#include "nn/forward.h"
+#include "train/head_loss.h"
+#include "nn/loss.h"
 
 enum { R = 6, V = 37, D = 12, DS = 7 };
 

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "hf_config.h"
+#include "util/error.h"
+#include "io/hf_config.h"
 
 static char *dir;
 static char path[4096];

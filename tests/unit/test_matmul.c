@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "matmul.h"
+#include "nn/matmul.h"
 
 static float val(uint64_t *s) {
     *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;

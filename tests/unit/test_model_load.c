@@ -8,15 +8,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "checkpoint_info.h"
-#include "dtype.h"
-#include "error.h"
-#include "fsutil.h"
-#include "hf_config.h"
-#include "hf_tensors.h"
-#include "hf_writer.h"
-#include "llama2c_bin.h"
-#include "model.h"
+#include "io/checkpoint_info.h"
+#include "util/dtype.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "io/hf_config.h"
+#include "io/hf_tensors.h"
+#include "io/hf_writer.h"
+#include "io/llama2c_bin.h"
+#include "nn/model.h"
 
 static char *dir;
 

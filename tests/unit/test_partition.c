@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "partition.h"
+#include "util/error.h"
+#include "dist/partition.h"
 #include "testutil.h"
 
 /* A dense config: dim 64, head_dim 8, 8 heads (4 KV), ffn 172, seq_len 128. */

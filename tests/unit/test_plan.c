@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backward.h"
-#include "error.h"
-#include "forward.h"
-#include "head_loss.h"
-#include "partition.h"
-#include "plan.h"
+#include "nn/backward.h"
+#include "util/error.h"
+#include "nn/forward.h"
+#include "train/head_loss.h"
+#include "dist/partition.h"
+#include "run/plan.h"
 #include "testutil.h"
 
 /* LLaMA-2-7B's shape (hidden 4096, FFN 11008, 32 heads, 32 KV heads, 32 layers, vocab 32000). */

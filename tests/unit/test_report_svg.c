@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "fsutil.h"
-#include "report.h"
-#include "report_svg.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "report/report.h"
+#include "report/report_svg.h"
 #include "testutil.h"
 
 /* stories260K's shape (tu_stories_config) and a pruned version of it:

@@ -11,9 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "fsutil.h"
-#include "run_config.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "run/run_config.h"
+#include "util/args.h"
 
 static char *tmp;            /* this run's temporary directory */
 static char ini_path[1024];  /* tmp/run.ini */

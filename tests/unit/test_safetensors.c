@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "safetensors.h"
+#include "util/error.h"
+#include "io/safetensors.h"
 
 static char *dir;
 

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "forward.h"
-#include "hf_writer.h"
-#include "masks.h"
-#include "slice.h"
+#include "util/error.h"
+#include "nn/forward.h"
+#include "io/hf_writer.h"
+#include "nn/masks.h"
+#include "prune/slice.h"
 #include "testutil.h"
 
 /* The test model: tu_small_config (dim 16, 4 heads / 2 KV heads of 4 dims, ffn 24, vocab 32)

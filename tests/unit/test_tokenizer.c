@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "documents.h"
-#include "error.h"
-#include "tokenizer.h"
+#include "data/documents.h"
+#include "util/error.h"
+#include "io/tokenizer.h"
 
 #define TOK "stories260K/tok512.bin"
 

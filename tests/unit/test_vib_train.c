@@ -7,13 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "calib.h"
-#include "error.h"
-#include "forward.h"
-#include "fsutil.h"
-#include "run_config.h"
+#include "data/calib.h"
+#include "util/error.h"
+#include "nn/forward.h"
+#include "util/fsutil.h"
+#include "run/run_config.h"
 #include "testutil.h"
-#include "vib_train.h"
+#include "train/vib_train.h"
 
 typedef struct {
     vt_config c;

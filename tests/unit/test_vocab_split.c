@@ -10,15 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "budget.h"
-#include "calib.h"
-#include "error.h"
+#include "prune/budget.h"
+#include "data/calib.h"
+#include "util/error.h"
 #include "fake_comm.h"
-#include "head_loss.h"
-#include "partition.h"
+#include "train/head_loss.h"
+#include "dist/partition.h"
 #include "testutil.h"
-#include "trainer.h"
-#include "vib_train.h"
+#include "train/trainer.h"
+#include "train/vib_train.h"
 
 /* cmocka's assertions jump out of the calling thread: inside a rank a failed check ends the rank's
  * function with a message instead, and fake_world_run reports it. */

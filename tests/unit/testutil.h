@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "model.h"
-#include "vib_train.h"
+#include "nn/model.h"
+#include "train/vib_train.h"
 
 /* Path under the fixtures directory ($VT_FIXTURES, default ../shared/fixtures next to the source). */
 const char *tu_fixture(const char *relative);

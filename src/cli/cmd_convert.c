@@ -1,0 +1,59 @@
+/* cmd_convert.c — `vtrans-dist convert`: any readable checkpoint to an HF directory in F32, F16 or
+ * BF16, single-file or sharded, with the tokenizer copied. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/args.h"
+#include "cli/commands.h"
+#include "util/dtype.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "io/hf_writer.h"
+#include "nn/model.h"
+#include "io/tokenizer.h"
+
+
+int vt_cmd_convert(int argc, char **argv) {
+    vt_opt opts[] = {
+        {"model", 1, "checkpoint to read: llama2.c .bin or HF directory", NULL, 0},
+        {"out", 1, "HF checkpoint directory to create (must not exist or be empty)", NULL, 0},
+        {"dtype", 1, "stored type: f32, f16 or bf16", "f32", 0},
+        {"shard-size", 1, "largest shard in bytes (K/M/G suffixes); 0 = one model.safetensors", "0", 0},
+        {"tokenizer", 1, "tokenizer.bin to copy (default: one found next to the model)", NULL, 0},
+    };
+    int n = (int)(sizeof opts / sizeof opts[0]), help;
+    if (vt_args_parse(opts, n, argc, argv, 1, &help)) return vt_cmd_fail("convert");
+    if (help) {
+        vt_args_usage("convert",
+                      "--model PATH --out DIR [--dtype f32|f16|bf16] [--shard-size BYTES] [--tokenizer PATH]", opts, n);
+        return 0;
+    }
+    vt_dtype dtype;
+    uint64_t shard_bytes = 0;
+    if (vt_args_require(opts, n, "model") || vt_args_require(opts, n, "out") ||
+        vt_dtype_parse(vt_args_get(opts, n, "dtype"), &dtype) ||
+        (vt_parse_size(vt_args_get(opts, n, "shard-size"), &shard_bytes) &&
+         vt_fail("--shard-size: '%s' is not a size (bytes, or a K, M or G suffix)", vt_args_get(opts, n, "shard-size"))))
+        return vt_cmd_fail("convert");
+    const char *model_path = vt_args_get(opts, n, "model"), *out = vt_args_get(opts, n, "out");
+    const char *given = vt_args_get(opts, n, "tokenizer");
+    if (given && !vt_path_exists(given)) {
+        vt_fail("%s: tokenizer not found", given);
+        return vt_cmd_fail("convert");
+    }
+    vt_model m;
+    if (vt_model_load(&m, model_path, vt_load_all())) return vt_cmd_fail("convert");
+    char tok_path[4096];
+    const char *tokenizer = NULL;
+    if (vt_tokenizer_locate(model_path, given, tok_path, sizeof tok_path) == 0) tokenizer = tok_path;
+    else if (!given) fprintf(stderr, "vtrans-dist convert: note: %s; writing no tokenizer\n", vt_error());
+    int rc = tokenizer || !given ? vt_hf_write(&m, out, dtype, (size_t)shard_bytes, tokenizer) : -1;
+    vt_model_free(&m);
+    if (rc) return vt_cmd_fail("convert");
+    fprintf(stderr, "wrote %s (%s%s%s)\n", out, vt_dtype_name(dtype), tokenizer ? ", tokenizer " : "",
+            tokenizer ? tokenizer : "");
+    return 0;
+}

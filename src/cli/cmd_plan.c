@@ -1,0 +1,370 @@
+/* cmd_plan.c — `vtrans-dist plan`: size a cluster run before submitting it: topology, layer
+ * partition, per-rank memory and FLOPs, from the run config and the model's config alone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/args.h"
+#include "io/checkpoint_config.h"
+#include "cli/commands.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "io/hf_config.h"
+#include "dist/partition.h"
+#include "run/plan.h"
+#include "run/run_config.h"
+
+static const char *synopsis =
+    "--config FILE --ranks P [--stages S] [--model-config config.json] [--memory-per-rank SIZE]\n"
+    "                        [--calib-sequences N] [--gflops-per-rank R] [--set section.key=value ...]";
+
+/* The model's architecture without reading its weights: --model-config, else model.path's
+ * (vt_checkpoint_config: an HF directory's config.json, whose weight files must be there, or a
+ * llama2.c .bin's header). */
+static int read_model_config(const vt_run_config *rc, const char *model_config, vt_config *c, char *source,
+                             size_t cap) {
+    if (model_config) {
+        snprintf(source, cap, "%s", model_config);
+        return vt_hf_config_read(model_config, c, NULL);
+    }
+    const char *path = rc->model_path;
+    if (!path[0])
+        return vt_fail("%s: model.path is not set; set it or pass --model-config config.json", rc->source);
+    if (!vt_path_exists(path))
+        return vt_fail("model.path '%s' does not exist here; to plan without the checkpoint pass --model-config "
+                       "with its config.json (configs/shapes/ has LLaMA-2-7B and 13B)",
+                       path);
+    if (vt_is_dir(path)) {
+        if (vt_path_join(source, cap, path, "config.json")) return -1;
+    } else {
+        snprintf(source, cap, "%s", path);
+    }
+    if (vt_checkpoint_config(path, c))
+        return vt_fail_context("model.path (--model-config config.json plans without the checkpoint)");
+    return 0;
+}
+
+static void format_count(double x, char *buf, size_t cap) {
+    if (x >= 1e9) snprintf(buf, cap, "%.2f B", x / 1e9);
+    else if (x >= 1e6) snprintf(buf, cap, "%.2f M", x / 1e6);
+    else if (x >= 1e3) snprintf(buf, cap, "%.2f K", x / 1e3);
+    else snprintf(buf, cap, "%.0f", x);
+}
+
+static void format_flops(double x, char *buf, size_t cap) {
+    static const char *units[] = {"FLOP", "kFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP", "EFLOP", "ZFLOP"};
+    int u = 0;
+    while (x >= 1000.0 && u < 7) {
+        x /= 1000.0;
+        u++;
+    }
+    snprintf(buf, cap, "%.3g %s", x, units[u]);
+}
+
+static void format_bytes(double x, char *buf, size_t cap) {
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (x >= 1024.0 && u < 4) {
+        x /= 1024.0;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.2f %s" : "%.0f %s", x, units[u]);
+}
+
+static double largest_rank(const vt_plan *p, int *stage) {
+    double m = 0.0;
+    for (int s = 0; s < p->stages; s++)
+        if (p->stage[s].total > m) {
+            m = p->stage[s].total;
+            *stage = s;
+        }
+    return m;
+}
+
+static void print_stages(const vt_plan *p) {
+    double unit = 1024.0 * 1024.0 * 1024.0;
+    const char *uname = "GiB";
+    int top_stage = 0;
+    double top = largest_rank(p, &top_stage);
+    if (top < unit) {
+        unit = 1024.0 * 1024.0;
+        uname = "MiB";
+    }
+    double total_flops = 0.0;
+    for (int s = 0; s < p->stages; s++) total_flops += p->stage[s].flops_token;
+    printf("\nstage  layers    params   FLOPs  | per rank (%s): weights  activations  optimizer  teacher    total\n",
+           uname);
+    for (int s = 0; s < p->stages; s++) {
+        const vt_stage_plan *st = &p->stage[s];
+        char layers[32], params[32];
+        snprintf(layers, sizeof layers, "%d-%d", st->layer_begin, st->layer_end - 1);
+        format_count((double)st->params, params, sizeof params);
+        printf("%5d  %-7s %9s  %5.1f%%  | %21.2f  %11.2f  %9.2f  %7.2f  %7.2f\n", s, layers, params,
+               100.0 * st->flops_token / total_flops, st->weights / unit, st->activations / unit,
+               st->optimizer / unit, st->teacher_cache / unit, st->total / unit);
+    }
+}
+
+/* The largest rank of every other layout of the same ranks, to compare, with its bubble and the
+ * micro-batches (x chunks per sequence) that make it. A layout the configured micro-batch count
+ * or chunk count cannot split is shown with automatic ones instead. */
+static void print_alternatives(const vt_plan_input *in, const vt_plan *chosen, double memory) {
+    printf("\nlayouts      stages x replicas   largest rank   bubble   micro-batches\n");
+    for (int S = 1; S <= in->ranks && S <= in->cfg->n_layers; S++) {
+        if (in->ranks % S) continue;
+        vt_plan_input alt = *in;
+        alt.stages = S;
+        vt_plan p;
+        char size[32], mb[32];
+        const char *automatic = "";
+        int s = 0, rc = vt_plan_make(&alt, &p);
+        if (rc && in->micro_batches > 0) {
+            vt_error_clear();
+            alt.micro_batches = 0;
+            automatic = "   (automatic micro-batches)";
+            rc = vt_plan_make(&alt, &p);
+        }
+        if (rc && in->seq_chunks > 0) {
+            vt_error_clear();
+            alt.seq_chunks = 0;
+            automatic = alt.micro_batches == in->micro_batches ? "   (automatic chunks)"
+                                                                : "   (automatic micro-batches and chunks)";
+            rc = vt_plan_make(&alt, &p);
+        }
+        if (rc) {
+            printf("             %3d x %-3d           not possible: %s\n", S, in->ranks / S, vt_error());
+            vt_error_clear();
+            continue;
+        }
+        double top = largest_rank(&p, &s);
+        format_bytes(top, size, sizeof size);
+        if (p.seq_chunks > 1) snprintf(mb, sizeof mb, "%d x %d chunks", p.micro_batches, p.seq_chunks);
+        else snprintf(mb, sizeof mb, "%d", p.micro_batches);
+        char row[256];
+        snprintf(row, sizeof row, "             %3d x %-3d           %12s   %5.1f%%   %-15s%s%s%s", S, p.replicas, size,
+                 100.0 * p.bubble, mb, S == chosen->stages ? "   <- this plan" : "", automatic,
+                 memory > 0 && top > memory ? "   over --memory-per-rank" : "");
+        size_t len = strlen(row);
+        while (len && row[len - 1] == ' ') row[--len] = '\0';
+        printf("%s\n", row);
+        vt_plan_free(&p);
+    }
+}
+
+/* Compute-bound times at `gflops` per rank: a GPipe step lasts (M C + S - 1) micro-batch slots of
+ * the busiest stage, i.e. its work divided by (1 - bubble); messages are not counted. */
+static void print_times(const vt_plan_input *in, const vt_plan *p, double busiest, double gflops) {
+    double mask = busiest / (gflops * 1e9) / (1.0 - p->bubble);
+    double finetune = in->finetune_steps > 0 ? mask * p->flops_step_finetune / p->flops_step_masks : 0.0;
+    double teacher = p->flops_teacher / p->ranks / (gflops * 1e9);
+    double run = mask * (double)in->steps + finetune * (double)in->finetune_steps + teacher;
+    printf("time         at %g GFLOP/s per rank: %.1f s per mask step", gflops, mask);
+    if (finetune > 0) printf(", %.1f s per fine-tuning step", finetune);
+    printf("; %.1f hours for the run%s\n", run / 3600.0, in->calib_sequences > 0 ? "" : " (without the teacher pass)");
+}
+
+/* The pipeline line: micro-batches and sequence chunks, where each count came from (its setting,
+ * else "automatic") or why sequences are not cut, and the bubble. */
+static void print_pipeline(const vt_plan_input *in, const vt_plan *p) {
+    char chunks[96] = "", why[160];
+    const char *mb = in->micro_batches > 0 ? "parallel.micro_batches" : "automatic";
+    if (p->seq_chunks > 1) {
+        snprintf(chunks, sizeof chunks, " in %d chunks of %d tokens", p->seq_chunks, p->chunk_tokens);
+        if (in->seq_chunks > 0)
+            snprintf(why, sizeof why, "%s", in->micro_batches > 0 ? "parallel.micro_batches, parallel.seq_chunks"
+                                                                   : "automatic micro-batches; parallel.seq_chunks");
+        else
+            snprintf(why, sizeof why, "%s", in->micro_batches > 0 ? "parallel.micro_batches; automatic chunks"
+                                                                   : "automatic");
+    } else if (p->stages == 1) { /* no pipeline: nothing to say of chunks */
+        snprintf(why, sizeof why, "%s", mb);
+    } else if (in->seq_chunks == 1) {
+        snprintf(why, sizeof why, "%s; no chunks: parallel.seq_chunks = 1", mb);
+    } else if (p->micro_batch > 1) {
+        snprintf(why, sizeof why, "%s; no chunks: they need micro-batches of one sequence", mb);
+    } else if (vt_pipeline_bubble_small(p->stages, p->micro_batches)) { /* vt_seq_chunks_choose's rule */
+        snprintf(why, sizeof why, "%s; no chunks: the micro-batches bring the bubble to 10%% or less", mb);
+    } else {
+        snprintf(why, sizeof why, "%s; no chunks: none of %d tokens or more divides a sequence", mb,
+                 VT_CHUNK_MIN_TOKENS);
+    }
+    printf("pipeline     GPipe, %d micro-batch%s of %d sequence%s%s per replica and step (%s); bubble %.0f%% of a "
+           "step\n",
+           p->micro_batches, p->micro_batches == 1 ? "" : "es", p->micro_batch, p->micro_batch == 1 ? "" : "s",
+           chunks, why, 100.0 * p->bubble);
+}
+
+static void print_plan(const char *config, const char *model_source, const vt_run_config *rc,
+                       const vt_plan_input *in, const vt_plan *p, int stages_from_option, double memory,
+                       double gflops) {
+    const vt_config *c = in->cfg;
+    char buf[64], buf2[64], buf3[64];
+    size_t params = vt_params_total(c);
+    format_count((double)params, buf, sizeof buf);
+    format_bytes((double)params * sizeof(float), buf2, sizeof buf2);
+    printf("plan         %s on %d ranks\n", config, p->ranks);
+    printf("model        %s: %d layers, hidden %d, %d heads (%d KV), FFN %d, vocab %d\n", model_source, c->n_layers,
+           c->dim, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab);
+    printf("             %s parameters, %s in fp32\n", buf, buf2);
+    if (rc->method_name == VT_METHOD_VIB)
+        printf("run          VTrans (%s): %d mask steps%s; %d sequences x %d tokens per step\n",
+               vt_variant_name(rc->method_variant), rc->schedule_steps,
+               in->finetune_steps > 0 ? "" : ", weights frozen", rc->schedule_batch_size, in->seq_len);
+    else
+        printf("run          method %s: estimated as a VTrans masks-only run (an upper bound)\n",
+               vt_method_name(rc->method_name));
+    if (in->finetune_steps > 0) printf("             then %ld joint fine-tuning steps\n", in->finetune_steps);
+    const char *why = in->stages == 0 ? "automatic" : (stages_from_option ? "--stages" : "parallel.stages");
+    printf("topology     %d stage%s x %d replica%s (%s); rank = replica * %d + stage\n", p->stages,
+           p->stages == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s", why, p->stages);
+    print_pipeline(in, p);
+    print_stages(p);
+    double packs = 0.0;
+    for (int s = 0; s < p->stages; s++) packs = p->stage[s].packs > packs ? p->stage[s].packs : packs;
+    format_bytes(packs, buf, sizeof buf);
+    if (in->pack_weights)
+        printf("packs        weights include up to %s per rank: the frozen weights packed once for BLIS's\n"
+               "             micro-kernel (parallel.pack_weights; docs/PERFORMANCE.md)\n",
+               buf);
+    else if (rc->method_name == VT_METHOD_VIB)
+        printf("packs        parallel.pack_weights = true would add up to %s per rank for faster mask steps\n"
+               "             (the frozen weights packed once for BLIS's micro-kernel; docs/PERFORMANCE.md)\n",
+               buf);
+
+    format_flops(p->flops_token, buf, sizeof buf);
+    printf("\nFLOPs        %s per token forward (mean context %.1f)\n", buf, p->ctx);
+    format_flops(p->flops_step_masks, buf, sizeof buf);
+    printf("             %s per mask step (2 forward passes: activation gradients only)\n", buf);
+    if (p->flops_step_finetune > 0) {
+        format_flops(p->flops_step_finetune, buf, sizeof buf);
+        printf("             %s per fine-tuning step (3 forward passes: weight gradients too)\n", buf);
+    }
+    double busiest = 0.0;
+    for (int s = 0; s < p->stages; s++)
+        busiest = p->stage[s].flops_rank_step > busiest ? p->stage[s].flops_rank_step : busiest;
+    format_flops(busiest, buf, sizeof buf);
+    printf("             %s per mask step on the busiest rank\n", buf);
+    format_flops(p->flops_run, buf, sizeof buf);
+    if (in->calib_sequences > 0) {
+        format_flops(p->flops_teacher, buf2, sizeof buf2);
+        printf("             %s for the whole run, of which %s for the teacher cache pass\n", buf, buf2);
+    } else {
+        printf("             %s for the whole run, without the teacher cache pass\n", buf);
+    }
+
+    if (gflops > 0) print_times(in, p, busiest, gflops);
+
+    format_bytes(p->cache_per_sequence, buf, sizeof buf);
+    if (in->calib_sequences > 0) {
+        format_bytes(p->cache_per_sequence * (double)in->calib_sequences, buf2, sizeof buf2);
+        printf("\nteacher      %ld calibration sequences x %s = %s cached, sharded over the %d replicas' "
+               "last-stage ranks\n",
+               in->calib_sequences, buf, buf2, p->replicas);
+    } else {
+        printf("\nteacher      %s per calibration sequence on each last-stage rank, not in the totals: pass "
+               "--calib-sequences N or set data.max_sequences\n",
+               buf);
+    }
+    int top_stage = 0;
+    double top = largest_rank(p, &top_stage);
+    format_bytes(top, buf, sizeof buf);
+    printf("memory       largest rank: %s (stage %d)\n", buf, top_stage);
+    int over = 0;
+    for (int s = 0; s < p->stages; s++) over += memory > 0 && p->stage[s].total > memory;
+    if (over) {
+        format_bytes(memory, buf3, sizeof buf3);
+        printf("warning: %d of %d stages need more than --memory-per-rank %s per rank (stage %d: %s); see the "
+               "layouts below\n",
+               over, p->stages, buf3, top_stage, buf);
+    }
+    print_alternatives(in, p, memory);
+}
+
+int vt_cmd_plan(int argc, char **argv) {
+    vt_opt opts[] = {
+        {"config", 1, "the run configuration (INI)", NULL, 0},
+        {"ranks", 1, "MPI ranks P of the job (P = stages x replicas)", NULL, 0},
+        {"stages", 1, "pipeline stages S (overrides parallel.stages; 0 = automatic)", NULL, 0},
+        {"model-config", 1, "an HF config.json to plan from instead of model.path (see configs/shapes/)", NULL, 0},
+        {"memory-per-rank", 1, "warn when a rank needs more than this (e.g. 24G)", NULL, 0},
+        {"calib-sequences", 1, "calibration sequences the teacher cache holds (default data.max_sequences)", NULL, 0},
+        {"gflops-per-rank", 1, "estimate step and run times at this sustained rate per rank", NULL, 0},
+        {"set", 1, "section.key=value: override a config key (repeatable)", NULL, 0},
+    };
+    int n = (int)(sizeof opts / sizeof opts[0]), help = 0;
+    if (vt_args_parse(opts, n, argc, argv, 1, &help)) return vt_cmd_fail("plan");
+    if (help) {
+        vt_args_usage("plan", synopsis, opts, n);
+        printf("\nPrints the topology, each stage's layers, per-rank memory and FLOPs of a run without loading\n"
+               "weights. How to read it: docs/CLUSTER.md.\n");
+        return 0;
+    }
+    long ranks, stages = -1, calib = 0;
+    double memory = 0.0, gflops = 0.0;
+    if (vt_args_require(opts, n, "config") || vt_args_require(opts, n, "ranks") ||
+        vt_args_int(opts, n, "ranks", 1, 1 << 20, &ranks))
+        return vt_cmd_fail("plan");
+    if (vt_args_find(opts, n, "stages")->seen && vt_args_int(opts, n, "stages", 0, 1 << 20, &stages))
+        return vt_cmd_fail("plan");
+    if (vt_args_find(opts, n, "calib-sequences")->seen &&
+        vt_args_int(opts, n, "calib-sequences", 1, 1L << 40, &calib))
+        return vt_cmd_fail("plan");
+    if (vt_args_find(opts, n, "gflops-per-rank")->seen) {
+        if (vt_args_double(opts, n, "gflops-per-rank", &gflops)) return vt_cmd_fail("plan");
+        if (gflops <= 0) {
+            vt_fail("--gflops-per-rank must be positive, not %g", gflops);
+            return vt_cmd_fail("plan");
+        }
+    }
+    if (vt_args_find(opts, n, "memory-per-rank")->seen &&
+        vt_parse_size_real(vt_args_get(opts, n, "memory-per-rank"), &memory)) {
+        vt_fail("--memory-per-rank: '%s' is not a positive size (a number with an optional K, M, G or T, e.g. 24G)",
+                vt_args_get(opts, n, "memory-per-rank"));
+        return vt_cmd_fail("plan");
+    }
+
+    /* The run configuration, without vt_run_config_validate: the model and data need not be here. */
+    const char *config = vt_args_get(opts, n, "config");
+    vt_run_config rc;
+    if (vt_run_config_load(&rc, config)) return vt_cmd_fail("plan");
+    for (int i = 1; i < argc; i++) {
+        const char *set = NULL;
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) set = argv[++i];
+        else if (strncmp(argv[i], "--set=", 6) == 0) set = argv[i] + 6;
+        if (set && vt_run_config_set(&rc, set)) return vt_cmd_fail("plan");
+    }
+
+    vt_config c;
+    char source[VT_RC_PATH_MAX + 16];
+    memset(&c, 0, sizeof c);
+    if (read_model_config(&rc, vt_args_get(opts, n, "model-config"), &c, source, sizeof source)) {
+        vt_config_free(&c);
+        return vt_cmd_fail("plan");
+    }
+    int vib = rc.method_name == VT_METHOD_VIB;
+    vt_plan_input in = {
+        .cfg = &c,
+        .ranks = (int)ranks,
+        .stages = stages >= 0 ? (int)stages : rc.parallel_stages,
+        .micro_batches = rc.parallel_micro_batches,
+        .seq_chunks = rc.parallel_seq_chunks,
+        .batch_size = rc.schedule_batch_size,
+        .seq_len = rc.data_seq_len,
+        .steps = rc.schedule_steps,
+        .finetune_steps = vib && rc.method_variant != VT_VARIANT_FASTER ? rc.schedule_finetune_steps : 0,
+        .prune_interval = vib ? rc.method_prune_interval : 0,
+        .keep_fraction = rc.budget_params > 0 ? rc.budget_params : (rc.budget_flops > 0 ? rc.budget_flops : 1.0),
+        .calib_sequences = calib > 0 ? calib : rc.data_max_sequences,
+        .pack_weights = vib && rc.parallel_pack_weights,
+    };
+    vt_plan p;
+    if (vt_plan_make(&in, &p)) {
+        vt_fail_context("%s on %ld ranks", config, ranks);
+        vt_config_free(&c);
+        return vt_cmd_fail("plan");
+    }
+    print_plan(config, source, &rc, &in, &p, stages >= 0, memory, gflops);
+    vt_plan_free(&p);
+    vt_config_free(&c);
+    return 0;
+}

@@ -1,0 +1,43 @@
+/* model_load.c — vt_model_load: reads the parts of a model a rank needs from a llama2.c .bin file
+ * or an HF checkpoint directory, converting stored F32/F16/BF16 weights to fp32. */
+#include <stdlib.h>
+
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "io/hf_checkpoint.h"
+#include "io/hf_tensors.h"
+#include "io/llama2c_bin.h"
+#include "nn/model.h"
+
+/* Copies one stored tensor into dst after checking it against the config. */
+static int load_tensor(vt_hf_checkpoint *ck, const char *name, int ndim, const int64_t *shape, float *dst) {
+    const vt_safetensors *st;
+    const vt_st_tensor *t;
+    if (vt_hf_find(ck, name, ndim, shape, &st, &t)) return -1;
+    return vt_st_read_f32(st, t, dst);
+}
+
+static int load_hf(vt_model *m, const char *dir, vt_load_parts parts) {
+    vt_hf_checkpoint ck;
+    if (vt_hf_open(&ck, dir)) return -1;
+    vt_hf_tensor *list = NULL;
+    int n = 0, rc = vt_model_alloc(m, &ck.cfg, parts);
+    if (rc == 0) rc = vt_hf_tensor_list(&m->cfg, parts, m, &list, &n);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = load_tensor(&ck, list[i].name, list[i].ndim, list[i].shape, list[i].data);
+    /* A tied classifier held without the embedding (the last pipeline stage) is read from it. */
+    if (rc == 0 && m->has_head && m->cfg.tied && m->lm_head != m->embed) {
+        int64_t shape[2] = {m->cfg.vocab, m->cfg.dim};
+        rc = load_tensor(&ck, "model.embed_tokens.weight", 2, shape, m->lm_head);
+    }
+    free(list);
+    vt_hf_close(&ck);
+    if (rc) vt_model_free(m);
+    return rc;
+}
+
+int vt_model_load(vt_model *m, const char *path, vt_load_parts parts) {
+    if (vt_is_dir(path)) return load_hf(m, path, parts);
+    if (!vt_path_exists(path)) return vt_fail("%s: no such file or directory", path);
+    return vt_llama2c_load(m, path, parts);
+}

@@ -1,0 +1,389 @@
+/* tokenizer.c — llama2.c tokenizer.bin: load, encode with greedy merges, decode, locate. */
+#include "io/tokenizer.h"
+
+#include <dirent.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util/error.h"
+#include "util/fsutil.h"
+
+/* A file of more than this many bytes is not a tokenizer.bin (LLaMA's is about 0.5 MB). */
+#define MAX_TOKENIZER_BYTES (1u << 30)
+#define MAX_PIECE_BYTES 65536u
+
+
+static int32_t get_i32(const unsigned char *p) {
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    int32_t v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+static float get_f32(const unsigned char *p) {
+    int32_t i = get_i32(p);
+    float f;
+    memcpy(&f, &i, 4);
+    return f;
+}
+
+static int compare_bytes(const char *a, size_t alen, const char *b, size_t blen) {
+    size_t m = alen < blen ? alen : blen;
+    int c = memcmp(a, b, m);
+    if (c) return c;
+    return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+static int compare_pieces(const void *pa, const void *pb) {
+    const vt_piece_ref *a = pa, *b = pb;
+    int c = compare_bytes(a->str, a->len, b->str, b->len);
+    return c ? c : (a->id > b->id) - (a->id < b->id);
+}
+
+int vt_tokenizer_lookup(const vt_tokenizer *t, const char *s, size_t len) {
+    /* Lower bound, so duplicated pieces resolve to the smallest id. */
+    size_t lo = 0, hi = (size_t)t->vocab_size;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (compare_bytes(t->sorted[mid].str, t->sorted[mid].len, s, len) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < (size_t)t->vocab_size && compare_bytes(t->sorted[lo].str, t->sorted[lo].len, s, len) == 0)
+        return t->sorted[lo].id;
+    return -1;
+}
+
+void vt_tokenizer_free(vt_tokenizer *t) {
+    if (t->vocab) free(t->vocab[0]);
+    free(t->vocab);
+    free(t->vocab_len);
+    free(t->scores);
+    free(t->sorted);
+    memset(t, 0, sizeof *t);
+}
+
+int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
+    memset(t, 0, sizeof *t);
+    unsigned char *data = NULL;
+    size_t size = 0;
+    struct stat st; /* a weights file given by mistake is refused before it is read */
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size > MAX_TOKENIZER_BYTES)
+        return vt_fail("%s: %lld bytes, more than the %u a tokenizer file may have: is this the tokenizer?", path,
+                       (long long)st.st_size, MAX_TOKENIZER_BYTES);
+    if (vt_read_file(path, (char **)&data, &size)) return -1;
+    if (size < 4) {
+        free(data);
+        return vt_fail("%s: tokenizer file is %zu bytes, shorter than its 4-byte header", path, size);
+    }
+    int32_t max_len = get_i32(data);
+    if (max_len <= 0 || (uint32_t)max_len > MAX_PIECE_BYTES) {
+        free(data);
+        return vt_fail("%s: max_token_length %d in the header is not in [1, %u]; not a llama2.c tokenizer.bin",
+                       path, (int)max_len, MAX_PIECE_BYTES);
+    }
+    /* First pass: validate the records and count them and their bytes. */
+    size_t count = 0, text_bytes = 0;
+    for (size_t off = 4; off < size; count++) {
+        if (size - off < 8) {
+            vt_fail("%s: record %zu at byte %zu is truncated (%zu bytes left, need 8 for score and length)",
+                    path, count, off, size - off);
+            goto bad;
+        }
+        int32_t len = get_i32(data + off + 4);
+        if (len <= 0 || len > max_len) {
+            vt_fail("%s: record %zu at byte %zu has length %d, outside [1, max_token_length=%d]", path,
+                    count, off, (int)len, (int)max_len);
+            goto bad;
+        }
+        if (size - off - 8 < (size_t)len) {
+            vt_fail("%s: record %zu at byte %zu is truncated (piece of %d bytes, %zu left)", path, count,
+                    off, (int)len, size - off - 8);
+            goto bad;
+        }
+        off += 8 + (size_t)len;
+        text_bytes += (size_t)len + 1;
+    }
+    if (count == 0 || count > INT32_MAX) {
+        vt_fail("%s: tokenizer has %zu tokens", path, count);
+        goto bad;
+    }
+
+    t->vocab_size = (int)count;
+    t->max_token_length = (unsigned)max_len;
+    t->vocab = vt_calloc(count, sizeof *t->vocab, "tokenizer vocabulary");
+    t->vocab_len = vt_malloc(count * sizeof *t->vocab_len, "tokenizer piece lengths");
+    t->scores = vt_malloc(count * sizeof *t->scores, "tokenizer scores");
+    t->sorted = vt_malloc(count * sizeof *t->sorted, "tokenizer index");
+    char *text = vt_malloc(text_bytes, "tokenizer pieces");
+    if (!t->vocab || !t->vocab_len || !t->scores || !t->sorted || !text) {
+        free(text);
+        vt_tokenizer_free(t);
+        vt_fail_context("%s", path);
+        goto bad;
+    }
+    size_t off = 4;
+    for (size_t i = 0; i < count; i++) {
+        size_t len = (size_t)get_i32(data + off + 4);
+        t->scores[i] = get_f32(data + off);
+        t->vocab[i] = text;
+        t->vocab_len[i] = (unsigned)len;
+        memcpy(text, data + off + 8, len);
+        text[len] = '\0';
+        text += len + 1;
+        off += 8 + len;
+        t->sorted[i] = (vt_piece_ref){t->vocab[i], (unsigned)len, (int)i};
+    }
+    free(data);
+    qsort(t->sorted, count, sizeof *t->sorted, compare_pieces);
+    for (int b = 0; b < 256; b++) {
+        t->byte_pieces[2 * b] = (char)b;
+        t->byte_pieces[2 * b + 1] = '\0';
+    }
+    t->space_id = vt_tokenizer_lookup(t, " ", 1);
+    return 0;
+bad:
+    free(data);
+    return -1;
+}
+
+const char *vt_decode_piece(const vt_tokenizer *t, int prev_token, int token) {
+    if (token < 0 || token >= t->vocab_size) return NULL;
+    const char *piece = t->vocab[token];
+    if (prev_token == VT_TOKEN_BOS && piece[0] == ' ') piece++;
+    unsigned char byte;
+    if (sscanf(piece, "<0x%02hhX>", &byte) == 1) piece = t->byte_pieces + 2 * byte;
+    return piece;
+}
+
+/* ---- encoding ---- */
+
+/* A candidate merge of the adjacent tokens at nodes left and right into piece id. The versions
+ * record the nodes' state when it was found: a changed node makes the candidate stale. */
+typedef struct {
+    float score;
+    int left, right, id;
+    unsigned left_version, right_version;
+} merge_candidate;
+
+typedef struct {
+    merge_candidate *items;
+    size_t n;
+} merge_heap;
+
+/* llama2.c takes the highest score, and the leftmost pair on ties. Merges keep the order of the
+ * nodes, so "leftmost" is the smallest original index of the left node. */
+static int comes_first(const merge_candidate *a, const merge_candidate *b) {
+    if (a->score != b->score) return a->score > b->score;
+    return a->left < b->left;
+}
+
+static void heap_push(merge_heap *h, merge_candidate c) {
+    size_t i = h->n++;
+    h->items[i] = c;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!comes_first(&h->items[i], &h->items[parent])) break;
+        merge_candidate tmp = h->items[i];
+        h->items[i] = h->items[parent];
+        h->items[parent] = tmp;
+        i = parent;
+    }
+}
+
+static merge_candidate heap_pop(merge_heap *h) {
+    merge_candidate top = h->items[0];
+    h->items[0] = h->items[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t best = i, l = 2 * i + 1, r = l + 1;
+        if (l < h->n && comes_first(&h->items[l], &h->items[best])) best = l;
+        if (r < h->n && comes_first(&h->items[r], &h->items[best])) best = r;
+        if (best == i) break;
+        merge_candidate tmp = h->items[i];
+        h->items[i] = h->items[best];
+        h->items[best] = tmp;
+        i = best;
+    }
+    return top;
+}
+
+typedef struct {
+    const vt_tokenizer *t;
+    int *tok, *next, *prev;
+    unsigned *version;
+    char *buf; /* room for two pieces */
+    merge_heap heap;
+} merger;
+
+static void consider_pair(merger *m, int left, int right) {
+    if (left < 0 || right < 0) return;
+    const vt_tokenizer *t = m->t;
+    unsigned la = t->vocab_len[m->tok[left]], lb = t->vocab_len[m->tok[right]];
+    memcpy(m->buf, t->vocab[m->tok[left]], la);
+    memcpy(m->buf + la, t->vocab[m->tok[right]], lb);
+    int id = vt_tokenizer_lookup(t, m->buf, (size_t)la + lb);
+    /* llama2.c only merges pairs scoring above its initial best of -1e10. */
+    if (id < 0 || !(t->scores[id] > -1e10f)) return;
+    heap_push(&m->heap, (merge_candidate){t->scores[id], left, right, id, m->version[left], m->version[right]});
+}
+
+/* Applies llama2.c's merge loop to tok[0..n) in place; returns the new length or -1. */
+static int merge_pairs(const vt_tokenizer *t, int *tok, size_t n, size_t *n_out) {
+    merger m = {.t = t, .tok = tok};
+    m.next = vt_malloc(n * sizeof *m.next, "encoder links");
+    m.prev = vt_malloc(n * sizeof *m.prev, "encoder links");
+    m.version = vt_calloc(n, sizeof *m.version, "encoder versions");
+    m.buf = vt_malloc(2 * (size_t)t->max_token_length + 1, "encoder buffer");
+    /* Each merge adds at most two candidates to the n - 1 initial ones. */
+    m.heap.items = vt_malloc(3 * n * sizeof *m.heap.items, "encoder merge queue");
+    int rc = -1;
+    if (!m.next || !m.prev || !m.version || !m.buf || !m.heap.items) goto done;
+    for (size_t i = 0; i < n; i++) {
+        m.next[i] = i + 1 < n ? (int)(i + 1) : -1;
+        m.prev[i] = (int)i - 1;
+    }
+    for (size_t i = 0; i + 1 < n; i++) consider_pair(&m, (int)i, (int)(i + 1));
+    while (m.heap.n > 0) {
+        merge_candidate c = heap_pop(&m.heap);
+        if (m.next[c.left] != c.right || m.version[c.left] != c.left_version ||
+            m.version[c.right] != c.right_version)
+            continue; /* stale: one of the two tokens changed or was merged away */
+        tok[c.left] = c.id;
+        m.version[c.left]++;
+        m.version[c.right]++;
+        m.next[c.left] = m.next[c.right];
+        if (m.next[c.right] >= 0) m.prev[m.next[c.right]] = c.left;
+        tok[c.right] = -1;
+        consider_pair(&m, m.prev[c.left], c.left);
+        consider_pair(&m, c.left, m.next[c.left]);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (tok[i] >= 0) tok[k++] = tok[i];
+    *n_out = k;
+    rc = 0;
+done:
+    free(m.next);
+    free(m.prev);
+    free(m.version);
+    free(m.buf);
+    free(m.heap.items);
+    return rc;
+}
+
+int vt_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int eos, int **ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    if (len > ((size_t)1 << 40)) return vt_fail("text of %zu bytes is too long to encode", len);
+    /* At most: BOS, dummy prefix, one token per byte, EOS. */
+    int *tok = vt_malloc((len + 3) * sizeof *tok, "encoded tokens");
+    if (!tok) return -1;
+    size_t k = 0;
+    if (bos) tok[k++] = VT_TOKEN_BOS;
+    if (len > 0) /* the dummy prefix; byte fallback for a vocabulary without " " */
+        tok[k++] = t->space_id >= 0 ? t->space_id : ' ' + 3;
+
+    /* One piece per UTF-8 code point: a lead byte and up to three continuation bytes, exactly as
+     * llama2.c groups them (malformed sequences included). */
+    char cp[4];
+    size_t cp_len = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c & 0xC0) != 0x80) cp_len = 0;
+        cp[cp_len++] = (char)c;
+        int next_is_continuation = i + 1 < len && ((unsigned char)text[i + 1] & 0xC0) == 0x80;
+        if (next_is_continuation && cp_len < 4) continue;
+        int id = vt_tokenizer_lookup(t, cp, cp_len);
+        if (id >= 0) {
+            tok[k++] = id;
+        } else {
+            for (size_t j = 0; j < cp_len; j++) tok[k++] = (unsigned char)cp[j] + 3;
+        }
+        cp_len = 0;
+    }
+    for (size_t i = 0; i < k; i++)
+        if (tok[i] >= t->vocab_size) { /* a byte fallback the vocabulary does not have */
+            int byte = tok[i] - 3;
+            free(tok);
+            return vt_fail("cannot encode byte 0x%02X: not in the vocabulary and the tokenizer has no byte pieces "
+                           "(needs %d or more tokens)", byte, byte + 4);
+        }
+    if (merge_pairs(t, tok, k, &k)) {
+        free(tok);
+        return -1;
+    }
+    if (eos) tok[k++] = VT_TOKEN_EOS;
+    *ids = tok;
+    *n = k;
+    return 0;
+}
+
+/* ---- finding the tokenizer of a model ---- */
+
+static int is_readable_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int copy_path(char *out, size_t cap, const char *path) {
+    if (strlen(path) >= cap) return vt_fail("%s: path too long", path);
+    memcpy(out, path, strlen(path) + 1);
+    return 0;
+}
+
+/* dir + "/" + name into out[cap]; 0 when it fits. */
+static int join_path(char *out, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
+}
+
+int vt_tokenizer_locate(const char *model_path, const char *given, char *out, size_t cap) {
+    if (given) return copy_path(out, cap, given);
+    char candidate[4096];
+    struct stat st;
+    if (stat(model_path, &st) != 0) return vt_fail("%s: model not found", model_path);
+    if (S_ISDIR(st.st_mode)) {
+        if (join_path(candidate, sizeof candidate, model_path, "tokenizer.bin") == 0 && is_readable_file(candidate))
+            return copy_path(out, cap, candidate);
+        return vt_fail("no tokenizer given and none found next to %s (looked for %s/tokenizer.bin); pass --tokenizer",
+                       model_path, model_path);
+    }
+    /* A file: look in its directory. */
+    const char *slash = strrchr(model_path, '/');
+    const char *base = slash ? slash + 1 : model_path;
+    char dir[4096];
+    size_t dir_len = !slash ? 1 : slash == model_path ? 1 : (size_t)(slash - model_path);
+    if (dir_len >= sizeof dir) return vt_fail("%s: path too long", model_path);
+    memcpy(dir, !slash ? "." : slash == model_path ? "/" : model_path, dir_len);
+    dir[dir_len] = '\0';
+
+    if (strcmp(base, "tokenizer.bin") != 0 && join_path(candidate, sizeof candidate, dir, "tokenizer.bin") == 0 &&
+        is_readable_file(candidate))
+        return copy_path(out, cap, candidate);
+    DIR *d = opendir(dir);
+    if (!d) return vt_fail("%s: cannot list directory to find a tokenizer; pass --tokenizer", dir);
+    char found[2][256];
+    int n_found = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 7 || strncmp(e->d_name, "tok", 3) != 0 || strcmp(e->d_name + len - 4, ".bin") != 0) continue;
+        if (strcmp(e->d_name, base) == 0 || len >= sizeof found[0]) continue;
+        if (join_path(candidate, sizeof candidate, dir, e->d_name) || !is_readable_file(candidate)) continue;
+        if (n_found < 2) memcpy(found[n_found], e->d_name, len + 1);
+        n_found++;
+    }
+    closedir(d);
+    if (n_found == 0)
+        return vt_fail("no tokenizer given and none found next to %s (no tokenizer.bin or tok*.bin in %s); pass --tokenizer",
+                       model_path, dir);
+    if (n_found > 1)
+        return vt_fail("no tokenizer given and %d candidates next to %s (%s, %s, ...); pass --tokenizer",
+                       n_found, model_path, found[0], found[1]);
+    if (join_path(candidate, sizeof candidate, dir, found[0])) return vt_fail("%s: path too long", dir);
+    return copy_path(out, cap, candidate);
+}

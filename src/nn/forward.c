@@ -1,0 +1,389 @@
+/* forward.c — batched LLaMA forward pass in fp32 with BLIS sgemm: RMSNorm, RoPE (both layouts),
+ * grouped-query causal attention with a key/value cache, SwiGLU, classifier. */
+#include "nn/forward.h"
+
+#include <blis.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+#include "util/fastexp.h"
+#include "nn/matmul.h"
+
+void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, int rows, int n_in, int n_out,
+               float beta) {
+    if (pk && pk->k == n_in && pk->n == n_out && vt_packed_use(pk, rows))
+        vt_sgemm_packed(rows, x, n_in, pk, beta, y, n_out);
+    else
+        vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
+}
+
+int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
+    const vt_config *c = &m->cfg;
+    vt_model_packs_free(p);
+    p->layers = vt_calloc((size_t)c->n_layers, sizeof *p->layers, "packed weights");
+    if (!p->layers) return -1;
+    p->n_layers = c->n_layers;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        const vt_layer_weights *w = &m->layers[l];
+        vt_layer_packs *lp = &p->layers[l];
+        int qd = s->n_heads * c->head_dim, width = qd + 2 * s->n_kv_heads * c->head_dim;
+        if ((s->n_heads && (vt_pack_linear(&lp->qkv, w->wq, c->dim, width, backward) ||
+                            vt_pack_linear(&lp->o, w->wo, qd, c->dim, backward))) ||
+            (s->ffn && (vt_pack_linear(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward) ||
+                        vt_pack_linear(&lp->down, w->w_down, s->ffn, c->dim, backward)))) {
+            vt_model_packs_free(p);
+            return -1;
+        }
+        p->bytes += lp->qkv.bytes + lp->o.bytes + lp->gate_up.bytes + lp->down.bytes;
+    }
+    return 0;
+}
+
+void vt_model_packs_free(vt_model_packs *p) {
+    if (p->layers)
+        for (int l = 0; l < p->n_layers; l++) {
+            vt_packed_free(&p->layers[l].qkv);
+            vt_packed_free(&p->layers[l].o);
+            vt_packed_free(&p->layers[l].gate_up);
+            vt_packed_free(&p->layers[l].down);
+        }
+    free(p->layers);
+    memset(p, 0, sizeof *p);
+}
+
+void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * dim;
+        float *o = out + (size_t)r * dim;
+        double ss = 0.0;
+        for (int i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+        float scale = (float)(1.0 / sqrt(ss / dim + eps));
+        if (inv_rms) inv_rms[r] = scale;
+        for (int i = 0; i < dim; i++) o[i] = xr[i] * scale * w[i];
+    }
+}
+
+static int max_q_dim(const vt_model *m, int *kv_dim, int *ffn) {
+    int q = 0;
+    *kv_dim = 0;
+    *ffn = 0;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &m->cfg.layers[l];
+        if (s->n_heads * m->cfg.head_dim > q) q = s->n_heads * m->cfg.head_dim;
+        if (s->n_kv_heads * m->cfg.head_dim > *kv_dim) *kv_dim = s->n_kv_heads * m->cfg.head_dim;
+        if (s->ffn > *ffn) *ffn = s->ffn;
+    }
+    return q;
+}
+
+int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int max_ctx) {
+    memset(f, 0, sizeof *f);
+    const vt_config *c = &m->cfg;
+    if (max_ctx > c->seq_len)
+        return vt_fail("context of %d tokens exceeds the model's %d positions", max_ctx, c->seq_len);
+    f->max_batch = max_batch;
+    f->max_tokens = max_tokens;
+    f->max_ctx = max_ctx;
+    f->query_block = VT_ATTN_QUERY_BLOCK;
+    f->layer_begin = m->layer_begin;
+    f->layer_end = m->layer_end;
+    int kv, ffn, q = max_q_dim(m, &kv, &ffn), hd2 = c->head_dim / 2;
+    size_t rows = (size_t)max_batch * max_tokens, d = (size_t)c->dim;
+    f->k_cache = vt_calloc((size_t)c->n_layers, sizeof(float *), "key cache table");
+    f->v_cache = vt_calloc((size_t)c->n_layers, sizeof(float *), "value cache table");
+    f->xn = vt_malloc(rows * d * sizeof(float), "normalised activations");
+    f->qkv = vt_malloc(rows * (size_t)(q + 2 * kv + 1) * sizeof(float), "q/k/v activations");
+    f->att_out = vt_malloc(rows * (size_t)(q + 1) * sizeof(float), "attention outputs");
+    f->scores = vt_malloc((size_t)max_tokens * max_ctx * sizeof(float), "attention scores");
+    f->gate_up = vt_malloc(rows * (size_t)(2 * ffn + 1) * sizeof(float), "FFN activations");
+    f->ffn_act = vt_malloc(rows * (size_t)(ffn + 1) * sizeof(float), "FFN activations");
+    f->block_out = vt_malloc(rows * d * sizeof(float), "block outputs");
+    f->rope_cos = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
+    f->rope_sin = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
+    f->bytes = sizeof(float) * (rows * (2 * d + (size_t)(2 * q + 2 * kv + 3 * ffn + 4)) + (size_t)max_tokens * max_ctx +
+                                2 * (size_t)max_ctx * hd2);
+    if (!f->k_cache || !f->v_cache || !f->xn || !f->qkv || !f->att_out || !f->scores || !f->gate_up ||
+        !f->ffn_act || !f->block_out || !f->rope_cos || !f->rope_sin)
+        goto fail;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        size_t n = (size_t)max_batch * max_ctx * (size_t)(c->layers[l].n_kv_heads * c->head_dim);
+        if (!n) continue;
+        f->k_cache[l] = vt_malloc(n * sizeof(float), "key cache");
+        f->v_cache[l] = vt_malloc(n * sizeof(float), "value cache");
+        f->bytes += 2 * n * sizeof(float);
+        if (!f->k_cache[l] || !f->v_cache[l]) goto fail;
+    }
+    for (int p = 0; p < max_ctx; p++)
+        for (int i = 0; i < hd2; i++) {
+            double freq = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+            f->rope_cos[(size_t)p * hd2 + i] = (float)cos(p * freq);
+            f->rope_sin[(size_t)p * hd2 + i] = (float)sin(p * freq);
+        }
+    return 0;
+fail:
+    vt_fwd_free(f);
+    return -1;
+}
+
+void vt_fwd_free(vt_fwd *f) {
+    vt_model_packs_free(&f->packs);
+    if (f->k_cache)
+        for (int l = f->layer_begin; l < f->layer_end; l++) free(f->k_cache[l]);
+    if (f->v_cache)
+        for (int l = f->layer_begin; l < f->layer_end; l++) free(f->v_cache[l]);
+    free(f->k_cache);
+    free(f->v_cache);
+    free(f->xn);
+    free(f->qkv);
+    free(f->att_out);
+    free(f->scores);
+    free(f->gate_up);
+    free(f->ffn_act);
+    free(f->block_out);
+    free(f->rope_cos);
+    free(f->rope_sin);
+    memset(f, 0, sizeof *f);
+}
+
+void vt_embed(const vt_model *m, const int32_t *tokens, int rows, float *x) {
+    size_t d = (size_t)m->cfg.dim;
+    for (int r = 0; r < rows; r++) memcpy(x + r * d, m->embed + (size_t)tokens[r] * d, d * sizeof(float));
+}
+
+void vt_embed_gated(const vt_model *m, const int32_t *tokens, int B, int T, const vt_gates *g, float *x) {
+    vt_embed(m, tokens, B * T, x);
+    if (!g) return;
+    size_t d = (size_t)m->cfg.dim;
+    for (int b = 0; b < B; b++) {
+        const float *zh = g->z + (size_t)b * g->stride; /* hidden gates sit at the start of a row */
+        for (int t = 0; t < T; t++) {
+            float *xr = x + ((size_t)b * T + t) * d;
+            for (size_t i = 0; i < d; i++) xr[i] *= zh[i];
+        }
+    }
+}
+
+/* Rotates one head vector in place at table row `cs`/`sn` (head_dim/2 entries). */
+static void rope_head(float *v, const float *cs, const float *sn, int hd, vt_rope_layout layout) {
+    int h2 = hd / 2;
+    for (int i = 0; i < h2; i++) {
+        int a = layout == VT_ROPE_INTERLEAVED ? 2 * i : i;
+        int b = layout == VT_ROPE_INTERLEAVED ? 2 * i + 1 : i + h2;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x0 * sn[i] + x1 * cs[i];
+    }
+}
+
+void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
+                         size_t off) {
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride + off;
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * (size_t)units * width;
+            for (int u = 0; u < units; u++)
+                for (int i = 0; i < width; i++) gated[r + (size_t)u * width + i] = pre[r + (size_t)u * width + i] * z[u];
+        }
+    }
+}
+
+/* x += (z_block[b] * z_hidden[b]) o y: a gated block output joins the residual stream. */
+static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_gates *g, size_t block_gate) {
+    for (int b = 0; b < B; b++) {
+        const float *z = g->z + (size_t)b * g->stride;
+        float zb = z[block_gate];
+        for (int t = 0; t < T; t++) {
+            size_t r = ((size_t)b * T + t) * dim;
+            for (int i = 0; i < dim; i++) x[r + i] += zb * z[i] * y[r + i];
+        }
+    }
+}
+
+static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0, const vt_gates *g,
+                            vt_tape_layer *tp) {
+    const vt_config *c = &m->cfg;
+    const vt_layer_shape *s = &c->layers[l];
+    const vt_layer_weights *w = &m->layers[l];
+    int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd;
+    int rows = B * T, width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads, ctx = pos0 + T;
+    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+    float *xn = tp ? tp->xn_attn : f->xn, *qkv = tp ? tp->qkv : f->qkv, *att = tp ? tp->att : f->att_out;
+
+    if (tp) memcpy(tp->x_attn, x, (size_t)rows * c->dim * sizeof(float));
+    vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
+    const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
+    vt_linear(qkv, xn, w->wq, pk ? &pk->qkv : NULL, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *row = qkv + (size_t)(b * T + t) * width;
+            const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
+            for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head(row + h * hd, cs, sn, hd, c->rope);
+            size_t at = ((size_t)b * f->max_ctx + pos0 + t) * kvd;
+            memcpy(f->k_cache[l] + at, row + qd, (size_t)kvd * sizeof(float));
+            memcpy(f->v_cache[l] + at, row + qd + kvd, (size_t)kvd * sizeof(float));
+        }
+    for (int b = 0; b < B; b++) {
+        const float *kc = f->k_cache[l] + (size_t)b * f->max_ctx * kvd;
+        const float *vc = f->v_cache[l] + (size_t)b * f->max_ctx * kvd;
+        for (int h = 0; h < s->n_heads; h++) {
+            const float *q = qkv + (size_t)b * T * width + h * hd;
+            const float *k = kc + (h / group) * hd, *v = vc + (h / group) * hd;
+            float *out = att + (size_t)b * T * qd + h * hd;
+            float *sc = tp ? tp->probs + ((size_t)b * s->n_heads + h) * T * ctx : f->scores;
+            /* scores[T, ctx] = scale * Q_h K_h^T, by blocks of query rows, each only over the keys
+             * its rows may see (causal: the rest is 0 after the softmax) */
+            for (int t0 = 0; t0 < T; t0 += f->query_block) {
+                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
+                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, nt, kb, hd, &scale, (float *)q + (size_t)t0 * width, width,
+                          1, (float *)k, kvd, 1, &zero, sc + (size_t)t0 * ctx, ctx, 1);
+            }
+            for (int t = 0; t < T; t++) {
+                float *sr = sc + (size_t)t * ctx;
+                int n = pos0 + t + 1; /* causal: positions 0..pos0+t */
+                float mx = sr[0];
+                for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
+                for (int j = 0; j < n; j++) sr[j] = sr[j] - mx < -87.0f ? -87.0f : sr[j] - mx;
+                vt_exp_nonpositive(sr, n);
+                float sum = 0.0f;
+                for (int j = 0; j < n; j++) sum += sr[j];
+                float inv = 1.0f / sum;
+                for (int j = 0; j < n; j++) sr[j] *= inv;
+                for (int j = n; j < ctx; j++) sr[j] = 0.0f;
+            }
+            /* out[T, hd] = P V_h, by the same blocks */
+            for (int t0 = 0; t0 < T; t0 += f->query_block) {
+                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
+                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, nt, hd, kb, &one, sc + (size_t)t0 * ctx, ctx, 1,
+                          (float *)v, kvd, 1, &zero, out + (size_t)t0 * qd, qd, 1);
+            }
+        }
+    }
+    if (!g) {
+        vt_linear(x, att, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 1.0f); /* residual add: beta = 1 */
+        return;
+    }
+    /* Head gates on the heads' outputs, then o_proj, then block and hidden gates. */
+    vt_apply_unit_gates(f->att_out, att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
+    float *y = tp ? tp->y_attn : f->block_out;
+    vt_linear(y, f->att_out, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
+    add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
+}
+
+static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, const vt_gates *g,
+                      vt_tape_layer *tp) {
+    const vt_config *c = &m->cfg;
+    const vt_layer_weights *w = &m->layers[l];
+    int ffn = c->layers[l].ffn, rows = B * T;
+    float *xn = tp ? tp->xn_mlp : f->xn, *gu = tp ? tp->gate_up : f->gate_up, *act = tp ? tp->act : f->ffn_act;
+    if (tp) memcpy(tp->x_mlp, x, (size_t)rows * c->dim * sizeof(float));
+    vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
+    const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
+    vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
+    for (int r = 0; r < rows; r++) {
+        const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;
+        float *a = act + (size_t)r * ffn;
+        for (int i = 0; i < ffn; i++) a[i] = gt[i] / (1.0f + expf(-gt[i])) * u[i];
+    }
+    if (!g) {
+        vt_linear(x, act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 1.0f);
+        return;
+    }
+    vt_apply_unit_gates(f->ffn_act, act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
+    float *y = tp ? tp->y_mlp : f->block_out;
+    vt_linear(y, f->ffn_act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 0.0f);
+    add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l) + 1);
+}
+
+void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0,
+                          const vt_gates *g, vt_tape *tape) {
+    for (int l = l0; l < l1; l++) {
+        vt_tape_layer *tp = tape ? &tape->layers[l] : NULL;
+        if (m->cfg.layers[l].n_heads) attention_block(m, f, l, x, B, T, pos0, g, tp);
+        if (m->cfg.layers[l].ffn) mlp_block(m, f, l, x, B, T, g, tp);
+    }
+}
+
+void vt_layers_forward(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0) {
+    vt_layers_forward_ex(m, f, l0, l1, x, B, T, pos0, NULL, NULL);
+}
+
+void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits, vt_tape *tape) {
+    float *xn = tape ? tape->xn_final : f->xn;
+    if (tape) memcpy(tape->x_final, x, (size_t)rows * m->cfg.dim * sizeof(float));
+    vt_rmsnorm(xn, x, m->final_norm, rows, m->cfg.dim, m->cfg.norm_eps, tape ? tape->inv_rms_final : NULL);
+    vt_linear(logits, xn, m->lm_head, NULL, rows, m->cfg.dim, m->cfg.vocab, 0.0f);
+}
+
+void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits) {
+    vt_head_forward_ex(m, f, x, rows, logits, NULL);
+}
+
+int vt_tape_init(vt_tape *tp, const vt_model *m, int B, int T, int pos0) {
+    memset(tp, 0, sizeof *tp);
+    size_t ctx = (size_t)pos0 + T;
+    const vt_config *c = &m->cfg;
+    size_t rows = (size_t)B * T, d = (size_t)c->dim, total = 2 * rows * d + rows;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        size_t qd = (size_t)s->n_heads * c->head_dim, kvd = (size_t)s->n_kv_heads * c->head_dim;
+        if (s->n_heads) total += rows * (3 * d + 1 + qd + 2 * kvd + qd) + (size_t)B * s->n_heads * T * ctx;
+        if (s->ffn) total += rows * (3 * d + 1 + 3 * (size_t)s->ffn);
+    }
+    tp->B = B;
+    tp->T = T;
+    tp->pos0 = pos0;
+    tp->layer_begin = m->layer_begin;
+    tp->layer_end = m->layer_end;
+    tp->layers = vt_calloc((size_t)c->n_layers, sizeof *tp->layers, "activation tape");
+    tp->arena = vt_malloc(total * sizeof(float), "activation tape");
+    tp->bytes = total * sizeof(float);
+    if (!tp->layers || !tp->arena) {
+        vt_tape_free(tp);
+        return -1;
+    }
+    float *p = tp->arena;
+#define TAKE(n) (p += (n), p - (n))
+    tp->x_final = TAKE(rows * d);
+    tp->xn_final = TAKE(rows * d);
+    tp->inv_rms_final = TAKE(rows);
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        vt_tape_layer *t = &tp->layers[l];
+        size_t qd = (size_t)s->n_heads * c->head_dim, kvd = (size_t)s->n_kv_heads * c->head_dim, f = (size_t)s->ffn;
+        if (s->n_heads) {
+            t->x_attn = TAKE(rows * d);
+            t->xn_attn = TAKE(rows * d);
+            t->y_attn = TAKE(rows * d);
+            t->inv_rms_attn = TAKE(rows);
+            t->qkv = TAKE(rows * (qd + 2 * kvd));
+            t->att = TAKE(rows * qd);
+            t->probs = TAKE((size_t)B * s->n_heads * T * ctx);
+        }
+        if (s->ffn) {
+            t->x_mlp = TAKE(rows * d);
+            t->xn_mlp = TAKE(rows * d);
+            t->y_mlp = TAKE(rows * d);
+            t->inv_rms_mlp = TAKE(rows);
+            t->gate_up = TAKE(rows * 2 * f);
+            t->act = TAKE(rows * f);
+        }
+    }
+#undef TAKE
+    return 0;
+}
+
+void vt_tape_link(vt_tape *tapes, int n) {
+    for (int i = 0; i < n; i++) {
+        tapes[i].prev = i > 0 ? &tapes[i - 1] : NULL;
+        tapes[i].next = i + 1 < n ? &tapes[i + 1] : NULL;
+    }
+}
+
+void vt_tape_free(vt_tape *tp) {
+    free(tp->layers);
+    free(tp->arena);
+    memset(tp, 0, sizeof *tp);
+}

@@ -1,0 +1,162 @@
+/* matmul.c — row-major sgemm for weight matmuls, choosing BLIS's code path by shape (matmul.h). */
+#include "nn/matmul.h"
+
+#include <blis.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+int vt_sgemm_uses_sup(int m, int n, int k) {
+    return m < VT_MATMUL_SUP_BELOW || n < VT_MATMUL_SUP_BELOW || k < VT_MATMUL_SUP_BELOW;
+}
+
+void vt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+              float beta, float *c, int ldc) {
+    rntm_t rntm;
+    bli_rntm_init_from_global(&rntm); /* threads as BLIS_NUM_THREADS set them */
+    bli_rntm_set_l3_sup(vt_sgemm_uses_sup(m, n, k), &rntm);
+    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, m, n, k, &alpha,
+                 (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
+}
+
+/* The micro-kernel and its block sizes, from BLIS's context for this CPU. */
+typedef struct {
+    cntx_t *cntx;
+    sgemm_ukr_ft ukr;
+    int mr, nr, kc, mc;
+    int row_pref;
+} micro_kernel;
+
+static const micro_kernel *kernel(void) {
+    static micro_kernel k;
+    if (!k.cntx) {
+        bli_init();
+        cntx_t *c = bli_gks_query_cntx();
+        k.ukr = (sgemm_ukr_ft)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, c);
+        k.mr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, c);
+        k.nr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, c);
+        k.kc = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, c);
+        /* rows of A packed at once: up to 2 x BLIS's MC, so a 256-row micro-batch is one block and
+         * every sliver of B is read once per KC block (measured: 3-5% faster than MC here) */
+        k.mc = 2 * (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MC, c);
+        k.mc -= k.mc % k.mr;
+        k.row_pref = bli_cntx_get_l3_nat_ukr_prefs_dt(BLIS_FLOAT, BLIS_GEMM_UKR, c);
+        k.cntx = c;
+    }
+    return &k;
+}
+
+/* One MC x KC block of A packed for the kernel, shared by every packed matmul of this process
+ * (one thread); allocated by the first vt_pack, so a matmul itself never fails. */
+static float *a_block;
+
+static float *alloc64(size_t bytes, const char *what) {
+    float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) vt_fail("out of memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
+int vt_blis_threads(void) {
+    int n = (int)bli_thread_get_num_threads();
+    return n > 1 ? n : 1;
+}
+
+int vt_pack_available(void) {
+    const micro_kernel *k = kernel();
+    return k->row_pref && k->ukr && k->mr > 0 && k->nr > 0 && k->kc > 0 && vt_blis_threads() == 1;
+}
+
+size_t vt_packed_bytes(int k, int n) {
+    int nr = kernel()->nr;
+    return sizeof(float) * (size_t)((n + nr - 1) / nr) * nr * (size_t)k;
+}
+
+int vt_pack(vt_packed *p, const float *w, int k, int n, int trans) {
+    const micro_kernel *mk = kernel();
+    int nr = mk->nr, kcb = mk->kc, slivers = (n + nr - 1) / nr;
+    memset(p, 0, sizeof *p);
+    if (!a_block && !(a_block = alloc64(sizeof(float) * (size_t)(mk->mc + mk->mr) * kcb, "packed matmul rows")))
+        return -1;
+    p->bytes = vt_packed_bytes(k, n);
+    p->data = alloc64(p->bytes, "packed weights");
+    if (!p->data) return -1;
+    p->k = k;
+    p->n = n;
+    p->kc = kcb;
+    p->nr = nr;
+    for (int pc = 0; pc < k; pc += kcb) {
+        int kc = k - pc < kcb ? k - pc : kcb;
+        for (int j = 0; j < slivers; j++) {
+            float *d = p->data + (size_t)pc * slivers * nr + (size_t)j * nr * kc;
+            int cols = n - j * nr < nr ? n - j * nr : nr;
+            if (trans) /* B[q][j] = W[j][q]: read W's rows, write the sliver's columns */
+                for (int r = 0; r < nr; r++) {
+                    const float *src = w + (size_t)(j * nr + r) * k + pc;
+                    for (int q = 0; q < kc; q++) d[(size_t)q * nr + r] = r < cols ? src[q] : 0.0f;
+                }
+            else
+                for (int q = 0; q < kc; q++) {
+                    const float *src = w + (size_t)(pc + q) * n + (size_t)j * nr;
+                    for (int r = 0; r < nr; r++) d[(size_t)q * nr + r] = r < cols ? src[r] : 0.0f;
+                }
+        }
+    }
+    return 0;
+}
+
+int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward) {
+    return backward ? vt_pack(p, w, n_out, n_in, 0) : vt_pack(p, w, n_in, n_out, 1);
+}
+
+void vt_packed_free(vt_packed *p) {
+    free(p->data);
+    memset(p, 0, sizeof *p);
+}
+
+int vt_packed_use(const vt_packed *b, int m) {
+    return b && b->data && !vt_sgemm_uses_sup(m, b->n, b->k);
+}
+
+/* A[rows, kc] (row stride lda) into MR-row micro-panels [kc][MR], zero-padded to whole panels. */
+static void pack_a(float *dst, const float *a, int lda, int rows, int kc, int mr) {
+    for (int i = 0; i < rows; i += mr) {
+        float *d = dst + (size_t)i * kc;
+        for (int r = 0; r < mr; r++) {
+            if (i + r < rows) {
+                const float *src = a + (size_t)(i + r) * lda;
+                for (int q = 0; q < kc; q++) d[(size_t)q * mr + r] = src[q];
+            } else
+                for (int q = 0; q < kc; q++) d[(size_t)q * mr + r] = 0.0f;
+        }
+    }
+}
+
+void vt_sgemm_packed(int m, const float *a, int lda, const vt_packed *b, float beta, float *c, int ldc) {
+    const micro_kernel *mk = kernel();
+    int mr = mk->mr, nr = b->nr, k = b->k, n = b->n, slivers = (n + nr - 1) / nr;
+    float one = 1.0f, *abuf = a_block;
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    for (int pc = 0; pc < k; pc += b->kc) {
+        int kc = k - pc < b->kc ? k - pc : b->kc;
+        float bt = pc ? 1.0f : beta;
+        const float *bp = b->data + (size_t)pc * slivers * nr;
+        for (int ic = 0; ic < m; ic += mk->mc) {
+            int mc = m - ic < mk->mc ? m - ic : mk->mc, panels = (mc + mr - 1) / mr;
+            pack_a(abuf, a + (size_t)ic * lda + pc, lda, mc, kc, mr);
+            for (int j = 0; j < slivers; j++) {
+                float *bj = (float *)bp + (size_t)j * nr * kc;
+                int cols = n - j * nr < nr ? n - j * nr : nr;
+                for (int i = 0; i < panels; i++) {
+                    int rows = mc - i * mr < mr ? mc - i * mr : mr;
+                    int last = i + 1 == panels; /* the kernel prefetches the next panels */
+                    bli_auxinfo_set_next_a(abuf + (size_t)(last ? 0 : i + 1) * mr * kc, &aux);
+                    bli_auxinfo_set_next_b(last && j + 1 < slivers ? bj + (size_t)nr * kc : bj, &aux);
+                    mk->ukr(rows, cols, kc, &one, abuf + (size_t)i * mr * kc, bj, &bt,
+                            c + (size_t)(ic + i * mr) * ldc + (size_t)j * nr, ldc, 1, &aux, mk->cntx);
+                }
+            }
+        }
+    }
+}

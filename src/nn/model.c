@@ -1,0 +1,152 @@
+/* model.c — configuration helpers, parameter and FLOP counts, weight arena allocation. */
+#include "nn/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+vt_load_parts vt_load_all(void) {
+    vt_load_parts p = {0, -1, 1, 1};
+    return p;
+}
+
+int vt_config_init_dense(vt_config *c) {
+    c->layers = vt_calloc((size_t)(c->n_layers > 0 ? c->n_layers : 1), sizeof *c->layers, "layer shapes");
+    if (!c->layers) return -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        c->layers[l].n_heads = c->n_heads;
+        c->layers[l].n_kv_heads = c->n_kv_heads;
+        c->layers[l].ffn = c->ffn_dim;
+    }
+    return 0;
+}
+
+int vt_config_copy(vt_config *dst, const vt_config *src) {
+    *dst = *src;
+    dst->layers = vt_malloc(sizeof *dst->layers * (size_t)(src->n_layers > 0 ? src->n_layers : 1), "layer shapes");
+    if (!dst->layers) return -1;
+    memcpy(dst->layers, src->layers, sizeof *dst->layers * (size_t)src->n_layers);
+    return 0;
+}
+
+void vt_config_free(vt_config *c) {
+    free(c->layers);
+    c->layers = NULL;
+}
+
+int vt_config_validate(const vt_config *c, const char *source) {
+    if (c->dim <= 0 || c->n_layers <= 0 || c->vocab <= 0 || c->head_dim <= 0 || c->seq_len <= 0)
+        return vt_fail("%s: sizes must be positive (hidden %d, layers %d, vocab %d, head_dim %d, max positions %d)",
+                       source, c->dim, c->n_layers, c->vocab, c->head_dim, c->seq_len);
+    if (c->head_dim % 2)
+        return vt_fail("%s: head_dim %d must be even for RoPE", source, c->head_dim);
+    if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads)
+        return vt_fail("%s: %d attention heads is not a positive multiple of %d key/value heads", source,
+                       c->n_heads, c->n_kv_heads);
+    if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f))
+        return vt_fail("%s: rms_norm_eps (%g) and rope_theta (%g) must be positive", source, c->norm_eps,
+                       c->rope_theta);
+    for (int l = 0; l < c->n_layers; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        if (s->n_heads < 0 || s->n_kv_heads < 0 || s->ffn < 0)
+            return vt_fail("%s: layer %d has negative sizes", source, l);
+        if ((s->n_heads == 0) != (s->n_kv_heads == 0) || (s->n_kv_heads && s->n_heads % s->n_kv_heads))
+            return vt_fail("%s: layer %d: %d query heads is not a multiple of %d key/value heads", source, l,
+                           s->n_heads, s->n_kv_heads);
+    }
+    return 0;
+}
+
+size_t vt_layer_params(const vt_config *c, int l) {
+    const vt_layer_shape *s = &c->layers[l];
+    size_t d = (size_t)c->dim, hd = (size_t)c->head_dim, n = 0;
+    if (s->n_heads) n += d + 2 * d * (size_t)s->n_heads * hd + 2 * d * (size_t)s->n_kv_heads * hd;
+    if (s->ffn) n += d + 3 * d * (size_t)s->ffn;
+    return n;
+}
+
+size_t vt_params_non_embedding(const vt_config *c) {
+    size_t n = (size_t)c->dim; /* final norm */
+    for (int l = 0; l < c->n_layers; l++) n += vt_layer_params(c, l);
+    return n;
+}
+
+size_t vt_params_total(const vt_config *c) {
+    size_t emb = (size_t)c->vocab * (size_t)c->dim;
+    return vt_params_non_embedding(c) + emb * (c->tied ? 1 : 2);
+}
+
+double vt_layer_flops(const vt_config *c, int l, double ctx) {
+    const vt_layer_shape *s = &c->layers[l];
+    double d = c->dim, hd = c->head_dim;
+    return 2.0 * d * hd * (2.0 * s->n_heads + 2.0 * s->n_kv_heads) /* q, o, k, v */
+           + 4.0 * s->n_heads * hd * ctx                            /* scores and weighted values */
+           + 6.0 * d * s->ffn;                                      /* gate, up, down */
+}
+
+double vt_flops_per_token(const vt_config *c, double ctx) {
+    double f = 0.0;
+    for (int l = 0; l < c->n_layers; l++) f += vt_layer_flops(c, l, ctx);
+    return f + 2.0 * c->dim * (double)c->vocab; /* classifier */
+}
+
+
+int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts) {
+    memset(m, 0, sizeof *m);
+    if (parts.layer_end < 0) parts.layer_end = c->n_layers;
+    if (parts.layer_begin < 0 || parts.layer_begin > parts.layer_end || parts.layer_end > c->n_layers)
+        return vt_fail("layer range [%d, %d) is outside the model's %d layers", parts.layer_begin,
+                       parts.layer_end, c->n_layers);
+    if (vt_config_copy(&m->cfg, c)) return -1;
+    m->layer_begin = parts.layer_begin;
+    m->layer_end = parts.layer_end;
+    m->has_embed = parts.embed;
+    m->has_head = parts.head;
+    size_t d = (size_t)c->dim, emb = (size_t)c->vocab * d, total = 0;
+    if (parts.embed) total += emb;
+    if (parts.head) total += d + ((c->tied && parts.embed) ? 0 : emb);
+    for (int l = parts.layer_begin; l < parts.layer_end; l++) total += vt_layer_params(c, l);
+    m->layers = vt_calloc((size_t)c->n_layers, sizeof *m->layers, "layer table");
+    m->arena = vt_calloc(total, sizeof(float), "model weights");
+    if (!m->layers || !m->arena) {
+        vt_model_free(m);
+        return -1;
+    }
+    m->arena_floats = total;
+    float *p = m->arena;
+#define TAKE(n) (p += (n), p - (n))
+    if (parts.embed) m->embed = TAKE(emb);
+    if (parts.head) {
+        m->final_norm = TAKE(d);
+        m->lm_head = (c->tied && parts.embed) ? m->embed : TAKE(emb);
+    }
+    size_t hd = (size_t)c->head_dim;
+    for (int l = parts.layer_begin; l < parts.layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        vt_layer_weights *w = &m->layers[l];
+        size_t q = (size_t)s->n_heads * hd, kv = (size_t)s->n_kv_heads * hd, f = (size_t)s->ffn;
+        if (s->n_heads) {
+            w->attn_norm = TAKE(d);
+            w->wq = TAKE(q * d);
+            w->wk = TAKE(kv * d);
+            w->wv = TAKE(kv * d);
+            w->wo = TAKE(d * q);
+        }
+        if (s->ffn) {
+            w->ffn_norm = TAKE(d);
+            w->w_gate = TAKE(f * d);
+            w->w_up = TAKE(f * d);
+            w->w_down = TAKE(d * f);
+        }
+    }
+#undef TAKE
+    return 0;
+}
+
+void vt_model_free(vt_model *m) {
+    vt_config_free(&m->cfg);
+    free(m->layers);
+    free(m->arena);
+    memset(m, 0, sizeof *m);
+}

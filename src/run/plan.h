@@ -1,0 +1,78 @@
+/* plan.h — a cluster run sized before it starts, from the model's configuration alone (no
+ * weights): the topology, each stage's layers, per-rank memory and the FLOPs of a step. */
+#ifndef VT_PLAN_H
+#define VT_PLAN_H
+
+#include <stddef.h>
+
+#include "nn/model.h"
+
+/* What the estimate needs from the run configuration. */
+typedef struct {
+    const vt_config *cfg; /* the model before pruning */
+    int ranks;
+    int stages;           /* requested; 0 = automatic (vt_topology_choose) */
+    int micro_batches;    /* requested per replica and step; 0 = automatic (vt_micro_batches_choose) */
+    int seq_chunks;       /* requested chunks per sequence; 0 = automatic, 1 = off (vt_seq_chunks_choose) */
+    int batch_size;       /* sequences per step over all replicas */
+    int seq_len;          /* tokens per sequence */
+    long steps;           /* mask-phase steps */
+    long finetune_steps;  /* joint fine-tuning steps; 0 = masks only (weights frozen) */
+    int prune_interval;   /* > 0: iterative pruning slices a student copy during the mask phase */
+    double keep_fraction; /* the budget: the fine-tuned student is this fraction of the model */
+    long calib_sequences; /* calibration sequences the teacher cache holds; 0 = unknown */
+    int pack_weights;     /* 1: the mask phase multiplies by packed copies of the frozen weights */
+} vt_plan_input;
+
+/* One stage; memory in bytes for each of its D ranks (all replicas of a stage hold the same). */
+typedef struct {
+    int layer_begin, layer_end;
+    size_t params;          /* its weights: layers, plus the embedding (stage 0), final norm and classifier (last) */
+    double flops_token;     /* its forward FLOPs per token at the training context */
+    double flops_rank_step; /* FLOPs each of its ranks computes in one step (mask phase) */
+    double weights;         /* fp32 weights, plus the sliced student copy when there is one, plus
+                             * the packs when pack_weights */
+    double packs;           /* the layers' and the classifier share's packed copies, both
+                             * directions (mask phase, parallel.pack_weights; matmul.h) */
+    double activations;     /* saved activations of every micro-batch in flight, scratch, logits */
+    double optimizer;       /* gates with gradients and Adam moments; weight gradients and moments */
+    double teacher_cache;   /* last stage: the teacher's final hidden states (0 when unknown) */
+    double total;
+} vt_stage_plan;
+
+typedef struct {
+    int ranks, stages, replicas;
+    int seqs_per_replica, micro_batches, micro_batch; /* per step; sequences per micro-batch */
+    int seq_chunks, chunk_tokens; /* C chunks of T / C tokens per sequence: the pipeline runs M C
+                                   * micro-batches of micro_batch sequences x chunk_tokens tokens */
+    double bubble;              /* idle fraction of a GPipe step, (S - 1) / (M C + S - 1) */
+    double ctx;                 /* mean attended positions of a training sequence, (T + 1) / 2 */
+    double flops_token;         /* the model's forward FLOPs per token at ctx */
+    double flops_step_masks;    /* whole cluster, one mask-phase step */
+    double flops_step_finetune; /* whole cluster, one fine-tuning step (0 when masks only) */
+    double flops_teacher;       /* whole cluster, the teacher cache pass before training (0 when unknown) */
+    double flops_run;           /* all of the above over the run */
+    double cache_per_sequence;  /* teacher cache bytes per calibration sequence on a last-stage rank */
+    size_t gates;               /* VIB gates of the model, held by every rank */
+    vt_stage_plan *stage;       /* [stages] */
+} vt_plan;
+
+/* Chooses the topology, the partition, the micro-batches and the sequence chunks (partition.h)
+ * and estimates memory and FLOPs. The memory model follows what a training rank allocates
+ * (vt_trainer_bytes; docs/CLUSTER.md lists every term): GPipe keeps the activation tape of all
+ * M C micro-batches (chunk c of a sequence attends to the c + 1 chunks up to it); mask gradients
+ * need activation gradients only (a step is ~2 forward passes), fine-tuning also weight gradients
+ * (~3). Fails with the reason when the topology, the batch split or the chunks are impossible. */
+int vt_plan_make(const vt_plan_input *in, vt_plan *out);
+void vt_plan_free(vt_plan *p);
+
+/* Floats vt_model_alloc gives a stage owning layers [l0, l1) of `stages` stages (embedding on
+ * stage 0, final norm and classifier on the last; a tied classifier is shared only when one
+ * stage holds both). */
+size_t vt_plan_weight_floats(const vt_config *c, int stages, int s, int l0, int l1);
+
+/* Floats vt_tape_init allocates for layers [l0, l1) and B sequences of T tokens at positions
+ * pos0..pos0+T-1 (a chunk of longer sequences: its attention probabilities span pos0 + T keys). */
+size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T, int pos0);
+
+#endif
