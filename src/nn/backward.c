@@ -257,8 +257,8 @@ static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *
         }
 }
 
-static void attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l, float *dx, int B, int T,
-                               const vt_gates *g, const vt_tape *tape, float *dz, vt_model *dw) {
+void vt_attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l, float *dx, int B, int T,
+                           const vt_gates *g, const vt_tape *tape, float *dz, vt_model *dw) {
     const vt_config *c = &m->cfg;
     const vt_layer_shape *s = &c->layers[l];
     const vt_layer_weights *wt = &m->layers[l];
@@ -319,7 +319,7 @@ void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, i
                         const vt_gates *g, const vt_tape *tp, float *dz, vt_model *dw) {
     for (int l = l1 - 1; l >= l0; l--) {
         if (m->cfg.layers[l].ffn) mlp_backward(m, w, l, dx, B, T, g, &tp->layers[l], dz, dw);
-        if (m->cfg.layers[l].n_heads) attention_backward(m, f, w, l, dx, B, T, g, tp, dz, dw);
+        if (m->cfg.layers[l].n_heads) vt_attention_backward(m, f, w, l, dx, B, T, g, tp, dz, dw);
     }
 }
 

@@ -46,6 +46,11 @@ void vt_head_backward(const vt_model *m, vt_bwd *w, const vt_tape *tp, const flo
 void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, int l1, float *dx, int B, int T,
                         const vt_gates *g, const vt_tape *tp, float *dz, vt_model *dw);
 
+/* Layer l's attention block alone, backward (the chunk of tape), as vt_layers_backward runs it:
+ * dx (the gradient at the block's output) gains the gradient through the block at its input. */
+void vt_attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l, float *dx, int B, int T,
+                           const vt_gates *g, const vt_tape *tape, float *dz, vt_model *dw);
+
 /* Hidden-gate gradient of the gated embedding: dz[b, i] += sum_t dx * embed[token]. */
 void vt_embed_backward(const vt_model *m, const int32_t *tokens, int B, int T, const float *dx, float *dz,
                        size_t stride);

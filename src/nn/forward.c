@@ -202,8 +202,8 @@ static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_
     }
 }
 
-static void attention_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0, const vt_gates *g,
-                            vt_tape_layer *tp) {
+void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0, const vt_gates *g,
+                          vt_tape_layer *tp) {
     const vt_config *c = &m->cfg;
     const vt_layer_shape *s = &c->layers[l];
     const vt_layer_weights *w = &m->layers[l];
@@ -301,7 +301,7 @@ void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x
                           const vt_gates *g, vt_tape *tape) {
     for (int l = l0; l < l1; l++) {
         vt_tape_layer *tp = tape ? &tape->layers[l] : NULL;
-        if (m->cfg.layers[l].n_heads) attention_block(m, f, l, x, B, T, pos0, g, tp);
+        if (m->cfg.layers[l].n_heads) vt_attention_forward(m, f, l, x, B, T, pos0, g, tp);
         if (m->cfg.layers[l].ffn) mlp_block(m, f, l, x, B, T, g, tp);
     }
 }

@@ -111,6 +111,12 @@ void vt_layers_forward(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, i
 void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x, int B, int T, int pos0,
                           const vt_gates *g, vt_tape *tape);
 
+/* Layer l's attention block alone (what vt_layers_forward_ex runs before its MLP block): x += its
+ * output; keys and values of positions pos0..pos0+T-1 go into f's cache; activations into tp when
+ * not NULL. The plugged prefill (plugin.h) pairs it with a plugged FFN. */
+void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0, const vt_gates *g,
+                          vt_tape_layer *tp);
+
 /* logits[rows, vocab] = classifier(final_norm(x)); x is left unchanged. */
 void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits);
 void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits, vt_tape *tape);
