@@ -152,7 +152,7 @@ static void ref_attention(const ref_model *r, int l, double *x, int T) {
 
 /* logits[B T, vocab] of B windows of T tokens whose first P run plugged (rp NULL: dense); x_add
  * [B T, d] (may be NULL) is added to the embedding output. */
-__attribute__((unused)) static void ref_window(const ref_model *r, const ref_plugin *rp, const int32_t *tok, int B, int T, int P,
+static void ref_window(const ref_model *r, const ref_plugin *rp, const int32_t *tok, int B, int T, int P,
                        const double *x_add, double *logits) {
     const vt_model *m = r->m;
     const vt_config *c = &m->cfg;
@@ -285,9 +285,235 @@ static void test_plugged_ffn(void **st) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_plugged_ffn(cases[i][0], cases[i][1]);
 }
 
+
+/* ---- the plugged prefill in the model ---- */
+
+/* B windows of T tokens in C: the first P tokens plugged (p NULL: the dense prefill), the rest exact
+ * on the cache, attention by query blocks of qblock rows; logits [B T, vocab]. With dlogits, the
+ * backward pass (continuation first, then the plugged prompt) gives the plugin gradients (added
+ * into dp) and the gradient at the embedding output dx [B T, dim]. */
+static void c_window(const vt_model *m, const vt_plugin *p, const int32_t *tok, int B, int T, int P, int qblock,
+                     float *logits, const float *dlogits, float *dx, vt_plugin *dp) {
+    int d = m->cfg.dim, V = m->cfg.vocab, C = T - P, L = m->cfg.n_layers, train = dlogits != NULL;
+    int32_t *tk = malloc(sizeof(int32_t) * B * T);
+    float *x = malloc(sizeof(float) * B * T * d), *lg = malloc(sizeof(float) * B * T * V);
+    float *x2 = x + (size_t)B * P * d, *lg2 = lg + (size_t)B * P * V; /* prompt rows, then continuation rows */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) tk[t < P ? b * P + t : B * P + b * C + t - P] = tok[b * T + t];
+    vt_fwd f;
+    vt_plugin_work w;
+    vt_tape tp[2];
+    vt_plugin_tape pt;
+    assert_int_equal(vt_fwd_init(&f, m, B, T, T), 0);
+    f.query_block = qblock;
+    if (p) assert_int_equal(vt_plugin_work_init(&w, m, p, B, P), 0);
+    if (train) {
+        assert_int_equal(vt_tape_init(&tp[0], m, B, P, 0), 0);
+        assert_int_equal(vt_tape_init(&tp[1], m, B, C, P), 0);
+        vt_tape_link(tp, 2);
+        assert_int_equal(vt_plugin_tape_init(&pt, m, p, B, P), 0);
+    }
+    vt_embed(m, tk, B * T, x);
+    if (p)
+        vt_plugged_forward(m, &f, p, &w, 0, L, x, B, P, train ? &tp[0] : NULL, train ? &pt : NULL);
+    else
+        vt_layers_forward(m, &f, 0, L, x, B, P, 0);
+    vt_layers_forward_ex(m, &f, 0, L, x2, B, C, P, NULL, train ? &tp[1] : NULL);
+    vt_head_forward_ex(m, &f, x, B * P, lg, train ? &tp[0] : NULL);
+    vt_head_forward_ex(m, &f, x2, B * C, lg2, train ? &tp[1] : NULL);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            memcpy(logits + ((size_t)b * T + t) * V, lg + (size_t)(t < P ? b * P + t : B * P + b * C + t - P) * V,
+                   sizeof(float) * V);
+    if (train) {
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                memcpy(lg + (size_t)(t < P ? b * P + t : B * P + b * C + t - P) * V,
+                       dlogits + ((size_t)b * T + t) * V, sizeof(float) * V);
+        vt_bwd bw;
+        assert_int_equal(vt_bwd_init(&bw, m, B, P > C ? P : C, T), 0);
+        vt_head_backward(m, &bw, &tp[1], lg2, B * C, x2, NULL);
+        vt_layers_backward(m, &f, &bw, 0, L, x2, B, C, NULL, &tp[1], NULL, NULL);
+        vt_head_backward(m, &bw, &tp[0], lg, B * P, x, NULL);
+        vt_plugged_backward(m, &f, &bw, p, &w, 0, L, x, B, P, &tp[0], &pt, dp);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                memcpy(dx + ((size_t)b * T + t) * d, x + (size_t)(t < P ? b * P + t : B * P + b * C + t - P) * d,
+                       sizeof(float) * d);
+        vt_bwd_free(&bw);
+        vt_tape_free(&tp[0]), vt_tape_free(&tp[1]), vt_plugin_tape_free(&pt);
+    }
+    if (p) vt_plugin_work_free(&w);
+    vt_fwd_free(&f);
+    free(tk), free(x), free(lg);
+}
+
+static void random_tokens(int32_t *tok, int n, int vocab, unsigned s) {
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)((unsigned)((urand(&s) + 0.5) * vocab) % (unsigned)vocab);
+}
+
+/* k = 1 with a zero adapter (W2 = b2 = 0; W1 and the scores random) is the base model: the plugged
+ * prefill gives the dense prefill's logits bit for bit (the FFN runs on the same rows through the
+ * same matmuls, the adapter adds exact zeros), and the full-window forward's to float rounding. */
+static void check_k1_exact(const vt_config *c, int B, int T, int P) {
+    vt_model m;
+    tu_random_model(&m, c, 3);
+    vt_plugin p;
+    assert_int_equal(vt_plugin_alloc(&p, c, 1, 8), 0);
+    vt_plugin_init(&p, 9);
+    unsigned s = 4;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < c->dim; j++) p.layers[l].w[j] = (float)urand(&s);
+    size_t n = (size_t)B * T * c->vocab;
+    int32_t *tok = malloc(sizeof(int32_t) * B * T);
+    float *plug = malloc(n * 4), *dense = malloc(n * 4), *whole = malloc(n * 4), *x = malloc(sizeof(float) * B * T * c->dim);
+    random_tokens(tok, B * T, c->vocab, 8);
+    c_window(&m, &p, tok, B, T, P, VT_ATTN_QUERY_BLOCK, plug, NULL, NULL, NULL);
+    c_window(&m, NULL, tok, B, T, P, VT_ATTN_QUERY_BLOCK, dense, NULL, NULL, NULL);
+    assert_memory_equal(plug, dense, n * 4);
+    vt_fwd f;
+    assert_int_equal(vt_fwd_init(&f, &m, B, T, T), 0);
+    vt_embed(&m, tok, B * T, x);
+    vt_layers_forward(&m, &f, 0, c->n_layers, x, B, T, 0);
+    vt_head_forward(&m, &f, x, B * T, whole);
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)plug[i] - whole[i])), scale = fmax(scale, fabs(whole[i]));
+    if (err > 1e-5 * scale) fail_msg("k = 1 plugged vs one-pass dense: %.3g (scale %.3g)", err, scale);
+    vt_fwd_free(&f);
+    free(tok), free(plug), free(dense), free(whole), free(x);
+    vt_plugin_free(&p);
+    vt_model_free(&m);
+}
+
+static void test_k1_zero_adapter_is_dense(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    check_k1_exact(&c, 2, 12, 9);
+    vt_config_free(&c);
+    tu_stories_config(&c); /* 2 x 36 = 72 prompt rows: the FFN takes BLIS's packed path */
+    check_k1_exact(&c, 2, 48, 36);
+    vt_config_free(&c);
+}
+
+/* Positions [from, to) of every window: equal (same 1) or all different rows (same 0). */
+static void expect_rows(const float *a, const float *b, int B, int T, int V, int from, int to, int same,
+                        const char *what) {
+    for (int bb = 0; bb < B; bb++)
+        for (int t = from; t < to; t++) {
+            int eq = !memcmp(a + ((size_t)bb * T + t) * V, b + ((size_t)bb * T + t) * V, sizeof(float) * V);
+            if (eq != same) fail_msg("%s: window %d position %d %s", what, bb, t, same ? "changed" : "did not change");
+        }
+}
+
+/* Changing a continuation token changes no logit before it; changing a prompt token changes nothing
+ * at positions in earlier groups (and does change the rest of its own group: merging is not causal
+ * within a group, which is why groups stay inside the prompt). k = 4, P = 10: groups 0-3 and 4-7,
+ * positions 8 and 9 exact. */
+static void test_causality(void **st) {
+    (void)st;
+    enum { B = 2, T = 14, P = 10, K = 4 };
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m;
+    tu_random_model(&m, &c, 5);
+    vt_plugin p;
+    random_plugin(&p, &c, K, 4, 3);
+    int V = c.vocab;
+    int32_t tok[B * T], alt[B * T];
+    random_tokens(tok, B * T, V, 12);
+    float *base = malloc(sizeof(float) * B * T * V), *mod = malloc(sizeof(float) * B * T * V);
+    c_window(&m, &p, tok, B, T, P, 4, base, NULL, NULL, NULL);
+    static const struct { int pos, same_before, changed_from; } cases[] = {
+        {12, 12, 12}, {10, 10, 10}, {9, 9, 9}, {8, 8, 8}, {6, 4, 4}, {4, 4, 4}, {3, 0, 0}, {0, 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(alt, tok, sizeof tok);
+        for (int b = 0; b < B; b++) alt[b * T + cases[i].pos] = (tok[b * T + cases[i].pos] + 1) % V;
+        c_window(&m, &p, alt, B, T, P, 4, mod, NULL, NULL, NULL);
+        char what[64];
+        snprintf(what, sizeof what, "token %d changed", cases[i].pos);
+        expect_rows(mod, base, B, T, V, 0, cases[i].same_before, 1, what);
+        expect_rows(mod, base, B, T, V, cases[i].changed_from, T, 0, what);
+    }
+    free(base), free(mod);
+    vt_plugin_free(&p);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
+/* The plugged prefill's backward for a loss on the continuation logits (and the prompt's last
+ * position's): plugin gradients and the gradient at the embedding output against finite
+ * differences of the double reference, through attention on the plugged keys and values. */
+static void check_window_gradients(int k, int P) {
+    enum { B = 2, T = 12, R = 4 };
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m;
+    tu_random_model(&m, &c, 21);
+    vt_plugin p, dp;
+    random_plugin(&p, &c, k, R, 13u + (unsigned)k);
+    assert_int_equal(vt_plugin_alloc(&dp, &c, k, R), 0);
+    int d = c.dim, V = c.vocab;
+    size_t nl = (size_t)B * T * V, nx = (size_t)B * T * d;
+    int32_t tok[B * T];
+    random_tokens(tok, B * T, V, 31);
+    float *lg = malloc(nl * 4), *dl = calloc(nl, 4), *dx = malloc(nx * 4);
+    double *lr = malloc(nl * 8), *xa = calloc(nx, 8);
+    unsigned s = 17;
+    for (int b = 0; b < B; b++)
+        for (int t = P - 1; t < T; t++)
+            for (int v = 0; v < V; v++) dl[((size_t)b * T + t) * V + v] = (float)urand(&s);
+    c_window(&m, &p, tok, B, T, P, 4, lg, dl, dx, &dp);
+    ref_model r;
+    ref_model_init(&r, &m);
+    ref_plugin rp;
+    ref_plugin_init(&rp, &p);
+    ref_window(&r, &rp, tok, B, T, P, NULL, lr);
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < nl; i++) err = fmax(err, fabs(lr[i] - lg[i])), scale = fmax(scale, fabs(lr[i]));
+    if (err > 1e-5 * scale) fail_msg("k %d P %d: plugged logits off the reference by %.3g (scale %.3g)", k, P, err, scale);
+    size_t np = p.arena_floats;
+    double *a = malloc((np + nx) * 8), *fd = malloc((np + nx) * 8), h = 1e-5;
+    for (size_t i = 0; i < np + nx; i++) {
+        double *v = i < np ? &rp.w[i] : &xa[i - np], keep = *v, L[2];
+        for (int sg = 0; sg < 2; sg++) {
+            *v = keep + (sg ? -h : h);
+            ref_window(&r, &rp, tok, B, T, P, xa, lr);
+            L[sg] = 0;
+            for (size_t j = 0; j < nl; j++) L[sg] += dl[j] * lr[j];
+        }
+        *v = keep;
+        fd[i] = (L[0] - L[1]) / (2 * h);
+        a[i] = i < np ? dp.arena[i] : dx[i - np];
+    }
+    char what[64];
+    snprintf(what, sizeof what, "window k %d P %d: plugin", k, P);
+    assert_grad(what, a, fd, np, 2e-3);
+    snprintf(what, sizeof what, "window k %d P %d: embedding output", k, P);
+    assert_grad(what, a + np, fd + np, nx, 2e-3);
+    free(a), free(fd), free(rp.w);
+    ref_model_free(&r);
+    free(lg), free(dl), free(dx), free(lr), free(xa);
+    vt_plugin_free(&p), vt_plugin_free(&dp);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
+static void test_window_gradients(void **st) {
+    (void)st;
+    check_window_gradients(2, 9);
+    check_window_gradients(4, 9);
+    check_window_gradients(4, 7); /* one group, positions 4..6 exact */
+    check_window_gradients(8, 10);
+    check_window_gradients(8, 5); /* no group: the prompt runs exactly */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugged_ffn),
+        cmocka_unit_test(test_k1_zero_adapter_is_dense),
+        cmocka_unit_test(test_causality),
+        cmocka_unit_test(test_window_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
