@@ -508,12 +508,58 @@ static void test_window_gradients(void **st) {
     check_window_gradients(8, 5); /* no group: the prompt runs exactly */
 }
 
+/* ---- parameter and prefill FLOP counts ---- */
+
+static void llama2_7b_config(vt_config *c) {
+    memset(c, 0, sizeof *c);
+    c->dim = 4096, c->n_layers = 32, c->n_heads = 32, c->n_kv_heads = 32, c->head_dim = 128, c->ffn_dim = 11008;
+    c->vocab = 32000, c->seq_len = 4096, c->norm_eps = 1e-5f, c->rope_theta = 10000.0f;
+    assert_int_equal(vt_config_init_dense(c), 0);
+}
+
+/* stories260K, prompt 192, k = 4, r = 16, by hand per layer: attention side 192 (24576 + 256 x 96.5)
+ * = 9461760; dense FFN 192 x 66048 = 12681216; plugged: 47 groups + 4 exact rows = 51 x 66048,
+ * merge 188 x 256, adapter 188 x 65536 + 47 x 2048: 4282880. Saved 1 - 13744640 / 22142976 (37.9%,
+ * the prototype's figure). Then the table the merger reports (printed), and the issue's bounds. */
+static void test_params_and_flops(void **st) {
+    (void)st;
+    vt_config c;
+    tu_stories_config(&c);
+    assert_int_equal(vt_plugin_params(&c, 16), (size_t)5 * (64 + 16 * 128 + 16 + 64 * 16 + 64));
+    double dense = vt_prefill_flops(&c, 192, 0, 16), plug = vt_prefill_flops(&c, 192, 4, 16);
+    assert_true(fabs(dense - 5 * 22142976.0) < 1e-6 * dense);
+    assert_true(fabs(plug - 5 * 13744640.0) < 1e-6 * dense);
+    vt_plugin p;
+    assert_int_equal(vt_plugin_alloc(&p, &c, 4, 16), 0);
+    assert_int_equal(p.arena_floats, vt_plugin_params(&c, 16));
+    vt_plugin_free(&p);
+    vt_config c7;
+    llama2_7b_config(&c7);
+    const struct { const vt_config *c; const char *name; int P; } shapes[] = {{&c, "stories260K", 192}, {&c7, "LLaMA-2-7B", 1024}};
+    for (int i = 0; i < 2; i++)
+        for (int r = 16; r <= 64; r *= 4)
+            for (int k = 2; k <= 8; k *= 2) {
+                double saved = 1 - vt_prefill_flops(shapes[i].c, shapes[i].P, k, r) / vt_prefill_flops(shapes[i].c, shapes[i].P, 0, r);
+                print_message("%-11s P %4d r %2d k %d: prefill FLOPs saved %5.1f%%, plugin %.3f%% of the parameters\n",
+                              shapes[i].name, shapes[i].P, r, k, 100 * saved,
+                              100.0 * vt_plugin_params(shapes[i].c, r) / vt_params_total(shapes[i].c));
+            }
+    /* the bounds at LLaMA-2-7B shapes: k = 4 saves at least 45%, r = 64 is at most 1% */
+    assert_true(1 - vt_prefill_flops(&c7, 1024, 4, 64) / vt_prefill_flops(&c7, 1024, 0, 64) >= 0.45);
+    assert_true(vt_plugin_params(&c7, 64) <= 0.01 * vt_params_total(&c7));
+    /* a prompt shorter than a group has nothing to merge */
+    assert_true(vt_prefill_flops(&c, 4, 4, 16) == vt_prefill_flops(&c, 4, 0, 16));
+    vt_config_free(&c7);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugged_ffn),
         cmocka_unit_test(test_k1_zero_adapter_is_dense),
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_window_gradients),
+        cmocka_unit_test(test_params_and_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
