@@ -7,7 +7,7 @@
 #include "nn/masks.h"
 #include "nn/model.h"
 #include "nn/optim.h"
-#include "prune/budget.h"
+#include "prune/lagrangian.h"
 
 typedef struct {
     vt_adam adam_mu, adam_lv; /* the gates' moments, in the gate layout */

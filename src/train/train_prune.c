@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prune/budget.h"
+#include "prune/keep_decide.h"
 #include "util/error.h"
 #include "prune/slice.h"
 

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "prune/lagrangian.h"
+#include "prune/size.h"
 #include "util/clock.h"
 
 /* The classifier and losses of micro-batch k on every stage (each its share of the vocabulary);

@@ -7,7 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "prune/budget.h"
+#include "prune/size.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 
