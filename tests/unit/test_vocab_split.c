@@ -20,6 +20,7 @@
 #include "train/train_step.h"
 #include "train/trainer.h"
 #include "train/vib_train.h"
+#include "util/rng.h"
 
 /* cmocka's assertions jump out of the calling thread: inside a rank a failed check ends the rank's
  * function with a message instead, and fake_world_run reports it. */
@@ -33,10 +34,7 @@ enum { MAXP = 8 };
 /* A value in [-1, 1) that depends only on its arguments. */
 static double val(int rank, int i, int salt) {
     uint64_t z = ((uint64_t)(rank + 1) << 40) ^ ((uint64_t)(i + 1) << 16) ^ (uint64_t)salt;
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    z = vt_mix64(z);
     return (double)(z >> 11) * 0x1p-52 - 1.0;
 }
 
@@ -444,7 +442,7 @@ static void train_setup(train_fixture *f) {
     f->stream = malloc(sizeof(int32_t) * n);
     unsigned s = 9;
     for (size_t i = 0; i < n; i++)
-        f->stream[i] = (int32_t)(((s = s * 1103515245u + 12345u) >> 8) % (unsigned)f->c.vocab);
+        f->stream[i] = (int32_t)((vt_lcg32(&s) >> 8) % (unsigned)f->c.vocab);
     assert_int_equal(vt_calib_init(&f->calib, f->stream, n, 1.0, TSEQ, 0), 0);
 }
 
