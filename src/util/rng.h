@@ -1,7 +1,7 @@
 /* rng.h — every random number of the project. The program's are counter-based: pure functions of
  * a seed and counters (splitmix64 mixing), so that the gate noise is a function of (seed, step,
- * sample, unit) alone (docs/DESIGN.md section 2) and any rank or replica draws the same number
- * without shared state; the sequential streams below serve test data and benchmarks. */
+ * sample, unit) alone and any rank or replica draws the same number without shared state, however
+ * the batch is split; the sequential streams below serve test data and benchmarks. */
 #ifndef VT_RNG_H
 #define VT_RNG_H
 
