@@ -76,6 +76,18 @@ void vt_student_adopt(vt_student *s, const vt_train_geom *g, vt_model next, vt_m
     s->mk = next_mk;
 }
 
+void vt_student_restore(vt_student *s, const vt_train_geom *g, const vt_model *teacher, vt_masks mk, vt_model *own) {
+    vt_student_free_bufs(s, g);
+    if (vt_student_owned(s)) vt_model_free(&s->own);
+    vt_masks_free(&s->mk);
+    s->mk = mk;
+    s->model = teacher;
+    if (own) {
+        s->own = *own;
+        s->model = &s->own;
+    }
+}
+
 void vt_student_free(vt_student *s, const vt_train_geom *g) {
     vt_student_free_bufs(s, g);
     if (vt_student_owned(s)) vt_model_free(&s->own);

@@ -33,6 +33,9 @@ int vt_student_alloc(vt_student *s, const vt_train_geom *g, int last, vt_head_sh
 void vt_student_free_bufs(vt_student *s, const vt_train_geom *g);
 /* Replaces model and gates by next and next_mk (taken over), buffers freed: allocate again. */
 void vt_student_adopt(vt_student *s, const vt_train_geom *g, vt_model next, vt_masks next_mk);
+/* Restores a checkpoint's student: gates mk and, when own is not NULL, the weights *own (both taken
+ * over), else the teacher's; buffers freed: allocate again. */
+void vt_student_restore(vt_student *s, const vt_train_geom *g, const vt_model *teacher, vt_masks mk, vt_model *own);
 void vt_student_free(vt_student *s, const vt_train_geom *g);
 static inline int vt_student_owned(const vt_student *s) { return s->model == &s->own; }
 /* Bytes of the step's buffers and gate state (*work) and of the packed weight copies (return). */

@@ -596,36 +596,19 @@ static int load_files(trainer *t, const char *ck, json_t *files, saved_state *st
 /* Moves what was read into the trainer (which holds a fresh run's state: the teacher as the
  * student, no weight training) and empties st and g. */
 static void commit(trainer *t, saved_state *st, saved_stage *g, vt_ckpt_pos *pos, vt_vib_result *out) {
-    vt_student *s = &t->st;
-    vt_train_optim *o = &t->opt;
     *pos = st->pos;
     t->tokens = st->tokens;
-    o->lg = st->lg;
-    o->kl_log_scale = st->kl_log_scale;
     out->removed_early = st->removed_early;
     out->final_kd = st->final_kd;
     free(out->records);
     out->records = st->records;
     out->n_records = st->n_records;
-    vt_masks_free(&s->mk);
-    vt_adam_free(&o->adam_mu);
-    vt_adam_free(&o->adam_lv);
-    s->mk = st->mk;
-    o->adam_mu = st->adam_mu;
-    o->adam_lv = st->adam_lv;
+    vt_train_optim o = {.adam_mu = st->adam_mu, .adam_lv = st->adam_lv, .adam_w = g->adam_w, .dw = g->dw,
+                        .train_weights = g->train_weights, .lg = st->lg, .kl_log_scale = st->kl_log_scale};
+    vt_train_optim_restore(&t->opt, &o);
+    vt_student_restore(&t->st, &t->g, t->teacher, st->mk, g->owned ? &g->own : NULL);
     vt_config_free(&st->cfg);
     memset(st, 0, sizeof *st);
-    vt_student_free_bufs(s, &t->g);
-    if (vt_student_owned(s)) vt_model_free(&s->own);
-    vt_train_optim_drop_weights(o);
-    s->model = t->teacher;
-    if (g->owned) {
-        s->own = g->own;
-        s->model = &s->own;
-    }
-    o->train_weights = g->train_weights;
-    o->adam_w = g->adam_w;
-    o->dw = g->dw;
     memset(g, 0, sizeof *g);
 }
 

@@ -54,3 +54,8 @@ void vt_train_optim_free(vt_train_optim *o) {
     vt_adam_free(&o->adam_mu);
     vt_adam_free(&o->adam_lv);
 }
+
+void vt_train_optim_restore(vt_train_optim *o, const vt_train_optim *from) {
+    vt_train_optim_free(o);
+    *o = *from;
+}

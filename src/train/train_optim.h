@@ -27,6 +27,8 @@ int vt_train_optim_weights(vt_train_optim *o, const vt_model *student, double we
 int vt_train_optim_remap(vt_train_optim *o, const vt_masks *old, const vt_masks *nw);
 /* Fine-tuning weights go (gradients, moments, flag); the gates' moments stay. */
 void vt_train_optim_drop_weights(vt_train_optim *o);
+/* Replaces the whole state by from's (a checkpoint's, taken over). */
+void vt_train_optim_restore(vt_train_optim *o, const vt_train_optim *from);
 void vt_train_optim_free(vt_train_optim *o);
 
 #endif
