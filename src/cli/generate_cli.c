@@ -8,6 +8,7 @@
 
 #include "util/args.h"
 #include "util/error.h"
+#include "util/rng.h"
 #include "util/sampler.h"
 
 enum { OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_STEPS, OPT_TEMPERATURE, OPT_SEED, OPT_STAGES, N_OPTS };

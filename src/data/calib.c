@@ -2,7 +2,7 @@
 #include "data/calib.h"
 
 #include "util/error.h"
-#include "util/sampler.h"
+#include "util/rng.h"
 
 int vt_calib_init(vt_calib *c, const int32_t *stream, size_t n, double fraction, int seq_len, size_t max_seq) {
     if (seq_len < 2) return vt_fail("data.seq_len must be at least 2, got %d", seq_len);
@@ -19,27 +19,9 @@ int vt_calib_init(vt_calib *c, const int32_t *stream, size_t n, double fraction,
     return 0;
 }
 
-/* Element i of epoch e's permutation of 0..n-1: the bijection i -> (a*i + b) mod n with
- * gcd(a, n) = 1, a and b keyed by (seed, epoch); O(1) per element, no table. */
-static size_t permuted(size_t n, uint64_t seed, uint64_t epoch, size_t i) {
-    uint64_t key = vt_mix64(seed ^ vt_mix64(epoch + 1));
-    size_t a = (size_t)(key % n) | 1, b = (size_t)(vt_mix64(key) % n);
-    while (1) { /* smallest a' >= a coprime with n */
-        size_t x = a, y = n;
-        while (y) {
-            size_t t = x % y;
-            x = y;
-            y = t;
-        }
-        if (x == 1) break;
-        a++;
-    }
-    return (size_t)(((uint64_t)a * i + b) % n); /* n < 2^32 sequences: no overflow */
-}
-
 void vt_calib_batch(const vt_calib *c, uint64_t seed, long step, int B, int64_t *ids) {
     for (int b = 0; b < B; b++) {
         uint64_t slot = (uint64_t)step * (uint64_t)B + (uint64_t)b;
-        ids[b] = (int64_t)permuted(c->n_seq, seed, slot / c->n_seq, (size_t)(slot % c->n_seq));
+        ids[b] = (int64_t)vt_permuted(c->n_seq, seed, slot / c->n_seq, (size_t)(slot % c->n_seq));
     }
 }

@@ -6,16 +6,9 @@
 #include <string.h>
 
 #include "util/error.h"
-#include "util/sampler.h"
+#include "util/rng.h"
 
 float vt_log_alpha(float mu, float logvar) { return logvar - logf(mu * mu + 1e-30f); }
-
-float vt_gauss(uint64_t seed, uint64_t step, uint64_t sample, uint64_t unit) {
-    uint64_t key = vt_mix64(vt_mix64(vt_mix64(seed) ^ step) ^ sample) ^ (unit * 0xD1B54A32D192ED03ull);
-    double u1 = ((double)(vt_mix64(key) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-    double u2 = (double)(vt_mix64(key ^ 0x5851F42D4C957F2Dull) >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 int vt_masks_alloc(vt_masks *mk, int dim, int n_layers, const int *heads, const int *ffn) {
     memset(mk, 0, sizeof *mk);

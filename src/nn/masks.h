@@ -44,11 +44,8 @@ void vt_masks_zero_grad(vt_masks *mk);
 /* log alpha = logvar - log(mu^2): large means the gate is noise, the unit can go. */
 float vt_log_alpha(float mu, float logvar);
 
-/* Standard normal as a pure function of (seed, step, sample, unit). */
-float vt_gauss(uint64_t seed, uint64_t step, uint64_t sample, uint64_t unit);
-
 /* Training gates: z[b*n + i] = mu_i + sigma_i * eps[b*n + i], eps = vt_gauss(seed, step,
- * sample_ids[b], unit_id[i]). eps is kept for the backward pass. */
+ * sample_ids[b], unit_id[i]) (util/rng.h). eps is kept for the backward pass. */
 void vt_masks_sample(const vt_masks *mk, uint64_t seed, uint64_t step, const int64_t *sample_ids, int B, float *z,
                      float *eps);
 /* Evaluation/export gates: z_i = mu_i if log_alpha_i < theta else 0. */

@@ -10,7 +10,7 @@
 #include "util/error.h"
 #include "nn/forward.h"
 #include "nn/loss.h"
-#include "util/sampler.h"
+#include "util/rng.h"
 #include "prune/slice.h"
 
 const char *vt_score_kind_name(vt_score_kind kind) {

@@ -21,6 +21,18 @@
 #define MANIFEST_FORMAT 2
 static const char MAGIC[8] = "VTCKPT1";
 
+/* snprintf into a VT_PATH_MAX buffer: -1 with an error naming the path when it does not fit. */
+static int path_fmt(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int path_fmt(char *out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, VT_PATH_MAX, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= VT_PATH_MAX)
+        return vt_fail("%.300s...: path of %d bytes, longer than the %d allowed", out, n, VT_PATH_MAX - 1);
+    return 0;
+}
+
 /* ---- a file written or read in blocks, with its FNV-1a 64 checksum ---- */
 typedef struct {
     FILE *f;
@@ -295,7 +307,7 @@ static void stage_io(blob *b, saved_stage *g, const trainer *t, const vt_config 
         if (reading) {
             const vt_model *m = g->owned ? &g->own : t->teacher;
             vt_load_parts parts = {m->layer_begin, m->layer_end, m->has_embed, m->has_head};
-            size_t w0, wn = vt_trainer_layer_region(m, &w0);
+            size_t w0, wn = vt_layer_region(m, &w0);
             if (vt_adam_init(&g->adam_w, wn, t->p->weight_decay) || vt_model_alloc(&g->dw, &m->cfg, parts))
                 bad(b, "%s", vt_error());
         }
@@ -304,11 +316,9 @@ static void stage_io(blob *b, saved_stage *g, const trainer *t, const vt_config 
 }
 
 /* ---- the manifest ---- */
-static void names(const char *dir, long step, char *ck, size_t cap) { snprintf(ck, cap, "%s/ckpt-%08ld", dir, step); }
-
 static json_t *manifest_read(const char *dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    char path[VT_PATH_MAX];
+    if (path_fmt(path, "%s/manifest.json", dir)) return NULL;
     json_error_t e;
     json_t *m = json_load_file(path, 0, &e);
     if (!m) vt_fail("%s: no usable manifest (%s); the run directory has no complete checkpoint", path, e.text);
@@ -351,8 +361,8 @@ int vt_ckpt_check(trainer *t, const char *dir) {
     int P = c->stages * c->replicas, rc = 0;
     json_t *m = manifest_read(dir), *now = NULL;
     if (!m) rc = -1;
-    char mp[4200];
-    snprintf(mp, sizeof mp, "%s/manifest.json", dir);
+    char mp[VT_PATH_MAX] = "";
+    if (rc == 0) rc = path_fmt(mp, "%s/manifest.json", dir);
     json_int_t format = m ? json_integer_value(json_object_get(m, "format")) : 0;
     if (rc == 0 && (format < 1 || format > MANIFEST_FORMAT))
         rc = vt_fail("%s: format %lld, this vtrans-dist reads formats 1 to %d", mp, (long long)format, MANIFEST_FORMAT);
@@ -424,13 +434,122 @@ static json_t *file_entry(double bytes, uint64_t hash) {
     return o;
 }
 
-int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out_in) {
+/* Replica 0 of the stage: the stage's file, the same on every replica of the stage, named by the
+ * stage (which is also replica 0's world rank). */
+static int write_stage_file(trainer *t, const char *tmp, blob *b) {
+    char path[VT_PATH_MAX];
+    if (path_fmt(path, "%s/rank-%05d.bin", tmp, t->comm->stage)) return -1;
+    saved_stage g = {.owned = vt_student_owned(&t->st), .own = t->st.own, .train_weights = t->opt.train_weights,
+                     .adam_w = t->opt.adam_w};
+    if (blob_create(b, path)) return -1;
+    stage_io(b, &g, t, NULL);
+    return blob_close_written(b);
+}
+
+/* The coordinator: state.bin. */
+static int write_state_file(trainer *t, const char *tmp, const vt_ckpt_pos *pos, const vt_vib_result *out, blob *s) {
+    char path[VT_PATH_MAX];
+    if (path_fmt(path, "%s/state.bin", tmp)) return -1;
+    saved_state st = {.pos = *pos, .tokens = t->tokens, .lg = t->opt.lg, .kl_log_scale = t->opt.kl_log_scale,
+                      .removed_early = out->removed_early, .final_kd = out->final_kd, .n_records = out->n_records,
+                      .records = out->records, .cfg = t->st.model->cfg, .mk = t->st.mk, .adam_mu = t->opt.adam_mu,
+                      .adam_lv = t->opt.adam_lv};
+    if (blob_create(s, path)) return -1;
+    state_io(s, &st, t);
+    return blob_close_written(s);
+}
+
+/* Earlier checkpoints stay listed (the newest KEEP - 1 of them), but not one of this name or from
+ * a later step (both happen after resuming from an older checkpoint): those go into gone, whose
+ * folders are deleted only once the new manifest is in place. */
+static void keep_earlier(json_t *old_list, long step, const char *base, json_t *list, json_t *gone) {
+    size_t n_old = json_array_size(old_list), earlier = 0;
+    for (size_t i = 0; i < n_old; i++)
+        earlier += json_integer_value(json_object_get(json_array_get(old_list, i), "step")) < step;
+    for (size_t i = 0, k = 0; i < n_old; i++) {
+        json_t *e = json_array_get(old_list, i);
+        const char *dir = json_string_value(json_object_get(e, "dir"));
+        int is_earlier = json_integer_value(json_object_get(e, "step")) < step;
+        if (is_earlier && k++ + KEEP_CHECKPOINTS - 1 >= earlier) json_array_append(list, e);
+        else if (dir && strcmp(dir, base) != 0) json_array_append(gone, json_object_get(e, "dir"));
+    }
+}
+
+/* The manifest's entry of the new checkpoint: its files' sizes and checksums (all: the stages'). */
+static json_t *ckpt_entry(const char *base, const vt_ckpt_pos *pos, const blob *s, const double *all, int stages) {
+    json_t *e = json_object(), *files = json_object();
+    json_object_set_new(e, "dir", json_string(base));
+    json_object_set_new(e, "step", json_integer(pos->step));
+    json_object_set_new(e, "phase", json_integer(pos->phase));
+    json_object_set_new(files, "state.bin", file_entry((double)s->bytes, s->hash));
+    for (int st = 0; st < stages; st++) {
+        char name[64];
+        snprintf(name, sizeof name, "rank-%05d.bin", st);
+        uint64_t h = ((uint64_t)all[3 * st + 1] << 32) | (uint64_t)all[3 * st + 2];
+        json_object_set_new(files, name, file_entry(all[3 * st], h));
+    }
+    json_object_set_new(e, "files", files);
+    return e;
+}
+
+/* The manifest m (given rc so far), synced, then renamed over the old one mp, and the rename made
+ * durable. */
+static int write_manifest(trainer *t, json_t *m, json_t *list, const char *mp, int rc) {
     vt_comm *c = t->comm;
-    int P = c->stages * c->replicas, coordinator = c->world_rank == 0, rc = 0;
-    char ck[4200], tmp[4300], path[4400];
-    names(t->p->run_dir, pos_in->step, ck, sizeof ck);
-    snprintf(tmp, sizeof tmp, "%s.tmp", ck);
-    if (coordinator) {
+    char mtmp[VT_PATH_MAX];
+    if (rc == 0) rc = path_fmt(mtmp, "%s.tmp", mp);
+    json_object_set_new(m, "format", json_integer(MANIFEST_FORMAT));
+    json_object_set_new(m, "ranks", json_integer(c->stages * c->replicas));
+    json_object_set_new(m, "stages", json_integer(c->stages));
+    json_object_set_new(m, "replicas", json_integer(c->replicas));
+    if (t->p->settings) {
+        json_t *settings = settings_json(t->p->settings);
+        if (!settings) rc = -1;
+        else json_object_set_new(m, "settings", settings);
+    }
+    json_object_set_new(m, "checkpoints", list);
+    char *text = rc == 0 ? json_dumps(m, JSON_INDENT(2)) : NULL;
+    if (rc == 0 && !text) rc = vt_fail("%s: out of memory for the manifest", mp);
+    if (rc == 0) rc = vt_write_file(mtmp, text, strlen(text));
+    if (rc == 0 && rename(mtmp, mp) != 0) rc = vt_fail("%s: cannot replace the manifest: %s", mp, strerror(errno));
+    if (rc == 0) rc = sync_dir(t->p->run_dir);
+    free(text);
+    return rc;
+}
+
+/* The coordinator, once every file is complete: the checkpoint renamed into place, then the
+ * manifest, last; checkpoints no longer listed are deleted. */
+static int publish(trainer *t, const char *ck, const char *tmp, const vt_ckpt_pos *pos, const blob *s,
+                   const double *all) {
+    const char *run_dir = t->p->run_dir;
+    json_t *m = json_object(), *list = json_array(), *old = NULL, *gone = json_array();
+    char mp[VT_PATH_MAX];
+    int rc = path_fmt(mp, "%s/manifest.json", run_dir);
+    if (rc == 0 && vt_path_exists(mp)) old = json_load_file(mp, 0, NULL);
+    const char *base = strrchr(ck, '/') ? strrchr(ck, '/') + 1 : ck;
+    keep_earlier(old ? json_object_get(old, "checkpoints") : NULL, pos->step, base, list, gone);
+    vt_rmtree(ck);
+    if (rc == 0) rc = sync_dir(tmp);
+    if (rc == 0 && rename(tmp, ck) != 0) rc = vt_fail("%s: cannot move the checkpoint into place", ck);
+    json_array_append_new(list, ckpt_entry(base, pos, s, all, t->comm->stages));
+    rc = write_manifest(t, m, list, mp, rc);
+    for (size_t i = 0; rc == 0 && i < json_array_size(gone); i++) {
+        char od[VT_PATH_MAX];
+        if (path_fmt(od, "%s/%s", run_dir, json_string_value(json_array_get(gone, i))) == 0) vt_rmtree(od);
+        else vt_error_clear(); /* a folder whose name does not fit was never ours to make */
+    }
+    json_decref(gone);
+    json_decref(m);
+    json_decref(old);
+    return rc;
+}
+
+int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos, const vt_vib_result *out) {
+    vt_comm *c = t->comm;
+    int coordinator = c->world_rank == 0, rc = 0;
+    char ck[VT_PATH_MAX], tmp[VT_PATH_MAX];
+    rc = path_fmt(ck, "%s/ckpt-%08ld", t->p->run_dir, pos->step) || path_fmt(tmp, "%s.tmp", ck) ? -1 : 0;
+    if (rc == 0 && coordinator) {
         vt_rmtree(tmp);
         rc = vt_mkdir_p(tmp);
     }
@@ -438,99 +557,15 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
     blob b, s;
     memset(&b, 0, sizeof b);
     memset(&s, 0, sizeof s);
-    /* The stage's file is the same on every replica of the stage: replica 0 writes it, named by
-     * the stage (which is also replica 0's world rank). */
-    if (c->replica == 0) {
-        snprintf(path, sizeof path, "%s/rank-%05d.bin", tmp, c->stage);
-        saved_stage g = {.owned = t->student == &t->own, .own = t->own, .train_weights = t->train_weights,
-                         .adam_w = t->adam_w};
-        rc = blob_create(&b, path);
-        if (rc == 0) {
-            stage_io(&b, &g, t, NULL);
-            rc = blob_close_written(&b);
-        }
-    }
-    if (rc == 0 && coordinator) {
-        snprintf(path, sizeof path, "%s/state.bin", tmp);
-        saved_state st = {.pos = *pos_in, .tokens = t->tokens, .lg = t->lg, .kl_log_scale = t->kl_log_scale,
-                          .removed_early = out_in->removed_early, .final_kd = out_in->final_kd,
-                          .n_records = out_in->n_records, .records = out_in->records, .cfg = t->student->cfg,
-                          .mk = t->mk, .adam_mu = t->adam_mu, .adam_lv = t->adam_lv};
-        rc = blob_create(&s, path);
-        if (rc == 0) {
-            state_io(&s, &st, t);
-            rc = blob_close_written(&s);
-        }
-    }
+    if (c->replica == 0) rc = write_stage_file(t, tmp, &b);
+    if (rc == 0 && coordinator) rc = write_state_file(t, tmp, pos, out, &s);
     double *all = malloc(sizeof(double) * 3 * (size_t)c->stages);
     if (!all) rc = vt_fail("out of memory for the checkpoint manifest");
     if (vt_comm_agree(c, rc) || gather_files(t, &b, all, c->stages)) {
         free(all);
         return -1;
     }
-    if (coordinator) { /* complete: rename into place, then the manifest, last */
-        json_t *m = json_object(), *list = json_array(), *old = NULL;
-        char mp[4200], mtmp[4300];
-        snprintf(mp, sizeof mp, "%s/manifest.json", t->p->run_dir);
-        snprintf(mtmp, sizeof mtmp, "%s.tmp", mp);
-        if (vt_path_exists(mp)) old = json_load_file(mp, 0, NULL);
-        json_t *old_list = old ? json_object_get(old, "checkpoints") : NULL, *gone = json_array();
-        const char *base = strrchr(ck, '/') ? strrchr(ck, '/') + 1 : ck;
-        /* Earlier checkpoints stay listed (the newest KEEP - 1 of them), but not one of this name or
-         * from a later step (both happen after resuming from an older checkpoint). Folders that
-         * leave are deleted only once the new manifest is in place. */
-        size_t n_old = json_array_size(old_list), earlier = 0;
-        for (size_t i = 0; i < n_old; i++)
-            earlier += json_integer_value(json_object_get(json_array_get(old_list, i), "step")) < pos_in->step;
-        for (size_t i = 0, k = 0; i < n_old; i++) {
-            json_t *e = json_array_get(old_list, i);
-            const char *dir = json_string_value(json_object_get(e, "dir"));
-            int is_earlier = json_integer_value(json_object_get(e, "step")) < pos_in->step;
-            if (is_earlier && k++ + KEEP_CHECKPOINTS - 1 >= earlier) json_array_append(list, e);
-            else if (dir && strcmp(dir, base) != 0) json_array_append(gone, json_object_get(e, "dir"));
-        }
-        vt_rmtree(ck);
-        rc = sync_dir(tmp);
-        if (rc == 0 && rename(tmp, ck) != 0) rc = vt_fail("%s: cannot move the checkpoint into place", ck);
-        json_t *e = json_object(), *files = json_object();
-        json_object_set_new(e, "dir", json_string(base));
-        json_object_set_new(e, "step", json_integer(pos_in->step));
-        json_object_set_new(e, "phase", json_integer(pos_in->phase));
-        json_object_set_new(files, "state.bin", file_entry((double)s.bytes, s.hash));
-        for (int st = 0; st < c->stages; st++) {
-            char name[64];
-            snprintf(name, sizeof name, "rank-%05d.bin", st);
-            uint64_t h = ((uint64_t)all[3 * st + 1] << 32) | (uint64_t)all[3 * st + 2];
-            json_object_set_new(files, name, file_entry(all[3 * st], h));
-        }
-        json_object_set_new(e, "files", files);
-        json_array_append_new(list, e);
-        json_object_set_new(m, "format", json_integer(MANIFEST_FORMAT));
-        json_object_set_new(m, "ranks", json_integer(P));
-        json_object_set_new(m, "stages", json_integer(c->stages));
-        json_object_set_new(m, "replicas", json_integer(c->replicas));
-        if (t->p->settings) {
-            json_t *settings = settings_json(t->p->settings);
-            if (!settings) rc = -1;
-            else json_object_set_new(m, "settings", settings);
-        }
-        json_object_set_new(m, "checkpoints", list);
-        /* the manifest, synced, then renamed over the old one, and the rename made durable */
-        char *text = rc == 0 ? json_dumps(m, JSON_INDENT(2)) : NULL;
-        if (rc == 0 && !text) rc = vt_fail("%s: out of memory for the manifest", mp);
-        if (rc == 0) rc = vt_write_file(mtmp, text, strlen(text));
-        if (rc == 0 && rename(mtmp, mp) != 0) rc = vt_fail("%s: cannot replace the manifest: %s", mp, strerror(errno));
-        if (rc == 0) rc = sync_dir(t->p->run_dir);
-        free(text);
-        for (size_t i = 0; rc == 0 && i < json_array_size(gone); i++) {
-            char od[4400];
-            snprintf(od, sizeof od, "%s/%s", t->p->run_dir, json_string_value(json_array_get(gone, i)));
-            vt_rmtree(od);
-        }
-        json_decref(gone);
-        json_decref(m);
-        json_decref(old);
-    }
+    if (coordinator) rc = publish(t, ck, tmp, pos, &s, all);
     free(all);
     return vt_comm_agree(c, rc);
 }
@@ -538,15 +573,15 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
 /* Reads one checkpoint's state.bin and this stage's file into st and g, checked against the
  * manifest's sizes and checksums as they are read; the trainer is not touched. */
 static int load_files(trainer *t, const char *ck, json_t *files, saved_state *st, saved_stage *g) {
-    char path[4600], name[64];
+    char path[VT_PATH_MAX], name[64];
     blob b;
-    snprintf(path, sizeof path, "%s/state.bin", ck);
+    if (path_fmt(path, "%s/state.bin", ck)) return -1;
     if (vt_config_copy(&st->cfg, &t->teacher->cfg)) return -1;
     if (blob_open_read(&b, path, json_object_get(files, "state.bin"))) return -1;
     state_io(&b, st, t);
     if (blob_finish_read(&b, json_object_get(files, "state.bin"))) return -1;
     snprintf(name, sizeof name, "rank-%05d.bin", t->comm->stage); /* the stage's file, from its replica 0 */
-    snprintf(path, sizeof path, "%s/%s", ck, name);
+    if (path_fmt(path, "%s/%s", ck, name)) return -1;
     if (blob_open_read(&b, path, json_object_get(files, name))) return -1;
     stage_io(&b, g, t, &st->cfg);
     if (blob_finish_read(&b, json_object_get(files, name))) return -1;
@@ -563,33 +598,17 @@ static int load_files(trainer *t, const char *ck, json_t *files, saved_state *st
 static void commit(trainer *t, saved_state *st, saved_stage *g, vt_ckpt_pos *pos, vt_vib_result *out) {
     *pos = st->pos;
     t->tokens = st->tokens;
-    t->lg = st->lg;
-    t->kl_log_scale = st->kl_log_scale;
     out->removed_early = st->removed_early;
     out->final_kd = st->final_kd;
     free(out->records);
     out->records = st->records;
     out->n_records = st->n_records;
-    vt_masks_free(&t->mk);
-    vt_adam_free(&t->adam_mu);
-    vt_adam_free(&t->adam_lv);
-    t->mk = st->mk;
-    t->adam_mu = st->adam_mu;
-    t->adam_lv = st->adam_lv;
+    vt_train_optim o = {.adam_mu = st->adam_mu, .adam_lv = st->adam_lv, .adam_w = g->adam_w, .dw = g->dw,
+                        .train_weights = g->train_weights, .lg = st->lg, .kl_log_scale = st->kl_log_scale};
+    vt_train_optim_restore(&t->opt, &o);
+    vt_student_restore(&t->st, &t->g, t->teacher, st->mk, g->owned ? &g->own : NULL);
     vt_config_free(&st->cfg);
     memset(st, 0, sizeof *st);
-    vt_trainer_free_student(t);
-    if (t->student == &t->own) vt_model_free(&t->own);
-    if (t->train_weights) vt_model_free(&t->dw);
-    vt_adam_free(&t->adam_w);
-    t->student = t->teacher;
-    if (g->owned) {
-        t->own = g->own;
-        t->student = &t->own;
-    }
-    t->train_weights = g->train_weights;
-    t->adam_w = g->adam_w;
-    t->dw = g->dw;
     memset(g, 0, sizeof *g);
 }
 
@@ -605,15 +624,15 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
      * manifest as it is loaded into scratch state, which moves into the trainer only when every
      * rank succeeded (else it is dropped and the next older checkpoint is tried). */
     json_t *list = json_object_get(m, "checkpoints"), *chosen = NULL;
-    char ck[4400], why[1024] = "";
+    char ck[VT_PATH_MAX], why[1024] = "";
     for (size_t k = json_array_size(list); k-- > 0 && !chosen;) {
         json_t *e = json_array_get(list, k);
-        snprintf(ck, sizeof ck, "%s/%s", dir, json_string_value(json_object_get(e, "dir")));
         saved_state st;
         saved_stage g;
         memset(&st, 0, sizeof st);
         memset(&g, 0, sizeof g);
-        int ok = load_files(t, ck, json_object_get(e, "files"), &st, &g) == 0;
+        int ok = path_fmt(ck, "%s/%s", dir, json_string_value(json_object_get(e, "dir"))) == 0 &&
+                 load_files(t, ck, json_object_get(e, "files"), &st, &g) == 0;
         if (!ok && !why[0]) snprintf(why, sizeof why, "%s", vt_error());
         double failed = !ok;
         int comm_rc = c->sum_world(c, &failed, 1);
@@ -635,8 +654,8 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
         return -1;
     }
     /* the classifier rows of other stages: columns of the kept hidden dims (ids = columns of the
-     * dense model, which those rows still have after vt_trainer_head_init) */
-    if (t->mk.dim != t->head.d) vt_trainer_head_columns(t, t->mk.unit_id, t->mk.dim);
+     * dense model, which those rows still have after vt_head_share_init) */
+    if (t->st.mk.dim != t->head.part.d) vt_head_share_columns(&t->head, t->st.mk.unit_id, t->st.mk.dim);
     rc = vt_trainer_alloc_student(t);
     if (vt_comm_agree(c, rc)) return -1;
     if (c->world_rank == 0)

@@ -1,64 +1,37 @@
 /* train_prune.c — structural changes during a VTrans run: hard pruning of units whose gates
  * crossed the threshold (iterative pruning), and the final keep decision. The coordinator (world
  * rank 0) decides; every rank applies the broadcast decision to its part of the model. */
+#include "train/train_prune.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-#include "prune/budget.h"
+#include "prune/keep_decide.h"
 #include "util/error.h"
 #include "prune/slice.h"
-#include "train/trainer.h"
 
-/* Carries Adam moments over to a sliced gate layout, matching gates by unit id. */
-static int remap_adam(vt_adam *a, const vt_masks *old, const vt_masks *nw) {
-    int64_t max_id = 0;
-    for (size_t i = 0; i < old->n; i++) max_id = old->unit_id[i] > max_id ? old->unit_id[i] : max_id;
-    size_t *where = vt_malloc(sizeof(size_t) * (size_t)(max_id + 1), "gate map");
-    vt_adam b;
-    if (!where || vt_adam_init(&b, nw->n, a->weight_decay)) {
-        free(where);
-        return -1;
-    }
-    for (size_t i = 0; i < old->n; i++) where[old->unit_id[i]] = i;
-    for (size_t i = 0; i < nw->n; i++) {
-        size_t o = where[nw->unit_id[i]];
-        b.m[i] = a->m[o];
-        b.v[i] = a->v[o];
-    }
-    b.t = a->t;
-    free(where);
-    vt_adam_free(a);
-    *a = b;
-    return 0;
-}
-
-/* Replaces the student by its slice to the units in keep (gates not folded: training goes on). */
 int vt_trainer_slice(trainer *t, const uint8_t *keep) {
+    vt_student *st = &t->st;
     vt_model next;
     vt_masks mk2;
-    if (vt_slice_model(t->student, &t->mk, NULL, keep, 0, &next)) return -1;
-    int64_t *cols = vt_malloc(sizeof(int64_t) * ((size_t)t->mk.dim + 1), "kept hidden dims");
-    if (!cols || vt_slice_masks(&t->mk, keep, &mk2)) {
+    if (vt_slice_model(st->model, &st->mk, NULL, keep, 0, &next)) return -1;
+    int64_t *cols = vt_malloc(sizeof(int64_t) * ((size_t)st->mk.dim + 1), "kept hidden dims");
+    if (!cols || vt_slice_masks(&st->mk, keep, &mk2)) {
         free(cols);
         vt_model_free(&next);
         return -1;
     }
     int n = 0;
-    for (int i = 0; i < t->mk.dim; i++) /* the hidden gates come first in the layout */
+    for (int i = 0; i < st->mk.dim; i++) /* the hidden gates come first in the layout */
         if (keep[i]) cols[n++] = i;
-    vt_trainer_head_columns(t, cols, n);
+    vt_head_share_columns(&t->head, cols, n);
     free(cols);
-    if (remap_adam(&t->adam_mu, &t->mk, &mk2) || remap_adam(&t->adam_lv, &t->mk, &mk2)) {
+    if (vt_train_optim_remap(&t->opt, &st->mk, &mk2)) {
         vt_model_free(&next);
         vt_masks_free(&mk2);
         return -1;
     }
-    vt_trainer_free_student(t);
-    if (t->student == &t->own) vt_model_free(&t->own);
-    t->own = next;
-    t->student = &t->own;
-    vt_masks_free(&t->mk);
-    t->mk = mk2;
+    vt_student_adopt(st, &t->g, next, mk2);
     return vt_trainer_alloc_student(t);
 }
 
@@ -77,10 +50,10 @@ static int by_log_alpha_desc(const void *a, const void *b) {
 
 /* Exact size after removing the first n groups, or -1 when no valid structure remains. */
 static double size_without(trainer *t, const removal *r, size_t n, uint8_t *keep) {
-    memset(keep, 1, t->mk.n);
+    memset(keep, 1, t->st.mk.n);
     for (size_t i = 0; i < n; i++) memset(keep + r[i].first, 0, (size_t)r[i].count);
     vt_config c;
-    if (vt_keep_structure(&t->mk, &t->student->cfg, keep, &c)) {
+    if (vt_keep_structure(&t->st.mk, &t->st.model->cfg, keep, &c)) {
         vt_error_clear();
         return -1.0;
     }
@@ -93,8 +66,8 @@ static double size_without(trainer *t, const removal *r, size_t n, uint8_t *keep
  * first, as many as keep the exact size at or above the final budget (so the final decision can
  * still land on it). */
 int vt_trainer_prune_crossed(trainer *t, int *removed) {
-    const vt_masks *mk = &t->mk;
-    const vt_config *c = &t->student->cfg;
+    const vt_masks *mk = &t->st.mk;
+    const vt_config *c = &t->st.model->cfg;
     float theta = (float)t->p->theta;
     removal *r = vt_malloc(sizeof *r * mk->n, "pruning candidates");
     uint8_t *keep = vt_malloc(mk->n, "keep flags");
@@ -146,13 +119,13 @@ out:
  * or just under the budget (budget.h). */
 int vt_trainer_decide(trainer *t, uint8_t **keep_out) {
     const vt_vib_params *p = t->p;
-    uint8_t *keep = vt_malloc(t->mk.n, "keep flags");
+    uint8_t *keep = vt_malloc(t->st.mk.n, "keep flags");
     if (!keep) return -1;
     int rc = 0;
     if (t->comm->world_rank == 0) {
         vt_config pruned;
         double size;
-        rc = vt_budget_decide(&t->mk, &t->student->cfg, p->kind, t->ctx, p->target_fraction * t->dense_size,
+        rc = vt_budget_decide(&t->st.mk, &t->st.model->cfg, p->kind, t->ctx, p->target_fraction * t->dense_size,
                               p->round_to, NULL, keep, &pruned, &size);
         if (rc == 0) vt_config_free(&pruned);
     }
@@ -163,7 +136,7 @@ int vt_trainer_decide(trainer *t, uint8_t **keep_out) {
         if (t->comm->world_rank != 0) vt_fail("the coordinator's keep decision failed");
         goto fail;
     }
-    if (t->comm->bcast(t->comm, keep, t->mk.n)) goto fail;
+    if (t->comm->bcast(t->comm, keep, t->st.mk.n)) goto fail;
     *keep_out = keep;
     return 0;
 fail:

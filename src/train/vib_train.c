@@ -11,6 +11,8 @@
 #include "dist/partition.h"
 #include "prune/slice.h"
 #include "train/train_ckpt.h"
+#include "train/train_prune.h"
+#include "train/train_step.h"
 #include "train/trainer.h"
 
 
@@ -19,18 +21,19 @@
  * weights' squares are summed over the world and divided by the replicas. */
 static int clip_gradients(trainer *t, size_t w0, size_t wn) {
     if (t->p->clip <= 0) return 0;
-    double ss = vt_sumsq(t->mk.g_mu, t->mk.n) + vt_sumsq(t->mk.g_logvar, t->mk.n);
-    if (t->train_weights) {
-        double ws = vt_sumsq(t->dw.arena + w0, wn);
+    vt_masks *mk = &t->st.mk;
+    double ss = vt_sumsq(mk->g_mu, mk->n) + vt_sumsq(mk->g_logvar, mk->n);
+    if (t->opt.train_weights) {
+        double ws = vt_sumsq(t->opt.dw.arena + w0, wn);
         if (t->comm->sum_world(t->comm, &ws, 1)) return -1;
         ss += ws / t->comm->replicas;
     }
     double norm = sqrt(ss);
     if (norm <= t->p->clip) return 0;
     float s = (float)(t->p->clip / norm);
-    vt_scale(t->mk.g_mu, t->mk.n, s);
-    vt_scale(t->mk.g_logvar, t->mk.n, s);
-    if (t->train_weights) vt_scale(t->dw.arena + w0, wn, s);
+    vt_scale(mk->g_mu, mk->n, s);
+    vt_scale(mk->g_logvar, mk->n, s);
+    if (t->opt.train_weights) vt_scale(t->opt.dw.arena + w0, wn, s);
     return 0;
 }
 
@@ -68,33 +71,39 @@ static int keep_record(vt_vib_result *out, const vt_train_record *r) {
     return 0;
 }
 
-void vt_trainer_save_votes(const trainer *t, long done, double votes[2]) {
-    const vt_vib_params *p = t->p;
-    votes[0] = p->stop && *p->stop ? 1.0 : 0.0;
-    votes[1] = 0.0;
-    if (t->comm->world_rank == 0) {
-        int by_steps = p->checkpoint_steps > 0 && done % p->checkpoint_steps == 0;
-        int by_time = p->checkpoint_minutes > 0 && vt_seconds() - t->last_save >= 60.0 * p->checkpoint_minutes;
-        votes[1] = by_steps || by_time;
-    }
-}
-
 /* Saves a checkpoint after the step just done when one is due or asked for (a signal on any
  * rank): the ranks decide together by the votes the step summed. Returns 1 when the run must
  * stop (saved), 0 to go on, -1 on failure. */
 static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
     if (!p->run_dir) return 0;
-    if (t->save_votes[0] == 0 && t->save_votes[1] == 0) return 0;
+    if (t->clock.votes[0] == 0 && t->clock.votes[1] == 0) return 0;
     vt_ckpt_pos pos = {done, phase, done_in_phase};
     if (vt_ckpt_save(t, &pos, out)) return -1;
-    t->last_save = vt_seconds();
-    if (t->save_votes[0] == 0) return 0;
+    t->clock.last_save = vt_seconds();
+    if (t->clock.votes[0] == 0) return 0;
     if (p->log && t->comm->world_rank == 0)
         fprintf(p->log, "stopping on request after step %ld: checkpoint saved in %s\n", done, p->run_dir);
     out->stopped = 1;
     out->steps = done;
     return 1;
+}
+
+/* The optimizer's step after global step s of total in this phase: gradients clipped, then Adam
+ * on the gates (and in fine-tuning on the student's layer weights). */
+static int optimizer_step(trainer *t, long s, long total) {
+    const vt_vib_params *p = t->p;
+    vt_masks *mk = &t->st.mk;
+    vt_train_optim *o = &t->opt;
+    size_t w0 = 0, wn = o->train_weights ? vt_layer_region(t->st.model, &w0) : 0;
+    if (clip_gradients(t, w0, wn)) return -1;
+    double lr = vt_lr_at(p->schedule, p->lr_mask, s, total, p->warmup_steps);
+    vt_adam_step(&o->adam_mu, mk->mu, mk->g_mu, lr);
+    vt_adam_step(&o->adam_lv, mk->logvar, mk->g_logvar, lr);
+    if (o->train_weights)
+        vt_adam_step(&o->adam_w, t->st.own.arena + w0, o->dw.arena + w0,
+                     vt_lr_at(p->schedule, p->lr_weight, s, total, p->warmup_steps));
+    return 0;
 }
 
 /* Runs `total` steps of one phase. */
@@ -105,14 +114,7 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
     for (long s = start; s < total; s++, (*global_step)++) {
         vt_train_record rec = {.step = *global_step, .phase = phase};
         if (vt_trainer_step(t, *global_step, phase, &rec)) return -1;
-        size_t w0 = 0, wn = t->train_weights ? vt_trainer_layer_region(t->student, &w0) : 0;
-        if (clip_gradients(t, w0, wn)) return -1;
-        double lr = vt_lr_at(p->schedule, p->lr_mask, s, total, p->warmup_steps);
-        vt_adam_step(&t->adam_mu, t->mk.mu, t->mk.g_mu, lr);
-        vt_adam_step(&t->adam_lv, t->mk.logvar, t->mk.g_logvar, lr);
-        if (t->train_weights)
-            vt_adam_step(&t->adam_w, t->own.arena + w0, t->dw.arena + w0, vt_lr_at(p->schedule, p->lr_weight, s, total,
-                                                                                    p->warmup_steps));
+        if (optimizer_step(t, s, total)) return -1;
         rec.seconds = vt_seconds() - t0;
         out->final_kd = rec.kd;
         if (p->log_interval > 0 && ((s + 1) % p->log_interval == 0 || s + 1 == total)) {
@@ -125,7 +127,7 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
             out->removed_early += (size_t)removed;
             if (removed && p->log && t->comm->world_rank == 0)
                 fprintf(p->log, "masks step %ld: %d units pruned for good; %zu parameters remain\n", s + 1, removed,
-                        vt_params_total(&t->student->cfg));
+                        vt_params_total(&t->st.model->cfg));
         }
         int stop = maybe_checkpoint(t, phase, s + 1, *global_step + 1, out);
         if (stop) return stop;
@@ -133,154 +135,144 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
     return 0;
 }
 
-static void trainer_free(trainer *t) {
-    vt_trainer_free_student(t);
-    if (t->student == &t->own) vt_model_free(&t->own);
-    if (t->train_weights) vt_model_free(&t->dw);
-    vt_masks_free(&t->mk);
-    vt_adam_free(&t->adam_mu);
-    vt_adam_free(&t->adam_lv);
-    vt_adam_free(&t->adam_w);
-    vt_trainer_head_free(t);
-    free(t->tok);
-    free(t->tgt);
-    free(t->ids);
+/* The coordinator's lines on the pipeline's shape and on packing. */
+static void log_layout(const trainer *t) {
+    const vt_vib_params *p = t->p;
+    const vt_train_geom *g = &t->g;
+    vt_comm *comm = t->comm;
+    if (!p->log || comm->world_rank != 0) return;
+    if (comm->stages > 1)
+        fprintf(p->log,
+                "pipeline: %d micro-batches per replica and step (%d of %d sequence(s), each in %d chunk(s) of %d "
+                "tokens); bubble %.0f%%\n",
+                g->K, g->M, g->Bm, g->C, g->Tc, 100.0 * vt_pipeline_bubble(comm->stages, g->K));
 }
 
-/* Batch geometry: B sequences per step over D replicas and M micro-batches each, each sequence
- * cut into C chunks (the rules `plan` uses too: vt_micro_batches_choose, vt_seq_chunks_choose). */
-int vt_trainer_geometry(trainer *t) {
+static void log_packing(const trainer *t) {
     const vt_vib_params *p = t->p;
-    int D = t->comm->replicas, M;
-    if (p->batch_size % D)
-        return vt_fail("schedule.batch_size = %d is not a multiple of the %d data-parallel replicas", p->batch_size, D);
-    t->B = p->batch_size;
-    t->Bd = p->batch_size / D;
-    if (vt_micro_batches_choose(t->comm->stages, t->Bd, p->micro_batches, &M)) return -1;
-    t->M = M;
-    t->Bm = t->Bd / M;
-    if (vt_seq_chunks_choose(t->comm->stages, M, t->Bm, t->T, p->seq_chunks, &t->C)) return -1;
-    t->Tc = t->T / t->C;
-    t->K = M * t->C;
+    if (!p->log || t->comm->world_rank != 0 || !p->pack_weights) return;
+    size_t packed = vt_trainer_pack_bytes(t);
+    if (t->st.packed)
+        fprintf(p->log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0\n", packed / 1048576.0);
+    else if (vt_blis_threads() > 1)
+        fprintf(p->log, "weights: not packed: parallel.pack_weights needs BLIS on one thread per rank (%d now)\n",
+                vt_blis_threads());
+    else
+        fprintf(p->log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
+}
+
+/* Everything before the first step: the trainer's parts and the teacher cache; a resume with
+ * another layout or changed settings is refused before any work. */
+static int set_up(trainer *t, vt_vib_result *out) {
+    const vt_vib_params *p = t->p;
+    log_layout(t);
+    if (p->resume_dir && vt_ckpt_check(t, p->resume_dir)) return -1;
+    if (vt_trainer_alloc(t)) return -1;
+    log_packing(t);
+    double tc = vt_seconds();
+    if (vt_trainer_cache_teacher(t)) return -1;
+    if (p->log && t->comm->world_rank == 0)
+        fprintf(p->log, "teacher cache: %zu calibration sequences, sharded over %d replica(s), in %.1f s\n",
+                t->calib->n_seq, t->comm->replicas, vt_seconds() - tc);
+    vt_trainer_bytes(t, &out->weight_bytes, &out->work_bytes);
+    t->clock.last_save = vt_seconds();
     return 0;
+}
+
+/* Where training starts: step 0, or the newest checkpoint of a resume, checked against the
+ * phases' lengths (which may grow on resume, or shrink down to where the checkpoint is). */
+static int start_position(trainer *t, vt_ckpt_pos *pos, vt_vib_result *out) {
+    const vt_vib_params *p = t->p;
+    *pos = (vt_ckpt_pos){0, 0, 0};
+    if (p->resume_dir && vt_ckpt_load(t, p->resume_dir, pos, out)) return -1;
+    if (pos->phase == 1 && p->finetune_steps <= 0)
+        return vt_fail("%s: the checkpoint is in the fine-tuning phase but schedule.finetune_steps = 0; resume with "
+                       "the run's own configuration", p->resume_dir);
+    long phase_total = pos->phase ? p->finetune_steps : p->steps;
+    if (pos->phase_step > phase_total)
+        return vt_fail("%s: the checkpoint is at %s step %ld, past schedule.%s = %ld; set it to at least %ld to resume",
+                       p->resume_dir, pos->phase ? "fine-tuning" : "mask", pos->phase_step,
+                       pos->phase ? "finetune_steps" : "steps", phase_total, pos->phase_step);
+    return 0;
+}
+
+/* Joint fine-tuning: the student sliced to the decided structure without folding, its weights
+ * trained too (no packs: they change). */
+static int start_finetune(trainer *t, const uint8_t *keep) {
+    t->opt.train_weights = 1; /* first: the sliced student's allocation must not pack */
+    if (vt_trainer_slice(t, keep)) return -1;
+    return vt_train_optim_weights(&t->opt, &t->st.own, t->p->weight_decay);
+}
+
+/* The fine-tuning phase from step `start`; *keep (the decision) becomes every remaining unit. */
+static int run_finetune(trainer *t, long start, long *step, double t0, uint8_t **keep, vt_vib_result *out) {
+    const vt_train_optim *o = &t->opt;
+    out->weight_state_bytes = sizeof(float) * (o->dw.arena_floats + 2 * o->adam_w.n);
+    size_t wb, ab;
+    vt_trainer_bytes(t, &wb, &ab);
+    out->weight_bytes = wb > out->weight_bytes ? wb : out->weight_bytes;
+    out->work_bytes = ab > out->work_bytes ? ab : out->work_bytes;
+    int stop = run_phase(t, 1, start, t->p->finetune_steps, step, t0, out);
+    if (stop) return stop;
+    free(*keep);
+    *keep = vt_malloc(t->st.mk.n, "keep flags");
+    if (!*keep) return -1;
+    memset(*keep, 1, t->st.mk.n); /* the structure is decided: every remaining unit stays */
+    return 0;
+}
+
+/* The phases from pos: masks, decision, fine-tuning. *keep receives the decision. Returns 1 when
+ * stopped on request (saved), 0 when done, -1 on failure. */
+static int train(trainer *t, const vt_ckpt_pos *pos, long *step, double t0, uint8_t **keep, vt_vib_result *out) {
+    const vt_vib_params *p = t->p;
+    int stop = 0;
+    if (pos->phase == 0) {
+        stop = run_phase(t, 0, pos->phase_step, p->steps, step, t0, out);
+        if (stop) return stop;
+        if (vt_trainer_decide(t, keep)) return -1;
+        if (p->finetune_steps > 0 && start_finetune(t, *keep)) return -1;
+    }
+    if (p->finetune_steps > 0) return run_finetune(t, pos->phase == 1 ? pos->phase_step : 0, step, t0, keep, out);
+    return 0;
+}
+
+/* Export: kept units carry z = mu folded into the weights. Training memory goes first, so the
+ * pruned copy does not add to the peak. */
+static int export_pruned(trainer *t, const uint8_t *keep, vt_vib_result *out) {
+    vt_trainer_free_work(t);
+    const vt_masks *mk = &t->st.mk;
+    float *z = vt_malloc(sizeof(float) * mk->n, "final gates");
+    if (!z) return -1;
+    for (size_t i = 0; i < mk->n; i++) z[i] = keep[i] ? mk->mu[i] : 0.0f;
+    int rc = vt_slice_model(t->st.model, mk, z, keep, 1, &out->pruned);
+    free(z);
+    return rc;
 }
 
 int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_vib_params *p, vt_comm *comm,
                       vt_vib_result *out) {
     memset(out, 0, sizeof *out);
     trainer t;
-    memset(&t, 0, sizeof t);
-    t.p = p;
-    t.comm = comm;
-    t.teacher = teacher;
-    t.calib = calib;
-    t.student = teacher;
-    t.T = calib->seq_len;
-    t.trace = getenv("VT_TRACE") && *getenv("VT_TRACE") && strcmp(getenv("VT_TRACE"), "0") != 0;
-    t.ctx = vt_mean_ctx(t.T);
-    t.dense_size = vt_structure_size(&teacher->cfg, p->kind, t.ctx);
+    if (vt_trainer_init(&t, teacher, calib, p, comm)) return -1;
     double t0 = vt_seconds();
-    int rc = -1;
     uint8_t *keep = NULL;
-    float *z = NULL;
-    if (vt_trainer_geometry(&t)) return -1;
-    if (p->log && comm->world_rank == 0 && comm->stages > 1)
-        fprintf(p->log,
-                "pipeline: %d micro-batches per replica and step (%d of %d sequence(s), each in %d chunk(s) of %d "
-                "tokens); bubble %.0f%%\n",
-                t.K, t.M, t.Bm, t.C, t.Tc, 100.0 * vt_pipeline_bubble(comm->stages, t.K));
-    /* a resume with another layout or changed settings is refused before any work */
-    if (p->resume_dir && vt_ckpt_check(&t, p->resume_dir)) return -1;
-    if (vt_masks_init(&t.mk, &teacher->cfg, p->seed) || vt_adam_init(&t.adam_mu, t.mk.n, 0.0) ||
-        vt_adam_init(&t.adam_lv, t.mk.n, 0.0) || vt_trainer_head_init(&t) || vt_trainer_alloc_student(&t))
-        goto done;
-    if (p->log && comm->world_rank == 0 && p->pack_weights) {
-        size_t packed = vt_trainer_pack_bytes(&t);
-        if (t.packed)
-            fprintf(p->log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0\n", packed / 1048576.0);
-        else if (vt_blis_threads() > 1)
-            fprintf(p->log, "weights: not packed: parallel.pack_weights needs BLIS on one thread per rank (%d now)\n",
-                    vt_blis_threads());
-        else
-            fprintf(p->log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
+    vt_ckpt_pos pos;
+    long step = 0;
+    int rc = -1, stop = 0;
+    if (set_up(&t, out) || start_position(&t, &pos, out)) goto done;
+    step = pos.step;
+    stop = train(&t, &pos, &step, t0, &keep, out);
+    if (stop < 0) goto done;
+    if (stop == 0) { /* else saved and asked to stop: no result this time */
+        if (export_pruned(&t, keep, out)) goto done;
+        out->steps = step;
+        out->tokens = t.tokens;
+        out->seconds = vt_seconds() - t0;
     }
-    t.tok = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch tokens");
-    t.tgt = vt_malloc(sizeof(int32_t) * (size_t)t.Bd * t.T, "batch targets");
-    t.ids = vt_malloc(sizeof(int64_t) * (size_t)t.B, "batch ids");
-    if (!t.tok || !t.tgt || !t.ids) goto done;
-    double tc = vt_seconds();
-    if (vt_trainer_cache_teacher(&t)) goto done;
-    if (p->log && comm->world_rank == 0)
-        fprintf(p->log, "teacher cache: %zu calibration sequences, sharded over %d replica(s), in %.1f s\n",
-                calib->n_seq, comm->replicas, vt_seconds() - tc);
-    vt_trainer_bytes(&t, &out->weight_bytes, &out->work_bytes);
-    t.last_save = vt_seconds();
-
-    vt_ckpt_pos pos = {0, 0, 0};
-    if (p->resume_dir && vt_ckpt_load(&t, p->resume_dir, &pos, out)) goto done;
-    if (pos.phase == 1 && p->finetune_steps <= 0) {
-        vt_fail("%s: the checkpoint is in the fine-tuning phase but schedule.finetune_steps = 0; resume with "
-                "the run's own configuration", p->resume_dir);
-        goto done;
-    }
-    /* the phases may be lengthened on resume, or shortened down to where the checkpoint is */
-    long phase_total = pos.phase ? p->finetune_steps : p->steps;
-    if (pos.phase_step > phase_total) {
-        vt_fail("%s: the checkpoint is at %s step %ld, past schedule.%s = %ld; set it to at least %ld to resume",
-                p->resume_dir, pos.phase ? "fine-tuning" : "mask", pos.phase_step,
-                pos.phase ? "finetune_steps" : "steps", phase_total, pos.phase_step);
-        goto done;
-    }
-    long step = pos.step;
-    int stop = 0;
-    if (pos.phase == 0) {
-        stop = run_phase(&t, 0, pos.phase_step, p->steps, &step, t0, out);
-        if (stop < 0 || (stop == 0 && vt_trainer_decide(&t, &keep))) goto done;
-        if (stop == 0 && p->finetune_steps > 0) {
-            /* Joint fine-tuning: slice to the decided structure without folding, train weights too. */
-            t.train_weights = 1; /* first: the sliced student's weights will change, so no packs */
-            if (vt_trainer_slice(&t, keep)) goto done;
-            vt_load_parts parts = {t.own.layer_begin, t.own.layer_end, t.own.has_embed, t.own.has_head};
-            if (vt_model_alloc(&t.dw, &t.own.cfg, parts)) goto done;
-            size_t w0, wn = vt_trainer_layer_region(&t.own, &w0);
-            if (vt_adam_init(&t.adam_w, wn, p->weight_decay)) goto done;
-        }
-    }
-    if (stop == 0 && p->finetune_steps > 0) {
-        out->weight_state_bytes = sizeof(float) * (t.dw.arena_floats + 2 * t.adam_w.n);
-        size_t wb, ab;
-        vt_trainer_bytes(&t, &wb, &ab);
-        out->weight_bytes = wb > out->weight_bytes ? wb : out->weight_bytes;
-        out->work_bytes = ab > out->work_bytes ? ab : out->work_bytes;
-        stop = run_phase(&t, 1, pos.phase == 1 ? pos.phase_step : 0, p->finetune_steps, &step, t0, out);
-        if (stop < 0) goto done;
-        if (stop == 0) {
-            free(keep);
-            keep = vt_malloc(t.mk.n, "keep flags");
-            if (!keep) goto done;
-            memset(keep, 1, t.mk.n); /* the structure is decided: every remaining unit stays */
-        }
-    }
-    if (stop) { /* saved and asked to stop: no result this time */
-        rc = 0;
-        goto done;
-    }
-    /* Export: kept units carry z = mu folded into the weights. Training memory goes first, so the
-     * pruned copy does not add to the peak. */
-    vt_trainer_free_student(&t);
-    vt_trainer_head_free(&t);
-    z = vt_malloc(sizeof(float) * t.mk.n, "final gates");
-    if (!z) goto done;
-    for (size_t i = 0; i < t.mk.n; i++) z[i] = keep[i] ? t.mk.mu[i] : 0.0f;
-    if (vt_slice_model(t.student, &t.mk, z, keep, 1, &out->pruned)) goto done;
-    out->steps = step;
-    out->tokens = t.tokens;
-    out->seconds = vt_seconds() - t0;
     rc = 0;
 done:
-    free(z);
     free(keep);
-    trainer_free(&t);
+    vt_trainer_free(&t);
     if (rc) vt_vib_result_free(out);
     return rc;
 }

@@ -5,6 +5,11 @@
 
 #include <stddef.h>
 
+/* The longest path (with its NUL) kept in a fixed buffer; a longer one is an error naming it. */
+#ifndef VT_PATH_MAX
+#define VT_PATH_MAX 4096
+#endif
+
 /* Reads a whole file into a NUL-terminated buffer (free() it); *size excludes the NUL. */
 int vt_read_file(const char *path, char **data, size_t *size);
 

@@ -1,18 +1,7 @@
-/* sampler.c — greedy and temperature sampling, splitmix64 counter-based random numbers. */
+/* sampler.c — greedy and temperature sampling of the next token (see sampler.h). */
 #include "util/sampler.h"
 
 #include <math.h>
-
-uint64_t vt_mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-double vt_uniform(uint64_t seed, uint64_t counter) {
-    return (double)(vt_mix64(vt_mix64(seed) ^ counter) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 int vt_argmax(const float *logits, int n) {
     int best = 0;

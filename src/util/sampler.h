@@ -1,14 +1,7 @@
 /* sampler.h — choosing the next token from logits: greedy at temperature 0, else softmax sampling
- * with a seeded counter-based generator. */
+ * at a temperature with a uniform number the caller draws (vt_uniform, util/rng.h). */
 #ifndef VT_SAMPLER_H
 #define VT_SAMPLER_H
-
-#include <stdint.h>
-
-/* 64-bit mix of a counter (splitmix64): the project's pure-function random numbers. */
-uint64_t vt_mix64(uint64_t x);
-/* Uniform in [0, 1) from (seed, counter). */
-double vt_uniform(uint64_t seed, uint64_t counter);
 
 /* Index of the largest logit (first on ties). */
 int vt_argmax(const float *logits, int n);

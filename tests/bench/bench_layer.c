@@ -12,6 +12,7 @@
 #include "util/error.h"
 #include "nn/forward.h"
 #include "nn/masks.h"
+#include "util/rng.h"
 
 static double now(void) {
     struct timespec ts;
@@ -45,7 +46,7 @@ int main(int argc, char **argv) {
     check(vt_model_alloc(&m, &c, parts), "weights");
     uint64_t s = 88172645463325252ull;
     for (size_t i = 0; i < m.arena_floats; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        vt_xorshift64(&s);
         m.arena[i] = ((float)(s >> 40) / (float)(1u << 24) - 0.5f) * 0.04f;
     }
     for (int i = 0; i < c.dim; i++) m.layers[0].attn_norm[i] = m.layers[0].ffn_norm[i] = 1.0f;

@@ -12,9 +12,10 @@
 #include "nn/masks.h"
 #include "ref_model.h"
 #include "testutil.h"
+#include "util/rng.h"
 
 static double urand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
+    vt_lcg32(s);
     return ((*s >> 8) & 0xFFFFFF) / (double)0x1000000 - 0.5;
 }
 

@@ -14,13 +14,14 @@
 #include "nn/loss.h"
 #include "nn/masks.h"
 #include "testutil.h"
+#include "util/rng.h"
 
 /* tu_small_config: dim 16, 2 layers, 4 heads / 2 KV heads of 4 dims, ffn 24, vocab 32. */
 enum { D = 16, HD = 4, F = 24, V = 32 };
 
 
 static void random_tokens(int32_t *tok, int n, int vocab, unsigned seed) {
-    for (int i = 0; i < n; i++) tok[i] = (int32_t)(((seed = seed * 1103515245u + 12345u) >> 8) % (unsigned)vocab);
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)((vt_lcg32(&seed) >> 8) % (unsigned)vocab);
 }
 
 /* Scores of `kind` for model m with a fresh layout (returned in mk). */

@@ -8,9 +8,10 @@
 #include "util/error.h"
 #include "nn/masks.h"
 #include "testutil.h"
+#include "util/rng.h"
 
 static double urand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
+    vt_lcg32(s);
     return ((*s >> 8) & 0xFFFFFF) / (double)0x1000000;
 }
 

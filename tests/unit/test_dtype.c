@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/dtype.h"
+#include "util/rng.h"
 
 static float bits_f32(uint32_t u) {
     float x;
@@ -125,7 +126,7 @@ static void test_f16_matches_reference(void **state) {
     for (int h = 0; h <= 0x7bff; h++) f16_values[h] = vt_f16_to_f32((uint16_t)h);
     uint64_t s = 12345;
     for (int i = 0; i < 400000; i++) {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        vt_xorshift64(&s);
         /* Exponents around the F16 range, all mantissas, both signs. */
         uint32_t exp = 90 + (uint32_t)(s >> 58) % 60, u = (uint32_t)(s & 0x807fffffu) | exp << 23;
         float x = bits_f32(u);

@@ -9,6 +9,7 @@
 #include "nn/masks.h"
 #include "ref_model.h"
 #include "testutil.h"
+#include "util/rng.h"
 
 /* The double-precision reference (ref_model.c), one sequence, no gates. */
 static void naive_forward(const vt_model *m, const int32_t *tok, int T, double *logits) {
@@ -32,7 +33,7 @@ static float *our_forward(const vt_model *m, const int32_t *tok, int B, int T) {
 }
 
 static void random_tokens(int32_t *tok, int n, int vocab, unsigned seed) {
-    for (int i = 0; i < n; i++) tok[i] = (int32_t)((seed = seed * 1103515245u + 12345u) >> 8) % vocab;
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)(vt_lcg32(&seed) >> 8) % vocab;
 }
 
 static void assert_close(const float *a, const double *b, size_t n, double rel) {

@@ -14,11 +14,12 @@
 #include "nn/forward.h"
 #include "train/head_loss.h"
 #include "nn/loss.h"
+#include "util/rng.h"
 
 enum { R = 6, V = 37, D = 12, DS = 7 };
 
 static double urand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
+    vt_lcg32(s);
     return ((*s >> 8) & 0xffffff) / (double)0x1000000 - 0.5;
 }
 

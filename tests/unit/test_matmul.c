@@ -8,9 +8,10 @@
 #include <string.h>
 
 #include "nn/matmul.h"
+#include "util/rng.h"
 
 static float val(uint64_t *s) {
-    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    vt_lcg64(s);
     return (float)((double)(*s >> 40) / (double)(1 << 24) - 0.5);
 }
 

@@ -8,6 +8,7 @@
 #include "util/error.h"
 #include "dist/partition.h"
 #include "testutil.h"
+#include "util/rng.h"
 
 /* A dense config: dim 64, head_dim 8, 8 heads (4 KV), ffn 172, seq_len 128. */
 static void make_config(vt_config *c, int layers, int vocab) {
@@ -175,10 +176,10 @@ static void test_optimal_against_brute_force(void **state) {
     for (int trial = 0; trial < 60; trial++) {
         int L = 1 + trial % 9;
         vt_config c;
-        seed = seed * 1103515245u + 12345u;
+        vt_lcg32(&seed);
         make_config(&c, L, 1 + (int)((seed >> 8) % 3000));
         for (int l = 0; l < L; l++) {
-            seed = seed * 1103515245u + 12345u;
+            vt_lcg32(&seed);
             int kv = (int)((seed >> 8) % 5), ffn = (int)((seed >> 12) % 400);
             c.layers[l].n_kv_heads = kv;
             c.layers[l].n_heads = 2 * kv;

@@ -268,7 +268,7 @@ static void test_plan_activations_scale_with_micro_batches(void **state) {
 }
 
 /* The activations of a stage are, term by term, what a training rank of that stage allocates
- * (vt_trainer_alloc_student, vt_trainer_head_init, the teacher cache pass): K = M C chunk tapes at
+ * (vt_student_alloc, vt_head_share_init, the teacher cache pass): K = M C chunk tapes at
  * positions (k % C) Tc, forward scratch for Bm x Tc rows attending to T positions, the teacher's
  * forward scratch for Bm x T, backward scratch with the chunks' key/value gradients, the classifier
  * scratch of Bm x T rows, and on the last stage K gradients of Bm x Tc rows and the step's teacher rows. */

@@ -12,6 +12,7 @@
 #include "nn/masks.h"
 #include "prune/slice.h"
 #include "testutil.h"
+#include "util/rng.h"
 
 /* The test model: tu_small_config (dim 16, 4 heads / 2 KV heads of 4 dims, ffn 24, vocab 32)
  * with 4 layers. Pruned: hidden dims 1,4,7,10,13; layer 0 heads 2,3 (so KV head 1 goes) and
@@ -58,7 +59,7 @@ static void make_gates(vt_masks *mk, const vt_config *c, float *z, uint8_t *keep
     prune_pattern(mk, prune);
     uint32_t s = 12345;
     for (size_t i = 0; i < mk->n; i++) {
-        s = s * 1103515245u + 12345u;
+        vt_lcg32(&s);
         float mu = 1.0f + 0.4f * ((float)(s >> 8) / (float)(1u << 24) * 2.0f - 1.0f);
         mk->mu[i] = mu;
         mk->logvar[i] = logf(mu * mu) + (prune[i] ? 1.0f : -2.0f);
@@ -72,7 +73,7 @@ static void make_gates(vt_masks *mk, const vt_config *c, float *z, uint8_t *keep
 }
 
 static void random_tokens(int32_t *tok, int n, unsigned seed) {
-    for (int i = 0; i < n; i++) tok[i] = (int32_t)((seed = seed * 1103515245u + 12345u) >> 8) % V;
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)(vt_lcg32(&seed) >> 8) % V;
 }
 
 /* Logits [B*T, vocab] of m, gated by g when not NULL. */

@@ -9,6 +9,7 @@
 #include "data/documents.h"
 #include "util/error.h"
 #include "io/tokenizer.h"
+#include "util/rng.h"
 
 #define TOK "stories260K/tok512.bin"
 
@@ -237,7 +238,7 @@ static void test_matches_llama2c_encode(void **state) {
         char buf[256] = "";
         int pieces = trial % 40;
         for (int k = 0; k < pieces; k++) {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            vt_xorshift64(&s);
             strcat(buf, alphabet[s % (sizeof alphabet / sizeof alphabet[0])]);
         }
         assert_encodes_like_llama2c(&t, buf, trial % 3 == 0);
@@ -299,7 +300,7 @@ static void test_merge_ties_and_threshold(void **state) {
         char buf[64];
         int len = trial % 48;
         for (int k = 0; k < len; k++) {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            vt_xorshift64(&s);
             buf[k] = "aab "[s % 4];
         }
         buf[len] = '\0';

@@ -14,6 +14,7 @@
 #include "run/run_config.h"
 #include "testutil.h"
 #include "train/vib_train.h"
+#include "util/rng.h"
 
 typedef struct {
     vt_config c;
@@ -28,7 +29,7 @@ static void setup(fixture *f) {
     size_t n = 64 * 16;
     f->stream = malloc(sizeof(int32_t) * n);
     unsigned s = 5;
-    for (size_t i = 0; i < n; i++) f->stream[i] = (int32_t)((s = s * 1103515245u + 12345u) >> 8) % f->c.vocab;
+    for (size_t i = 0; i < n; i++) f->stream[i] = (int32_t)(vt_lcg32(&s) >> 8) % f->c.vocab;
     assert_int_equal(vt_calib_init(&f->calib, f->stream, n, 1.0, 16, 0), 0);
 }
 

@@ -17,8 +17,10 @@
 #include "train/head_loss.h"
 #include "dist/partition.h"
 #include "testutil.h"
+#include "train/train_step.h"
 #include "train/trainer.h"
 #include "train/vib_train.h"
+#include "util/rng.h"
 
 /* cmocka's assertions jump out of the calling thread: inside a rank a failed check ends the rank's
  * function with a message instead, and fake_world_run reports it. */
@@ -32,10 +34,7 @@ enum { MAXP = 8 };
 /* A value in [-1, 1) that depends only on its arguments. */
 static double val(int rank, int i, int salt) {
     uint64_t z = ((uint64_t)(rank + 1) << 40) ^ ((uint64_t)(i + 1) << 16) ^ (uint64_t)salt;
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    z = vt_mix64(z);
     return (double)(z >> 11) * 0x1p-52 - 1.0;
 }
 
@@ -443,7 +442,7 @@ static void train_setup(train_fixture *f) {
     f->stream = malloc(sizeof(int32_t) * n);
     unsigned s = 9;
     for (size_t i = 0; i < n; i++)
-        f->stream[i] = (int32_t)(((s = s * 1103515245u + 12345u) >> 8) % (unsigned)f->c.vocab);
+        f->stream[i] = (int32_t)((vt_lcg32(&s) >> 8) % (unsigned)f->c.vocab);
     assert_int_equal(vt_calib_init(&f->calib, f->stream, n, 1.0, TSEQ, 0), 0);
 }
 
@@ -505,38 +504,16 @@ typedef struct {
 /* The trainer as vt_vib_prune_part sets it up, with weight gradients, and gates moved away from
  * their initial values (the same on every rank) so that the noise and the gates matter. */
 static int trainer_open(trainer *t, const vt_model *part, const vt_calib *cal, const vt_vib_params *p, vt_comm *c) {
-    memset(t, 0, sizeof *t);
-    t->p = p;
-    t->comm = c;
-    t->teacher = t->student = part;
-    t->calib = cal;
-    t->T = cal->seq_len;
-    t->ctx = vt_mean_ctx(t->T);
-    t->dense_size = vt_structure_size(&part->cfg, p->kind, t->ctx);
-    if (vt_trainer_geometry(t)) return -1;
-    if (vt_masks_init(&t->mk, &part->cfg, p->seed) || vt_trainer_head_init(t) || vt_trainer_alloc_student(t)) return -1;
-    for (size_t i = 0; i < t->mk.n; i++) {
-        t->mk.mu[i] += 0.3f * (float)val(0, (int)i, 7);
-        t->mk.logvar[i] = -3.0f + (float)val(0, (int)i, 8);
+    if (vt_trainer_init(t, part, cal, p, c) || vt_trainer_alloc(t)) return -1;
+    vt_masks *mk = &t->st.mk;
+    for (size_t i = 0; i < mk->n; i++) {
+        mk->mu[i] += 0.3f * (float)val(0, (int)i, 7);
+        mk->logvar[i] = -3.0f + (float)val(0, (int)i, 8);
     }
-    t->tok = vt_malloc(sizeof(int32_t) * (size_t)t->Bd * t->T, "tokens");
-    t->tgt = vt_malloc(sizeof(int32_t) * (size_t)t->Bd * t->T, "targets");
-    t->ids = vt_malloc(sizeof(int64_t) * (size_t)t->B, "ids");
-    if (!t->tok || !t->tgt || !t->ids) return -1;
     vt_load_parts parts = {part->layer_begin, part->layer_end, part->has_embed, part->has_head};
-    if (vt_model_alloc(&t->dw, &part->cfg, parts)) return -1;
-    t->train_weights = 1;
+    if (vt_model_alloc(&t->opt.dw, &part->cfg, parts)) return -1;
+    t->opt.train_weights = 1;
     return vt_trainer_cache_teacher(t);
-}
-
-static void trainer_close(trainer *t) {
-    vt_trainer_free_student(t);
-    vt_trainer_head_free(t);
-    vt_masks_free(&t->mk);
-    vt_model_free(&t->dw);
-    free(t->tok);
-    free(t->tgt);
-    free(t->ids);
 }
 
 static int step_rank(vt_comm *c, void *arg) {
@@ -544,8 +521,9 @@ static int step_rank(vt_comm *c, void *arg) {
     step_out *o = &sr->out[c->world_rank];
     trainer t;
     int rc = trainer_open(&t, &sr->parts[c->stage], sr->calib, sr->p, c);
-    o->n = t.mk.n;
-    o->g = rc ? NULL : vt_malloc(sizeof(float) * 2 * NSTEP * t.mk.n, "gradients");
+    const vt_masks *mk = &t.st.mk;
+    o->n = mk->n;
+    o->g = rc ? NULL : vt_malloc(sizeof(float) * 2 * NSTEP * mk->n, "gradients");
     if (!o->g) rc = -1;
     for (int k = 0; rc == 0 && k < NSTEP; k++) {
         vt_train_record rec;
@@ -554,14 +532,15 @@ static int step_rank(vt_comm *c, void *arg) {
         o->kd[k] = rec.kd;
         o->ce[k] = rec.ce;
         o->mse[k] = rec.mse;
-        memcpy(o->g + (size_t)2 * k * t.mk.n, t.mk.g_mu, sizeof(float) * t.mk.n);
-        memcpy(o->g + (size_t)(2 * k + 1) * t.mk.n, t.mk.g_logvar, sizeof(float) * t.mk.n);
+        memcpy(o->g + (size_t)2 * k * mk->n, mk->g_mu, sizeof(float) * mk->n);
+        memcpy(o->g + (size_t)(2 * k + 1) * mk->n, mk->g_logvar, sizeof(float) * mk->n);
     }
     if (rc == 0) { /* keep the weight gradients */
-        o->dw = t.dw;
-        memset(&t.dw, 0, sizeof t.dw);
+        o->dw = t.opt.dw;
+        memset(&t.opt.dw, 0, sizeof t.opt.dw);
+        t.opt.train_weights = 0;
     }
-    trainer_close(&t);
+    vt_trainer_free(&t);
     return rc;
 }
 

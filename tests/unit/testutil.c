@@ -1,6 +1,7 @@
 /* testutil.c — shared helpers for the cmocka unit tests. */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include "util/rng.h"
 
 #include <ftw.h>
 #include <stdio.h>
@@ -81,7 +82,7 @@ void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed) {
     assert_int_equal(vt_model_alloc(m, c, vt_load_all()), 0);
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
     for (size_t i = 0; i < m->arena_floats; i++) {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        vt_xorshift64(&s);
         m->arena[i] = ((float)(s >> 40) / (float)(1u << 24) - 0.5f) * 0.5f;
     }
     /* Norm weights near 1, like a trained model. */

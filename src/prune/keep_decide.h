@@ -1,0 +1,24 @@
+/* keep_decide.h — the final keep decision: every gate ranked globally by score (log alpha by
+ * default) against its cost, to meet the size budget exactly with a valid structure. */
+#ifndef VT_KEEP_DECIDE_H
+#define VT_KEEP_DECIDE_H
+
+#include <stdint.h>
+
+#include "nn/masks.h"
+#include "nn/model.h"
+#include "prune/size.h"
+
+/* The final decision. Ranks all gates by score (lower = more important; NULL: log_alpha from mk)
+ * and keeps a valid structure whose exact size is at or just under budget_size (absolute, the
+ * unit of vt_structure_size): the largest global score threshold that fits, made structurally
+ * valid (GQA groups with a common head count, removed blocks take their units, at least round_to
+ * hidden dims, hidden and per-layer FFN counts multiples of round_to, the best-scored units of each
+ * kind kept), then filled greedily with further units in score order while the size fits.
+ * keep[mk->n] receives 1 for kept gates (a kept block's gate is 1); out_cfg (allocated) equals
+ * vt_keep_structure(keep); *out_size its exact size. Fails, naming the minimum as a fraction of
+ * c's size, when budget_size is below vt_budget_min_size. */
+int vt_budget_decide(const vt_masks *mk, const vt_config *c, vt_budget_kind kind, double ctx, double budget_size,
+                     int round_to, const float *score, uint8_t *keep, vt_config *out_cfg, double *out_size);
+
+#endif
