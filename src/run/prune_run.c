@@ -13,6 +13,7 @@
 #include "prune/baselines.h"
 #include "io/checkpoint_config.h"
 #include "dist/comm.h"
+#include "dist/pipeline.h"
 #include "run/prune_write.h"
 #include "prune/budget.h"
 #include "data/calib.h"
@@ -115,19 +116,12 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
 
 static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
     vt_eval_result r;
-    if (c->eval(c, m, ids->ids, ids->n, window, &r)) return vt_fail_context("evaluating %s", what);
+    if (vt_pipeline_eval(c, m, ids->ids, ids->n, window, 0, &r, NULL, NULL))
+        return vt_fail_context("evaluating %s", what);
     if (c->world_rank == 0)
         fprintf(stderr, "eval %s: ppl %.4f over %zu tokens (%.1f s)\n", what, r.ppl, r.tokens, r.seconds);
     *ppl = r.ppl;
     return 0;
-}
-
-int vt_prune_run(const vt_run_config *rc) {
-    vt_config cfg;
-    if (vt_checkpoint_config(rc->model_path, &cfg)) return -1;
-    int n_layers = cfg.n_layers;
-    vt_config_free(&cfg);
-    return vt_prune_run_comm(rc, vt_comm_local(n_layers));
 }
 
 
