@@ -40,7 +40,7 @@ static int report_memory(vt_comm *comm, const vt_vib_result *r) {
     all[3 * comm->world_rank] = ru.ru_maxrss / 1024.0;
     all[3 * comm->world_rank + 1] = r->weight_bytes / 1048576.0;
     all[3 * comm->world_rank + 2] = r->work_bytes / 1048576.0;
-    int rc = comm->sum_world(comm, all, (size_t)(3 * n));
+    int rc = vt_comm_sum_world(comm, all, (size_t)(3 * n));
     if (rc == 0 && comm->world_rank == 0) {
         fprintf(stderr, "memory per rank (MiB):");
         for (int i = 0; i < n; i++) {
@@ -214,7 +214,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         if (jsonl) fclose(jsonl);
         free(settings);
         if (trained) {
-            if (comm->abort_all) comm->abort_all(comm, "training"); /* peers may wait on this rank */
+            vt_comm_abort_all(comm, "training"); /* peers may wait on this rank */
             goto done;
         }
         if (vib.stopped) {

@@ -92,14 +92,14 @@ int vt_trainer_head_init(trainer *t) {
         for (int s = 0; s < S - 1; s++) {
             int w0, ws;
             vt_vocab_share(V, S, s, &w0, &ws);
-            if (cm->pipe_send(cm, t->teacher->lm_head + (size_t)w0 * d, (size_t)ws * d, s, 0x7ffe)) return -1;
+            if (vt_comm_send(cm, t->teacher->lm_head + (size_t)w0 * d, (size_t)ws * d, s, 0x7ffe)) return -1;
         }
         return 0;
     }
     t->head_rows = vt_malloc(sizeof(float) * ((size_t)vs * d + 1), "classifier rows");
     if (!t->head_rows) return -1;
     t->head.w = t->head_rows;
-    return cm->pipe_recv(cm, t->head_rows, (size_t)vs * d, S - 1, 0x7ffe);
+    return vt_comm_recv(cm, t->head_rows, (size_t)vs * d, S - 1, 0x7ffe);
 }
 
 /* Follows a change of the student's hidden dims: its classifier rows keep columns cols[0, n) of
@@ -205,7 +205,7 @@ int vt_trainer_cache_teacher(trainer *t) {
             if (t->cache) memcpy(t->cache + j0 * T * d, t->x, n * sizeof(float));
             vt_rmsnorm(t->hx, t->x, m->final_norm, rows, (int)d, m->cfg.norm_eps, NULL);
         }
-        if (cm->pipe_bcast(cm, t->hx, n, last)) goto fail;
+        if (vt_comm_pipe_bcast(cm, t->hx, n, last)) goto fail;
         float *e = vt_comm_last(cm) ? t->cache_e + j0 * T * d : t->hdx;
         double *neg = vt_comm_last(cm) ? t->cache_negent + j0 * T : t->hneg;
         if (vt_head_teacher(cm, &t->head, t->hx, rows, (float)t->p->temperature, last, e, neg)) goto fail;
@@ -238,7 +238,7 @@ static int fetch_teacher_rows(trainer *t) {
             else t->xfer[n++] = (vt_transfer){need[q], bytes[q], owner, 0};
         }
     }
-    return n ? cm->dp_exchange(cm, t->xfer, n) : 0;
+    return n ? vt_comm_dp_exchange(cm, t->xfer, n) : 0;
 }
 
 /* The classifier and losses of micro-batch k on every stage (each its share of the vocabulary);
@@ -252,7 +252,7 @@ static int head_and_loss(trainer *t, int k, const int32_t *tgt, double *acc) {
     double share = (double)rows / ((double)t->B * t->T); /* this micro-batch's share of the global batch */
     vt_tape *tp = &t->tapes[k];
     float *xn = vt_comm_last(cm) ? tp->xn_final : t->hx;
-    if (cm->pipe_bcast(cm, xn, (size_t)rows * d, last)) return -1;
+    if (vt_comm_pipe_bcast(cm, xn, (size_t)rows * d, last)) return -1;
     size_t r0 = (size_t)k * rows; /* the micro-batch's first row among the replica's [Bd, T] */
     const float *e = vt_comm_last(cm) ? t->step_e + r0 * dt : NULL;
     const double *neg = vt_comm_last(cm) ? t->step_negent + r0 : NULL;
@@ -350,7 +350,7 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     }
     memcpy(t->red + 2 * n, acc, sizeof acc);
     vt_trainer_save_votes(t, step + 1, t->red + 2 * n + 3); /* riding on this sum, not one of their own */
-    if (cm->sum_world(cm, t->red, 2 * n + 5)) return -1;
+    if (vt_comm_sum_world(cm, t->red, 2 * n + 5)) return -1;
     for (size_t i = 0; i < n; i++) {
         t->mk.g_mu[i] = (float)t->red[i];
         t->mk.g_logvar[i] = (float)t->red[n + i];
@@ -361,7 +361,7 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     memcpy(t->save_votes, t->red + 2 * n + 3, sizeof t->save_votes);
     if (dw) {
         size_t w0, wn = vt_trainer_layer_region(dw, &w0);
-        if (cm->sum_dp(cm, dw->arena + w0, wn)) return -1;
+        if (vt_comm_sum_dp(cm, dw->arena + w0, wn)) return -1;
     }
     trace_mark(t, tr[4]);
     if (t->trace) {

@@ -22,7 +22,7 @@ static int clip_gradients(trainer *t, size_t w0, size_t wn) {
     double ss = vt_sumsq(t->mk.g_mu, t->mk.n) + vt_sumsq(t->mk.g_logvar, t->mk.n);
     if (t->train_weights) {
         double ws = vt_sumsq(t->dw.arena + w0, wn);
-        if (t->comm->sum_world(t->comm, &ws, 1)) return -1;
+        if (vt_comm_sum_world(t->comm, &ws, 1)) return -1;
         ss += ws / t->comm->replicas;
     }
     double norm = sqrt(ss);
