@@ -1,15 +1,13 @@
-/* comm_mpi.h — the communicator of src/comm.h over MPI for one rank of a topology: messages and
- * collectives within a replica's pipe communicator (activations, gradients, the split classifier),
- * sums over the world and over the dp communicator, broadcasts from the coordinator, agreement on
- * failure (vt_mpi_agree) and evaluation through the pipeline (vt_pipe_eval). */
+/* comm_mpi.h — the world and the vt_comm transport of src/dist/comm.h over MPI: messages within a
+ * replica's pipe communicator, collectives over MPI_COMM_WORLD and the pipe and dp communicators
+ * (split by vt_world's layout), agreement on failure (vt_mpi_agree) and abort (vt_mpi_die). */
 #ifndef VT_COMM_MPI_H
 #define VT_COMM_MPI_H
 
 #include "dist/comm.h"
-#include "topology.h"
 
-/* The communicator of this rank in t, which must outlive it and stay where it is (the
- * communicator uses t's MPI communicators and layer split). Nothing to free. */
-vt_comm vt_comm_mpi(vt_topology *t);
+/* The world of MPI_COMM_WORLD (after MPI_Init; static). Its layouts' agreements are fault
+ * points (VT_INJECT_FAULT "R:agree"), its own are not. */
+vt_world *vt_world_mpi(void);
 
 #endif

@@ -1,26 +1,26 @@
-/* main.c — the vtrans-dist entry point: subcommand dispatch, MPI start-up and shutdown. */
+/* main.c — the vtrans-dist entry point: subcommand dispatch, MPI start-up and shutdown, and the
+ * world a command runs on (MPI's over several ranks, else the one process's). */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
-#include "mpi_commands.h"
+#include "comm_mpi.h"
 
-/* run: one process (also mpirun -n 1); run_mpi: a world of several ranks, NULL when the command
- * runs on one rank only. */
+/* run: a command of one process; run_world: a command on a world of ranks (one or several). */
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
-    int (*run_mpi)(int argc, char **argv);
+    int (*run_world)(vt_world *w, int argc, char **argv);
     const char *summary;
 } command;
 
 static const command commands[] = {
-    {"prune", vt_cmd_prune, vt_mpi_cmd_prune, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
+    {"prune", NULL, vt_cmd_prune, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
     {"inspect", vt_cmd_inspect, NULL, "architecture, per-layer sizes, dtype and parameter counts of a checkpoint"},
-    {"generate", vt_cmd_generate, vt_mpi_cmd_generate, "generate text from a prompt"},
-    {"eval", vt_cmd_eval, vt_mpi_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},
+    {"generate", NULL, vt_cmd_generate, "generate text from a prompt"},
+    {"eval", NULL, vt_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},
     {"convert", vt_cmd_convert, NULL, "write a checkpoint as an HF-style safetensors directory"},
     {"tokenize", vt_cmd_tokenize, NULL, "write the token stream of a data file"},
     {"plan", vt_cmd_plan, NULL, "size a cluster run: stages x replicas, layers per stage, memory per rank, FLOPs"},
@@ -70,10 +70,10 @@ int main(int argc, char **argv) {
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     }
     int rc;
-    if (size == 1) {
+    if (cmd->run_world) { /* one process (also mpirun -n 1) is the local world */
+        rc = cmd->run_world(size > 1 ? vt_world_mpi() : vt_world_local(), argc - 1, argv + 1);
+    } else if (size == 1) {
         rc = cmd->run(argc - 1, argv + 1);
-    } else if (cmd->run_mpi) {
-        rc = cmd->run_mpi(argc - 1, argv + 1);
     } else {
         if (rank == 0) fprintf(stderr, "vtrans-dist %s: error: runs on one rank (got %d); use -n 1\n", cmd->name, size);
         rc = 1;

@@ -20,8 +20,9 @@ _Noreturn void vt_mpi_die(const char *where);
 
 /* Fault injection for tests of the failure paths: true, with an error set, when the environment
  * variable VT_INJECT_FAULT is "<world rank>:<point>" for this rank and point. Points: "forward"
- * (each pipeline step, which then aborts the world), "eval" (vt_pipe_eval's first agreement),
- * "agree" (every agreement through the MPI vt_comm). */
+ * (each pipeline step, which then aborts the world), "eval" (vt_pipeline_eval's first agreement),
+ * "agree" (every agreement through a layout's vt_comm; not the world's own, before the
+ * layout). */
 int vt_mpi_fault(const char *point);
 
 #endif

@@ -1,38 +1,58 @@
-/* cmd_eval.c — `vtrans-dist eval`: perplexity of a model on a data file (DESIGN.md section 5). */
-#include "util/args.h"
-#include "cli/commands.h"
-#include "util/error.h"
-#include "nn/eval.h"
-#include "cli/eval_cli.h"
-#include "nn/model.h"
+/* cmd_eval.c — `vtrans-dist eval`: perplexity of a model on a data file (DESIGN.md section 5), in
+ * one process or as a pipeline over a world of ranks: world rank 0 reads and tokenizes the data
+ * and shares the ids; every rank runs its part of the one eval loop (vt_pipeline_eval). */
+#include <stdint.h>
+#include <stdlib.h>
 
-int vt_cmd_eval(int argc, char **argv) {
+#include "cli/commands.h"
+#include "cli/eval_cli.h"
+#include "dist/pipeline.h"
+#include "util/args.h"
+#include "util/error.h"
+
+/* World rank 0 reads and tokenizes the data once; the ids go to every rank (stage 0 embeds them,
+ * the last stage scores against them). Collective over the world; agrees on failure. */
+static int read_and_share_tokens(vt_world *w, const vt_eval_options *o, vt_tokens *ids) {
+    vt_comm *c = w->comm;
+    if (vt_comm_agree(c, w->rank == 0 ? vt_eval_read_tokens(o, ids) : 0)) return -1;
+    if (w->size == 1) return 0;
+    uint64_t n = ids->n;
+    if (vt_comm_bcast(c, &n, sizeof n)) return -1;
+    int rc = 0;
+    if (w->rank != 0) {
+        ids->n = ids->cap = (size_t)n;
+        ids->ids = vt_malloc((size_t)n * sizeof(int32_t), "token ids");
+        rc = ids->ids ? 0 : -1;
+    }
+    if (vt_comm_agree(c, rc)) return -1;
+    return c->bcast(c, VT_WORLD, VT_INT32, ids->ids, (size_t)n, 0);
+}
+
+static int run_eval(vt_world *w, const vt_eval_options *o) {
+    vt_tokens ids = {0};
+    vt_pipeline p;
+    int rc = -1;
+    if (vt_pipeline_layout(&p, w, o->model, o->stages, VT_PARTITION_INFER, "eval")) return -1;
+    if (read_and_share_tokens(w, o, &ids) == 0 && vt_pipeline_load(&p, o->model) == 0) {
+        vt_eval_result r;
+        vt_eval_progress progress;
+        vt_eval_progress_start(&progress);
+        rc = vt_pipeline_eval(p.comm, &p.part, ids.ids, ids.n, o->window, o->batch, &r, vt_eval_progress_report,
+                              &progress);
+        if (rc == 0 && w->rank == 0) vt_eval_print(o, &r);
+    }
+    vt_pipeline_close(&p);
+    vt_tokens_free(&ids);
+    return rc;
+}
+
+int vt_cmd_eval(vt_world *w, int argc, char **argv) {
     vt_eval_options o;
     int help;
-    if (vt_eval_options_parse(&o, argc, argv, &help)) return vt_cmd_fail("eval");
+    if (vt_comm_agree(w->comm, vt_eval_options_parse(&o, argc, argv, &help))) return vt_cmd_fail_world("eval");
     if (help) {
-        vt_eval_usage();
+        if (w->rank == 0) vt_eval_usage();
         return 0;
     }
-    if (o.stages > 1) {
-        vt_fail("--stages %d needs a multiple of %d ranks (mpirun -n %d or more); this is one process", o.stages,
-                o.stages, o.stages);
-        return vt_cmd_fail("eval");
-    }
-    vt_tokens ids = {0};
-    vt_model m;
-    vt_eval_result r;
-    vt_eval_progress progress;
-    if (vt_eval_read_tokens(&o, &ids)) return vt_cmd_fail("eval");
-    int rc = 1;
-    if (vt_model_load(&m, o.model, vt_load_all()) == 0) {
-        vt_eval_progress_start(&progress);
-        if (vt_eval_stream(&m, ids.ids, ids.n, o.window, o.batch, &r, vt_eval_progress_report, &progress) == 0) {
-            vt_eval_print(&o, &r);
-            rc = 0;
-        }
-        vt_model_free(&m);
-    }
-    vt_tokens_free(&ids);
-    return rc ? vt_cmd_fail("eval") : 0;
+    return run_eval(w, &o) ? vt_cmd_fail_world("eval") : 0;
 }

@@ -1,75 +1,125 @@
-/* cmd_generate.c — `vtrans-dist generate`: text from a prompt, greedy or sampled, as llama2.c run.c. */
+/* cmd_generate.c — `vtrans-dist generate`: text from a prompt, greedy or sampled, as llama2.c
+ * run.c, in one process or token by token through the pipeline stages of a world of ranks (each
+ * keeping the key/value cache of its own layers; the last stage chooses the next token). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "util/args.h"
 #include "cli/commands.h"
-#include "util/clock.h"
-#include "util/error.h"
-#include "nn/forward.h"
 #include "cli/generate_cli.h"
-#include "nn/model.h"
+#include "dist/pipeline.h"
 #include "io/tokenizer.h"
+#include "util/args.h"
+#include "util/error.h"
 
+/* The prompt: world rank 0 alone holds the tokenizer (it alone prints text); every rank holds the
+ * prompt ids and the steps. */
+typedef struct {
+    vt_tokenizer tok;
+    int have_tok;
+    int *ids;
+    size_t n;
+    int steps;
+} prompt;
 
-static int generate(const vt_model *m, const vt_tokenizer *tok, const char *tok_path, const vt_generate_options *o) {
-    const vt_config *c = &m->cfg;
-    int *prompt_ids = NULL, steps, rc = -1;
-    size_t n_prompt = 0;
-    if (vt_generate_prompt(o, tok, tok_path, c, &steps, &prompt_ids, &n_prompt)) return -1;
-    vt_fwd f;
-    float *x = vt_malloc((size_t)c->dim * sizeof(float), "activations");
-    float *logits = vt_malloc((size_t)c->vocab * sizeof(float), "logits");
-    float *scratch = vt_malloc((size_t)c->vocab * sizeof(float), "sampler");
-    if (!x || !logits || !scratch || vt_fwd_init(&f, m, 1, 1, steps)) goto out;
-    int32_t token = prompt_ids[0];
-    int pos = 0;
-    double t0 = vt_seconds();
-    while (pos < steps) {
-        vt_embed(m, &token, 1, x);
-        vt_layers_forward(m, &f, 0, c->n_layers, x, 1, 1, pos);
-        vt_head_forward(m, &f, x, 1, logits);
-        int next = vt_generate_next(o, logits, c->vocab, pos, prompt_ids, n_prompt, scratch);
+static void prompt_free(prompt *p) {
+    if (p->have_tok) vt_tokenizer_free(&p->tok);
+    free(p->ids);
+}
+
+/* World rank 0 loads the tokenizer, encodes the prompt and caps the steps; the prompt ids and
+ * steps go to every rank. Collective over the world; agrees on failure (prompt_free frees what
+ * was made). */
+static int prepare_prompt(vt_world *w, const vt_generate_options *o, const vt_config *c, prompt *p) {
+    int rc = 0;
+    if (w->rank == 0) {
+        char tok_path[4096];
+        rc = vt_generate_tokenizer(o, &p->tok, tok_path, sizeof tok_path);
+        p->have_tok = rc == 0;
+        if (rc == 0) rc = vt_generate_prompt(o, &p->tok, tok_path, c, &p->steps, &p->ids, &p->n);
+    }
+    if (vt_comm_agree(w->comm, rc)) return -1;
+    if (w->size == 1) return 0;
+    int32_t counts[2] = {(int32_t)p->n, p->steps}; /* the prompt is at most `steps` <= seq_len tokens */
+    if (w->comm->bcast(w->comm, VT_WORLD, VT_INT32, counts, 2, 0)) return -1;
+    p->n = (size_t)counts[0];
+    p->steps = counts[1];
+    if (w->rank != 0) {
+        p->ids = vt_malloc(sizeof(int) * p->n, "prompt ids");
+        rc = p->ids ? 0 : -1;
+    }
+    if (vt_comm_agree(w->comm, rc)) return -1;
+    return w->comm->bcast(w->comm, VT_WORLD, VT_INT32, p->ids, p->n, 0);
+}
+
+/* Position after position until `steps` or BOS: every replica computes the same tokens (same
+ * seed, same positions); world rank 0 prints. */
+static int generate_loop(vt_comm *c, const vt_model *m, const vt_generate_options *o, const prompt *pr, vt_fwd *f,
+                         float *x, float *logits, float *scratch, int *positions) {
+    int last = vt_comm_last(c), pos = 0;
+    int32_t token = pr->ids[0];
+    while (pos < pr->steps) {
+        if (vt_pipeline_step(c, m, f, &token, x, 1, 1, pos, pos)) return -1;
+        int32_t next = 0;
+        if (last) {
+            vt_head_forward(m, f, x, 1, logits);
+            next = vt_generate_next(o, logits, m->cfg.vocab, pos, pr->ids, pr->n, scratch);
+        }
+        if (c->bcast(c, VT_PIPE, VT_INT32, &next, 1, c->stages - 1)) return -1;
         pos++;
         if (next == VT_TOKEN_BOS) break;
-        vt_generate_print(tok, token, next);
+        if (c->world_rank == 0) vt_generate_print(&pr->tok, token, next);
         token = next;
     }
-    printf("\n");
-    double dt = vt_seconds() - t0;
-    fprintf(stderr, "generated %d positions in %.2f s (%.1f tokens/s)\n", pos, dt, dt > 0 ? pos / dt : 0.0);
-    rc = 0;
-    vt_fwd_free(&f);
-out:
-    free(prompt_ids);
+    *positions = pos;
+    return 0;
+}
+
+/* The buffers, the loop and its closing lines (the rate, and the layout over several ranks). */
+static int generate(vt_world *w, vt_pipeline *p, const vt_generate_options *o, const prompt *pr) {
+    const vt_config *cfg = &p->part.cfg;
+    vt_comm *c = p->comm;
+    int last = vt_comm_last(c), pos = 0;
+    vt_fwd f;
+    float *x = vt_malloc((size_t)cfg->dim * sizeof(float), "activations");
+    float *logits = last ? vt_malloc((size_t)cfg->vocab * sizeof(float), "logits") : NULL;
+    float *scratch = last ? vt_malloc((size_t)cfg->vocab * sizeof(float), "sampler") : NULL;
+    int rc = x && (!last || (logits && scratch)) ? vt_fwd_init(&f, &p->part, 1, 1, pr->steps) : -1;
+    if (vt_comm_agree(c, rc) == 0) {
+        double t0 = vt_comm_seconds(c);
+        rc = generate_loop(c, &p->part, o, pr, &f, x, logits, scratch, &pos);
+        double dt = vt_comm_seconds(c) - t0;
+        if (rc == 0 && w->rank == 0) {
+            printf("\n");
+            fflush(stdout);
+            fprintf(stderr, "generated %d positions in %.2f s (%.1f tokens/s)", pos, dt, dt > 0 ? pos / dt : 0.0);
+            if (w->size > 1) fprintf(stderr, " on %d stages x %d replicas", c->stages, c->replicas);
+            fprintf(stderr, "\n");
+        }
+    }
+    if (x && (!last || (logits && scratch))) vt_fwd_free(&f);
     free(x);
     free(logits);
     free(scratch);
-    return rc;
+    return rc ? -1 : 0;
 }
 
-int vt_cmd_generate(int argc, char **argv) {
+int vt_cmd_generate(vt_world *w, int argc, char **argv) {
     vt_generate_options o;
     int help;
-    if (vt_generate_options_parse(&o, argc, argv, &help)) return vt_cmd_fail("generate");
+    if (vt_comm_agree(w->comm, vt_generate_options_parse(&o, argc, argv, &help))) return vt_cmd_fail_world("generate");
     if (help) {
-        vt_generate_usage();
+        if (w->rank == 0) vt_generate_usage();
         return 0;
     }
-    if (o.stages > 1) {
-        vt_fail("--stages %d needs a multiple of %d ranks (mpirun -n %d or more); this is one process", o.stages,
-                o.stages, o.stages);
-        return vt_cmd_fail("generate");
+    prompt pr = {0};
+    vt_pipeline p;
+    int rc = -1;
+    if (vt_pipeline_layout(&p, w, o.model, o.stages, VT_PARTITION_INFER, "generate") == 0) {
+        if (prepare_prompt(w, &o, &p.cfg, &pr) == 0 && vt_pipeline_load(&p, o.model) == 0)
+            rc = generate(w, &p, &o, &pr);
+        vt_pipeline_close(&p);
     }
-    char tok_path[4096];
-    vt_tokenizer tok;
-    vt_model m;
-    if (vt_generate_tokenizer(&o, &tok, tok_path, sizeof tok_path)) return vt_cmd_fail("generate");
-    int rc = 1;
-    if (vt_model_load(&m, o.model, vt_load_all()) == 0) {
-        rc = generate(&m, &tok, tok_path, &o) ? 1 : 0;
-        vt_model_free(&m);
-    }
-    vt_tokenizer_free(&tok);
-    return rc ? vt_cmd_fail("generate") : 0;
+    prompt_free(&pr);
+    return rc ? vt_cmd_fail_world("generate") : 0;
 }

@@ -1,9 +1,11 @@
-/* cmd_prune.c — `vtrans-dist prune --config FILE [--set section.key=value ...]` in one process. */
+/* cmd_prune.c — `vtrans-dist prune --config FILE [--set section.key=value ...]`, in one process or
+ * on every rank of a world laid out as stages x replicas (the same driver, vt_prune_run_comm). */
 #include <stdio.h>
 #include <string.h>
 
-#include "util/args.h"
 #include "cli/commands.h"
+#include "dist/pipeline.h"
+#include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "run/prune_run.h"
@@ -64,19 +66,29 @@ void vt_prune_usage(void) {
            "path, say: --accept-changed model.path,data.calib).\n");
 }
 
-int vt_cmd_prune(int argc, char **argv) {
+int vt_cmd_prune(vt_world *w, int argc, char **argv) {
     vt_run_config rc;
     int print_only, help;
-    if (vt_prune_args(argc, argv, &rc, &print_only, &help)) return vt_cmd_fail("prune");
-    if (help) {
-        vt_prune_usage();
+    /* Every rank reads the same files; the configuration is refused everywhere or nowhere. */
+    if (vt_comm_agree(w->comm, vt_prune_args(argc, argv, &rc, &print_only, &help))) return vt_cmd_fail_world("prune");
+    if (help || print_only) {
+        if (w->rank == 0 && help) vt_prune_usage();
+        else if (w->rank == 0) vt_run_config_print(&rc, stdout);
         return 0;
     }
-    if (print_only) {
-        vt_run_config_print(&rc, stdout);
-        return 0;
-    }
+    /* The architecture and the split only: each rank opens just its own shards later. One
+     * process holds the whole model whatever parallel.stages says. */
+    vt_pipeline p;
+    if (vt_pipeline_layout(&p, w, rc.model_path, w->size > 1 ? rc.parallel_stages : 1, VT_PARTITION_TRAIN, "prune"))
+        return vt_cmd_fail_world("prune");
     vt_prune_catch_signals();
-    int r = vt_prune_run(&rc);
-    return r == VT_EXIT_CHECKPOINTED ? r : r ? vt_cmd_fail("prune") : 0;
+    int status = vt_prune_run_comm(&rc, p.comm);
+    vt_pipeline_close(&p);
+    if (status == 0 || status == VT_EXIT_CHECKPOINTED) return status;
+    /* A failure the ranks agreed on was printed then, once; one a rank found alone it prints. */
+    if (w->size > 1 && !vt_error_reported()) {
+        fprintf(stderr, "vtrans-dist prune: rank %d: error: %s\n", w->rank, vt_error());
+        return 1;
+    }
+    return vt_cmd_fail_world("prune");
 }

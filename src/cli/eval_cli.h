@@ -1,5 +1,4 @@
-/* eval_cli.h — the options, input and output of `eval`, shared by the single-process command
- * (src/cmd_eval.c) and the pipeline under mpirun (mpi/pipe_eval.c). */
+/* eval_cli.h — the options, input and output of `eval` (its driver: cli/cmd_eval.c). */
 #ifndef VT_EVAL_CLI_H
 #define VT_EVAL_CLI_H
 
@@ -27,7 +26,7 @@ int vt_eval_read_tokens(const vt_eval_options *o, vt_tokens *ids);
 /* Prints the result line (or the JSON object with --json) on stdout. */
 void vt_eval_print(const vt_eval_options *o, const vt_eval_result *r);
 
-/* Progress callback for vt_eval_stream: a line on stderr at most every 10 s. arg: a
+/* Progress callback for vt_pipeline_eval: a line on stderr at most every 10 s. arg: a
  * vt_eval_progress initialised with vt_eval_progress_start. */
 typedef struct {
     double start, last;

@@ -1,5 +1,5 @@
-/* generate_cli.h — the options, prompt, token choice and output of `generate`, shared by the
- * single-process command (src/cmd_generate.c) and the pipeline under mpirun (mpi/pipe_generate.c). */
+/* generate_cli.h — the options, prompt, token choice and output of `generate` (its driver:
+ * cli/cmd_generate.c). */
 #ifndef VT_GENERATE_CLI_H
 #define VT_GENERATE_CLI_H
 

@@ -1,40 +1,34 @@
-/* comm_local.c — the single-process vt_comm: one stage and one replica. */
+/* comm_local.c — the single-process transport and world: one stage and one replica. */
 #include "dist/comm.h"
 
+#include <stdlib.h>
+
+#include "util/clock.h"
 #include "util/error.h"
 
-static int identity_double(vt_comm *c, double *x, size_t n) {
-    (void)c, (void)x, (void)n;
-    return 0;
-}
-
-static int identity_float(vt_comm *c, float *x, size_t n) {
-    (void)c, (void)x, (void)n;
-    return 0;
-}
-
-static int identity_bcast(vt_comm *c, void *buf, size_t bytes) {
-    (void)c, (void)buf, (void)bytes;
-    return 0;
-}
-
-static int no_stage_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
-    (void)c, (void)x, (void)n, (void)stage, (void)tag;
+static int no_send(vt_comm *c, const void *x, size_t n, vt_type t, int stage, int tag) {
+    (void)c, (void)x, (void)n, (void)t, (void)stage, (void)tag;
     return vt_fail("internal: a single process has no other stage");
 }
 
-static int no_stage_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
-    (void)c, (void)x, (void)n, (void)stage, (void)tag;
+static int no_recv(vt_comm *c, void *x, size_t n, vt_type t, int stage, int tag) {
+    (void)c, (void)x, (void)n, (void)t, (void)stage, (void)tag;
     return vt_fail("internal: a single process has no other stage");
 }
 
-static int identity_root(vt_comm *c, float *x, size_t n, int root) {
-    (void)c, (void)x, (void)n, (void)root;
+/* Over one member a reduction and a broadcast leave x as it is. */
+static int identity_reduce(vt_comm *c, vt_comm_group g, vt_reduce_op op, vt_type t, void *x, size_t n, int root) {
+    (void)c, (void)g, (void)op, (void)t, (void)x, (void)n, (void)root;
     return 0;
 }
 
-static int identity_allreduce(vt_comm *c, double *x, size_t n, int max) {
-    (void)c, (void)x, (void)n, (void)max;
+static int identity_bcast(vt_comm *c, vt_comm_group g, vt_type t, void *x, size_t n, int root) {
+    (void)c, (void)g, (void)t, (void)x, (void)n, (void)root;
+    return 0;
+}
+
+static int no_wait(vt_comm *c, vt_comm_group g) {
+    (void)c, (void)g;
     return 0;
 }
 
@@ -48,9 +42,22 @@ static int agree_local(vt_comm *c, int status) {
     return status ? -1 : 0;
 }
 
-static int eval_local(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
+static int no_fault(vt_comm *c, const char *point) {
+    (void)c, (void)point;
+    return 0;
+}
+
+static double seconds_local(vt_comm *c) {
     (void)c;
-    return vt_eval_stream(part, ids, n, window, 0, out, NULL, NULL);
+    return vt_seconds();
+}
+
+/* c as the one-process communicator of layers [begin[0], begin[1]). */
+static void local_init(vt_comm *c, const int *begin) {
+    *c = (vt_comm){.stages = 1, .replicas = 1, .stage_begin = begin, .send = no_send, .recv = no_recv,
+                   .reduce = identity_reduce, .bcast = identity_bcast, .barrier = no_wait,
+                   .exchange = no_replica_exchange, .agree = agree_local, .fault = no_fault,
+                   .seconds = seconds_local};
 }
 
 vt_comm *vt_comm_local(int n_layers) {
@@ -58,11 +65,39 @@ vt_comm *vt_comm_local(int n_layers) {
     static _Thread_local vt_comm local;
     begin[0] = 0;
     begin[1] = n_layers;
-    local = (vt_comm){.stages = 1, .replicas = 1, .sum_world = identity_double, .sum_dp = identity_float,
-                      .bcast = identity_bcast, .agree = agree_local, .eval = eval_local, .stage_begin = begin,
-                      .pipe_send = no_stage_send, .pipe_recv = no_stage_recv, .pipe_bcast = identity_root,
-                      .pipe_reduce = identity_root, .pipe_allreduce = identity_allreduce,
-                      .dp_exchange = no_replica_exchange};
+    local_init(&local, begin);
     return &local;
 }
 
+/* The layout of one process: one stage owning every layer. */
+typedef struct {
+    vt_comm c;
+    int begin[2];
+} local_layout;
+
+static vt_comm *layout_local(vt_world *w, int stages, const int *stage_begin) {
+    (void)w;
+    if (stages != 1) {
+        vt_fail("internal: one process laid out as %d stages", stages);
+        return NULL;
+    }
+    local_layout *l = vt_malloc(sizeof *l, "communicator");
+    if (!l) return NULL;
+    l->begin[0] = stage_begin[0];
+    l->begin[1] = stage_begin[1];
+    local_init(&l->c, l->begin);
+    return &l->c;
+}
+
+static void layout_free_local(vt_world *w, vt_comm *c) {
+    (void)w;
+    free(c); /* the first member of its local_layout */
+}
+
+vt_world *vt_world_local(void) {
+    static vt_comm comm;
+    static vt_world world;
+    local_init(&comm, NULL);
+    world = (vt_world){.rank = 0, .size = 1, .comm = &comm, .layout = layout_local, .layout_free = layout_free_local};
+    return &world;
+}

@@ -16,14 +16,8 @@ typedef struct {
     double flops; /* useful forward FLOPs (causal attention counted once) */
 } vt_eval_result;
 
-/* Cuts ids into consecutive windows of `window` tokens from token 0 (a last shorter window is
- * scored when it has at least 2 tokens) and scores every token after the first of its window.
- * Windows are batched `batch` at a time (0 chooses). Ids must be < vocab. Calls progress(done,
- * total, arg) after each batch when progress is not NULL. */
-int vt_eval_stream(const vt_model *m, const int32_t *ids, size_t n, int window, int batch, vt_eval_result *out,
-                   void (*progress)(size_t done, size_t total, void *arg), void *arg);
-
-/* The pieces vt_eval_stream is made of, shared with the MPI pipeline (mpi/pipe_forward.c). */
+/* The pieces of windowed perplexity; the loop that runs them is dist/pipeline.c's
+ * vt_pipeline_eval (one process or a pipeline of ranks). */
 /* Checks window (2..seq_len), that every id is < vocab and that something is scored. */
 int vt_eval_check(const vt_config *c, const int32_t *ids, size_t n, int window);
 /* Windows scored: n / window full ones, plus the last shorter one when it has at least 2 tokens.

@@ -13,6 +13,7 @@
 #include "prune/baselines.h"
 #include "io/checkpoint_config.h"
 #include "dist/comm.h"
+#include "dist/pipeline.h"
 #include "run/prune_write.h"
 #include "prune/budget.h"
 #include "data/calib.h"
@@ -39,7 +40,7 @@ static int report_memory(vt_comm *comm, const vt_vib_result *r) {
     all[3 * comm->world_rank] = ru.ru_maxrss / 1024.0;
     all[3 * comm->world_rank + 1] = r->weight_bytes / 1048576.0;
     all[3 * comm->world_rank + 2] = r->work_bytes / 1048576.0;
-    int rc = comm->sum_world(comm, all, (size_t)(3 * n));
+    int rc = vt_comm_sum_world(comm, all, (size_t)(3 * n));
     if (rc == 0 && comm->world_rank == 0) {
         fprintf(stderr, "memory per rank (MiB):");
         for (int i = 0; i < n; i++) {
@@ -115,19 +116,12 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
 
 static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
     vt_eval_result r;
-    if (c->eval(c, m, ids->ids, ids->n, window, &r)) return vt_fail_context("evaluating %s", what);
+    if (vt_pipeline_eval(c, m, ids->ids, ids->n, window, 0, &r, NULL, NULL))
+        return vt_fail_context("evaluating %s", what);
     if (c->world_rank == 0)
         fprintf(stderr, "eval %s: ppl %.4f over %zu tokens (%.1f s)\n", what, r.ppl, r.tokens, r.seconds);
     *ppl = r.ppl;
     return 0;
-}
-
-int vt_prune_run(const vt_run_config *rc) {
-    vt_config cfg;
-    if (vt_checkpoint_config(rc->model_path, &cfg)) return -1;
-    int n_layers = cfg.n_layers;
-    vt_config_free(&cfg);
-    return vt_prune_run_comm(rc, vt_comm_local(n_layers));
 }
 
 
@@ -220,7 +214,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         if (jsonl) fclose(jsonl);
         free(settings);
         if (trained) {
-            if (comm->abort_all) comm->abort_all(comm, "training"); /* peers may wait on this rank */
+            vt_comm_abort_all(comm, "training"); /* peers may wait on this rank */
             goto done;
         }
         if (vib.stopped) {

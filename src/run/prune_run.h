@@ -7,15 +7,14 @@
 #include "dist/comm.h"
 #include "run/run_config.h"
 
-/* rc must have passed vt_run_config_validate. Progress goes to stderr, the summary to stdout. */
-int vt_prune_run(const vt_run_config *rc);
-
-/* vt_prune_run's return when a stop was requested (SIGTERM, SIGUSR1): every rank saved the
+/* vt_prune_run_comm's return when a stop was requested (SIGTERM, SIGUSR1): every rank saved the
  * training state into the run directory; resubmit with --resume. Also the process exit code. */
 #define VT_EXIT_CHECKPOINTED 75
 /* Installs the SIGTERM/SIGUSR1 handlers that ask a run to save and stop. */
 void vt_prune_catch_signals(void);
-/* The same as one rank of a pipeline (comm from mpi/); every rank calls it. */
+/* One pruning run on this rank's place in comm (vt_comm_local or a world's layout); every rank
+ * calls it. rc must have passed vt_run_config_validate. Progress goes to stderr, the summary to
+ * stdout. */
 int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm);
 /* The command line of `prune` (cmd_prune.c): --config FILE, --set section.key=value (repeated,
  * applied after the file), --print-config, --help; the result is validated. */

@@ -71,7 +71,7 @@ int vt_write_pruned(vt_comm *c, const vt_model *part, const char *out_dir, int o
     int coordinator = c->world_rank == 0, rc = 0;
     if (coordinator) rc = vt_outdir_begin(&o, out_dir, overwrite);
     if (vt_comm_agree(c, rc)) return -1;
-    if (c->bcast(c, o.tmp, sizeof o.tmp)) return -1; /* every stage writes into the same folder */
+    if (vt_comm_bcast(c, o.tmp, sizeof o.tmp)) return -1; /* every stage writes into the same folder */
     if (c->stages == 1) {
         if (coordinator) rc = vt_hf_write_files(part, o.tmp, dtype, shard_bytes, tokenizer);
     } else {

@@ -86,10 +86,10 @@ static float row_max(const float *x, int n) {
 static int softmax_stats(vt_comm *c, const vt_head_part *h, int rows, float tau, double *mx, double *se, float *out) {
     float inv_t = 1.0f / tau;
     for (int r = 0; r < rows; r++) mx[r] = h->vs ? row_max(h->logits + (size_t)r * h->vs, h->vs) * inv_t : -INFINITY;
-    if (c->pipe_allreduce(c, mx, (size_t)rows, 1)) return -1;
+    if (vt_comm_pipe_allreduce(c, mx, (size_t)rows, 1)) return -1;
     for (int r = 0; r < rows; r++)
         se[r] = exp_row(out + (size_t)r * h->vs, h->logits + (size_t)r * h->vs, h->vs, inv_t, mx[r]);
-    return c->pipe_allreduce(c, se, (size_t)rows, 0);
+    return vt_comm_pipe_allreduce(c, se, (size_t)rows, 0);
 }
 
 int vt_head_teacher(vt_comm *c, vt_head_part *h, const float *xn, int rows, float tau, int root, float *e,
@@ -110,8 +110,8 @@ int vt_head_teacher(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
     }
     if (vs) vt_linear_backward(e, NULL, h->p, NULL, h->w, &h->pk[1], rows, h->d, vs, 0.0f);
     else memset(e, 0, sizeof(float) * (size_t)rows * h->d);
-    if (c->pipe_reduce(c, e, (size_t)rows * h->d, root)) return -1;
-    return c->pipe_allreduce(c, negent, (size_t)rows, 0);
+    if (vt_comm_pipe_reduce(c, e, (size_t)rows * h->d, root)) return -1;
+    return vt_comm_pipe_allreduce(c, negent, (size_t)rows, 0);
 }
 
 int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, float tau, double kd_weight,
@@ -131,7 +131,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
             int j = targets[r] - h->v0;
             tl[r] = targets[r] >= 0 && j >= 0 && j < vs ? h->logits[(size_t)r * vs + j] : 0.0;
         }
-        if (c->pipe_allreduce(c, tl, (size_t)rows, 0)) return -1;
+        if (vt_comm_pipe_allreduce(c, tl, (size_t)rows, 0)) return -1;
     }
     for (int r = 0; r < rows; r++) {
         float *dl = h->dl + (size_t)r * vs;
@@ -148,7 +148,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
     }
     if (vs) vt_linear_backward(dxn, NULL, h->dl, NULL, h->w, &h->pk[1], rows, d, vs, 0.0f);
     else memset(dxn, 0, sizeof(float) * (size_t)rows * d);
-    if (c->pipe_reduce(c, dxn, (size_t)rows * d, root)) return -1;
+    if (vt_comm_pipe_reduce(c, dxn, (size_t)rows * d, root)) return -1;
     if (c->stage != root) return 0;
     double kl = 0.0, lm = 0.0;
     for (int r = 0; r < rows; r++) {

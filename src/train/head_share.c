@@ -19,14 +19,14 @@ int vt_head_share_init(vt_head_share *h, vt_comm *cm, const vt_model *teacher, c
         for (int s = 0; s < S - 1; s++) {
             int w0, ws;
             vt_vocab_share(V, S, s, &w0, &ws);
-            if (cm->pipe_send(cm, teacher->lm_head + (size_t)w0 * d, (size_t)ws * d, s, 0x7ffe)) return -1;
+            if (vt_comm_send(cm, teacher->lm_head + (size_t)w0 * d, (size_t)ws * d, s, 0x7ffe)) return -1;
         }
         return 0;
     }
     h->rows = vt_malloc(sizeof(float) * ((size_t)vs * d + 1), "classifier rows");
     if (!h->rows) return -1;
     h->part.w = h->rows;
-    return cm->pipe_recv(cm, h->rows, (size_t)vs * d, S - 1, 0x7ffe);
+    return vt_comm_recv(cm, h->rows, (size_t)vs * d, S - 1, 0x7ffe);
 }
 
 void vt_head_share_bind(vt_head_share *h, const vt_model *student) {

@@ -53,7 +53,7 @@ int vt_teacher_cache_build(vt_teacher_cache *tc, const vt_teacher_pass *pass) {
             if (tc->h) memcpy(tc->h + j0 * T * d, pass->x, n * sizeof(float));
             vt_rmsnorm(hs->hx, pass->x, m->final_norm, rows, (int)d, m->cfg.norm_eps, NULL);
         }
-        if (cm->pipe_bcast(cm, hs->hx, n, last)) goto fail;
+        if (vt_comm_pipe_bcast(cm, hs->hx, n, last)) goto fail;
         float *e = vt_comm_last(cm) ? tc->e + j0 * T * d : hs->hdx;
         double *neg = vt_comm_last(cm) ? tc->negent + j0 * T : hs->hneg;
         if (vt_head_teacher(cm, &hs->part, hs->hx, rows, (float)pass->temperature, last, e, neg)) goto fail;
@@ -83,7 +83,7 @@ int vt_teacher_cache_fetch(vt_teacher_cache *tc, vt_comm *cm, const vt_train_geo
             else tc->xfer[n++] = (vt_transfer){need[q], bytes[q], owner, 0};
         }
     }
-    return n ? cm->dp_exchange(cm, tc->xfer, n) : 0;
+    return n ? vt_comm_dp_exchange(cm, tc->xfer, n) : 0;
 }
 
 void vt_teacher_cache_free(vt_teacher_cache *tc) {

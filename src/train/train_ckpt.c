@@ -422,7 +422,7 @@ static int gather_files(trainer *t, const blob *mine, double *all, int S) {
         all[3 * s + 1] = (double)(mine->hash >> 32);
         all[3 * s + 2] = (double)(mine->hash & 0xFFFFFFFFu);
     }
-    return t->comm->sum_world(t->comm, all, 3 * (size_t)S);
+    return vt_comm_sum_world(t->comm, all, 3 * (size_t)S);
 }
 
 static json_t *file_entry(double bytes, uint64_t hash) {
@@ -635,7 +635,7 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
                  load_files(t, ck, json_object_get(e, "files"), &st, &g) == 0;
         if (!ok && !why[0]) snprintf(why, sizeof why, "%s", vt_error());
         double failed = !ok;
-        int comm_rc = c->sum_world(c, &failed, 1);
+        int comm_rc = vt_comm_sum_world(c, &failed, 1);
         if (comm_rc == 0 && failed == 0) {
             commit(t, &st, &g, pos, out);
             chosen = e;

@@ -106,7 +106,7 @@ int vt_trainer_prune_crossed(trainer *t, int *removed) {
         else hi = mid - 1;
     }
     size_without(t, r, lo, keep);
-    if (t->comm->bcast(t->comm, keep, mk->n)) goto out; /* the coordinator's choice holds everywhere */
+    if (vt_comm_bcast(t->comm, keep, mk->n)) goto out; /* the coordinator's choice holds everywhere */
     for (size_t i = 0; i < mk->n; i++) *removed += !keep[i];
     rc = *removed ? vt_trainer_slice(t, keep) : 0;
 out:
@@ -131,12 +131,12 @@ int vt_trainer_decide(trainer *t, uint8_t **keep_out) {
     }
     /* The status first, so no rank waits for a decision that failed. */
     int status = rc;
-    if (t->comm->bcast(t->comm, &status, sizeof status)) goto fail;
+    if (vt_comm_bcast(t->comm, &status, sizeof status)) goto fail;
     if (status) {
         if (t->comm->world_rank != 0) vt_fail("the coordinator's keep decision failed");
         goto fail;
     }
-    if (t->comm->bcast(t->comm, keep, t->st.mk.n)) goto fail;
+    if (vt_comm_bcast(t->comm, keep, t->st.mk.n)) goto fail;
     *keep_out = keep;
     return 0;
 fail:

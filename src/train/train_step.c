@@ -25,7 +25,7 @@ static int head_and_loss(trainer *t, int k, const int32_t *tgt, double *acc) {
     double share = (double)rows / ((double)g->B * g->T); /* this micro-batch's share of the global batch */
     vt_tape *tp = &st->tapes[k];
     float *xn = vt_comm_last(cm) ? tp->xn_final : t->head.hx;
-    if (cm->pipe_bcast(cm, xn, (size_t)rows * d, last)) return -1;
+    if (vt_comm_pipe_bcast(cm, xn, (size_t)rows * d, last)) return -1;
     size_t r0 = (size_t)k * rows; /* the micro-batch's first row among the replica's [Bd, T] */
     const float *e = vt_comm_last(cm) ? t->cache.step_e + r0 * dt : NULL;
     const double *neg = vt_comm_last(cm) ? t->cache.step_negent + r0 : NULL;
@@ -151,7 +151,7 @@ static int sum_gradients(trainer *t, long step, const double acc[3], vt_model *d
     }
     memcpy(red + 2 * n, acc, sizeof(double) * 3);
     vt_save_clock_votes(&t->clock, t->p, cm->world_rank, step + 1, red + 2 * n + 3);
-    if (cm->sum_world(cm, red, 2 * n + 5)) return -1;
+    if (vt_comm_sum_world(cm, red, 2 * n + 5)) return -1;
     for (size_t i = 0; i < n; i++) {
         mk->g_mu[i] = (float)red[i];
         mk->g_logvar[i] = (float)red[n + i];
@@ -162,7 +162,7 @@ static int sum_gradients(trainer *t, long step, const double acc[3], vt_model *d
     memcpy(t->clock.votes, red + 2 * n + 3, sizeof t->clock.votes);
     if (dw) {
         size_t w0, wn = vt_layer_region(dw, &w0);
-        if (cm->sum_dp(cm, dw->arena + w0, wn)) return -1;
+        if (vt_comm_sum_dp(cm, dw->arena + w0, wn)) return -1;
     }
     return 0;
 }

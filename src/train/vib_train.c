@@ -25,7 +25,7 @@ static int clip_gradients(trainer *t, size_t w0, size_t wn) {
     double ss = vt_sumsq(mk->g_mu, mk->n) + vt_sumsq(mk->g_logvar, mk->n);
     if (t->opt.train_weights) {
         double ws = vt_sumsq(t->opt.dw.arena + w0, wn);
-        if (t->comm->sum_world(t->comm, &ws, 1)) return -1;
+        if (vt_comm_sum_world(t->comm, &ws, 1)) return -1;
         ss += ws / t->comm->replicas;
     }
     double norm = sqrt(ss);

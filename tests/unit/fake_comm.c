@@ -11,11 +11,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 
-enum { OP_SUM_WORLD, OP_SUM_DP, OP_BCAST, OP_PIPE_BCAST, OP_PIPE_REDUCE, OP_PIPE_SUM, OP_PIPE_MAX };
-static const char *const op_name[] = {
-    "sum_world", "sum_dp", "bcast", "pipe_bcast", "pipe_reduce", "pipe_allreduce (sum)", "pipe_allreduce (max)"};
+/* A collective's kind; what members must agree on is (kind, type, count, root). */
+enum { OP_SUM, OP_MAX, OP_BCAST, OP_BARRIER };
+static const char *const op_name[] = {"reduce (sum)", "reduce (max)", "bcast", "barrier"};
+static const char *const type_name[] = {"bytes", "int32", "floats", "doubles"};
 
 /* The members of a collective and what each posted for the current one. */
 typedef struct {
@@ -26,14 +28,14 @@ typedef struct {
     unsigned long gen; /* barriers passed */
     void **buf;
     size_t *n;
-    int *op, *root;
+    int *op, *type, *root;
 } group;
 
 typedef struct msg {
     struct msg *next;
     int tag, sync, taken;
-    size_t n;
-    float *data;
+    size_t n, size; /* n elements of `size` bytes */
+    char *data;
 } msg;
 
 typedef struct {
@@ -120,17 +122,57 @@ static int barrier(fake_world *w, group *g, int rank) {
     return 0;
 }
 
-/* Bytes per element of an operation's buffer. */
-static size_t elem_size(int op) {
-    if (op == OP_BCAST) return 1;
-    return op == OP_SUM_DP || op == OP_PIPE_REDUCE || op == OP_PIPE_BCAST ? sizeof(float) : sizeof(double);
+/* The group gid of c's rank, and the rank's member index in it. */
+static group *group_of(vt_comm *c, vt_comm_group gid, int *member) {
+    fake_world *w = state(c)->w;
+    if (gid == VT_PIPE) {
+        *member = c->stage;
+        return &w->pipe[c->replica];
+    }
+    if (gid == VT_DP) {
+        *member = c->replica;
+        return &w->dp[c->stage];
+    }
+    *member = c->world_rank;
+    return &w->world;
 }
+
+/* out[i] = the sum or maximum over the members' buffers of element i, added in member order in
+ * the element's own type (so every member gets the bitwise same result). */
+#define REDUCE_AS(T)                                                                                                   \
+    for (size_t i = 0; i < n; i++) {                                                                                   \
+        T s = ((const T *)g->buf[0])[i];                                                                               \
+        for (int m = 1; m < g->size; m++) {                                                                            \
+            T v = ((const T *)g->buf[m])[i];                                                                           \
+            s = op == OP_MAX ? (v > s ? v : s) : s + v;                                                                \
+        }                                                                                                              \
+        ((T *)out)[i] = s;                                                                                             \
+    }
+
+/* Under the lock, between the two meetings: this member's result, or NULL when its x stays. */
+static int compute(group *g, int member, int op, vt_type type, size_t n, int root, void **result) {
+    size_t es = vt_type_size(type);
+    *result = NULL;
+    int keeps = n == 0 || op == OP_BARRIER || (op == OP_BCAST ? member == root : root >= 0 && member != root);
+    if (keeps) return 0;
+    void *out = vt_malloc(es * n, "fake collective");
+    if (!out) return -1;
+    if (op == OP_BCAST) memcpy(out, g->buf[root], es * n);
+    else if (type == VT_FLOAT) REDUCE_AS(float)
+    else if (type == VT_DOUBLE) REDUCE_AS(double)
+    else if (type == VT_INT32) REDUCE_AS(int32_t)
+    else REDUCE_AS(unsigned char)
+    *result = out;
+    return 0;
+}
+#undef REDUCE_AS
 
 /* One collective: post, meet, check that every member called the same thing, compute this
  * member's result from everyone's buffers, meet again (nobody reads a buffer any more), write. */
-static int collective(vt_comm *c, int op, group *g, int member, void *x, size_t n, int root) {
+static int collective(vt_comm *c, int op, vt_type type, vt_comm_group gid, void *x, size_t n, int root) {
     fake_world *w = state(c)->w;
-    int rank = c->world_rank, rc = -1;
+    int rank = c->world_rank, rc = -1, member;
+    group *g = group_of(c, gid, &member);
     void *out = NULL;
     pthread_mutex_lock(&w->mu);
     if (w->aborted) {
@@ -140,61 +182,27 @@ static int collective(vt_comm *c, int op, group *g, int member, void *x, size_t 
     g->buf[member] = x;
     g->n[member] = n;
     g->op[member] = op;
+    g->type[member] = (int)type;
     g->root[member] = root;
     if (barrier(w, g, rank)) goto done;
     for (int m = 1; m < g->size; m++)
-        if (g->op[m] != g->op[0] || g->n[m] != g->n[0] || g->root[m] != g->root[0]) {
+        if (g->op[m] != g->op[0] || g->type[m] != g->type[0] || g->n[m] != g->n[0] || g->root[m] != g->root[0]) {
             abort_world(w,
-                        "mismatched collective of %s: rank %d called %s (n %zu, root %d), rank %d called %s (n %zu, "
-                        "root %d)",
-                        g->name, g->ranks[0], op_name[g->op[0]], g->n[0], g->root[0], g->ranks[m], op_name[g->op[m]],
-                        g->n[m], g->root[m]);
+                        "mismatched collective of %s: rank %d called %s of %s (n %zu, root %d), rank %d called %s of "
+                        "%s (n %zu, root %d)",
+                        g->name, g->ranks[0], op_name[g->op[0]], type_name[g->type[0]], g->n[0], g->root[0],
+                        g->ranks[m], op_name[g->op[m]], type_name[g->type[m]], g->n[m], g->root[m]);
             aborted_fail(w, rank);
             goto done;
         }
-    if (root < 0 || root >= g->size) {
+    if (root < (op == OP_BCAST ? 0 : -1) || root >= g->size) {
         abort_world(w, "%s of %s: root %d is not one of its %d members", op_name[op], g->name, root, g->size);
         aborted_fail(w, rank);
         goto done;
     }
-    if (n > 0) switch (op) {
-        case OP_SUM_WORLD:
-        case OP_PIPE_SUM:
-        case OP_PIPE_MAX: {
-            double *r = vt_malloc(sizeof(double) * n, "fake collective");
-            if (!(out = r)) goto done;
-            for (size_t i = 0; i < n; i++) {
-                double s = ((const double *)g->buf[0])[i];
-                for (int m = 1; m < g->size; m++) {
-                    double v = ((const double *)g->buf[m])[i];
-                    s = op == OP_PIPE_MAX ? (v > s ? v : s) : s + v;
-                }
-                r[i] = s;
-            }
-            break;
-        }
-        case OP_SUM_DP:
-        case OP_PIPE_REDUCE: {
-            if (op == OP_PIPE_REDUCE && member != root) break; /* only the root's buffer changes */
-            float *r = vt_malloc(sizeof(float) * n, "fake collective");
-            if (!(out = r)) goto done;
-            for (size_t i = 0; i < n; i++) {
-                float s = ((const float *)g->buf[0])[i];
-                for (int m = 1; m < g->size; m++) s += ((const float *)g->buf[m])[i];
-                r[i] = s;
-            }
-            break;
-        }
-        case OP_BCAST:
-        case OP_PIPE_BCAST: {
-            if (member == root) break;
-            if (!(out = vt_malloc(elem_size(op) * n, "fake collective"))) goto done;
-            memcpy(out, g->buf[root], elem_size(op) * n);
-            break;
-        }
-        }
+    if (compute(g, member, op, type, n, root, &out)) goto done;
     if (barrier(w, g, rank)) goto done;
-    if (out) memcpy(x, out, elem_size(op) * n);
+    if (out) memcpy(x, out, vt_type_size(type) * n);
     rc = 0;
 done:
     pthread_mutex_unlock(&w->mu);
@@ -202,29 +210,15 @@ done:
     return rc;
 }
 
-static int sum_world(vt_comm *c, double *x, size_t n) {
-    return collective(c, OP_SUM_WORLD, &state(c)->w->world, c->world_rank, x, n, 0);
+static int reduce(vt_comm *c, vt_comm_group g, vt_reduce_op op, vt_type t, void *x, size_t n, int root) {
+    return collective(c, op == VT_MAX ? OP_MAX : OP_SUM, t, g, x, n, root);
 }
 
-static int sum_dp(vt_comm *c, float *x, size_t n) {
-    return collective(c, OP_SUM_DP, &state(c)->w->dp[c->stage], c->replica, x, n, 0);
+static int bcast(vt_comm *c, vt_comm_group g, vt_type t, void *x, size_t n, int root) {
+    return collective(c, OP_BCAST, t, g, x, n, root);
 }
 
-static int bcast(vt_comm *c, void *buf, size_t bytes) {
-    return collective(c, OP_BCAST, &state(c)->w->world, c->world_rank, buf, bytes, 0);
-}
-
-static int pipe_bcast(vt_comm *c, float *x, size_t n, int root) {
-    return collective(c, OP_PIPE_BCAST, &state(c)->w->pipe[c->replica], c->stage, x, n, root);
-}
-
-static int pipe_reduce(vt_comm *c, float *x, size_t n, int root) {
-    return collective(c, OP_PIPE_REDUCE, &state(c)->w->pipe[c->replica], c->stage, x, n, root);
-}
-
-static int pipe_allreduce(vt_comm *c, double *x, size_t n, int max) {
-    return collective(c, max ? OP_PIPE_MAX : OP_PIPE_SUM, &state(c)->w->pipe[c->replica], c->stage, x, n, 0);
-}
+static int barrier_op(vt_comm *c, vt_comm_group g) { return collective(c, OP_BARRIER, VT_BYTE, g, NULL, 0, 0); }
 
 static int check_peer(vt_comm *c, int stage, int tag, const char *what) {
     if (stage < 0 || stage >= c->stages || stage == c->stage)
@@ -234,19 +228,19 @@ static int check_peer(vt_comm *c, int stage, int tag, const char *what) {
     return 0;
 }
 
-/* n floats to world rank `to`; sync: wait until received (else buffered). */
-static int send_to(vt_comm *c, const float *x, size_t n, int to, int tag, int sync) {
+/* n elements of `size` bytes to world rank `to`; sync: wait until received (else buffered). */
+static int send_to(vt_comm *c, const void *x, size_t n, size_t size, int to, int tag, int sync) {
     fake_world *w = state(c)->w;
     int me = c->world_rank;
     msg *m = vt_calloc(1, sizeof *m, "fake message");
-    float *data = vt_malloc(sizeof(float) * n, "fake message");
+    char *data = vt_malloc(size * n + 1, "fake message");
     if (!m || !data) {
         free(m);
         free(data);
         return -1;
     }
-    if (n) memcpy(data, x, sizeof(float) * n);
-    *m = (msg){.tag = tag, .sync = sync, .n = n, .data = data};
+    if (n) memcpy(data, x, size * n);
+    *m = (msg){.tag = tag, .sync = sync, .n = n, .size = size, .data = data};
     pthread_mutex_lock(&w->mu);
     if (w->aborted) {
         pthread_mutex_unlock(&w->mu);
@@ -290,14 +284,14 @@ static int send_to(vt_comm *c, const float *x, size_t n, int to, int tag, int sy
     return rc;
 }
 
-static int pipe_send(vt_comm *c, const float *x, size_t n, int stage, int tag) {
-    if (check_peer(c, stage, tag, "pipe_send")) return -1;
+static int send(vt_comm *c, const void *x, size_t n, vt_type t, int stage, int tag) {
+    if (check_peer(c, stage, tag, "send")) return -1;
     fake_world *w = state(c)->w;
-    return send_to(c, x, n, c->replica * w->stages + stage, tag, w->sync);
+    return send_to(c, x, n, vt_type_size(t), c->replica * w->stages + stage, tag, w->sync);
 }
 
-/* n floats from world rank `from`, the first message with this tag. */
-static int recv_from(vt_comm *c, float *x, size_t n, int from, int tag) {
+/* n elements of `size` bytes from world rank `from`, the first message with this tag. */
+static int recv_from(vt_comm *c, void *x, size_t n, size_t size, int from, int tag) {
     fake_world *w = state(c)->w;
     int me = c->world_rank, rc = -1;
     pthread_mutex_lock(&w->mu);
@@ -312,13 +306,13 @@ static int recv_from(vt_comm *c, float *x, size_t n, int from, int tag) {
         while (*at && (*at)->tag != tag) at = &(*at)->next;
         msg *m = *at;
         if (m) {
-            if (m->n != n) {
-                abort_world(w, "rank %d receives %zu floats with tag %d from rank %d, which sent %zu", me, n, tag, from,
-                            m->n);
+            if (m->n != n || m->size != size) {
+                abort_world(w, "rank %d receives %zu values of %zu bytes with tag %d from rank %d, which sent %zu of %zu", me,
+                            n, size, tag, from, m->n, m->size);
                 aborted_fail(w, me);
                 break;
             }
-            if (n) memcpy(x, m->data, sizeof(float) * n);
+            if (n) memcpy(x, m->data, size * n);
             *at = m->next;
             if (m->sync) { /* the sender frees it */
                 m->taken = 1;
@@ -348,15 +342,15 @@ static int recv_from(vt_comm *c, float *x, size_t n, int from, int tag) {
     return rc;
 }
 
-static int pipe_recv(vt_comm *c, float *x, size_t n, int stage, int tag) {
-    if (check_peer(c, stage, tag, "pipe_recv")) return -1;
-    return recv_from(c, x, n, c->replica * state(c)->w->stages + stage, tag);
+static int recv(vt_comm *c, void *x, size_t n, vt_type t, int stage, int tag) {
+    if (check_peer(c, stage, tag, "recv")) return -1;
+    return recv_from(c, x, n, vt_type_size(t), c->replica * state(c)->w->stages + stage, tag);
 }
 
 /* Every rank's status summed over the world: -1 on all when any failed. */
 static int agree(vt_comm *c, int status) {
     double bad = status != 0;
-    if (sum_world(c, &bad, 1)) return -1;
+    if (reduce(c, VT_WORLD, VT_SUM, VT_DOUBLE, &bad, 1, -1)) return -1;
     if (bad > 0 && status == 0) vt_fail("another rank failed (its message is above)");
     return bad > 0 ? -1 : 0;
 }
@@ -368,20 +362,24 @@ static int dp_exchange(vt_comm *c, vt_transfer *x, int n) {
     for (int pass = 1; pass >= 0; pass--)
         for (int i = 0; i < n; i++) {
             if (x[i].send != pass) continue;
-            if (x[i].replica < 0 || x[i].replica >= c->replicas || x[i].replica == c->replica ||
-                x[i].bytes % sizeof(float))
+            if (x[i].replica < 0 || x[i].replica >= c->replicas || x[i].replica == c->replica)
                 return vt_fail("rank %d: dp_exchange of %zu bytes with replica %d of %d", c->world_rank, x[i].bytes,
                                x[i].replica, c->replicas);
             int peer = x[i].replica * w->stages + c->stage;
-            size_t k = x[i].bytes / sizeof(float);
-            if (pass ? send_to(c, x[i].buf, k, peer, TAG, 0) : recv_from(c, x[i].buf, k, peer, TAG)) return -1;
+            size_t k = x[i].bytes;
+            if (pass ? send_to(c, x[i].buf, k, 1, peer, TAG, 0) : recv_from(c, x[i].buf, k, 1, peer, TAG)) return -1;
         }
     return 0;
 }
 
-static int no_eval(vt_comm *c, const vt_model *part, const int32_t *ids, size_t n, int window, vt_eval_result *out) {
-    (void)part, (void)ids, (void)n, (void)window, (void)out;
-    return vt_fail("rank %d: the fake communicator does not evaluate", c->world_rank);
+static int no_fault(vt_comm *c, const char *point) {
+    (void)c, (void)point;
+    return 0;
+}
+
+static double seconds(vt_comm *c) {
+    (void)c;
+    return vt_seconds();
 }
 
 static void abort_all(vt_comm *c, const char *where) {
@@ -399,8 +397,9 @@ static int group_init(group *g, int size, const char *name) {
     g->buf = vt_calloc((size_t)size, sizeof *g->buf, "fake group");
     g->n = vt_calloc((size_t)size, sizeof *g->n, "fake group");
     g->op = vt_calloc((size_t)size, sizeof *g->op, "fake group");
+    g->type = vt_calloc((size_t)size, sizeof *g->type, "fake group");
     g->root = vt_calloc((size_t)size, sizeof *g->root, "fake group");
-    return g->ranks && g->buf && g->n && g->op && g->root ? 0 : -1;
+    return g->ranks && g->buf && g->n && g->op && g->type && g->root ? 0 : -1;
 }
 
 static void group_free(group *g) {
@@ -408,6 +407,7 @@ static void group_free(group *g) {
     free(g->buf);
     free(g->n);
     free(g->op);
+    free(g->type);
     free(g->root);
 }
 
@@ -486,11 +486,10 @@ fake_world *fake_world_create(int stages, int replicas, const int *stage_begin) 
         w->world.ranks[i] = i;
         w->rk[i].w = w;
         w->rk[i].c = (vt_comm){.stage = i % stages, .stages = stages, .replica = i / stages, .replicas = replicas,
-                               .world_rank = i, .impl = &w->rk[i], .sum_world = sum_world, .sum_dp = sum_dp,
-                               .bcast = bcast, .eval = no_eval, .abort_all = abort_all, .stage_begin = w->begin,
-                               .pipe_send = pipe_send, .pipe_recv = pipe_recv, .pipe_bcast = pipe_bcast,
-                               .pipe_reduce = pipe_reduce, .pipe_allreduce = pipe_allreduce,
-                               .dp_exchange = dp_exchange, .agree = agree};
+                               .world_rank = i, .impl = &w->rk[i], .stage_begin = w->begin, .send = send,
+                               .recv = recv, .reduce = reduce, .bcast = bcast, .barrier = barrier_op,
+                               .exchange = dp_exchange, .agree = agree, .abort_all = abort_all,
+                               .fault = no_fault, .seconds = seconds};
     }
     return w;
 }
@@ -563,7 +562,7 @@ int fake_world_run(fake_world *w, int (*fn)(vt_comm *c, void *arg), void *arg) {
         if (w->rk[i].status) SAY("%srank %zu failed: %s", len ? "; " : "", i, w->rk[i].message);
     for (size_t i = 0; i < P * P; i++)
         for (const msg *m = w->box[i]; m && !w->aborted; m = m->next)
-            SAY("%srank %zu's message of %zu floats with tag %d to rank %zu was never received", len ? "; " : "", i / P,
+            SAY("%srank %zu's message of %zu values with tag %d to rank %zu was never received", len ? "; " : "", i / P,
                 m->n, m->tag, i % P);
 #undef SAY
     drop_messages(w);

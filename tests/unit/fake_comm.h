@@ -1,4 +1,4 @@
-/* fake_comm.h — the vt_comm interface (src/comm.h) in one process, for tests: a world of
+/* fake_comm.h — the vt_comm transport (src/dist/comm.h) in one process, for tests: a world of
  * stages x replicas ranks, one thread per rank (world rank = replica * stages + stage, as under
  * MPI). Point-to-point messages go through a mailbox per ordered pair of ranks (matched by tag
  * in arrival order, like MPI); collectives meet at a barrier of their group (the world, a
@@ -23,7 +23,7 @@ typedef struct fake_world fake_world;
 fake_world *fake_world_create(int stages, int replicas, const int *stage_begin);
 void fake_world_free(fake_world *w);
 
-/* sync = 1: pipe_send returns only once the message was received (MPI_Send's rendezvous for
+/* sync = 1: send returns only once the message was received (MPI_Send's rendezvous for
  * large messages: a pattern that needs buffering deadlocks, and the timeout reports it).
  * sync = 0 (default): sends are buffered. */
 void fake_world_set_sync(fake_world *w, int sync);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/pipeline.h"
 #include "nn/eval.h"
 #include "nn/forward.h"
 #include "nn/masks.h"
@@ -140,7 +141,7 @@ static void test_eval_windows(void **s) {
     int32_t tok[23];
     random_tokens(tok, 23, c.vocab, 21);
     vt_eval_result r;
-    assert_int_equal(vt_eval_stream(&m, tok, 23, 8, 0, &r, NULL, NULL), 0);
+    assert_int_equal(vt_pipeline_eval(vt_comm_local(c.n_layers), &m, tok, 23, 8, 0, &r, NULL, NULL), 0);
     assert_int_equal(r.tokens, 7 + 7 + 6);
     assert_int_equal(r.windows, 3);
     /* Same NLL by hand from per-window naive logits. */
@@ -159,11 +160,11 @@ static void test_eval_windows(void **s) {
     /* 24 tokens: last window has 0 tokens; 25: a 1-token window is not scored. */
     int32_t tok25[25];
     random_tokens(tok25, 25, c.vocab, 4);
-    assert_int_equal(vt_eval_stream(&m, tok25, 25, 8, 0, &r, NULL, NULL), 0);
+    assert_int_equal(vt_pipeline_eval(vt_comm_local(c.n_layers), &m, tok25, 25, 8, 0, &r, NULL, NULL), 0);
     assert_int_equal(r.tokens, 21);
     /* Out-of-vocabulary id is an error. */
     tok25[3] = c.vocab;
-    assert_int_equal(vt_eval_stream(&m, tok25, 25, 8, 0, &r, NULL, NULL), -1);
+    assert_int_equal(vt_pipeline_eval(vt_comm_local(c.n_layers), &m, tok25, 25, 8, 0, &r, NULL, NULL), -1);
     free(ref);
     vt_model_free(&m);
     vt_config_free(&c);

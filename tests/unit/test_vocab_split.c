@@ -78,7 +78,7 @@ static int collectives_rank(vt_comm *c, void *arg) {
     /* sum_world: every rank's values summed */
     double *x = o->world[me];
     for (int i = 0; i < NW; i++) x[i] = val(me, i, 1);
-    CHECK(c->sum_world(c, x, NW) == 0, "%s", vt_error());
+    CHECK(vt_comm_sum_world(c, x, NW) == 0, "%s", vt_error());
     for (int i = 0; i < NW; i++) {
         double want = 0;
         for (int q = 0; q < P; q++) want += val(q, i, 1);
@@ -87,7 +87,7 @@ static int collectives_rank(vt_comm *c, void *arg) {
     /* sum_dp: summed over the replicas of this stage only */
     float *y = o->dp[me];
     for (int i = 0; i < ND; i++) y[i] = (float)val(me, i, 2);
-    CHECK(c->sum_dp(c, y, ND) == 0, "%s", vt_error());
+    CHECK(vt_comm_sum_dp(c, y, ND) == 0, "%s", vt_error());
     for (int i = 0; i < ND; i++) {
         double want = 0;
         for (int q = 0; q < R; q++) want += (float)val(q * S + s, i, 2);
@@ -96,13 +96,13 @@ static int collectives_rank(vt_comm *c, void *arg) {
     /* bcast: world rank 0's bytes on every rank */
     unsigned char b[NB];
     for (int i = 0; i < NB; i++) b[i] = me == 0 ? (unsigned char)(17 * i + 3) : 0xEE;
-    CHECK(c->bcast(c, b, NB) == 0, "%s", vt_error());
+    CHECK(vt_comm_bcast(c, b, NB) == 0, "%s", vt_error());
     for (int i = 0; i < NB; i++) CHECK(b[i] == (unsigned char)(17 * i + 3), "rank %d: bcast byte %d = %d", me, i, b[i]);
     /* pipe_bcast from every root: the root stage's floats on every stage of this replica */
     for (int root = 0; root < S; root++) {
         float z[NP];
         for (int i = 0; i < NP; i++) z[i] = (float)val(me, i, 10 + root);
-        CHECK(c->pipe_bcast(c, z, NP, root) == 0, "%s", vt_error());
+        CHECK(vt_comm_pipe_bcast(c, z, NP, root) == 0, "%s", vt_error());
         for (int i = 0; i < NP; i++)
             CHECK(z[i] == (float)val(r * S + root, i, 10 + root),
                   "rank %d: pipe_bcast from stage %d: [%d] = %g, want %g", me, root, i, z[i],
@@ -112,7 +112,7 @@ static int collectives_rank(vt_comm *c, void *arg) {
     for (int root = 0; root < S; root++) {
         float z[NP];
         for (int i = 0; i < NP; i++) z[i] = (float)val(me, i, 20 + root);
-        CHECK(c->pipe_reduce(c, z, NP, root) == 0, "%s", vt_error());
+        CHECK(vt_comm_pipe_reduce(c, z, NP, root) == 0, "%s", vt_error());
         for (int i = 0; i < NP; i++) {
             double want = 0;
             for (int t = 0; t < S; t++) want += (float)val(r * S + t, i, 20 + root);
@@ -131,7 +131,7 @@ static int collectives_rank(vt_comm *c, void *arg) {
         u[i] = val(me, i, 30);
         v[i] = val(me, i, 31) - 2.0;
     }
-    CHECK(c->pipe_allreduce(c, u, NP, 0) == 0 && c->pipe_allreduce(c, v, NP, 1) == 0, "%s", vt_error());
+    CHECK(vt_comm_pipe_allreduce(c, u, NP, 0) == 0 && vt_comm_pipe_allreduce(c, v, NP, 1) == 0, "%s", vt_error());
     for (int i = 0; i < NP; i++) {
         double sum = 0, mx = -INFINITY;
         for (int t = 0; t < S; t++) {
@@ -148,16 +148,16 @@ static int collectives_rank(vt_comm *c, void *arg) {
         float m1[3], m2[4];
         for (int i = 0; i < 3; i++) m1[i] = (float)val(me, i, 100 + t);
         for (int i = 0; i < 4; i++) m2[i] = (float)val(me, i, 200 + t);
-        CHECK(c->pipe_send(c, m1, 3, t, 1) == 0 && c->pipe_send(c, m2, 4, t, 2) == 0 &&
-                  c->pipe_send(c, NULL, 0, t, 32767) == 0,
+        CHECK(vt_comm_send(c, m1, 3, t, 1) == 0 && vt_comm_send(c, m2, 4, t, 2) == 0 &&
+                  vt_comm_send(c, NULL, 0, t, 32767) == 0,
               "%s", vt_error());
     }
     for (int t = 0; t < S; t++) {
         if (t == s) continue;
         float m1[3], m2[4];
         int from = r * S + t;
-        CHECK(c->pipe_recv(c, NULL, 0, t, 32767) == 0 && c->pipe_recv(c, m2, 4, t, 2) == 0 &&
-                  c->pipe_recv(c, m1, 3, t, 1) == 0,
+        CHECK(vt_comm_recv(c, NULL, 0, t, 32767) == 0 && vt_comm_recv(c, m2, 4, t, 2) == 0 &&
+                  vt_comm_recv(c, m1, 3, t, 1) == 0,
               "%s", vt_error());
         for (int i = 0; i < 3; i++)
             CHECK(m1[i] == (float)val(from, i, 100 + s), "rank %d: message tag 1 from stage %d: [%d] = %g", me, t, i,
@@ -200,55 +200,55 @@ static void test_fake_collectives_match_definitions(void **st) {
 static int mismatched_count(vt_comm *c, void *arg) {
     (void)arg;
     double x[4] = {0};
-    return c->pipe_allreduce(c, x, c->stage ? 4 : 3, 0);
+    return vt_comm_pipe_allreduce(c, x, c->stage ? 4 : 3, 0);
 }
 
 static int mismatched_op(vt_comm *c, void *arg) {
     (void)arg;
     float x[2] = {0};
-    return c->stage ? c->pipe_reduce(c, x, 2, 0) : c->pipe_bcast(c, x, 2, 0);
+    return c->stage ? vt_comm_pipe_reduce(c, x, 2, 0) : vt_comm_pipe_bcast(c, x, 2, 0);
 }
 
 static int mismatched_root(vt_comm *c, void *arg) {
     (void)arg;
     float x[2] = {0};
-    return c->pipe_reduce(c, x, 2, c->stage);
+    return vt_comm_pipe_reduce(c, x, 2, c->stage);
 }
 
 static int returns_early(vt_comm *c, void *arg) {
     (void)arg;
     double x = 1;
-    return c->world_rank ? 0 : c->sum_world(c, &x, 1);
+    return c->world_rank ? 0 : vt_comm_sum_world(c, &x, 1);
 }
 
 static int never_received(vt_comm *c, void *arg) {
     (void)arg;
     float x = 1;
-    return c->stage ? 0 : c->pipe_send(c, &x, 1, 1, 5);
+    return c->stage ? 0 : vt_comm_send(c, &x, 1, 1, 5);
 }
 
 static int never_sent(vt_comm *c, void *arg) {
     (void)arg;
     float x = 1;
-    return c->stage ? c->pipe_recv(c, &x, 1, 0, 5) : 0;
+    return c->stage ? vt_comm_recv(c, &x, 1, 0, 5) : 0;
 }
 
 static int wrong_count(vt_comm *c, void *arg) {
     (void)arg;
     float x[2] = {1, 2};
-    return c->stage ? c->pipe_recv(c, x, 1, 0, 5) : c->pipe_send(c, x, 2, 1, 5);
+    return c->stage ? vt_comm_recv(c, x, 1, 0, 5) : vt_comm_send(c, x, 2, 1, 5);
 }
 
 static int to_itself(vt_comm *c, void *arg) {
     (void)arg;
     float x = 0;
-    return c->pipe_send(c, &x, 1, c->stage, 0);
+    return vt_comm_send(c, &x, 1, c->stage, 0);
 }
 
 static int bad_tag(vt_comm *c, void *arg) {
     (void)arg;
     float x = 0;
-    return c->stage ? c->pipe_recv(c, &x, 1, 0, 40000) : c->pipe_send(c, &x, 1, 1, 40000);
+    return c->stage ? vt_comm_recv(c, &x, 1, 0, 40000) : vt_comm_send(c, &x, 1, 1, 40000);
 }
 
 /* Both stages send before they receive: needs buffered sends. */
@@ -257,7 +257,7 @@ static int exchange(vt_comm *c, void *arg) {
     float a[4], b[4];
     int other = 1 - c->stage;
     for (int i = 0; i < 4; i++) a[i] = (float)(10 * c->stage + i);
-    if (c->pipe_send(c, a, 4, other, 0) || c->pipe_recv(c, b, 4, other, 0)) return -1;
+    if (vt_comm_send(c, a, 4, other, 0) || vt_comm_recv(c, b, 4, other, 0)) return -1;
     for (int i = 0; i < 4; i++) CHECK(b[i] == (float)(10 * other + i), "exchange: [%d] = %g", i, b[i]);
     return 0;
 }
@@ -267,10 +267,10 @@ static int aborts(vt_comm *c, void *arg) {
     double x = 0;
     if (c->stage == 1) {
         vt_fail("stage 1 gives up");
-        c->abort_all(c, "test");
+        vt_comm_abort_all(c, "test");
         return -1;
     }
-    return c->sum_world(c, &x, 1);
+    return vt_comm_sum_world(c, &x, 1);
 }
 
 static void expect_refusal(int (*fn)(vt_comm *, void *), int sync, const char *needle) {
