@@ -366,8 +366,18 @@ static int print_summary(prune_ctx *x) {
 
 /* A run, step by step; the first step that does not return 0 ends it with that return. */
 static int (*const run_steps[])(prune_ctx *x) = {
-    load_tokenizer, load_model,     load_data,      check_and_announce, evaluate_before, prune_by_method,
-    evaluate_after, build_report,   write_checkpoint, print_memory,     pack_archive,    print_summary,
+    load_tokenizer,     /* next to the model, or model.tokenizer */
+    load_model,         /* this rank's part */
+    load_data,          /* calibration sequences, evaluation tokens */
+    check_and_announce, /* impossible requests refused before any work */
+    evaluate_before,    /* when data.eval is set */
+    prune_by_method,    /* VTrans or a baseline */
+    evaluate_after,
+    build_report,
+    write_checkpoint,   /* with the report, atomically */
+    print_memory,       /* every rank's peak */
+    pack_archive,       /* output.archive */
+    print_summary,      /* the before/after table */
 };
 
 static void prune_ctx_free(prune_ctx *x) {
