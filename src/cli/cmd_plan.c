@@ -194,11 +194,11 @@ static void print_pipeline(const vt_plan_input *in, const vt_plan *p) {
            chunks, why, 100.0 * p->bubble);
 }
 
-static void print_plan(const char *config, const char *model_source, const vt_run_config *rc,
-                       const vt_plan_input *in, const vt_plan *p, int stages_from_option, double memory,
-                       double gflops) {
+/* What is planned: the model, the run, the topology, the pipeline and the stages. */
+static void print_run(const char *config, const char *model_source, const vt_run_config *rc,
+                      const vt_plan_input *in, const vt_plan *p, int stages_from_option) {
     const vt_config *c = in->cfg;
-    char buf[64], buf2[64], buf3[64];
+    char buf[64], buf2[64];
     size_t params = vt_params_total(c);
     format_count((double)params, buf, sizeof buf);
     format_bytes((double)params * sizeof(float), buf2, sizeof buf2);
@@ -219,6 +219,11 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
            p->stages == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s", why, p->stages);
     print_pipeline(in, p);
     print_stages(p);
+}
+
+/* What packing the frozen weights costs (or would cost) per rank. */
+static void print_packs(const vt_run_config *rc, const vt_plan_input *in, const vt_plan *p) {
+    char buf[64];
     double packs = 0.0;
     for (int s = 0; s < p->stages; s++) packs = p->stage[s].packs > packs ? p->stage[s].packs : packs;
     format_bytes(packs, buf, sizeof buf);
@@ -230,7 +235,11 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
         printf("packs        parallel.pack_weights = true would add up to %s per rank for faster mask steps\n"
                "             (the frozen weights packed once for BLIS's micro-kernel; docs/PERFORMANCE.md)\n",
                buf);
+}
 
+/* FLOPs per token, per step and for the run; returns those of the busiest rank per mask step. */
+static double print_flops(const vt_plan_input *in, const vt_plan *p) {
+    char buf[64], buf2[64];
     format_flops(p->flops_token, buf, sizeof buf);
     printf("\nFLOPs        %s per token forward (mean context %.1f)\n", buf, p->ctx);
     format_flops(p->flops_step_masks, buf, sizeof buf);
@@ -251,9 +260,12 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     } else {
         printf("             %s for the whole run, without the teacher cache pass\n", buf);
     }
+    return busiest;
+}
 
-    if (gflops > 0) print_times(in, p, busiest, gflops);
-
+/* The teacher cache, the largest rank, a warning for stages over memory, the other layouts. */
+static void print_memory(const vt_plan_input *in, const vt_plan *p, double memory) {
+    char buf[64], buf2[64], buf3[64];
     format_bytes(p->cache_per_sequence, buf, sizeof buf);
     if (in->calib_sequences > 0) {
         format_bytes(p->cache_per_sequence * (double)in->calib_sequences, buf2, sizeof buf2);
@@ -280,6 +292,76 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     print_alternatives(in, p, memory);
 }
 
+static void print_plan(const char *config, const char *model_source, const vt_run_config *rc,
+                       const vt_plan_input *in, const vt_plan *p, int stages_from_option, double memory,
+                       double gflops) {
+    print_run(config, model_source, rc, in, p, stages_from_option);
+    print_packs(rc, in, p);
+    double busiest = print_flops(in, p);
+    if (gflops > 0) print_times(in, p, busiest, gflops);
+    print_memory(in, p, memory);
+}
+
+/* The numbers the options give; unset: stages -1 (the config's), calib 0 (data.max_sequences),
+ * memory and gflops 0 (no warning, no times). */
+typedef struct {
+    long ranks, stages, calib;
+    double memory, gflops;
+} plan_options;
+
+static int parse_numbers(vt_opt *opts, int n, plan_options *o) {
+    *o = (plan_options){.stages = -1};
+    if (vt_args_require(opts, n, "config") || vt_args_require(opts, n, "ranks") ||
+        vt_args_int(opts, n, "ranks", 1, 1 << 20, &o->ranks))
+        return -1;
+    if (vt_args_find(opts, n, "stages")->seen && vt_args_int(opts, n, "stages", 0, 1 << 20, &o->stages)) return -1;
+    if (vt_args_find(opts, n, "calib-sequences")->seen &&
+        vt_args_int(opts, n, "calib-sequences", 1, 1L << 40, &o->calib))
+        return -1;
+    if (vt_args_find(opts, n, "gflops-per-rank")->seen) {
+        if (vt_args_double(opts, n, "gflops-per-rank", &o->gflops)) return -1;
+        if (o->gflops <= 0) return vt_fail("--gflops-per-rank must be positive, not %g", o->gflops);
+    }
+    if (vt_args_find(opts, n, "memory-per-rank")->seen &&
+        vt_parse_size_real(vt_args_get(opts, n, "memory-per-rank"), &o->memory))
+        return vt_fail("--memory-per-rank: '%s' is not a positive size (a number with an optional K, M, G or T, e.g. "
+                       "24G)",
+                       vt_args_get(opts, n, "memory-per-rank"));
+    return 0;
+}
+
+/* The run configuration with every --set applied, without vt_run_config_validate: the model and
+ * data need not be here. */
+static int load_run_config(const char *config, int argc, char **argv, vt_run_config *rc) {
+    if (vt_run_config_load(rc, config)) return -1;
+    for (int i = 1; i < argc; i++) {
+        const char *set = NULL;
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) set = argv[++i];
+        else if (strncmp(argv[i], "--set=", 6) == 0) set = argv[i] + 6;
+        if (set && vt_run_config_set(rc, set)) return -1;
+    }
+    return 0;
+}
+
+static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, const plan_options *o) {
+    int vib = rc->method_name == VT_METHOD_VIB;
+    return (vt_plan_input){
+        .cfg = c,
+        .ranks = (int)o->ranks,
+        .stages = o->stages >= 0 ? (int)o->stages : rc->parallel_stages,
+        .micro_batches = rc->parallel_micro_batches,
+        .seq_chunks = rc->parallel_seq_chunks,
+        .batch_size = rc->schedule_batch_size,
+        .seq_len = rc->data_seq_len,
+        .steps = rc->schedule_steps,
+        .finetune_steps = vib && rc->method_variant != VT_VARIANT_FASTER ? rc->schedule_finetune_steps : 0,
+        .prune_interval = vib ? rc->method_prune_interval : 0,
+        .keep_fraction = rc->budget_params > 0 ? rc->budget_params : (rc->budget_flops > 0 ? rc->budget_flops : 1.0),
+        .calib_sequences = o->calib > 0 ? o->calib : rc->data_max_sequences,
+        .pack_weights = vib && rc->parallel_pack_weights,
+    };
+}
+
 int vt_cmd_plan(int argc, char **argv) {
     vt_opt opts[] = {
         {"config", 1, "the run configuration (INI)", NULL, 0},
@@ -299,41 +381,10 @@ int vt_cmd_plan(int argc, char **argv) {
                "weights. How to read it: docs/CLUSTER.md.\n");
         return 0;
     }
-    long ranks, stages = -1, calib = 0;
-    double memory = 0.0, gflops = 0.0;
-    if (vt_args_require(opts, n, "config") || vt_args_require(opts, n, "ranks") ||
-        vt_args_int(opts, n, "ranks", 1, 1 << 20, &ranks))
-        return vt_cmd_fail("plan");
-    if (vt_args_find(opts, n, "stages")->seen && vt_args_int(opts, n, "stages", 0, 1 << 20, &stages))
-        return vt_cmd_fail("plan");
-    if (vt_args_find(opts, n, "calib-sequences")->seen &&
-        vt_args_int(opts, n, "calib-sequences", 1, 1L << 40, &calib))
-        return vt_cmd_fail("plan");
-    if (vt_args_find(opts, n, "gflops-per-rank")->seen) {
-        if (vt_args_double(opts, n, "gflops-per-rank", &gflops)) return vt_cmd_fail("plan");
-        if (gflops <= 0) {
-            vt_fail("--gflops-per-rank must be positive, not %g", gflops);
-            return vt_cmd_fail("plan");
-        }
-    }
-    if (vt_args_find(opts, n, "memory-per-rank")->seen &&
-        vt_parse_size_real(vt_args_get(opts, n, "memory-per-rank"), &memory)) {
-        vt_fail("--memory-per-rank: '%s' is not a positive size (a number with an optional K, M, G or T, e.g. 24G)",
-                vt_args_get(opts, n, "memory-per-rank"));
-        return vt_cmd_fail("plan");
-    }
-
-    /* The run configuration, without vt_run_config_validate: the model and data need not be here. */
+    plan_options o;
     const char *config = vt_args_get(opts, n, "config");
     vt_run_config rc;
-    if (vt_run_config_load(&rc, config)) return vt_cmd_fail("plan");
-    for (int i = 1; i < argc; i++) {
-        const char *set = NULL;
-        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) set = argv[++i];
-        else if (strncmp(argv[i], "--set=", 6) == 0) set = argv[i] + 6;
-        if (set && vt_run_config_set(&rc, set)) return vt_cmd_fail("plan");
-    }
-
+    if (parse_numbers(opts, n, &o) || load_run_config(config, argc, argv, &rc)) return vt_cmd_fail("plan");
     vt_config c;
     char source[VT_RC_PATH_MAX + 16];
     memset(&c, 0, sizeof c);
@@ -341,29 +392,14 @@ int vt_cmd_plan(int argc, char **argv) {
         vt_config_free(&c);
         return vt_cmd_fail("plan");
     }
-    int vib = rc.method_name == VT_METHOD_VIB;
-    vt_plan_input in = {
-        .cfg = &c,
-        .ranks = (int)ranks,
-        .stages = stages >= 0 ? (int)stages : rc.parallel_stages,
-        .micro_batches = rc.parallel_micro_batches,
-        .seq_chunks = rc.parallel_seq_chunks,
-        .batch_size = rc.schedule_batch_size,
-        .seq_len = rc.data_seq_len,
-        .steps = rc.schedule_steps,
-        .finetune_steps = vib && rc.method_variant != VT_VARIANT_FASTER ? rc.schedule_finetune_steps : 0,
-        .prune_interval = vib ? rc.method_prune_interval : 0,
-        .keep_fraction = rc.budget_params > 0 ? rc.budget_params : (rc.budget_flops > 0 ? rc.budget_flops : 1.0),
-        .calib_sequences = calib > 0 ? calib : rc.data_max_sequences,
-        .pack_weights = vib && rc.parallel_pack_weights,
-    };
+    vt_plan_input in = plan_input(&rc, &c, &o);
     vt_plan p;
     if (vt_plan_make(&in, &p)) {
-        vt_fail_context("%s on %ld ranks", config, ranks);
+        vt_fail_context("%s on %ld ranks", config, o.ranks);
         vt_config_free(&c);
         return vt_cmd_fail("plan");
     }
-    print_plan(config, source, &rc, &in, &p, stages >= 0, memory, gflops);
+    print_plan(config, source, &rc, &in, &p, o.stages >= 0, o.memory, o.gflops);
     vt_plan_free(&p);
     vt_config_free(&c);
     return 0;

@@ -1,4 +1,5 @@
-/* hf_writer.c — HF checkpoint directory writer: shard plan, shard files, index, config, tokenizer. */
+/* hf_writer.c — the HF checkpoint directory writer, for a whole model and for a pipeline's stages:
+ * shard plan, shard files, index, config, tokenizer. */
 #include "io/hf_writer.h"
 
 #include <jansson.h>
@@ -37,7 +38,9 @@ void vt_hf_shard_name(int shard, int n_shards, char *out, int cap) {
     else snprintf(out, (size_t)cap, "model-%05d-of-%05d.safetensors", shard + 1, n_shards);
 }
 
-int vt_hf_write_shard(const char *path, const vt_config *c, const vt_hf_tensor *t, int n, vt_dtype dtype) {
+/* Tensors t[n] (data set) as one safetensors file in dtype. When c->rope is interleaved, q_proj and
+ * k_proj rows are permuted to rotate-half (vt_rope_half_row_order), so the file is genuine HF layout. */
+static int write_shard(const char *path, const vt_config *c, const vt_hf_tensor *t, int n, vt_dtype dtype) {
     vt_st_entry *e = vt_calloc((size_t)n, sizeof *e, "shard entries");
     int **orders = vt_calloc((size_t)n, sizeof *orders, "row orders");
     int rc = (e && orders) ? 0 : -1;
@@ -65,8 +68,10 @@ int vt_hf_write_shard(const char *path, const vt_config *c, const vt_hf_tensor *
     return rc;
 }
 
-int vt_hf_write_index(const char *path, const vt_hf_tensor *t, int n, const int *shard_of, int n_shards,
-                      vt_dtype dtype) {
+/* model.safetensors.index.json: {"metadata": {"total_size": bytes of all tensors}, "weight_map":
+ * {name: file}}. */
+static int write_index(const char *path, const vt_hf_tensor *t, int n, const int *shard_of, int n_shards,
+                       vt_dtype dtype) {
     json_t *root = json_object(), *meta = json_object(), *map = json_object();
     uint64_t total = 0;
     char file[64];
@@ -86,26 +91,70 @@ int vt_hf_write_index(const char *path, const vt_hf_tensor *t, int n, const int 
     return rc;
 }
 
-int vt_hf_write_files(const vt_model *m, const char *dir, vt_dtype dtype, size_t shard_bytes, const char *tokenizer) {
+/* The layers, embedding and head of piece p. */
+static vt_load_parts piece_parts(const vt_hf_layout *l, int p) {
+    if (l->pieces <= 1) return vt_load_all();
+    vt_load_parts parts = {l->piece_begin[p], l->piece_begin[p + 1], p == 0, p == l->pieces - 1};
+    return parts;
+}
+
+/* The piece a tensor belongs to: its layer's; the embedding the first, the final norm and head the last. */
+static int piece_of(const vt_hf_layout *l, const vt_hf_tensor *t) {
+    if (t->layer < 0) return t->kind == VT_HF_EMBED ? 0 : l->pieces - 1;
+    int p = 0;
+    while (p + 1 < l->pieces && t->layer >= l->piece_begin[p + 1]) p++;
+    return p;
+}
+
+/* The tensors of piece p (-1: of the whole checkpoint; data from m when given), the file each
+ * goes to (*shard_of, malloc'ed) and the checkpoint's number of files. */
+static int plan_files(const vt_config *c, const vt_hf_layout *l, int p, const vt_model *m, vt_hf_tensor **t, int *n,
+                      int **shard_of, int *n_files) {
+    if (vt_hf_tensor_list(c, p < 0 ? vt_load_all() : piece_parts(l, p), m, t, n)) return -1;
+    *shard_of = vt_malloc(sizeof(int) * (size_t)(*n ? *n : 1), "shard plan");
+    if (!*shard_of) {
+        free(*t);
+        return -1;
+    }
+    if (l->pieces <= 1) {
+        *n_files = vt_hf_plan_shards(*t, *n, l->dtype, l->shard_bytes, *shard_of);
+    } else {
+        *n_files = l->pieces;
+        for (int i = 0; i < *n; i++) (*shard_of)[i] = piece_of(l, &(*t)[i]);
+    }
+    return 0;
+}
+
+int vt_hf_write_piece(const vt_model *part, int piece, const vt_hf_layout *l, const char *dir) {
+    vt_hf_tensor *t;
+    int n, *shard_of, n_files;
+    if (plan_files(&part->cfg, l, l->pieces > 1 ? piece : -1, part, &t, &n, &shard_of, &n_files)) return -1;
+    /* The files of this piece: all of them for the whole model, else the piece's one. */
+    int s_end = l->pieces > 1 ? piece + 1 : n_files, rc = 0;
     char path[4096], name[64];
-    if (vt_path_join(path, sizeof path, dir, "config.json") || vt_hf_config_write(path, &m->cfg, dtype)) return -1;
-    vt_hf_tensor *t = NULL;
-    int n = 0;
-    if (vt_hf_tensor_list(&m->cfg, vt_load_all(), m, &t, &n)) return -1;
-    int *shard_of = vt_malloc(sizeof(int) * (size_t)(n ? n : 1), "shard plan");
-    int rc = shard_of ? 0 : -1, n_shards = 0;
-    if (rc == 0) n_shards = vt_hf_plan_shards(t, n, dtype, shard_bytes, shard_of);
-    for (int s = 0, first = 0; rc == 0 && s < n_shards; s++) {
+    for (int s = l->pieces > 1 ? piece : 0, first = 0; rc == 0 && s < s_end; s++) {
         int last = first;
         while (last < n && shard_of[last] == s) last++;
-        vt_hf_shard_name(s, n_shards, name, sizeof name);
+        vt_hf_shard_name(s, n_files, name, sizeof name);
         rc = vt_path_join(path, sizeof path, dir, name);
-        if (rc == 0) rc = vt_hf_write_shard(path, &m->cfg, t + first, last - first, dtype);
+        if (rc == 0) rc = write_shard(path, &part->cfg, t + first, last - first, l->dtype);
         first = last;
     }
-    if (rc == 0 && n_shards > 1) {
+    free(shard_of);
+    free(t);
+    return rc;
+}
+
+int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *tokenizer, const char *dir) {
+    char path[4096];
+    if (vt_path_join(path, sizeof path, dir, "config.json") || vt_hf_config_write(path, c, l->dtype)) return -1;
+    vt_hf_tensor *t;
+    int n, *shard_of, n_files;
+    if (plan_files(c, l, -1, NULL, &t, &n, &shard_of, &n_files)) return -1;
+    int rc = 0;
+    if (n_files > 1) {
         rc = vt_path_join(path, sizeof path, dir, "model.safetensors.index.json");
-        if (rc == 0) rc = vt_hf_write_index(path, t, n, shard_of, n_shards, dtype);
+        if (rc == 0) rc = write_index(path, t, n, shard_of, n_files, l->dtype);
     }
     if (rc == 0 && tokenizer) {
         rc = vt_path_join(path, sizeof path, dir, "tokenizer.bin");
@@ -125,7 +174,9 @@ int vt_hf_write(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t s
     if (vt_config_validate(&m->cfg, out_dir)) return -1;
     vt_outdir o;
     if (vt_outdir_begin(&o, out_dir, 0)) return -1;
-    if (vt_hf_write_files(m, o.tmp, dtype, shard_bytes, tokenizer_path) || vt_outdir_commit(&o)) {
+    vt_hf_layout l = {dtype, shard_bytes, 1, NULL}; /* the whole model: one piece */
+    if (vt_hf_write_piece(m, 0, &l, o.tmp) || vt_hf_write_common(&m->cfg, &l, tokenizer_path, o.tmp) ||
+        vt_outdir_commit(&o)) {
         vt_outdir_abort(&o);
         return -1;
     }

@@ -1,6 +1,6 @@
 /* hf_writer.h — writes a model as a Hugging Face LLaMA checkpoint directory (config.json,
- * safetensors single or sharded with an index, tokenizer), atomically. The pieces are separate
- * so that pipeline stages can each write their own shard and a coordinator the index and config. */
+ * safetensors single or sharded with an index, tokenizer), atomically; the one writer of
+ * checkpoints: pipeline stages each write their own piece, a coordinator the common files. */
 #ifndef VT_HF_WRITER_H
 #define VT_HF_WRITER_H
 
@@ -19,25 +19,34 @@ int vt_hf_plan_shards(const vt_hf_tensor *t, int n, vt_dtype dtype, uint64_t sha
 /* "model.safetensors" when n_shards == 1, else "model-0000K-of-0000N.safetensors" (K 1-based). */
 void vt_hf_shard_name(int shard, int n_shards, char *out, int cap);
 
-/* Writes tensors t[n] (data set) as one safetensors file in dtype. When c->rope is interleaved,
- * q_proj and k_proj rows are permuted to rotate-half (vt_rope_half_row_order), so the file is
- * genuine HF layout. */
-int vt_hf_write_shard(const char *path, const vt_config *c, const vt_hf_tensor *t, int n, vt_dtype dtype);
+/* How a checkpoint's tensors go to files. pieces == 1: the whole model, a new file whenever the
+ * next tensor would take the current one past shard_bytes (a bigger tensor gets a file of its
+ * own; 0: one file). pieces > 1: one file per piece, piece p holding layers [piece_begin[p],
+ * piece_begin[p+1]), the first the embedding, the last the final norm and head (a pipeline's
+ * stages, each writing its own). Whoever writes which piece, the files are the same. */
+typedef struct {
+    vt_dtype dtype;
+    size_t shard_bytes; /* pieces == 1 only */
+    int pieces;
+    const int *piece_begin; /* pieces + 1 layer bounds; NULL when pieces == 1 */
+} vt_hf_layout;
 
-/* Writes model.safetensors.index.json: {"metadata": {"total_size": bytes of all tensors},
- * "weight_map": {name: file}}. */
-int vt_hf_write_index(const char *path, const vt_hf_tensor *t, int n, const int *shard_of, int n_shards,
-                      vt_dtype dtype);
+/* Writes the safetensors file(s) of piece `piece` into the existing directory dir, from part,
+ * which holds at least that piece (the whole model: piece 0 of one). Tensors are written in dtype;
+ * when the model's RoPE is interleaved, q_proj and k_proj rows are permuted to rotate-half
+ * (vt_rope_half_row_order), so the files are genuine HF layout. */
+int vt_hf_write_piece(const vt_model *part, int piece, const vt_hf_layout *l, const char *dir);
 
-/* Writes a whole model (all layers, embedding and head) to out_dir: config.json (rotate-half
- * RoPE, per-layer sizes when pruned), model.safetensors or shards of at most shard_bytes with an
- * index (shard_bytes 0: one file), and tokenizer_path copied as tokenizer.bin when not NULL. The
- * directory is built under a temporary name and renamed into place; an existing non-empty out_dir
- * is refused. */
+/* Writes what the pieces share into dir, from the config alone: config.json (rotate-half RoPE,
+ * per-layer sizes when pruned), model.safetensors.index.json when there is more than one file
+ * ({"metadata": {"total_size": bytes}, "weight_map": {name: file}}), and tokenizer copied as
+ * tokenizer.bin when not NULL. */
+int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *tokenizer, const char *dir);
+
+/* Writes a whole model (all layers, embedding and head) to out_dir: its one piece and the common
+ * files (shard_bytes 0: one safetensors file). The directory is built under a temporary name and
+ * renamed into place; an existing non-empty out_dir is refused. */
 int vt_hf_write(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t shard_bytes,
                 const char *tokenizer_path);
-/* The files of vt_hf_write, into an existing directory (the caller's temporary vt_outdir, so it
- * can add more files, e.g. a run report, before committing). */
-int vt_hf_write_files(const vt_model *m, const char *dir, vt_dtype dtype, size_t shard_bytes, const char *tokenizer);
 
 #endif

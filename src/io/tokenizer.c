@@ -66,54 +66,53 @@ void vt_tokenizer_free(vt_tokenizer *t) {
     memset(t, 0, sizeof *t);
 }
 
-int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
-    memset(t, 0, sizeof *t);
-    unsigned char *data = NULL;
-    size_t size = 0;
-    struct stat st; /* a weights file given by mistake is refused before it is read */
+/* Reads the file and checks its header; a weights file given by mistake is refused before it is
+ * read. On success *data (size bytes) is the caller's to free. */
+static int read_tokenizer_file(const char *path, unsigned char **data, size_t *size, int32_t *max_len) {
+    struct stat st;
     if (stat(path, &st) == 0 && (uint64_t)st.st_size > MAX_TOKENIZER_BYTES)
         return vt_fail("%s: %lld bytes, more than the %u a tokenizer file may have: is this the tokenizer?", path,
                        (long long)st.st_size, MAX_TOKENIZER_BYTES);
-    if (vt_read_file(path, (char **)&data, &size)) return -1;
-    if (size < 4) {
-        free(data);
-        return vt_fail("%s: tokenizer file is %zu bytes, shorter than its 4-byte header", path, size);
+    if (vt_read_file(path, (char **)data, size)) return -1;
+    if (*size < 4) {
+        free(*data);
+        return vt_fail("%s: tokenizer file is %zu bytes, shorter than its 4-byte header", path, *size);
     }
-    int32_t max_len = get_i32(data);
-    if (max_len <= 0 || (uint32_t)max_len > MAX_PIECE_BYTES) {
-        free(data);
+    *max_len = get_i32(*data);
+    if (*max_len <= 0 || (uint32_t)*max_len > MAX_PIECE_BYTES) {
+        free(*data);
         return vt_fail("%s: max_token_length %d in the header is not in [1, %u]; not a llama2.c tokenizer.bin",
-                       path, (int)max_len, MAX_PIECE_BYTES);
+                       path, (int)*max_len, MAX_PIECE_BYTES);
     }
-    /* First pass: validate the records and count them and their bytes. */
-    size_t count = 0, text_bytes = 0;
-    for (size_t off = 4; off < size; count++) {
-        if (size - off < 8) {
-            vt_fail("%s: record %zu at byte %zu is truncated (%zu bytes left, need 8 for score and length)",
-                    path, count, off, size - off);
-            goto bad;
-        }
-        int32_t len = get_i32(data + off + 4);
-        if (len <= 0 || len > max_len) {
-            vt_fail("%s: record %zu at byte %zu has length %d, outside [1, max_token_length=%d]", path,
-                    count, off, (int)len, (int)max_len);
-            goto bad;
-        }
-        if (size - off - 8 < (size_t)len) {
-            vt_fail("%s: record %zu at byte %zu is truncated (piece of %d bytes, %zu left)", path, count,
-                    off, (int)len, size - off - 8);
-            goto bad;
-        }
-        off += 8 + (size_t)len;
-        text_bytes += (size_t)len + 1;
-    }
-    if (count == 0 || count > INT32_MAX) {
-        vt_fail("%s: tokenizer has %zu tokens", path, count);
-        goto bad;
-    }
+    return 0;
+}
 
+/* The first pass: validates the records and counts them and their bytes (with a NUL each). */
+static int count_records(const char *path, const unsigned char *data, size_t size, int32_t max_len, size_t *count,
+                         size_t *text_bytes) {
+    *count = *text_bytes = 0;
+    for (size_t off = 4; off < size; ++*count) {
+        if (size - off < 8)
+            return vt_fail("%s: record %zu at byte %zu is truncated (%zu bytes left, need 8 for score and length)",
+                           path, *count, off, size - off);
+        int32_t len = get_i32(data + off + 4);
+        if (len <= 0 || len > max_len)
+            return vt_fail("%s: record %zu at byte %zu has length %d, outside [1, max_token_length=%d]", path,
+                           *count, off, (int)len, (int)max_len);
+        if (size - off - 8 < (size_t)len)
+            return vt_fail("%s: record %zu at byte %zu is truncated (piece of %d bytes, %zu left)", path, *count,
+                           off, (int)len, size - off - 8);
+        off += 8 + (size_t)len;
+        *text_bytes += (size_t)len + 1;
+    }
+    if (*count == 0 || *count > INT32_MAX) return vt_fail("%s: tokenizer has %zu tokens", path, *count);
+    return 0;
+}
+
+/* The second pass over records count_records accepted: pieces, scores and the sorted index. */
+static int fill_vocabulary(vt_tokenizer *t, const char *path, const unsigned char *data, size_t count,
+                           size_t text_bytes) {
     t->vocab_size = (int)count;
-    t->max_token_length = (unsigned)max_len;
     t->vocab = vt_calloc(count, sizeof *t->vocab, "tokenizer vocabulary");
     t->vocab_len = vt_malloc(count * sizeof *t->vocab_len, "tokenizer piece lengths");
     t->scores = vt_malloc(count * sizeof *t->scores, "tokenizer scores");
@@ -122,8 +121,7 @@ int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
     if (!t->vocab || !t->vocab_len || !t->scores || !t->sorted || !text) {
         free(text);
         vt_tokenizer_free(t);
-        vt_fail_context("%s", path);
-        goto bad;
+        return vt_fail_context("%s", path);
     }
     size_t off = 4;
     for (size_t i = 0; i < count; i++) {
@@ -137,17 +135,29 @@ int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
         off += 8 + len;
         t->sorted[i] = (vt_piece_ref){t->vocab[i], (unsigned)len, (int)i};
     }
-    free(data);
     qsort(t->sorted, count, sizeof *t->sorted, compare_pieces);
+    return 0;
+}
+
+int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
+    memset(t, 0, sizeof *t);
+    unsigned char *data = NULL;
+    size_t size = 0, count = 0, text_bytes = 0;
+    int32_t max_len = 0;
+    if (read_tokenizer_file(path, &data, &size, &max_len)) return -1;
+    if (count_records(path, data, size, max_len, &count, &text_bytes) ||
+        fill_vocabulary(t, path, data, count, text_bytes)) {
+        free(data);
+        return -1;
+    }
+    free(data);
+    t->max_token_length = (unsigned)max_len;
     for (int b = 0; b < 256; b++) {
         t->byte_pieces[2 * b] = (char)b;
         t->byte_pieces[2 * b + 1] = '\0';
     }
     t->space_id = vt_tokenizer_lookup(t, " ", 1);
     return 0;
-bad:
-    free(data);
-    return -1;
 }
 
 const char *vt_decode_piece(const vt_tokenizer *t, int prev_token, int token) {

@@ -1,14 +1,16 @@
-/* report.c — building, writing and printing the run report. */
+/* report.c — the run report written as JSON and printed as a table. */
 #include "report/report.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "util/error.h"
 
-json_t *vt_report_structure(const vt_config *b, const vt_config *a, double ctx) {
-    json_t *o = json_object(), *layers = json_array();
+/* The structure before and after: sizes, per-layer units, what was removed. */
+static void put_structure(json_t *o, const vt_config *b, const vt_config *a, double ctx) {
+    json_t *layers = json_array();
     json_object_set_new(o, "params_before", json_integer((json_int_t)vt_params_total(b)));
     json_object_set_new(o, "params_after", json_integer((json_int_t)vt_params_total(a)));
     json_object_set_new(o, "params_non_embedding_before", json_integer((json_int_t)vt_params_non_embedding(b)));
@@ -38,24 +40,83 @@ json_t *vt_report_structure(const vt_config *b, const vt_config *a, double ctx) 
     json_object_set_new(o, "layers", layers);
     json_object_set_new(o, "removed_blocks", json_integer(removed_blocks));
     json_object_set_new(o, "removed_layers", removed_layers);
-    return o;
 }
 
-int vt_report_write(json_t *obj, const char *path) {
-    if (json_dump_file(obj, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0) {
+/* The training curve, one entry per record ("step" counts steps done). */
+static json_t *losses_json(const vt_train_record *records, size_t n) {
+    json_t *curve = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const vt_train_record *r = &records[i];
+        json_t *e = json_object();
+        json_object_set_new(e, "phase", json_string(r->phase ? "finetune" : "masks"));
+        json_object_set_new(e, "step", json_integer(r->step + 1));
+        json_object_set_new(e, "kd", json_real(r->kd));
+        json_object_set_new(e, "kl", json_real(r->kl));
+        json_object_set_new(e, "budget", json_real(r->budget));
+        json_object_set_new(e, "size", json_real(r->hard_size));
+        json_object_set_new(e, "expected_size", json_real(r->size));
+        json_object_set_new(e, "beta", json_real(r->beta));
+        json_object_set_new(e, "target", json_real(r->target));
+        json_object_set_new(e, "seconds", json_real(r->seconds));
+        json_array_append_new(curve, e);
+    }
+    return curve;
+}
+
+/* The run: method, budget, perplexities, work and time. */
+static void put_run(json_t *o, const vt_run_report *r) {
+    json_object_set_new(o, "method", json_string(r->method));
+    if (r->variant) json_object_set_new(o, "variant", json_string(r->variant));
+    json_t *budget = json_object();
+    json_object_set_new(budget, "kind", json_string(r->budget_kind));
+    json_object_set_new(budget, "target", json_real(r->budget_target));
+    json_object_set_new(budget, "achieved", json_real(r->budget_achieved));
+    json_object_set_new(o, "budget", budget);
+    json_object_set_new(o, "ppl_before", isnan(r->ppl_before) ? json_null() : json_real(r->ppl_before));
+    json_object_set_new(o, "ppl_after", isnan(r->ppl_after) ? json_null() : json_real(r->ppl_after));
+    json_object_set_new(o, "eval_window", json_integer(r->eval_window));
+    json_object_set_new(o, "steps", json_integer(r->steps));
+    json_object_set_new(o, "tokens", json_integer(r->tokens));
+    json_object_set_new(o, "prune_seconds", json_real(r->prune_seconds));
+    json_object_set_new(o, "wall_seconds", json_real(r->wall_seconds));
+    if (r->n_losses) {
+        json_object_set_new(o, "losses", losses_json(r->losses, r->n_losses));
+        json_object_set_new(o, "final_kd", json_real(r->final_kd));
+    }
+}
+
+int vt_report_write_json(const vt_run_report *r, const char *path) {
+    json_t *o = json_object(), *config = NULL;
+    if (!o) return vt_fail("%s: out of memory building the report", path);
+    put_structure(o, r->before, r->after, r->ctx);
+    put_run(o, r);
+    /* The configuration comes as text from the run (report/ sits below run/); as a value, so the
+     * report's indentation and number format apply to it too. */
+    if (r->config_json) {
+        json_error_t err;
+        if (!(config = json_loads(r->config_json, 0, &err))) {
+            json_decref(o);
+            return vt_fail("%s: the run configuration is not JSON: %s", path, err.text);
+        }
+        json_object_set_new(o, "config", config);
+    }
+    int bad = json_dump_file(o, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0;
+    json_decref(o);
+    if (bad) {
         unlink(path);
         return vt_fail("%s: cannot write the report", path);
     }
     return 0;
 }
 
-void vt_report_print_table(FILE *out, const vt_config *b, const vt_config *a, double ppl_before, double ppl_after) {
+void vt_report_print_table(FILE *out, const vt_run_report *r) {
+    const vt_config *b = r->before, *a = r->after;
     size_t pb = vt_params_total(b), pa = vt_params_total(a);
     fprintf(out, "\n%-22s %14s %14s\n", "", "before", "after");
     fprintf(out, "%-22s %14zu %14zu  (%.1f%%)\n", "parameters", pb, pa, 100.0 * (double)pa / (double)pb);
     fprintf(out, "%-22s %14zu %14zu\n", "non-embedding params", vt_params_non_embedding(b), vt_params_non_embedding(a));
     fprintf(out, "%-22s %14d %14d\n", "hidden dims", b->dim, a->dim);
-    if (!isnan(ppl_before)) fprintf(out, "%-22s %14.4f %14.4f\n", "perplexity", ppl_before, ppl_after);
+    if (!isnan(r->ppl_before)) fprintf(out, "%-22s %14.4f %14.4f\n", "perplexity", r->ppl_before, r->ppl_after);
     fprintf(out, "\n%-6s %12s %12s %14s\n", "layer", "heads", "kv heads", "ffn");
     for (int l = 0; l < b->n_layers; l++) {
         const vt_layer_shape *s = &a->layers[l], *s0 = &b->layers[l];

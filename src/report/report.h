@@ -1,24 +1,45 @@
-/* report.h — the run report vtrans_report.json: sizes before and after, per-layer structure,
- * perplexities, method, steps, tokens, time, losses. */
+/* report.h — the run report: one struct a pruning run fills, rendered as vtrans_report.json (here),
+ * as its picture vtrans_report.svg (report_svg.h) and as the table printed at the end of a run. */
 #ifndef VT_REPORT_H
 #define VT_REPORT_H
 
-#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
 
 #include "nn/model.h"
+#include "train/vib_train.h"
 
-/* {"params_before", "params_after", "params_non_embedding_before/after", "flops_per_token_before/
- * after" (at context ctx), "hidden_before", "hidden_kept", "layers": [{"layer", "heads", "kv_heads",
+/* What a run did. The pointers are borrowed (the report owns nothing). */
+typedef struct {
+    const vt_config *before, *after; /* the same layers; a removed block has 0 units in after */
+    double ctx;                      /* mean context the FLOPs per token are counted at */
+    const char *method;              /* "vib", "magnitude", ... */
+    const char *variant;             /* VTrans's variant; NULL for the baselines */
+    const char *budget_kind;         /* "params" or "flops" */
+    double budget_target, budget_achieved; /* fractions of the dense size */
+    double ppl_before, ppl_after;    /* NAN when not evaluated */
+    int eval_window;
+    long steps, tokens;
+    double prune_seconds, wall_seconds;
+    const vt_train_record *losses;   /* the training curve in step order; NULL/0 for the baselines */
+    size_t n_losses;
+    double final_kd;                 /* written with the curve */
+    const char *config_json;         /* the run's configuration as JSON text, or NULL */
+} vt_run_report;
+
+/* Writes r to path as indented JSON, directly (prune writes it into an output directory that
+ * appears only when complete; a failed write removes the file). The keys, in this order:
+ * "params_before", "params_after", "params_non_embedding_before/after", "flops_per_token_before/
+ * after" (at r->ctx), "hidden_before", "hidden_kept", "layers": [{"layer", "heads", "kv_heads",
  * "ffn", "attention", "mlp", "heads_before", "kv_heads_before", "ffn_before"}], "removed_blocks",
- * "removed_layers"}. */
-json_t *vt_report_structure(const vt_config *before, const vt_config *after, double ctx);
-
-/* Writes obj as indented JSON to path, directly (prune writes it into an output directory that
- * appears only when complete; a failed write removes the file). */
-int vt_report_write(json_t *obj, const char *path);
+ * "removed_layers", "method", "variant" (VTrans only), "budget": {"kind", "target", "achieved"},
+ * "ppl_before", "ppl_after" (null when not evaluated), "eval_window", "steps", "tokens",
+ * "prune_seconds", "wall_seconds", with a curve "losses": [{"phase", "step" (steps done), "kd",
+ * "kl", "budget", "size", "expected_size", "beta", "target", "seconds"}] and "final_kd", and
+ * "config" (r->config_json) when given. docs/FORMATS.md describes them. */
+int vt_report_write_json(const vt_run_report *r, const char *path);
 
 /* Prints the before/after table a person reads at the end of a run. */
-void vt_report_print_table(FILE *out, const vt_config *before, const vt_config *after, double ppl_before,
-                           double ppl_after);
+void vt_report_print_table(FILE *out, const vt_run_report *r);
 
 #endif

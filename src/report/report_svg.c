@@ -493,11 +493,18 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     fputs("</svg>\n", f);
 }
 
+/* The two configurations have the same layers (a removed block has 0 units in after). */
+static int check_configs(const char *path, const vt_config *b, const vt_config *a) {
+    if (!b || !a) return vt_fail("%s: cannot draw the report: it lacks the configuration before or after", path);
+    if (!b->layers || !a->layers || b->n_layers != a->n_layers)
+        return vt_fail("%s: cannot draw the report: the configurations before (%d layers) and after (%d layers) differ",
+                       path, b->n_layers, a->n_layers);
+    return 0;
+}
+
 int vt_report_svg_write(const char *path, const vt_config *before, const vt_config *after,
                         const vt_train_record *records, size_t n_records, const char *title) {
-    if (!before->layers || !after->layers || before->n_layers != after->n_layers)
-        return vt_fail("%s: cannot draw the report: the configurations before (%d layers) and after (%d layers) differ",
-                       path, before->n_layers, after->n_layers);
+    if (check_configs(path, before, after)) return -1;
     FILE *f = fopen(path, "w");
     if (!f) return vt_fail("%s: cannot write the report picture: %s", path, strerror(errno));
     draw(f, before, after, records, records ? n_records : 0, title);
@@ -511,94 +518,34 @@ int vt_report_svg_write(const char *path, const vt_config *before, const vt_conf
     return 0;
 }
 
-/* ---- from vtrans_report.json ---- */
-
-static int jint(const json_t *o, const char *key, int fallback) {
-    const json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? (int)json_integer_value(v) : fallback;
-}
-
-static double jnum(const json_t *o, const char *key) {
-    const json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
+/* ---- from the run report ---- */
 
 /* "VTrans full: FLOP budget 50%, achieved 49.8% · 129.9k of 260k parameters". */
-static void json_title(const json_t *rep, char *out, size_t cap) {
-    const char *method = json_string_value(json_object_get(rep, "method"));
-    const char *variant = json_string_value(json_object_get(rep, "variant"));
+static void report_title(const vt_run_report *r, char *out, size_t cap) {
     size_t k = (size_t)snprintf(out, cap, "VTrans run report");
-    if (method) {
-        if (strcmp(method, "vib") == 0)
-            k = (size_t)snprintf(out, cap, "VTrans%s%s", variant ? " " : "", variant ? variant : "");
+    if (r->method) {
+        if (strcmp(r->method, "vib") == 0)
+            k = (size_t)snprintf(out, cap, "VTrans%s%s", r->variant ? " " : "", r->variant ? r->variant : "");
         else
-            k = (size_t)snprintf(out, cap, "%s baseline", method);
+            k = (size_t)snprintf(out, cap, "%s baseline", r->method);
     }
-    const json_t *bud = json_object_get(rep, "budget");
-    const char *kind = json_string_value(json_object_get(bud, "kind"));
-    double target = jnum(bud, "target"), achieved = jnum(bud, "achieved");
     char p1[32], p2[32];
-    if (kind && isfinite(target) && isfinite(achieved) && k < cap) {
-        fmt_pct(p1, sizeof p1, target);
-        fmt_pct(p2, sizeof p2, achieved);
+    if (r->budget_kind && isfinite(r->budget_target) && isfinite(r->budget_achieved) && k < cap) {
+        fmt_pct(p1, sizeof p1, r->budget_target);
+        fmt_pct(p2, sizeof p2, r->budget_achieved);
         k += (size_t)snprintf(out + k, cap - k, ": %s budget %s, achieved %s",
-                              strcmp(kind, "params") == 0 ? "parameter" : "FLOP", p1, p2);
+                              strcmp(r->budget_kind, "params") == 0 ? "parameter" : "FLOP", p1, p2);
     }
-    double pb = jnum(rep, "params_before"), pa = jnum(rep, "params_after");
-    if (isfinite(pb) && isfinite(pa) && k < cap) {
-        fmt_count(p1, sizeof p1, pa);
-        fmt_count(p2, sizeof p2, pb);
+    if (k < cap) {
+        fmt_count(p1, sizeof p1, (double)vt_params_total(r->after));
+        fmt_count(p2, sizeof p2, (double)vt_params_total(r->before));
         snprintf(out + k, cap - k, " \xc2\xb7 %s of %s parameters", p1, p2);
     }
 }
 
-int vt_report_svg_write_json(const json_t *rep, const char *path) {
-    const json_t *layers = json_object_get(rep, "layers"), *losses = json_object_get(rep, "losses");
-    int hidden_before = jint(rep, "hidden_before", -1), hidden_kept = jint(rep, "hidden_kept", -1);
-    if (!json_is_array(layers) || hidden_before < 0 || hidden_kept < 0)
-        return vt_fail("%s: cannot draw the report: it lacks hidden_before, hidden_kept or layers", path);
-    int n = (int)json_array_size(layers), rc = -1, kv_max = 0;
-    for (int l = 0; l < n; l++) {
-        int kv = jint(json_array_get(layers, (size_t)l), "kv_heads", 0);
-        if (kv > kv_max) kv_max = kv;
-    }
-    vt_config b, a;
-    memset(&b, 0, sizeof b);
-    memset(&a, 0, sizeof a);
-    b.dim = hidden_before;
-    a.dim = hidden_kept;
-    b.n_layers = a.n_layers = n;
-    size_t nr = json_is_array(losses) ? json_array_size(losses) : 0;
-    vt_train_record *rec = nr ? vt_calloc(nr, sizeof *rec, "the report's training curve") : NULL;
-    b.layers = vt_calloc((size_t)(n ? n : 1), sizeof *b.layers, "the report's layers");
-    a.layers = vt_calloc((size_t)(n ? n : 1), sizeof *a.layers, "the report's layers");
-    if ((nr && !rec) || !b.layers || !a.layers) goto out;
-    for (int l = 0; l < n; l++) {
-        const json_t *e = json_array_get(layers, (size_t)l);
-        a.layers[l].n_heads = jint(e, "heads", 0);
-        a.layers[l].n_kv_heads = jint(e, "kv_heads", 0);
-        a.layers[l].ffn = jint(e, "ffn", 0);
-        b.layers[l].n_heads = jint(e, "heads_before", a.layers[l].n_heads);
-        /* Older reports lack kv_heads_before: the most any layer kept is the best guess. */
-        b.layers[l].n_kv_heads = jint(e, "kv_heads_before", b.layers[l].n_heads ? kv_max : 0);
-        b.layers[l].ffn = jint(e, "ffn_before", a.layers[l].ffn);
-    }
-    for (size_t i = 0; i < nr; i++) {
-        const json_t *e = json_array_get(losses, i);
-        const char *phase = json_string_value(json_object_get(e, "phase"));
-        rec[i].step = (long)jint(e, "step", (int)i + 1) - 1; /* the report counts steps done */
-        rec[i].phase = phase && strcmp(phase, "finetune") == 0;
-        rec[i].kd = jnum(e, "kd");
-        rec[i].hard_size = jnum(e, "size");
-        rec[i].beta = jnum(e, "beta");
-        rec[i].target = jnum(e, "target");
-    }
+int vt_report_svg_write_report(const vt_run_report *r, const char *path) {
     char title[256];
-    json_title(rep, title, sizeof title);
-    rc = vt_report_svg_write(path, &b, &a, rec, nr, title);
-out:
-    free(rec);
-    free(b.layers);
-    free(a.layers);
-    return rc;
+    if (check_configs(path, r->before, r->after)) return -1; /* before the title counts their parameters */
+    report_title(r, title, sizeof title);
+    return vt_report_svg_write(path, r->before, r->after, r->losses, r->n_losses, title);
 }

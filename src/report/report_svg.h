@@ -6,10 +6,10 @@
 #ifndef VT_REPORT_SVG_H
 #define VT_REPORT_SVG_H
 
-#include <jansson.h>
 #include <stddef.h>
 
 #include "nn/model.h"
+#include "report/report.h"
 #include "train/vib_train.h"
 
 /* Writes the picture to path, directly (prune writes it into an output directory that appears
@@ -21,9 +21,8 @@
 int vt_report_svg_write(const char *path, const vt_config *before, const vt_config *after,
                         const vt_train_record *records, size_t n_records, const char *title);
 
-/* The same drawn from a run report as prune builds it (vt_report_structure plus "method",
- * "variant", "budget", "params_before/after" and "losses"), so the picture shows exactly what
- * vtrans_report.json says. Only "hidden_before", "hidden_kept" and "layers" are required. */
-int vt_report_svg_write_json(const json_t *report, const char *path);
+/* The same drawn from the run report (what vtrans_report.json says): its configurations and
+ * curve, under a title naming the method, the budget and the parameters kept. */
+int vt_report_svg_write_report(const vt_run_report *r, const char *path);
 
 #endif

@@ -2,6 +2,7 @@
  * every rank of a pipeline (the vt_comm says which part this rank holds). */
 #include "run/prune_run.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 
 #include "io/archive_pack.h"
 #include "prune/baselines.h"
-#include "io/checkpoint_config.h"
 #include "dist/comm.h"
 #include "dist/pipeline.h"
 #include "run/prune_write.h"
@@ -22,7 +22,6 @@
 #include "util/error.h"
 #include "nn/eval.h"
 #include "util/fsutil.h"
-#include "io/hf_writer.h"
 #include "nn/model.h"
 #include "report/report.h"
 #include "io/tokenizer.h"
@@ -124,7 +123,6 @@ static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int win
     return 0;
 }
 
-
 /* What no run can do, known once the model and data are read: a budget below the smallest model
  * the structure allows, token ids outside the vocabulary, a baseline method split over stages. */
 static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt_tokens *calib_ids,
@@ -143,171 +141,265 @@ static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt
                        vt_method_name(rc->method_name));
     return 0;
 }
-int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
-    int coordinator = comm->world_rank == 0;
-    double t0 = vt_seconds();
-    int rc_out = -1, have_tok = 0;
+
+/* One run's state, shared by its steps. */
+typedef struct {
+    const vt_run_config *rc;
+    vt_comm *comm; /* in one process NULL until the model says how many layers the run has */
+    double t0;
+    vt_budget_kind kind;
+    double target, ctx, dense; /* the budget as a fraction, the mean context, the dense model's size */
     vt_tokenizer tok;
-    vt_tokens calib_ids = {0}, eval_ids = {0};
-    vt_model model, pruned;
-    memset(&model, 0, sizeof model);
-    memset(&pruned, 0, sizeof pruned);
-    vt_vib_result vib;
-    memset(&vib, 0, sizeof vib);
-    json_t *report = NULL;
+    int have_tok;
     char tok_path[4096];
+    vt_tokens calib_ids, eval_ids;
+    vt_calib calib;
+    vt_model model, pruned; /* this rank's part before and after */
+    vt_vib_result vib;
+    double ppl_before, ppl_after, prune_seconds;
+    long steps, tokens;
+    char *config_json;
+    vt_run_report report;
+} prune_ctx;
 
-    vt_budget_kind kind = rc->budget_params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
-    double target = rc->budget_params > 0 ? rc->budget_params : rc->budget_flops;
-    double ctx = vt_mean_ctx(rc->data_seq_len);
+static int is_coordinator(const prune_ctx *x) { return x->comm->world_rank == 0; }
 
-    if (vt_tokenizer_locate(rc->model_path, rc->model_tokenizer[0] ? rc->model_tokenizer : NULL, tok_path,
-                            sizeof tok_path) == 0) {
-        if (vt_tokenizer_load(&tok, tok_path)) return -1;
-        have_tok = 1;
-    } else if (rc->model_tokenizer[0]) {
+/* The tokenizer next to the model or named by model.tokenizer; a run without one reads token ids. */
+static int load_tokenizer(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    if (vt_tokenizer_locate(rc->model_path, rc->model_tokenizer[0] ? rc->model_tokenizer : NULL, x->tok_path,
+                            sizeof x->tok_path) == 0) {
+        if (vt_tokenizer_load(&x->tok, x->tok_path)) return -1;
+        x->have_tok = 1;
+        return 0;
+    }
+    return rc->model_tokenizer[0] ? -1 : 0;
+}
+
+/* This rank's part of the model (the layout came from the checkpoint's config, cli/cmd_prune.c). */
+static int load_model(prune_ctx *x) {
+    vt_comm *c = x->comm;
+    vt_load_parts parts = {c->stage_begin[c->stage], c->stage_begin[c->stage + 1], vt_comm_first(c), vt_comm_last(c)};
+    /* Every rank loads only its own tensors; no rank goes on when another failed. */
+    if (vt_comm_agree(c, vt_model_load(&x->model, x->rc->model_path, parts))) return -1;
+    x->dense = vt_structure_size(&x->model.cfg, x->kind, x->ctx);
+    return 0;
+}
+
+/* The calibration tokens cut into sequences, and the evaluation tokens when data.eval is set. */
+static int load_data(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    vt_tokenizer *tok = x->have_tok ? &x->tok : NULL;
+    int data_rc = vt_data_tokens(rc->data_calib, tok, &x->calib_ids);
+    if (data_rc == 0 && rc->data_eval[0]) data_rc = vt_data_tokens(rc->data_eval, tok, &x->eval_ids);
+    if (data_rc == 0)
+        data_rc = vt_calib_init(&x->calib, x->calib_ids.ids, x->calib_ids.n, rc->data_fraction, rc->data_seq_len,
+                                (size_t)rc->data_max_sequences);
+    return vt_comm_agree(x->comm, data_rc);
+}
+
+/* Impossible requests are refused before any work, by every rank together (one message); then
+ * the coordinator says what the run will do. */
+static int check_and_announce(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    if (vt_comm_agree(x->comm, check_request(rc, &x->model.cfg, &x->calib_ids, x->kind, x->target, x->ctx,
+                                             x->comm->stages)))
+        return -1;
+    if (is_coordinator(x))
+        fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
+                rc->model_path, vt_params_total(&x->model.cfg), vt_method_name(rc->method_name),
+                rc->method_name == VT_METHOD_VIB ? vt_variant_name(rc->method_variant) : "", 100.0 * x->target,
+                x->kind == VT_BUDGET_PARAMS ? "parameters" : "FLOPs", x->calib.n_seq, x->calib.seq_len);
+    return 0;
+}
+
+static int evaluate_before(prune_ctx *x) {
+    return x->eval_ids.n ? evaluate(x->comm, &x->model, &x->eval_ids, x->rc->data_eval_window, "before",
+                                    &x->ppl_before)
+                         : 0;
+}
+
+static int evaluate_after(prune_ctx *x) {
+    return x->eval_ids.n ? evaluate(x->comm, &x->pruned, &x->eval_ids, x->rc->data_eval_window, "after",
+                                    &x->ppl_after)
+                         : 0;
+}
+
+/* Machine-readable progress next to the checkpoints (appended across resumes; coordinator only). */
+static FILE *open_progress(const prune_ctx *x, const char *run_dir) {
+    if (!is_coordinator(x) || vt_mkdir_p(run_dir)) return NULL;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/progress.jsonl", run_dir);
+    return fopen(path, "a");
+}
+
+/* VTrans: train the masks (and fine-tune) over the calibration data, then slice. A requested stop
+ * ends the run with the training state saved (VT_EXIT_CHECKPOINTED). */
+static int prune_vib(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    char run_dir[4200];
+    if (rc->run_dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->run_dir);
+    else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output_dir);
+    vt_vib_params p = vib_params(rc, x->kind, x->target, run_dir);
+    /* what a resume must keep the same, recorded with the checkpoints and checked on --resume */
+    char *settings = vt_run_config_resume_settings(rc);
+    if (vt_comm_agree(x->comm, settings ? 0 : -1)) return -1;
+    p.settings = settings;
+    p.jsonl = open_progress(x, run_dir);
+    int trained = vt_vib_prune_part(&x->model, &x->calib, &p, x->comm, &x->vib);
+    if (p.jsonl) fclose(p.jsonl);
+    free(settings);
+    if (trained) {
+        vt_comm_abort_all(x->comm, "training"); /* peers may wait on this rank */
         return -1;
     }
-    vt_load_parts parts = {comm->stage_begin[comm->stage], comm->stage_begin[comm->stage + 1], vt_comm_first(comm),
-                           vt_comm_last(comm)};
-    /* Every rank loads only its own tensors; no rank goes on when another failed. */
-    if (vt_comm_agree(comm, vt_model_load(&model, rc->model_path, parts))) goto done;
-    double dense = vt_structure_size(&model.cfg, kind, ctx);
-    int data_rc = vt_data_tokens(rc->data_calib, have_tok ? &tok : NULL, &calib_ids);
-    if (data_rc == 0 && rc->data_eval[0]) data_rc = vt_data_tokens(rc->data_eval, have_tok ? &tok : NULL, &eval_ids);
-    vt_calib calib;
-    if (data_rc == 0)
-        data_rc = vt_calib_init(&calib, calib_ids.ids, calib_ids.n, rc->data_fraction, rc->data_seq_len,
-                                (size_t)rc->data_max_sequences);
-    if (vt_comm_agree(comm, data_rc)) goto done;
-    /* Impossible requests are refused before any work, by every rank together (one message). */
-    if (vt_comm_agree(comm, check_request(rc, &model.cfg, &calib_ids, kind, target, ctx, comm->stages))) goto done;
-    if (coordinator)
-        fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
-            rc->model_path, vt_params_total(&model.cfg), vt_method_name(rc->method_name),
-            rc->method_name == VT_METHOD_VIB ? vt_variant_name(rc->method_variant) : "",
-            100.0 * target, kind == VT_BUDGET_PARAMS ? "parameters" : "FLOPs", calib.n_seq, calib.seq_len);
-
-    double ppl_before = NAN, ppl_after = NAN;
-    if (eval_ids.n && evaluate(comm, &model, &eval_ids, rc->data_eval_window, "before", &ppl_before)) goto done;
-
-    double t_prune = vt_seconds();
-    long steps = 0, tokens = 0;
-    if (rc->method_name == VT_METHOD_VIB) {
-        char run_dir[4200];
-        if (rc->run_dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->run_dir);
-        else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output_dir);
-        vt_vib_params p = vib_params(rc, kind, target, run_dir);
-        /* what a resume must keep the same, recorded with the checkpoints and checked on --resume */
-        char *settings = vt_run_config_resume_settings(rc);
-        if (vt_comm_agree(comm, settings ? 0 : -1)) goto done;
-        p.settings = settings;
-        /* Machine-readable progress next to the checkpoints (appended across resumes). */
-        FILE *jsonl = NULL;
-        if (coordinator && vt_mkdir_p(run_dir) == 0) {
-            char jp[4300];
-            snprintf(jp, sizeof jp, "%s/progress.jsonl", run_dir);
-            jsonl = fopen(jp, "a");
-        }
-        p.jsonl = jsonl;
-        int trained = vt_vib_prune_part(&model, &calib, &p, comm, &vib);
-        if (jsonl) fclose(jsonl);
-        free(settings);
-        if (trained) {
-            vt_comm_abort_all(comm, "training"); /* peers may wait on this rank */
-            goto done;
-        }
-        if (vib.stopped) {
-            if (coordinator)
-                printf("stopped after step %ld with the training state saved in %s; continue with --resume %s\n",
-                       vib.steps, run_dir, run_dir);
-            rc_out = VT_EXIT_CHECKPOINTED;
-            goto done;
-        }
-        pruned = vib.pruned;
-        memset(&vib.pruned, 0, sizeof vib.pruned);
-        steps = vib.steps;
-        tokens = vib.tokens;
-    } else {
-        vt_score_kind sk = rc->method_name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
-                           : rc->method_name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
-                                                                  : VT_SCORE_TAYLOR;
-        int batches = sk == VT_SCORE_TAYLOR ? rc->method_taylor_batches : 0;
-        if (vt_baseline_prune(&model, sk, &calib, batches, rc->schedule_batch_size, rc->method_seed, kind,
-                              target * dense, ctx, rc->budget_round_to, &pruned))
-            goto done;
-        steps = batches;
-        tokens = (long)batches * rc->schedule_batch_size * rc->data_seq_len;
+    if (x->vib.stopped) {
+        if (is_coordinator(x))
+            printf("stopped after step %ld with the training state saved in %s; continue with --resume %s\n",
+                   x->vib.steps, run_dir, run_dir);
+        return VT_EXIT_CHECKPOINTED;
     }
-    double prune_seconds = vt_seconds() - t_prune;
-    if (eval_ids.n && evaluate(comm, &pruned, &eval_ids, rc->data_eval_window, "after", &ppl_after)) goto done;
-
-    /* The report. */
-    report = vt_report_structure(&model.cfg, &pruned.cfg, ctx);
-    json_object_set_new(report, "method", json_string(vt_method_name(rc->method_name)));
-    if (rc->method_name == VT_METHOD_VIB)
-        json_object_set_new(report, "variant", json_string(vt_variant_name(rc->method_variant)));
-    json_t *budget = json_object();
-    json_object_set_new(budget, "kind", json_string(kind == VT_BUDGET_PARAMS ? "params" : "flops"));
-    json_object_set_new(budget, "target", json_real(target));
-    json_object_set_new(budget, "achieved", json_real(vt_structure_size(&pruned.cfg, kind, ctx) / dense));
-    json_object_set_new(report, "budget", budget);
-    json_object_set_new(report, "ppl_before", isnan(ppl_before) ? json_null() : json_real(ppl_before));
-    json_object_set_new(report, "ppl_after", isnan(ppl_after) ? json_null() : json_real(ppl_after));
-    json_object_set_new(report, "eval_window", json_integer(rc->data_eval_window));
-    json_object_set_new(report, "steps", json_integer(steps));
-    json_object_set_new(report, "tokens", json_integer(tokens));
-    json_object_set_new(report, "prune_seconds", json_real(prune_seconds));
-    json_object_set_new(report, "wall_seconds", json_real(vt_seconds() - t0));
-    if (vib.n_records) {
-        json_t *curve = json_array();
-        for (size_t i = 0; i < vib.n_records; i++) {
-            const vt_train_record *r = &vib.records[i];
-            json_t *e = json_object();
-            json_object_set_new(e, "phase", json_string(r->phase ? "finetune" : "masks"));
-            json_object_set_new(e, "step", json_integer(r->step + 1));
-            json_object_set_new(e, "kd", json_real(r->kd));
-            json_object_set_new(e, "kl", json_real(r->kl));
-            json_object_set_new(e, "budget", json_real(r->budget));
-            json_object_set_new(e, "size", json_real(r->hard_size));
-            json_object_set_new(e, "expected_size", json_real(r->size));
-            json_object_set_new(e, "beta", json_real(r->beta));
-            json_object_set_new(e, "target", json_real(r->target));
-            json_object_set_new(e, "seconds", json_real(r->seconds));
-            json_array_append_new(curve, e);
-        }
-        json_object_set_new(report, "losses", curve);
-        json_object_set_new(report, "final_kd", json_real(vib.final_kd));
-    }
-    json_object_set_new(report, "config", vt_run_config_json(rc));
-
-    /* The checkpoint directory appears only when complete. */
-    if (vt_write_pruned(comm, &pruned, rc->output_dir, rc->output_overwrite, rc->output_dtype,
-                        (size_t)rc->output_shard_size, have_tok ? tok_path : NULL, coordinator ? report : NULL) ||
-        report_memory(comm, &vib))
-        goto done;
-    if (!coordinator) {
-        rc_out = 0;
-        goto done;
-    }
-    if (rc->output_archive != VT_ARCHIVE_NONE) { /* one file next to the directory */
-        char packed[4200];
-        int zst = rc->output_archive == VT_ARCHIVE_TAR_ZST;
-        snprintf(packed, sizeof packed, "%s.%s", rc->output_dir, zst ? "tar.zst" : "tar");
-        if (vt_pack_directory(rc->output_dir, packed, zst)) goto done;
-        printf("packed %s\n", packed);
-    }
-    rc_out = 0;
-    vt_report_print_table(stdout, &model.cfg, &pruned.cfg, ppl_before, ppl_after);
-    printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", rc->output_dir, vt_dtype_name(rc->output_dtype),
-           vt_seconds() - t0);
-done:
-    json_decref(report);
-    vt_vib_result_free(&vib);
-    if (pruned.arena) vt_model_free(&pruned);
-    if (model.arena) vt_model_free(&model);
-    vt_tokens_free(&calib_ids);
-    vt_tokens_free(&eval_ids);
-    if (have_tok) vt_tokenizer_free(&tok);
-    return rc_out;
+    x->pruned = x->vib.pruned;
+    memset(&x->vib.pruned, 0, sizeof x->vib.pruned);
+    x->steps = x->vib.steps;
+    x->tokens = x->vib.tokens;
+    return 0;
 }
+
+/* A baseline: score the units (magnitude, random or Taylor over a few batches), keep the best. */
+static int prune_baseline(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    vt_score_kind sk = rc->method_name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
+                       : rc->method_name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
+                                                              : VT_SCORE_TAYLOR;
+    int batches = sk == VT_SCORE_TAYLOR ? rc->method_taylor_batches : 0;
+    if (vt_baseline_prune(&x->model, sk, &x->calib, batches, rc->schedule_batch_size, rc->method_seed, x->kind,
+                          x->target * x->dense, x->ctx, rc->budget_round_to, &x->pruned))
+        return -1;
+    x->steps = batches;
+    x->tokens = (long)batches * rc->schedule_batch_size * rc->data_seq_len;
+    return 0;
+}
+
+static int prune_by_method(prune_ctx *x) {
+    double t = vt_seconds();
+    int rc = x->rc->method_name == VT_METHOD_VIB ? prune_vib(x) : prune_baseline(x);
+    x->prune_seconds = vt_seconds() - t;
+    return rc;
+}
+
+/* The configuration as JSON text for the report, which renders it (report/ cannot see run/);
+ * doubles at 17 digits, so they come back exactly. */
+static char *config_text(const vt_run_config *rc) {
+    json_t *j = vt_run_config_json(rc);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (j && !text) vt_fail("cannot format the configuration for the report (out of memory)");
+    return text;
+}
+
+/* The run report (every rank fills it; the coordinator writes it with the checkpoint, and with it
+ * the configuration). */
+static int build_report(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    int vib = rc->method_name == VT_METHOD_VIB;
+    int ok = !is_coordinator(x) || (x->config_json = config_text(rc)) != NULL;
+    if (vt_comm_agree(x->comm, ok ? 0 : -1)) return -1;
+    x->report = (vt_run_report){
+        .before = &x->model.cfg,
+        .after = &x->pruned.cfg,
+        .ctx = x->ctx,
+        .method = vt_method_name(rc->method_name),
+        .variant = vib ? vt_variant_name(rc->method_variant) : NULL,
+        .budget_kind = x->kind == VT_BUDGET_PARAMS ? "params" : "flops",
+        .budget_target = x->target,
+        .budget_achieved = vt_structure_size(&x->pruned.cfg, x->kind, x->ctx) / x->dense,
+        .ppl_before = x->ppl_before,
+        .ppl_after = x->ppl_after,
+        .eval_window = rc->data_eval_window,
+        .steps = x->steps,
+        .tokens = x->tokens,
+        .prune_seconds = x->prune_seconds,
+        .wall_seconds = vt_seconds() - x->t0,
+        .losses = x->vib.records,
+        .n_losses = x->vib.n_records,
+        .final_kd = x->vib.final_kd,
+        .config_json = x->config_json,
+    };
+    return 0;
+}
+
+/* The checkpoint directory appears only when complete, with the report in it. */
+static int write_checkpoint(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    return vt_write_pruned(x->comm, &x->pruned, rc->output_dir, rc->output_overwrite, rc->output_dtype,
+                           (size_t)rc->output_shard_size, x->have_tok ? x->tok_path : NULL,
+                           is_coordinator(x) ? &x->report : NULL);
+}
+
+static int print_memory(prune_ctx *x) { return report_memory(x->comm, &x->vib); }
+
+/* output.archive: the directory packed into one file next to it. */
+static int pack_archive(prune_ctx *x) {
+    const vt_run_config *rc = x->rc;
+    if (!is_coordinator(x) || rc->output_archive == VT_ARCHIVE_NONE) return 0;
+    char packed[4200];
+    int zst = rc->output_archive == VT_ARCHIVE_TAR_ZST;
+    snprintf(packed, sizeof packed, "%s.%s", rc->output_dir, zst ? "tar.zst" : "tar");
+    if (vt_pack_directory(rc->output_dir, packed, zst)) return -1;
+    printf("packed %s\n", packed);
+    return 0;
+}
+
+static int print_summary(prune_ctx *x) {
+    if (!is_coordinator(x)) return 0;
+    vt_report_print_table(stdout, &x->report);
+    printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", x->rc->output_dir,
+           vt_dtype_name(x->rc->output_dtype), vt_seconds() - x->t0);
+    return 0;
+}
+
+/* A run, step by step; the first step that does not return 0 ends it with that return. */
+static int (*const run_steps[])(prune_ctx *x) = {
+    load_tokenizer,     /* next to the model, or model.tokenizer */
+    load_model,         /* this rank's part */
+    load_data,          /* calibration sequences, evaluation tokens */
+    check_and_announce, /* impossible requests refused before any work */
+    evaluate_before,    /* when data.eval is set */
+    prune_by_method,    /* VTrans or a baseline */
+    evaluate_after,
+    build_report,
+    write_checkpoint,   /* with the report, atomically */
+    print_memory,       /* every rank's peak */
+    pack_archive,       /* output.archive */
+    print_summary,      /* the before/after table */
+};
+
+static void prune_ctx_free(prune_ctx *x) {
+    free(x->config_json);
+    vt_vib_result_free(&x->vib);
+    if (x->pruned.arena) vt_model_free(&x->pruned);
+    if (x->model.arena) vt_model_free(&x->model);
+    vt_tokens_free(&x->calib_ids);
+    vt_tokens_free(&x->eval_ids);
+    if (x->have_tok) vt_tokenizer_free(&x->tok);
+}
+
+/* comm NULL: one process, the local transport once the model is read. */
+static int prune_run(const vt_run_config *rc, vt_comm *comm) {
+    prune_ctx x;
+    memset(&x, 0, sizeof x);
+    x.rc = rc;
+    x.comm = comm;
+    x.t0 = vt_seconds();
+    x.kind = rc->budget_params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
+    x.target = rc->budget_params > 0 ? rc->budget_params : rc->budget_flops;
+    x.ctx = vt_mean_ctx(rc->data_seq_len);
+    x.ppl_before = x.ppl_after = NAN;
+    int status = 0;
+    for (size_t i = 0; i < sizeof run_steps / sizeof run_steps[0] && status == 0; i++) status = run_steps[i](&x);
+    prune_ctx_free(&x);
+    return status;
+}
+
+int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) { return prune_run(rc, comm); }

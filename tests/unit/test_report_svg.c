@@ -1,7 +1,9 @@
-/* test_report_svg.c — the run report's picture: well-formed SVG, one bar group per layer, removed
- * blocks named, the numbers written, one curve point per record, no curves without records, the
- * JSON route drawing the same, errors naming the path, nothing but the picture written. */
+/* test_report_svg.c — the run report and its picture: well-formed SVG, one bar group per layer,
+ * removed blocks named, the numbers written, one curve point per record, no curves without
+ * records, the run report drawing the same, errors naming the path, nothing but the picture
+ * written; vtrans_report.json rendered from the same struct with its keys, values and config. */
 #include <dirent.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,56 +245,46 @@ static void test_errors_name_path(void **st) {
     assert_non_null(strstr(vt_error(), path));
     a.n_layers = 5;
     assert_int_equal(dir_entries(dir), 0);
-    /* a report without layers */
-    json_t *empty = json_object();
+    /* a run report without the configuration after */
+    vt_run_report rep = {.before = &b};
     vt_error_clear();
-    assert_int_equal(vt_report_svg_write_json(empty, path), -1);
+    assert_int_equal(vt_report_svg_write_report(&rep, path), -1);
     assert_non_null(strstr(vt_error(), path));
-    json_decref(empty);
+    assert_int_equal(dir_entries(dir), 0);
     vt_config_free(&a);
     vt_config_free(&b);
     tu_rmtree(dir);
     free(dir);
 }
 
-/* From vtrans_report.json as prune builds it: the same structure and curves. */
-static void test_from_report_json(void **st) {
+/* A run report as prune fills it for VTrans: a 50% parameter budget, the curve. */
+static vt_run_report vib_report(const vt_config *b, const vt_config *a, const vt_train_record *r, size_t n) {
+    return (vt_run_report){.before = b, .after = a, .ctx = 128.0, .method = "vib", .variant = "full",
+                           .budget_kind = "params", .budget_target = 0.5, .budget_achieved = 0.497,
+                           .ppl_before = 10.5, .ppl_after = 12.25, .eval_window = 256, .steps = 90,
+                           .tokens = 11520, .prune_seconds = 1.5, .wall_seconds = 2.75, .losses = r,
+                           .n_losses = n, .final_kd = 0.125};
+}
+
+/* From the run report: the same structure and curves under a title naming method and budget. */
+static void test_from_run_report(void **st) {
     (void)st;
     vt_config b, a;
     pruned_pair(&b, &a);
     size_t n = 9;
     vt_train_record *r = make_records(n, 6);
-    json_t *rep = vt_report_structure(&b, &a, 128.0);
-    json_object_set_new(rep, "method", json_string("vib"));
-    json_object_set_new(rep, "variant", json_string("full"));
-    json_t *budget = json_object();
-    json_object_set_new(budget, "kind", json_string("params"));
-    json_object_set_new(budget, "target", json_real(0.5));
-    json_object_set_new(budget, "achieved", json_real(0.497));
-    json_object_set_new(rep, "budget", budget);
-    json_t *curve = json_array();
-    for (size_t i = 0; i < n; i++) { /* as prune_run.c writes "losses" */
-        json_t *e = json_object();
-        json_object_set_new(e, "phase", json_string(r[i].phase ? "finetune" : "masks"));
-        json_object_set_new(e, "step", json_integer(r[i].step + 1));
-        json_object_set_new(e, "kd", json_real(r[i].kd));
-        json_object_set_new(e, "kl", json_real(r[i].kl));
-        json_object_set_new(e, "size", json_real(r[i].hard_size));
-        json_object_set_new(e, "expected_size", json_real(r[i].size));
-        json_object_set_new(e, "beta", json_real(r[i].beta));
-        json_object_set_new(e, "target", json_real(r[i].target));
-        json_array_append_new(curve, e);
-    }
-    json_object_set_new(rep, "losses", curve);
-
+    vt_run_report rep = vib_report(&b, &a, r, n);
     char *dir = tu_tempdir(), path[4200], path2[4200];
-    snprintf(path, sizeof path, "%s/from-json.svg", dir);
+    snprintf(path, sizeof path, "%s/from-report.svg", dir);
     snprintf(path2, sizeof path2, "%s/direct.svg", dir);
-    assert_int_equal(vt_report_svg_write_json(rep, path), 0);
+    assert_int_equal(vt_report_svg_write_report(&rep, path), 0);
     char *svg = slurp(path);
     check_well_formed(svg);
-    check_structure(svg); /* kv_heads_before in the report: KV bars of 3/4 */
+    check_structure(svg);
+    char want[128]; /* the parameters kept, counted from the two configurations */
+    snprintf(want, sizeof want, "of %.4gk parameters", (double)vt_params_total(&b) / 1e3);
     assert_non_null(strstr(svg, "VTrans full: parameter budget 50%, achieved 49.7%"));
+    assert_non_null(strstr(svg, want));
     assert_int_equal(polyline_points(svg, "size"), (long)n);
     assert_int_equal(polyline_points(svg, "kd"), (long)n);
     assert_non_null(strstr(svg, ">fine-tuning<"));
@@ -308,16 +300,109 @@ static void test_from_report_json(void **st) {
     free(svg);
 
     /* Baselines: no losses, only the structure. */
-    json_object_del(rep, "losses");
-    json_object_set_new(rep, "method", json_string("magnitude"));
-    assert_int_equal(vt_report_svg_write_json(rep, path), 0);
+    rep.method = "magnitude";
+    rep.variant = NULL;
+    rep.losses = NULL;
+    rep.n_losses = 0;
+    rep.budget_kind = "flops";
+    assert_int_equal(vt_report_svg_write_report(&rep, path), 0);
     svg = slurp(path);
     check_well_formed(svg);
     assert_null(strstr(svg, "<polyline"));
-    assert_non_null(strstr(svg, "magnitude baseline"));
+    assert_non_null(strstr(svg, "magnitude baseline: FLOP budget 50%"));
     free(svg);
 
-    json_decref(rep);
+    free(r);
+    vt_config_free(&a);
+    vt_config_free(&b);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static json_t *load_json(const char *path) {
+    json_error_t err;
+    json_t *j = json_load_file(path, 0, &err);
+    if (!j) fail_msg("%s: %s", path, err.text);
+    return j;
+}
+
+static double num(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_number(v)) fail_msg("\"%s\" is not a number", key);
+    return json_number_value(v);
+}
+
+/* vtrans_report.json from the same struct: the keys in their order, the values, the curve, the
+ * configuration embedded as an object, null perplexities when not evaluated; errors name the path. */
+static void test_report_json(void **st) {
+    (void)st;
+    vt_config b, a;
+    pruned_pair(&b, &a);
+    size_t n = 9;
+    vt_train_record *r = make_records(n, 6);
+    vt_run_report rep = vib_report(&b, &a, r, n);
+    rep.config_json = "{\"source\":\"x.ini\",\"budget\":{\"params\":0.5,\"flops\":null}}";
+    char *dir = tu_tempdir(), path[4200];
+    snprintf(path, sizeof path, "%s/vtrans_report.json", dir);
+    assert_int_equal(vt_report_write_json(&rep, path), 0);
+    json_t *j = load_json(path);
+    static const char *const keys[] = {
+        "params_before", "params_after", "params_non_embedding_before", "params_non_embedding_after",
+        "flops_per_token_before", "flops_per_token_after", "hidden_before", "hidden_kept", "layers",
+        "removed_blocks", "removed_layers", "method", "variant", "budget", "ppl_before", "ppl_after",
+        "eval_window", "steps", "tokens", "prune_seconds", "wall_seconds", "losses", "final_kd", "config"};
+    size_t k = 0;
+    for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it), k++) {
+        assert_true(k < sizeof keys / sizeof keys[0]);
+        assert_string_equal(json_object_iter_key(it), keys[k]);
+    }
+    assert_int_equal(k, sizeof keys / sizeof keys[0]);
+    assert_int_equal((size_t)num(j, "params_before"), vt_params_total(&b));
+    assert_int_equal((size_t)num(j, "params_after"), vt_params_total(&a));
+    assert_int_equal((int)num(j, "hidden_kept"), 48);
+    assert_int_equal((int)num(j, "removed_blocks"), 4);
+    assert_int_equal(json_array_size(json_object_get(j, "removed_layers")), 1);
+    const json_t *l2 = json_array_get(json_object_get(j, "layers"), 2);
+    assert_int_equal((int)num(l2, "heads"), 0);
+    assert_int_equal((int)num(l2, "kv_heads_before"), 4);
+    assert_true(json_is_false(json_object_get(l2, "attention")));
+    assert_string_equal(json_string_value(json_object_get(j, "variant")), "full");
+    assert_float_equal(num(json_object_get(j, "budget"), "achieved"), 0.497, 1e-12);
+    assert_float_equal(num(j, "ppl_after"), 12.25, 0);
+    const json_t *losses = json_object_get(j, "losses");
+    assert_int_equal(json_array_size(losses), n);
+    assert_int_equal((long)num(json_array_get(losses, 0), "step"), r[0].step + 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(losses, 8), "phase")), "finetune");
+    assert_float_equal(num(json_array_get(losses, 3), "kd"), r[3].kd, 1e-9 * r[3].kd);
+    const json_t *cfg = json_object_get(j, "config");
+    assert_string_equal(json_string_value(json_object_get(cfg, "source")), "x.ini");
+    assert_true(json_is_null(json_object_get(json_object_get(cfg, "budget"), "flops")));
+    json_decref(j);
+
+    /* A baseline without evaluation: no variant, no curve, null perplexities, no config. */
+    rep = (vt_run_report){.before = &b, .after = &a, .method = "random", .budget_kind = "flops",
+                          .ppl_before = NAN, .ppl_after = NAN};
+    assert_int_equal(vt_report_write_json(&rep, path), 0);
+    j = load_json(path);
+    assert_null(json_object_get(j, "variant"));
+    assert_null(json_object_get(j, "losses"));
+    assert_null(json_object_get(j, "final_kd"));
+    assert_null(json_object_get(j, "config"));
+    assert_true(json_is_null(json_object_get(j, "ppl_before")));
+    assert_true(json_is_null(json_object_get(j, "ppl_after")));
+    json_decref(j);
+
+    /* Errors name the path. */
+    rep.config_json = "{not json";
+    vt_error_clear();
+    assert_int_equal(vt_report_write_json(&rep, path), -1);
+    assert_non_null(strstr(vt_error(), path));
+    rep.config_json = NULL;
+    snprintf(path, sizeof path, "%s/no-such-dir/vtrans_report.json", dir);
+    vt_error_clear();
+    assert_int_equal(vt_report_write_json(&rep, path), -1);
+    assert_non_null(strstr(vt_error(), path));
+
     free(r);
     vt_config_free(&a);
     vt_config_free(&b);
@@ -330,7 +415,8 @@ int main(void) {
         cmocka_unit_test(test_pruned_with_records),
         cmocka_unit_test(test_no_records),
         cmocka_unit_test(test_errors_name_path),
-        cmocka_unit_test(test_from_report_json),
+        cmocka_unit_test(test_from_run_report),
+        cmocka_unit_test(test_report_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
