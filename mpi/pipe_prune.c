@@ -24,7 +24,7 @@ int vt_mpi_cmd_prune(int argc, char **argv) {
         return 0;
     }
     vt_pipe p; /* the architecture and the split only: each rank opens just its own shards later */
-    if (vt_pipe_layout(&p, rc.model_path, rc.parallel_stages, VT_PARTITION_TRAIN, "prune"))
+    if (vt_pipe_layout(&p, rc.model.path, rc.pipeline.stages, VT_PARTITION_TRAIN, "prune"))
         return 1; /* refused and reported by every rank together */
     vt_prune_catch_signals();
     status = vt_prune_run_comm(&rc, &p.comm);

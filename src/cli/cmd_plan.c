@@ -27,7 +27,7 @@ static int read_model_config(const vt_run_config *rc, const char *model_config, 
         snprintf(source, cap, "%s", model_config);
         return vt_hf_config_read(model_config, c, NULL);
     }
-    const char *path = rc->model_path;
+    const char *path = rc->model.path;
     if (!path[0])
         return vt_fail("%s: model.path is not set; set it or pass --model-config config.json", rc->source);
     if (!vt_path_exists(path))
@@ -206,13 +206,13 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     printf("model        %s: %d layers, hidden %d, %d heads (%d KV), FFN %d, vocab %d\n", model_source, c->n_layers,
            c->dim, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab);
     printf("             %s parameters, %s in fp32\n", buf, buf2);
-    if (rc->method_name == VT_METHOD_VIB)
+    if (rc->method.name == VT_METHOD_VIB)
         printf("run          VTrans (%s): %d mask steps%s; %d sequences x %d tokens per step\n",
-               vt_variant_name(rc->method_variant), rc->schedule_steps,
-               in->finetune_steps > 0 ? "" : ", weights frozen", rc->schedule_batch_size, in->seq_len);
+               vt_variant_name(rc->vib.variant), rc->schedule.steps,
+               in->finetune_steps > 0 ? "" : ", weights frozen", rc->schedule.batch_size, in->seq_len);
     else
         printf("run          method %s: estimated as a VTrans masks-only run (an upper bound)\n",
-               vt_method_name(rc->method_name));
+               vt_method_name(rc->method.name));
     if (in->finetune_steps > 0) printf("             then %ld joint fine-tuning steps\n", in->finetune_steps);
     const char *why = in->stages == 0 ? "automatic" : (stages_from_option ? "--stages" : "parallel.stages");
     printf("topology     %d stage%s x %d replica%s (%s); rank = replica * %d + stage\n", p->stages,
@@ -226,7 +226,7 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
         printf("packs        weights include up to %s per rank: the frozen weights packed once for BLIS's\n"
                "             micro-kernel (parallel.pack_weights; docs/PERFORMANCE.md)\n",
                buf);
-    else if (rc->method_name == VT_METHOD_VIB)
+    else if (rc->method.name == VT_METHOD_VIB)
         printf("packs        parallel.pack_weights = true would add up to %s per rank for faster mask steps\n"
                "             (the frozen weights packed once for BLIS's micro-kernel; docs/PERFORMANCE.md)\n",
                buf);
@@ -335,27 +335,27 @@ int vt_cmd_plan(int argc, char **argv) {
     }
 
     vt_config c;
-    char source[VT_RC_PATH_MAX + 16];
+    char source[VT_PATH_MAX + 16];
     memset(&c, 0, sizeof c);
     if (read_model_config(&rc, vt_args_get(opts, n, "model-config"), &c, source, sizeof source)) {
         vt_config_free(&c);
         return vt_cmd_fail("plan");
     }
-    int vib = rc.method_name == VT_METHOD_VIB;
+    int vib = rc.method.name == VT_METHOD_VIB;
     vt_plan_input in = {
         .cfg = &c,
         .ranks = (int)ranks,
-        .stages = stages >= 0 ? (int)stages : rc.parallel_stages,
-        .micro_batches = rc.parallel_micro_batches,
-        .seq_chunks = rc.parallel_seq_chunks,
-        .batch_size = rc.schedule_batch_size,
-        .seq_len = rc.data_seq_len,
-        .steps = rc.schedule_steps,
-        .finetune_steps = vib && rc.method_variant != VT_VARIANT_FASTER ? rc.schedule_finetune_steps : 0,
-        .prune_interval = vib ? rc.method_prune_interval : 0,
-        .keep_fraction = rc.budget_params > 0 ? rc.budget_params : (rc.budget_flops > 0 ? rc.budget_flops : 1.0),
-        .calib_sequences = calib > 0 ? calib : rc.data_max_sequences,
-        .pack_weights = vib && rc.parallel_pack_weights,
+        .stages = stages >= 0 ? (int)stages : rc.pipeline.stages,
+        .micro_batches = rc.pipeline.micro_batches,
+        .seq_chunks = rc.pipeline.seq_chunks,
+        .batch_size = rc.schedule.batch_size,
+        .seq_len = rc.data.seq_len,
+        .steps = rc.schedule.steps,
+        .finetune_steps = vib && rc.vib.variant != VT_VARIANT_FASTER ? rc.schedule.finetune_steps : 0,
+        .prune_interval = vib ? rc.vib.prune_interval : 0,
+        .keep_fraction = rc.budget.params > 0 ? rc.budget.params : (rc.budget.flops > 0 ? rc.budget.flops : 1.0),
+        .calib_sequences = calib > 0 ? calib : rc.data.max_sequences,
+        .pack_weights = vib && rc.pipeline.pack_weights,
     };
     vt_plan p;
     if (vt_plan_make(&in, &p)) {

@@ -75,38 +75,38 @@ static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, do
     memset(&p, 0, sizeof p);
     p.kind = kind;
     p.target_fraction = target;
-    p.round_to = rc->budget_round_to;
-    p.ramp_fraction = rc->budget_warmup;
-    p.beta = rc->method_beta;
-    p.kl_mult[VT_GROUP_HIDDEN] = rc->method_kl_hidden;
-    p.kl_mult[VT_GROUP_HEADS] = rc->method_kl_heads;
-    p.kl_mult[VT_GROUP_FFN] = rc->method_kl_ffn;
-    p.kl_mult[VT_GROUP_BLOCKS] = rc->method_kl_blocks;
-    p.temperature = rc->method_temperature;
-    p.ce_weight = rc->method_ce_weight;
-    p.mse_weight = rc->method_mse_weight;
-    p.theta = rc->method_theta;
-    p.sharpness = rc->method_sharpness;
-    p.prune_interval = rc->method_prune_interval;
-    p.seed = rc->method_seed;
-    p.steps = rc->schedule_steps;
-    p.finetune_steps = rc->method_variant == VT_VARIANT_FASTER ? 0 : rc->schedule_finetune_steps;
-    p.batch_size = rc->schedule_batch_size;
-    p.micro_batches = rc->parallel_micro_batches;
-    p.seq_chunks = rc->parallel_seq_chunks;
-    p.pack_weights = rc->parallel_pack_weights;
-    p.lr_mask = rc->schedule_lr_mask;
-    p.lr_weight = rc->schedule_lr_weight;
-    p.lr_lambda = rc->schedule_lr_lambda;
-    p.clip = rc->schedule_clip;
-    p.weight_decay = rc->schedule_weight_decay;
-    p.schedule = rc->schedule_lr_schedule;
-    p.warmup_steps = rc->schedule_warmup_steps;
-    p.log_interval = rc->schedule_log_interval;
+    p.round_to = rc->budget.round_to;
+    p.ramp_fraction = rc->budget.warmup;
+    p.beta = rc->vib.beta;
+    p.kl_mult[VT_GROUP_HIDDEN] = rc->vib.kl_mult[VT_GROUP_HIDDEN];
+    p.kl_mult[VT_GROUP_HEADS] = rc->vib.kl_mult[VT_GROUP_HEADS];
+    p.kl_mult[VT_GROUP_FFN] = rc->vib.kl_mult[VT_GROUP_FFN];
+    p.kl_mult[VT_GROUP_BLOCKS] = rc->vib.kl_mult[VT_GROUP_BLOCKS];
+    p.temperature = rc->vib.temperature;
+    p.ce_weight = rc->vib.ce_weight;
+    p.mse_weight = rc->vib.mse_weight;
+    p.theta = rc->vib.theta;
+    p.sharpness = rc->vib.sharpness;
+    p.prune_interval = rc->vib.prune_interval;
+    p.seed = rc->vib.seed;
+    p.steps = rc->schedule.steps;
+    p.finetune_steps = rc->vib.variant == VT_VARIANT_FASTER ? 0 : rc->schedule.finetune_steps;
+    p.batch_size = rc->schedule.batch_size;
+    p.micro_batches = rc->pipeline.micro_batches;
+    p.seq_chunks = rc->pipeline.seq_chunks;
+    p.pack_weights = rc->pipeline.pack_weights;
+    p.lr_mask = rc->schedule.lr_mask;
+    p.lr_weight = rc->schedule.lr_weight;
+    p.lr_lambda = rc->schedule.lr_lambda;
+    p.clip = rc->schedule.clip;
+    p.weight_decay = rc->schedule.weight_decay;
+    p.schedule = rc->schedule.lr_schedule;
+    p.warmup_steps = rc->schedule.warmup_steps;
+    p.log_interval = rc->schedule.log_interval;
     p.log = stderr;
     p.run_dir = run_dir;
-    p.checkpoint_steps = rc->run_checkpoint_steps;
-    p.checkpoint_minutes = rc->run_checkpoint_minutes;
+    p.checkpoint_steps = rc->ckpt.steps;
+    p.checkpoint_minutes = rc->ckpt.minutes;
     p.resume_dir = rc->resume[0] ? rc->resume : NULL;
     p.resume_accept = rc->resume_accept;
     p.stop = &stop_requested;
@@ -124,7 +124,7 @@ static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int win
 
 int vt_prune_run(const vt_run_config *rc) {
     vt_config cfg;
-    if (vt_checkpoint_config(rc->model_path, &cfg)) return -1;
+    if (vt_checkpoint_config(rc->model.path, &cfg)) return -1;
     int n_layers = cfg.n_layers;
     vt_config_free(&cfg);
     return vt_prune_run_comm(rc, vt_comm_local(n_layers));
@@ -135,18 +135,18 @@ int vt_prune_run(const vt_run_config *rc) {
  * the structure allows, token ids outside the vocabulary, a baseline method split over stages. */
 static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt_tokens *calib_ids,
                          vt_budget_kind kind, double target, double ctx, int stages) {
-    double dense = vt_structure_size(cfg, kind, ctx), min_size = vt_budget_min_size(cfg, kind, ctx, rc->budget_round_to);
+    double dense = vt_structure_size(cfg, kind, ctx), min_size = vt_budget_min_size(cfg, kind, ctx, rc->budget.round_to);
     if (target * dense < min_size)
         return vt_fail("%s: budget.%s = %g is below the smallest model the structure allows (%.4g of the dense size)",
                        rc->source[0] ? rc->source : "configuration", kind == VT_BUDGET_PARAMS ? "params" : "flops",
                        target, min_size / dense);
     for (size_t i = 0; i < calib_ids->n; i++)
         if (calib_ids->ids[i] < 0 || calib_ids->ids[i] >= cfg->vocab)
-            return vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data_calib, i,
+            return vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data.calib, i,
                            calib_ids->ids[i], cfg->vocab);
-    if (rc->method_name != VT_METHOD_VIB && stages > 1)
+    if (rc->method.name != VT_METHOD_VIB && stages > 1)
         return vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
-                       vt_method_name(rc->method_name));
+                       vt_method_name(rc->method.name));
     return 0;
 }
 int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
@@ -163,46 +163,46 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     json_t *report = NULL;
     char tok_path[4096];
 
-    vt_budget_kind kind = rc->budget_params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
-    double target = rc->budget_params > 0 ? rc->budget_params : rc->budget_flops;
-    double ctx = vt_mean_ctx(rc->data_seq_len);
+    vt_budget_kind kind = rc->budget.params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
+    double target = rc->budget.params > 0 ? rc->budget.params : rc->budget.flops;
+    double ctx = vt_mean_ctx(rc->data.seq_len);
 
-    if (vt_tokenizer_locate(rc->model_path, rc->model_tokenizer[0] ? rc->model_tokenizer : NULL, tok_path,
+    if (vt_tokenizer_locate(rc->model.path, rc->model.tokenizer[0] ? rc->model.tokenizer : NULL, tok_path,
                             sizeof tok_path) == 0) {
         if (vt_tokenizer_load(&tok, tok_path)) return -1;
         have_tok = 1;
-    } else if (rc->model_tokenizer[0]) {
+    } else if (rc->model.tokenizer[0]) {
         return -1;
     }
     vt_load_parts parts = {comm->stage_begin[comm->stage], comm->stage_begin[comm->stage + 1], vt_comm_first(comm),
                            vt_comm_last(comm)};
     /* Every rank loads only its own tensors; no rank goes on when another failed. */
-    if (vt_comm_agree(comm, vt_model_load(&model, rc->model_path, parts))) goto done;
+    if (vt_comm_agree(comm, vt_model_load(&model, rc->model.path, parts))) goto done;
     double dense = vt_structure_size(&model.cfg, kind, ctx);
-    int data_rc = vt_data_tokens(rc->data_calib, have_tok ? &tok : NULL, &calib_ids);
-    if (data_rc == 0 && rc->data_eval[0]) data_rc = vt_data_tokens(rc->data_eval, have_tok ? &tok : NULL, &eval_ids);
+    int data_rc = vt_data_tokens(rc->data.calib, have_tok ? &tok : NULL, &calib_ids);
+    if (data_rc == 0 && rc->data.eval[0]) data_rc = vt_data_tokens(rc->data.eval, have_tok ? &tok : NULL, &eval_ids);
     vt_calib calib;
     if (data_rc == 0)
-        data_rc = vt_calib_init(&calib, calib_ids.ids, calib_ids.n, rc->data_fraction, rc->data_seq_len,
-                                (size_t)rc->data_max_sequences);
+        data_rc = vt_calib_init(&calib, calib_ids.ids, calib_ids.n, rc->data.fraction, rc->data.seq_len,
+                                (size_t)rc->data.max_sequences);
     if (vt_comm_agree(comm, data_rc)) goto done;
     /* Impossible requests are refused before any work, by every rank together (one message). */
     if (vt_comm_agree(comm, check_request(rc, &model.cfg, &calib_ids, kind, target, ctx, comm->stages))) goto done;
     if (coordinator)
         fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
-            rc->model_path, vt_params_total(&model.cfg), vt_method_name(rc->method_name),
-            rc->method_name == VT_METHOD_VIB ? vt_variant_name(rc->method_variant) : "",
+            rc->model.path, vt_params_total(&model.cfg), vt_method_name(rc->method.name),
+            rc->method.name == VT_METHOD_VIB ? vt_variant_name(rc->vib.variant) : "",
             100.0 * target, kind == VT_BUDGET_PARAMS ? "parameters" : "FLOPs", calib.n_seq, calib.seq_len);
 
     double ppl_before = NAN, ppl_after = NAN;
-    if (eval_ids.n && evaluate(comm, &model, &eval_ids, rc->data_eval_window, "before", &ppl_before)) goto done;
+    if (eval_ids.n && evaluate(comm, &model, &eval_ids, rc->data.eval_window, "before", &ppl_before)) goto done;
 
     double t_prune = vt_seconds();
     long steps = 0, tokens = 0;
-    if (rc->method_name == VT_METHOD_VIB) {
+    if (rc->method.name == VT_METHOD_VIB) {
         char run_dir[4200];
-        if (rc->run_dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->run_dir);
-        else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output_dir);
+        if (rc->ckpt.dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->ckpt.dir);
+        else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output.dir);
         vt_vib_params p = vib_params(rc, kind, target, run_dir);
         /* what a resume must keep the same, recorded with the checkpoints and checked on --resume */
         char *settings = vt_run_config_resume_settings(rc);
@@ -235,24 +235,24 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
         steps = vib.steps;
         tokens = vib.tokens;
     } else {
-        vt_score_kind sk = rc->method_name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
-                           : rc->method_name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
+        vt_score_kind sk = rc->method.name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
+                           : rc->method.name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
                                                                   : VT_SCORE_TAYLOR;
-        int batches = sk == VT_SCORE_TAYLOR ? rc->method_taylor_batches : 0;
-        if (vt_baseline_prune(&model, sk, &calib, batches, rc->schedule_batch_size, rc->method_seed, kind,
-                              target * dense, ctx, rc->budget_round_to, &pruned))
+        int batches = sk == VT_SCORE_TAYLOR ? rc->method.taylor_batches : 0;
+        if (vt_baseline_prune(&model, sk, &calib, batches, rc->schedule.batch_size, rc->vib.seed, kind,
+                              target * dense, ctx, rc->budget.round_to, &pruned))
             goto done;
         steps = batches;
-        tokens = (long)batches * rc->schedule_batch_size * rc->data_seq_len;
+        tokens = (long)batches * rc->schedule.batch_size * rc->data.seq_len;
     }
     double prune_seconds = vt_seconds() - t_prune;
-    if (eval_ids.n && evaluate(comm, &pruned, &eval_ids, rc->data_eval_window, "after", &ppl_after)) goto done;
+    if (eval_ids.n && evaluate(comm, &pruned, &eval_ids, rc->data.eval_window, "after", &ppl_after)) goto done;
 
     /* The report. */
     report = vt_report_structure(&model.cfg, &pruned.cfg, ctx);
-    json_object_set_new(report, "method", json_string(vt_method_name(rc->method_name)));
-    if (rc->method_name == VT_METHOD_VIB)
-        json_object_set_new(report, "variant", json_string(vt_variant_name(rc->method_variant)));
+    json_object_set_new(report, "method", json_string(vt_method_name(rc->method.name)));
+    if (rc->method.name == VT_METHOD_VIB)
+        json_object_set_new(report, "variant", json_string(vt_variant_name(rc->vib.variant)));
     json_t *budget = json_object();
     json_object_set_new(budget, "kind", json_string(kind == VT_BUDGET_PARAMS ? "params" : "flops"));
     json_object_set_new(budget, "target", json_real(target));
@@ -260,7 +260,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     json_object_set_new(report, "budget", budget);
     json_object_set_new(report, "ppl_before", isnan(ppl_before) ? json_null() : json_real(ppl_before));
     json_object_set_new(report, "ppl_after", isnan(ppl_after) ? json_null() : json_real(ppl_after));
-    json_object_set_new(report, "eval_window", json_integer(rc->data_eval_window));
+    json_object_set_new(report, "eval_window", json_integer(rc->data.eval_window));
     json_object_set_new(report, "steps", json_integer(steps));
     json_object_set_new(report, "tokens", json_integer(tokens));
     json_object_set_new(report, "prune_seconds", json_real(prune_seconds));
@@ -288,24 +288,24 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     json_object_set_new(report, "config", vt_run_config_json(rc));
 
     /* The checkpoint directory appears only when complete. */
-    if (vt_write_pruned(comm, &pruned, rc->output_dir, rc->output_overwrite, rc->output_dtype,
-                        (size_t)rc->output_shard_size, have_tok ? tok_path : NULL, coordinator ? report : NULL) ||
+    if (vt_write_pruned(comm, &pruned, rc->output.dir, rc->output.overwrite, rc->output.dtype,
+                        (size_t)rc->output.shard_size, have_tok ? tok_path : NULL, coordinator ? report : NULL) ||
         report_memory(comm, &vib))
         goto done;
     if (!coordinator) {
         rc_out = 0;
         goto done;
     }
-    if (rc->output_archive != VT_ARCHIVE_NONE) { /* one file next to the directory */
+    if (rc->output.archive != VT_ARCHIVE_NONE) { /* one file next to the directory */
         char packed[4200];
-        int zst = rc->output_archive == VT_ARCHIVE_TAR_ZST;
-        snprintf(packed, sizeof packed, "%s.%s", rc->output_dir, zst ? "tar.zst" : "tar");
-        if (vt_pack_directory(rc->output_dir, packed, zst)) goto done;
+        int zst = rc->output.archive == VT_ARCHIVE_TAR_ZST;
+        snprintf(packed, sizeof packed, "%s.%s", rc->output.dir, zst ? "tar.zst" : "tar");
+        if (vt_pack_directory(rc->output.dir, packed, zst)) goto done;
         printf("packed %s\n", packed);
     }
     rc_out = 0;
     vt_report_print_table(stdout, &model.cfg, &pruned.cfg, ppl_before, ppl_after);
-    printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", rc->output_dir, vt_dtype_name(rc->output_dtype),
+    printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", rc->output.dir, vt_dtype_name(rc->output.dtype),
            vt_seconds() - t0);
 done:
     json_decref(report);

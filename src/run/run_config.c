@@ -124,48 +124,48 @@ static const char *const sections[] = {"model", "data", "budget", "method", "sch
 
 void vt_run_config_defaults(vt_run_config *rc) {
     memset(rc, 0, sizeof *rc);
-    rc->data_seq_len = 128;
-    rc->data_eval_window = 256;
-    rc->data_fraction = 1.0;
-    rc->data_max_sequences = 0;
-    rc->budget_params = -1;
-    rc->budget_flops = -1;
-    rc->budget_round_to = 1;
-    rc->budget_warmup = 0.5;
-    rc->method_name = VT_METHOD_VIB;
-    rc->method_variant = VT_VARIANT_FASTER;
-    rc->method_beta = 1e-4;
-    rc->method_kl_hidden = rc->method_kl_heads = rc->method_kl_ffn = rc->method_kl_blocks = 1.0;
-    rc->method_temperature = 2.0;
-    rc->method_ce_weight = 0;
-    rc->method_mse_weight = 0;
-    rc->method_theta = 0;
-    rc->method_sharpness = 10;
-    rc->method_prune_interval = 0;
-    rc->method_seed = 1;
-    rc->method_taylor_batches = 4;
-    rc->schedule_steps = 200;
-    rc->schedule_finetune_steps = 100;
-    rc->schedule_batch_size = 8;
-    rc->schedule_lr_mask = 0.05;
-    rc->schedule_lr_weight = 1e-4;
-    rc->schedule_lr_lambda = 0.05;
-    rc->schedule_lr_schedule = VT_LR_COSINE;
-    rc->schedule_warmup_steps = 0;
-    rc->schedule_clip = 1.0;
-    rc->schedule_weight_decay = 0;
-    rc->schedule_log_interval = 10;
-    rc->output_dtype = VT_F32;
-    rc->output_shard_size = 0;
-    rc->output_overwrite = 0;
-    rc->output_archive = VT_ARCHIVE_NONE;
-    rc->parallel_stages = 0;
-    rc->parallel_micro_batches = 0;
-    rc->parallel_seq_chunks = 0;
-    rc->parallel_pack_weights = 0;
-    rc->run_dir[0] = '\0';
-    rc->run_checkpoint_steps = 0;
-    rc->run_checkpoint_minutes = 30;
+    rc->data.seq_len = 128;
+    rc->data.eval_window = 256;
+    rc->data.fraction = 1.0;
+    rc->data.max_sequences = 0;
+    rc->budget.params = -1;
+    rc->budget.flops = -1;
+    rc->budget.round_to = 1;
+    rc->budget.warmup = 0.5;
+    rc->method.name = VT_METHOD_VIB;
+    rc->vib.variant = VT_VARIANT_FASTER;
+    rc->vib.beta = 1e-4;
+    rc->vib.kl_mult[VT_GROUP_HIDDEN] = rc->vib.kl_mult[VT_GROUP_HEADS] = rc->vib.kl_mult[VT_GROUP_FFN] = rc->vib.kl_mult[VT_GROUP_BLOCKS] = 1.0;
+    rc->vib.temperature = 2.0;
+    rc->vib.ce_weight = 0;
+    rc->vib.mse_weight = 0;
+    rc->vib.theta = 0;
+    rc->vib.sharpness = 10;
+    rc->vib.prune_interval = 0;
+    rc->vib.seed = 1;
+    rc->method.taylor_batches = 4;
+    rc->schedule.steps = 200;
+    rc->schedule.finetune_steps = 100;
+    rc->schedule.batch_size = 8;
+    rc->schedule.lr_mask = 0.05;
+    rc->schedule.lr_weight = 1e-4;
+    rc->schedule.lr_lambda = 0.05;
+    rc->schedule.lr_schedule = VT_LR_COSINE;
+    rc->schedule.warmup_steps = 0;
+    rc->schedule.clip = 1.0;
+    rc->schedule.weight_decay = 0;
+    rc->schedule.log_interval = 10;
+    rc->output.dtype = VT_F32;
+    rc->output.shard_size = 0;
+    rc->output.overwrite = 0;
+    rc->output.archive = VT_ARCHIVE_NONE;
+    rc->pipeline.stages = 0;
+    rc->pipeline.micro_batches = 0;
+    rc->pipeline.seq_chunks = 0;
+    rc->pipeline.pack_weights = 0;
+    rc->ckpt.dir[0] = '\0';
+    rc->ckpt.steps = 0;
+    rc->ckpt.minutes = 30;
 }
 
 const char *vt_method_name(vt_method m) { return (unsigned)m < 4 ? method_names[m] : "?"; }
@@ -270,8 +270,8 @@ static int set_value(vt_run_config *rc, int i, const char *text, const char *whe
     char *end;
     switch (k->kind) {
     case K_STRING:
-        if (strlen(text) >= VT_RC_PATH_MAX)
-            return vt_fail("%s: %s.%s: value is longer than %d characters", where, k->section, k->key, VT_RC_PATH_MAX - 1);
+        if (strlen(text) >= VT_PATH_MAX)
+            return vt_fail("%s: %s.%s: value is longer than %d characters", where, k->section, k->key, VT_PATH_MAX - 1);
         strcpy((char *)f, text);
         return 0;
     case K_INT:
@@ -369,7 +369,7 @@ static char *clean_value(char *v, int allow_comment, const char **why) {
 }
 
 static int parse_line(vt_run_config *rc, char *line, int lineno, char *section, size_t section_cap) {
-    char where[VT_RC_PATH_MAX + 32];
+    char where[VT_PATH_MAX + 32];
     char msg[1024];
     snprintf(where, sizeof where, "%s:%d", rc->source, lineno);
     char *s = trim(line);
@@ -434,7 +434,7 @@ int vt_run_config_load(vt_run_config *rc, const char *path) {
 }
 
 int vt_run_config_set(vt_run_config *rc, const char *assignment) {
-    char buf[VT_RC_PATH_MAX + 256];
+    char buf[VT_PATH_MAX + 256];
     char msg[1024];
     if (strlen(assignment) >= sizeof buf) return vt_fail("--set '%.64s...': too long", assignment);
     strcpy(buf, assignment);
@@ -457,7 +457,7 @@ int vt_run_config_set(vt_run_config *rc, const char *assignment) {
     }
     const char *why = NULL;
     char *value = clean_value(eq + 1, 0, &why);
-    char where[VT_RC_PATH_MAX + 300];
+    char where[VT_PATH_MAX + 300];
     snprintf(where, sizeof where, "--set '%s'", assignment);
     if (!value) return vt_fail("%s: %s", where, why);
     if (set_value(rc, i, value, where)) return -1;
@@ -494,7 +494,7 @@ int vt_run_config_is_set(const vt_run_config *rc, const char *section_key) {
 static int check_input(const vt_run_config *rc, const char *section, const char *key, int dir_ok) {
     int i = find_key(section, key);
     const char *path = (const char *)cfield(rc, &keys[i]);
-    char origin[VT_RC_PATH_MAX + 64];
+    char origin[VT_PATH_MAX + 64];
     key_origin(rc, i, origin, sizeof origin);
     struct stat st;
     if (stat(path, &st) != 0 || access(path, R_OK) != 0)
@@ -521,7 +521,7 @@ static int output_is_free(const char *path) {
 
 int vt_run_config_validate(vt_run_config *rc) {
     const char *name = config_name(rc);
-    char origin[VT_RC_PATH_MAX + 64];
+    char origin[VT_PATH_MAX + 64];
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
         if (k->required && ((const char *)cfield(rc, k))[0] == '\0')
@@ -529,9 +529,9 @@ int vt_run_config_validate(vt_run_config *rc) {
     }
 
     int ip = find_key("budget", "params"), ifl = find_key("budget", "flops");
-    int has_params = rc->budget_params >= 0, has_flops = rc->budget_flops >= 0;
+    int has_params = rc->budget.params >= 0, has_flops = rc->budget.flops >= 0;
     if (has_params && has_flops) {
-        char o1[VT_RC_PATH_MAX + 64], o2[VT_RC_PATH_MAX + 64];
+        char o1[VT_PATH_MAX + 64], o2[VT_PATH_MAX + 64];
         return vt_fail("%s: budget.params (%s) and budget.flops (%s) are both set; set exactly one", name,
                        key_origin(rc, ip, o1, sizeof o1), key_origin(rc, ifl, o2, sizeof o2));
     }
@@ -554,20 +554,20 @@ int vt_run_config_validate(vt_run_config *rc) {
     }
 
     if (!vt_run_config_is_set(rc, "data.fraction"))
-        rc->data_fraction = rc->method_name == VT_METHOD_VIB && rc->method_variant == VT_VARIANT_FAST
+        rc->data.fraction = rc->method.name == VT_METHOD_VIB && rc->vib.variant == VT_VARIANT_FAST
                                 ? VT_FAST_FRACTION_DEFAULT
                                 : 1.0;
 
     if (check_input(rc, "model", "path", 1)) return -1;
-    if (rc->model_tokenizer[0] && check_input(rc, "model", "tokenizer", 0)) return -1;
+    if (rc->model.tokenizer[0] && check_input(rc, "model", "tokenizer", 0)) return -1;
     if (check_input(rc, "data", "calib", 0)) return -1;
-    if (rc->data_eval[0] && check_input(rc, "data", "eval", 0)) return -1;
+    if (rc->data.eval[0] && check_input(rc, "data", "eval", 0)) return -1;
 
-    if (!rc->output_overwrite && !output_is_free(rc->output_dir)) {
+    if (!rc->output.overwrite && !output_is_free(rc->output.dir)) {
         key_origin(rc, find_key("output", "dir"), origin, sizeof origin);
         return vt_fail("%s: output.dir '%s' already exists and is not empty; choose another directory or set "
                        "output.overwrite = true",
-                       origin, rc->output_dir);
+                       origin, rc->output.dir);
     }
     return 0;
 }
@@ -609,7 +609,7 @@ static void format_value(char *buf, size_t cap, const vt_run_config *rc, const k
 }
 
 void vt_run_config_print(const vt_run_config *rc, FILE *out) {
-    char value[VT_RC_PATH_MAX + 8];
+    char value[VT_PATH_MAX + 8];
     fprintf(out, "# vtrans-dist prune: effective configuration%s%s\n", rc->source[0] ? " of " : "", rc->source);
     const char *section = "";
     for (int i = 0; i < N_KEYS; i++) {
@@ -714,7 +714,7 @@ char *vt_run_config_resume_settings(const vt_run_config *rc) {
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
         if (may_change_on_resume(k)) continue;
-        char value[VT_RC_PATH_MAX + 8], resolved[VT_RC_PATH_MAX];
+        char value[VT_PATH_MAX + 8], resolved[VT_PATH_MAX];
         if (budget_unset(rc, k)) snprintf(value, sizeof value, "(not set)");
         else format_value(value, sizeof value, rc, k);
         /* an input file by where it is, whatever the directory the run starts from */

@@ -17,7 +17,7 @@ typedef enum { VT_METHOD_VIB = 0, VT_METHOD_MAGNITUDE, VT_METHOD_RANDOM, VT_METH
 typedef enum { VT_VARIANT_FASTER = 0, VT_VARIANT_FULL, VT_VARIANT_FAST } vt_variant;
 typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_archive;
 
-#define VT_RC_PATH_MAX 4096
+#define VT_PATH_MAX 4096
 #define VT_RC_MAX_KEYS 64
 /* data.fraction of the fast variant when the configuration does not set it. */
 #define VT_FAST_FRACTION_DEFAULT 0.03
@@ -25,11 +25,11 @@ typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_arch
 /* Every key of the file, named section_key. docs/CONFIG.md documents each one. Relative paths
  * are relative to the current working directory (not to the config file). */
 typedef struct {
-    char model_path[VT_RC_PATH_MAX];      /* required: llama2.c .bin or HF directory */
-    char model_tokenizer[VT_RC_PATH_MAX]; /* "": found next to the model */
+    char model_path[VT_PATH_MAX];      /* required: llama2.c .bin or HF directory */
+    char model_tokenizer[VT_PATH_MAX]; /* "": found next to the model */
 
-    char data_calib[VT_RC_PATH_MAX]; /* required */
-    char data_eval[VT_RC_PATH_MAX];  /* "": no perplexity before/after */
+    char data_calib[VT_PATH_MAX]; /* required */
+    char data_eval[VT_PATH_MAX];  /* "": no perplexity before/after */
     int data_seq_len;
     int data_eval_window;
     double data_fraction; /* (0, 1]; vt_run_config_validate fills the fast variant's default */
@@ -63,7 +63,7 @@ typedef struct {
     double schedule_weight_decay;
     int schedule_log_interval; /* 0 = no progress lines */
 
-    char output_dir[VT_RC_PATH_MAX]; /* required */
+    char output_dir[VT_PATH_MAX]; /* required */
     vt_dtype output_dtype;
     uint64_t output_shard_size; /* bytes; 0 = one file */
     int output_overwrite;
@@ -74,12 +74,12 @@ typedef struct {
     int parallel_seq_chunks;    /* 0 = automatic */
     int parallel_pack_weights;  /* 1 = pack frozen weights for the micro-kernel (matmul.h); default 0 */
 
-    char run_dir[VT_RC_PATH_MAX]; /* training checkpoints; "" = "<output.dir>.run" */
+    char run_dir[VT_PATH_MAX]; /* training checkpoints; "" = "<output.dir>.run" */
     int run_checkpoint_steps;     /* save every N steps (0 = by time only) */
     double run_checkpoint_minutes; /* save at least this often (0 = by steps only) */
 
-    char source[VT_RC_PATH_MAX]; /* the file loaded, "" when none */
-    char resume[VT_RC_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
+    char source[VT_PATH_MAX]; /* the file loaded, "" when none */
+    char resume[VT_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
     /* --accept-changed KEY[,KEY...]: recorded settings a resume may change all the same (an input
      * moved to another path, say), comma-separated "section.key" names; not a key */
     char resume_accept[1024];

@@ -262,7 +262,7 @@ static void state_io(blob *b, saved_state *s, const trainer *t) {
         else if (!structure_fits(&s->cfg, &t->teacher->cfg))
             bad(b, "the student's structure (hidden %d) does not fit the model (hidden %d)", s->cfg.dim,
                 t->teacher->cfg.dim);
-        else if (vt_masks_init(&s->mk, &s->cfg, t->p->seed) || vt_adam_init(&s->adam_mu, s->mk.n, 0.0) ||
+        else if (vt_masks_init(&s->mk, &s->cfg, t->p->vib.seed) || vt_adam_init(&s->adam_mu, s->mk.n, 0.0) ||
                  vt_adam_init(&s->adam_lv, s->mk.n, 0.0))
             bad(b, "%s", vt_error());
     }
@@ -296,7 +296,7 @@ static void stage_io(blob *b, saved_stage *g, const trainer *t, const vt_config 
             const vt_model *m = g->owned ? &g->own : t->teacher;
             vt_load_parts parts = {m->layer_begin, m->layer_end, m->has_embed, m->has_head};
             size_t w0, wn = vt_trainer_layer_region(m, &w0);
-            if (vt_adam_init(&g->adam_w, wn, t->p->weight_decay) || vt_model_alloc(&g->dw, &m->cfg, parts))
+            if (vt_adam_init(&g->adam_w, wn, t->p->schedule.weight_decay) || vt_model_alloc(&g->dw, &m->cfg, parts))
                 bad(b, "%s", vt_error());
         }
         adam_io(b, &g->adam_w);
@@ -365,11 +365,11 @@ int vt_ckpt_check(trainer *t, const char *dir) {
                      (long long)json_integer_value(json_object_get(m, "ranks")),
                      (long long)json_integer_value(json_object_get(m, "stages")));
     json_t *then = m ? json_object_get(m, "settings") : NULL;
-    if (rc == 0 && t->p->settings && !json_is_object(then) && c->world_rank == 0)
+    if (rc == 0 && t->p->run.settings && !json_is_object(then) && c->world_rank == 0)
         fprintf(stderr, "resume: %s records no settings (made by an older vtrans-dist): the configuration is not "
                         "checked against the run's\n", mp);
-    if (rc == 0 && t->p->settings && json_is_object(then)) {
-        now = settings_json(t->p->settings);
+    if (rc == 0 && t->p->run.settings && json_is_object(then)) {
+        now = settings_json(t->p->run.settings);
         if (!now) rc = -1;
         /* every setting both sides know; one only a newer or older vtrans-dist has is not compared */
         char diff[1800] = "";
@@ -380,7 +380,7 @@ int vt_ckpt_check(trainer *t, const char *dir) {
             json_t *is = now ? json_object_get(now, key) : NULL;
             const char *a = json_string_value(was), *b = json_string_value(is);
             if (!is || (a && b && strcmp(a, b) == 0)) continue;
-            if (vt_key_listed(t->p->resume_accept, key)) {
+            if (vt_key_listed(t->p->run.resume_accept, key)) {
                 if (c->world_rank == 0)
                     fprintf(stderr, "resume: %s is %.300s now, %.300s then (accepted by --accept-changed)\n", key,
                             b && *b ? b : "\"\"", a && *a ? a : "\"\"");
@@ -428,7 +428,7 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
     vt_comm *c = t->comm;
     int P = c->stages * c->replicas, coordinator = c->world_rank == 0, rc = 0;
     char ck[4200], tmp[4300], path[4400];
-    names(t->p->run_dir, pos_in->step, ck, sizeof ck);
+    names(t->p->ckpt.dir, pos_in->step, ck, sizeof ck);
     snprintf(tmp, sizeof tmp, "%s.tmp", ck);
     if (coordinator) {
         vt_rmtree(tmp);
@@ -471,7 +471,7 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
     if (coordinator) { /* complete: rename into place, then the manifest, last */
         json_t *m = json_object(), *list = json_array(), *old = NULL;
         char mp[4200], mtmp[4300];
-        snprintf(mp, sizeof mp, "%s/manifest.json", t->p->run_dir);
+        snprintf(mp, sizeof mp, "%s/manifest.json", t->p->ckpt.dir);
         snprintf(mtmp, sizeof mtmp, "%s.tmp", mp);
         if (vt_path_exists(mp)) old = json_load_file(mp, 0, NULL);
         json_t *old_list = old ? json_object_get(old, "checkpoints") : NULL, *gone = json_array();
@@ -509,8 +509,8 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
         json_object_set_new(m, "ranks", json_integer(P));
         json_object_set_new(m, "stages", json_integer(c->stages));
         json_object_set_new(m, "replicas", json_integer(c->replicas));
-        if (t->p->settings) {
-            json_t *settings = settings_json(t->p->settings);
+        if (t->p->run.settings) {
+            json_t *settings = settings_json(t->p->run.settings);
             if (!settings) rc = -1;
             else json_object_set_new(m, "settings", settings);
         }
@@ -520,11 +520,11 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos_in, const vt_vib_result *out
         if (rc == 0 && !text) rc = vt_fail("%s: out of memory for the manifest", mp);
         if (rc == 0) rc = vt_write_file(mtmp, text, strlen(text));
         if (rc == 0 && rename(mtmp, mp) != 0) rc = vt_fail("%s: cannot replace the manifest: %s", mp, strerror(errno));
-        if (rc == 0) rc = sync_dir(t->p->run_dir);
+        if (rc == 0) rc = sync_dir(t->p->ckpt.dir);
         free(text);
         for (size_t i = 0; rc == 0 && i < json_array_size(gone); i++) {
             char od[4400];
-            snprintf(od, sizeof od, "%s/%s", t->p->run_dir, json_string_value(json_array_get(gone, i)));
+            snprintf(od, sizeof od, "%s/%s", t->p->ckpt.dir, json_string_value(json_array_get(gone, i)));
             vt_rmtree(od);
         }
         json_decref(gone);

@@ -67,7 +67,7 @@ int vt_trainer_alloc_student(trainer *t) {
             if (!(t->dx_last[k] = vt_malloc(sizeof(float) * rows_mb * d, "gradient buffers"))) return -1;
     }
     /* frozen weights multiply through copies packed once (matmul.h); rebuilt with every new student */
-    t->packed = t->p->pack_weights && !t->train_weights && vt_pack_available();
+    t->packed = t->p->pipeline.pack_weights && !t->train_weights && vt_pack_available();
     if (t->packed && (vt_model_packs_init(&t->fs.packs, t->student, 0) || vt_model_packs_init(&t->bw.packs, t->student, 1) ||
                       vt_head_part_pack(&t->head)))
         return -1;
@@ -176,7 +176,7 @@ int vt_trainer_cache_teacher(trainer *t) {
     vt_fwd f;
     if (vt_fwd_init(&f, m, t->Bm, t->T, t->T)) return -1;
     if (vt_comm_last(cm)) {
-        int mse = t->p->mse_weight > 0;
+        int mse = t->p->vib.mse_weight > 0;
         t->cache_e = vt_malloc(sizeof(float) * (tokens * d + 1), "teacher cache");
         t->cache_negent = vt_malloc(sizeof(double) * (tokens + 1), "teacher cache");
         t->step_e = vt_malloc(sizeof(float) * step_rows * d, "teacher rows of a step");
@@ -208,7 +208,7 @@ int vt_trainer_cache_teacher(trainer *t) {
         if (cm->pipe_bcast(cm, t->hx, n, last)) goto fail;
         float *e = vt_comm_last(cm) ? t->cache_e + j0 * T * d : t->hdx;
         double *neg = vt_comm_last(cm) ? t->cache_negent + j0 * T : t->hneg;
-        if (vt_head_teacher(cm, &t->head, t->hx, rows, (float)t->p->temperature, last, e, neg)) goto fail;
+        if (vt_head_teacher(cm, &t->head, t->hx, rows, (float)t->p->vib.temperature, last, e, neg)) goto fail;
     }
     vt_fwd_free(&f);
     return 0;
@@ -259,14 +259,14 @@ static int head_and_loss(trainer *t, int k, const int32_t *tgt, double *acc) {
     int scored = 0; /* cross-entropy is a mean over the batch's scored tokens (T - 1 per sequence) */
     for (int r = 0; r < rows; r++) scored += tgt[r] >= 0;
     double ce_share = (double)scored / ((double)t->B * (t->T - 1));
-    if (vt_head_student(cm, &t->head, xn, rows, (float)p->temperature, share, tgt, p->ce_weight * ce_share, last, e,
+    if (vt_head_student(cm, &t->head, xn, rows, (float)p->vib.temperature, share, tgt, p->vib.ce_weight * ce_share, last, e,
                         t->mk.unit_id, dt, neg, t->hdx, acc))
         return -1;
     if (!vt_comm_last(cm)) return 0;
     float *dx = t->dx_last[k];
     vt_rmsnorm_backward(dx, NULL, t->hdx, tp->x_final, s->final_norm, tp->inv_rms_final, rows, d, 0);
-    if (p->mse_weight > 0) { /* last hidden states against the teacher's, dims matched by unit id */
-        double scale = p->mse_weight / ((double)t->B * t->T * d), total = 0.0;
+    if (p->vib.mse_weight > 0) { /* last hidden states against the teacher's, dims matched by unit id */
+        double scale = p->vib.mse_weight / ((double)t->B * t->T * d), total = 0.0;
         const float *xf = tp->x_final;
         for (int r = 0; r < rows; r++) {
             const float *h = t->step_h + (r0 + (size_t)r) * dt;
@@ -295,14 +295,14 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
     int T = t->T, Bm = t->Bm;
     size_t n = t->mk.n, d = (size_t)s->cfg.dim, rows = (size_t)Bm * t->Tc, act = rows * d;
     vt_model *dw = t->train_weights ? &t->dw : NULL;
-    vt_calib_batch(t->calib, p->seed, step, t->B, t->ids);
+    vt_calib_batch(t->calib, p->vib.seed, step, t->B, t->ids);
     const int64_t *ids = t->ids + (size_t)cm->replica * t->Bd; /* this replica's sequences */
     for (int b = 0; b < t->Bd; b++) {
         const int32_t *q = vt_calib_seq(t->calib, ids[b]);
         memcpy(t->tok + (size_t)b * T, q, sizeof(int32_t) * (size_t)T);
         for (int i = 0; i < T; i++) t->tgt[b * T + i] = i + 1 < T ? q[i + 1] : -1;
     }
-    vt_masks_sample(&t->mk, p->seed, (uint64_t)step, ids, t->Bd, t->z, t->eps);
+    vt_masks_sample(&t->mk, p->vib.seed, (uint64_t)step, ids, t->Bd, t->z, t->eps);
     memset(t->dz, 0, sizeof(float) * n * (size_t)t->Bd);
     vt_masks_zero_grad(&t->mk);
     if (dw) memset(dw->arena, 0, sizeof(float) * dw->arena_floats);
@@ -377,21 +377,21 @@ int vt_trainer_step(trainer *t, long step, int phase, vt_train_record *rec) {
      * the CoFi gradient near the threshold; far from it the keep probabilities saturate, so the
      * KL weight itself is a multiplier too: beta * exp(kl_log_scale), raised by dual ascent while
      * the hard size (every gate kept or not by theta) is over the target, lowered while under. */
-    rec->target = phase == 0 ? vt_budget_target(p->target_fraction, step, (long)(p->ramp_fraction * p->steps))
-                             : p->target_fraction;
-    rec->size = vt_expected_size(&t->mk, &s->cfg, p->kind, t->ctx, p->sharpness, 0.0, NULL, NULL) / t->dense_size;
-    rec->hard_size = vt_expected_size(&t->mk, &s->cfg, p->kind, t->ctx, 1e6, 0.0, NULL, NULL) / t->dense_size;
-    if (phase == 0) t->kl_log_scale += p->lr_lambda * (rec->hard_size - rec->target) / rec->target;
-    rec->beta = p->beta * exp(t->kl_log_scale);
-    rec->kl = vt_masks_kl(&t->mk, p->kl_mult, rec->beta);
+    rec->target = phase == 0 ? vt_budget_target(vt_budget_spec_target(&p->budget), step, (long)(p->budget.warmup * p->schedule.steps))
+                             : vt_budget_spec_target(&p->budget);
+    rec->size = vt_expected_size(&t->mk, &s->cfg, vt_budget_spec_kind(&p->budget), t->ctx, p->vib.sharpness, 0.0, NULL, NULL) / t->dense_size;
+    rec->hard_size = vt_expected_size(&t->mk, &s->cfg, vt_budget_spec_kind(&p->budget), t->ctx, 1e6, 0.0, NULL, NULL) / t->dense_size;
+    if (phase == 0) t->kl_log_scale += p->schedule.lr_lambda * (rec->hard_size - rec->target) / rec->target;
+    rec->beta = p->vib.beta * exp(t->kl_log_scale);
+    rec->kl = vt_masks_kl(&t->mk, p->vib.kl_mult, rec->beta);
     rec->budget = 0.0;
     if (phase == 0) {
         double ds, dl1, dl2;
         rec->budget = vt_budget_term(rec->size, rec->target, &t->lg, &ds, &dl1, &dl2);
-        vt_expected_size(&t->mk, &s->cfg, p->kind, t->ctx, p->sharpness, ds / t->dense_size, t->mk.g_mu,
+        vt_expected_size(&t->mk, &s->cfg, vt_budget_spec_kind(&p->budget), t->ctx, p->vib.sharpness, ds / t->dense_size, t->mk.g_mu,
                          t->mk.g_logvar);
-        t->lg.lambda1 += p->lr_lambda * dl1; /* gradient ascent on the multipliers */
-        t->lg.lambda2 += p->lr_lambda * dl2;
+        t->lg.lambda1 += p->schedule.lr_lambda * dl1; /* gradient ascent on the multipliers */
+        t->lg.lambda2 += p->schedule.lr_lambda * dl2;
     }
     rec->lambda1 = t->lg.lambda1;
     rec->lambda2 = t->lg.lambda2;

@@ -97,21 +97,20 @@ void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed) {
 vt_vib_params tu_vib_params(void) {
     vt_vib_params p;
     memset(&p, 0, sizeof p);
-    p.kind = VT_BUDGET_PARAMS;
-    p.target_fraction = 0.6;
-    p.round_to = 1;
-    p.ramp_fraction = 0.5;
-    p.beta = 1e-2;
-    for (int g = 0; g < 4; g++) p.kl_mult[g] = 1.0;
-    p.temperature = 2.0;
-    p.sharpness = 10.0;
-    p.seed = 3;
-    p.steps = 12;
-    p.batch_size = 4;
-    p.lr_mask = 0.1;
-    p.lr_weight = 1e-3;
-    p.lr_lambda = 0.05;
-    p.clip = 1.0;
-    p.schedule = VT_LR_CONSTANT;
+    p.budget.params = 0.6;
+    p.budget.round_to = 1;
+    p.budget.warmup = 0.5;
+    p.vib.beta = 1e-2;
+    for (int g = 0; g < 4; g++) p.vib.kl_mult[g] = 1.0;
+    p.vib.temperature = 2.0;
+    p.vib.sharpness = 10.0;
+    p.vib.seed = 3;
+    p.schedule.steps = 12;
+    p.schedule.batch_size = 4;
+    p.schedule.lr_mask = 0.1;
+    p.schedule.lr_weight = 1e-3;
+    p.schedule.lr_lambda = 0.05;
+    p.schedule.clip = 1.0;
+    p.schedule.lr_schedule = VT_LR_CONSTANT;
     return p;
 }
