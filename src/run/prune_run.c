@@ -70,47 +70,15 @@ void vt_prune_catch_signals(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, double target, const char *run_dir) {
-    vt_vib_params p;
-    memset(&p, 0, sizeof p);
-    p.kind = kind;
-    p.target_fraction = target;
-    p.round_to = rc->budget.round_to;
-    p.ramp_fraction = rc->budget.warmup;
-    p.beta = rc->vib.beta;
-    p.kl_mult[VT_GROUP_HIDDEN] = rc->vib.kl_mult[VT_GROUP_HIDDEN];
-    p.kl_mult[VT_GROUP_HEADS] = rc->vib.kl_mult[VT_GROUP_HEADS];
-    p.kl_mult[VT_GROUP_FFN] = rc->vib.kl_mult[VT_GROUP_FFN];
-    p.kl_mult[VT_GROUP_BLOCKS] = rc->vib.kl_mult[VT_GROUP_BLOCKS];
-    p.temperature = rc->vib.temperature;
-    p.ce_weight = rc->vib.ce_weight;
-    p.mse_weight = rc->vib.mse_weight;
-    p.theta = rc->vib.theta;
-    p.sharpness = rc->vib.sharpness;
-    p.prune_interval = rc->vib.prune_interval;
-    p.seed = rc->vib.seed;
-    p.steps = rc->schedule.steps;
-    p.finetune_steps = rc->vib.variant == VT_VARIANT_FASTER ? 0 : rc->schedule.finetune_steps;
-    p.batch_size = rc->schedule.batch_size;
-    p.micro_batches = rc->pipeline.micro_batches;
-    p.seq_chunks = rc->pipeline.seq_chunks;
-    p.pack_weights = rc->pipeline.pack_weights;
-    p.lr_mask = rc->schedule.lr_mask;
-    p.lr_weight = rc->schedule.lr_weight;
-    p.lr_lambda = rc->schedule.lr_lambda;
-    p.clip = rc->schedule.clip;
-    p.weight_decay = rc->schedule.weight_decay;
-    p.schedule = rc->schedule.lr_schedule;
-    p.warmup_steps = rc->schedule.warmup_steps;
-    p.log_interval = rc->schedule.log_interval;
-    p.log = stderr;
-    p.run_dir = run_dir;
-    p.checkpoint_steps = rc->ckpt.steps;
-    p.checkpoint_minutes = rc->ckpt.minutes;
-    p.resume_dir = rc->resume[0] ? rc->resume : NULL;
-    p.resume_accept = rc->resume_accept;
-    p.stop = &stop_requested;
-    return p;
+/* The trainer takes the run configuration's own sub-structs; the run directory defaults to
+ * "<output.dir>.run". */
+static int vib_params(const vt_run_config *rc, vt_vib_params *p) {
+    *p = (vt_vib_params){.budget = rc->budget, .vib = rc->vib, .schedule = rc->schedule, .pipeline = rc->pipeline,
+                         .ckpt = rc->ckpt};
+    p->run = (vt_vib_runtime){.resume_dir = rc->resume[0] ? rc->resume : NULL, .resume_accept = rc->resume_accept,
+                              .stop = &stop_requested, .log = stderr};
+    if (!p->ckpt.dir[0]) return vt_path_fmt(p->ckpt.dir, sizeof p->ckpt.dir, "%s.run", rc->output.dir);
+    return 0;
 }
 
 static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
@@ -200,14 +168,13 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
     double t_prune = vt_seconds();
     long steps = 0, tokens = 0;
     if (rc->method.name == VT_METHOD_VIB) {
-        char run_dir[4200];
-        if (rc->ckpt.dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->ckpt.dir);
-        else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output.dir);
-        vt_vib_params p = vib_params(rc, kind, target, run_dir);
+        vt_vib_params p;
+        if (vt_comm_agree(comm, vib_params(rc, &p))) goto done;
+        const char *run_dir = p.ckpt.dir;
         /* what a resume must keep the same, recorded with the checkpoints and checked on --resume */
         char *settings = vt_run_config_resume_settings(rc);
         if (vt_comm_agree(comm, settings ? 0 : -1)) goto done;
-        p.settings = settings;
+        p.run.settings = settings;
         /* Machine-readable progress next to the checkpoints (appended across resumes). */
         FILE *jsonl = NULL;
         if (coordinator && vt_mkdir_p(run_dir) == 0) {
@@ -215,7 +182,7 @@ int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm) {
             snprintf(jp, sizeof jp, "%s/progress.jsonl", run_dir);
             jsonl = fopen(jp, "a");
         }
-        p.jsonl = jsonl;
+        p.run.jsonl = jsonl;
         int trained = vt_vib_prune_part(&model, &calib, &p, comm, &vib);
         if (jsonl) fclose(jsonl);
         free(settings);

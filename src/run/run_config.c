@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -58,63 +60,63 @@ static const int round_to_allowed[] = {1, 8, 64, 128, 0};
 #define ENUM(s, k, f, names) {s, k, K_ENUM, OFF(f), names, 0, 0, 0, 0, NULL, 0}
 
 static const key_def keys[] = {
-    STR("model", "path", model_path, 1),
-    STR("model", "tokenizer", model_tokenizer, 0),
+    STR("model", "path", model.path, 1),
+    STR("model", "tokenizer", model.tokenizer, 0),
 
-    STR("data", "calib", data_calib, 1),
-    STR("data", "eval", data_eval, 0),
-    INT("data", "seq_len", data_seq_len, 2),
-    INT("data", "eval_window", data_eval_window, 2),
-    {"data", "fraction", K_DOUBLE, OFF(data_fraction), NULL, 0, 1, 1, 0, NULL, 0},
-    {"data", "max_sequences", K_LONG, OFF(data_max_sequences), NULL, 0, (double)LONG_MAX, 0, 0, NULL, 0},
+    STR("data", "calib", data.calib, 1),
+    STR("data", "eval", data.eval, 0),
+    INT("data", "seq_len", data.seq_len, 2),
+    INT("data", "eval_window", data.eval_window, 2),
+    {"data", "fraction", K_DOUBLE, OFF(data.fraction), NULL, 0, 1, 1, 0, NULL, 0},
+    {"data", "max_sequences", K_LONG, OFF(data.max_sequences), NULL, 0, (double)LONG_MAX, 0, 0, NULL, 0},
 
-    {"budget", "params", K_DOUBLE, OFF(budget_params), NULL, 0, 1, 1, 1, NULL, 0},
-    {"budget", "flops", K_DOUBLE, OFF(budget_flops), NULL, 0, 1, 1, 1, NULL, 0},
-    {"budget", "round_to", K_INT, OFF(budget_round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0},
-    DBL("budget", "warmup", budget_warmup, 0, 1),
+    {"budget", "params", K_DOUBLE, OFF(budget.params), NULL, 0, 1, 1, 1, NULL, 0},
+    {"budget", "flops", K_DOUBLE, OFF(budget.flops), NULL, 0, 1, 1, 1, NULL, 0},
+    {"budget", "round_to", K_INT, OFF(budget.round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0},
+    DBL("budget", "warmup", budget.warmup, 0, 1),
 
-    ENUM("method", "name", method_name, method_names),
-    ENUM("method", "variant", method_variant, variant_names),
-    DBL("method", "beta", method_beta, 0, INF),
-    DBL("method", "kl_hidden", method_kl_hidden, 0, INF),
-    DBL("method", "kl_heads", method_kl_heads, 0, INF),
-    DBL("method", "kl_ffn", method_kl_ffn, 0, INF),
-    DBL("method", "kl_blocks", method_kl_blocks, 0, INF),
-    POS("method", "temperature", method_temperature),
-    DBL("method", "ce_weight", method_ce_weight, 0, INF),
-    DBL("method", "mse_weight", method_mse_weight, 0, INF),
-    DBL("method", "theta", method_theta, -INF, INF),
-    POS("method", "sharpness", method_sharpness),
-    INT("method", "prune_interval", method_prune_interval, 0),
-    {"method", "seed", K_U64, OFF(method_seed), NULL, 0, 0, 0, 0, NULL, 0},
-    INT("method", "taylor_batches", method_taylor_batches, 1),
+    ENUM("method", "name", method.name, method_names),
+    ENUM("method", "variant", vib.variant, variant_names),
+    DBL("method", "beta", vib.beta, 0, INF),
+    DBL("method", "kl_hidden", vib.kl_mult[VT_GROUP_HIDDEN], 0, INF),
+    DBL("method", "kl_heads", vib.kl_mult[VT_GROUP_HEADS], 0, INF),
+    DBL("method", "kl_ffn", vib.kl_mult[VT_GROUP_FFN], 0, INF),
+    DBL("method", "kl_blocks", vib.kl_mult[VT_GROUP_BLOCKS], 0, INF),
+    POS("method", "temperature", vib.temperature),
+    DBL("method", "ce_weight", vib.ce_weight, 0, INF),
+    DBL("method", "mse_weight", vib.mse_weight, 0, INF),
+    DBL("method", "theta", vib.theta, -INF, INF),
+    POS("method", "sharpness", vib.sharpness),
+    INT("method", "prune_interval", vib.prune_interval, 0),
+    {"method", "seed", K_U64, OFF(vib.seed), NULL, 0, 0, 0, 0, NULL, 0},
+    INT("method", "taylor_batches", method.taylor_batches, 1),
 
-    INT("schedule", "steps", schedule_steps, 1),
-    INT("schedule", "finetune_steps", schedule_finetune_steps, 0),
-    INT("schedule", "batch_size", schedule_batch_size, 1),
-    POS("schedule", "lr_mask", schedule_lr_mask),
-    DBL("schedule", "lr_weight", schedule_lr_weight, 0, INF),
-    DBL("schedule", "lr_lambda", schedule_lr_lambda, 0, INF),
-    ENUM("schedule", "lr_schedule", schedule_lr_schedule, schedule_names),
-    INT("schedule", "warmup_steps", schedule_warmup_steps, 0),
-    DBL("schedule", "clip", schedule_clip, 0, INF),
-    DBL("schedule", "weight_decay", schedule_weight_decay, 0, INF),
-    INT("schedule", "log_interval", schedule_log_interval, 0),
+    INT("schedule", "steps", schedule.steps, 1),
+    INT("schedule", "finetune_steps", schedule.finetune_steps, 0),
+    INT("schedule", "batch_size", schedule.batch_size, 1),
+    POS("schedule", "lr_mask", schedule.lr_mask),
+    DBL("schedule", "lr_weight", schedule.lr_weight, 0, INF),
+    DBL("schedule", "lr_lambda", schedule.lr_lambda, 0, INF),
+    ENUM("schedule", "lr_schedule", schedule.lr_schedule, schedule_names),
+    INT("schedule", "warmup_steps", schedule.warmup_steps, 0),
+    DBL("schedule", "clip", schedule.clip, 0, INF),
+    DBL("schedule", "weight_decay", schedule.weight_decay, 0, INF),
+    INT("schedule", "log_interval", schedule.log_interval, 0),
 
-    STR("output", "dir", output_dir, 1),
-    ENUM("output", "dtype", output_dtype, dtype_names),
-    {"output", "shard_size", K_SIZE, OFF(output_shard_size), NULL, 0, 0, 0, 0, NULL, 0},
-    {"output", "overwrite", K_BOOL, OFF(output_overwrite), NULL, 0, 0, 0, 0, NULL, 0},
-    ENUM("output", "archive", output_archive, archive_names),
+    STR("output", "dir", output.dir, 1),
+    ENUM("output", "dtype", output.dtype, dtype_names),
+    {"output", "shard_size", K_SIZE, OFF(output.shard_size), NULL, 0, 0, 0, 0, NULL, 0},
+    {"output", "overwrite", K_BOOL, OFF(output.overwrite), NULL, 0, 0, 0, 0, NULL, 0},
+    ENUM("output", "archive", output.archive, archive_names),
 
-    INT("parallel", "stages", parallel_stages, 0),
-    INT("parallel", "micro_batches", parallel_micro_batches, 0),
-    INT("parallel", "seq_chunks", parallel_seq_chunks, 0),
-    {"parallel", "pack_weights", K_BOOL, OFF(parallel_pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
+    INT("parallel", "stages", pipeline.stages, 0),
+    INT("parallel", "micro_batches", pipeline.micro_batches, 0),
+    INT("parallel", "seq_chunks", pipeline.seq_chunks, 0),
+    {"parallel", "pack_weights", K_BOOL, OFF(pipeline.pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
 
-    STR("run", "dir", run_dir, 0),
-    INT("run", "checkpoint_steps", run_checkpoint_steps, 0),
-    DBL("run", "checkpoint_minutes", run_checkpoint_minutes, 0, INF),
+    STR("run", "dir", ckpt.dir, 0),
+    INT("run", "checkpoint_steps", ckpt.steps, 0),
+    DBL("run", "checkpoint_minutes", ckpt.minutes, 0, INF),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= VT_RC_MAX_KEYS, "raise VT_RC_MAX_KEYS");
@@ -135,7 +137,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->method.name = VT_METHOD_VIB;
     rc->vib.variant = VT_VARIANT_FASTER;
     rc->vib.beta = 1e-4;
-    rc->vib.kl_mult[VT_GROUP_HIDDEN] = rc->vib.kl_mult[VT_GROUP_HEADS] = rc->vib.kl_mult[VT_GROUP_FFN] = rc->vib.kl_mult[VT_GROUP_BLOCKS] = 1.0;
+    for (int g = 0; g < VT_N_GROUPS; g++) rc->vib.kl_mult[g] = 1.0;
     rc->vib.temperature = 2.0;
     rc->vib.ce_weight = 0;
     rc->vib.mse_weight = 0;

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,4 +319,14 @@ void vt_outdir_abort(vt_outdir *o) {
     vt_rmtree(o->tmp);
     vt_fail("%s", pending);
     o->active = 0;
+}
+
+int vt_path_fmt(char *out, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap)
+        return vt_fail("path '%.200s...' is longer than the %zu characters allowed", cap ? out : "", cap ? cap - 1 : 0);
+    return 0;
 }

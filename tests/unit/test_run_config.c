@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "run/run_config.h"

@@ -162,7 +162,7 @@ static void test_resume_matches_uninterrupted(void **st) {
     (void)st;
     fixture f;
     setup(&f);
-    char *dir = tu_tempdir(), run[4200], path[4400];
+    char *dir = tu_tempdir(), run[VT_PATH_MAX], path[4400];
     snprintf(run, sizeof run, "%s/run", dir);
     vt_vib_params p = params();
     p.schedule.steps = 10;
@@ -229,7 +229,7 @@ static void test_resume_matches_uninterrupted(void **st) {
     vt_vib_result_free(&resumed);
     vt_vib_result_free(&whole);
     /* masks only: the newest checkpoint is in the mask phase, after iterative pruning sliced the student */
-    char run2[4300];
+    char run2[VT_PATH_MAX];
     snprintf(run2, sizeof run2, "%s/run2", dir);
     p.schedule.finetune_steps = 0;
     p.vib.beta = 10.0; /* strong pressure: iterative pruning slices the student before the checkpoints */
@@ -261,7 +261,7 @@ static void test_resume_refuses_changed_settings(void **st) {
     (void)st;
     fixture f;
     setup(&f);
-    char *dir = tu_tempdir(), run[4200], path[4400];
+    char *dir = tu_tempdir(), run[VT_PATH_MAX], path[4400];
     snprintf(run, sizeof run, "%s/run", dir);
     vt_vib_params p = params(); /* constant learning rate */
     p.schedule.steps = 8;

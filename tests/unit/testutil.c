@@ -105,6 +105,7 @@ vt_vib_params tu_vib_params(void) {
     p.vib.temperature = 2.0;
     p.vib.sharpness = 10.0;
     p.vib.seed = 3;
+    p.vib.variant = VT_VARIANT_FULL; /* schedule.finetune_steps (0 here) fine-tunes when a test sets it */
     p.schedule.steps = 12;
     p.schedule.batch_size = 4;
     p.schedule.lr_mask = 0.1;
