@@ -6,6 +6,7 @@
 #include "mpi_commands.h"
 #include "mpi_errors.h"
 #include "pipe_open.h"
+#include "cli/prune_cli.h"
 #include "run/prune_run.h"
 #include "run/run_config.h"
 

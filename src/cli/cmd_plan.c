@@ -280,25 +280,15 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     print_alternatives(in, p, memory);
 }
 
-int vt_cmd_plan(int argc, char **argv) {
-    vt_opt opts[] = {
-        {"config", 1, "the run configuration (INI)", NULL, 0},
-        {"ranks", 1, "MPI ranks P of the job (P = stages x replicas)", NULL, 0},
-        {"stages", 1, "pipeline stages S (overrides parallel.stages; 0 = automatic)", NULL, 0},
-        {"model-config", 1, "an HF config.json to plan from instead of model.path (see configs/shapes/)", NULL, 0},
-        {"memory-per-rank", 1, "warn when a rank needs more than this (e.g. 24G)", NULL, 0},
-        {"calib-sequences", 1, "calibration sequences the teacher cache holds (default data.max_sequences)", NULL, 0},
-        {"gflops-per-rank", 1, "estimate step and run times at this sustained rate per rank", NULL, 0},
-        {"set", 1, "section.key=value: override a config key (repeatable)", NULL, 0},
-    };
-    int n = (int)(sizeof opts / sizeof opts[0]), help = 0;
-    if (vt_args_parse(opts, n, argc, argv, 1, &help)) return vt_cmd_fail("plan");
-    if (help) {
-        vt_args_usage("plan", synopsis, opts, n);
-        printf("\nPrints the topology, each stage's layers, per-rank memory and FLOPs of a run without loading\n"
-               "weights. How to read it: docs/CLUSTER.md.\n");
-        return 0;
-    }
+static int plan_help(vt_opt *opts, int n) {
+    vt_args_usage("plan", synopsis, opts, n);
+    printf("\nPrints the topology, each stage's layers, per-rank memory and FLOPs of a run without loading\n"
+           "weights. How to read it: docs/CLUSTER.md.\n");
+    return 0;
+}
+
+/* `plan` with its options parsed. */
+static int plan(vt_opt *opts, int n, int argc, char **argv) {
     long ranks, stages = -1, calib = 0;
     double memory = 0.0, gflops = 0.0;
     if (vt_args_require(opts, n, "config") || vt_args_require(opts, n, "ranks") ||
@@ -327,12 +317,8 @@ int vt_cmd_plan(int argc, char **argv) {
     const char *config = vt_args_get(opts, n, "config");
     vt_run_config rc;
     if (vt_run_config_load(&rc, config)) return vt_cmd_fail("plan");
-    for (int i = 1; i < argc; i++) {
-        const char *set = NULL;
-        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) set = argv[++i];
-        else if (strncmp(argv[i], "--set=", 6) == 0) set = argv[i] + 6;
-        if (set && vt_run_config_set(&rc, set)) return vt_cmd_fail("plan");
-    }
+    for (int i = 0; i < vt_args_find(opts, n, "set")->seen; i++)
+        if (vt_run_config_set(&rc, vt_args_nth(opts, n, argc, argv, 1, "set", i))) return vt_cmd_fail("plan");
 
     vt_config c;
     char source[VT_PATH_MAX + 16];
@@ -367,4 +353,20 @@ int vt_cmd_plan(int argc, char **argv) {
     vt_plan_free(&p);
     vt_config_free(&c);
     return 0;
+}
+
+int vt_cmd_plan(int argc, char **argv) {
+    vt_opt opts[] = {
+        {"config", 1, "the run configuration (INI)", NULL, 0},
+        {"ranks", 1, "MPI ranks P of the job (P = stages x replicas)", NULL, 0},
+        {"stages", 1, "pipeline stages S (overrides parallel.stages; 0 = automatic)", NULL, 0},
+        {"model-config", 1, "an HF config.json to plan from instead of model.path (see configs/shapes/)", NULL, 0},
+        {"memory-per-rank", 1, "warn when a rank needs more than this (e.g. 24G)", NULL, 0},
+        {"calib-sequences", 1, "calibration sequences the teacher cache holds (default data.max_sequences)", NULL, 0},
+        {"gflops-per-rank", 1, "estimate step and run times at this sustained rate per rank", NULL, 0},
+        {"set", 1, "section.key=value: override a config key (repeatable)", NULL, 0},
+    };
+    int n = (int)(sizeof opts / sizeof opts[0]), help = 0;
+    if (vt_args_parse(opts, n, argc, argv, 1, &help)) return vt_cmd_fail("plan");
+    return help ? plan_help(opts, n) : plan(opts, n, argc, argv);
 }
