@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/fsutil.h"
 #include "nn/forward.h"
 #include "cli/generate_cli.h"
 #include "nn/model.h"
@@ -61,7 +62,7 @@ int vt_cmd_generate(int argc, char **argv) {
                 o.stages, o.stages);
         return vt_cmd_fail("generate");
     }
-    char tok_path[4096];
+    char tok_path[VT_PATH_MAX];
     vt_tokenizer tok;
     vt_model m;
     if (vt_generate_tokenizer(&o, &tok, tok_path, sizeof tok_path)) return vt_cmd_fail("generate");

@@ -87,7 +87,7 @@ int vt_hf_write_index(const char *path, const vt_hf_tensor *t, int n, const int 
 }
 
 int vt_hf_write_files(const vt_model *m, const char *dir, vt_dtype dtype, size_t shard_bytes, const char *tokenizer) {
-    char path[4096], name[64];
+    char path[VT_PATH_MAX], name[64];
     if (vt_path_join(path, sizeof path, dir, "config.json") || vt_hf_config_write(path, &m->cfg, dtype)) return -1;
     vt_hf_tensor *t = NULL;
     int n = 0;

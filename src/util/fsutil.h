@@ -53,8 +53,8 @@ int vt_rmtree(const char *path);
  * no half-written output. An existing target that is a non-empty directory or a file is refused
  * unless overwrite is set; then it is replaced only at commit. */
 typedef struct {
-    char target[4096];
-    char tmp[4096 + 32];
+    char target[VT_PATH_MAX];
+    char tmp[VT_PATH_MAX]; /* target + ".tmp-XXXXXX" */
     int overwrite;
     int active; /* tmp exists and is ours */
 } vt_outdir;
