@@ -1,4 +1,4 @@
-/* cmd_eval.c — `vtrans-dist eval`: perplexity of a model on a data file (DESIGN.md section 5). */
+/* cmd_eval.c — `vtrans-dist eval`: perplexity of a model on a data file (README.md, "Evaluation protocol"). */
 #include "util/args.h"
 #include "cli/commands.h"
 #include "util/error.h"

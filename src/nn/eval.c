@@ -1,4 +1,4 @@
-/* eval.c — windowed perplexity evaluation (DESIGN.md section 5) over the batched forward pass. */
+/* eval.c — windowed perplexity evaluation (README.md, "Evaluation protocol") over the batched forward pass. */
 #include "nn/eval.h"
 
 #include <math.h>
