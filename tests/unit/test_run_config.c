@@ -18,14 +18,13 @@
 #include "run/run_config.h"
 #include "util/args.h"
 
-static char *tmp;            /* this run's temporary directory */
+static char *tmp;            /* this run's temporary directory (tu_dir) */
 static char ini_path[1024];  /* tmp/run.ini */
 static char model_path[1024], calib_path[1024], eval_path[1024], tok_path[1024], out_path[1024];
 
 static int setup(void **state) {
-    (void)state;
-    tmp = tu_tempdir();
-    if (!tmp) return -1;
+    if (tu_group_setup(state)) return -1;
+    tmp = tu_dir;
     snprintf(ini_path, sizeof ini_path, "%s/run.ini", tmp);
     snprintf(model_path, sizeof model_path, "%s/model.bin", tmp);
     snprintf(calib_path, sizeof calib_path, "%s/calib.txt", tmp);
@@ -35,13 +34,6 @@ static int setup(void **state) {
     const char *x = "x";
     return tu_write_file(model_path, x, 1) || tu_write_file(calib_path, x, 1) || tu_write_file(eval_path, x, 1) ||
            tu_write_file(tok_path, x, 1);
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(tmp);
-    free(tmp);
-    return 0;
 }
 
 /* Writes text as tmp/run.ini and loads it. */
@@ -712,5 +704,5 @@ int main(void) {
         cmocka_unit_test(test_resume_settings),
         cmocka_unit_test(test_shipped_configs),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_group_teardown);
 }

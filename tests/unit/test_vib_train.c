@@ -248,8 +248,7 @@ static void test_resume_matches_uninterrupted(void **st) {
     assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     vt_vib_result_free(&resumed);
     vt_vib_result_free(&whole);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     teardown(&f);
 }
 
@@ -369,8 +368,7 @@ static void test_resume_refuses_changed_settings(void **st) {
     vt_vib_result_free(&r);
     free(now);
     free(saved);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     teardown(&f);
 }
 

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/fsutil.h"
+
 const char *tu_fixture(const char *relative) {
     static char buf[8][4096];
     static int slot;
@@ -21,9 +23,10 @@ int tu_have_fixture(const char *relative) { return access(tu_fixture(relative), 
 
 char *tu_tempdir(void) {
     const char *tmp = getenv("TMPDIR");
-    char *path = malloc(4096);
-    snprintf(path, 4096, "%s/vt-test-XXXXXX", tmp ? tmp : "/tmp");
-    if (!mkdtemp(path)) {
+    char *path = malloc(VT_PATH_MAX);
+    if (!path) return NULL;
+    int n = snprintf(path, VT_PATH_MAX, "%s/vt-test-XXXXXX", tmp ? tmp : "/tmp");
+    if (n < 0 || n >= VT_PATH_MAX || !mkdtemp(path)) {
         free(path);
         return NULL;
     }
@@ -37,6 +40,34 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 void tu_rmtree(const char *path) {
     if (path) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void tu_tempdir_remove(char *dir) {
+    tu_rmtree(dir);
+    free(dir);
+}
+
+char *tu_dir;
+
+int tu_group_setup(void **state) {
+    (void)state;
+    tu_dir = tu_tempdir();
+    return tu_dir ? 0 : -1;
+}
+
+int tu_group_teardown(void **state) {
+    (void)state;
+    tu_tempdir_remove(tu_dir);
+    tu_dir = NULL;
+    return 0;
+}
+
+const char *tu_in_dir(const char *name) {
+    static char buf[8][VT_PATH_MAX];
+    static int slot;
+    char *p = buf[slot++ % 8];
+    snprintf(p, VT_PATH_MAX, "%s/%s", tu_dir, name);
+    return p;
 }
 
 int tu_write_file(const char *path, const void *data, size_t n) {
