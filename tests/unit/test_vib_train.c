@@ -265,7 +265,7 @@ static void test_resume_refuses_changed_settings(void **st) {
     vt_vib_params p = params(); /* constant learning rate */
     p.schedule.steps = 8;
     p.schedule.finetune_steps = 4;
-    /* the configuration these parameters come from (prune_run.c maps one onto the other) */
+    /* the configuration these parameters come from (prune_run.c hands its sub-structs to the trainer) */
     vt_run_config rc;
     vt_run_config_defaults(&rc);
     snprintf(rc.model.path, sizeof rc.model.path, "%s", dir);
