@@ -194,6 +194,22 @@ static void print_pipeline(const vt_plan_input *in, const vt_plan *p) {
            chunks, why, 100.0 * p->bubble);
 }
 
+/* The packed copies of the frozen weights: what they take, or would take when switched on. */
+static void print_packs(const vt_run_config *rc, const vt_plan_input *in, const vt_plan *p) {
+    char buf[64];
+    double packs = 0.0;
+    for (int s = 0; s < p->stages; s++) packs = p->stage[s].packs > packs ? p->stage[s].packs : packs;
+    format_bytes(packs, buf, sizeof buf);
+    if (in->pack_weights)
+        printf("packs        weights include up to %s per rank: the frozen weights packed once for BLIS's\n"
+               "             micro-kernel (parallel.pack_weights; docs/PERFORMANCE.md)\n",
+               buf);
+    else if (rc->method.name == VT_METHOD_VIB)
+        printf("packs        parallel.pack_weights = true would add up to %s per rank for faster mask steps\n"
+               "             (the frozen weights packed once for BLIS's micro-kernel; docs/PERFORMANCE.md)\n",
+               buf);
+}
+
 static void print_plan(const char *config, const char *model_source, const vt_run_config *rc,
                        const vt_plan_input *in, const vt_plan *p, int stages_from_option, double memory,
                        double gflops) {
@@ -219,17 +235,7 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
            p->stages == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s", why, p->stages);
     print_pipeline(in, p);
     print_stages(p);
-    double packs = 0.0;
-    for (int s = 0; s < p->stages; s++) packs = p->stage[s].packs > packs ? p->stage[s].packs : packs;
-    format_bytes(packs, buf, sizeof buf);
-    if (in->pack_weights)
-        printf("packs        weights include up to %s per rank: the frozen weights packed once for BLIS's\n"
-               "             micro-kernel (parallel.pack_weights; docs/PERFORMANCE.md)\n",
-               buf);
-    else if (rc->method.name == VT_METHOD_VIB)
-        printf("packs        parallel.pack_weights = true would add up to %s per rank for faster mask steps\n"
-               "             (the frozen weights packed once for BLIS's micro-kernel; docs/PERFORMANCE.md)\n",
-               buf);
+    print_packs(rc, in, p);
 
     format_flops(p->flops_token, buf, sizeof buf);
     printf("\nFLOPs        %s per token forward (mean context %.1f)\n", buf, p->ctx);
