@@ -20,7 +20,7 @@ static const command commands[] = {
     {"prune", NULL, vt_cmd_prune, "prune a model to a size or FLOPs budget (VTrans or a baseline) and write it"},
     {"inspect", vt_cmd_inspect, NULL, "architecture, per-layer sizes, dtype and parameter counts of a checkpoint"},
     {"generate", NULL, vt_cmd_generate, "generate text from a prompt"},
-    {"eval", NULL, vt_cmd_eval, "perplexity on a data file (windowed, DESIGN.md section 5)"},
+    {"eval", NULL, vt_cmd_eval, "perplexity on a data file (windowed; README.md, Evaluation protocol)"},
     {"convert", vt_cmd_convert, NULL, "write a checkpoint as an HF-style safetensors directory"},
     {"tokenize", vt_cmd_tokenize, NULL, "write the token stream of a data file"},
     {"plan", vt_cmd_plan, NULL, "size a cluster run: stages x replicas, layers per stage, memory per rank, FLOPs"},

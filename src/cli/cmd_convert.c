@@ -46,7 +46,7 @@ int vt_cmd_convert(int argc, char **argv) {
     }
     vt_model m;
     if (vt_model_load(&m, model_path, vt_load_all())) return vt_cmd_fail("convert");
-    char tok_path[4096];
+    char tok_path[VT_PATH_MAX];
     const char *tokenizer = NULL;
     if (vt_tokenizer_locate(model_path, given, tok_path, sizeof tok_path) == 0) tokenizer = tok_path;
     else if (!given) fprintf(stderr, "vtrans-dist convert: note: %s; writing no tokenizer\n", vt_error());

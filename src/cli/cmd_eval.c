@@ -1,4 +1,4 @@
-/* cmd_eval.c — `vtrans-dist eval`: perplexity of a model on a data file (DESIGN.md section 5), in
+/* cmd_eval.c — `vtrans-dist eval`: perplexity of a model on a data file (README.md, "Evaluation protocol"), in
  * one process or as a pipeline over a world of ranks: world rank 0 reads and tokenizes the data
  * and shares the ids; every rank runs its part of the one eval loop (vt_pipeline_eval). */
 #include <stdint.h>

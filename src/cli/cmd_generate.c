@@ -11,6 +11,7 @@
 #include "io/tokenizer.h"
 #include "util/args.h"
 #include "util/error.h"
+#include "util/fsutil.h"
 
 /* The prompt: world rank 0 alone holds the tokenizer (it alone prints text); every rank holds the
  * prompt ids and the steps. */
@@ -33,7 +34,7 @@ static void prompt_free(prompt *p) {
 static int prepare_prompt(vt_world *w, const vt_generate_options *o, const vt_config *c, prompt *p) {
     int rc = 0;
     if (w->rank == 0) {
-        char tok_path[4096];
+        char tok_path[VT_PATH_MAX];
         rc = vt_generate_tokenizer(o, &p->tok, tok_path, sizeof tok_path);
         p->have_tok = rc == 0;
         if (rc == 0) rc = vt_generate_prompt(o, &p->tok, tok_path, c, &p->steps, &p->ids, &p->n);

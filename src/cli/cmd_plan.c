@@ -27,7 +27,7 @@ static int read_model_config(const vt_run_config *rc, const char *model_config, 
         snprintf(source, cap, "%s", model_config);
         return vt_hf_config_read(model_config, c, NULL);
     }
-    const char *path = rc->model_path;
+    const char *path = rc->model.path;
     if (!path[0])
         return vt_fail("%s: model.path is not set; set it or pass --model-config config.json", rc->source);
     if (!vt_path_exists(path))
@@ -206,13 +206,13 @@ static void print_run(const char *config, const char *model_source, const vt_run
     printf("model        %s: %d layers, hidden %d, %d heads (%d KV), FFN %d, vocab %d\n", model_source, c->n_layers,
            c->dim, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab);
     printf("             %s parameters, %s in fp32\n", buf, buf2);
-    if (rc->method_name == VT_METHOD_VIB)
+    if (rc->method.name == VT_METHOD_VIB)
         printf("run          VTrans (%s): %d mask steps%s; %d sequences x %d tokens per step\n",
-               vt_variant_name(rc->method_variant), rc->schedule_steps,
-               in->finetune_steps > 0 ? "" : ", weights frozen", rc->schedule_batch_size, in->seq_len);
+               vt_variant_name(rc->vib.variant), rc->schedule.steps,
+               in->finetune_steps > 0 ? "" : ", weights frozen", rc->schedule.batch_size, in->seq_len);
     else
         printf("run          method %s: estimated as a VTrans masks-only run (an upper bound)\n",
-               vt_method_name(rc->method_name));
+               vt_method_name(rc->method.name));
     if (in->finetune_steps > 0) printf("             then %ld joint fine-tuning steps\n", in->finetune_steps);
     const char *why = in->stages == 0 ? "automatic" : (stages_from_option ? "--stages" : "parallel.stages");
     printf("topology     %d stage%s x %d replica%s (%s); rank = replica * %d + stage\n", p->stages,
@@ -231,7 +231,7 @@ static void print_packs(const vt_run_config *rc, const vt_plan_input *in, const 
         printf("packs        weights include up to %s per rank: the frozen weights packed once for BLIS's\n"
                "             micro-kernel (parallel.pack_weights; docs/PERFORMANCE.md)\n",
                buf);
-    else if (rc->method_name == VT_METHOD_VIB)
+    else if (rc->method.name == VT_METHOD_VIB)
         printf("packs        parallel.pack_weights = true would add up to %s per rank for faster mask steps\n"
                "             (the frozen weights packed once for BLIS's micro-kernel; docs/PERFORMANCE.md)\n",
                buf);
@@ -332,33 +332,29 @@ static int parse_numbers(vt_opt *opts, int n, plan_options *o) {
 
 /* The run configuration with every --set applied, without vt_run_config_validate: the model and
  * data need not be here. */
-static int load_run_config(const char *config, int argc, char **argv, vt_run_config *rc) {
+static int load_run_config(const char *config, vt_opt *opts, int n, int argc, char **argv, vt_run_config *rc) {
     if (vt_run_config_load(rc, config)) return -1;
-    for (int i = 1; i < argc; i++) {
-        const char *set = NULL;
-        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) set = argv[++i];
-        else if (strncmp(argv[i], "--set=", 6) == 0) set = argv[i] + 6;
-        if (set && vt_run_config_set(rc, set)) return -1;
-    }
+    for (int k = 0; k < vt_args_find(opts, n, "set")->seen; k++)
+        if (vt_run_config_set(rc, vt_args_nth(opts, n, argc, argv, 1, "set", k))) return -1;
     return 0;
 }
 
 static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, const plan_options *o) {
-    int vib = rc->method_name == VT_METHOD_VIB;
+    int vib = rc->method.name == VT_METHOD_VIB;
     return (vt_plan_input){
         .cfg = c,
         .ranks = (int)o->ranks,
-        .stages = o->stages >= 0 ? (int)o->stages : rc->parallel_stages,
-        .micro_batches = rc->parallel_micro_batches,
-        .seq_chunks = rc->parallel_seq_chunks,
-        .batch_size = rc->schedule_batch_size,
-        .seq_len = rc->data_seq_len,
-        .steps = rc->schedule_steps,
-        .finetune_steps = vib && rc->method_variant != VT_VARIANT_FASTER ? rc->schedule_finetune_steps : 0,
-        .prune_interval = vib ? rc->method_prune_interval : 0,
-        .keep_fraction = rc->budget_params > 0 ? rc->budget_params : (rc->budget_flops > 0 ? rc->budget_flops : 1.0),
-        .calib_sequences = o->calib > 0 ? o->calib : rc->data_max_sequences,
-        .pack_weights = vib && rc->parallel_pack_weights,
+        .stages = o->stages >= 0 ? (int)o->stages : rc->pipeline.stages,
+        .micro_batches = rc->pipeline.micro_batches,
+        .seq_chunks = rc->pipeline.seq_chunks,
+        .batch_size = rc->schedule.batch_size,
+        .seq_len = rc->data.seq_len,
+        .steps = rc->schedule.steps,
+        .finetune_steps = vib && rc->vib.variant != VT_VARIANT_FASTER ? rc->schedule.finetune_steps : 0,
+        .prune_interval = vib ? rc->vib.prune_interval : 0,
+        .keep_fraction = rc->budget.params > 0 ? rc->budget.params : (rc->budget.flops > 0 ? rc->budget.flops : 1.0),
+        .calib_sequences = o->calib > 0 ? o->calib : rc->data.max_sequences,
+        .pack_weights = vib && rc->pipeline.pack_weights,
     };
 }
 
@@ -384,9 +380,9 @@ int vt_cmd_plan(int argc, char **argv) {
     plan_options o;
     const char *config = vt_args_get(opts, n, "config");
     vt_run_config rc;
-    if (parse_numbers(opts, n, &o) || load_run_config(config, argc, argv, &rc)) return vt_cmd_fail("plan");
+    if (parse_numbers(opts, n, &o) || load_run_config(config, opts, n, argc, argv, &rc)) return vt_cmd_fail("plan");
     vt_config c;
-    char source[VT_RC_PATH_MAX + 16];
+    char source[VT_PATH_MAX + 16];
     memset(&c, 0, sizeof c);
     if (read_model_config(&rc, vt_args_get(opts, n, "model-config"), &c, source, sizeof source)) {
         vt_config_free(&c);

@@ -1,9 +1,11 @@
 /* cmd_prune.c — `vtrans-dist prune --config FILE [--set section.key=value ...]`, in one process or
- * on every rank of a world laid out as stages x replicas (the same driver, vt_prune_run_comm). */
+ * on every rank of a world laid out as stages x replicas (the same driver, vt_prune_run_comm), and
+ * its command line (prune_cli.h). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/prune_cli.h"
 #include "dist/pipeline.h"
 #include "util/args.h"
 #include "util/error.h"
@@ -11,47 +13,52 @@
 #include "run/prune_run.h"
 #include "run/run_config.h"
 
-int vt_prune_args(int argc, char **argv, vt_run_config *rc, int *print_only, int *help) {
-    const char *config = NULL;
-    *print_only = *help = 0;
-    vt_run_config_defaults(rc);
-    /* Options by hand: --set may repeat, and applies after the file whatever the order. */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            *help = 1;
-            return 0;
-        }
-        if (strcmp(a, "--print-config") == 0) {
-            *print_only = 1;
-        } else if ((strcmp(a, "--config") == 0 || strcmp(a, "--set") == 0 || strcmp(a, "--resume") == 0 ||
-                    strcmp(a, "--accept-changed") == 0) &&
-                   i + 1 < argc) {
-            i++;
-        } else if (strncmp(a, "--config=", 9) != 0 && strncmp(a, "--set=", 6) != 0) {
-            return vt_fail("unknown option or missing value: '%s' (see --help)", a);
-        }
-        if (strcmp(a, "--config") == 0) config = argv[i];
-        if (strncmp(a, "--config=", 9) == 0) config = a + 9;
+enum { O_CONFIG, O_SET, O_RESUME, O_ACCEPT, O_PRINT, N_OPTS };
+
+/* Every value of opts[which] in command-line order, comma-joined, into out (cap bytes). */
+static int join_values(vt_opt *opts, int which, int argc, char **argv, char *out, size_t cap) {
+    size_t n = 0;
+    out[0] = '\0';
+    for (int k = 0; k < opts[which].seen; k++) {
+        const char *v = vt_args_nth(opts, N_OPTS, argc, argv, 1, opts[which].name, k);
+        size_t len = strlen(v);
+        if (n + (n > 0) + len >= cap) return vt_fail("--%s: list too long", opts[which].name);
+        if (n > 0) out[n++] = ',';
+        memcpy(out + n, v, len + 1);
+        n += len;
     }
-    if (!config) return vt_fail("missing --config FILE");
-    if (vt_run_config_load(rc, config)) return -1;
-    for (int i = 1; i < argc; i++) {
-        const char *set = NULL;
-        if (strcmp(argv[i], "--set") == 0) set = argv[++i];
-        else if (strncmp(argv[i], "--set=", 6) == 0) set = argv[i] + 6;
-        else if (strcmp(argv[i], "--config") == 0) i++;
-        else if (strcmp(argv[i], "--resume") == 0) snprintf(rc->resume, sizeof rc->resume, "%s", argv[++i]);
-        else if (strcmp(argv[i], "--accept-changed") == 0) {
-            if (strlen(argv[++i]) >= sizeof rc->resume_accept) return vt_fail("--accept-changed: list too long");
-            snprintf(rc->resume_accept, sizeof rc->resume_accept, "%s", argv[i]);
-        }
-        if (set && vt_run_config_set(rc, set)) return -1;
-    }
+    return 0;
+}
+
+/* The file, then every --set in order, then the resume options; validated. */
+static int apply_options(vt_opt *opts, int argc, char **argv, vt_run_config *rc) {
+    const char *resume = opts[O_RESUME].value;
+    if (vt_run_config_load(rc, opts[O_CONFIG].value)) return -1;
+    for (int k = 0; k < opts[O_SET].seen; k++)
+        if (vt_run_config_set(rc, vt_args_nth(opts, N_OPTS, argc, argv, 1, "set", k))) return -1;
+    if (resume && vt_path_fmt(rc->resume, sizeof rc->resume, "%s", resume)) return vt_fail_context("--resume");
+    if (join_values(opts, O_ACCEPT, argc, argv, rc->resume_accept, sizeof rc->resume_accept)) return -1;
     if (rc->resume[0] && !vt_is_dir(rc->resume)) return vt_fail("--resume %s: no such run directory", rc->resume);
     if (rc->resume_accept[0] && !rc->resume[0]) return vt_fail("--accept-changed applies to --resume only");
     if (vt_run_config_check_accept(rc->resume_accept)) return -1;
     return vt_run_config_validate(rc);
+}
+
+int vt_prune_args(int argc, char **argv, vt_run_config *rc, int *print_only, int *help) {
+    vt_opt opts[N_OPTS] = {
+        [O_CONFIG] = {"config", 1, "the run configuration (INI)", NULL, 0},
+        [O_SET] = {"set", 1, "section.key=value: override a config key (repeatable)", NULL, 0},
+        [O_RESUME] = {"resume", 1, "continue the run saved in this run directory", NULL, 0},
+        [O_ACCEPT] = {"accept-changed", 1, "KEY[,KEY...]: recorded settings a resume may change (repeatable)", NULL, 0},
+        [O_PRINT] = {"print-config", 0, "print the effective configuration and exit", NULL, 0},
+    };
+    vt_run_config_defaults(rc);
+    *print_only = 0;
+    if (vt_args_parse(opts, N_OPTS, argc, argv, 1, help)) return -1;
+    if (*help) return 0;
+    *print_only = opts[O_PRINT].seen > 0;
+    if (!opts[O_CONFIG].value) return vt_fail("missing --config FILE");
+    return apply_options(opts, argc, argv, rc);
 }
 
 void vt_prune_usage(void) {
@@ -79,7 +86,7 @@ int vt_cmd_prune(vt_world *w, int argc, char **argv) {
     /* The architecture and the split only: each rank opens just its own shards later. One
      * process holds the whole model whatever parallel.stages says. */
     vt_pipeline p;
-    if (vt_pipeline_layout(&p, w, rc.model_path, w->size > 1 ? rc.parallel_stages : 1, VT_PARTITION_TRAIN, "prune"))
+    if (vt_pipeline_layout(&p, w, rc.model.path, w->size > 1 ? rc.pipeline.stages : 1, VT_PARTITION_TRAIN, "prune"))
         return vt_cmd_fail_world("prune");
     vt_prune_catch_signals();
     int status = vt_prune_run_comm(&rc, p.comm);

@@ -8,6 +8,7 @@
 #include "data/data.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/fsutil.h"
 #include "io/tokenizer.h"
 
 enum { OPT_MODEL, OPT_TOKENIZER, OPT_DATA, OPT_WINDOW, OPT_BATCH, OPT_JSON, OPT_STAGES, N_OPTS };
@@ -53,7 +54,7 @@ int vt_eval_options_parse(vt_eval_options *o, int argc, char **argv, int *help) 
 }
 
 int vt_eval_read_tokens(const vt_eval_options *o, vt_tokens *ids) {
-    char tok_path[4096];
+    char tok_path[VT_PATH_MAX];
     vt_tokenizer tok;
     /* Pre-tokenized data needs no tokenizer: without --tokenizer and none beside the model, the
      * data reader gets NULL and refuses text itself. */

@@ -170,8 +170,8 @@ static int read_archive_tokens(const char *path, const vt_tokenizer *tok, vt_tok
     }
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        char name[4096];
-        snprintf(name, sizeof name, "%s:%s", path, members[i].name);
+        char name[VT_PATH_MAX];
+        if ((rc = vt_path_fmt(name, sizeof name, "%s:%s", path, members[i].name))) break;
         const char *slash = strrchr(members[i].name, '/');
         vt_data_kind kind = vt_data_kind_of(slash ? slash + 1 : members[i].name);
         rc = parse_part(name, kind, members[i].data, members[i].size, tok, out, stats);

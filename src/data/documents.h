@@ -1,4 +1,4 @@
-/* documents.h — text data as documents (DESIGN.md section 5): UTF-8 validation, the "\n\n" split,
+/* documents.h — text data as documents (docs/FORMATS.md, "Data"): UTF-8 validation, the "\n\n" split,
  * and encoding plain text or JSON Lines ("text" field) into a token stream, BOS before each document. */
 #ifndef VT_DOCUMENTS_H
 #define VT_DOCUMENTS_H

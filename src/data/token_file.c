@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/fsutil.h"
 
 void vt_tokens_free(vt_tokens *t) {
     free(t->ids);
@@ -91,9 +92,8 @@ int vt_tokens_write(const char *path, const vt_tokens *t, int vocab_size) {
         if (t->ids[i] < 0 || (vocab_size > 0 && t->ids[i] >= vocab_size))
             return vt_fail("%s: token %zu has id %d, outside the vocabulary of %d", path, i, (int)t->ids[i], vocab_size);
 
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return vt_fail("%s: path too long", path);
+    char tmp[VT_PATH_MAX];
+    if (vt_path_fmt(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid())) return -1;
     FILE *f = fopen(tmp, "wb");
     if (!f) return vt_fail("%s: cannot create %s", path, tmp);
 

@@ -12,6 +12,15 @@
  * (docs/TRAINING.md); eval and generation run it on the last stage. */
 typedef enum { VT_PARTITION_TRAIN = 0, VT_PARTITION_INFER = 1 } vt_partition_use;
 
+/* How a training run uses the pipeline (section [parallel] of the run configuration); 0 = automatic. */
+typedef struct {
+    int stages;        /* pipeline stages (vt_topology_choose) */
+    int micro_batches; /* per replica and step (vt_micro_batches_choose) */
+    int seq_chunks;    /* chunks per sequence of a micro-batch (vt_seq_chunks_choose) */
+    int pack_weights;  /* 1: while the weights are frozen, multiply by copies packed once for BLIS's
+                        * micro-kernel (matmul.h), when BLIS runs one thread */
+} vt_pipeline_opts;
+
 /* What the partition balances, per token: each layer's vt_layer_flops at the mean context of
  * the model's positions, (seq_len + 1) / 2; on stage 0 also the embedding (dim: a row copy and
  * its hidden gates); the final norm and classifier (2 dim vocab + 4 dim) on the last stage for

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/fsutil.h"
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -39,33 +40,48 @@ static int add_file(struct archive *a, const char *path, const char *name, const
     return rc;
 }
 
-int vt_pack_directory(const char *dir, const char *out_path, int zstd) {
-    char tmp[4200], path[8400], name[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid());
-    const char *base = strrchr(dir, '/');
-    base = base && base[1] ? base + 1 : dir;
+static void free_names(char **names, size_t n) {
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* The regular files of dir (not hidden), sorted by name, into *names (*n of them). */
+static int list_files(const char *dir, char ***names_out, size_t *n_out) {
     DIR *d = opendir(dir);
     if (!d) return vt_fail("%s: cannot open the directory to archive", dir);
-    char **names = NULL;
+    char **names = NULL, path[VT_PATH_MAX];
     size_t n = 0;
+    int rc = 0;
     struct dirent *de;
-    while ((de = readdir(d))) {
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    while (rc == 0 && (de = readdir(d))) {
         struct stat st;
-        if (de->d_name[0] == '.' || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (de->d_name[0] == '.') continue;
+        if ((rc = vt_path_join(path, sizeof path, dir, de->d_name))) break;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
         char **grown = realloc(names, sizeof *names * (n + 1));
-        if (!grown || !(grown[n] = strdup(de->d_name))) {
-            names = grown ? grown : names;
-            closedir(d);
-            for (size_t i = 0; i < n; i++) free(names[i]);
-            free(names);
-            return vt_fail("out of memory listing %s", dir);
-        }
-        names = grown;
-        n++;
+        if (grown) names = grown;
+        if (!grown || !(names[n] = strdup(de->d_name))) rc = vt_fail("out of memory listing %s", dir);
+        else n++;
     }
     closedir(d);
+    if (rc) {
+        free_names(names, n);
+        return -1;
+    }
     qsort(names, n, sizeof *names, by_name);
+    *names_out = names;
+    *n_out = n;
+    return 0;
+}
+
+int vt_pack_directory(const char *dir, const char *out_path, int zstd) {
+    char tmp[VT_PATH_MAX], path[VT_PATH_MAX], name[VT_PATH_MAX];
+    if (vt_path_fmt(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid())) return -1;
+    const char *base = strrchr(dir, '/');
+    base = base && base[1] ? base + 1 : dir;
+    char **names = NULL;
+    size_t n = 0;
+    if (list_files(dir, &names, &n)) return -1;
     struct archive *a = archive_write_new();
     int rc = archive_write_set_format_pax_restricted(a) == ARCHIVE_OK &&
                      (!zstd || archive_write_add_filter_zstd(a) == ARCHIVE_OK) &&
@@ -73,15 +89,14 @@ int vt_pack_directory(const char *dir, const char *out_path, int zstd) {
                  ? 0
                  : vt_fail("%s: cannot create the archive: %s", out_path, archive_error_string(a));
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        snprintf(name, sizeof name, "%s/%s", base, names[i]);
-        rc = add_file(a, path, name, out_path);
+        rc = vt_path_join(path, sizeof path, dir, names[i]) || vt_path_fmt(name, sizeof name, "%s/%s", base, names[i])
+                 ? -1
+                 : add_file(a, path, name, out_path);
     }
     if (archive_write_close(a) != ARCHIVE_OK && rc == 0)
         rc = vt_fail("%s: finishing the archive: %s", out_path, archive_error_string(a));
     archive_write_free(a);
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
+    free_names(names, n);
     if (rc == 0 && rename(tmp, out_path) != 0) rc = vt_fail("%s: cannot move the archive into place", out_path);
     if (rc) unlink(tmp);
     return rc;

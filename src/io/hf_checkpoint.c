@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "io/hf_config.h"
@@ -17,6 +19,32 @@ static int add_file(vt_hf_checkpoint *ck, const char *name) {
     ck->files = files;
     if (!(files[ck->n_files] = strdup(name))) return vt_fail("out of memory reading %s", ck->index_path);
     ck->n_files++;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const vt_hf_map_entry *)a)->name, ((const vt_hf_map_entry *)b)->name);
+}
+
+/* The weight_map into ck->map (checked in the index's order), every file listed once in ck->files. */
+static int weight_map_read(vt_hf_checkpoint *ck, json_t *map) {
+    size_t n = json_object_size(map);
+    ck->map = vt_calloc(n ? n : 1, sizeof *ck->map, "the weight map");
+    if (!ck->map) return -1;
+    const char *key;
+    json_t *val;
+    json_object_foreach(map, key, val) {
+        const char *file = json_string_value(val);
+        if (!file || !file[0] || strchr(file, '/') || strcmp(file, "..") == 0)
+            return vt_fail("%s: weight_map entry for %s must be a file name in the same directory", ck->index_path,
+                           key);
+        if (add_file(ck, file)) return -1;
+        vt_hf_map_entry *e = &ck->map[ck->n_map];
+        for (e->file = 0; strcmp(ck->files[e->file], file) != 0;) e->file++;
+        if (!(e->name = strdup(key))) return vt_fail("out of memory reading %s", ck->index_path);
+        ck->n_map++;
+    }
+    qsort(ck->map, ck->n_map, sizeof *ck->map, by_name);
     return 0;
 }
 
@@ -34,26 +62,16 @@ static int read_index(vt_hf_checkpoint *ck) {
         json_decref(root);
         return vt_fail("%s: missing \"weight_map\" object", ck->index_path);
     }
-    ck->weight_map = json_incref(map);
+    int rc = weight_map_read(ck, map);
     json_decref(root);
-    const char *key;
-    json_t *val;
-    json_object_foreach(map, key, val) {
-        const char *file = json_string_value(val);
-        if (!file || !file[0] || strchr(file, '/') || strcmp(file, "..") == 0)
-            return vt_fail("%s: weight_map entry for %s must be a file name in the same directory", ck->index_path,
-                           key);
-        if (add_file(ck, file)) return -1;
-    }
-    return 0;
+    return rc;
 }
 
 int vt_hf_open(vt_hf_checkpoint *ck, const char *dir) {
     memset(ck, 0, sizeof *ck);
     ck->declared_dtype = -1;
-    snprintf(ck->dir, sizeof ck->dir, "%s", dir);
-    char single[4096];
-    if (vt_path_join(ck->config_path, sizeof ck->config_path, dir, "config.json") ||
+    char single[VT_PATH_MAX];
+    if (vt_path_fmt(ck->dir, sizeof ck->dir, "%s", dir) || vt_path_join(ck->config_path, sizeof ck->config_path, dir, "config.json") ||
         vt_path_join(single, sizeof single, dir, "model.safetensors") ||
         vt_path_join(ck->index_path, sizeof ck->index_path, dir, "model.safetensors.index.json"))
         return -1;
@@ -83,18 +101,18 @@ void vt_hf_close(vt_hf_checkpoint *ck) {
     }
     free(ck->shards);
     free(ck->files);
-    if (ck->weight_map) json_decref(ck->weight_map);
+    for (size_t i = 0; i < ck->n_map; i++) free(ck->map[i].name);
+    free(ck->map);
     vt_config_free(&ck->cfg);
     memset(ck, 0, sizeof *ck);
 }
 
 int vt_hf_file_of(vt_hf_checkpoint *ck, const char *name) {
-    if (!ck->weight_map) return 0;
-    const char *file = json_string_value(json_object_get(ck->weight_map, name));
-    if (!file) return vt_fail("%s: missing tensor %s (the weight_map has no entry for it)", ck->index_path, name);
-    for (int i = 0; i < ck->n_files; i++)
-        if (strcmp(ck->files[i], file) == 0) return i;
-    return vt_fail("%s: internal error: file %s of tensor %s not listed", ck->index_path, file, name);
+    if (!ck->map) return 0;
+    vt_hf_map_entry key = {(char *)name, 0};
+    const vt_hf_map_entry *e = bsearch(&key, ck->map, ck->n_map, sizeof *ck->map, by_name);
+    if (!e) return vt_fail("%s: missing tensor %s (the weight_map has no entry for it)", ck->index_path, name);
+    return e->file;
 }
 
 int vt_hf_find(vt_hf_checkpoint *ck, const char *name, int ndim, const int64_t *shape, const vt_safetensors **file,
@@ -103,12 +121,12 @@ int vt_hf_find(vt_hf_checkpoint *ck, const char *name, int ndim, const int64_t *
     if (i < 0) return -1;
     vt_safetensors *st = &ck->shards[i];
     if (!st->path) {
-        char path[4096];
+        char path[VT_PATH_MAX];
         if (vt_path_join(path, sizeof path, ck->dir, ck->files[i]) || vt_st_open(st, path)) return -1;
     }
     const vt_st_tensor *t = vt_st_find(st, name);
     if (!t) {
-        const char *why = ck->weight_map ? " (the index places it in this file)" : "";
+        const char *why = ck->map ? " (the index places it in this file)" : "";
         return vt_fail("%s: missing tensor %s%s", st->path, name, why);
     }
     if (t->dtype < 0)

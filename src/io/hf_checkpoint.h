@@ -4,19 +4,25 @@
 #ifndef VT_HF_CHECKPOINT_H
 #define VT_HF_CHECKPOINT_H
 
-#include <jansson.h>
-
 #include "io/hf_tensors.h"
 #include "nn/model.h"
 #include "io/safetensors.h"
+#include "util/fsutil.h"
+
+/* One tensor of the index's weight_map: it is in files[file]. */
+typedef struct {
+    char *name;
+    int file;
+} vt_hf_map_entry;
 
 typedef struct {
-    char dir[4096];
-    char config_path[4096];
-    char index_path[4096]; /* "" for a single model.safetensors */
+    char dir[VT_PATH_MAX];
+    char config_path[VT_PATH_MAX];
+    char index_path[VT_PATH_MAX]; /* "" for a single model.safetensors */
     vt_config cfg;
     int declared_dtype; /* config.json torch_dtype as a vt_dtype, or -1 */
-    json_t *weight_map; /* NULL for a single file */
+    vt_hf_map_entry *map; /* the index's weight_map sorted by name (NULL for a single file) */
+    size_t n_map;
     int n_files;
     char **files;           /* safetensors file names, relative to dir */
     vt_safetensors *shards; /* n_files; shards[i].path is NULL until the file is opened */

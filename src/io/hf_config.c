@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "util/error.h"
 #include "util/fsutil.h"
 
@@ -181,7 +183,9 @@ static json_t *layer_array(const vt_config *c, size_t field) {
     return a;
 }
 
-json_t *vt_hf_config_json(const vt_config *c, vt_dtype dtype) {
+/* The config.json object for c with torch_dtype = dtype; caller json_decref()s it; NULL (error set)
+ * on failure. */
+static json_t *config_json(const vt_config *c, vt_dtype dtype) {
     json_t *o = json_object();
     if (!o) {
         vt_fail("out of memory building config.json");
@@ -217,7 +221,7 @@ json_t *vt_hf_config_json(const vt_config *c, vt_dtype dtype) {
 }
 
 int vt_hf_config_write(const char *path, const vt_config *c, vt_dtype dtype) {
-    json_t *o = vt_hf_config_json(c, dtype);
+    json_t *o = config_json(c, dtype);
     if (!o) return -1;
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
     json_decref(o);

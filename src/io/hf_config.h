@@ -3,8 +3,6 @@
 #ifndef VT_HF_CONFIG_H
 #define VT_HF_CONFIG_H
 
-#include <jansson.h>
-
 #include "util/dtype.h"
 #include "nn/model.h"
 
@@ -17,11 +15,8 @@ int vt_hf_config_read(const char *path, vt_config *c, int *declared_dtype);
 /* 1 when every layer has the nominal sizes (n_heads, n_kv_heads, ffn_dim). */
 int vt_config_is_dense(const vt_config *c);
 
-/* The config.json object for c with torch_dtype = dtype: the standard llama keys, "head_dim", and
- * the per-layer arrays when c is not dense. Caller json_decref()s it; NULL (error set) on failure. */
-json_t *vt_hf_config_json(const vt_config *c, vt_dtype dtype);
-
-/* Writes vt_hf_config_json(c, dtype) to path (indented, fsynced). */
+/* Writes config.json for c with torch_dtype = dtype to path (indented, fsynced): the standard llama
+ * keys, "head_dim", and the per-layer arrays when c is not dense. */
 int vt_hf_config_write(const char *path, const vt_config *c, vt_dtype dtype);
 
 #endif

@@ -131,7 +131,7 @@ int vt_hf_write_piece(const vt_model *part, int piece, const vt_hf_layout *l, co
     if (plan_files(&part->cfg, l, l->pieces > 1 ? piece : -1, part, &t, &n, &shard_of, &n_files)) return -1;
     /* The files of this piece: all of them for the whole model, else the piece's one. */
     int s_end = l->pieces > 1 ? piece + 1 : n_files, rc = 0;
-    char path[4096], name[64];
+    char path[VT_PATH_MAX], name[64];
     for (int s = l->pieces > 1 ? piece : 0, first = 0; rc == 0 && s < s_end; s++) {
         int last = first;
         while (last < n && shard_of[last] == s) last++;
@@ -146,7 +146,7 @@ int vt_hf_write_piece(const vt_model *part, int piece, const vt_hf_layout *l, co
 }
 
 int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *tokenizer, const char *dir) {
-    char path[4096];
+    char path[VT_PATH_MAX];
     if (vt_path_join(path, sizeof path, dir, "config.json") || vt_hf_config_write(path, c, l->dtype)) return -1;
     vt_hf_tensor *t;
     int n, *shard_of, n_files;

@@ -353,7 +353,7 @@ static int join_path(char *out, size_t cap, const char *dir, const char *name) {
 
 int vt_tokenizer_locate(const char *model_path, const char *given, char *out, size_t cap) {
     if (given) return copy_path(out, cap, given);
-    char candidate[4096];
+    char candidate[VT_PATH_MAX];
     struct stat st;
     if (stat(model_path, &st) != 0) return vt_fail("%s: model not found", model_path);
     if (S_ISDIR(st.st_mode)) {
@@ -365,7 +365,7 @@ int vt_tokenizer_locate(const char *model_path, const char *given, char *out, si
     /* A file: look in its directory. */
     const char *slash = strrchr(model_path, '/');
     const char *base = slash ? slash + 1 : model_path;
-    char dir[4096];
+    char dir[VT_PATH_MAX];
     size_t dir_len = !slash ? 1 : slash == model_path ? 1 : (size_t)(slash - model_path);
     if (dir_len >= sizeof dir) return vt_fail("%s: path too long", model_path);
     memcpy(dir, !slash ? "." : slash == model_path ? "/" : model_path, dir_len);

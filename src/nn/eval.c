@@ -1,4 +1,4 @@
-/* eval.c — the pieces of windowed perplexity (DESIGN.md section 5): checks, windows, batch size,
+/* eval.c — the pieces of windowed perplexity (README.md, "Evaluation protocol"): checks, windows, batch size,
  * scoring; the loop over the pipeline is dist/pipeline.c's vt_pipeline_eval. */
 #include "nn/eval.h"
 

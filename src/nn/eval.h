@@ -1,4 +1,4 @@
-/* eval.h — perplexity of a token stream by the protocol of DESIGN.md section 5. */
+/* eval.h — perplexity of a token stream by the protocol of README.md, "Evaluation protocol". */
 #ifndef VT_EVAL_H
 #define VT_EVAL_H
 

@@ -1,4 +1,4 @@
-/* plugin.h — Variator plugins (DESIGN.md 1.2): per-layer merge of k prompt positions before the FFN
+/* plugin.h — Variator plugins (docs/PLUGINS.md): per-layer merge of k prompt positions before the FFN
  * and an adapter after it, the plugged prefill of a prompt, its backward pass and FLOP counts. */
 #ifndef VT_PLUGIN_H
 #define VT_PLUGIN_H

@@ -11,6 +11,20 @@
 
 typedef enum { VT_BUDGET_PARAMS, VT_BUDGET_FLOPS } vt_budget_kind;
 
+/* The requested budget (section [budget] of the run configuration): exactly one of params and flops
+ * is a fraction in (0, 1) of the dense size, the other negative (unset). */
+typedef struct {
+    double params;  /* fraction of total parameters kept */
+    double flops;   /* fraction of forward FLOPs per token kept */
+    int round_to;   /* kept units per group rounded to a multiple of this: 1, 8, 64 or 128 */
+    double warmup;  /* fraction of mask-phase steps over which the target ramps down */
+} vt_budget_spec;
+
+static inline vt_budget_kind vt_budget_spec_kind(const vt_budget_spec *b) {
+    return b->params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
+}
+static inline double vt_budget_spec_target(const vt_budget_spec *b) { return b->params > 0 ? b->params : b->flops; }
+
 /* Exact size of a (possibly pruned) structure: vt_params_total(c), or vt_flops_per_token(c, ctx)
  * with ctx the mean attended positions (vt_mean_ctx(seq_len) = (seq_len + 1) / 2). */
 double vt_structure_size(const vt_config *c, vt_budget_kind kind, double ctx);

@@ -70,47 +70,13 @@ void vt_prune_catch_signals(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-static vt_vib_params vib_params(const vt_run_config *rc, vt_budget_kind kind, double target, const char *run_dir) {
-    vt_vib_params p;
-    memset(&p, 0, sizeof p);
-    p.kind = kind;
-    p.target_fraction = target;
-    p.round_to = rc->budget_round_to;
-    p.ramp_fraction = rc->budget_warmup;
-    p.beta = rc->method_beta;
-    p.kl_mult[VT_GROUP_HIDDEN] = rc->method_kl_hidden;
-    p.kl_mult[VT_GROUP_HEADS] = rc->method_kl_heads;
-    p.kl_mult[VT_GROUP_FFN] = rc->method_kl_ffn;
-    p.kl_mult[VT_GROUP_BLOCKS] = rc->method_kl_blocks;
-    p.temperature = rc->method_temperature;
-    p.ce_weight = rc->method_ce_weight;
-    p.mse_weight = rc->method_mse_weight;
-    p.theta = rc->method_theta;
-    p.sharpness = rc->method_sharpness;
-    p.prune_interval = rc->method_prune_interval;
-    p.seed = rc->method_seed;
-    p.steps = rc->schedule_steps;
-    p.finetune_steps = rc->method_variant == VT_VARIANT_FASTER ? 0 : rc->schedule_finetune_steps;
-    p.batch_size = rc->schedule_batch_size;
-    p.micro_batches = rc->parallel_micro_batches;
-    p.seq_chunks = rc->parallel_seq_chunks;
-    p.pack_weights = rc->parallel_pack_weights;
-    p.lr_mask = rc->schedule_lr_mask;
-    p.lr_weight = rc->schedule_lr_weight;
-    p.lr_lambda = rc->schedule_lr_lambda;
-    p.clip = rc->schedule_clip;
-    p.weight_decay = rc->schedule_weight_decay;
-    p.schedule = rc->schedule_lr_schedule;
-    p.warmup_steps = rc->schedule_warmup_steps;
-    p.log_interval = rc->schedule_log_interval;
-    p.log = stderr;
-    p.run_dir = run_dir;
-    p.checkpoint_steps = rc->run_checkpoint_steps;
-    p.checkpoint_minutes = rc->run_checkpoint_minutes;
-    p.resume_dir = rc->resume[0] ? rc->resume : NULL;
-    p.resume_accept = rc->resume_accept;
-    p.stop = &stop_requested;
-    return p;
+static int vib_params(const vt_run_config *rc, vt_vib_params *p) {
+    *p = (vt_vib_params){.budget = rc->budget, .vib = rc->vib, .schedule = rc->schedule, .pipeline = rc->pipeline,
+                         .ckpt = rc->ckpt};
+    p->run = (vt_vib_runtime){.resume_dir = rc->resume[0] ? rc->resume : NULL, .resume_accept = rc->resume_accept,
+                              .stop = &stop_requested, .log = stderr};
+    if (!p->ckpt.dir[0]) return vt_path_fmt(p->ckpt.dir, sizeof p->ckpt.dir, "%s.run", rc->output.dir);
+    return 0;
 }
 
 static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
@@ -127,18 +93,18 @@ static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int win
  * the structure allows, token ids outside the vocabulary, a baseline method split over stages. */
 static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt_tokens *calib_ids,
                          vt_budget_kind kind, double target, double ctx, int stages) {
-    double dense = vt_structure_size(cfg, kind, ctx), min_size = vt_budget_min_size(cfg, kind, ctx, rc->budget_round_to);
+    double dense = vt_structure_size(cfg, kind, ctx), min_size = vt_budget_min_size(cfg, kind, ctx, rc->budget.round_to);
     if (target * dense < min_size)
         return vt_fail("%s: budget.%s = %g is below the smallest model the structure allows (%.4g of the dense size)",
                        rc->source[0] ? rc->source : "configuration", kind == VT_BUDGET_PARAMS ? "params" : "flops",
                        target, min_size / dense);
     for (size_t i = 0; i < calib_ids->n; i++)
         if (calib_ids->ids[i] < 0 || calib_ids->ids[i] >= cfg->vocab)
-            return vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data_calib, i,
+            return vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data.calib, i,
                            calib_ids->ids[i], cfg->vocab);
-    if (rc->method_name != VT_METHOD_VIB && stages > 1)
+    if (rc->method.name != VT_METHOD_VIB && stages > 1)
         return vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
-                       vt_method_name(rc->method_name));
+                       vt_method_name(rc->method.name));
     return 0;
 }
 
@@ -167,13 +133,13 @@ static int is_coordinator(const prune_ctx *x) { return x->comm->world_rank == 0;
 /* The tokenizer next to the model or named by model.tokenizer; a run without one reads token ids. */
 static int load_tokenizer(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
-    if (vt_tokenizer_locate(rc->model_path, rc->model_tokenizer[0] ? rc->model_tokenizer : NULL, x->tok_path,
+    if (vt_tokenizer_locate(rc->model.path, rc->model.tokenizer[0] ? rc->model.tokenizer : NULL, x->tok_path,
                             sizeof x->tok_path) == 0) {
         if (vt_tokenizer_load(&x->tok, x->tok_path)) return -1;
         x->have_tok = 1;
         return 0;
     }
-    return rc->model_tokenizer[0] ? -1 : 0;
+    return rc->model.tokenizer[0] ? -1 : 0;
 }
 
 /* This rank's part of the model (the layout came from the checkpoint's config, cli/cmd_prune.c). */
@@ -181,7 +147,7 @@ static int load_model(prune_ctx *x) {
     vt_comm *c = x->comm;
     vt_load_parts parts = {c->stage_begin[c->stage], c->stage_begin[c->stage + 1], vt_comm_first(c), vt_comm_last(c)};
     /* Every rank loads only its own tensors; no rank goes on when another failed. */
-    if (vt_comm_agree(c, vt_model_load(&x->model, x->rc->model_path, parts))) return -1;
+    if (vt_comm_agree(c, vt_model_load(&x->model, x->rc->model.path, parts))) return -1;
     x->dense = vt_structure_size(&x->model.cfg, x->kind, x->ctx);
     return 0;
 }
@@ -190,11 +156,11 @@ static int load_model(prune_ctx *x) {
 static int load_data(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
     vt_tokenizer *tok = x->have_tok ? &x->tok : NULL;
-    int data_rc = vt_data_tokens(rc->data_calib, tok, &x->calib_ids);
-    if (data_rc == 0 && rc->data_eval[0]) data_rc = vt_data_tokens(rc->data_eval, tok, &x->eval_ids);
+    int data_rc = vt_data_tokens(rc->data.calib, tok, &x->calib_ids);
+    if (data_rc == 0 && rc->data.eval[0]) data_rc = vt_data_tokens(rc->data.eval, tok, &x->eval_ids);
     if (data_rc == 0)
-        data_rc = vt_calib_init(&x->calib, x->calib_ids.ids, x->calib_ids.n, rc->data_fraction, rc->data_seq_len,
-                                (size_t)rc->data_max_sequences);
+        data_rc = vt_calib_init(&x->calib, x->calib_ids.ids, x->calib_ids.n, rc->data.fraction, rc->data.seq_len,
+                                (size_t)rc->data.max_sequences);
     return vt_comm_agree(x->comm, data_rc);
 }
 
@@ -207,20 +173,20 @@ static int check_and_announce(prune_ctx *x) {
         return -1;
     if (is_coordinator(x))
         fprintf(stderr, "prune: %s, %zu parameters, %s %s to %.0f%% of %s; %zu calibration sequences of %d tokens\n",
-                rc->model_path, vt_params_total(&x->model.cfg), vt_method_name(rc->method_name),
-                rc->method_name == VT_METHOD_VIB ? vt_variant_name(rc->method_variant) : "", 100.0 * x->target,
+                rc->model.path, vt_params_total(&x->model.cfg), vt_method_name(rc->method.name),
+                rc->method.name == VT_METHOD_VIB ? vt_variant_name(rc->vib.variant) : "", 100.0 * x->target,
                 x->kind == VT_BUDGET_PARAMS ? "parameters" : "FLOPs", x->calib.n_seq, x->calib.seq_len);
     return 0;
 }
 
 static int evaluate_before(prune_ctx *x) {
-    return x->eval_ids.n ? evaluate(x->comm, &x->model, &x->eval_ids, x->rc->data_eval_window, "before",
+    return x->eval_ids.n ? evaluate(x->comm, &x->model, &x->eval_ids, x->rc->data.eval_window, "before",
                                     &x->ppl_before)
                          : 0;
 }
 
 static int evaluate_after(prune_ctx *x) {
-    return x->eval_ids.n ? evaluate(x->comm, &x->pruned, &x->eval_ids, x->rc->data_eval_window, "after",
+    return x->eval_ids.n ? evaluate(x->comm, &x->pruned, &x->eval_ids, x->rc->data.eval_window, "after",
                                     &x->ppl_after)
                          : 0;
 }
@@ -237,17 +203,16 @@ static FILE *open_progress(const prune_ctx *x, const char *run_dir) {
  * ends the run with the training state saved (VT_EXIT_CHECKPOINTED). */
 static int prune_vib(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
-    char run_dir[4200];
-    if (rc->run_dir[0]) snprintf(run_dir, sizeof run_dir, "%s", rc->run_dir);
-    else snprintf(run_dir, sizeof run_dir, "%s.run", rc->output_dir);
-    vt_vib_params p = vib_params(rc, x->kind, x->target, run_dir);
+    vt_vib_params p;
+    if (vt_comm_agree(x->comm, vib_params(rc, &p))) return -1;
+    const char *run_dir = p.ckpt.dir;
     /* what a resume must keep the same, recorded with the checkpoints and checked on --resume */
     char *settings = vt_run_config_resume_settings(rc);
     if (vt_comm_agree(x->comm, settings ? 0 : -1)) return -1;
-    p.settings = settings;
-    p.jsonl = open_progress(x, run_dir);
+    p.run.settings = settings;
+    p.run.jsonl = open_progress(x, run_dir);
     int trained = vt_vib_prune_part(&x->model, &x->calib, &p, x->comm, &x->vib);
-    if (p.jsonl) fclose(p.jsonl);
+    if (p.run.jsonl) fclose(p.run.jsonl);
     free(settings);
     if (trained) {
         vt_comm_abort_all(x->comm, "training"); /* peers may wait on this rank */
@@ -269,21 +234,21 @@ static int prune_vib(prune_ctx *x) {
 /* A baseline: score the units (magnitude, random or Taylor over a few batches), keep the best. */
 static int prune_baseline(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
-    vt_score_kind sk = rc->method_name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
-                       : rc->method_name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
+    vt_score_kind sk = rc->method.name == VT_METHOD_MAGNITUDE ? VT_SCORE_MAGNITUDE
+                       : rc->method.name == VT_METHOD_RANDOM  ? VT_SCORE_RANDOM
                                                               : VT_SCORE_TAYLOR;
-    int batches = sk == VT_SCORE_TAYLOR ? rc->method_taylor_batches : 0;
-    if (vt_baseline_prune(&x->model, sk, &x->calib, batches, rc->schedule_batch_size, rc->method_seed, x->kind,
-                          x->target * x->dense, x->ctx, rc->budget_round_to, &x->pruned))
+    int batches = sk == VT_SCORE_TAYLOR ? rc->method.taylor_batches : 0;
+    if (vt_baseline_prune(&x->model, sk, &x->calib, batches, rc->schedule.batch_size, rc->vib.seed, x->kind,
+                          x->target * x->dense, x->ctx, rc->budget.round_to, &x->pruned))
         return -1;
     x->steps = batches;
-    x->tokens = (long)batches * rc->schedule_batch_size * rc->data_seq_len;
+    x->tokens = (long)batches * rc->schedule.batch_size * rc->data.seq_len;
     return 0;
 }
 
 static int prune_by_method(prune_ctx *x) {
     double t = vt_seconds();
-    int rc = x->rc->method_name == VT_METHOD_VIB ? prune_vib(x) : prune_baseline(x);
+    int rc = x->rc->method.name == VT_METHOD_VIB ? prune_vib(x) : prune_baseline(x);
     x->prune_seconds = vt_seconds() - t;
     return rc;
 }
@@ -302,21 +267,21 @@ static char *config_text(const vt_run_config *rc) {
  * the configuration). */
 static int build_report(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
-    int vib = rc->method_name == VT_METHOD_VIB;
+    int vib = rc->method.name == VT_METHOD_VIB;
     int ok = !is_coordinator(x) || (x->config_json = config_text(rc)) != NULL;
     if (vt_comm_agree(x->comm, ok ? 0 : -1)) return -1;
     x->report = (vt_run_report){
         .before = &x->model.cfg,
         .after = &x->pruned.cfg,
         .ctx = x->ctx,
-        .method = vt_method_name(rc->method_name),
-        .variant = vib ? vt_variant_name(rc->method_variant) : NULL,
+        .method = vt_method_name(rc->method.name),
+        .variant = vib ? vt_variant_name(rc->vib.variant) : NULL,
         .budget_kind = x->kind == VT_BUDGET_PARAMS ? "params" : "flops",
         .budget_target = x->target,
         .budget_achieved = vt_structure_size(&x->pruned.cfg, x->kind, x->ctx) / x->dense,
         .ppl_before = x->ppl_before,
         .ppl_after = x->ppl_after,
-        .eval_window = rc->data_eval_window,
+        .eval_window = rc->data.eval_window,
         .steps = x->steps,
         .tokens = x->tokens,
         .prune_seconds = x->prune_seconds,
@@ -332,8 +297,8 @@ static int build_report(prune_ctx *x) {
 /* The checkpoint directory appears only when complete, with the report in it. */
 static int write_checkpoint(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
-    return vt_write_pruned(x->comm, &x->pruned, rc->output_dir, rc->output_overwrite, rc->output_dtype,
-                           (size_t)rc->output_shard_size, x->have_tok ? x->tok_path : NULL,
+    return vt_write_pruned(x->comm, &x->pruned, rc->output.dir, rc->output.overwrite, rc->output.dtype,
+                           (size_t)rc->output.shard_size, x->have_tok ? x->tok_path : NULL,
                            is_coordinator(x) ? &x->report : NULL);
 }
 
@@ -342,11 +307,11 @@ static int print_memory(prune_ctx *x) { return report_memory(x->comm, &x->vib); 
 /* output.archive: the directory packed into one file next to it. */
 static int pack_archive(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
-    if (!is_coordinator(x) || rc->output_archive == VT_ARCHIVE_NONE) return 0;
+    if (!is_coordinator(x) || rc->output.archive == VT_ARCHIVE_NONE) return 0;
     char packed[4200];
-    int zst = rc->output_archive == VT_ARCHIVE_TAR_ZST;
-    snprintf(packed, sizeof packed, "%s.%s", rc->output_dir, zst ? "tar.zst" : "tar");
-    if (vt_pack_directory(rc->output_dir, packed, zst)) return -1;
+    int zst = rc->output.archive == VT_ARCHIVE_TAR_ZST;
+    snprintf(packed, sizeof packed, "%s.%s", rc->output.dir, zst ? "tar.zst" : "tar");
+    if (vt_pack_directory(rc->output.dir, packed, zst)) return -1;
     printf("packed %s\n", packed);
     return 0;
 }
@@ -354,8 +319,8 @@ static int pack_archive(prune_ctx *x) {
 static int print_summary(prune_ctx *x) {
     if (!is_coordinator(x)) return 0;
     vt_report_print_table(stdout, &x->report);
-    printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", x->rc->output_dir,
-           vt_dtype_name(x->rc->output_dtype), vt_seconds() - x->t0);
+    printf("\nwrote %s (%s, report vtrans_report.json) in %.1f s\n", x->rc->output.dir,
+           vt_dtype_name(x->rc->output.dtype), vt_seconds() - x->t0);
     return 0;
 }
 
@@ -392,9 +357,9 @@ static int prune_run(const vt_run_config *rc, vt_comm *comm) {
     x.rc = rc;
     x.comm = comm;
     x.t0 = vt_seconds();
-    x.kind = rc->budget_params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
-    x.target = rc->budget_params > 0 ? rc->budget_params : rc->budget_flops;
-    x.ctx = vt_mean_ctx(rc->data_seq_len);
+    x.kind = rc->budget.params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
+    x.target = rc->budget.params > 0 ? rc->budget.params : rc->budget.flops;
+    x.ctx = vt_mean_ctx(rc->data.seq_len);
     x.ppl_before = x.ppl_after = NAN;
     int status = 0;
     for (size_t i = 0; i < sizeof run_steps / sizeof run_steps[0] && status == 0; i++) status = run_steps[i](&x);

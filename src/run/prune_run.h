@@ -1,6 +1,6 @@
 /* prune_run.h — one pruning run, in one process or on every rank of a pipeline: load, evaluate,
  * prune by the configured method, evaluate again, write the pruned checkpoint with its report
- * atomically; and the `prune` command line. */
+ * atomically (the command line is cli/prune_cli.h). */
 #ifndef VT_PRUNE_RUN_H
 #define VT_PRUNE_RUN_H
 
@@ -16,9 +16,5 @@ void vt_prune_catch_signals(void);
  * calls it. rc must have passed vt_run_config_validate. Progress goes to stderr, the summary to
  * stdout. */
 int vt_prune_run_comm(const vt_run_config *rc, vt_comm *comm);
-/* The command line of `prune` (cmd_prune.c): --config FILE, --set section.key=value (repeated,
- * applied after the file), --print-config, --help; the result is validated. */
-int vt_prune_args(int argc, char **argv, vt_run_config *rc, int *print_only, int *help);
-void vt_prune_usage(void);
 
 #endif

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -58,63 +60,63 @@ static const int round_to_allowed[] = {1, 8, 64, 128, 0};
 #define ENUM(s, k, f, names) {s, k, K_ENUM, OFF(f), names, 0, 0, 0, 0, NULL, 0}
 
 static const key_def keys[] = {
-    STR("model", "path", model_path, 1),
-    STR("model", "tokenizer", model_tokenizer, 0),
+    STR("model", "path", model.path, 1),
+    STR("model", "tokenizer", model.tokenizer, 0),
 
-    STR("data", "calib", data_calib, 1),
-    STR("data", "eval", data_eval, 0),
-    INT("data", "seq_len", data_seq_len, 2),
-    INT("data", "eval_window", data_eval_window, 2),
-    {"data", "fraction", K_DOUBLE, OFF(data_fraction), NULL, 0, 1, 1, 0, NULL, 0},
-    {"data", "max_sequences", K_LONG, OFF(data_max_sequences), NULL, 0, (double)LONG_MAX, 0, 0, NULL, 0},
+    STR("data", "calib", data.calib, 1),
+    STR("data", "eval", data.eval, 0),
+    INT("data", "seq_len", data.seq_len, 2),
+    INT("data", "eval_window", data.eval_window, 2),
+    {"data", "fraction", K_DOUBLE, OFF(data.fraction), NULL, 0, 1, 1, 0, NULL, 0},
+    {"data", "max_sequences", K_LONG, OFF(data.max_sequences), NULL, 0, (double)LONG_MAX, 0, 0, NULL, 0},
 
-    {"budget", "params", K_DOUBLE, OFF(budget_params), NULL, 0, 1, 1, 1, NULL, 0},
-    {"budget", "flops", K_DOUBLE, OFF(budget_flops), NULL, 0, 1, 1, 1, NULL, 0},
-    {"budget", "round_to", K_INT, OFF(budget_round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0},
-    DBL("budget", "warmup", budget_warmup, 0, 1),
+    {"budget", "params", K_DOUBLE, OFF(budget.params), NULL, 0, 1, 1, 1, NULL, 0},
+    {"budget", "flops", K_DOUBLE, OFF(budget.flops), NULL, 0, 1, 1, 1, NULL, 0},
+    {"budget", "round_to", K_INT, OFF(budget.round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0},
+    DBL("budget", "warmup", budget.warmup, 0, 1),
 
-    ENUM("method", "name", method_name, method_names),
-    ENUM("method", "variant", method_variant, variant_names),
-    DBL("method", "beta", method_beta, 0, INF),
-    DBL("method", "kl_hidden", method_kl_hidden, 0, INF),
-    DBL("method", "kl_heads", method_kl_heads, 0, INF),
-    DBL("method", "kl_ffn", method_kl_ffn, 0, INF),
-    DBL("method", "kl_blocks", method_kl_blocks, 0, INF),
-    POS("method", "temperature", method_temperature),
-    DBL("method", "ce_weight", method_ce_weight, 0, INF),
-    DBL("method", "mse_weight", method_mse_weight, 0, INF),
-    DBL("method", "theta", method_theta, -INF, INF),
-    POS("method", "sharpness", method_sharpness),
-    INT("method", "prune_interval", method_prune_interval, 0),
-    {"method", "seed", K_U64, OFF(method_seed), NULL, 0, 0, 0, 0, NULL, 0},
-    INT("method", "taylor_batches", method_taylor_batches, 1),
+    ENUM("method", "name", method.name, method_names),
+    ENUM("method", "variant", vib.variant, variant_names),
+    DBL("method", "beta", vib.beta, 0, INF),
+    DBL("method", "kl_hidden", vib.kl_mult[VT_GROUP_HIDDEN], 0, INF),
+    DBL("method", "kl_heads", vib.kl_mult[VT_GROUP_HEADS], 0, INF),
+    DBL("method", "kl_ffn", vib.kl_mult[VT_GROUP_FFN], 0, INF),
+    DBL("method", "kl_blocks", vib.kl_mult[VT_GROUP_BLOCKS], 0, INF),
+    POS("method", "temperature", vib.temperature),
+    DBL("method", "ce_weight", vib.ce_weight, 0, INF),
+    DBL("method", "mse_weight", vib.mse_weight, 0, INF),
+    DBL("method", "theta", vib.theta, -INF, INF),
+    POS("method", "sharpness", vib.sharpness),
+    INT("method", "prune_interval", vib.prune_interval, 0),
+    {"method", "seed", K_U64, OFF(vib.seed), NULL, 0, 0, 0, 0, NULL, 0},
+    INT("method", "taylor_batches", method.taylor_batches, 1),
 
-    INT("schedule", "steps", schedule_steps, 1),
-    INT("schedule", "finetune_steps", schedule_finetune_steps, 0),
-    INT("schedule", "batch_size", schedule_batch_size, 1),
-    POS("schedule", "lr_mask", schedule_lr_mask),
-    DBL("schedule", "lr_weight", schedule_lr_weight, 0, INF),
-    DBL("schedule", "lr_lambda", schedule_lr_lambda, 0, INF),
-    ENUM("schedule", "lr_schedule", schedule_lr_schedule, schedule_names),
-    INT("schedule", "warmup_steps", schedule_warmup_steps, 0),
-    DBL("schedule", "clip", schedule_clip, 0, INF),
-    DBL("schedule", "weight_decay", schedule_weight_decay, 0, INF),
-    INT("schedule", "log_interval", schedule_log_interval, 0),
+    INT("schedule", "steps", schedule.steps, 1),
+    INT("schedule", "finetune_steps", schedule.finetune_steps, 0),
+    INT("schedule", "batch_size", schedule.batch_size, 1),
+    POS("schedule", "lr_mask", schedule.lr_mask),
+    DBL("schedule", "lr_weight", schedule.lr_weight, 0, INF),
+    DBL("schedule", "lr_lambda", schedule.lr_lambda, 0, INF),
+    ENUM("schedule", "lr_schedule", schedule.lr_schedule, schedule_names),
+    INT("schedule", "warmup_steps", schedule.warmup_steps, 0),
+    DBL("schedule", "clip", schedule.clip, 0, INF),
+    DBL("schedule", "weight_decay", schedule.weight_decay, 0, INF),
+    INT("schedule", "log_interval", schedule.log_interval, 0),
 
-    STR("output", "dir", output_dir, 1),
-    ENUM("output", "dtype", output_dtype, dtype_names),
-    {"output", "shard_size", K_SIZE, OFF(output_shard_size), NULL, 0, 0, 0, 0, NULL, 0},
-    {"output", "overwrite", K_BOOL, OFF(output_overwrite), NULL, 0, 0, 0, 0, NULL, 0},
-    ENUM("output", "archive", output_archive, archive_names),
+    STR("output", "dir", output.dir, 1),
+    ENUM("output", "dtype", output.dtype, dtype_names),
+    {"output", "shard_size", K_SIZE, OFF(output.shard_size), NULL, 0, 0, 0, 0, NULL, 0},
+    {"output", "overwrite", K_BOOL, OFF(output.overwrite), NULL, 0, 0, 0, 0, NULL, 0},
+    ENUM("output", "archive", output.archive, archive_names),
 
-    INT("parallel", "stages", parallel_stages, 0),
-    INT("parallel", "micro_batches", parallel_micro_batches, 0),
-    INT("parallel", "seq_chunks", parallel_seq_chunks, 0),
-    {"parallel", "pack_weights", K_BOOL, OFF(parallel_pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
+    INT("parallel", "stages", pipeline.stages, 0),
+    INT("parallel", "micro_batches", pipeline.micro_batches, 0),
+    INT("parallel", "seq_chunks", pipeline.seq_chunks, 0),
+    {"parallel", "pack_weights", K_BOOL, OFF(pipeline.pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
 
-    STR("run", "dir", run_dir, 0),
-    INT("run", "checkpoint_steps", run_checkpoint_steps, 0),
-    DBL("run", "checkpoint_minutes", run_checkpoint_minutes, 0, INF),
+    STR("run", "dir", ckpt.dir, 0),
+    INT("run", "checkpoint_steps", ckpt.steps, 0),
+    DBL("run", "checkpoint_minutes", ckpt.minutes, 0, INF),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= VT_RC_MAX_KEYS, "raise VT_RC_MAX_KEYS");
@@ -124,48 +126,48 @@ static const char *const sections[] = {"model", "data", "budget", "method", "sch
 
 void vt_run_config_defaults(vt_run_config *rc) {
     memset(rc, 0, sizeof *rc);
-    rc->data_seq_len = 128;
-    rc->data_eval_window = 256;
-    rc->data_fraction = 1.0;
-    rc->data_max_sequences = 0;
-    rc->budget_params = -1;
-    rc->budget_flops = -1;
-    rc->budget_round_to = 1;
-    rc->budget_warmup = 0.5;
-    rc->method_name = VT_METHOD_VIB;
-    rc->method_variant = VT_VARIANT_FASTER;
-    rc->method_beta = 1e-4;
-    rc->method_kl_hidden = rc->method_kl_heads = rc->method_kl_ffn = rc->method_kl_blocks = 1.0;
-    rc->method_temperature = 2.0;
-    rc->method_ce_weight = 0;
-    rc->method_mse_weight = 0;
-    rc->method_theta = 0;
-    rc->method_sharpness = 10;
-    rc->method_prune_interval = 0;
-    rc->method_seed = 1;
-    rc->method_taylor_batches = 4;
-    rc->schedule_steps = 200;
-    rc->schedule_finetune_steps = 100;
-    rc->schedule_batch_size = 8;
-    rc->schedule_lr_mask = 0.05;
-    rc->schedule_lr_weight = 1e-4;
-    rc->schedule_lr_lambda = 0.05;
-    rc->schedule_lr_schedule = VT_LR_COSINE;
-    rc->schedule_warmup_steps = 0;
-    rc->schedule_clip = 1.0;
-    rc->schedule_weight_decay = 0;
-    rc->schedule_log_interval = 10;
-    rc->output_dtype = VT_F32;
-    rc->output_shard_size = 0;
-    rc->output_overwrite = 0;
-    rc->output_archive = VT_ARCHIVE_NONE;
-    rc->parallel_stages = 0;
-    rc->parallel_micro_batches = 0;
-    rc->parallel_seq_chunks = 0;
-    rc->parallel_pack_weights = 0;
-    rc->run_dir[0] = '\0';
-    rc->run_checkpoint_steps = 0;
-    rc->run_checkpoint_minutes = 30;
+    rc->data.seq_len = 128;
+    rc->data.eval_window = 256;
+    rc->data.fraction = 1.0;
+    rc->data.max_sequences = 0;
+    rc->budget.params = -1;
+    rc->budget.flops = -1;
+    rc->budget.round_to = 1;
+    rc->budget.warmup = 0.5;
+    rc->method.name = VT_METHOD_VIB;
+    rc->vib.variant = VT_VARIANT_FASTER;
+    rc->vib.beta = 1e-4;
+    for (int g = 0; g < VT_N_GROUPS; g++) rc->vib.kl_mult[g] = 1.0;
+    rc->vib.temperature = 2.0;
+    rc->vib.ce_weight = 0;
+    rc->vib.mse_weight = 0;
+    rc->vib.theta = 0;
+    rc->vib.sharpness = 10;
+    rc->vib.prune_interval = 0;
+    rc->vib.seed = 1;
+    rc->method.taylor_batches = 4;
+    rc->schedule.steps = 200;
+    rc->schedule.finetune_steps = 100;
+    rc->schedule.batch_size = 8;
+    rc->schedule.lr_mask = 0.05;
+    rc->schedule.lr_weight = 1e-4;
+    rc->schedule.lr_lambda = 0.05;
+    rc->schedule.lr_schedule = VT_LR_COSINE;
+    rc->schedule.warmup_steps = 0;
+    rc->schedule.clip = 1.0;
+    rc->schedule.weight_decay = 0;
+    rc->schedule.log_interval = 10;
+    rc->output.dtype = VT_F32;
+    rc->output.shard_size = 0;
+    rc->output.overwrite = 0;
+    rc->output.archive = VT_ARCHIVE_NONE;
+    rc->pipeline.stages = 0;
+    rc->pipeline.micro_batches = 0;
+    rc->pipeline.seq_chunks = 0;
+    rc->pipeline.pack_weights = 0;
+    rc->ckpt.dir[0] = '\0';
+    rc->ckpt.steps = 0;
+    rc->ckpt.minutes = 30;
 }
 
 const char *vt_method_name(vt_method m) { return (unsigned)m < 4 ? method_names[m] : "?"; }
@@ -270,8 +272,8 @@ static int set_value(vt_run_config *rc, int i, const char *text, const char *whe
     char *end;
     switch (k->kind) {
     case K_STRING:
-        if (strlen(text) >= VT_RC_PATH_MAX)
-            return vt_fail("%s: %s.%s: value is longer than %d characters", where, k->section, k->key, VT_RC_PATH_MAX - 1);
+        if (strlen(text) >= VT_PATH_MAX)
+            return vt_fail("%s: %s.%s: value is longer than %d characters", where, k->section, k->key, VT_PATH_MAX - 1);
         strcpy((char *)f, text);
         return 0;
     case K_INT:
@@ -369,7 +371,7 @@ static char *clean_value(char *v, int allow_comment, const char **why) {
 }
 
 static int parse_line(vt_run_config *rc, char *line, int lineno, char *section, size_t section_cap) {
-    char where[VT_RC_PATH_MAX + 32];
+    char where[VT_PATH_MAX + 32];
     char msg[1024];
     snprintf(where, sizeof where, "%s:%d", rc->source, lineno);
     char *s = trim(line);
@@ -434,7 +436,7 @@ int vt_run_config_load(vt_run_config *rc, const char *path) {
 }
 
 int vt_run_config_set(vt_run_config *rc, const char *assignment) {
-    char buf[VT_RC_PATH_MAX + 256];
+    char buf[VT_PATH_MAX + 256];
     char msg[1024];
     if (strlen(assignment) >= sizeof buf) return vt_fail("--set '%.64s...': too long", assignment);
     strcpy(buf, assignment);
@@ -457,7 +459,7 @@ int vt_run_config_set(vt_run_config *rc, const char *assignment) {
     }
     const char *why = NULL;
     char *value = clean_value(eq + 1, 0, &why);
-    char where[VT_RC_PATH_MAX + 300];
+    char where[VT_PATH_MAX + 300];
     snprintf(where, sizeof where, "--set '%s'", assignment);
     if (!value) return vt_fail("%s: %s", where, why);
     if (set_value(rc, i, value, where)) return -1;
@@ -494,7 +496,7 @@ int vt_run_config_is_set(const vt_run_config *rc, const char *section_key) {
 static int check_input(const vt_run_config *rc, const char *section, const char *key, int dir_ok) {
     int i = find_key(section, key);
     const char *path = (const char *)cfield(rc, &keys[i]);
-    char origin[VT_RC_PATH_MAX + 64];
+    char origin[VT_PATH_MAX + 64];
     key_origin(rc, i, origin, sizeof origin);
     struct stat st;
     if (stat(path, &st) != 0 || access(path, R_OK) != 0)
@@ -521,7 +523,7 @@ static int output_is_free(const char *path) {
 
 int vt_run_config_validate(vt_run_config *rc) {
     const char *name = config_name(rc);
-    char origin[VT_RC_PATH_MAX + 64];
+    char origin[VT_PATH_MAX + 64];
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
         if (k->required && ((const char *)cfield(rc, k))[0] == '\0')
@@ -529,9 +531,9 @@ int vt_run_config_validate(vt_run_config *rc) {
     }
 
     int ip = find_key("budget", "params"), ifl = find_key("budget", "flops");
-    int has_params = rc->budget_params >= 0, has_flops = rc->budget_flops >= 0;
+    int has_params = rc->budget.params >= 0, has_flops = rc->budget.flops >= 0;
     if (has_params && has_flops) {
-        char o1[VT_RC_PATH_MAX + 64], o2[VT_RC_PATH_MAX + 64];
+        char o1[VT_PATH_MAX + 64], o2[VT_PATH_MAX + 64];
         return vt_fail("%s: budget.params (%s) and budget.flops (%s) are both set; set exactly one", name,
                        key_origin(rc, ip, o1, sizeof o1), key_origin(rc, ifl, o2, sizeof o2));
     }
@@ -554,20 +556,20 @@ int vt_run_config_validate(vt_run_config *rc) {
     }
 
     if (!vt_run_config_is_set(rc, "data.fraction"))
-        rc->data_fraction = rc->method_name == VT_METHOD_VIB && rc->method_variant == VT_VARIANT_FAST
+        rc->data.fraction = rc->method.name == VT_METHOD_VIB && rc->vib.variant == VT_VARIANT_FAST
                                 ? VT_FAST_FRACTION_DEFAULT
                                 : 1.0;
 
     if (check_input(rc, "model", "path", 1)) return -1;
-    if (rc->model_tokenizer[0] && check_input(rc, "model", "tokenizer", 0)) return -1;
+    if (rc->model.tokenizer[0] && check_input(rc, "model", "tokenizer", 0)) return -1;
     if (check_input(rc, "data", "calib", 0)) return -1;
-    if (rc->data_eval[0] && check_input(rc, "data", "eval", 0)) return -1;
+    if (rc->data.eval[0] && check_input(rc, "data", "eval", 0)) return -1;
 
-    if (!rc->output_overwrite && !output_is_free(rc->output_dir)) {
+    if (!rc->output.overwrite && !output_is_free(rc->output.dir)) {
         key_origin(rc, find_key("output", "dir"), origin, sizeof origin);
         return vt_fail("%s: output.dir '%s' already exists and is not empty; choose another directory or set "
                        "output.overwrite = true",
-                       origin, rc->output_dir);
+                       origin, rc->output.dir);
     }
     return 0;
 }
@@ -609,7 +611,7 @@ static void format_value(char *buf, size_t cap, const vt_run_config *rc, const k
 }
 
 void vt_run_config_print(const vt_run_config *rc, FILE *out) {
-    char value[VT_RC_PATH_MAX + 8];
+    char value[VT_PATH_MAX + 8];
     fprintf(out, "# vtrans-dist prune: effective configuration%s%s\n", rc->source[0] ? " of " : "", rc->source);
     const char *section = "";
     for (int i = 0; i < N_KEYS; i++) {
@@ -714,7 +716,7 @@ char *vt_run_config_resume_settings(const vt_run_config *rc) {
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
         if (may_change_on_resume(k)) continue;
-        char value[VT_RC_PATH_MAX + 8], resolved[VT_RC_PATH_MAX];
+        char value[VT_PATH_MAX + 8], resolved[VT_PATH_MAX];
         if (budget_unset(rc, k)) snprintf(value, sizeof value, "(not set)");
         else format_value(value, sizeof value, rc, k);
         /* an input file by where it is, whatever the directory the run starts from */

@@ -6,80 +6,69 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <jansson.h>
-
 #include "util/dtype.h"
-#include "nn/optim.h" /* vt_lr_schedule */
+#include "util/fsutil.h"
+#include "prune/budget.h"
+#include "dist/partition.h"
+#include "train/ckpt_policy.h"
+#include "train/vib_train.h"
+
+struct json_t; /* jansson's, opaque here: only run_config.c and its callers that render JSON include jansson */
 
 typedef enum { VT_METHOD_VIB = 0, VT_METHOD_MAGNITUDE, VT_METHOD_RANDOM, VT_METHOD_TAYLOR } vt_method;
-/* VTrans variants (the paper's names): faster = masks only; full = masks, then joint fine-tuning;
- * fast = full on a fraction of the calibration data. */
-typedef enum { VT_VARIANT_FASTER = 0, VT_VARIANT_FULL, VT_VARIANT_FAST } vt_variant;
 typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_archive;
 
-#define VT_RC_PATH_MAX 4096
 #define VT_RC_MAX_KEYS 64
 /* data.fraction of the fast variant when the configuration does not set it. */
 #define VT_FAST_FRACTION_DEFAULT 0.03
 
-/* Every key of the file, named section_key. docs/CONFIG.md documents each one. Relative paths
- * are relative to the current working directory (not to the config file). */
+/* [model]: what is pruned. */
 typedef struct {
-    char model_path[VT_RC_PATH_MAX];      /* required: llama2.c .bin or HF directory */
-    char model_tokenizer[VT_RC_PATH_MAX]; /* "": found next to the model */
+    char path[VT_PATH_MAX];      /* required: llama2.c .bin or HF directory */
+    char tokenizer[VT_PATH_MAX]; /* "": found next to the model */
+} vt_model_inputs;
 
-    char data_calib[VT_RC_PATH_MAX]; /* required */
-    char data_eval[VT_RC_PATH_MAX];  /* "": no perplexity before/after */
-    int data_seq_len;
-    int data_eval_window;
-    double data_fraction; /* (0, 1]; vt_run_config_validate fills the fast variant's default */
-    long data_max_sequences; /* 0 = no limit */
+/* [data]: calibration and evaluation text. */
+typedef struct {
+    char calib[VT_PATH_MAX]; /* required */
+    char eval[VT_PATH_MAX];  /* "": no perplexity before/after */
+    int seq_len;
+    int eval_window;
+    double fraction;    /* (0, 1]; vt_run_config_validate fills the fast variant's default */
+    long max_sequences; /* 0 = no limit */
+} vt_data_inputs;
 
-    double budget_params; /* fraction of total parameters kept, (0, 1); negative when unset */
-    double budget_flops;  /* fraction of forward FLOPs per token kept, (0, 1); negative when unset */
-    int budget_round_to;  /* 1, 8, 64 or 128 */
-    double budget_warmup; /* fraction of mask-phase steps over which the target ramps */
+/* [method] name and the baselines' own key (the VIB method's keys are vt_vib_hyper). */
+typedef struct {
+    vt_method name;
+    int taylor_batches;
+} vt_method_opts;
 
-    vt_method method_name;
-    vt_variant method_variant; /* only used when method_name is VT_METHOD_VIB */
-    double method_beta;
-    double method_kl_hidden, method_kl_heads, method_kl_ffn, method_kl_blocks;
-    double method_temperature;
-    double method_ce_weight;
-    double method_mse_weight;
-    double method_theta;
-    double method_sharpness;
-    int method_prune_interval; /* 0 = no iterative pruning */
-    uint64_t method_seed;
-    int method_taylor_batches;
+/* [output]: the pruned checkpoint. */
+typedef struct {
+    char dir[VT_PATH_MAX]; /* required */
+    vt_dtype dtype;
+    uint64_t shard_size; /* bytes; 0 = one file */
+    int overwrite;
+    vt_archive archive;
+} vt_output_opts;
 
-    int schedule_steps;
-    int schedule_finetune_steps;
-    int schedule_batch_size;
-    double schedule_lr_mask, schedule_lr_weight, schedule_lr_lambda;
-    vt_lr_schedule schedule_lr_schedule;
-    int schedule_warmup_steps;
-    double schedule_clip; /* 0 = off */
-    double schedule_weight_decay;
-    int schedule_log_interval; /* 0 = no progress lines */
+/* Every key of the file, by section, in the sub-structs of the modules that use them; the key
+ * table of run_config.c names each. docs/CONFIG.md documents each one. Relative paths are relative
+ * to the current working directory (not to the config file). */
+typedef struct {
+    vt_model_inputs model;
+    vt_data_inputs data;
+    vt_budget_spec budget;      /* budget.params / budget.flops negative when unset */
+    vt_method_opts method;      /* method.name, method.taylor_batches */
+    vt_vib_hyper vib;           /* the other [method] keys; method.variant only counts for vib */
+    vt_train_schedule schedule; /* [schedule] */
+    vt_output_opts output;
+    vt_pipeline_opts pipeline;  /* [parallel] */
+    vt_ckpt_policy ckpt;        /* [run]; run.dir "" = "<output.dir>.run" */
 
-    char output_dir[VT_RC_PATH_MAX]; /* required */
-    vt_dtype output_dtype;
-    uint64_t output_shard_size; /* bytes; 0 = one file */
-    int output_overwrite;
-    vt_archive output_archive;
-
-    int parallel_stages;        /* 0 = automatic */
-    int parallel_micro_batches; /* 0 = automatic */
-    int parallel_seq_chunks;    /* 0 = automatic */
-    int parallel_pack_weights;  /* 1 = pack frozen weights for the micro-kernel (matmul.h); default 0 */
-
-    char run_dir[VT_RC_PATH_MAX]; /* training checkpoints; "" = "<output.dir>.run" */
-    int run_checkpoint_steps;     /* save every N steps (0 = by time only) */
-    double run_checkpoint_minutes; /* save at least this often (0 = by steps only) */
-
-    char source[VT_RC_PATH_MAX]; /* the file loaded, "" when none */
-    char resume[VT_RC_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
+    char source[VT_PATH_MAX]; /* the file loaded, "" when none */
+    char resume[VT_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
     /* --accept-changed KEY[,KEY...]: recorded settings a resume may change all the same (an input
      * moved to another path, say), comma-separated "section.key" names; not a key */
     char resume_accept[1024];
@@ -115,7 +104,7 @@ void vt_run_config_print(const vt_run_config *rc, FILE *out);
 
 /* The effective configuration as {"source": ..., "model": {...}, "data": {...}, ...} for the run
  * report (an unset budget key is null). NULL with an error when out of memory. */
-json_t *vt_run_config_json(const vt_run_config *rc);
+struct json_t *vt_run_config_json(const vt_run_config *rc);
 
 /* The settings a resumed run must share with the run that saved its checkpoints: one
  * "section.key = value" line per such key, in the key order, input paths resolved to absolute ones

@@ -274,7 +274,7 @@ static void state_io(blob *b, saved_state *s, const trainer *t) {
         else if (!structure_fits(&s->cfg, &t->teacher->cfg))
             bad(b, "the student's structure (hidden %d) does not fit the model (hidden %d)", s->cfg.dim,
                 t->teacher->cfg.dim);
-        else if (vt_masks_init(&s->mk, &s->cfg, t->p->seed) || vt_adam_init(&s->adam_mu, s->mk.n, 0.0) ||
+        else if (vt_masks_init(&s->mk, &s->cfg, t->p->vib.seed) || vt_adam_init(&s->adam_mu, s->mk.n, 0.0) ||
                  vt_adam_init(&s->adam_lv, s->mk.n, 0.0))
             bad(b, "%s", vt_error());
     }
@@ -308,7 +308,7 @@ static void stage_io(blob *b, saved_stage *g, const trainer *t, const vt_config 
             const vt_model *m = g->owned ? &g->own : t->teacher;
             vt_load_parts parts = {m->layer_begin, m->layer_end, m->has_embed, m->has_head};
             size_t w0, wn = vt_layer_region(m, &w0);
-            if (vt_adam_init(&g->adam_w, wn, t->p->weight_decay) || vt_model_alloc(&g->dw, &m->cfg, parts))
+            if (vt_adam_init(&g->adam_w, wn, t->p->schedule.weight_decay) || vt_model_alloc(&g->dw, &m->cfg, parts))
                 bad(b, "%s", vt_error());
         }
         adam_io(b, &g->adam_w);
@@ -375,11 +375,11 @@ int vt_ckpt_check(trainer *t, const char *dir) {
                      (long long)json_integer_value(json_object_get(m, "ranks")),
                      (long long)json_integer_value(json_object_get(m, "stages")));
     json_t *then = m ? json_object_get(m, "settings") : NULL;
-    if (rc == 0 && t->p->settings && !json_is_object(then) && c->world_rank == 0)
+    if (rc == 0 && t->p->run.settings && !json_is_object(then) && c->world_rank == 0)
         fprintf(stderr, "resume: %s records no settings (made by an older vtrans-dist): the configuration is not "
                         "checked against the run's\n", mp);
-    if (rc == 0 && t->p->settings && json_is_object(then)) {
-        now = settings_json(t->p->settings);
+    if (rc == 0 && t->p->run.settings && json_is_object(then)) {
+        now = settings_json(t->p->run.settings);
         if (!now) rc = -1;
         /* every setting both sides know; one only a newer or older vtrans-dist has is not compared */
         char diff[1800] = "";
@@ -390,7 +390,7 @@ int vt_ckpt_check(trainer *t, const char *dir) {
             json_t *is = now ? json_object_get(now, key) : NULL;
             const char *a = json_string_value(was), *b = json_string_value(is);
             if (!is || (a && b && strcmp(a, b) == 0)) continue;
-            if (vt_key_listed(t->p->resume_accept, key)) {
+            if (vt_key_listed(t->p->run.resume_accept, key)) {
                 if (c->world_rank == 0)
                     fprintf(stderr, "resume: %s is %.300s now, %.300s then (accepted by --accept-changed)\n", key,
                             b && *b ? b : "\"\"", a && *a ? a : "\"\"");
@@ -502,8 +502,8 @@ static int write_manifest(trainer *t, json_t *m, json_t *list, const char *mp, i
     json_object_set_new(m, "ranks", json_integer(c->stages * c->replicas));
     json_object_set_new(m, "stages", json_integer(c->stages));
     json_object_set_new(m, "replicas", json_integer(c->replicas));
-    if (t->p->settings) {
-        json_t *settings = settings_json(t->p->settings);
+    if (t->p->run.settings) {
+        json_t *settings = settings_json(t->p->run.settings);
         if (!settings) rc = -1;
         else json_object_set_new(m, "settings", settings);
     }
@@ -512,7 +512,7 @@ static int write_manifest(trainer *t, json_t *m, json_t *list, const char *mp, i
     if (rc == 0 && !text) rc = vt_fail("%s: out of memory for the manifest", mp);
     if (rc == 0) rc = vt_write_file(mtmp, text, strlen(text));
     if (rc == 0 && rename(mtmp, mp) != 0) rc = vt_fail("%s: cannot replace the manifest: %s", mp, strerror(errno));
-    if (rc == 0) rc = sync_dir(t->p->run_dir);
+    if (rc == 0) rc = sync_dir(t->p->ckpt.dir);
     free(text);
     return rc;
 }
@@ -521,7 +521,7 @@ static int write_manifest(trainer *t, json_t *m, json_t *list, const char *mp, i
  * manifest, last; checkpoints no longer listed are deleted. */
 static int publish(trainer *t, const char *ck, const char *tmp, const vt_ckpt_pos *pos, const blob *s,
                    const double *all) {
-    const char *run_dir = t->p->run_dir;
+    const char *run_dir = t->p->ckpt.dir;
     json_t *m = json_object(), *list = json_array(), *old = NULL, *gone = json_array();
     char mp[VT_PATH_MAX];
     int rc = path_fmt(mp, "%s/manifest.json", run_dir);
@@ -548,7 +548,7 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos, const vt_vib_result *out) {
     vt_comm *c = t->comm;
     int coordinator = c->world_rank == 0, rc = 0;
     char ck[VT_PATH_MAX], tmp[VT_PATH_MAX];
-    rc = path_fmt(ck, "%s/ckpt-%08ld", t->p->run_dir, pos->step) || path_fmt(tmp, "%s.tmp", ck) ? -1 : 0;
+    rc = path_fmt(ck, "%s/ckpt-%08ld", t->p->ckpt.dir, pos->step) || path_fmt(tmp, "%s.tmp", ck) ? -1 : 0;
     if (rc == 0 && coordinator) {
         vt_rmtree(tmp);
         rc = vt_mkdir_p(tmp);

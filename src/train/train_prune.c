@@ -57,7 +57,7 @@ static double size_without(trainer *t, const removal *r, size_t n, uint8_t *keep
         vt_error_clear();
         return -1.0;
     }
-    double size = vt_structure_size(&c, t->p->kind, t->ctx);
+    double size = vt_structure_size(&c, vt_budget_spec_kind(&t->p->budget), t->ctx);
     vt_config_free(&c);
     return size;
 }
@@ -68,7 +68,7 @@ static double size_without(trainer *t, const removal *r, size_t n, uint8_t *keep
 int vt_trainer_prune_crossed(trainer *t, int *removed) {
     const vt_masks *mk = &t->st.mk;
     const vt_config *c = &t->st.model->cfg;
-    float theta = (float)t->p->theta;
+    float theta = (float)t->p->vib.theta;
     removal *r = vt_malloc(sizeof *r * mk->n, "pruning candidates");
     uint8_t *keep = vt_malloc(mk->n, "keep flags");
     size_t n = 0;
@@ -98,7 +98,7 @@ int vt_trainer_prune_crossed(trainer *t, int *removed) {
         }
     }
     qsort(r, n, sizeof *r, by_log_alpha_desc);
-    double floor_size = t->p->target_fraction * t->dense_size;
+    double floor_size = vt_budget_spec_target(&t->p->budget) * t->dense_size;
     size_t lo = 0, hi = n; /* largest count whose size stays >= the final budget */
     while (lo < hi) {
         size_t mid = (lo + hi + 1) / 2;
@@ -125,8 +125,8 @@ int vt_trainer_decide(trainer *t, uint8_t **keep_out) {
     if (t->comm->world_rank == 0) {
         vt_config pruned;
         double size;
-        rc = vt_budget_decide(&t->st.mk, &t->st.model->cfg, p->kind, t->ctx, p->target_fraction * t->dense_size,
-                              p->round_to, NULL, keep, &pruned, &size);
+        rc = vt_budget_decide(&t->st.mk, &t->st.model->cfg, vt_budget_spec_kind(&p->budget), t->ctx, vt_budget_spec_target(&p->budget) * t->dense_size,
+                              p->budget.round_to, NULL, keep, &pruned, &size);
         if (rc == 0) vt_config_free(&pruned);
     }
     /* The status first, so no rank waits for a decision that failed. */

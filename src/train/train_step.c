@@ -32,14 +32,14 @@ static int head_and_loss(trainer *t, int k, const int32_t *tgt, double *acc) {
     int scored = 0; /* cross-entropy is a mean over the batch's scored tokens (T - 1 per sequence) */
     for (int r = 0; r < rows; r++) scored += tgt[r] >= 0;
     double ce_share = (double)scored / ((double)g->B * (g->T - 1));
-    if (vt_head_student(cm, &t->head.part, xn, rows, (float)p->temperature, share, tgt, p->ce_weight * ce_share, last,
+    if (vt_head_student(cm, &t->head.part, xn, rows, (float)p->vib.temperature, share, tgt, p->vib.ce_weight * ce_share, last,
                         e, st->mk.unit_id, dt, neg, t->head.hdx, acc))
         return -1;
     if (!vt_comm_last(cm)) return 0;
     float *dx = st->dx_last[k];
     vt_rmsnorm_backward(dx, NULL, t->head.hdx, tp->x_final, s->final_norm, tp->inv_rms_final, rows, d, 0);
-    if (p->mse_weight > 0) { /* last hidden states against the teacher's, dims matched by unit id */
-        double scale = p->mse_weight / ((double)g->B * g->T * d), total = 0.0;
+    if (p->vib.mse_weight > 0) { /* last hidden states against the teacher's, dims matched by unit id */
+        double scale = p->vib.mse_weight / ((double)g->B * g->T * d), total = 0.0;
         const float *xf = tp->x_final;
         for (int r = 0; r < rows; r++) {
             const float *h = t->cache.step_h + (r0 + (size_t)r) * dt;
@@ -78,14 +78,14 @@ static void start_step(trainer *t, long step, vt_model *dw) {
     vt_train_batch *b = &t->batch;
     vt_student *st = &t->st;
     int T = g->T;
-    vt_calib_batch(t->calib, t->p->seed, step, g->B, b->ids);
+    vt_calib_batch(t->calib, t->p->vib.seed, step, g->B, b->ids);
     const int64_t *ids = b->ids + (size_t)t->comm->replica * g->Bd; /* this replica's sequences */
     for (int i = 0; i < g->Bd; i++) {
         const int32_t *q = vt_calib_seq(t->calib, ids[i]);
         memcpy(b->tok + (size_t)i * T, q, sizeof(int32_t) * (size_t)T);
         for (int j = 0; j < T; j++) b->tgt[i * T + j] = j + 1 < T ? q[j + 1] : -1;
     }
-    vt_masks_sample(&st->mk, t->p->seed, (uint64_t)step, ids, g->Bd, st->z, st->eps);
+    vt_masks_sample(&st->mk, t->p->vib.seed, (uint64_t)step, ids, g->Bd, st->z, st->eps);
     memset(st->dz, 0, sizeof(float) * st->mk.n * (size_t)g->Bd);
     vt_masks_zero_grad(&st->mk);
     if (dw) memset(dw->arena, 0, sizeof(float) * dw->arena_floats);
@@ -176,20 +176,20 @@ static void gate_terms(trainer *t, long step, int phase, vt_train_record *rec) {
     vt_masks *mk = &t->st.mk;
     const vt_config *c = &t->st.model->cfg;
     vt_train_optim *o = &t->opt;
-    rec->target = phase == 0 ? vt_budget_target(p->target_fraction, step, (long)(p->ramp_fraction * p->steps))
-                             : p->target_fraction;
-    rec->size = vt_expected_size(mk, c, p->kind, t->ctx, p->sharpness, 0.0, NULL, NULL) / t->dense_size;
-    rec->hard_size = vt_expected_size(mk, c, p->kind, t->ctx, 1e6, 0.0, NULL, NULL) / t->dense_size;
-    if (phase == 0) o->kl_log_scale += p->lr_lambda * (rec->hard_size - rec->target) / rec->target;
-    rec->beta = p->beta * exp(o->kl_log_scale);
-    rec->kl = vt_masks_kl(mk, p->kl_mult, rec->beta);
+    rec->target = phase == 0 ? vt_budget_target(vt_budget_spec_target(&p->budget), step, (long)(p->budget.warmup * p->schedule.steps))
+                             : vt_budget_spec_target(&p->budget);
+    rec->size = vt_expected_size(mk, c, vt_budget_spec_kind(&p->budget), t->ctx, p->vib.sharpness, 0.0, NULL, NULL) / t->dense_size;
+    rec->hard_size = vt_expected_size(mk, c, vt_budget_spec_kind(&p->budget), t->ctx, 1e6, 0.0, NULL, NULL) / t->dense_size;
+    if (phase == 0) o->kl_log_scale += p->schedule.lr_lambda * (rec->hard_size - rec->target) / rec->target;
+    rec->beta = p->vib.beta * exp(o->kl_log_scale);
+    rec->kl = vt_masks_kl(mk, p->vib.kl_mult, rec->beta);
     rec->budget = 0.0;
     if (phase == 0) {
         double ds, dl1, dl2;
         rec->budget = vt_budget_term(rec->size, rec->target, &o->lg, &ds, &dl1, &dl2);
-        vt_expected_size(mk, c, p->kind, t->ctx, p->sharpness, ds / t->dense_size, mk->g_mu, mk->g_logvar);
-        o->lg.lambda1 += p->lr_lambda * dl1; /* gradient ascent on the multipliers */
-        o->lg.lambda2 += p->lr_lambda * dl2;
+        vt_expected_size(mk, c, vt_budget_spec_kind(&p->budget), t->ctx, p->vib.sharpness, ds / t->dense_size, mk->g_mu, mk->g_logvar);
+        o->lg.lambda1 += p->schedule.lr_lambda * dl1; /* gradient ascent on the multipliers */
+        o->lg.lambda2 += p->schedule.lr_lambda * dl2;
     }
     rec->lambda1 = o->lg.lambda1;
     rec->lambda2 = o->lg.lambda2;

@@ -14,27 +14,27 @@ int vt_trainer_init(trainer *t, const vt_model *teacher, const vt_calib *calib, 
     t->st.model = teacher;
     t->trace = getenv("VT_TRACE") && *getenv("VT_TRACE") && strcmp(getenv("VT_TRACE"), "0") != 0;
     t->ctx = vt_mean_ctx(calib->seq_len);
-    t->dense_size = vt_structure_size(&teacher->cfg, p->kind, t->ctx);
-    return vt_train_geom_init(&t->g, p->batch_size, p->micro_batches, p->seq_chunks, comm->stages, comm->replicas,
+    t->dense_size = vt_structure_size(&teacher->cfg, vt_budget_spec_kind(&p->budget), t->ctx);
+    return vt_train_geom_init(&t->g, p->schedule.batch_size, p->pipeline.micro_batches, p->pipeline.seq_chunks, comm->stages, comm->replicas,
                               calib->seq_len);
 }
 
 int vt_trainer_alloc(trainer *t) {
-    if (vt_student_init(&t->st, t->teacher, t->p->seed) || vt_train_optim_init(&t->opt, t->st.mk.n) ||
+    if (vt_student_init(&t->st, t->teacher, t->p->vib.seed) || vt_train_optim_init(&t->opt, t->st.mk.n) ||
         vt_head_share_init(&t->head, t->comm, t->teacher, &t->g) || vt_trainer_alloc_student(t))
         return -1;
     return vt_train_batch_alloc(&t->batch, &t->g);
 }
 
 int vt_trainer_alloc_student(trainer *t) {
-    int pack = t->p->pack_weights && !t->opt.train_weights; /* packs only hold while the weights are frozen */
+    int pack = t->p->pipeline.pack_weights && !t->opt.train_weights; /* packs only hold while the weights are frozen */
     return vt_student_alloc(&t->st, &t->g, vt_comm_last(t->comm), &t->head, pack);
 }
 
 int vt_trainer_cache_teacher(trainer *t) {
     vt_teacher_pass pass = {t->teacher, t->calib,   t->comm,          &t->g,
-                            &t->head,   t->batch.tok, t->st.x, t->p->temperature,
-                            t->p->mse_weight > 0};
+                            &t->head,   t->batch.tok, t->st.x, t->p->vib.temperature,
+                            t->p->vib.mse_weight > 0};
     return vt_teacher_cache_build(&t->cache, &pass);
 }
 

@@ -7,32 +7,38 @@
 #include <signal.h>
 #include <stdio.h>
 
+#include "dist/partition.h"
 #include "prune/size.h"
+#include "train/ckpt_policy.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 
+/* VTrans variants (the paper's names): faster = masks only; full = masks, then joint fine-tuning;
+ * fast = full on a fraction of the calibration data. */
+typedef enum { VT_VARIANT_FASTER = 0, VT_VARIANT_FULL, VT_VARIANT_FAST } vt_variant;
+
+/* The VIB method's hyperparameters (section [method] of the run configuration). */
 typedef struct {
-    vt_budget_kind kind;
-    double target_fraction; /* of the dense size */
-    int round_to;
-    double ramp_fraction;   /* of mask steps over which the target ramps down */
-    double beta, kl_mult[4];
+    vt_variant variant;
+    double beta, kl_mult[VT_N_GROUPS]; /* kl_mult indexed by vt_group */
     double temperature, ce_weight, mse_weight, theta, sharpness;
     int prune_interval;     /* 0: no iterative pruning */
     uint64_t seed;
-    long steps, finetune_steps; /* finetune_steps 0: masks only (Faster-VTrans) */
+} vt_vib_hyper;
+
+/* How long and how fast training runs (section [schedule]). */
+typedef struct {
+    int steps, finetune_steps; /* finetune_steps counts only for the full/fast variants */
     int batch_size;         /* sequences per step, over all replicas */
-    int micro_batches;      /* per replica and step (0: automatic, vt_micro_batches_choose) */
-    int seq_chunks;         /* chunks per sequence of a micro-batch (0: automatic, vt_seq_chunks_choose) */
-    int pack_weights;       /* 1: while the weights are frozen, multiply by copies packed once for
-                             * BLIS's micro-kernel (matmul.h), when BLIS runs one thread */
-    double lr_mask, lr_weight, lr_lambda, clip, weight_decay;
-    vt_lr_schedule schedule;
-    long warmup_steps;
+    double lr_mask, lr_weight, lr_lambda;
+    vt_lr_schedule lr_schedule;
+    int warmup_steps;
+    double clip, weight_decay; /* clip 0: off */
     int log_interval;       /* 0: silent */
-    const char *run_dir;    /* training checkpoints go here (NULL: none) */
-    long checkpoint_steps;  /* save every N steps (0: by time only) */
-    double checkpoint_minutes; /* save at least this often (0: by steps only) */
+} vt_train_schedule;
+
+/* What one run of the trainer needs besides its settings: where it reports and resumes from. */
+typedef struct {
     const char *resume_dir; /* continue from the newest complete checkpoint here (NULL: fresh) */
     /* The settings a resume must not change, as "section.key = value" lines
      * (vt_run_config_resume_settings): recorded in the manifest with the checkpoints, and a resume
@@ -44,7 +50,22 @@ typedef struct {
                                   * gradient sum, so the run stops after that step */
     FILE *log;              /* progress lines (NULL: none) */
     FILE *jsonl;            /* machine-readable progress (NULL: none) */
+} vt_vib_runtime;
+
+/* The same sub-structs as the run configuration holds (run/run_config.h), and the runtime part. */
+typedef struct {
+    vt_budget_spec budget;
+    vt_vib_hyper vib;
+    vt_train_schedule schedule;
+    vt_pipeline_opts pipeline; /* micro_batches, seq_chunks, pack_weights (stages come from the comm) */
+    vt_ckpt_policy ckpt;       /* ckpt.dir "": no training checkpoints */
+    vt_vib_runtime run;
 } vt_vib_params;
+
+/* Fine-tuning steps of the configured variant: none for Faster-VTrans (masks only). */
+static inline long vt_vib_finetune_steps(const vt_vib_params *p) {
+    return p->vib.variant == VT_VARIANT_FASTER ? 0 : p->schedule.finetune_steps;
+}
 
 /* One progress record. */
 typedef struct {

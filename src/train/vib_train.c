@@ -20,7 +20,7 @@
  * gradients but only its stage's weight gradients (the same on each replica of the stage), so the
  * weights' squares are summed over the world and divided by the replicas. */
 static int clip_gradients(trainer *t, size_t w0, size_t wn) {
-    if (t->p->clip <= 0) return 0;
+    if (t->p->schedule.clip <= 0) return 0;
     vt_masks *mk = &t->st.mk;
     double ss = vt_sumsq(mk->g_mu, mk->n) + vt_sumsq(mk->g_logvar, mk->n);
     if (t->opt.train_weights) {
@@ -29,8 +29,8 @@ static int clip_gradients(trainer *t, size_t w0, size_t wn) {
         ss += ws / t->comm->replicas;
     }
     double norm = sqrt(ss);
-    if (norm <= t->p->clip) return 0;
-    float s = (float)(t->p->clip / norm);
+    if (norm <= t->p->schedule.clip) return 0;
+    float s = (float)(t->p->schedule.clip / norm);
     vt_scale(mk->g_mu, mk->n, s);
     vt_scale(mk->g_logvar, mk->n, s);
     if (t->opt.train_weights) vt_scale(t->opt.dw.arena + w0, wn, s);
@@ -45,22 +45,22 @@ static void report(trainer *t, const vt_train_record *r, long step, long total, 
     double el = vt_seconds() - since, rate = (double)(t->tokens - tokens0) / (el > 0 ? el : 1e-9);
     double eta = el / (double)(step + 1 - start) * (double)(total - step - 1);
     if (t->comm->world_rank != 0) return; /* the coordinator speaks for the run */
-    if (p->log)
-        fprintf(p->log,
+    if (p->run.log)
+        fprintf(p->run.log,
                 "%s step %ld/%ld | kd %.4f ce %.4f mse %.4f kl %.4f (beta %.2g) budget %+.4f | size %.4f "
                 "(expected %.4f) target %.4f | %.0f tok/s | ETA %.0f s\n",
                 r->phase ? "finetune" : "masks", step + 1, total, r->kd, r->ce, r->mse, r->kl, r->beta, r->budget,
                 r->hard_size, r->size, r->target, rate, eta);
-    if (p->jsonl)
-        fprintf(p->jsonl,
+    if (p->run.jsonl)
+        fprintf(p->run.jsonl,
                 "{\"phase\": \"%s\", \"step\": %ld, \"kd\": %.6g, \"ce\": %.6g, \"mse\": %.6g, \"kl\": %.6g, "
                 "\"budget\": %.6g, \"size\": %.6g, \"hard_size\": %.6g, \"target\": %.6g, \"beta\": %.6g, "
                 "\"lambda1\": %.6g, \"lambda2\": %.6g, "
                 "\"seconds\": %.3f, \"tokens\": %ld}\n",
                 r->phase ? "finetune" : "masks", step + 1, r->kd, r->ce, r->mse, r->kl, r->budget, r->size,
                 r->hard_size, r->target, r->beta, r->lambda1, r->lambda2, r->seconds, t->tokens);
-    if (p->log) fflush(p->log);
-    if (p->jsonl) fflush(p->jsonl);
+    if (p->run.log) fflush(p->run.log);
+    if (p->run.jsonl) fflush(p->run.jsonl);
 }
 
 static int keep_record(vt_vib_result *out, const vt_train_record *r) {
@@ -76,14 +76,14 @@ static int keep_record(vt_vib_result *out, const vt_train_record *r) {
  * stop (saved), 0 to go on, -1 on failure. */
 static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
-    if (!p->run_dir) return 0;
+    if (!p->ckpt.dir[0]) return 0;
     if (t->clock.votes[0] == 0 && t->clock.votes[1] == 0) return 0;
     vt_ckpt_pos pos = {done, phase, done_in_phase};
     if (vt_ckpt_save(t, &pos, out)) return -1;
     t->clock.last_save = vt_seconds();
     if (t->clock.votes[0] == 0) return 0;
-    if (p->log && t->comm->world_rank == 0)
-        fprintf(p->log, "stopping on request after step %ld: checkpoint saved in %s\n", done, p->run_dir);
+    if (p->run.log && t->comm->world_rank == 0)
+        fprintf(p->run.log, "stopping on request after step %ld: checkpoint saved in %s\n", done, p->ckpt.dir);
     out->stopped = 1;
     out->steps = done;
     return 1;
@@ -97,12 +97,12 @@ static int optimizer_step(trainer *t, long s, long total) {
     vt_train_optim *o = &t->opt;
     size_t w0 = 0, wn = o->train_weights ? vt_layer_region(t->st.model, &w0) : 0;
     if (clip_gradients(t, w0, wn)) return -1;
-    double lr = vt_lr_at(p->schedule, p->lr_mask, s, total, p->warmup_steps);
+    double lr = vt_lr_at(p->schedule.lr_schedule, p->schedule.lr_mask, s, total, p->schedule.warmup_steps);
     vt_adam_step(&o->adam_mu, mk->mu, mk->g_mu, lr);
     vt_adam_step(&o->adam_lv, mk->logvar, mk->g_logvar, lr);
     if (o->train_weights)
         vt_adam_step(&o->adam_w, t->st.own.arena + w0, o->dw.arena + w0,
-                     vt_lr_at(p->schedule, p->lr_weight, s, total, p->warmup_steps));
+                     vt_lr_at(p->schedule.lr_schedule, p->schedule.lr_weight, s, total, p->schedule.warmup_steps));
     return 0;
 }
 
@@ -117,16 +117,16 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
         if (optimizer_step(t, s, total)) return -1;
         rec.seconds = vt_seconds() - t0;
         out->final_kd = rec.kd;
-        if (p->log_interval > 0 && ((s + 1) % p->log_interval == 0 || s + 1 == total)) {
+        if (p->schedule.log_interval > 0 && ((s + 1) % p->schedule.log_interval == 0 || s + 1 == total)) {
             report(t, &rec, s, total, start, since, tokens0);
             if (keep_record(out, &rec)) return -1;
         }
-        if (phase == 0 && p->prune_interval > 0 && (s + 1) % p->prune_interval == 0 && s + 1 < total) {
+        if (phase == 0 && p->vib.prune_interval > 0 && (s + 1) % p->vib.prune_interval == 0 && s + 1 < total) {
             int removed;
             if (vt_trainer_prune_crossed(t, &removed)) return -1;
             out->removed_early += (size_t)removed;
-            if (removed && p->log && t->comm->world_rank == 0)
-                fprintf(p->log, "masks step %ld: %d units pruned for good; %zu parameters remain\n", s + 1, removed,
+            if (removed && p->run.log && t->comm->world_rank == 0)
+                fprintf(p->run.log, "masks step %ld: %d units pruned for good; %zu parameters remain\n", s + 1, removed,
                         vt_params_total(&t->st.model->cfg));
         }
         int stop = maybe_checkpoint(t, phase, s + 1, *global_step + 1, out);
@@ -140,9 +140,9 @@ static void log_layout(const trainer *t) {
     const vt_vib_params *p = t->p;
     const vt_train_geom *g = &t->g;
     vt_comm *comm = t->comm;
-    if (!p->log || comm->world_rank != 0) return;
+    if (!p->run.log || comm->world_rank != 0) return;
     if (comm->stages > 1)
-        fprintf(p->log,
+        fprintf(p->run.log,
                 "pipeline: %d micro-batches per replica and step (%d of %d sequence(s), each in %d chunk(s) of %d "
                 "tokens); bubble %.0f%%\n",
                 g->K, g->M, g->Bm, g->C, g->Tc, 100.0 * vt_pipeline_bubble(comm->stages, g->K));
@@ -150,15 +150,15 @@ static void log_layout(const trainer *t) {
 
 static void log_packing(const trainer *t) {
     const vt_vib_params *p = t->p;
-    if (!p->log || t->comm->world_rank != 0 || !p->pack_weights) return;
+    if (!p->run.log || t->comm->world_rank != 0 || !p->pipeline.pack_weights) return;
     size_t packed = vt_trainer_pack_bytes(t);
     if (t->st.packed)
-        fprintf(p->log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0\n", packed / 1048576.0);
+        fprintf(p->run.log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0\n", packed / 1048576.0);
     else if (vt_blis_threads() > 1)
-        fprintf(p->log, "weights: not packed: parallel.pack_weights needs BLIS on one thread per rank (%d now)\n",
+        fprintf(p->run.log, "weights: not packed: parallel.pack_weights needs BLIS on one thread per rank (%d now)\n",
                 vt_blis_threads());
     else
-        fprintf(p->log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
+        fprintf(p->run.log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
 }
 
 /* Everything before the first step: the trainer's parts and the teacher cache; a resume with
@@ -166,13 +166,13 @@ static void log_packing(const trainer *t) {
 static int set_up(trainer *t, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
     log_layout(t);
-    if (p->resume_dir && vt_ckpt_check(t, p->resume_dir)) return -1;
+    if (p->run.resume_dir && vt_ckpt_check(t, p->run.resume_dir)) return -1;
     if (vt_trainer_alloc(t)) return -1;
     log_packing(t);
     double tc = vt_seconds();
     if (vt_trainer_cache_teacher(t)) return -1;
-    if (p->log && t->comm->world_rank == 0)
-        fprintf(p->log, "teacher cache: %zu calibration sequences, sharded over %d replica(s), in %.1f s\n",
+    if (p->run.log && t->comm->world_rank == 0)
+        fprintf(p->run.log, "teacher cache: %zu calibration sequences, sharded over %d replica(s), in %.1f s\n",
                 t->calib->n_seq, t->comm->replicas, vt_seconds() - tc);
     vt_trainer_bytes(t, &out->weight_bytes, &out->work_bytes);
     t->clock.last_save = vt_seconds();
@@ -184,14 +184,14 @@ static int set_up(trainer *t, vt_vib_result *out) {
 static int start_position(trainer *t, vt_ckpt_pos *pos, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
     *pos = (vt_ckpt_pos){0, 0, 0};
-    if (p->resume_dir && vt_ckpt_load(t, p->resume_dir, pos, out)) return -1;
-    if (pos->phase == 1 && p->finetune_steps <= 0)
+    if (p->run.resume_dir && vt_ckpt_load(t, p->run.resume_dir, pos, out)) return -1;
+    if (pos->phase == 1 && vt_vib_finetune_steps(p) <= 0)
         return vt_fail("%s: the checkpoint is in the fine-tuning phase but schedule.finetune_steps = 0; resume with "
-                       "the run's own configuration", p->resume_dir);
-    long phase_total = pos->phase ? p->finetune_steps : p->steps;
+                       "the run's own configuration", p->run.resume_dir);
+    long phase_total = pos->phase ? vt_vib_finetune_steps(p) : p->schedule.steps;
     if (pos->phase_step > phase_total)
         return vt_fail("%s: the checkpoint is at %s step %ld, past schedule.%s = %ld; set it to at least %ld to resume",
-                       p->resume_dir, pos->phase ? "fine-tuning" : "mask", pos->phase_step,
+                       p->run.resume_dir, pos->phase ? "fine-tuning" : "mask", pos->phase_step,
                        pos->phase ? "finetune_steps" : "steps", phase_total, pos->phase_step);
     return 0;
 }
@@ -201,7 +201,7 @@ static int start_position(trainer *t, vt_ckpt_pos *pos, vt_vib_result *out) {
 static int start_finetune(trainer *t, const uint8_t *keep) {
     t->opt.train_weights = 1; /* first: the sliced student's allocation must not pack */
     if (vt_trainer_slice(t, keep)) return -1;
-    return vt_train_optim_weights(&t->opt, &t->st.own, t->p->weight_decay);
+    return vt_train_optim_weights(&t->opt, &t->st.own, t->p->schedule.weight_decay);
 }
 
 /* The fine-tuning phase from step `start`; *keep (the decision) becomes every remaining unit. */
@@ -212,7 +212,7 @@ static int run_finetune(trainer *t, long start, long *step, double t0, uint8_t *
     vt_trainer_bytes(t, &wb, &ab);
     out->weight_bytes = wb > out->weight_bytes ? wb : out->weight_bytes;
     out->work_bytes = ab > out->work_bytes ? ab : out->work_bytes;
-    int stop = run_phase(t, 1, start, t->p->finetune_steps, step, t0, out);
+    int stop = run_phase(t, 1, start, vt_vib_finetune_steps(t->p), step, t0, out);
     if (stop) return stop;
     free(*keep);
     *keep = vt_malloc(t->st.mk.n, "keep flags");
@@ -227,12 +227,12 @@ static int train(trainer *t, const vt_ckpt_pos *pos, long *step, double t0, uint
     const vt_vib_params *p = t->p;
     int stop = 0;
     if (pos->phase == 0) {
-        stop = run_phase(t, 0, pos->phase_step, p->steps, step, t0, out);
+        stop = run_phase(t, 0, pos->phase_step, p->schedule.steps, step, t0, out);
         if (stop) return stop;
         if (vt_trainer_decide(t, keep)) return -1;
-        if (p->finetune_steps > 0 && start_finetune(t, *keep)) return -1;
+        if (vt_vib_finetune_steps(p) > 0 && start_finetune(t, *keep)) return -1;
     }
-    if (p->finetune_steps > 0) return run_finetune(t, pos->phase == 1 ? pos->phase_step : 0, step, t0, keep, out);
+    if (vt_vib_finetune_steps(p) > 0) return run_finetune(t, pos->phase == 1 ? pos->phase_step : 0, step, t0, keep, out);
     return 0;
 }
 

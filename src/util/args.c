@@ -21,34 +21,54 @@ const char *vt_args_get(vt_opt *opts, int n, const char *name) {
     return o ? o->value : NULL;
 }
 
+/* The option at argv[*i] into *o and *value (advancing *i past a separate value); *o NULL for --help. */
+static int read_option(vt_opt *opts, int n, int argc, char **argv, int *i, vt_opt **o, const char **value) {
+    const char *a = argv[*i];
+    *o = NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 0;
+    if (strncmp(a, "--", 2) != 0) return vt_fail("unexpected argument '%s' (options start with --)", a);
+    char name[128];
+    const char *eq = strchr(a + 2, '=');
+    size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    if (len >= sizeof name) return vt_fail("option '%s' is too long", a);
+    memcpy(name, a + 2, len);
+    name[len] = '\0';
+    if (!(*o = vt_args_find(opts, n, name))) return vt_fail("unknown option '--%s' (see --help)", name);
+    if ((*o)->takes_value) {
+        if (eq) *value = eq + 1;
+        else if (*i + 1 < argc) *value = argv[++*i];
+        else return vt_fail("option '--%s' needs a value", name);
+    } else {
+        if (eq) return vt_fail("option '--%s' takes no value", name);
+        *value = "1";
+    }
+    return 0;
+}
+
 int vt_args_parse(vt_opt *opts, int n, int argc, char **argv, int first, int *help) {
     *help = 0;
     for (int i = first; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        vt_opt *o;
+        const char *value = NULL;
+        if (read_option(opts, n, argc, argv, &i, &o, &value)) return -1;
+        if (!o) {
             *help = 1;
             continue;
         }
-        if (strncmp(a, "--", 2) != 0) return vt_fail("unexpected argument '%s' (options start with --)", a);
-        char name[128];
-        const char *eq = strchr(a + 2, '=');
-        size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-        if (len >= sizeof name) return vt_fail("option '%s' is too long", a);
-        memcpy(name, a + 2, len);
-        name[len] = '\0';
-        vt_opt *o = vt_args_find(opts, n, name);
-        if (!o) return vt_fail("unknown option '--%s' (see --help)", name);
-        if (o->takes_value) {
-            if (eq) o->value = eq + 1;
-            else if (i + 1 < argc) o->value = argv[++i];
-            else return vt_fail("option '--%s' needs a value", name);
-        } else {
-            if (eq) return vt_fail("option '--%s' takes no value", name);
-            o->value = "1";
-        }
-        o->seen = 1;
+        o->value = value;
+        o->seen++;
     }
     return 0;
+}
+
+const char *vt_args_nth(vt_opt *opts, int n, int argc, char **argv, int first, const char *name, int k) {
+    for (int i = first; i < argc; i++) {
+        vt_opt *o;
+        const char *value = NULL;
+        if (read_option(opts, n, argc, argv, &i, &o, &value)) return NULL;
+        if (o && strcmp(o->name, name) == 0 && k-- == 0) return value;
+    }
+    return NULL;
 }
 
 int vt_args_require(vt_opt *opts, int n, const char *name) {

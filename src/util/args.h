@@ -9,12 +9,15 @@ typedef struct {
     int takes_value;   /* 0: a flag */
     const char *help;  /* one line for usage */
     const char *value; /* set by vt_args_parse (flags get "1"); may hold a default beforehand */
-    int seen;
+    int seen;          /* how many times it was given: value is the last, vt_args_nth reads each */
 } vt_opt;
 
 /* Parses argv[first..argc) into opts. Unknown options, missing values and stray arguments are
  * errors (vt_error names the option); returns 0 or -1. "--help" sets *help_requested. */
 int vt_args_parse(vt_opt *opts, int n_opts, int argc, char **argv, int first, int *help_requested);
+/* The k-th value (0-based, k < seen) of option `name` in the argv that vt_args_parse accepted with
+ * the same opts and first; NULL when there is none. */
+const char *vt_args_nth(vt_opt *opts, int n_opts, int argc, char **argv, int first, const char *name, int k);
 vt_opt *vt_args_find(vt_opt *opts, int n_opts, const char *name);
 const char *vt_args_get(vt_opt *opts, int n_opts, const char *name);
 /* Strict numeric conversions of an option's value; errors name the option. */

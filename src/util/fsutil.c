@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +108,7 @@ int vt_path_join(char *out, size_t cap, const char *dir, const char *name) {
 }
 
 int vt_mkdir_p(const char *path) {
-    char buf[4096];
+    char buf[VT_PATH_MAX];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof buf) return vt_fail("cannot create directory '%s': bad path length", path);
     memcpy(buf, path, n + 1);
@@ -190,7 +191,7 @@ int vt_rmtree(const char *path) {
         DIR *d = opendir(path);
         if (!d) return vt_fail("%s: cannot list: %s", path, strerror(errno));
         struct dirent *e;
-        char child[4096];
+        char child[VT_PATH_MAX];
         int rc = 0;
         while (rc == 0 && (e = readdir(d)) != NULL) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
@@ -214,7 +215,7 @@ static int fsync_tree(const char *path) {
         DIR *d = opendir(path);
         if (!d) return vt_fail("%s: cannot list: %s", path, strerror(errno));
         struct dirent *e;
-        char child[4096];
+        char child[VT_PATH_MAX];
         int rc = 0;
         while (rc == 0 && (e = readdir(d)) != NULL) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
@@ -264,10 +265,10 @@ int vt_outdir_begin(vt_outdir *o, const char *target, int overwrite) {
     o->overwrite = overwrite;
     if (!overwrite && !target_is_free(o->target))
         return vt_fail("%s already exists and is not empty; refusing to overwrite it", o->target);
-    char parent[4096];
+    char parent[VT_PATH_MAX];
     parent_of(o->target, parent, sizeof parent);
     if (vt_mkdir_p(parent)) return vt_fail_context("creating the parent of %s", o->target);
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp-XXXXXX", o->target);
+    if (vt_path_fmt(o->tmp, sizeof o->tmp, "%s.tmp-XXXXXX", o->target)) return -1;
     if (!mkdtemp(o->tmp)) return vt_fail("%s: cannot create a temporary directory: %s", o->tmp, strerror(errno));
     mode_t mask = umask(0);
     umask(mask);
@@ -279,13 +280,13 @@ int vt_outdir_begin(vt_outdir *o, const char *target, int overwrite) {
 int vt_outdir_commit(vt_outdir *o) {
     if (!o->active) return vt_fail("%s: output directory was not started", o->target);
     if (fsync_tree(o->tmp)) return vt_fail_context("saving %s", o->target);
-    char old[4096 + 16] = "";
+    char old[VT_PATH_MAX] = "";
     if (!target_is_free(o->target)) {
         if (!o->overwrite)
             return vt_fail("%s appeared while writing it and is not empty; refusing to overwrite it", o->target);
         /* Move the old target aside (mkdtemp reserves a unique name; rename may replace it when
          * the target is a directory, a file is unlinked first), then put the new one in place. */
-        snprintf(old, sizeof old, "%s.old-XXXXXX", o->target);
+        if (vt_path_fmt(old, sizeof old, "%s.old-XXXXXX", o->target)) return -1;
         if (!mkdtemp(old)) return vt_fail("%s: cannot create a temporary directory: %s", old, strerror(errno));
         if (!vt_is_dir(o->target)) rmdir(old);
         if (rename(o->target, old) != 0) {
@@ -301,7 +302,7 @@ int vt_outdir_commit(vt_outdir *o) {
     }
     o->active = 0;
     if (old[0] && vt_rmtree(old)) return vt_fail_context("removing the replaced output %s", old);
-    char parent[4096];
+    char parent[VT_PATH_MAX];
     parent_of(o->target, parent, sizeof parent);
     int fd = open(parent, O_RDONLY);
     if (fd >= 0) {
@@ -318,4 +319,14 @@ void vt_outdir_abort(vt_outdir *o) {
     vt_rmtree(o->tmp);
     vt_fail("%s", pending);
     o->active = 0;
+}
+
+int vt_path_fmt(char *out, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap)
+        return vt_fail("path '%.200s...' is longer than the %zu characters allowed", cap ? out : "", cap ? cap - 1 : 0);
+    return 0;
 }

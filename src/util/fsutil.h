@@ -5,10 +5,9 @@
 
 #include <stddef.h>
 
-/* The longest path (with its NUL) kept in a fixed buffer; a longer one is an error naming it. */
-#ifndef VT_PATH_MAX
+/* The longest path (with its NUL) the program keeps in a fixed buffer; a longer one is an error that
+ * names it (vt_path_fmt), never cut short. */
 #define VT_PATH_MAX 4096
-#endif
 
 /* Reads a whole file into a NUL-terminated buffer (free() it); *size excludes the NUL. */
 int vt_read_file(const char *path, char **data, size_t *size);
@@ -32,6 +31,10 @@ int vt_real_path(const char *path, char *out, size_t cap);
 /* out = dir + "/" + name; fails when it does not fit in cap. */
 int vt_path_join(char *out, size_t cap, const char *dir, const char *name);
 
+/* snprintf into a path buffer of cap bytes (VT_PATH_MAX, say): -1 with an error naming the start
+ * of the path when it does not fit, never a path cut short. */
+int vt_path_fmt(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Creates a directory and its missing parents (mode 0777 minus umask). */
 int vt_mkdir_p(const char *path);
 
@@ -50,8 +53,8 @@ int vt_rmtree(const char *path);
  * no half-written output. An existing target that is a non-empty directory or a file is refused
  * unless overwrite is set; then it is replaced only at commit. */
 typedef struct {
-    char target[4096];
-    char tmp[4096 + 32];
+    char target[VT_PATH_MAX];
+    char tmp[VT_PATH_MAX]; /* target + ".tmp-XXXXXX" */
     int overwrite;
     int active; /* tmp exists and is ours */
 } vt_outdir;

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent PyTorch reference for vtrans-dist: LLaMA forward pass, llama2.c tokenizer,
-the perplexity protocol of DESIGN.md section 5, and greedy generation.
+the perplexity protocol of README.md ("Evaluation protocol"), and greedy generation.
 
 Written from the math and the published formats, not from the project's C code, so that the two
 implementations can check each other. It imports nothing from the project. Needs only the Python
@@ -405,7 +405,7 @@ class Tokenizer:
 
 
 # ----------------------------------------------------------------------------------------------
-# Evaluation protocol (DESIGN.md section 5)
+# Evaluation protocol (README.md, "Evaluation protocol")
 # ----------------------------------------------------------------------------------------------
 
 ASCII_SPACE = " \t\n\v\f\r"
@@ -527,7 +527,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    e = sub.add_parser("eval", help="perplexity by the protocol of DESIGN.md section 5")
+    e = sub.add_parser("eval", help="perplexity by the protocol of README.md (Evaluation protocol)")
     e.add_argument("--model", required=True)
     e.add_argument("--tokenizer", required=True)
     e.add_argument("--data", required=True)

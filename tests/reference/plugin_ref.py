@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent PyTorch reference of a Variator-plugged window (DESIGN.md 1.2), in float64.
+"""Independent PyTorch reference of a Variator-plugged window (docs/PLUGINS.md), in float64.
 
     plugin_ref.py MODEL PLUGIN.f32 K R P TOKENS.i32 B T C_LOGITS.f32
 

@@ -208,8 +208,7 @@ static void test_distill_vs_torch(void **st) {
         a[i] = d[i];
     }
     assert_grad("distillation vs PyTorch", a, ref, R * V, 1e-5);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 /* KL term and gate sampling: gradients with respect to mu and logvar. */

@@ -71,8 +71,7 @@ static void check_conversions(const vt_model *src, const char *tag) {
         free(got);
         vt_model_free(&m);
     }
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     free(want);
 }
 

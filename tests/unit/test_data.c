@@ -14,31 +14,9 @@
 
 #define TOK "stories260K/tok512.bin"
 
-static char *dir;
-static char path_buf[8][4096];
-static int path_slot;
-
-static int setup(void **state) {
-    (void)state;
-    dir = tu_tempdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
-
-static const char *in_dir(const char *name) {
-    char *p = path_buf[path_slot++ % 8];
-    snprintf(p, 4096, "%s/%s", dir, name);
-    return p;
-}
 
 static const char *write_text(const char *name, const char *text) {
-    const char *p = in_dir(name);
+    const char *p = tu_in_dir(name);
     assert_int_equal(tu_write_file(p, text, strlen(text)), 0);
     return p;
 }
@@ -216,7 +194,7 @@ static void test_text_errors(void **state) {
     p = write_text("data.csv", "text\nhello\n");
     assert_int_equal(vt_data_tokens(p, &t, &got), -1);
     expect_error(p, "unknown data format");
-    assert_int_equal(vt_data_tokens(in_dir("missing.txt"), &t, &got), -1);
+    assert_int_equal(vt_data_tokens(tu_in_dir("missing.txt"), &t, &got), -1);
     expect_error("missing.txt", "cannot open");
     /* Text needs a tokenizer. */
     p = write_text("notok.txt", "hello");
@@ -252,7 +230,7 @@ static void test_shard_round_trip(void **state) {
         assert_int_equal(vt_tokens_append(&t, &id, 1), 0);
     }
     /* uint16 shard: llm.c's GPT-2 layout. */
-    const char *p = in_dir("stream.bin");
+    const char *p = tu_in_dir("stream.bin");
     assert_int_equal(vt_tokens_write(p, &t, 512), 0);
     size_t n;
     unsigned char *raw = slurp(p, &n);
@@ -267,7 +245,7 @@ static void test_shard_round_trip(void **state) {
     vt_tokens_free(&back);
     /* uint32 shard for vocabularies past 65536, read under another shard extension. */
     t.ids[5] = 70000;
-    p = in_dir("stream.tok");
+    p = tu_in_dir("stream.tok");
     assert_int_equal(vt_tokens_write(p, &t, 100000), 0);
     raw = slurp(p, &n);
     assert_int_equal(n, 1024 + 4 * 1000);
@@ -280,13 +258,13 @@ static void test_shard_round_trip(void **state) {
     assert_int_equal(stats.documents, 0);
     vt_tokens_free(&back);
     /* Writing an id outside the vocabulary fails and leaves nothing behind. */
-    p = in_dir("bad.bin");
+    p = tu_in_dir("bad.bin");
     assert_int_equal(vt_tokens_write(p, &t, 512), -1);
     expect_error(p, "token 5 has id 70000");
     struct stat st;
     assert_int_not_equal(stat(p, &st), 0);
     /* An unwritable place fails cleanly. */
-    assert_int_equal(vt_tokens_write(in_dir("no/such/dir/x.bin"), &t, 100000), -1);
+    assert_int_equal(vt_tokens_write(tu_in_dir("no/such/dir/x.bin"), &t, 100000), -1);
     expect_error("no/such/dir/x.bin", NULL);
     vt_tokens_free(&t);
 }
@@ -297,7 +275,7 @@ static void test_u32_and_token_errors(void **state) {
     load_tok(&tok);
     vt_tokens got;
     uint32_t ids[5] = {1, 400, 2, 511, 3};
-    const char *p = in_dir("ids.u32");
+    const char *p = tu_in_dir("ids.u32");
     assert_int_equal(tu_write_file(p, ids, sizeof ids), 0); /* x86: little-endian */
     assert_int_equal(vt_data_tokens(p, &tok, &got), 0);
     assert_int_equal(got.n, 5);
@@ -321,7 +299,7 @@ static void test_u32_and_token_errors(void **state) {
     vt_tokens t = {0};
     int some[4] = {5, 6, 7, 8};
     assert_int_equal(vt_tokens_append(&t, some, 4), 0);
-    p = in_dir("big.bin");
+    p = tu_in_dir("big.bin");
     assert_int_equal(vt_tokens_write(p, &t, 1000), 0);
     assert_int_equal(vt_data_tokens(p, &tok, &got), 0);
     vt_tokens_free(&got);
@@ -331,7 +309,7 @@ static void test_u32_and_token_errors(void **state) {
     expect_error(p, "token 2 has id 900");
     size_t n;
     unsigned char *raw = slurp(p, &n);
-    const char *q = in_dir("cut.bin");
+    const char *q = tu_in_dir("cut.bin");
     assert_int_equal(tu_write_file(q, raw, n - 1), 0);
     assert_int_equal(vt_data_tokens(q, &tok, &got), -1);
     expect_error(q, "truncated");
@@ -401,7 +379,7 @@ static void test_archives(void **state) {
         int zip, filter;
     } kinds[] = {{"data.tar", 0, 0}, {"data.tar.gz", 0, 'g'}, {"data.tgz", 0, 'g'}, {"data.tar.zst", 0, 'z'}, {"data.zip", 1, 0}};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        const char *p = in_dir(kinds[k].name);
+        const char *p = tu_in_dir(kinds[k].name);
         write_archive(p, kinds[k].zip, kinds[k].filter, members, (int)(sizeof members / sizeof members[0]));
         vt_tokens got;
         vt_data_stats stats;
@@ -415,7 +393,7 @@ static void test_archives(void **state) {
 
     /* Errors inside a member name the archive and the member. */
     const entry bad_text[] = {{"ok.txt", "fine", 0}, {"z/latin1.txt", "line\ncaf\xE9", 0}};
-    const char *p = in_dir("bad.tar.gz");
+    const char *p = tu_in_dir("bad.tar.gz");
     write_archive(p, 0, 'g', bad_text, 2);
     vt_tokens got;
     assert_int_equal(vt_data_tokens(p, &t, &got), -1);
@@ -428,18 +406,18 @@ static void test_archive_without_usable_member(void **state) {
     vt_tokenizer t;
     load_tok(&t);
     const entry useless[] = {{"docs/", NULL, 0}, {"docs/readme.csv", "a,b\n", 0}, {".hidden.txt", "x", 0}};
-    const char *p = in_dir("useless.zip");
+    const char *p = tu_in_dir("useless.zip");
     write_archive(p, 1, 0, useless, 3);
     vt_tokens got;
     assert_int_equal(vt_data_tokens(p, &t, &got), -1);
     expect_error(p, "no usable member");
-    p = in_dir("empty.tar.zst");
+    p = tu_in_dir("empty.tar.zst");
     write_archive(p, 0, 'z', useless, 0);
     assert_int_equal(vt_data_tokens(p, &t, &got), -1);
     expect_error(p, "no usable member");
     /* Only whitespace inside: empty data. */
     const entry blank[] = {{"blank.txt", "\n\n  \n", 0}};
-    p = in_dir("blank.tar");
+    p = tu_in_dir("blank.tar");
     write_archive(p, 0, 0, blank, 1);
     assert_int_equal(vt_data_tokens(p, &t, &got), -1);
     expect_error(p, "empty data");
@@ -463,5 +441,5 @@ int main(void) {
         cmocka_unit_test(test_archives),
         cmocka_unit_test(test_archive_without_usable_member),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -9,20 +9,11 @@
 #include "util/error.h"
 #include "io/hf_config.h"
 
-static char *dir;
-static char path[4096];
+static char path[VT_PATH_MAX]; /* config.json in the group's directory */
 
 static int setup(void **state) {
-    (void)state;
-    dir = tu_tempdir();
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
+    if (tu_group_setup(state)) return -1;
+    snprintf(path, sizeof path, "%s", tu_in_dir("config.json"));
     return 0;
 }
 
@@ -198,5 +189,5 @@ int main(void) {
         cmocka_unit_test(test_bad_per_layer_arrays),
         cmocka_unit_test(test_missing_file),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_group_teardown);
 }

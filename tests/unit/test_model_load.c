@@ -18,28 +18,6 @@
 #include "io/llama2c_bin.h"
 #include "nn/model.h"
 
-static char *dir;
-
-static int setup(void **state) {
-    (void)state;
-    dir = tu_tempdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
-
-static const char *in_dir(const char *name) {
-    static char buf[8][4096];
-    static int slot;
-    char *p = buf[slot++ % 8];
-    snprintf(p, 4096, "%s/%s", dir, name);
-    return p;
-}
 
 static void expect_error_has(const char *frag1, const char *frag2, const char *frag3) {
     const char *msg = vt_error();
@@ -185,7 +163,7 @@ static void test_llama2c_round_trip_untied(void **state) {
     c.tied = 0;
     vt_model m, r;
     tu_random_model(&m, &c, 7);
-    const char *path = in_dir("untied.bin");
+    const char *path = tu_in_dir("untied.bin");
     write_llama2c(&m, path);
     assert_int_equal(vt_model_load(&r, path, vt_load_all()), 0);
     assert_int_equal(r.cfg.tied, 0);
@@ -203,7 +181,7 @@ static void test_truncated_bin(void **state) {
     tu_small_config(&c);
     vt_model m, r;
     tu_random_model(&m, &c, 3);
-    const char *path = in_dir("full.bin"), *cut = in_dir("cut.bin");
+    const char *path = tu_in_dir("full.bin"), *cut = tu_in_dir("cut.bin");
     write_llama2c(&m, path);
     char *data;
     size_t n;
@@ -232,7 +210,7 @@ static void test_truncated_bin(void **state) {
     assert_int_equal(vt_model_load(&r, cut, vt_load_all()), -1);
     expect_error_has(cut, "not a multiple of n_heads 7", NULL);
     free(data);
-    assert_int_equal(vt_model_load(&r, in_dir("absent.bin"), vt_load_all()), -1);
+    assert_int_equal(vt_model_load(&r, tu_in_dir("absent.bin"), vt_load_all()), -1);
     expect_error_has("absent.bin", "no such file", NULL);
     vt_model_free(&m);
     vt_config_free(&c);
@@ -244,7 +222,7 @@ static void test_truncated_stories260k(void **state) {
     char *data;
     size_t n;
     assert_int_equal(vt_read_file(tu_fixture("stories260K/stories260K.bin"), &data, &n), 0);
-    const char *cut = in_dir("stories-cut.bin");
+    const char *cut = tu_in_dir("stories-cut.bin");
     assert_int_equal(tu_write_file(cut, data, n / 2), 0);
     free(data);
     vt_model r;
@@ -253,7 +231,7 @@ static void test_truncated_stories260k(void **state) {
 }
 
 static void hf_round_trip(const vt_model *m, vt_dtype dtype, size_t shard_bytes, const char *name, int expect_files) {
-    const char *out = in_dir(name);
+    const char *out = tu_in_dir(name);
     assert_int_equal(vt_hf_write(m, out, dtype, shard_bytes, NULL), 0);
     char p[4096];
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", out);
@@ -296,7 +274,7 @@ static void test_hf_single_and_sharded(void **state) {
     char *text;
     size_t n;
     char p[4096];
-    snprintf(p, sizeof p, "%s/model.safetensors.index.json", in_dir("hf-f32-sharded"));
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", tu_in_dir("hf-f32-sharded"));
     assert_int_equal(vt_read_file(p, &text, &n), 0);
     char total[64];
     snprintf(total, sizeof total, "\"total_size\": %zu", 4 * vt_params_total(&c));
@@ -361,7 +339,7 @@ static void test_hf_rotate_half_not_permuted_twice(void **state) {
     c.rope = VT_ROPE_HALF;
     vt_model m, r;
     tu_random_model(&m, &c, 5);
-    const char *out = in_dir("hf-half");
+    const char *out = tu_in_dir("hf-half");
     assert_int_equal(vt_hf_write(&m, out, VT_F32, 0, NULL), 0);
     assert_int_equal(vt_model_load(&r, out, vt_load_all()), 0);
     assert_memory_equal(r.arena, m.arena, m.arena_floats * sizeof(float));
@@ -379,7 +357,7 @@ static void test_hf_pruned_round_trip(void **state) {
     hf_round_trip(&m, VT_F32, 0, "hf-pruned", 1);
     hf_round_trip(&m, VT_BF16, 1500, "hf-pruned-sharded", -1);
     vt_model r;
-    assert_int_equal(vt_model_load(&r, in_dir("hf-pruned"), vt_load_all()), 0);
+    assert_int_equal(vt_model_load(&r, tu_in_dir("hf-pruned"), vt_load_all()), 0);
     assert_null(r.layers[1].wq);
     assert_null(r.layers[1].attn_norm);
     assert_null(r.layers[2].w_gate);
@@ -397,7 +375,7 @@ static void test_hf_rank_local_parts(void **state) {
     tu_small_config(&c);
     vt_model m, r;
     tu_random_model(&m, &c, 17);
-    const char *out = in_dir("hf-parts");
+    const char *out = tu_in_dir("hf-parts");
     assert_int_equal(vt_hf_write(&m, out, VT_F32, 2048, NULL), 0); /* embedding alone in file 1 of 11 */
     char p[4096];
     snprintf(p, sizeof p, "%s/model-00001-of-00011.safetensors", out);
@@ -440,7 +418,7 @@ static void test_hf_config_disagreements(void **state) {
     tu_small_config(&c);
     vt_model m, r;
     tu_random_model(&m, &c, 19);
-    const char *out = in_dir("hf-bad");
+    const char *out = tu_in_dir("hf-bad");
     assert_int_equal(vt_hf_write(&m, out, VT_F32, 0, NULL), 0);
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s/config.json", out);
@@ -473,7 +451,7 @@ static void test_hf_missing_tensor_sharded(void **state) {
     pruned_config(&c);
     vt_model m, r;
     tu_random_model(&m, &c, 23);
-    const char *out = in_dir("hf-missing");
+    const char *out = tu_in_dir("hf-missing");
     assert_int_equal(vt_hf_write(&m, out, VT_F32, 4096, NULL), 0);
     char idx[4096];
     snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", out);
@@ -502,7 +480,7 @@ static void test_hf_write_is_atomic(void **state) {
     vt_model m;
     tu_random_model(&m, &c, 29);
     /* A non-empty target is refused and left alone. */
-    const char *out = in_dir("occupied");
+    const char *out = tu_in_dir("occupied");
     assert_int_equal(vt_mkdir_p(out), 0);
     char keep[4096];
     snprintf(keep, sizeof keep, "%s/keep.txt", out);
@@ -512,7 +490,7 @@ static void test_hf_write_is_atomic(void **state) {
     expect_error_has(out, "not empty", NULL);
     assert_true(vt_path_exists(keep));
     /* An empty target directory is fine, and the tokenizer is copied. */
-    const char *empty = in_dir("empty"), *tok = in_dir("tok.bin");
+    const char *empty = tu_in_dir("empty"), *tok = tu_in_dir("tok.bin");
     assert_int_equal(vt_mkdir_p(empty), 0);
     assert_int_equal(tu_write_file(tok, "tokenizer", 9), 0);
     assert_int_equal(vt_hf_write(&m, empty, VT_F32, 0, tok), 0);
@@ -524,13 +502,13 @@ static void test_hf_write_is_atomic(void **state) {
     assert_int_equal(n, 9);
     free(text);
     /* A failure part-way (the tokenizer is missing) leaves neither the target nor a temp dir. */
-    const char *failed = in_dir("failed");
-    assert_int_equal(vt_hf_write(&m, failed, VT_F32, 0, in_dir("no-such-tokenizer.bin")), -1);
+    const char *failed = tu_in_dir("failed");
+    assert_int_equal(vt_hf_write(&m, failed, VT_F32, 0, tu_in_dir("no-such-tokenizer.bin")), -1);
     expect_error_has("no-such-tokenizer.bin", "cannot open", NULL);
     assert_false(vt_path_exists(failed));
     int leftovers = 0;
     char cmd[4200];
-    snprintf(cmd, sizeof cmd, "ls -d %s/failed* 2>/dev/null | grep -q .", dir);
+    snprintf(cmd, sizeof cmd, "ls -d %s/failed* 2>/dev/null | grep -q .", tu_dir);
     leftovers = system(cmd) == 0;
     assert_false(leftovers);
     vt_model_free(&m);
@@ -552,5 +530,5 @@ int main(void) {
         cmocka_unit_test(test_hf_missing_tensor_sharded),
         cmocka_unit_test(test_hf_write_is_atomic),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -11,19 +11,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "run/run_config.h"
 #include "util/args.h"
 
-static char *tmp;            /* this run's temporary directory */
+static char *tmp;            /* this run's temporary directory (tu_dir) */
 static char ini_path[1024];  /* tmp/run.ini */
 static char model_path[1024], calib_path[1024], eval_path[1024], tok_path[1024], out_path[1024];
 
 static int setup(void **state) {
-    (void)state;
-    tmp = tu_tempdir();
-    if (!tmp) return -1;
+    if (tu_group_setup(state)) return -1;
+    tmp = tu_dir;
     snprintf(ini_path, sizeof ini_path, "%s/run.ini", tmp);
     snprintf(model_path, sizeof model_path, "%s/model.bin", tmp);
     snprintf(calib_path, sizeof calib_path, "%s/calib.txt", tmp);
@@ -33,13 +34,6 @@ static int setup(void **state) {
     const char *x = "x";
     return tu_write_file(model_path, x, 1) || tu_write_file(calib_path, x, 1) || tu_write_file(eval_path, x, 1) ||
            tu_write_file(tok_path, x, 1);
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(tmp);
-    free(tmp);
-    return 0;
 }
 
 /* Writes text as tmp/run.ini and loads it. */
@@ -74,38 +68,38 @@ static void test_defaults(void **state) {
     (void)state;
     vt_run_config rc;
     vt_run_config_defaults(&rc);
-    assert_string_equal(rc.model_path, "");
-    assert_string_equal(rc.model_tokenizer, "");
-    assert_int_equal(rc.data_seq_len, 128);
-    assert_int_equal(rc.data_eval_window, 256);
-    assert_true(rc.data_fraction == 1.0);
-    assert_int_equal(rc.data_max_sequences, 0);
-    assert_true(rc.budget_params < 0 && rc.budget_flops < 0);
-    assert_int_equal(rc.budget_round_to, 1);
-    assert_true(rc.budget_warmup == 0.5);
-    assert_int_equal(rc.method_name, VT_METHOD_VIB);
-    assert_int_equal(rc.method_variant, VT_VARIANT_FASTER);
-    assert_true(rc.method_beta == 1e-4);
-    assert_true(rc.method_kl_hidden == 1 && rc.method_kl_heads == 1 && rc.method_kl_ffn == 1 && rc.method_kl_blocks == 1);
-    assert_true(rc.method_temperature == 2.0 && rc.method_sharpness == 10 && rc.method_theta == 0);
-    assert_true(rc.method_ce_weight == 0 && rc.method_mse_weight == 0);
-    assert_int_equal(rc.method_prune_interval, 0);
-    assert_int_equal(rc.method_seed, 1);
-    assert_int_equal(rc.method_taylor_batches, 4);
-    assert_int_equal(rc.schedule_steps, 200);
-    assert_int_equal(rc.schedule_finetune_steps, 100);
-    assert_int_equal(rc.schedule_batch_size, 8);
-    assert_true(rc.schedule_lr_mask == 0.05 && rc.schedule_lr_weight == 1e-4 && rc.schedule_lr_lambda == 0.05);
-    assert_int_equal(rc.schedule_lr_schedule, VT_LR_COSINE);
-    assert_true(rc.schedule_clip == 1.0 && rc.schedule_weight_decay == 0);
-    assert_int_equal(rc.schedule_warmup_steps, 0);
-    assert_int_equal(rc.schedule_log_interval, 10);
-    assert_int_equal(rc.output_dtype, VT_F32);
-    assert_int_equal(rc.output_shard_size, 0);
-    assert_int_equal(rc.output_overwrite, 0);
-    assert_int_equal(rc.output_archive, VT_ARCHIVE_NONE);
-    assert_int_equal(rc.parallel_stages, 0);
-    assert_int_equal(rc.parallel_micro_batches, 0);
+    assert_string_equal(rc.model.path, "");
+    assert_string_equal(rc.model.tokenizer, "");
+    assert_int_equal(rc.data.seq_len, 128);
+    assert_int_equal(rc.data.eval_window, 256);
+    assert_true(rc.data.fraction == 1.0);
+    assert_int_equal(rc.data.max_sequences, 0);
+    assert_true(rc.budget.params < 0 && rc.budget.flops < 0);
+    assert_int_equal(rc.budget.round_to, 1);
+    assert_true(rc.budget.warmup == 0.5);
+    assert_int_equal(rc.method.name, VT_METHOD_VIB);
+    assert_int_equal(rc.vib.variant, VT_VARIANT_FASTER);
+    assert_true(rc.vib.beta == 1e-4);
+    assert_true(rc.vib.kl_mult[VT_GROUP_HIDDEN] == 1 && rc.vib.kl_mult[VT_GROUP_HEADS] == 1 && rc.vib.kl_mult[VT_GROUP_FFN] == 1 && rc.vib.kl_mult[VT_GROUP_BLOCKS] == 1);
+    assert_true(rc.vib.temperature == 2.0 && rc.vib.sharpness == 10 && rc.vib.theta == 0);
+    assert_true(rc.vib.ce_weight == 0 && rc.vib.mse_weight == 0);
+    assert_int_equal(rc.vib.prune_interval, 0);
+    assert_int_equal(rc.vib.seed, 1);
+    assert_int_equal(rc.method.taylor_batches, 4);
+    assert_int_equal(rc.schedule.steps, 200);
+    assert_int_equal(rc.schedule.finetune_steps, 100);
+    assert_int_equal(rc.schedule.batch_size, 8);
+    assert_true(rc.schedule.lr_mask == 0.05 && rc.schedule.lr_weight == 1e-4 && rc.schedule.lr_lambda == 0.05);
+    assert_int_equal(rc.schedule.lr_schedule, VT_LR_COSINE);
+    assert_true(rc.schedule.clip == 1.0 && rc.schedule.weight_decay == 0);
+    assert_int_equal(rc.schedule.warmup_steps, 0);
+    assert_int_equal(rc.schedule.log_interval, 10);
+    assert_int_equal(rc.output.dtype, VT_F32);
+    assert_int_equal(rc.output.shard_size, 0);
+    assert_int_equal(rc.output.overwrite, 0);
+    assert_int_equal(rc.output.archive, VT_ARCHIVE_NONE);
+    assert_int_equal(rc.pipeline.stages, 0);
+    assert_int_equal(rc.pipeline.micro_batches, 0);
     assert_false(vt_run_config_is_set(&rc, "schedule.steps"));
 }
 
@@ -147,44 +141,44 @@ static void test_parse_syntax(void **state) {
                        "\t\n";
     assert_int_equal(load_text(&rc, text), 0);
     assert_string_equal(rc.source, ini_path);
-    assert_string_equal(rc.model_path, "m.bin");
-    assert_string_equal(rc.model_tokenizer, "tok dir/t.bin");
-    assert_string_equal(rc.data_calib, "/x/a # b.txt");
-    assert_string_equal(rc.data_eval, "e#1.txt");
-    assert_int_equal(rc.data_seq_len, 64);
-    assert_true(rc.data_fraction == 0.25);
-    assert_int_equal(rc.data_max_sequences, 1000);
-    assert_true(rc.budget_flops == 0.3);
-    assert_true(rc.budget_params < 0);
-    assert_int_equal(rc.budget_round_to, 64);
-    assert_int_equal(rc.method_name, VT_METHOD_TAYLOR);
-    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
-    assert_true(rc.method_beta == 2.5e-3);
-    assert_true(rc.method_theta == -1.5);
-    assert_true(rc.method_seed == 18446744073ull);
-    assert_int_equal(rc.schedule_lr_schedule, VT_LR_LINEAR);
-    assert_int_equal(rc.schedule_steps, 7);
-    assert_int_equal(rc.schedule_batch_size, 8); /* untouched keys keep their defaults */
-    assert_string_equal(rc.output_dir, "out/x");
-    assert_int_equal(rc.output_dtype, VT_BF16);
-    assert_true(rc.output_shard_size == 2ull << 30);
-    assert_int_equal(rc.output_overwrite, 1);
-    assert_int_equal(rc.output_archive, VT_ARCHIVE_TAR_ZST);
-    assert_int_equal(rc.parallel_stages, 3);
+    assert_string_equal(rc.model.path, "m.bin");
+    assert_string_equal(rc.model.tokenizer, "tok dir/t.bin");
+    assert_string_equal(rc.data.calib, "/x/a # b.txt");
+    assert_string_equal(rc.data.eval, "e#1.txt");
+    assert_int_equal(rc.data.seq_len, 64);
+    assert_true(rc.data.fraction == 0.25);
+    assert_int_equal(rc.data.max_sequences, 1000);
+    assert_true(rc.budget.flops == 0.3);
+    assert_true(rc.budget.params < 0);
+    assert_int_equal(rc.budget.round_to, 64);
+    assert_int_equal(rc.method.name, VT_METHOD_TAYLOR);
+    assert_int_equal(rc.vib.variant, VT_VARIANT_FULL);
+    assert_true(rc.vib.beta == 2.5e-3);
+    assert_true(rc.vib.theta == -1.5);
+    assert_true(rc.vib.seed == 18446744073ull);
+    assert_int_equal(rc.schedule.lr_schedule, VT_LR_LINEAR);
+    assert_int_equal(rc.schedule.steps, 7);
+    assert_int_equal(rc.schedule.batch_size, 8); /* untouched keys keep their defaults */
+    assert_string_equal(rc.output.dir, "out/x");
+    assert_int_equal(rc.output.dtype, VT_BF16);
+    assert_true(rc.output.shard_size == 2ull << 30);
+    assert_int_equal(rc.output.overwrite, 1);
+    assert_int_equal(rc.output.archive, VT_ARCHIVE_TAR_ZST);
+    assert_int_equal(rc.pipeline.stages, 3);
     assert_true(vt_run_config_is_set(&rc, "schedule.steps"));
     assert_true(vt_run_config_is_set(&rc, "budget.flops"));
     assert_false(vt_run_config_is_set(&rc, "schedule.batch_size"));
     assert_false(vt_run_config_is_set(&rc, "budget.params"));
     assert_false(vt_run_config_is_set(&rc, "nonsense"));
-    assert_string_equal(vt_method_name(rc.method_name), "taylor");
-    assert_string_equal(vt_variant_name(rc.method_variant), "full");
-    assert_string_equal(vt_lr_schedule_name(rc.schedule_lr_schedule), "linear");
-    assert_string_equal(vt_archive_name(rc.output_archive), "tar.zst");
+    assert_string_equal(vt_method_name(rc.method.name), "taylor");
+    assert_string_equal(vt_variant_name(rc.vib.variant), "full");
+    assert_string_equal(vt_lr_schedule_name(rc.schedule.lr_schedule), "linear");
+    assert_string_equal(vt_archive_name(rc.output.archive), "tar.zst");
 
     /* An empty value is the empty string; a value that is only a comment too. */
     assert_int_equal(load_text(&rc, "[model]\ntokenizer =\n[data]\neval = # none\n"), 0);
-    assert_string_equal(rc.model_tokenizer, "");
-    assert_string_equal(rc.data_eval, "");
+    assert_string_equal(rc.model.tokenizer, "");
+    assert_string_equal(rc.data.eval, "");
 }
 
 /* Each case: file text, the line the error names, and text the message must contain. */
@@ -259,17 +253,17 @@ static void test_set(void **state) {
     (void)state;
     vt_run_config rc;
     assert_int_equal(load_valid(&rc, "[schedule]\nsteps = 50\n"), 0);
-    assert_int_equal(rc.schedule_steps, 50);
+    assert_int_equal(rc.schedule.steps, 50);
     assert_int_equal(vt_run_config_set(&rc, "schedule.steps=75"), 0);
-    assert_int_equal(rc.schedule_steps, 75);
+    assert_int_equal(rc.schedule.steps, 75);
     assert_int_equal(vt_run_config_set(&rc, " method.variant = full "), 0);
-    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
+    assert_int_equal(rc.vib.variant, VT_VARIANT_FULL);
     assert_int_equal(vt_run_config_set(&rc, "model.tokenizer=\"a b#c\""), 0);
-    assert_string_equal(rc.model_tokenizer, "a b#c");
+    assert_string_equal(rc.model.tokenizer, "a b#c");
     assert_int_equal(vt_run_config_set(&rc, "data.eval=x.txt # not a comment on the command line"), 0);
-    assert_string_equal(rc.data_eval, "x.txt # not a comment on the command line");
+    assert_string_equal(rc.data.eval, "x.txt # not a comment on the command line");
     assert_int_equal(vt_run_config_set(&rc, "data.eval="), 0);
-    assert_string_equal(rc.data_eval, "");
+    assert_string_equal(rc.data.eval, "");
     assert_int_equal(vt_run_config_set(&rc, "model.tokenizer="), 0);
     assert_true(vt_run_config_is_set(&rc, "method.variant"));
 
@@ -289,13 +283,13 @@ static void test_set(void **state) {
     assert_error_has("schedule.steps: 'many' is not an integer");
     assert_int_equal(vt_run_config_set(&rc, "budget.params=1.0"), -1);
     assert_error_has("budget.params must be in (0, 1): got 1");
-    assert_int_equal(rc.schedule_steps, 75); /* a failed --set changes nothing */
-    assert_true(rc.budget_params == 0.5);
+    assert_int_equal(rc.schedule.steps, 75); /* a failed --set changes nothing */
+    assert_true(rc.budget.params == 0.5);
 
     /* --set of the other budget key replaces the file's budget... */
     assert_int_equal(vt_run_config_set(&rc, "budget.flops=0.4"), 0);
-    assert_true(rc.budget_flops == 0.4);
-    assert_true(rc.budget_params < 0);
+    assert_true(rc.budget.flops == 0.4);
+    assert_true(rc.budget.params < 0);
     assert_false(vt_run_config_is_set(&rc, "budget.params"));
     assert_int_equal(vt_run_config_validate(&rc), 0);
     /* ...but two budgets both given with --set are an error. */
@@ -306,7 +300,7 @@ static void test_set(void **state) {
     /* --set works without a file too. */
     vt_run_config_defaults(&rc);
     assert_int_equal(vt_run_config_set(&rc, "output.dtype=f16"), 0);
-    assert_int_equal(rc.output_dtype, VT_F16);
+    assert_int_equal(rc.output.dtype, VT_F16);
     assert_int_equal(vt_run_config_validate(&rc), -1);
     assert_error_has("configuration: missing required key 'path' in section [model]");
 }
@@ -342,7 +336,7 @@ static void test_validate_budget_and_required(void **state) {
 
     /* Ranges are checked again: the program may have changed a field after loading. */
     assert_int_equal(load_valid(&rc, ""), 0);
-    rc.schedule_batch_size = 0;
+    rc.schedule.batch_size = 0;
     assert_int_equal(vt_run_config_validate(&rc), -1);
     assert_error_has("schedule.batch_size must be at least 1: got 0");
 }
@@ -409,30 +403,30 @@ static void test_fast_fraction_default(void **state) {
     vt_run_config rc;
     assert_int_equal(load_valid(&rc, "[method]\nvariant = fast\n"), 0);
     assert_int_equal(vt_run_config_validate(&rc), 0);
-    assert_true(rc.data_fraction == VT_FAST_FRACTION_DEFAULT);
-    assert_true(rc.data_fraction == 0.03);
+    assert_true(rc.data.fraction == VT_FAST_FRACTION_DEFAULT);
+    assert_true(rc.data.fraction == 0.03);
 
     assert_int_equal(load_valid(&rc, "[method]\nvariant = fast\n[data]\nfraction = 0.5\n"), 0);
     assert_int_equal(vt_run_config_validate(&rc), 0);
-    assert_true(rc.data_fraction == 0.5);
+    assert_true(rc.data.fraction == 0.5);
 
     /* Explicitly 1.0 stays 1.0, also when set with --set. */
     assert_int_equal(load_valid(&rc, "[method]\nvariant = fast\n"), 0);
     assert_int_equal(vt_run_config_set(&rc, "data.fraction=1"), 0);
     assert_int_equal(vt_run_config_validate(&rc), 0);
-    assert_true(rc.data_fraction == 1.0);
+    assert_true(rc.data.fraction == 1.0);
 
     /* Other variants and methods use all the data; validate twice is the same as once. */
     assert_int_equal(load_valid(&rc, "[method]\nvariant = full\n"), 0);
     assert_int_equal(vt_run_config_validate(&rc), 0);
-    assert_true(rc.data_fraction == 1.0);
+    assert_true(rc.data.fraction == 1.0);
     assert_int_equal(load_valid(&rc, "[method]\nname = magnitude\nvariant = fast\n"), 0);
     assert_int_equal(vt_run_config_validate(&rc), 0);
-    assert_true(rc.data_fraction == 1.0);
+    assert_true(rc.data.fraction == 1.0);
     assert_int_equal(vt_run_config_set(&rc, "method.name=vib"), 0);
     assert_int_equal(vt_run_config_validate(&rc), 0);
     assert_int_equal(vt_run_config_validate(&rc), 0);
-    assert_true(rc.data_fraction == 0.03);
+    assert_true(rc.data.fraction == 0.03);
 }
 
 static char *print_to_string(const vt_run_config *rc) {
@@ -465,9 +459,9 @@ static void test_print_round_trip(void **state) {
     char *second = print_to_string(&back);
     /* Only the header line (which names the source file) may differ; here it is the same file. */
     assert_string_equal(first, second);
-    assert_string_equal(back.model_tokenizer, "odd # name ");
-    assert_true(back.method_beta == 3e-7);
-    assert_true(back.method_seed == 123456789012ull);
+    assert_string_equal(back.model.tokenizer, "odd # name ");
+    assert_true(back.vib.beta == 3e-7);
+    assert_true(back.vib.seed == 123456789012ull);
     free(first);
     free(second);
 }
@@ -507,7 +501,7 @@ static void test_every_key_documented(void **state) {
     assert_int_equal(vt_read_file(path, &doc, &n), 0);
     vt_run_config rc;
     vt_run_config_defaults(&rc);
-    rc.budget_params = rc.budget_flops = 0.5;
+    rc.budget.params = rc.budget.flops = 0.5;
     char *ini = print_to_string(&rc);
     char section[64] = "";
     int count = 0;
@@ -545,7 +539,7 @@ static void test_every_key_documented(void **state) {
     int set = 0;
     for (int i = 0; i < VT_RC_MAX_KEYS; i++) set += rc.key_line[i] > 0;
     assert_int_equal(set, count - 1); /* all but the alternative budget key */
-    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
+    assert_int_equal(rc.vib.variant, VT_VARIANT_FULL);
     free(ini);
     free(doc);
 }
@@ -575,21 +569,21 @@ static void test_shipped_configs(void **state) {
 
     snprintf(path, sizeof path, "%s/configs/stories260k-50.ini", src);
     assert_int_equal(vt_run_config_load(&rc, path), 0);
-    assert_true(rc.budget_params == 0.5);
-    assert_int_equal(rc.method_name, VT_METHOD_VIB);
-    assert_int_equal(rc.method_variant, VT_VARIANT_FASTER);
-    assert_string_equal(rc.output_dir, "out/stories260k-50");
+    assert_true(rc.budget.params == 0.5);
+    assert_int_equal(rc.method.name, VT_METHOD_VIB);
+    assert_int_equal(rc.vib.variant, VT_VARIANT_FASTER);
+    assert_string_equal(rc.output.dir, "out/stories260k-50");
     snprintf(path, sizeof path, "%s/configs/stories260k-20.ini", src);
     assert_int_equal(vt_run_config_load(&rc, path), 0);
-    assert_true(rc.budget_params == 0.8);
-    assert_string_equal(rc.output_dir, "out/stories260k-20");
+    assert_true(rc.budget.params == 0.8);
+    assert_string_equal(rc.output.dir, "out/stories260k-20");
     snprintf(path, sizeof path, "%s/configs/llama2-7b-50.ini", src);
     assert_int_equal(vt_run_config_load(&rc, path), 0);
-    assert_true(rc.budget_params == 0.5);
-    assert_int_equal(rc.method_variant, VT_VARIANT_FULL);
+    assert_true(rc.budget.params == 0.5);
+    assert_int_equal(rc.vib.variant, VT_VARIANT_FULL);
     snprintf(path, sizeof path, "%s/configs/llama2-7b-20.ini", src);
     assert_int_equal(vt_run_config_load(&rc, path), 0);
-    assert_true(rc.budget_params == 0.8);
+    assert_true(rc.budget.params == 0.8);
 
     char cwd[4096];
     assert_non_null(getcwd(cwd, sizeof cwd));
@@ -642,7 +636,7 @@ static void test_resume_settings(void **state) {
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir(tmp), 0);
     vt_run_config rel = rc;
-    snprintf(rel.model_path, sizeof rel.model_path, "./model.bin");
+    snprintf(rel.model.path, sizeof rel.model.path, "./model.bin");
     char *same = vt_run_config_resume_settings(&rel);
     assert_int_equal(chdir(cwd), 0);
     assert_string_equal(same, base);
@@ -710,5 +704,5 @@ int main(void) {
         cmocka_unit_test(test_resume_settings),
         cmocka_unit_test(test_shipped_configs),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_group_teardown);
 }

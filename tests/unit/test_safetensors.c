@@ -8,28 +8,6 @@
 #include "util/error.h"
 #include "io/safetensors.h"
 
-static char *dir;
-
-static int setup(void **state) {
-    (void)state;
-    dir = tu_tempdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
-
-static const char *path_in_dir(const char *name) {
-    static char buf[4][4096];
-    static int slot;
-    char *p = buf[slot++ % 4];
-    snprintf(p, 4096, "%s/%s", dir, name);
-    return p;
-}
 
 /* Writes a raw safetensors file: 8-byte length (header_len, or strlen(header) when -1), the
  * header text, then data_bytes zero bytes. */
@@ -40,7 +18,7 @@ static const char *raw_file(const char *name, long long header_len, const char *
     uint64_t len = header_len < 0 ? hl : (uint64_t)header_len;
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(len >> (8 * i));
     memcpy(buf + 8, header, hl);
-    const char *path = path_in_dir(name);
+    const char *path = tu_in_dir(name);
     assert_int_equal(tu_write_file(path, buf, n), 0);
     free(buf);
     return path;
@@ -71,7 +49,7 @@ static void test_round_trip(void **state) {
         {"empty", 2, {0, 4}, a, NULL},
     };
     for (int t = 0; t < VT_N_DTYPES; t++) {
-        const char *path = path_in_dir("rt.safetensors");
+        const char *path = tu_in_dir("rt.safetensors");
         assert_int_equal(vt_st_write(path, e, 3, (vt_dtype)t), 0);
         vt_safetensors st;
         assert_int_equal(vt_st_open(&st, path), 0);
@@ -105,7 +83,7 @@ static void test_round_trip(void **state) {
     /* The same input gives the same bytes. */
     char *x, *y;
     size_t nx, ny;
-    const char *p1 = path_in_dir("det1.safetensors"), *p2 = path_in_dir("det2.safetensors");
+    const char *p1 = tu_in_dir("det1.safetensors"), *p2 = tu_in_dir("det2.safetensors");
     assert_int_equal(vt_st_write(p1, e, 3, VT_F16), 0);
     assert_int_equal(vt_st_write(p2, e, 3, VT_F16), 0);
     FILE *f1 = fopen(p1, "rb"), *f2 = fopen(p2, "rb");
@@ -209,7 +187,7 @@ static void test_gapped_offsets(void **state) {
 
 static void test_missing_file(void **state) {
     (void)state;
-    expect_error(path_in_dir("nope.safetensors"), "cannot open", NULL);
+    expect_error(tu_in_dir("nope.safetensors"), "cannot open", NULL);
 }
 
 int main(void) {
@@ -225,5 +203,5 @@ int main(void) {
         cmocka_unit_test(test_gapped_offsets),
         cmocka_unit_test(test_missing_file),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -249,8 +249,7 @@ static void check_roundtrip(vt_rope_layout rope, int tied) {
     if (err > 1e-5) fail_msg("reloaded logits differ by %g", err);
     free(want);
     free(got);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     free(z);
     vt_masks_free(&mk);
     vt_model_free(&back);

@@ -307,8 +307,7 @@ static void test_merge_ties_and_threshold(void **state) {
         assert_encodes_like_llama2c(&t, buf, trial % 2);
     }
     vt_tokenizer_free(&t);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 /* A long text (the whole calibration file as one string) encodes without trouble and decodes back. */
@@ -382,8 +381,7 @@ static void test_bad_files(void **state) {
     assert_non_null(strstr(vt_error(), "is this the tokenizer?"));
     assert_int_equal(vt_tokenizer_load(&t, "/nonexistent/tok.bin"), -1);
     assert_non_null(strstr(vt_error(), "/nonexistent/tok.bin"));
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     free(good);
 }
 
@@ -429,10 +427,8 @@ static void test_locate(void **state) {
     touch(dir2, "tokmodel.bin");
     assert_int_equal(vt_tokenizer_locate(model, NULL, out, sizeof out), -1);
     assert_int_equal(vt_tokenizer_locate(dir2, NULL, out, sizeof out), -1);
-    tu_rmtree(dir2);
-    tu_rmtree(dir);
-    free(dir2);
-    free(dir);
+    tu_tempdir_remove(dir2);
+    tu_tempdir_remove(dir);
 }
 
 int main(void) {

@@ -60,7 +60,7 @@ static void test_faster_meets_budget_without_weight_state(void **st) {
     assert_memory_equal(r.pruned.arena, r2.pruned.arena, sizeof(float) * r.pruned.arena_floats);
     vt_vib_result_free(&r2);
     /* another seed: different gates, different weights */
-    p.seed = 4;
+    p.vib.seed = 4;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r2), 0);
     assert_true(r.pruned.arena_floats != r2.pruned.arena_floats ||
                 memcmp(r.pruned.arena, r2.pruned.arena, sizeof(float) * r.pruned.arena_floats) != 0);
@@ -75,10 +75,10 @@ static void test_micro_batches_same_result(void **st) {
     fixture f;
     setup(&f);
     vt_vib_params p = params();
-    p.finetune_steps = 3;
+    p.schedule.finetune_steps = 3;
     vt_vib_result one, two;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &one), 0);
-    p.micro_batches = 2;
+    p.pipeline.micro_batches = 2;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &two), 0);
     assert_int_equal(one.pruned.arena_floats, two.pruned.arena_floats);
     double err = 0, mx = 0;
@@ -99,7 +99,7 @@ static void test_full_trains_weights(void **st) {
     vt_vib_params p = params();
     vt_vib_result faster, full;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &faster), 0);
-    p.finetune_steps = 6;
+    p.schedule.finetune_steps = 6;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &full), 0);
     assert_true(full.weight_state_bytes > 0);
     assert_int_equal(full.steps, 18);
@@ -117,10 +117,10 @@ static void test_iterative_pruning_shrinks(void **st) {
     fixture f;
     setup(&f);
     vt_vib_params p = params();
-    p.beta = 10.0; /* strong pressure: gates cross the threshold within a few steps */
-    p.lr_mask = 0.5;
-    p.steps = 20;
-    p.prune_interval = 5;
+    p.vib.beta = 10.0; /* strong pressure: gates cross the threshold within a few steps */
+    p.schedule.lr_mask = 0.5;
+    p.schedule.steps = 20;
+    p.vib.prune_interval = 5;
     vt_vib_result r;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
     assert_true(r.removed_early > 0);
@@ -163,23 +163,23 @@ static void test_resume_matches_uninterrupted(void **st) {
     (void)st;
     fixture f;
     setup(&f);
-    char *dir = tu_tempdir(), run[4200], path[4400];
+    char *dir = tu_tempdir(), run[VT_PATH_MAX], path[4400];
     snprintf(run, sizeof run, "%s/run", dir);
     vt_vib_params p = params();
-    p.steps = 10;
-    p.finetune_steps = 6;
-    p.prune_interval = 4;
-    p.beta = 1.0;
+    p.schedule.steps = 10;
+    p.schedule.finetune_steps = 6;
+    p.vib.prune_interval = 4;
+    p.vib.beta = 1.0;
     vt_vib_result whole, resumed, fallback;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &whole), 0); /* no checkpoints */
-    p.run_dir = run;
-    p.checkpoint_steps = 3; /* saves at 3, 6, 9 (masks) and 12, 15 (fine-tuning); keeps the last two */
+    snprintf(p.ckpt.dir, sizeof p.ckpt.dir, "%s", run);
+    p.ckpt.steps = 3; /* saves at 3, 6, 9 (masks) and 12, 15 (fine-tuning); keeps the last two */
     vt_vib_result with_ckpt;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &with_ckpt), 0);
     assert_memory_equal(with_ckpt.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     vt_vib_result_free(&with_ckpt);
     /* resume from the newest (step 15, fine-tuning) */
-    p.resume_dir = run;
+    p.run.resume_dir = run;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &resumed), 0);
     assert_int_equal(resumed.pruned.arena_floats, whole.pruned.arena_floats);
     assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
@@ -187,7 +187,7 @@ static void test_resume_matches_uninterrupted(void **st) {
     /* damage the newest: the older one (step 12) is used, same result. A flipped byte among the
      * weights (the size still right) is found only once the file has been loaded: nothing of it
      * may stay behind. */
-    p.run_dir = NULL; /* resume without saving again */
+    p.ckpt.dir[0] = '\0'; /* resume without saving again */
     snprintf(path, sizeof path, "%s/ckpt-00000015/rank-00000.bin", run);
     flip_byte(path, 0.5);
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
@@ -207,7 +207,7 @@ static void test_resume_matches_uninterrupted(void **st) {
     vt_vib_result_free(&fallback);
     /* resuming from step 12 and saving again writes step 15 anew: the manifest lists 12 and the new
      * 15 once each, and the folder of 12 stays */
-    p.run_dir = run;
+    snprintf(p.ckpt.dir, sizeof p.ckpt.dir, "%s", run);
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &fallback), 0);
     vt_vib_result_free(&fallback);
     snprintf(path, sizeof path, "%s/manifest.json", run);
@@ -230,18 +230,18 @@ static void test_resume_matches_uninterrupted(void **st) {
     vt_vib_result_free(&resumed);
     vt_vib_result_free(&whole);
     /* masks only: the newest checkpoint is in the mask phase, after iterative pruning sliced the student */
-    char run2[4300];
+    char run2[VT_PATH_MAX];
     snprintf(run2, sizeof run2, "%s/run2", dir);
-    p.finetune_steps = 0;
-    p.beta = 10.0; /* strong pressure: iterative pruning slices the student before the checkpoints */
-    p.lr_mask = 0.5;
-    p.resume_dir = NULL;
-    p.run_dir = NULL;
+    p.schedule.finetune_steps = 0;
+    p.vib.beta = 10.0; /* strong pressure: iterative pruning slices the student before the checkpoints */
+    p.schedule.lr_mask = 0.5;
+    p.run.resume_dir = NULL;
+    p.ckpt.dir[0] = '\0';
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &whole), 0);
-    p.run_dir = run2;
+    snprintf(p.ckpt.dir, sizeof p.ckpt.dir, "%s", run2);
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &with_ckpt), 0);
     vt_vib_result_free(&with_ckpt);
-    p.resume_dir = run2;
+    p.run.resume_dir = run2;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &resumed), 0);
     assert_true(whole.removed_early > 0);
     assert_int_equal(resumed.removed_early, whole.removed_early);
@@ -249,8 +249,7 @@ static void test_resume_matches_uninterrupted(void **st) {
     assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     vt_vib_result_free(&resumed);
     vt_vib_result_free(&whole);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     teardown(&f);
 }
 
@@ -262,29 +261,29 @@ static void test_resume_refuses_changed_settings(void **st) {
     (void)st;
     fixture f;
     setup(&f);
-    char *dir = tu_tempdir(), run[4200], path[4400];
+    char *dir = tu_tempdir(), run[VT_PATH_MAX], path[4400];
     snprintf(run, sizeof run, "%s/run", dir);
     vt_vib_params p = params(); /* constant learning rate */
-    p.steps = 8;
-    p.finetune_steps = 4;
-    /* the configuration these parameters come from (prune_run.c maps one onto the other) */
+    p.schedule.steps = 8;
+    p.schedule.finetune_steps = 4;
+    /* the configuration these parameters come from (prune_run.c hands its sub-structs to the trainer) */
     vt_run_config rc;
     vt_run_config_defaults(&rc);
-    snprintf(rc.model_path, sizeof rc.model_path, "%s", dir);
-    snprintf(rc.data_calib, sizeof rc.data_calib, "%s", dir);
-    snprintf(rc.output_dir, sizeof rc.output_dir, "%s/out", dir);
-    rc.budget_params = p.target_fraction;
-    rc.method_variant = VT_VARIANT_FULL;
-    rc.method_seed = p.seed;
-    rc.schedule_steps = (int)p.steps;
-    rc.schedule_finetune_steps = (int)p.finetune_steps;
-    rc.schedule_batch_size = p.batch_size;
-    rc.schedule_lr_schedule = VT_LR_CONSTANT;
+    snprintf(rc.model.path, sizeof rc.model.path, "%s", dir);
+    snprintf(rc.data.calib, sizeof rc.data.calib, "%s", dir);
+    snprintf(rc.output.dir, sizeof rc.output.dir, "%s/out", dir);
+    rc.budget.params = vt_budget_spec_target(&p.budget);
+    rc.vib.variant = VT_VARIANT_FULL;
+    rc.vib.seed = p.vib.seed;
+    rc.schedule.steps = (int)p.schedule.steps;
+    rc.schedule.finetune_steps = (int)p.schedule.finetune_steps;
+    rc.schedule.batch_size = p.schedule.batch_size;
+    rc.schedule.lr_schedule = VT_LR_CONSTANT;
     char *saved = vt_run_config_resume_settings(&rc);
     assert_non_null(saved);
-    p.settings = saved;
-    p.run_dir = run;
-    p.checkpoint_steps = 5; /* saves at 5 (masks) and 10 (fine-tuning step 2 of 4) */
+    p.run.settings = saved;
+    snprintf(p.ckpt.dir, sizeof p.ckpt.dir, "%s", run);
+    p.ckpt.steps = 5; /* saves at 5 (masks) and 10 (fine-tuning step 2 of 4) */
     vt_vib_result r;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
     vt_vib_result_free(&r);
@@ -297,14 +296,14 @@ static void test_resume_refuses_changed_settings(void **st) {
     assert_null(strstr(manifest, "schedule.steps"));
     free(manifest);
 
-    p.resume_dir = run;
-    p.run_dir = NULL;
+    p.run.resume_dir = run;
+    p.ckpt.dir[0] = '\0';
     /* a recorded setting changed: refused, naming it, before any training */
     vt_run_config changed = rc;
-    changed.schedule_batch_size = 8;
+    changed.schedule.batch_size = 8;
     char *now = vt_run_config_resume_settings(&changed);
-    p.settings = now;
-    p.batch_size = 8;
+    p.run.settings = now;
+    p.schedule.batch_size = 8;
     vt_error_clear();
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
     if (!strstr(vt_error(), "manifest.json: 1 setting differs") ||
@@ -312,66 +311,65 @@ static void test_resume_refuses_changed_settings(void **st) {
         fail_msg("unexpected message: %s", vt_error());
     free(now);
     /* two of them, both named */
-    changed.method_seed = p.seed + 1;
-    changed.method_variant = VT_VARIANT_FAST;
+    changed.vib.seed = p.vib.seed + 1;
+    changed.vib.variant = VT_VARIANT_FAST;
     now = vt_run_config_resume_settings(&changed);
-    p.settings = now;
+    p.run.settings = now;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
     if (!strstr(vt_error(), "3 settings differ") || !strstr(vt_error(), "method.seed is 4 now, 3 then") ||
         !strstr(vt_error(), "method.variant is fast now, full then"))
         fail_msg("unexpected message: %s", vt_error());
     free(now);
-    p.batch_size = 4;
+    p.schedule.batch_size = 4;
 
     /* the model moved (staged to another directory, say): refused, unless --accept-changed names
      * model.path; naming another key does not accept it */
     changed = rc;
-    snprintf(changed.model_path, sizeof changed.model_path, "%.4000s", run);
+    snprintf(changed.model.path, sizeof changed.model.path, "%.4000s", run);
     now = vt_run_config_resume_settings(&changed);
-    p.settings = now;
-    p.resume_accept = "method.seed";
+    p.run.settings = now;
+    p.run.resume_accept = "method.seed";
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
     if (!strstr(vt_error(), "1 setting differs") || !strstr(vt_error(), "model.path is "))
         fail_msg("unexpected message: %s", vt_error());
-    p.resume_accept = "method.seed,model.path";
+    p.run.resume_accept = "method.seed,model.path";
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
     assert_int_equal(r.steps, 12);
     vt_vib_result_free(&r);
-    p.resume_accept = NULL;
+    p.run.resume_accept = NULL;
     free(now);
 
     /* settings that may change: longer fine-tuning, log interval, output directory */
     changed = rc;
-    changed.schedule_finetune_steps = 6;
-    changed.schedule_log_interval = 1;
-    snprintf(changed.output_dir, sizeof changed.output_dir, "%s/elsewhere", dir);
+    changed.schedule.finetune_steps = 6;
+    changed.schedule.log_interval = 1;
+    snprintf(changed.output.dir, sizeof changed.output.dir, "%s/elsewhere", dir);
     now = vt_run_config_resume_settings(&changed);
-    p.settings = now;
-    p.finetune_steps = 6;
+    p.run.settings = now;
+    p.schedule.finetune_steps = 6;
     vt_vib_result resumed, whole;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &resumed), 0);
     assert_int_equal(resumed.steps, 14);
-    p.resume_dir = NULL;
+    p.run.resume_dir = NULL;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &whole), 0);
     assert_int_equal(resumed.pruned.arena_floats, whole.pruned.arena_floats);
     assert_memory_equal(resumed.pruned.arena, whole.pruned.arena, sizeof(float) * whole.pruned.arena_floats);
     vt_vib_result_free(&resumed);
     vt_vib_result_free(&whole);
     /* shortened below where the checkpoint is: refused, saying how far it got */
-    p.resume_dir = run;
-    p.finetune_steps = 1;
+    p.run.resume_dir = run;
+    p.schedule.finetune_steps = 1;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), -1);
     if (!strstr(vt_error(), "fine-tuning step 2, past schedule.finetune_steps = 1"))
         fail_msg("unexpected message: %s", vt_error());
     /* a run without recorded settings (library use) is not checked */
-    p.finetune_steps = 4;
-    p.settings = NULL;
+    p.schedule.finetune_steps = 4;
+    p.run.settings = NULL;
     assert_int_equal(vt_vib_prune(&f.m, &f.calib, &p, &r), 0);
     vt_vib_result_free(&r);
     free(now);
     free(saved);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     teardown(&f);
 }
 

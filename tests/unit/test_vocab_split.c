@@ -475,11 +475,11 @@ static void part_of(const vt_model *m, const int *begin, int s, int S, vt_model 
 
 static vt_vib_params train_params(void) {
     vt_vib_params p = tu_vib_params();
-    p.ce_weight = 0.5;
-    p.mse_weight = 0.5;
-    p.steps = 6;
-    p.micro_batches = 2;
-    p.lr_mask = 0.5;
+    p.vib.ce_weight = 0.5;
+    p.vib.mse_weight = 0.5;
+    p.schedule.steps = 6;
+    p.pipeline.micro_batches = 2;
+    p.schedule.lr_mask = 0.5;
     return p;
 }
 
@@ -587,14 +587,14 @@ static void test_train_step_split_matches_one_process(void **st) {
     for (size_t li = 0; li < sizeof layouts / sizeof *layouts; li++) {
         int S = layouts[li][0], R = layouts[li][1];
         vt_vib_params pl = p;
-        pl.micro_batches = layouts[li][2];
-        pl.seq_chunks = layouts[li][3];
+        pl.pipeline.micro_batches = layouts[li][2];
+        pl.pipeline.seq_chunks = layouts[li][3];
         run_steps(&f, &pl, S, R, sr, parts, begin);
         for (int q = 0; q < S * R; q++) {
             const step_out *o = &sr->out[q];
             char what[160];
             snprintf(what, sizeof what, "%d stages x %d replicas, %d micro-batches of %d chunks, rank %d", S, R,
-                     pl.micro_batches, pl.seq_chunks, q);
+                     pl.pipeline.micro_batches, pl.pipeline.seq_chunks, q);
             assert_int_equal(o->n, o1->n);
             for (int k = 0; k < NSTEP; k++) {
                 char term[200];
@@ -653,12 +653,12 @@ static void test_vib_runs_split_match_one_process(void **st) {
     train_fixture f;
     train_setup(&f);
     vt_vib_params p = train_params();
-    p.beta = 10; /* strong pressure: units go during the mask phase */
-    p.lr_mask = 0.5;
-    p.steps = 12;
-    p.prune_interval = 4;
-    p.finetune_steps = 3;
-    p.log_interval = 1;
+    p.vib.beta = 10; /* strong pressure: units go during the mask phase */
+    p.schedule.lr_mask = 0.5;
+    p.schedule.steps = 12;
+    p.vib.prune_interval = 4;
+    p.schedule.finetune_steps = 3;
+    p.schedule.log_interval = 1;
     vt_vib_result ref;
     assert_int_equal(vt_vib_prune(&f.full, &f.calib, &p, &ref), 0);
     /* the run exercises what the split must follow: units removed during the mask phase and
@@ -667,7 +667,7 @@ static void test_vib_runs_split_match_one_process(void **st) {
      * stage's weights alone, or counted once per replica, fails this test) */
     assert_true(ref.removed_early > 0);
     assert_true(ref.pruned.cfg.dim < f.c.dim);
-    assert_int_equal(ref.n_records, (size_t)(p.steps + p.finetune_steps));
+    assert_int_equal(ref.n_records, (size_t)(p.schedule.steps + p.schedule.finetune_steps));
     const int layouts[][2] = {{2, 1}, {3, 1}, {2, 2}};
     for (size_t li = 0; li < sizeof layouts / sizeof *layouts; li++) {
         int S = layouts[li][0], R = layouts[li][1], begin[MAXP + 1];

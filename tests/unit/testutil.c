@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/fsutil.h"
+
 const char *tu_fixture(const char *relative) {
     static char buf[8][4096];
     static int slot;
@@ -22,9 +24,10 @@ int tu_have_fixture(const char *relative) { return access(tu_fixture(relative), 
 
 char *tu_tempdir(void) {
     const char *tmp = getenv("TMPDIR");
-    char *path = malloc(4096);
-    snprintf(path, 4096, "%s/vt-test-XXXXXX", tmp ? tmp : "/tmp");
-    if (!mkdtemp(path)) {
+    char *path = malloc(VT_PATH_MAX);
+    if (!path) return NULL;
+    int n = snprintf(path, VT_PATH_MAX, "%s/vt-test-XXXXXX", tmp ? tmp : "/tmp");
+    if (n < 0 || n >= VT_PATH_MAX || !mkdtemp(path)) {
         free(path);
         return NULL;
     }
@@ -38,6 +41,34 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 void tu_rmtree(const char *path) {
     if (path) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void tu_tempdir_remove(char *dir) {
+    tu_rmtree(dir);
+    free(dir);
+}
+
+char *tu_dir;
+
+int tu_group_setup(void **state) {
+    (void)state;
+    tu_dir = tu_tempdir();
+    return tu_dir ? 0 : -1;
+}
+
+int tu_group_teardown(void **state) {
+    (void)state;
+    tu_tempdir_remove(tu_dir);
+    tu_dir = NULL;
+    return 0;
+}
+
+const char *tu_in_dir(const char *name) {
+    static char buf[8][VT_PATH_MAX];
+    static int slot;
+    char *p = buf[slot++ % 8];
+    snprintf(p, VT_PATH_MAX, "%s/%s", tu_dir, name);
+    return p;
 }
 
 int tu_write_file(const char *path, const void *data, size_t n) {
@@ -98,21 +129,21 @@ void tu_random_model(vt_model *m, const vt_config *c, uint64_t seed) {
 vt_vib_params tu_vib_params(void) {
     vt_vib_params p;
     memset(&p, 0, sizeof p);
-    p.kind = VT_BUDGET_PARAMS;
-    p.target_fraction = 0.6;
-    p.round_to = 1;
-    p.ramp_fraction = 0.5;
-    p.beta = 1e-2;
-    for (int g = 0; g < 4; g++) p.kl_mult[g] = 1.0;
-    p.temperature = 2.0;
-    p.sharpness = 10.0;
-    p.seed = 3;
-    p.steps = 12;
-    p.batch_size = 4;
-    p.lr_mask = 0.1;
-    p.lr_weight = 1e-3;
-    p.lr_lambda = 0.05;
-    p.clip = 1.0;
-    p.schedule = VT_LR_CONSTANT;
+    p.budget.params = 0.6;
+    p.budget.round_to = 1;
+    p.budget.warmup = 0.5;
+    p.vib.beta = 1e-2;
+    for (int g = 0; g < 4; g++) p.vib.kl_mult[g] = 1.0;
+    p.vib.temperature = 2.0;
+    p.vib.sharpness = 10.0;
+    p.vib.seed = 3;
+    p.vib.variant = VT_VARIANT_FULL; /* schedule.finetune_steps (0 here) fine-tunes when a test sets it */
+    p.schedule.steps = 12;
+    p.schedule.batch_size = 4;
+    p.schedule.lr_mask = 0.1;
+    p.schedule.lr_weight = 1e-3;
+    p.schedule.lr_lambda = 0.05;
+    p.schedule.clip = 1.0;
+    p.schedule.lr_schedule = VT_LR_CONSTANT;
     return p;
 }

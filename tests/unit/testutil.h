@@ -15,9 +15,19 @@
 const char *tu_fixture(const char *relative);
 /* 1 when the fixture file exists; tests that need it call skip() otherwise. */
 int tu_have_fixture(const char *relative);
-/* A fresh empty directory under $TMPDIR (removed by tu_rmtree). Returned string is static per call slot. */
+/* The temporary directories of the tests, made and removed only here.
+ * tu_tempdir: a fresh empty directory under $TMPDIR (malloc'd name; NULL when it cannot be made);
+ * tu_tempdir_remove removes it with its contents and frees the name. tu_rmtree removes any tree. */
 char *tu_tempdir(void);
+void tu_tempdir_remove(char *dir);
 void tu_rmtree(const char *path);
+/* The directory of a test group, for cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown)
+ * (or called from a group's own setup and teardown): tu_dir while the group runs. tu_in_dir(name) is
+ * tu_dir/name in one of 8 rotating buffers, so a few such paths can be held at once. */
+extern char *tu_dir;
+int tu_group_setup(void **state);
+int tu_group_teardown(void **state);
+const char *tu_in_dir(const char *name);
 /* Writes bytes to a file; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t n);
 /* A small dense config (dim 16, 2 layers, 4 heads, 2 KV heads, ffn 24, vocab 32, seq 64) and a
