@@ -221,9 +221,11 @@ uint64_t vt_st_entry_elems(const vt_st_entry *e) {
 }
 
 /* The JSON header for entries laid out in order, padded with spaces to a multiple of 8. */
-static char *make_header(const vt_st_entry *e, int n, vt_dtype dtype, size_t *len) {
+static char *make_header(const vt_st_entry *e, int n, vt_dtype dtype, const char *const *meta_kv, int n_meta,
+                         size_t *len) {
     json_t *root = json_object(), *meta = json_object();
-    json_object_set_new(meta, "format", json_string("pt"));
+    if (n_meta == 0) json_object_set_new(meta, "format", json_string("pt"));
+    for (int i = 0; i < n_meta; i++) json_object_set_new(meta, meta_kv[2 * i], json_string(meta_kv[2 * i + 1]));
     json_object_set_new(root, "__metadata__", meta);
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -281,6 +283,11 @@ static int write_entry(FILE *f, const char *path, const vt_st_entry *e, vt_dtype
 }
 
 int vt_st_write(const char *path, const vt_st_entry *entries, int n, vt_dtype dtype) {
+    return vt_st_write_meta(path, entries, n, dtype, NULL, 0);
+}
+
+int vt_st_write_meta(const char *path, const vt_st_entry *entries, int n, vt_dtype dtype, const char *const *meta_kv,
+                     int n_meta) {
     for (int i = 0; i < n; i++) {
         if (entries[i].ndim < 1 || entries[i].ndim > VT_ST_MAX_DIMS)
             return vt_fail("%s: tensor %s: %d dimensions", path, entries[i].name, entries[i].ndim);
@@ -288,7 +295,7 @@ int vt_st_write(const char *path, const vt_st_entry *entries, int n, vt_dtype dt
             return vt_fail("%s: a tensor cannot be called __metadata__", path);
     }
     size_t hlen = 0;
-    char *header = make_header(entries, n, dtype, &hlen);
+    char *header = make_header(entries, n, dtype, meta_kv, n_meta, &hlen);
     if (!header) return -1;
     enum { BUF_ELEMS = 1 << 16 };
     unsigned char *buf = vt_malloc(BUF_ELEMS * 4, "safetensors write buffer");

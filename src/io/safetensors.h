@@ -61,5 +61,9 @@ uint64_t vt_st_entry_elems(const vt_st_entry *e);
  * {"__metadata__": {"format": "pt"}, ...} (keys sorted) padded with spaces to a multiple of 8.
  * The file is fsynced. The caller provides atomicity (write into a vt_outdir). */
 int vt_st_write(const char *path, const vt_st_entry *entries, int n, vt_dtype dtype);
+/* The same with the metadata given as n_meta (key, value) string pairs, meta_kv[2 i] and
+ * meta_kv[2 i + 1], in place of {"format": "pt"} (safetensors metadata maps strings to strings). */
+int vt_st_write_meta(const char *path, const vt_st_entry *entries, int n, vt_dtype dtype, const char *const *meta_kv,
+                     int n_meta);
 
 #endif
