@@ -1,0 +1,297 @@
+/* refit.c — least-squares re-fit of o_proj and down_proj (see refit.h): per block, one pass over
+ * the calibration rows accumulates G = sum x x^T and C = sum y x^T in double, the system is
+ * solved, and a second pass moves the pruned stream through the re-fitted block. */
+#include "prune/refit.h"
+
+#include <blis.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/forward.h"
+#include "util/error.h"
+
+/* LAPACK's dense Cholesky solve (Fortran: every argument by pointer). */
+void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda, double *b, const int *ldb,
+            int *info);
+
+enum { ATTN = 0, MLP = 1 };
+
+typedef struct {
+    const vt_model *dense;
+    vt_model *pruned;
+    const vt_hidden_map *map;
+    const vt_refit_params *p;
+    vt_refit_ops *ops;
+    int n_seq, T, B, solve;
+    vt_fwd fd, fp;
+    float *before_d, *run_p; /* [B*T, dense dim] the dense stream before a block; [B*T, dim] a pruned copy */
+    double *a, *y;           /* one batch's block inputs [B*T, m] and targets [B*T, n] */
+    double *sys;             /* G [m, m], then C [n, m], then sum y^2 and sum of squared errors */
+    double *x;               /* the solution [n, m] (W' row-major) */
+} refit;
+
+static int block_present(const vt_config *c, int kind, int l) {
+    return kind == ATTN ? c->layers[l].n_heads > 0 : c->layers[l].ffn > 0;
+}
+
+/* The projection's input width (kept heads' outputs or neurons) and its weight [dim, m]. */
+static int proj_width(const vt_config *c, int kind, int l) {
+    return kind == ATTN ? c->layers[l].n_heads * c->head_dim : c->layers[l].ffn;
+}
+static float *proj_weight(vt_model *m, int kind, int l) {
+    return kind == ATTN ? m->layers[l].wo : m->layers[l].w_down;
+}
+
+/* x += block output; afterwards f holds the projection's inputs (forward.h). */
+static void run_block(const vt_model *m, vt_fwd *f, int kind, int l, float *x, int B, int T) {
+    if (kind == ATTN) vt_attention_forward(m, f, l, x, B, T, 0, NULL, NULL);
+    else vt_mlp_forward(m, f, l, x, B, T, NULL, NULL);
+}
+static const float *proj_inputs(const vt_fwd *f, int kind) { return kind == ATTN ? f->att_out : f->ffn_act; }
+
+/* The largest projection input width over the pruned model's layers. */
+static int widest_input(const vt_config *c) {
+    int w = 1;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = ATTN; k <= MLP; k++) w = proj_width(c, k, l) > w ? proj_width(c, k, l) : w;
+    return w;
+}
+
+static void refit_free(refit *r) {
+    vt_fwd_free(&r->fd);
+    vt_fwd_free(&r->fp);
+    free(r->before_d);
+    free(r->run_p);
+    free(r->a);
+    free(r->y);
+    free(r->sys);
+    free(r->x);
+}
+
+static int refit_init(refit *r, const vt_model *dense, vt_model *pruned, int n_seq, int T) {
+    int B = r->p->batch > 0 && r->p->batch < n_seq ? r->p->batch : n_seq, m = widest_input(&pruned->cfg);
+    size_t rows = (size_t)B * T, D = (size_t)dense->cfg.dim, d = (size_t)pruned->cfg.dim;
+    r->n_seq = n_seq;
+    r->T = T;
+    r->B = B;
+    int rc = vt_fwd_init(&r->fd, dense, B, T, T);
+    if (rc == 0) rc = vt_fwd_init(&r->fp, pruned, B, T, T);
+    r->before_d = vt_malloc(rows * D * sizeof(float), "re-fit streams");
+    r->run_p = vt_malloc(rows * d * sizeof(float), "re-fit streams");
+    r->a = vt_malloc(rows * (size_t)m * sizeof(double), "re-fit inputs");
+    r->y = vt_malloc(rows * d * sizeof(double), "re-fit targets");
+    r->sys = vt_malloc(((size_t)m * m + d * m + 2) * sizeof(double), "re-fit system");
+    r->x = vt_malloc(d * m * sizeof(double), "re-fit solution");
+    return rc == 0 && r->before_d && r->run_p && r->a && r->y && r->sys && r->x ? 0 : -1;
+}
+
+/* The targets of one batch's rows (refit.h: LAYER or RESIDUAL, in the pruned basis) from the dense
+ * stream before (bd) and after (ad) the block and the pruned stream before it (bp). */
+static void targets(const refit *r, const float *bd, const float *ad, const float *bp, int rows) {
+    int D = r->dense->cfg.dim, d = r->map->n, residual = r->p->target == VT_REFIT_RESIDUAL;
+    for (int t = 0; t < rows; t++)
+        for (int i = 0; i < d; i++) {
+            size_t at = (size_t)t * D + r->map->dims[i];
+            double z = r->map->z ? r->map->z[i] : 1.0;
+            r->y[(size_t)t * d + i] = residual ? z * ad[at] - bp[(size_t)t * d + i] : z * ((double)ad[at] - bd[at]);
+        }
+}
+
+/* One batch of the accumulation pass: G += a^T a, C += y^T a, and the squared targets and errors
+ * of the current weights (the pruned block's output is run_p after minus xp before). */
+static void accumulate(refit *r, int kind, int l, const float *xp, int rows) {
+    int m = proj_width(&r->pruned->cfg, kind, l), d = r->map->n;
+    const float *in = proj_inputs(&r->fp, kind);
+    for (size_t i = 0; i < (size_t)rows * m; i++) r->a[i] = in[i];
+    double one = 1.0, *G = r->sys, *C = G + (size_t)m * m, *sq = C + (size_t)d * m;
+    bli_dgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, m, m, rows, &one, r->a, m, 1, r->a, m, 1, &one, G, m, 1);
+    bli_dgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, d, m, rows, &one, r->y, d, 1, r->a, m, 1, &one, C, m, 1);
+    for (size_t i = 0; i < (size_t)rows * d; i++) {
+        double e = r->y[i] - ((double)r->run_p[i] - xp[i]);
+        sq[0] += r->y[i] * r->y[i];
+        sq[1] += e * e;
+    }
+}
+
+/* The accumulation pass over every batch for block (kind, l); the dense stream advances through
+ * the block in place (the pruned one is run on a copy). */
+static void gather_system(refit *r, int kind, int l, float *xd, const float *xp) {
+    int D = r->dense->cfg.dim, d = r->pruned->cfg.dim, present = block_present(&r->pruned->cfg, kind, l);
+    int m = proj_width(&r->pruned->cfg, kind, l);
+    memset(r->sys, 0, ((size_t)m * m + (size_t)d * m + 2) * sizeof(double));
+    for (int b0 = 0; b0 < r->n_seq; b0 += r->B) {
+        int nb = r->n_seq - b0 < r->B ? r->n_seq - b0 : r->B, rows = nb * r->T;
+        float *xdr = xd + (size_t)b0 * r->T * D;
+        const float *xpr = xp + (size_t)b0 * r->T * d;
+        memcpy(r->before_d, xdr, (size_t)rows * D * sizeof(float));
+        run_block(r->dense, &r->fd, kind, l, xdr, nb, r->T);
+        if (!present) continue;
+        memcpy(r->run_p, xpr, (size_t)rows * d * sizeof(float));
+        run_block(r->pruned, &r->fp, kind, l, r->run_p, nb, r->T);
+        targets(r, r->before_d, xdr, xpr, rows);
+        accumulate(r, kind, l, xpr, rows);
+    }
+}
+
+/* Solves the summed system for block (kind, l) and writes W' into the pruned model. The error
+ * after follows from the normal equations, W'(G + lambda I) = C: ||Y - A W'^T||^2 =
+ * sum y^2 - tr(W' C^T) - lambda ||W'||^2, with no second pass over the rows. */
+static int solve_block(refit *r, int kind, int l, vt_refit_stat *st) {
+    int m = proj_width(&r->pruned->cfg, kind, l), d = r->pruned->cfg.dim;
+    double *G = r->sys, *C = G + (size_t)m * m, *sq = C + (size_t)d * m;
+    double trace = 0.0;
+    for (int i = 0; i < m; i++) trace += G[(size_t)i * m + i];
+    double syy = sq[0] > 0 ? sq[0] : 1.0;
+    st->done = 1;
+    st->err_before = st->err_after = sq[1] / syy;
+    if (!r->solve || trace <= 0.0) return 0; /* measuring only, or no signal to fit */
+    double ridge = r->p->damp * trace / m;
+    for (int i = 0; i < m; i++) G[(size_t)i * m + i] += ridge;
+    char what[96];
+    snprintf(what, sizeof what, "layer %d %s", l, kind == ATTN ? "o_proj" : "down_proj");
+    double *X = r->x;
+    memcpy(X, C, (size_t)d * m * sizeof(double));
+    if (r->ops->solve(r->ops, m, d, G, X, ridge, what, &st->retries)) return vt_fail_context("re-fitting %s", what);
+    double fit = 0.0, norm = 0.0;
+    float *W = proj_weight(r->pruned, kind, l);
+    for (size_t i = 0; i < (size_t)d * m; i++) {
+        fit += X[i] * C[i];
+        norm += X[i] * X[i];
+        W[i] = (float)X[i];
+    }
+    st->err_after = (sq[0] - fit - ridge * norm) / syy;
+    return 0;
+}
+
+/* The pruned stream through the (re-fitted) block, batch by batch. */
+static void advance_pruned(refit *r, int kind, int l, float *xp) {
+    int d = r->pruned->cfg.dim;
+    if (!block_present(&r->pruned->cfg, kind, l)) return;
+    for (int b0 = 0; b0 < r->n_seq; b0 += r->B) {
+        int nb = r->n_seq - b0 < r->B ? r->n_seq - b0 : r->B;
+        run_block(r->pruned, &r->fp, kind, l, xp + (size_t)b0 * r->T * d, nb, r->T);
+    }
+}
+
+static int refit_run(refit *r, float *xd, float *xp, int l0, int l1, vt_refit_stat *stats) {
+    int d = r->pruned->cfg.dim;
+    for (int l = l0; l < l1; l++)
+        for (int kind = ATTN; kind <= MLP; kind++) {
+            vt_refit_stat st = {0};
+            gather_system(r, kind, l, xd, xp);
+            if (block_present(&r->pruned->cfg, kind, l)) {
+                int m = proj_width(&r->pruned->cfg, kind, l);
+                if (r->ops->sum(r->ops, r->sys, (size_t)m * m + (size_t)d * m + 2) || solve_block(r, kind, l, &st))
+                    return -1;
+            }
+            advance_pruned(r, kind, l, xp);
+            if (stats) stats[2 * l + kind] = st;
+        }
+    return 0;
+}
+
+static int check_map(const vt_model *dense, const vt_model *pruned, const vt_hidden_map *map) {
+    if (map->n != pruned->cfg.dim) return vt_fail("re-fit: hidden map has %d dims, the pruned model %d", map->n,
+                                                  pruned->cfg.dim);
+    for (int i = 0; i < map->n; i++)
+        if (map->dims[i] < 0 || map->dims[i] >= dense->cfg.dim)
+            return vt_fail("re-fit: hidden dim %d maps to %d, outside the dense model's %d", i, map->dims[i],
+                           dense->cfg.dim);
+    if (dense->cfg.n_layers != pruned->cfg.n_layers)
+        return vt_fail("re-fit: the dense model has %d layers, the pruned one %d", dense->cfg.n_layers,
+                       pruned->cfg.n_layers);
+    return 0;
+}
+
+static int refit_open(refit *r, const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, int n_seq, int T) {
+    if (check_map(dense, pruned, map)) return -1;
+    r->dense = dense;
+    r->pruned = pruned;
+    r->map = map;
+    return refit_init(r, dense, pruned, n_seq, T);
+}
+
+int vt_refit_layers(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, float *xd, float *xp,
+                    int n_seq, int T, int l0, int l1, const vt_refit_params *p, vt_refit_ops *ops,
+                    vt_refit_stat *stats) {
+    refit r = {.p = p, .ops = ops, .solve = 1};
+    int rc = refit_open(&r, dense, pruned, map, n_seq, T);
+    if (rc == 0) rc = refit_run(&r, xd, xp, l0, l1, stats);
+    refit_free(&r);
+    return rc;
+}
+
+/* Both streams embedded from the tokens: xd [rows, D], xp [rows, d]. */
+static int embed_both(const vt_model *dense, const vt_model *pruned, const int32_t *tokens, size_t rows, float **xd,
+                      float **xp) {
+    *xd = vt_malloc(rows * dense->cfg.dim * sizeof(float), "re-fit streams");
+    *xp = vt_malloc(rows * pruned->cfg.dim * sizeof(float), "re-fit streams");
+    if (!*xd || !*xp) return -1;
+    vt_embed(dense, tokens, (int)rows, *xd);
+    vt_embed(pruned, tokens, (int)rows, *xp);
+    return 0;
+}
+
+static int whole_model(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
+                       int n_seq, int T, const vt_refit_params *p, vt_refit_ops *ops, int solve,
+                       vt_refit_stat *stats) {
+    float *xd = NULL, *xp = NULL;
+    refit r = {.p = p, .ops = ops, .solve = solve};
+    int rc = embed_both(dense, pruned, tokens, (size_t)n_seq * T, &xd, &xp);
+    if (rc == 0) rc = refit_open(&r, dense, pruned, map, n_seq, T);
+    if (rc == 0) rc = refit_run(&r, xd, xp, 0, dense->cfg.n_layers, stats);
+    refit_free(&r);
+    free(xd);
+    free(xp);
+    return rc;
+}
+
+int vt_refit_model(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
+                   int n_seq, int T, const vt_refit_params *p, vt_refit_ops *ops, vt_refit_stat *stats) {
+    return whole_model(dense, pruned, map, tokens, n_seq, T, p, ops, 1, stats);
+}
+
+int vt_refit_measure(const vt_model *dense, const vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
+                     int n_seq, int T, const vt_refit_params *p, vt_refit_stat *stats) {
+    vt_refit_ops ops = vt_refit_ops_local();
+    /* measuring writes nothing into the model (solve = 0) */
+    return whole_model(dense, (vt_model *)pruned, map, tokens, n_seq, T, p, &ops, 0, stats);
+}
+
+static int sum_none(vt_refit_ops *o, double *x, size_t n) {
+    (void)o, (void)x, (void)n;
+    return 0;
+}
+
+/* dposv on a copy of G with the ridge raised tenfold while the factorisation fails. G arrives with
+ * the ridge already on its diagonal. */
+static int solve_dense(vt_refit_ops *o, int n, int m, double *G, double *B, double ridge, const char *what,
+                       int *retries) {
+    (void)o;
+    double *A = vt_malloc((size_t)n * n * sizeof(double), "re-fit solve"),
+           *X = vt_malloc((size_t)n * m * sizeof(double), "re-fit solve");
+    int rc = A && X ? 1 : -1;
+    for (int attempt = 0; rc > 0 && attempt < 7; attempt++) {
+        double extra = attempt ? ridge * (pow(10.0, attempt) - 1.0) : 0.0;
+        memcpy(A, G, (size_t)n * n * sizeof(double));
+        memcpy(X, B, (size_t)n * m * sizeof(double));
+        for (int i = 0; i < n; i++) A[(size_t)i * n + i] += extra;
+        int info = 0;
+        dposv_("L", &n, &m, A, &n, X, &n, &info);
+        if (info == 0) rc = 0;
+        else if (info < 0) rc = vt_fail("%s: dposv argument %d is invalid", what, -info);
+        else if (attempt < 6) {
+            fprintf(stderr, "vtrans-dist: warning: %s: the system is not positive definite (minor %d); retrying with the "
+                    "ridge at %g\n", what, info, ridge * pow(10.0, attempt + 1));
+            (*retries)++;
+        } else rc = vt_fail("%s: not positive definite even with the ridge at %g", what, ridge * pow(10.0, attempt));
+    }
+    if (rc == 0) memcpy(B, X, (size_t)n * m * sizeof(double));
+    free(A);
+    free(X);
+    return rc;
+}
+
+vt_refit_ops vt_refit_ops_local(void) { return (vt_refit_ops){.sum = sum_none, .solve = solve_dense}; }

@@ -1,0 +1,76 @@
+/* refit.h — re-fitting a pruned model's output projections by least squares: for each kept block,
+ * o_proj (over the kept heads' outputs) and down_proj (over the kept neurons) are solved in closed
+ * form, W' = C (G + lambda I)^-1, so that the block's output on calibration data matches the dense
+ * model's (docs/TRAINING.md, "Re-fit"). Layers go in order, so a layer's inputs come from the
+ * already re-fitted layers before it. */
+#ifndef VT_REFIT_H
+#define VT_REFIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/model.h"
+
+/* What a block's output is fitted to. LAYER: the dense block's output on the dense model's own
+ * inputs. RESIDUAL: the dense residual stream after the block minus the pruned one before it, so
+ * that the block also corrects the drift of the layers before it. */
+typedef enum { VT_REFIT_LAYER = 0, VT_REFIT_RESIDUAL = 1 } vt_refit_target;
+
+typedef struct {
+    vt_refit_target target;
+    double damp; /* the ridge lambda as a fraction of the mean of G's diagonal */
+    int batch;   /* sequences per forward batch */
+} vt_refit_params;
+
+/* Where the pruned model's hidden dims sit in the dense model's: dense index dims[i] of pruned dim
+ * i, and the hidden gate folded into it (z[i]; NULL: 1). The pruned residual stream is z o the
+ * gated dense stream on those dims, so dense targets are mapped into that basis. */
+typedef struct {
+    int n;
+    const int *dims;
+    const float *z;
+} vt_hidden_map;
+
+/* How systems are summed and solved: sum adds x[n] over the ranks that hold the same layer's
+ * calibration shards (identity in one process); solve overwrites B (n x m, column-major, leading
+ * dimension n) with X solving (G + ridge I) X = B, G n x n symmetric (it may be overwritten), and
+ * returns 0 or -1 with an error; it may raise the ridge when G + ridge I is not positive definite
+ * (it says so) and counts that in *retries. what names the system in messages. */
+typedef struct vt_refit_ops vt_refit_ops;
+struct vt_refit_ops {
+    int (*sum)(vt_refit_ops *o, double *x, size_t n);
+    int (*solve)(vt_refit_ops *o, int n, int m, double *G, double *B, double ridge, const char *what, int *retries);
+    void *ctx;
+};
+
+/* One projection's fit: relative output error ||Y - X W^T||^2 / ||Y||^2 on the calibration rows
+ * before and after the re-fit, and how often the ridge was raised. done = 0: the block is removed. */
+typedef struct {
+    double err_before, err_after;
+    int retries, done;
+} vt_refit_stat;
+
+/* Streams through layers [l0, l1): xd [n_seq * T, dense dim] and xp [n_seq * T, pruned dim] hold
+ * both models' residual streams at layer l0's input for the same sequences (rows b * T + t) and
+ * leave at layer l1's input, the pruned one computed with the re-fitted weights. pruned's o_proj
+ * and down_proj of those layers are replaced. stats, when not NULL, gets [n_layers][2] entries
+ * (attention, MLP) filled for the layers run. */
+int vt_refit_layers(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, float *xd, float *xp,
+                    int n_seq, int T, int l0, int l1, const vt_refit_params *p, vt_refit_ops *ops,
+                    vt_refit_stat *stats);
+
+/* The same from the tokens in one process holding both whole models: embeds n_seq sequences of T
+ * tokens, then re-fits every layer. */
+int vt_refit_model(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
+                   int n_seq, int T, const vt_refit_params *p, vt_refit_ops *ops, vt_refit_stat *stats);
+
+/* Relative output errors of both models' blocks on other sequences without changing anything:
+ * stats gets err_before = err_after = the current error (to check a re-fit on held-back data). */
+int vt_refit_measure(const vt_model *dense, const vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
+                     int n_seq, int T, const vt_refit_params *p, vt_refit_stat *stats);
+
+/* The one-process ops: no sums, a dense Cholesky solve (LAPACK dposv) that raises the ridge
+ * tenfold, up to 6 times, while the factorisation fails. */
+vt_refit_ops vt_refit_ops_local(void);
+
+#endif
