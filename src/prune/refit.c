@@ -87,16 +87,34 @@ static int refit_init(refit *r, const vt_model *dense, vt_model *pruned, int n_s
     return rc == 0 && r->before_d && r->run_p && r->a && r->y && r->sys && r->x ? 0 : -1;
 }
 
+/* The per-token factor that gives the dense stream xd [D] on the kept dims (times z) the energy it
+ * has on all dims: the pruned model's RMSNorm runs over the kept dims with its weights scaled by
+ * sqrt(d/d') (prune/slice.h), so its normalised inputs equal the dense ones exactly when the pruned
+ * stream is this multiple of z o xd[dims]. Without it every later block would see inputs about
+ * sqrt(energy ratio) too large. */
+static double norm_match(const refit *r, const float *xd) {
+    double all = 0.0, kept = 0.0;
+    for (int j = 0; j < r->dense->cfg.dim; j++) all += (double)xd[j] * xd[j];
+    for (int i = 0; i < r->map->n; i++) {
+        double v = (r->map->z ? r->map->z[i] : 1.0) * xd[r->map->dims[i]];
+        kept += v * v;
+    }
+    return kept > 0.0 ? sqrt(all / kept) : 1.0;
+}
+
 /* The targets of one batch's rows (refit.h: LAYER or RESIDUAL, in the pruned basis) from the dense
  * stream before (bd) and after (ad) the block and the pruned stream before it (bp). */
 static void targets(const refit *r, const float *bd, const float *ad, const float *bp, int rows) {
     int D = r->dense->cfg.dim, d = r->map->n, residual = r->p->target == VT_REFIT_RESIDUAL;
-    for (int t = 0; t < rows; t++)
+    for (int t = 0; t < rows; t++) {
+        const float *a = ad + (size_t)t * D, *b = bd + (size_t)t * D;
+        double c = residual && r->p->norm_match ? norm_match(r, a) : 1.0;
         for (int i = 0; i < d; i++) {
-            size_t at = (size_t)t * D + r->map->dims[i];
-            double z = r->map->z ? r->map->z[i] : 1.0;
-            r->y[(size_t)t * d + i] = residual ? z * ad[at] - bp[(size_t)t * d + i] : z * ((double)ad[at] - bd[at]);
+            int j = r->map->dims[i];
+            double z = c * (r->map->z ? r->map->z[i] : 1.0);
+            r->y[(size_t)t * d + i] = residual ? z * a[j] - bp[(size_t)t * d + i] : z * ((double)a[j] - b[j]);
         }
+    }
 }
 
 /* One batch of the accumulation pass: G += a^T a, C += y^T a, and the squared targets and errors

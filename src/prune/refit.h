@@ -18,6 +18,7 @@ typedef enum { VT_REFIT_LAYER = 0, VT_REFIT_RESIDUAL = 1 } vt_refit_target;
 
 typedef struct {
     vt_refit_target target;
+    int norm_match; /* RESIDUAL only: 1 scales each token's target to the dense stream's full energy (refit.c) */
     double damp; /* the ridge lambda as a fraction of the mean of G's diagonal */
     int batch;   /* sequences per forward batch */
 } vt_refit_params;

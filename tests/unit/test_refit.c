@@ -48,7 +48,7 @@ static void check_identity(vt_refit_target target) {
     enum { N = 12, T = 16 };
     int32_t tok[N * T];
     random_tokens(tok, N * T, c.vocab, 11);
-    vt_refit_params prm = {target, 1e-10, 5};
+    vt_refit_params prm = {target, 0, 1e-10, 5};
     vt_refit_ops ops = vt_refit_ops_local();
     vt_refit_stat st[2 * 8];
     assert_int_equal(vt_refit_model(&m, &p, &map, tok, N, T, &prm, &ops, st), 0);
@@ -145,7 +145,7 @@ static void check_lowers_error(vt_refit_target target) {
     int32_t *tok = malloc(sizeof(int32_t) * (N + H) * T);
     random_tokens(tok, (N + H) * T, c->vocab, 5);
     const int32_t *held = tok + N * T;
-    vt_refit_params prm = {target, 1e-3, 8};
+    vt_refit_params prm = {target, 1, 1e-3, 8};
     vt_refit_ops ops = vt_refit_ops_local();
     int L = c->n_layers;
     vt_refit_stat *before = calloc(2 * L, sizeof *before), *after = calloc(2 * L, sizeof *after),
