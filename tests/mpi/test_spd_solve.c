@@ -173,6 +173,13 @@ int main(int argc, char **argv) {
         solve_case(MPI_COMM_WORLD, cases[c][0], cases[c][1], cases[c][2], cases[c][3]);
     retry_case(MPI_COMM_WORLD, 8);
     retry_case(MPI_COMM_WORLD, 64);
+    /* grids over part of the world, as over the replicas of one pipeline stage: even and odd
+     * ranks solve at the same time, each group on its own grid */
+    MPI_Comm half;
+    MPI_Comm_split(MPI_COMM_WORLD, rank % 2, rank, &half);
+    solve_case(half, 64, 20, 8, 0);
+    solve_case(half, 37, 9, 4, 1);
+    MPI_Comm_free(&half);
     vt_spd_mpi_finish();
     int total = failures;
     MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
