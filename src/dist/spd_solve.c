@@ -10,6 +10,8 @@ double vt_spd_ridge(const double *g, size_t n, double damp) {
     double trace = 0;
     for (size_t i = 0; i < n; i++)
         trace += g[i + i * n];
+    if (!isfinite(trace))
+        return NAN; /* vt_spd_solve_ridge refuses it */
     return trace > 0 ? damp * (trace / (double)n) : damp;
 }
 

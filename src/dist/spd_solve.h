@@ -52,7 +52,8 @@ int vt_spd_solve_ridge(vt_spd_solver *s, const vt_spd_request *r, const double *
                        vt_spd_outcome *out);
 
 /* lambda for damp: damp * mean(diag G), or damp when the diagonal sums to 0 or less (no input
- * ever fired: any positive ridge then gives the solution X = B / lambda). */
+ * ever fired: any positive ridge then gives the solution X = B / lambda); NaN when the diagonal is
+ * not finite. */
 double vt_spd_ridge(const double *g, size_t n, double damp);
 
 #endif
