@@ -105,7 +105,9 @@ static int solve_mpi(vt_spd_solver *s, const double *gm, size_t n, double ridge,
     int st[2] = {0, part_init(&a, g, ni, ni) || part_init(&x, g, ni, mi)};
     if (!st[1] && ((size_t)a.ld * a.cols > INT_MAX || (size_t)x.ld * x.cols > INT_MAX))
         st[1] = 2; /* ScaLAPACK addresses local arrays with int */
-    if (agree(g->comm, st) == 0 && !st[1]) {
+    if (agree(g->comm, st))
+        st[1] = 1;
+    if (!st[1]) {
         fill_system(&a, g, gm, n, ridge);
         copy_part(&x, g, b, n, 0);
         pdposv_("L", &ni, &mi, a.x, &one, &one, a.desc, x.x, &one, &one, x.desc, &info);
