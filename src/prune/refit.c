@@ -12,10 +12,6 @@
 #include "nn/forward.h"
 #include "util/error.h"
 
-/* LAPACK's dense Cholesky solve (Fortran: every argument by pointer). */
-void dposv_(const char *uplo, const int *n, const int *nrhs, double *a, const int *lda, double *b, const int *ldb,
-            int *info);
-
 enum { ATTN = 0, MLP = 1 };
 
 typedef struct {
@@ -164,14 +160,16 @@ static int solve_block(refit *r, int kind, int l, vt_refit_stat *st) {
     double syy = sq[0] > 0 ? sq[0] : 1.0;
     st->done = 1;
     st->err_before = st->err_after = sq[1] / syy;
-    if (!r->solve || trace <= 0.0) return 0; /* measuring only, or no signal to fit */
-    double ridge = r->p->damp * trace / m;
-    for (int i = 0; i < m; i++) G[(size_t)i * m + i] += ridge;
+    if (!r->solve || trace <= 0.0) return 0; /* measuring only, or no input ever fired: W stays */
     char what[96];
     snprintf(what, sizeof what, "layer %d %s", l, kind == ATTN ? "o_proj" : "down_proj");
+    vt_spd_request rq = {what, r->p->damp, 0, r->ops->warn, r->ops->ctx};
+    vt_spd_outcome out;
     double *X = r->x;
     memcpy(X, C, (size_t)d * m * sizeof(double));
-    if (r->ops->solve(r->ops, m, d, G, X, ridge, what, &st->retries)) return vt_fail_context("re-fitting %s", what);
+    if (vt_spd_solve_ridge(r->ops->solver, &rq, G, (size_t)m, X, (size_t)d, &out))
+        return vt_fail_context("re-fitting %s", what);
+    st->retries = out.retries;
     double fit = 0.0, norm = 0.0;
     float *W = proj_weight(r->pruned, kind, l);
     for (size_t i = 0; i < (size_t)d * m; i++) {
@@ -179,7 +177,7 @@ static int solve_block(refit *r, int kind, int l, vt_refit_stat *st) {
         norm += X[i] * X[i];
         W[i] = (float)X[i];
     }
-    st->err_after = (sq[0] - fit - ridge * norm) / syy;
+    st->err_after = (sq[0] - fit - out.lambda * norm) / syy;
     return 0;
 }
 
@@ -273,8 +271,8 @@ int vt_refit_model(const vt_model *dense, vt_model *pruned, const vt_hidden_map 
 
 int vt_refit_measure(const vt_model *dense, const vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
                      int n_seq, int T, const vt_refit_params *p, vt_refit_stat *stats) {
-    vt_refit_ops ops = vt_refit_ops_local();
-    /* measuring writes nothing into the model (solve = 0) */
+    vt_refit_ops ops = vt_refit_ops_local(NULL);
+    /* measuring writes nothing into the model and solves nothing (solve = 0) */
     return whole_model(dense, (vt_model *)pruned, map, tokens, n_seq, T, p, &ops, 0, stats);
 }
 
@@ -283,33 +281,4 @@ static int sum_none(vt_refit_ops *o, double *x, size_t n) {
     return 0;
 }
 
-/* dposv on a copy of G with the ridge raised tenfold while the factorisation fails. G arrives with
- * the ridge already on its diagonal. */
-static int solve_dense(vt_refit_ops *o, int n, int m, double *G, double *B, double ridge, const char *what,
-                       int *retries) {
-    (void)o;
-    double *A = vt_malloc((size_t)n * n * sizeof(double), "re-fit solve"),
-           *X = vt_malloc((size_t)n * m * sizeof(double), "re-fit solve");
-    int rc = A && X ? 1 : -1;
-    for (int attempt = 0; rc > 0 && attempt < 7; attempt++) {
-        double extra = attempt ? ridge * (pow(10.0, attempt) - 1.0) : 0.0;
-        memcpy(A, G, (size_t)n * n * sizeof(double));
-        memcpy(X, B, (size_t)n * m * sizeof(double));
-        for (int i = 0; i < n; i++) A[(size_t)i * n + i] += extra;
-        int info = 0;
-        dposv_("L", &n, &m, A, &n, X, &n, &info);
-        if (info == 0) rc = 0;
-        else if (info < 0) rc = vt_fail("%s: dposv argument %d is invalid", what, -info);
-        else if (attempt < 6) {
-            fprintf(stderr, "vtrans-dist: warning: %s: the system is not positive definite (minor %d); retrying with the "
-                    "ridge at %g\n", what, info, ridge * pow(10.0, attempt + 1));
-            (*retries)++;
-        } else rc = vt_fail("%s: not positive definite even with the ridge at %g", what, ridge * pow(10.0, attempt));
-    }
-    if (rc == 0) memcpy(B, X, (size_t)n * m * sizeof(double));
-    free(A);
-    free(X);
-    return rc;
-}
-
-vt_refit_ops vt_refit_ops_local(void) { return (vt_refit_ops){.sum = sum_none, .solve = solve_dense}; }
+vt_refit_ops vt_refit_ops_local(vt_spd_solver *solver) { return (vt_refit_ops){.sum = sum_none, .solver = solver}; }

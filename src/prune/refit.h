@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist/spd_solve.h"
 #include "nn/model.h"
 
 /* What a block's output is fitted to. LAYER: the dense block's output on the dense model's own
@@ -32,15 +33,15 @@ typedef struct {
     const float *z;
 } vt_hidden_map;
 
-/* How systems are summed and solved: sum adds x[n] over the ranks that hold the same layer's
- * calibration shards (identity in one process); solve overwrites B (n x m, column-major, leading
- * dimension n) with X solving (G + ridge I) X = B, G n x n symmetric (it may be overwritten), and
- * returns 0 or -1 with an error; it may raise the ridge when G + ridge I is not positive definite
- * (it says so) and counts that in *retries. what names the system in messages. */
+/* How systems are summed and solved: sum adds x[n] in place over the ranks that hold the same
+ * layer's calibration shards (identity in one process); solver solves the summed system on those
+ * ranks (dist/spd_solve.h: ScaLAPACK on their grid, a 1 x 1 grid in one process), with retries at
+ * a larger ridge reported through warn (NULL: stderr). */
 typedef struct vt_refit_ops vt_refit_ops;
 struct vt_refit_ops {
     int (*sum)(vt_refit_ops *o, double *x, size_t n);
-    int (*solve)(vt_refit_ops *o, int n, int m, double *G, double *B, double ridge, const char *what, int *retries);
+    vt_spd_solver *solver;
+    void (*warn)(void *ctx, const char *message);
     void *ctx;
 };
 
@@ -65,13 +66,13 @@ int vt_refit_layers(const vt_model *dense, vt_model *pruned, const vt_hidden_map
 int vt_refit_model(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
                    int n_seq, int T, const vt_refit_params *p, vt_refit_ops *ops, vt_refit_stat *stats);
 
-/* Relative output errors of both models' blocks on other sequences without changing anything:
- * stats gets err_before = err_after = the current error (to check a re-fit on held-back data). */
+/* Relative output errors of both models' blocks on other sequences without changing anything (no
+ * solve): stats gets err_before = err_after = the current error (to check a re-fit on held-back
+ * data). */
 int vt_refit_measure(const vt_model *dense, const vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
                      int n_seq, int T, const vt_refit_params *p, vt_refit_stat *stats);
 
-/* The one-process ops: no sums, a dense Cholesky solve (LAPACK dposv) that raises the ridge
- * tenfold, up to 6 times, while the factorisation fails. */
-vt_refit_ops vt_refit_ops_local(void);
+/* The one-process ops around solver: no sums. */
+vt_refit_ops vt_refit_ops_local(vt_spd_solver *solver);
 
 #endif

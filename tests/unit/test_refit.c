@@ -1,11 +1,13 @@
 /* test_refit.c — the least-squares re-fit (prune/refit.h): nothing pruned gives the weights back,
- * re-fitting lowers every block's output error on held-back sequences, the error it reports equals
- * a fresh measurement of the re-fitted model, and a failed factorisation retries with more ridge. */
+ * re-fitting lowers every block's output error on held-back sequences, and the error it reports
+ * equals a fresh measurement of the re-fitted model. (The ridge policy and the ScaLAPACK solve
+ * have tests of their own: test_spd_solve_ridge, tests/mpi/test_spd_solve.c.) */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
+#include "lapack_solver.h"
 
 #include "nn/masks.h"
 #include "prune/refit.h"
@@ -49,7 +51,8 @@ static void check_identity(vt_refit_target target) {
     int32_t tok[N * T];
     random_tokens(tok, N * T, c.vocab, 11);
     vt_refit_params prm = {target, 0, 1e-10, 5};
-    vt_refit_ops ops = vt_refit_ops_local();
+    vt_spd_solver lapack = tu_lapack_solver();
+    vt_refit_ops ops = vt_refit_ops_local(&lapack);
     vt_refit_stat st[2 * 8];
     assert_int_equal(vt_refit_model(&m, &p, &map, tok, N, T, &prm, &ops, st), 0);
     for (int l = 0; l < c.n_layers; l++) {
@@ -146,7 +149,8 @@ static void check_lowers_error(vt_refit_target target) {
     random_tokens(tok, (N + H) * T, c->vocab, 5);
     const int32_t *held = tok + N * T;
     vt_refit_params prm = {target, 1, 1e-3, 8};
-    vt_refit_ops ops = vt_refit_ops_local();
+    vt_spd_solver lapack = tu_lapack_solver();
+    vt_refit_ops ops = vt_refit_ops_local(&lapack);
     int L = c->n_layers;
     vt_refit_stat *before = calloc(2 * L, sizeof *before), *after = calloc(2 * L, sizeof *after),
                   *fit = calloc(2 * L, sizeof *fit), *again = calloc(2 * L, sizeof *again);
@@ -187,28 +191,10 @@ static void test_lowers_error_residual(void **state) {
     check_lowers_error(VT_REFIT_RESIDUAL);
 }
 
-/* G = diag(1, -1, 2) is indefinite: the local solve raises the ridge until G + ridge I is positive
- * definite, counts the retries and solves that system. */
-static void test_ridge_retry(void **state) {
-    (void)state;
-    double G[9] = {1, 0, 0, 0, -1, 0, 0, 0, 2}, B[3] = {1, 1, 1};
-    vt_refit_ops ops = vt_refit_ops_local();
-    int retries = 0;
-    assert_int_equal(ops.solve(&ops, 3, 1, G, B, 0.01, "test system", &retries), 0);
-    assert_true(retries >= 1);
-    /* the ridge that worked: 0.01 * 10^retries added on top of what G holds */
-    double r = 0.01 * pow(10.0, retries) - 0.01;
-    assert_true(fabs(B[0] * (1 + r) - 1) < 1e-12 && fabs(B[1] * (-1 + r) - 1) < 1e-12 && fabs(B[2] * (2 + r) - 1) < 1e-12);
-    double bad[1] = {-1}, b1[1] = {1};
-    retries = 0;
-    assert_int_equal(ops.solve(&ops, 1, 1, bad, b1, 1e-9, "hopeless", &retries), -1);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nothing_pruned_layer),   cmocka_unit_test(test_nothing_pruned_residual),
         cmocka_unit_test(test_lowers_error_layer),     cmocka_unit_test(test_lowers_error_residual),
-        cmocka_unit_test(test_ridge_retry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
