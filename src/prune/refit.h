@@ -11,6 +11,7 @@
 
 #include "dist/spd_solve.h"
 #include "nn/model.h"
+#include "prune/slice.h"
 
 /* What a block's output is fitted to. LAYER: the dense block's output on the dense model's own
  * inputs. RESIDUAL: the dense residual stream after the block minus the pruned one before it, so
@@ -22,16 +23,8 @@ typedef struct {
     int norm_match; /* RESIDUAL only: 1 scales each token's target to the dense stream's full energy (refit.c) */
     double damp; /* the ridge lambda as a fraction of the mean of G's diagonal */
     int batch;   /* sequences per forward batch */
+    int inputs;  /* 1: also re-fit QKV and gate/up to the dense pre-activations */
 } vt_refit_params;
-
-/* Where the pruned model's hidden dims sit in the dense model's: dense index dims[i] of pruned dim
- * i, and the hidden gate folded into it (z[i]; NULL: 1). The pruned residual stream is z o the
- * gated dense stream on those dims, so dense targets are mapped into that basis. */
-typedef struct {
-    int n;
-    const int *dims;
-    const float *z;
-} vt_hidden_map;
 
 /* How systems are summed and solved: sum adds x[n] in place over the ranks that hold the same
  * layer's calibration shards (identity in one process); solver solves the summed system on those
@@ -45,31 +38,37 @@ struct vt_refit_ops {
     void *ctx;
 };
 
+/* Per layer, the four projections' fits in this order: QKV, o_proj, gate/up, down_proj. */
+enum { VT_REFIT_QKV = 0, VT_REFIT_O, VT_REFIT_GATE_UP, VT_REFIT_DOWN, VT_REFIT_SLOTS };
+
 /* One projection's fit: relative output error ||Y - X W^T||^2 / ||Y||^2 on the calibration rows
- * before and after the re-fit, and how often the ridge was raised. done = 0: the block is removed. */
+ * before and after the re-fit, and how often the ridge was raised. done = 0: not re-fitted (the
+ * block is removed, or its input projection was not asked for). */
 typedef struct {
     double err_before, err_after;
     int retries, done;
 } vt_refit_stat;
 
-/* Streams through layers [l0, l1): xd [n_seq * T, dense dim] and xp [n_seq * T, pruned dim] hold
+/* The pruned model's residual stream is z o the gated dense stream on the kept dims (map, from
+ * vt_slice_map_build on the keep decision), so dense targets are mapped into that basis.
+ * Streams through layers [l0, l1): xd [n_seq * T, dense dim] and xp [n_seq * T, pruned dim] hold
  * both models' residual streams at layer l0's input for the same sequences (rows b * T + t) and
  * leave at layer l1's input, the pruned one computed with the re-fitted weights. pruned's o_proj
- * and down_proj of those layers are replaced. stats, when not NULL, gets [n_layers][2] entries
- * (attention, MLP) filled for the layers run. */
-int vt_refit_layers(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, float *xd, float *xp,
+ * and down_proj (and with p->inputs, QKV and gate/up) of those layers are replaced. stats, when
+ * not NULL, gets [n_layers][VT_REFIT_SLOTS] entries filled for the layers run. */
+int vt_refit_layers(const vt_model *dense, vt_model *pruned, const vt_slice_map *map, float *xd, float *xp,
                     int n_seq, int T, int l0, int l1, const vt_refit_params *p, vt_refit_ops *ops,
                     vt_refit_stat *stats);
 
 /* The same from the tokens in one process holding both whole models: embeds n_seq sequences of T
  * tokens, then re-fits every layer. */
-int vt_refit_model(const vt_model *dense, vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
+int vt_refit_model(const vt_model *dense, vt_model *pruned, const vt_slice_map *map, const int32_t *tokens,
                    int n_seq, int T, const vt_refit_params *p, vt_refit_ops *ops, vt_refit_stat *stats);
 
 /* Relative output errors of both models' blocks on other sequences without changing anything (no
  * solve): stats gets err_before = err_after = the current error (to check a re-fit on held-back
  * data). */
-int vt_refit_measure(const vt_model *dense, const vt_model *pruned, const vt_hidden_map *map, const int32_t *tokens,
+int vt_refit_measure(const vt_model *dense, const vt_model *pruned, const vt_slice_map *map, const int32_t *tokens,
                      int n_seq, int T, const vt_refit_params *p, vt_refit_stat *stats);
 
 /* The one-process ops around solver: no sums. */

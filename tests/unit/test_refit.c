@@ -27,13 +27,14 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return err / mx;
 }
 
-/* A copy of m made by slicing with every unit kept (weights bit-identical). */
-static void copy_model(const vt_model *m, vt_model *out) {
+/* A copy of m made by slicing with every unit kept (weights bit-identical), and its map. */
+static void copy_model(const vt_model *m, vt_model *out, vt_slice_map *map) {
     vt_masks mk;
     assert_int_equal(vt_masks_init(&mk, &m->cfg, 1), 0);
     uint8_t *keep = malloc(mk.n);
     memset(keep, 1, mk.n);
     assert_int_equal(vt_slice_model(m, &mk, NULL, keep, 0, out), 0);
+    assert_int_equal(vt_slice_map_build(map, &mk, &m->cfg, NULL, keep), 0);
     free(keep);
     vt_masks_free(&mk);
 }
@@ -43,30 +44,33 @@ static void check_identity(vt_refit_target target) {
     tu_small_config(&c);
     vt_model m, p;
     tu_random_model(&m, &c, 3);
-    copy_model(&m, &p);
-    int *dims = malloc(sizeof(int) * c.dim);
-    for (int i = 0; i < c.dim; i++) dims[i] = i;
-    vt_hidden_map map = {c.dim, dims, NULL};
+    vt_slice_map map;
+    copy_model(&m, &p, &map);
     enum { N = 12, T = 16 };
     int32_t tok[N * T];
     random_tokens(tok, N * T, c.vocab, 11);
-    vt_refit_params prm = {target, 0, 1e-10, 5};
+    vt_refit_params prm = {target, 0, 1e-10, 5, 1};
     vt_spd_solver lapack = tu_lapack_solver();
     vt_refit_ops ops = vt_refit_ops_local(&lapack);
-    vt_refit_stat st[2 * 8];
+    vt_refit_stat st[VT_REFIT_SLOTS * 8];
     assert_int_equal(vt_refit_model(&m, &p, &map, tok, N, T, &prm, &ops, st), 0);
     for (int l = 0; l < c.n_layers; l++) {
         const vt_layer_shape *s = &c.layers[l];
-        double eo = rel_diff(p.layers[l].wo, m.layers[l].wo, (size_t)c.dim * s->n_heads * c.head_dim);
+        int hd = c.head_dim, q = s->n_heads * hd, kv = s->n_kv_heads * hd;
+        double eq = rel_diff(p.layers[l].wq, m.layers[l].wq, (size_t)c.dim * (q + 2 * kv));
+        double eo = rel_diff(p.layers[l].wo, m.layers[l].wo, (size_t)c.dim * q);
+        double eg = rel_diff(p.layers[l].w_gate, m.layers[l].w_gate, (size_t)c.dim * 2 * s->ffn);
         double ed = rel_diff(p.layers[l].w_down, m.layers[l].w_down, (size_t)c.dim * s->ffn);
-        if (eo > 1e-5 || ed > 1e-5) fail_msg("target %d layer %d: o_proj differs by %g, down_proj by %g", target, l, eo, ed);
-        for (int k = 0; k < 2; k++) {
-            assert_true(st[2 * l + k].done);
-            assert_true(st[2 * l + k].err_before < 1e-9);
-            assert_true(st[2 * l + k].err_after < 1e-6);
+        if (eq > 1e-5 || eo > 1e-5 || eg > 1e-5 || ed > 1e-5)
+            fail_msg("target %d layer %d: qkv differs by %g, o_proj %g, gate/up %g, down_proj %g", target, l, eq, eo,
+                     eg, ed);
+        for (int k = 0; k < VT_REFIT_SLOTS; k++) {
+            assert_true(st[VT_REFIT_SLOTS * l + k].done);
+            assert_true(st[VT_REFIT_SLOTS * l + k].err_before < 1e-9);
+            assert_true(st[VT_REFIT_SLOTS * l + k].err_after < 1e-6);
         }
     }
-    free(dims);
+    vt_slice_map_free(&map);
     vt_model_free(&p);
     vt_model_free(&m);
     vt_config_free(&c);
@@ -87,9 +91,7 @@ static void test_nothing_pruned_residual(void **state) {
  * the hidden dims, layer 2's attention; kept gates between 0.8 and 1.2 folded in. */
 typedef struct {
     vt_model dense, pruned;
-    int *dims;
-    float *zdim;
-    vt_hidden_map map;
+    vt_slice_map map;
 } pruned_pair;
 
 static void make_pair(pruned_pair *pp) {
@@ -121,12 +123,8 @@ static void make_pair(pruned_pair *pp) {
     for (size_t i = 0; i < mk.n; i++)
         if (!keep[i]) z[i] = 0.0f;
     assert_int_equal(vt_slice_model(&pp->dense, &mk, z, keep, 1, &pp->pruned), 0);
-    pp->dims = malloc(sizeof(int) * c->dim);
-    pp->zdim = malloc(sizeof(float) * c->dim);
-    int n = 0;
-    for (int i = 0; i < c->dim; i++)
-        if (keep[i]) pp->dims[n] = i, pp->zdim[n++] = z[i];
-    pp->map = (vt_hidden_map){n, pp->dims, pp->zdim};
+    assert_int_equal(vt_slice_map_build(&pp->map, &mk, c, z, keep), 0);
+    assert_int_equal(pp->map.n, pp->pruned.cfg.dim);
     assert_int_equal(pp->pruned.cfg.layers[2].n_heads, 0);
     free(z);
     free(keep);
@@ -134,13 +132,12 @@ static void make_pair(pruned_pair *pp) {
 }
 
 static void free_pair(pruned_pair *pp) {
-    free(pp->dims);
-    free(pp->zdim);
+    vt_slice_map_free(&pp->map);
     vt_model_free(&pp->pruned);
     vt_model_free(&pp->dense);
 }
 
-static void check_lowers_error(vt_refit_target target) {
+static void check_lowers_error(vt_refit_target target, int inputs) {
     pruned_pair pp;
     make_pair(&pp);
     const vt_config *c = &pp.dense.cfg;
@@ -148,26 +145,30 @@ static void check_lowers_error(vt_refit_target target) {
     int32_t *tok = malloc(sizeof(int32_t) * (N + H) * T);
     random_tokens(tok, (N + H) * T, c->vocab, 5);
     const int32_t *held = tok + N * T;
-    vt_refit_params prm = {target, 1, 1e-3, 8};
+    vt_refit_params prm = {target, 1, 1e-3, 8, inputs};
     vt_spd_solver lapack = tu_lapack_solver();
     vt_refit_ops ops = vt_refit_ops_local(&lapack);
     int L = c->n_layers;
-    vt_refit_stat *before = calloc(2 * L, sizeof *before), *after = calloc(2 * L, sizeof *after),
-                  *fit = calloc(2 * L, sizeof *fit), *again = calloc(2 * L, sizeof *again);
+    vt_refit_stat *before = calloc(VT_REFIT_SLOTS * L, sizeof *before),
+                  *after = calloc(VT_REFIT_SLOTS * L, sizeof *after), *fit = calloc(VT_REFIT_SLOTS * L, sizeof *fit),
+                  *again = calloc(VT_REFIT_SLOTS * L, sizeof *again);
     assert_int_equal(vt_refit_measure(&pp.dense, &pp.pruned, &pp.map, held, H, T, &prm, before), 0);
     assert_int_equal(vt_refit_model(&pp.dense, &pp.pruned, &pp.map, tok, N, T, &prm, &ops, fit), 0);
     assert_int_equal(vt_refit_measure(&pp.dense, &pp.pruned, &pp.map, held, H, T, &prm, after), 0);
     assert_int_equal(vt_refit_measure(&pp.dense, &pp.pruned, &pp.map, tok, N, T, &prm, again), 0);
-    for (int i = 0; i < 2 * L; i++) {
+    for (int i = 0; i < VT_REFIT_SLOTS * L; i++) {
         if (!fit[i].done) {
-            assert_int_equal(i, 2 * 2); /* layer 2's attention, removed */
+            /* layer 2's attention is removed; input projections only when asked */
+            assert_true(i / 2 == VT_REFIT_SLOTS * 2 / 2 || (!inputs && i % 2 == 0));
             continue;
         }
-        print_message("target %d layer %d %s: held-back error %.4f -> %.4f (calibration %.4f -> %.4f)\n", target,
-                      i / 2, i % 2 ? "down_proj" : "o_proj", before[i].err_before, after[i].err_before,
+        static const char *slot[] = {"qkv", "o_proj", "gate/up", "down_proj"};
+        print_message("target %d inputs %d layer %d %s: held-back error %.4f -> %.4f (calibration %.4f -> %.4f)\n",
+                      target, inputs, i / VT_REFIT_SLOTS, slot[i % VT_REFIT_SLOTS], before[i].err_before, after[i].err_before,
                       fit[i].err_before, fit[i].err_after);
         if (after[i].err_before >= before[i].err_before)
-            fail_msg("layer %d block %d: the re-fit did not lower the held-back error (%g -> %g)", i / 2, i % 2,
+            fail_msg("layer %d slot %d: the re-fit did not lower the held-back error (%g -> %g)", i / VT_REFIT_SLOTS,
+                     i % VT_REFIT_SLOTS,
                      before[i].err_before, after[i].err_before);
         assert_true(fit[i].err_after < fit[i].err_before);
         /* the error the re-fit reports (from the normal equations) is the re-fitted model's */
@@ -183,18 +184,24 @@ static void check_lowers_error(vt_refit_target target) {
 
 static void test_lowers_error_layer(void **state) {
     (void)state;
-    check_lowers_error(VT_REFIT_LAYER);
+    check_lowers_error(VT_REFIT_LAYER, 0);
 }
 
 static void test_lowers_error_residual(void **state) {
     (void)state;
-    check_lowers_error(VT_REFIT_RESIDUAL);
+    check_lowers_error(VT_REFIT_RESIDUAL, 0);
+}
+
+static void test_lowers_error_inputs(void **state) {
+    (void)state;
+    check_lowers_error(VT_REFIT_RESIDUAL, 1);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nothing_pruned_layer),   cmocka_unit_test(test_nothing_pruned_residual),
         cmocka_unit_test(test_lowers_error_layer),     cmocka_unit_test(test_lowers_error_residual),
+        cmocka_unit_test(test_lowers_error_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
