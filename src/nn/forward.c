@@ -272,8 +272,8 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
 }
 
-static void mlp_block(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, const vt_gates *g,
-                      vt_tape_layer *tp) {
+void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, const vt_gates *g,
+                    vt_tape_layer *tp) {
     const vt_config *c = &m->cfg;
     const vt_layer_weights *w = &m->layers[l];
     int ffn = c->layers[l].ffn, rows = B * T;
@@ -302,7 +302,7 @@ void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x
     for (int l = l0; l < l1; l++) {
         vt_tape_layer *tp = tape ? &tape->layers[l] : NULL;
         if (m->cfg.layers[l].n_heads) vt_attention_forward(m, f, l, x, B, T, pos0, g, tp);
-        if (m->cfg.layers[l].ffn) mlp_block(m, f, l, x, B, T, g, tp);
+        if (m->cfg.layers[l].ffn) vt_mlp_forward(m, f, l, x, B, T, g, tp);
     }
 }
 

@@ -117,6 +117,12 @@ void vt_layers_forward_ex(const vt_model *m, vt_fwd *f, int l0, int l1, float *x
 void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, int pos0, const vt_gates *g,
                           vt_tape_layer *tp);
 
+/* Layer l's MLP block alone (what vt_layers_forward_ex runs after its attention block): x += its
+ * output. Without gates or tape, f->ffn_act holds down_proj's input rows afterwards (the re-fit,
+ * prune/refit.h, reads it); vt_attention_forward likewise leaves o_proj's input in f->att_out. */
+void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T, const vt_gates *g,
+                    vt_tape_layer *tp);
+
 /* logits[rows, vocab] = classifier(final_norm(x)); x is left unchanged. */
 void vt_head_forward(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits);
 void vt_head_forward_ex(const vt_model *m, vt_fwd *f, const float *x, int rows, float *logits, vt_tape *tape);

@@ -226,3 +226,59 @@ fail:
     vt_masks_free(out);
     return -1;
 }
+
+void vt_slice_map_free(vt_slice_map *map) {
+    for (int l = 0; l < map->n_layers; l++) {
+        if (map->qkv_rows) free(map->qkv_rows[l]);
+        if (map->gate_up_rows) free(map->gate_up_rows[l]);
+    }
+    free(map->qkv_rows);
+    free(map->gate_up_rows);
+    free(map->dims);
+    free(map->z);
+    memset(map, 0, sizeof *map);
+}
+
+/* Layer l's dense rows: the kept query heads' q rows, then the kept KV heads' k rows and v rows
+ * (the order slice_layer gathers them in); the kept neurons' gate rows, then their up rows. */
+static int map_layer(vt_slice_map *map, const vt_masks *mk, const vt_config *c, const uint8_t *keep,
+                     const slice_plan *p, int l, int *kv) {
+    int hd = c->head_dim, qd = c->layers[l].n_heads * hd, kvd = c->layers[l].n_kv_heads * hd;
+    if (p->n_heads[l]) {
+        int nkv = vt_keep_kv_heads(mk, c, keep, l, kv), q = p->n_heads[l] * hd, k = nkv * hd;
+        int *r = map->qkv_rows[l] = vt_malloc(sizeof(int) * (size_t)(q + 2 * k), "slice map");
+        if (!r) return -1;
+        expand(p->heads[l], p->n_heads[l], hd, r);
+        expand(kv, nkv, hd, r + q);
+        for (int i = 0; i < k; i++) r[q + i] += qd, r[q + k + i] = r[q + i] + kvd;
+    }
+    if (p->n_ffn[l]) {
+        int f = p->n_ffn[l], *r = map->gate_up_rows[l] = vt_malloc(sizeof(int) * (size_t)(2 * f), "slice map");
+        if (!r) return -1;
+        for (int i = 0; i < f; i++) r[i] = p->neurons[l][i], r[f + i] = c->layers[l].ffn + p->neurons[l][i];
+    }
+    return 0;
+}
+
+int vt_slice_map_build(vt_slice_map *map, const vt_masks *mk, const vt_config *c, const float *z,
+                       const uint8_t *keep) {
+    memset(map, 0, sizeof *map);
+    slice_plan p;
+    if (plan_build(&p, mk, keep)) return -1;
+    int L = c->n_layers, rc = 0, most_kv = 1;
+    for (int l = 0; l < L; l++) most_kv = c->layers[l].n_kv_heads > most_kv ? c->layers[l].n_kv_heads : most_kv;
+    map->n = p.n_dims;
+    map->n_layers = L;
+    map->dims = vt_malloc(sizeof(int) * (size_t)p.n_dims, "slice map");
+    map->z = vt_malloc(sizeof(float) * (size_t)p.n_dims, "slice map");
+    map->qkv_rows = vt_calloc((size_t)L, sizeof(int *), "slice map");
+    map->gate_up_rows = vt_calloc((size_t)L, sizeof(int *), "slice map");
+    int *kv = vt_malloc(sizeof(int) * (size_t)most_kv, "slice map");
+    if (!map->dims || !map->z || !map->qkv_rows || !map->gate_up_rows || !kv) rc = -1;
+    for (int i = 0; rc == 0 && i < p.n_dims; i++) map->dims[i] = p.dims[i], map->z[i] = z ? z[p.dims[i]] : 1.0f;
+    for (int l = 0; rc == 0 && l < L; l++) rc = map_layer(map, mk, c, keep, &p, l, kv);
+    free(kv);
+    plan_free(&p);
+    if (rc) vt_slice_map_free(map);
+    return rc;
+}

@@ -44,4 +44,21 @@ int vt_slice_model(const vt_model *m, const vt_masks *mk, const float *z, const 
  * made with fold_gates = 0. The GQA check is vt_slice_model's (this function has no KV sizes). */
 int vt_slice_masks(const vt_masks *mk, const uint8_t *keep, vt_masks *out);
 
+/* Where the units of the model vt_slice_model makes from keep sit in m's (the re-fit maps dense
+ * targets with it, refit.h): hidden dim i of the slice is m's dims[i] with folded gate z[i] (1
+ * when no z was given); per layer, row r of the slice's fused QKV weight ([n_heads + 2 n_kv_heads]
+ * x head_dim rows) is m's row qkv_rows[l][r], likewise gate_up_rows[l] for the fused gate/up
+ * weight. Layers whose block is removed get NULL. */
+typedef struct {
+    int n;
+    int *dims;
+    float *z;
+    int **qkv_rows, **gate_up_rows; /* n_layers entries */
+    int n_layers;
+} vt_slice_map;
+
+int vt_slice_map_build(vt_slice_map *map, const vt_masks *mk, const vt_config *c, const float *z,
+                       const uint8_t *keep);
+void vt_slice_map_free(vt_slice_map *map);
+
 #endif
