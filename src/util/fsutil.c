@@ -184,22 +184,27 @@ int vt_copy_file(const char *src, const char *dst) {
     return close_synced(out, dst);
 }
 
+/* Calls visit on every entry of directory path but "." and "..", stopping at the first failure. */
+static int each_child(const char *path, int (*visit)(const char *child)) {
+    DIR *d = opendir(path);
+    if (!d) return vt_fail("%s: cannot list: %s", path, strerror(errno));
+    struct dirent *e;
+    char child[VT_PATH_MAX];
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        rc = vt_path_join(child, sizeof child, path, e->d_name);
+        if (rc == 0) rc = visit(child);
+    }
+    closedir(d);
+    return rc ? -1 : 0;
+}
+
 int vt_rmtree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : vt_fail("%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d) return vt_fail("%s: cannot list: %s", path, strerror(errno));
-        struct dirent *e;
-        char child[VT_PATH_MAX];
-        int rc = 0;
-        while (rc == 0 && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            rc = vt_path_join(child, sizeof child, path, e->d_name);
-            if (rc == 0) rc = vt_rmtree(child);
-        }
-        closedir(d);
-        if (rc) return -1;
+        if (each_child(path, vt_rmtree)) return -1;
         if (rmdir(path) != 0) return vt_fail("%s: cannot remove: %s", path, strerror(errno));
         return 0;
     }
@@ -212,18 +217,7 @@ static int fsync_tree(const char *path) {
     struct stat st;
     if (lstat(path, &st) != 0) return vt_fail("%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d) return vt_fail("%s: cannot list: %s", path, strerror(errno));
-        struct dirent *e;
-        char child[VT_PATH_MAX];
-        int rc = 0;
-        while (rc == 0 && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            rc = vt_path_join(child, sizeof child, path, e->d_name);
-            if (rc == 0) rc = fsync_tree(child);
-        }
-        closedir(d);
-        if (rc) return -1;
+        if (each_child(path, fsync_tree)) return -1;
     } else if (!S_ISREG(st.st_mode)) {
         return 0;
     }

@@ -17,16 +17,6 @@ static void random_tokens(int32_t *tok, int n, int vocab, unsigned seed) {
     for (int i = 0; i < n; i++) tok[i] = (int32_t)(((seed = seed * 1103515245u + 12345u) >> 8) % (unsigned)vocab);
 }
 
-/* max |a - b| / max |b| over n values. */
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double mx = 0, err = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs(b[i]));
-        err = fmax(err, fabs((double)a[i] - b[i]));
-    }
-    return err / mx;
-}
-
 /* A copy of m made by slicing with every unit kept (weights bit-identical), and its map. */
 static void copy_model(const vt_model *m, vt_model *out, vt_slice_map *map) {
     vt_masks mk;
@@ -57,10 +47,10 @@ static void check_identity(vt_refit_target target) {
     for (int l = 0; l < c.n_layers; l++) {
         const vt_layer_shape *s = &c.layers[l];
         int hd = c.head_dim, q = s->n_heads * hd, kv = s->n_kv_heads * hd;
-        double eq = rel_diff(p.layers[l].wq, m.layers[l].wq, (size_t)c.dim * (q + 2 * kv));
-        double eo = rel_diff(p.layers[l].wo, m.layers[l].wo, (size_t)c.dim * q);
-        double eg = rel_diff(p.layers[l].w_gate, m.layers[l].w_gate, (size_t)c.dim * 2 * s->ffn);
-        double ed = rel_diff(p.layers[l].w_down, m.layers[l].w_down, (size_t)c.dim * s->ffn);
+        double eq = tu_rel_diff(p.layers[l].wq, m.layers[l].wq, (size_t)c.dim * (q + 2 * kv));
+        double eo = tu_rel_diff(p.layers[l].wo, m.layers[l].wo, (size_t)c.dim * q);
+        double eg = tu_rel_diff(p.layers[l].w_gate, m.layers[l].w_gate, (size_t)c.dim * 2 * s->ffn);
+        double ed = tu_rel_diff(p.layers[l].w_down, m.layers[l].w_down, (size_t)c.dim * s->ffn);
         if (eq > 1e-5 || eo > 1e-5 || eg > 1e-5 || ed > 1e-5)
             fail_msg("target %d layer %d: qkv differs by %g, o_proj %g, gate/up %g, down_proj %g", target, l, eq, eo,
                      eg, ed);

@@ -89,16 +89,6 @@ static float *logits_of(const vt_model *m, const vt_gates *g, const int32_t *tok
     return logits;
 }
 
-/* max |a - b| relative to max |b|. */
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double mx = 0, err = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs(b[i]));
-        err = fmax(err, fabs((double)a[i] - b[i]));
-    }
-    return err / mx;
-}
-
 enum { B = 2, T = 8 };
 
 /* Folded slice == deterministic gated model, for both RoPE layouts and both classifier kinds. */
@@ -118,8 +108,8 @@ static void check_exact(vt_rope_layout rope, int tied) {
     float *gated = logits_of(&m, &g, tok, B, T), *dense = logits_of(&m, NULL, tok, B, T);
     float *sliced = logits_of(&sl, NULL, tok, B, T);
     size_t n = (size_t)B * T * V;
-    assert_true(rel_diff(dense, gated, n) > 0.05); /* the gates matter, so the check can fail */
-    double err = rel_diff(sliced, gated, n);
+    assert_true(tu_rel_diff(dense, gated, n) > 0.05); /* the gates matter, so the check can fail */
+    double err = tu_rel_diff(sliced, gated, n);
     if (err > 1e-4) fail_msg("rope %d tied %d: sliced logits differ from the gated model by %g", rope, tied, err);
     free(gated);
     free(dense);
@@ -245,7 +235,7 @@ static void check_roundtrip(vt_rope_layout rope, int tied) {
     int32_t tok[B * T];
     random_tokens(tok, B * T, 11);
     float *want = logits_of(&sl, NULL, tok, B, T), *got = logits_of(&back, NULL, tok, B, T);
-    double err = rel_diff(got, want, (size_t)B * T * V);
+    double err = tu_rel_diff(got, want, (size_t)B * T * V);
     if (err > 1e-5) fail_msg("reloaded logits differ by %g", err);
     free(want);
     free(got);
@@ -283,7 +273,7 @@ static void assert_same_gated(const vt_model *a, const vt_masks *ma, const uint8
                 if (dead[i]) za[r * ma->n + i] = 0.0f;
         vt_gates ga = {ma, za, det ? 0 : ma->n}, gb = {mb, zb, det ? 0 : mb->n};
         float *want = logits_of(a, &ga, tok, B, T), *got = logits_of(b, &gb, tok, B, T);
-        double err = rel_diff(got, want, (size_t)B * T * V);
+        double err = tu_rel_diff(got, want, (size_t)B * T * V);
         if (err > 1e-4) fail_msg("%s gates: sliced model differs by %g", det ? "deterministic" : "sampled", err);
         free(want);
         free(got);

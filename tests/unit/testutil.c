@@ -4,6 +4,7 @@
 #include "util/rng.h"
 
 #include <ftw.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,4 +147,13 @@ vt_vib_params tu_vib_params(void) {
     p.schedule.clip = 1.0;
     p.schedule.lr_schedule = VT_LR_CONSTANT;
     return p;
+}
+
+double tu_rel_diff(const float *a, const float *b, size_t n) {
+    double mx = 0, err = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs(b[i]));
+        err = fmax(err, fabs((double)a[i] - b[i]));
+    }
+    return err / mx;
 }

@@ -41,4 +41,7 @@ void tu_stories_config(vt_config *c);
  * sequences, constant learning rates, clipping at 1. */
 vt_vib_params tu_vib_params(void);
 
+/* max |a - b| / max |b| over n values (b: the reference). */
+double tu_rel_diff(const float *a, const float *b, size_t n);
+
 #endif
