@@ -185,7 +185,8 @@ const char *vt_decode_piece(const vt_tokenizer *t, int prev_token, int token) {
     if (token < 0 || token >= t->vocab_size) return NULL;
     const char *piece = t->text ? t->text[token] : t->vocab[token];
     if (!t->sp_style) return piece;
-    if (prev_token == t->bos_id && piece[0] == ' ') piece++;
+    /* tokenizer.json's Strip decoder drops the text's first space: after BOS, or at the start (-1). */
+    if ((prev_token == t->bos_id || (t->text && prev_token < 0)) && piece[0] == ' ') piece++;
     unsigned char byte;
     if (sscanf(piece, "<0x%02hhX>", &byte) == 1) piece = t->byte_pieces + 2 * byte;
     return piece;

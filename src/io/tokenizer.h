@@ -59,7 +59,8 @@ int vt_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int 
 
 /* The text of token after prev_token, as llama2.c decode(): after BOS a leading space is dropped,
  * "<0xXX>" pieces become the raw byte (sentencepiece-style vocabularies; byte-level ones decode their
- * byte characters). NULL when token is out of range. */
+ * byte characters; a tokenizer.json's first piece, prev_token -1, also drops it). NULL when token is
+ * out of range. */
 const char *vt_decode_piece(const vt_tokenizer *t, int prev_token, int token);
 
 /* Chooses the tokenizer for a model: `given` when not NULL; otherwise for an HF directory
