@@ -11,6 +11,7 @@
 #include "util/fsutil.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "io/tokenizer.h"
 
 static uint64_t tensor_bytes(const vt_hf_tensor *t, vt_dtype dtype) {
     uint64_t n = (uint64_t)t->shape[0];
@@ -157,7 +158,8 @@ int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *to
         if (rc == 0) rc = write_index(path, t, n, shard_of, n_files, l->dtype);
     }
     if (rc == 0 && tokenizer) {
-        rc = vt_path_join(path, sizeof path, dir, "tokenizer.bin");
+        /* Under the name the format has, so vt_tokenizer_locate finds it. */
+        rc = vt_path_join(path, sizeof path, dir, vt_tokenizer_is_json(tokenizer) ? "tokenizer.json" : "tokenizer.bin");
         if (rc == 0) rc = vt_copy_file(tokenizer, path);
     }
     free(shard_of);

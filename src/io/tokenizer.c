@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/tokenizer_bpe.h"
+#include "io/tokenizer_hf.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 
@@ -58,6 +60,10 @@ int vt_tokenizer_lookup(const vt_tokenizer *t, const char *s, size_t len) {
 }
 
 void vt_tokenizer_free(vt_tokenizer *t) {
+    if (t->hf) {
+        vt_hf_free(t);
+        return;
+    }
     if (t->vocab) free(t->vocab[0]);
     free(t->vocab);
     free(t->vocab_len);
@@ -139,8 +145,19 @@ static int fill_vocabulary(vt_tokenizer *t, const char *path, const unsigned cha
     return 0;
 }
 
+int vt_tokenizer_is_json(const char *path) {
+    size_t n = strlen(path);
+    if (n >= 5 && strcmp(path + n - 5, ".json") == 0) return 1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int c = fgetc(f);
+    fclose(f);
+    return c == '{';
+}
+
 int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
     memset(t, 0, sizeof *t);
+    if (vt_tokenizer_is_json(path)) return vt_hf_load(t, path);
     unsigned char *data = NULL;
     size_t size = 0, count = 0, text_bytes = 0;
     int32_t max_len = 0;
@@ -157,13 +174,19 @@ int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
         t->byte_pieces[2 * b + 1] = '\0';
     }
     t->space_id = vt_tokenizer_lookup(t, " ", 1);
+    t->bos_id = VT_TOKEN_BOS;
+    t->eos_id = VT_TOKEN_EOS;
+    t->unk_id = vt_tokenizer_lookup(t, "<unk>", 5);
+    t->add_bos = t->sp_style = 1;
     return 0;
 }
 
 const char *vt_decode_piece(const vt_tokenizer *t, int prev_token, int token) {
     if (token < 0 || token >= t->vocab_size) return NULL;
-    const char *piece = t->vocab[token];
-    if (prev_token == VT_TOKEN_BOS && piece[0] == ' ') piece++;
+    const char *piece = t->text ? t->text[token] : t->vocab[token];
+    if (!t->sp_style) return piece;
+    /* tokenizer.json's Strip decoder drops the text's first space: after BOS, or at the start (-1). */
+    if ((prev_token == t->bos_id || (t->text && prev_token < 0)) && piece[0] == ' ') piece++;
     unsigned char byte;
     if (sscanf(piece, "<0x%02hhX>", &byte) == 1) piece = t->byte_pieces + 2 * byte;
     return piece;
@@ -171,132 +194,61 @@ const char *vt_decode_piece(const vt_tokenizer *t, int prev_token, int token) {
 
 /* ---- encoding ---- */
 
-/* A candidate merge of the adjacent tokens at nodes left and right into piece id. The versions
- * record the nodes' state when it was found: a changed node makes the candidate stale. */
-typedef struct {
-    float score;
-    int left, right, id;
-    unsigned left_version, right_version;
-} merge_candidate;
-
-typedef struct {
-    merge_candidate *items;
-    size_t n;
-} merge_heap;
-
-/* llama2.c takes the highest score, and the leftmost pair on ties. Merges keep the order of the
- * nodes, so "leftmost" is the smallest original index of the left node. */
-static int comes_first(const merge_candidate *a, const merge_candidate *b) {
-    if (a->score != b->score) return a->score > b->score;
-    return a->left < b->left;
-}
-
-static void heap_push(merge_heap *h, merge_candidate c) {
-    size_t i = h->n++;
-    h->items[i] = c;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!comes_first(&h->items[i], &h->items[parent])) break;
-        merge_candidate tmp = h->items[i];
-        h->items[i] = h->items[parent];
-        h->items[parent] = tmp;
-        i = parent;
-    }
-}
-
-static merge_candidate heap_pop(merge_heap *h) {
-    merge_candidate top = h->items[0];
-    h->items[0] = h->items[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t best = i, l = 2 * i + 1, r = l + 1;
-        if (l < h->n && comes_first(&h->items[l], &h->items[best])) best = l;
-        if (r < h->n && comes_first(&h->items[r], &h->items[best])) best = r;
-        if (best == i) break;
-        merge_candidate tmp = h->items[i];
-        h->items[i] = h->items[best];
-        h->items[best] = tmp;
-        i = best;
-    }
-    return top;
-}
-
 typedef struct {
     const vt_tokenizer *t;
-    int *tok, *next, *prev;
-    unsigned *version;
     char *buf; /* room for two pieces */
-    merge_heap heap;
-} merger;
+} bin_pairs;
 
-static void consider_pair(merger *m, int left, int right) {
-    if (left < 0 || right < 0) return;
-    const vt_tokenizer *t = m->t;
-    unsigned la = t->vocab_len[m->tok[left]], lb = t->vocab_len[m->tok[right]];
-    memcpy(m->buf, t->vocab[m->tok[left]], la);
-    memcpy(m->buf + la, t->vocab[m->tok[right]], lb);
-    int id = vt_tokenizer_lookup(t, m->buf, (size_t)la + lb);
-    /* llama2.c only merges pairs scoring above its initial best of -1e10. */
-    if (id < 0 || !(t->scores[id] > -1e10f)) return;
-    heap_push(&m->heap, (merge_candidate){t->scores[id], left, right, id, m->version[left], m->version[right]});
+/* A pair merges when its concatenation is a piece; llama2.c only merges pairs scoring above its
+ * initial best of -1e10. */
+static int bin_pair(const void *ctx, int a, int b, int *id, float *score) {
+    const bin_pairs *p = ctx;
+    const vt_tokenizer *t = p->t;
+    unsigned la = t->vocab_len[a], lb = t->vocab_len[b];
+    memcpy(p->buf, t->vocab[a], la);
+    memcpy(p->buf + la, t->vocab[b], lb);
+    *id = vt_tokenizer_lookup(t, p->buf, (size_t)la + lb);
+    if (*id < 0 || !(t->scores[*id] > -1e10f)) return 0;
+    *score = t->scores[*id];
+    return 1;
 }
 
-/* Applies llama2.c's merge loop to tok[0..n) in place; returns the new length or -1. */
-static int merge_pairs(const vt_tokenizer *t, int *tok, size_t n, size_t *n_out) {
-    merger m = {.t = t, .tok = tok};
-    m.next = vt_malloc(n * sizeof *m.next, "encoder links");
-    m.prev = vt_malloc(n * sizeof *m.prev, "encoder links");
-    m.version = vt_calloc(n, sizeof *m.version, "encoder versions");
-    m.buf = vt_malloc(2 * (size_t)t->max_token_length + 1, "encoder buffer");
-    /* Each merge adds at most two candidates to the n - 1 initial ones. */
-    m.heap.items = vt_malloc(3 * n * sizeof *m.heap.items, "encoder merge queue");
-    int rc = -1;
-    if (!m.next || !m.prev || !m.version || !m.buf || !m.heap.items) goto done;
-    for (size_t i = 0; i < n; i++) {
-        m.next[i] = i + 1 < n ? (int)(i + 1) : -1;
-        m.prev[i] = (int)i - 1;
-    }
-    for (size_t i = 0; i + 1 < n; i++) consider_pair(&m, (int)i, (int)(i + 1));
-    while (m.heap.n > 0) {
-        merge_candidate c = heap_pop(&m.heap);
-        if (m.next[c.left] != c.right || m.version[c.left] != c.left_version ||
-            m.version[c.right] != c.right_version)
-            continue; /* stale: one of the two tokens changed or was merged away */
-        tok[c.left] = c.id;
-        m.version[c.left]++;
-        m.version[c.right]++;
-        m.next[c.left] = m.next[c.right];
-        if (m.next[c.right] >= 0) m.prev[m.next[c.right]] = c.left;
-        tok[c.right] = -1;
-        consider_pair(&m, m.prev[c.left], c.left);
-        consider_pair(&m, c.left, m.next[c.left]);
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (tok[i] >= 0) tok[k++] = tok[i];
-    *n_out = k;
-    rc = 0;
-done:
-    free(m.next);
-    free(m.prev);
-    free(m.version);
-    free(m.buf);
-    free(m.heap.items);
-    return rc;
+/* Whether id is the byte piece "<0xXX>" of byte b (llama2.c assumes byte b is id b + 3). */
+static int is_byte_piece(const vt_tokenizer *t, int id, unsigned char b) {
+    char want[8];
+    snprintf(want, sizeof want, "<0x%02X>", b);
+    return id < t->vocab_size && t->vocab_len[id] == 6 && memcmp(t->vocab[id], want, 6) == 0;
 }
 
-int vt_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int eos, int **ids, size_t *n) {
-    *ids = NULL;
-    *n = 0;
-    if (len > ((size_t)1 << 40)) return vt_fail("text of %zu bytes is too long to encode", len);
-    /* At most: BOS, dummy prefix, one token per byte, EOS. */
-    int *tok = vt_malloc((len + 3) * sizeof *tok, "encoded tokens");
-    if (!tok) return -1;
-    size_t k = 0;
-    if (bos) tok[k++] = VT_TOKEN_BOS;
-    if (len > 0) /* the dummy prefix; byte fallback for a vocabulary without " " */
-        tok[k++] = t->space_id >= 0 ? t->space_id : ' ' + 3;
+/* Appends code point cp[0..cp_len) as its piece, its byte pieces, or <unk> (counted). */
+static int push_code_point(const vt_tokenizer *t, const char *cp, size_t cp_len, int *tok, size_t *k,
+                           size_t *n_unk) {
+    int id = vt_tokenizer_lookup(t, cp, cp_len);
+    if (id >= 0) {
+        tok[(*k)++] = id;
+        return 0;
+    }
+    int bytes_ok = 1;
+    for (size_t j = 0; j < cp_len; j++) bytes_ok &= is_byte_piece(t, (unsigned char)cp[j] + 3, (unsigned char)cp[j]);
+    if (bytes_ok) {
+        for (size_t j = 0; j < cp_len; j++) tok[(*k)++] = (unsigned char)cp[j] + 3;
+        return 0;
+    }
+    if (t->unk_id < 0)
+        return vt_fail("cannot encode byte 0x%02X: not in the vocabulary, which has no byte pieces and no <unk>",
+                       (unsigned char)cp[0]);
+    tok[(*k)++] = t->unk_id;
+    ++*n_unk;
+    return 0;
+}
 
+/* llama2.c's encode(): dummy prefix, one piece per UTF-8 code point (byte pieces when the code
+ * point is not a piece), then merges by score. */
+static int bin_encode(const vt_tokenizer *t, const char *text, size_t len, int *tok, size_t *k, size_t *n_unk) {
+    if (len > 0) { /* the dummy prefix; byte fallback for a vocabulary without " " */
+        if (t->space_id >= 0) tok[(*k)++] = t->space_id;
+        else if (push_code_point(t, " ", 1, tok, k, n_unk)) return -1;
+    }
     /* One piece per UTF-8 code point: a lead byte and up to three continuation bytes, exactly as
      * llama2.c groups them (malformed sequences included). */
     char cp[4];
@@ -307,29 +259,46 @@ int vt_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int 
         cp[cp_len++] = (char)c;
         int next_is_continuation = i + 1 < len && ((unsigned char)text[i + 1] & 0xC0) == 0x80;
         if (next_is_continuation && cp_len < 4) continue;
-        int id = vt_tokenizer_lookup(t, cp, cp_len);
-        if (id >= 0) {
-            tok[k++] = id;
-        } else {
-            for (size_t j = 0; j < cp_len; j++) tok[k++] = (unsigned char)cp[j] + 3;
-        }
+        if (push_code_point(t, cp, cp_len, tok, k, n_unk)) return -1;
         cp_len = 0;
     }
-    for (size_t i = 0; i < k; i++)
-        if (tok[i] >= t->vocab_size) { /* a byte fallback the vocabulary does not have */
-            int byte = tok[i] - 3;
-            free(tok);
-            return vt_fail("cannot encode byte 0x%02X: not in the vocabulary and the tokenizer has no byte pieces "
-                           "(needs %d or more tokens)", byte, byte + 4);
-        }
-    if (merge_pairs(t, tok, k, &k)) {
+    return 0;
+}
+
+/* llama2.c merges over everything pushed so far, BOS included. */
+static int bin_merge(const vt_tokenizer *t, int *tok, size_t *k) {
+    bin_pairs p = {t, vt_malloc(2 * (size_t)t->max_token_length + 1, "encoder buffer")};
+    int rc = p.buf ? vt_bpe_merge(tok, *k, bin_pair, &p, k) : -1;
+    free(p.buf);
+    return rc;
+}
+
+int vt_tokenizer_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int eos, int **ids, size_t *n,
+                        size_t *n_unk) {
+    *ids = NULL;
+    *n = 0;
+    size_t unk = 0;
+    if (n_unk) *n_unk = 0;
+    if (len > ((size_t)1 << 40)) return vt_fail("text of %zu bytes is too long to encode", len);
+    if (t->hf) return vt_hf_encode(t, text, len, bos, eos, ids, n, n_unk);
+    /* At most: BOS, dummy prefix, one token per byte, EOS. */
+    int *tok = vt_malloc((len + 3) * sizeof *tok, "encoded tokens");
+    if (!tok) return -1;
+    size_t k = 0;
+    if (bos) tok[k++] = t->bos_id;
+    if (bin_encode(t, text, len, tok, &k, &unk) || bin_merge(t, tok, &k)) {
         free(tok);
         return -1;
     }
-    if (eos) tok[k++] = VT_TOKEN_EOS;
+    if (eos) tok[k++] = t->eos_id;
     *ids = tok;
     *n = k;
+    if (n_unk) *n_unk = unk;
     return 0;
+}
+
+int vt_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int eos, int **ids, size_t *n) {
+    return vt_tokenizer_encode(t, text, len, bos, eos, ids, n, NULL);
 }
 
 /* ---- finding the tokenizer of a model ---- */
@@ -357,10 +326,12 @@ int vt_tokenizer_locate(const char *model_path, const char *given, char *out, si
     struct stat st;
     if (stat(model_path, &st) != 0) return vt_fail("%s: model not found", model_path);
     if (S_ISDIR(st.st_mode)) {
+        if (join_path(candidate, sizeof candidate, model_path, "tokenizer.json") == 0 && is_readable_file(candidate))
+            return copy_path(out, cap, candidate);
         if (join_path(candidate, sizeof candidate, model_path, "tokenizer.bin") == 0 && is_readable_file(candidate))
             return copy_path(out, cap, candidate);
-        return vt_fail("no tokenizer given and none found next to %s (looked for %s/tokenizer.bin); pass --tokenizer",
-                       model_path, model_path);
+        return vt_fail("no tokenizer given and none found in %s (looked for tokenizer.json and tokenizer.bin); "
+                       "pass --tokenizer", model_path);
     }
     /* A file: look in its directory. */
     const char *slash = strrchr(model_path, '/');

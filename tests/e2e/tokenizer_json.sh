@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# tokenizer_json.sh — a model directory with only config.json, weights and LLaMA-2's tokenizer.json
+# (no tokenizer.bin) evaluates and generates: the tokenizer is found by default (issue E1).
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tokjson="$fx/tokenizers/llama2/tokenizer.json"
+eval_txt="$fx/tinystories/eval.txt"
+need_files "$tokjson" "$eval_txt"
+cd "$work"
+
+"$py" "$src/scripts/make-random-model" --out model --hidden 32 --ffn 64 --heads 4 --kv-heads 2 --layers 1 \
+    --vocab 32000 --seq-len 64 > make.log
+rm -f model/tokenizer.bin model/tokenizer.model
+cp "$tokjson" model/tokenizer.json
+head -c 3000 "$eval_txt" > sample.txt
+printf 'caf\xc3\xa9 \xf0\x93\x80\x80\n' >> sample.txt
+
+"$VT_BIN" eval --model model --data sample.txt --window 32 > eval.log 2>&1 || fail "eval on tokenizer.json: $(tail -3 eval.log)"
+grep -q "^ppl [0-9.]* over" eval.log || fail "eval printed no perplexity: $(tail -3 eval.log)"
+"$VT_BIN" generate --model model --prompt "Once upon a time" --steps 8 --temperature 0 > gen.log 2>&1 ||
+    fail "generate on tokenizer.json: $(tail -3 gen.log)"
+# The same ids as the tokenizer the tests check against the HF golden file.
+"$VT_BIN" tokenize --tokenizer model/tokenizer.json --data sample.txt --out ids.bin > tok.log 2>&1 ||
+    fail "tokenize with tokenizer.json: $(tail -3 tok.log)"
+finish
