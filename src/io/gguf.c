@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/dtype.h"
 #include "util/error.h"
@@ -161,6 +162,8 @@ static int place_tensors(vt_gguf *g, const unsigned char *info_end) {
 }
 
 int vt_gguf_is_file(const char *path) {
+    size_t len = strlen(path);
+    if (len > 5 && !strcasecmp(path + len - 5, ".gguf")) return 1; /* then a bad magic is reported as such */
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     char magic[4];

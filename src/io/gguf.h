@@ -54,7 +54,7 @@ typedef struct {
     vt_gguf_tensor *tensors;
 } vt_gguf;
 
-/* 1 when path is a regular file that starts with the GGUF magic. */
+/* 1 when path ends in ".gguf" or is a file that starts with the GGUF magic. */
 int vt_gguf_is_file(const char *path);
 
 /* Maps and checks the whole file: magic, version 2 or 3, every key/value and tensor info inside
