@@ -10,7 +10,7 @@
 #include "util/error.h"
 
 static const char *format_name(vt_ckpt_format f) {
-    return f == VT_CKPT_HF ? "hf-safetensors" : "llama2c-v0";
+    return f == VT_CKPT_HF ? "hf-safetensors" : f == VT_CKPT_GGUF ? "gguf" : "llama2c-v0";
 }
 
 static const char *rope_name(vt_rope_layout r) { return r == VT_ROPE_HALF ? "rotate-half" : "interleaved"; }
@@ -21,14 +21,16 @@ static void print_text(const char *path, const vt_checkpoint_info *info) {
     vt_checkpoint_dtypes_str(info, dtypes, sizeof dtypes);
     printf("model            %s\n", path);
     printf("format           %s (%d weight file%s, %d tensors, %.2f MB)\n",
-           info->format == VT_CKPT_HF ? "HF safetensors" : "llama2.c v0 .bin", info->n_files,
+           info->format == VT_CKPT_HF ? "HF safetensors" : info->format == VT_CKPT_GGUF ? "GGUF" : "llama2.c v0 .bin",
+           info->n_files,
            info->n_files == 1 ? "" : "s", info->n_tensors, info->tensor_bytes / 1e6);
     int kinds = 0;
     for (int t = 0; t < VT_N_DTYPES; t++) kinds += info->dtype_tensors[t] > 0;
+    kinds += info->q8_0_tensors > 0;
     printf("dtype            %s", dtypes);
     if (kinds > 1)
-        printf(" (F32 %d, F16 %d, BF16 %d tensors)", info->dtype_tensors[VT_F32], info->dtype_tensors[VT_F16],
-               info->dtype_tensors[VT_BF16]);
+        printf(" (F32 %d, F16 %d, BF16 %d, Q8_0 %d tensors)", info->dtype_tensors[VT_F32], info->dtype_tensors[VT_F16],
+               info->dtype_tensors[VT_BF16], info->q8_0_tensors);
     printf("\n");
     printf("hidden size      %d\n", c->dim);
     printf("layers           %d\n", c->n_layers);
@@ -56,6 +58,7 @@ static int print_json(const char *path, const vt_checkpoint_info *info) {
     for (int t = 0; t < VT_N_DTYPES; t++)
         if (info->dtype_tensors[t])
             json_object_set_new(dt, vt_dtype_name((vt_dtype)t), json_integer(info->dtype_tensors[t]));
+    if (info->q8_0_tensors) json_object_set_new(dt, "Q8_0", json_integer(info->q8_0_tensors));
     for (int l = 0; l < c->n_layers; l++) {
         const vt_layer_shape *s = &c->layers[l];
         json_t *e = json_object();

@@ -9,6 +9,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/fsutil.h"
+#include "io/gguf_model.h"
 #include "io/tokenizer.h"
 
 enum { OPT_MODEL, OPT_TOKENIZER, OPT_DATA, OPT_WINDOW, OPT_BATCH, OPT_JSON, OPT_STAGES, N_OPTS };
@@ -58,9 +59,10 @@ int vt_eval_read_tokens(const vt_eval_options *o, vt_tokens *ids) {
     vt_tokenizer tok;
     /* Pre-tokenized data needs no tokenizer: without --tokenizer and none beside the model, the
      * data reader gets NULL and refuses text itself. */
-    int have_tok = vt_tokenizer_locate(o->model, o->tokenizer, tok_path, sizeof tok_path) == 0;
+    int embedded = !o->tokenizer && vt_gguf_is_file(o->model); /* a GGUF carries its vocabulary */
+    int have_tok = embedded || vt_tokenizer_locate(o->model, o->tokenizer, tok_path, sizeof tok_path) == 0;
     if (!have_tok && o->tokenizer) return -1;
-    if (have_tok && vt_tokenizer_load(&tok, tok_path)) return -1;
+    if (have_tok && (embedded ? vt_gguf_tokenizer_load(&tok, o->model) : vt_tokenizer_load(&tok, tok_path))) return -1;
     int rc = vt_data_tokens(o->data, have_tok ? &tok : NULL, ids);
     if (have_tok) vt_tokenizer_free(&tok);
     return rc;

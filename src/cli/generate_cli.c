@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/gguf_model.h"
 #include "util/args.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -55,6 +56,10 @@ int vt_generate_options_parse(vt_generate_options *o, int argc, char **argv, int
 }
 
 int vt_generate_tokenizer(const vt_generate_options *o, vt_tokenizer *tok, char *path, size_t cap) {
+    if (!o->tokenizer && vt_gguf_is_file(o->model)) { /* a GGUF carries its vocabulary */
+        snprintf(path, cap, "%s", o->model);
+        return vt_gguf_tokenizer_load(tok, o->model);
+    }
     if (vt_tokenizer_locate(o->model, o->tokenizer, path, cap)) return -1;
     return vt_tokenizer_load(tok, path);
 }

@@ -3,6 +3,7 @@
 
 #include "util/error.h"
 #include "util/fsutil.h"
+#include "io/gguf_model.h"
 #include "io/hf_checkpoint.h"
 #include "io/llama2c_bin.h"
 
@@ -15,5 +16,6 @@ int vt_checkpoint_config(const char *path, vt_config *c) {
         return rc;
     }
     if (!vt_path_exists(path)) return vt_fail("%s: no such file or directory", path);
+    if (vt_gguf_is_file(path)) return vt_gguf_read_config(path, c);
     return vt_llama2c_read_config(path, c);
 }

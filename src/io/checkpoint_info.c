@@ -7,6 +7,7 @@
 
 #include "util/error.h"
 #include "util/fsutil.h"
+#include "io/gguf_model.h"
 #include "io/hf_checkpoint.h"
 #include "io/hf_tensors.h"
 #include "io/llama2c_bin.h"
@@ -32,6 +33,18 @@ static int info_hf(const char *dir, vt_checkpoint_info *info) {
     return rc;
 }
 
+static int info_gguf(const char *path, vt_checkpoint_info *info) {
+    int types[32] = {0};
+    info->format = VT_CKPT_GGUF;
+    info->n_files = 1;
+    if (vt_gguf_tensor_stats(path, &info->cfg, &info->n_tensors, types, &info->tensor_bytes)) return -1;
+    info->dtype_tensors[VT_F32] = types[VT_GGML_F32];
+    info->dtype_tensors[VT_F16] = types[VT_GGML_F16];
+    info->dtype_tensors[VT_BF16] = types[VT_GGML_BF16];
+    info->q8_0_tensors = types[VT_GGML_Q8_0];
+    return 0;
+}
+
 int vt_checkpoint_info_read(const char *path, vt_checkpoint_info *info) {
     memset(info, 0, sizeof *info);
     if (vt_is_dir(path)) {
@@ -43,6 +56,7 @@ int vt_checkpoint_info_read(const char *path, vt_checkpoint_info *info) {
         return 0;
     }
     if (!vt_path_exists(path)) return vt_fail("%s: no such file or directory", path);
+    if (vt_gguf_is_file(path)) return info_gguf(path, info);
     info->format = VT_CKPT_LLAMA2C;
     if (vt_llama2c_read_config(path, &info->cfg)) return -1;
     const vt_config *c = &info->cfg;
@@ -61,4 +75,5 @@ void vt_checkpoint_dtypes_str(const vt_checkpoint_info *info, char *out, int cap
     for (int t = 0; t < VT_N_DTYPES; t++)
         if (info->dtype_tensors[t] && w < cap)
             w += snprintf(out + w, (size_t)(cap - w), "%s%s", w ? " + " : "", vt_dtype_name((vt_dtype)t));
+    if (info->q8_0_tensors && w < cap) snprintf(out + w, (size_t)(cap - w), "%sQ8_0", w ? " + " : "");
 }

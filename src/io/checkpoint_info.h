@@ -8,7 +8,7 @@
 #include "util/dtype.h"
 #include "nn/model.h"
 
-typedef enum { VT_CKPT_LLAMA2C = 0, VT_CKPT_HF = 1 } vt_ckpt_format;
+typedef enum { VT_CKPT_LLAMA2C = 0, VT_CKPT_HF = 1, VT_CKPT_GGUF = 2 } vt_ckpt_format;
 
 typedef struct {
     vt_ckpt_format format;
@@ -16,6 +16,7 @@ typedef struct {
     int n_files;                    /* weight files (1 for .bin, the safetensors shards for HF) */
     int n_tensors;                  /* weight tensors read by the loader */
     int dtype_tensors[VT_N_DTYPES]; /* how many of them are stored in each dtype */
+    int q8_0_tensors;               /* GGUF only: how many are Q8_0 */
     uint64_t tensor_bytes;          /* their stored size */
 } vt_checkpoint_info;
 
@@ -24,7 +25,7 @@ typedef struct {
 int vt_checkpoint_info_read(const char *path, vt_checkpoint_info *info);
 void vt_checkpoint_info_free(vt_checkpoint_info *info);
 
-/* "F32", or "F16 + F32" when mixed (names of the dtypes present, in vt_dtype order). */
+/* "F32", or "F16 + F32" when mixed (names of the dtypes present, in vt_dtype order, then Q8_0). */
 void vt_checkpoint_dtypes_str(const vt_checkpoint_info *info, char *out, int cap);
 
 #endif

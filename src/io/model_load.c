@@ -1,9 +1,10 @@
 /* model_load.c — vt_model_load: reads the parts of a model a rank needs from a llama2.c .bin file
- * or an HF checkpoint directory, converting stored F32/F16/BF16 weights to fp32. */
+ * an HF checkpoint directory or a GGUF file, converting stored F32/F16/BF16 weights to fp32. */
 #include <stdlib.h>
 
 #include "util/error.h"
 #include "util/fsutil.h"
+#include "io/gguf_model.h"
 #include "io/hf_checkpoint.h"
 #include "io/hf_tensors.h"
 #include "io/llama2c_bin.h"
@@ -39,5 +40,6 @@ static int load_hf(vt_model *m, const char *dir, vt_load_parts parts) {
 int vt_model_load(vt_model *m, const char *path, vt_load_parts parts) {
     if (vt_is_dir(path)) return load_hf(m, path, parts);
     if (!vt_path_exists(path)) return vt_fail("%s: no such file or directory", path);
+    if (vt_gguf_is_file(path)) return vt_gguf_load(m, path, parts);
     return vt_llama2c_load(m, path, parts);
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "io/gguf.h"
+#include "io/gguf_writer.h"
 #include "io/archive_pack.h"
 #include "prune/baselines.h"
 #include "dist/comm.h"
@@ -297,6 +299,13 @@ static int build_report(prune_ctx *x) {
 /* The checkpoint directory appears only when complete, with the report in it. */
 static int write_checkpoint(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
+    if (rc->output.format == 1) { /* one GGUF file, written by the process that holds the whole model */
+        static const uint32_t types[] = {VT_GGML_F32, VT_GGML_F16, VT_GGML_BF16};
+        if (!is_coordinator(x)) return 0;
+        if (!x->have_tok) return vt_fail("output.format = gguf embeds the tokenizer, and none was found");
+        return vt_gguf_write(&x->pruned, &x->tok, rc->output.quantize ? VT_GGML_Q8_0 : types[rc->output.dtype],
+                             rc->output.dir, rc->output.overwrite);
+    }
     return vt_write_pruned(x->comm, &x->pruned, rc->output.dir, rc->output.overwrite, rc->output.dtype,
                            (size_t)rc->output.shard_size, x->have_tok ? x->tok_path : NULL,
                            is_coordinator(x) ? &x->report : NULL);

@@ -48,6 +48,8 @@ static const char *const variant_names[] = {"faster", "full", "fast", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "linear", NULL};
 static const char *const archive_names[] = {"none", "tar", "tar.zst", NULL};
 static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL}; /* VT_F32, VT_F16, VT_BF16 */
+static const char *const format_names[] = {"hf", "gguf", NULL};
+static const char *const quantize_names[] = {"none", "q8_0", NULL};
 static const int round_to_allowed[] = {1, 8, 64, 128, 0};
 
 #define OFF(field) offsetof(vt_run_config, field)
@@ -108,6 +110,8 @@ static const key_def keys[] = {
     {"output", "shard_size", K_SIZE, OFF(output.shard_size), NULL, 0, 0, 0, 0, NULL, 0},
     {"output", "overwrite", K_BOOL, OFF(output.overwrite), NULL, 0, 0, 0, 0, NULL, 0},
     ENUM("output", "archive", output.archive, archive_names),
+    ENUM("output", "format", output.format, format_names),
+    ENUM("output", "quantize", output.quantize, quantize_names),
 
     INT("parallel", "stages", pipeline.stages, 0),
     INT("parallel", "micro_batches", pipeline.micro_batches, 0),

@@ -51,6 +51,8 @@ typedef struct {
     uint64_t shard_size; /* bytes; 0 = one file */
     int overwrite;
     vt_archive archive;
+    int format;   /* 0: HF directory; 1: one GGUF file at dir (output.format = gguf) */
+    int quantize; /* GGUF only: 0 none (output.dtype), 1 Q8_0 */
 } vt_output_opts;
 
 /* Every key of the file, by section, in the sub-structs of the modules that use them; the key

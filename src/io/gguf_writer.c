@@ -1,0 +1,290 @@
+/* gguf_writer.c — GGUF export (see gguf_writer.h). */
+#include "io/gguf_writer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "io/gguf.h"
+#include "io/gguf_model.h"
+#include "io/hf_tensors.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+
+int vt_ggml_type_parse(const char *s, uint32_t *type) {
+    static const struct { const char *name; uint32_t type; } names[] = {
+        {"f32", VT_GGML_F32}, {"f16", VT_GGML_F16}, {"bf16", VT_GGML_BF16}, {"q8_0", VT_GGML_Q8_0}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcasecmp(s, names[i].name)) {
+            *type = names[i].type;
+            return 0;
+        }
+    return vt_fail("'%s' is not a GGUF tensor type (f32, f16, bf16 or q8_0)", s);
+}
+
+/* One tensor to write: its data comes from src (rows permuted for q/k), or is all zeros. */
+typedef struct {
+    char name[64];
+    int ndim;
+    uint64_t ne[2];
+    uint32_t type;
+    const float *src; /* NULL: zeros */
+    int rope_heads;   /* > 0: rotate-half q/k rows to store interleaved */
+    uint64_t offset;
+} out_tensor;
+
+typedef struct {
+    FILE *f;
+    const char *path;
+    out_tensor *t;
+    int n;
+    int heads[4096], kv[4096], ffn[4096]; /* sizes as written (padded, see gguf_writer.h) */
+    int uniform;
+} writer;
+
+static void w_u32(writer *w, uint32_t v) { fwrite(&v, 4, 1, w->f); }
+static void w_u64(writer *w, uint64_t v) { fwrite(&v, 8, 1, w->f); }
+static void w_f32(writer *w, float v) { fwrite(&v, 4, 1, w->f); }
+static void w_bytes(writer *w, const char *s, uint64_t n) {
+    w_u64(w, n);
+    fwrite(s, 1, n, w->f);
+}
+static void w_key(writer *w, const char *key, uint32_t type) {
+    w_bytes(w, key, strlen(key));
+    w_u32(w, type);
+}
+static void kv_u32(writer *w, const char *key, uint32_t v) { w_key(w, key, VT_GGUF_U32), w_u32(w, v); }
+static void kv_f32(writer *w, const char *key, float v) { w_key(w, key, VT_GGUF_F32), w_f32(w, v); }
+static void kv_str(writer *w, const char *key, const char *s) { w_key(w, key, VT_GGUF_STRING), w_bytes(w, s, strlen(s)); }
+static void kv_bool(writer *w, const char *key, int v) {
+    w_key(w, key, VT_GGUF_BOOL);
+    fputc(v ? 1 : 0, w->f);
+}
+static void kv_arr_i32(writer *w, const char *key, const int *v, int n) {
+    w_key(w, key, VT_GGUF_ARRAY);
+    w_u32(w, VT_GGUF_I32);
+    w_u64(w, (uint64_t)n);
+    for (int i = 0; i < n; i++) w_u32(w, (uint32_t)v[i]);
+}
+
+/* The piece as sentencepiece writes it: ' ' as '▁'; llama2.c's "\n<s>\n" markers unwrapped. */
+static void w_piece(writer *w, const char *s, unsigned len) {
+    if (len > 2 && s[0] == '\n' && s[len - 1] == '\n') s++, len -= 2;
+    uint64_t n = 0;
+    for (unsigned i = 0; i < len; i++) n += s[i] == ' ' ? 3 : 1;
+    w_u64(w, n);
+    for (unsigned i = 0; i < len; i++)
+        if (s[i] == ' ') fwrite("\xe2\x96\x81", 1, 3, w->f);
+        else fputc(s[i], w->f);
+}
+
+static int token_type(const vt_tokenizer *t, int id) {
+    const char *s = t->vocab[id];
+    if (id == 0) return 2;                       /* unknown */
+    if (id == VT_TOKEN_BOS || id == VT_TOKEN_EOS) return 3; /* control */
+    if (t->vocab_len[id] == 6 && !strncmp(s, "<0x", 3) && s[5] == '>') return 6; /* byte */
+    return 1;                                    /* normal */
+}
+
+static void write_tokenizer(writer *w, const vt_tokenizer *t) {
+    kv_str(w, "tokenizer.ggml.model", "llama");
+    w_key(w, "tokenizer.ggml.tokens", VT_GGUF_ARRAY);
+    w_u32(w, VT_GGUF_STRING);
+    w_u64(w, (uint64_t)t->vocab_size);
+    for (int i = 0; i < t->vocab_size; i++) w_piece(w, t->vocab[i], t->vocab_len[i]);
+    w_key(w, "tokenizer.ggml.scores", VT_GGUF_ARRAY);
+    w_u32(w, VT_GGUF_F32);
+    w_u64(w, (uint64_t)t->vocab_size);
+    for (int i = 0; i < t->vocab_size; i++) w_f32(w, t->scores[i]);
+    w_key(w, "tokenizer.ggml.token_type", VT_GGUF_ARRAY);
+    w_u32(w, VT_GGUF_I32);
+    w_u64(w, (uint64_t)t->vocab_size);
+    for (int i = 0; i < t->vocab_size; i++) w_u32(w, (uint32_t)token_type(t, i));
+    kv_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    kv_u32(w, "tokenizer.ggml.bos_token_id", VT_TOKEN_BOS);
+    kv_u32(w, "tokenizer.ggml.eos_token_id", VT_TOKEN_EOS);
+    kv_bool(w, "tokenizer.ggml.add_bos_token", 1);
+    kv_bool(w, "tokenizer.ggml.add_eos_token", 0);
+}
+
+#define N_ARCH_KV 14 /* the keys write_arch writes */
+#define N_TOK_KV 9   /* the keys write_tokenizer writes */
+
+static void write_arch(writer *w, const vt_config *c) {
+    const char *a = w->uniform ? "llama" : "deci";
+    char key[96];
+#define KEY(name) (snprintf(key, sizeof key, "%s.%s", a, name), key)
+    kv_str(w, "general.architecture", a);
+    kv_str(w, "general.name", "vtrans-dist");
+    kv_u32(w, "general.alignment", VT_GGUF_DEFAULT_ALIGNMENT);
+    kv_u32(w, KEY("context_length"), (uint32_t)c->seq_len);
+    kv_u32(w, KEY("embedding_length"), (uint32_t)c->dim);
+    kv_u32(w, KEY("block_count"), (uint32_t)c->n_layers);
+    if (w->uniform) {
+        kv_u32(w, KEY("feed_forward_length"), (uint32_t)w->ffn[0]);
+        kv_u32(w, KEY("attention.head_count"), (uint32_t)w->heads[0]);
+        kv_u32(w, KEY("attention.head_count_kv"), (uint32_t)w->kv[0]);
+    } else {
+        kv_arr_i32(w, KEY("feed_forward_length"), w->ffn, c->n_layers);
+        kv_arr_i32(w, KEY("attention.head_count"), w->heads, c->n_layers);
+        kv_arr_i32(w, KEY("attention.head_count_kv"), w->kv, c->n_layers);
+    }
+    kv_u32(w, KEY("attention.key_length"), (uint32_t)c->head_dim);
+    kv_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim);
+    kv_u32(w, KEY("rope.dimension_count"), (uint32_t)c->head_dim);
+    kv_f32(w, KEY("rope.freq_base"), c->rope_theta);
+    kv_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps);
+#undef KEY
+}
+
+/* The sizes written per layer, padded where llama.cpp's deci graph needs it (gguf_writer.h). */
+static int plan_sizes(writer *w, const vt_config *c) {
+    if (c->n_layers > 4096) return vt_fail("%s: %d layers is more than GGUF export handles (4096)", w->path, c->n_layers);
+    w->uniform = 1;
+    for (int l = 0; l < c->n_layers; l++) {
+        const vt_layer_shape *s = &c->layers[l], *s0 = &c->layers[0];
+        w->heads[l] = s->n_heads, w->kv[l] = s->n_kv_heads, w->ffn[l] = s->ffn;
+        if (s->n_heads != s0->n_heads || s->n_kv_heads != s0->n_kv_heads || s->ffn != s0->ffn || !s->n_heads || !s->ffn)
+            w->uniform = 0;
+    }
+    if (w->uniform) return 0;
+    if (w->heads[0] == 0) w->heads[0] = w->kv[0] = 1; /* zero head: llama.cpp takes the head size from layer 0 */
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layers[l].n_heads && !w->ffn[l]) w->ffn[l] = 1; /* zero FFN keeps the attention output */
+    return 0;
+}
+
+static void add(writer *w, vt_hf_kind kind, int layer, uint64_t rows, uint64_t cols, const float *src, uint32_t type,
+                int rope_heads) {
+    out_tensor *t = &w->t[w->n++];
+    vt_gguf_tensor_name(kind, layer, t->name, (int)sizeof t->name);
+    t->ndim = cols ? 2 : 1;
+    t->ne[0] = cols ? cols : rows;
+    t->ne[1] = cols ? rows : 1;
+    t->type = !cols ? VT_GGML_F32 : type == VT_GGML_Q8_0 && t->ne[0] % VT_Q8_0_BLOCK ? VT_GGML_F16 : type;
+    t->src = src;
+    t->rope_heads = rope_heads;
+}
+
+static int plan_tensors(writer *w, const vt_model *m, uint32_t type) {
+    const vt_config *c = &m->cfg;
+    w->t = vt_calloc((size_t)(9 * c->n_layers + 3), sizeof *w->t, "GGUF tensor list");
+    if (!w->t) return -1;
+    uint64_t d = (uint64_t)c->dim, hd = (uint64_t)c->head_dim;
+    int half = c->rope == VT_ROPE_HALF;
+    add(w, VT_HF_EMBED, -1, (uint64_t)c->vocab, d, m->embed, type, 0);
+    for (int l = 0; l < c->n_layers; l++) {
+        const vt_layer_weights *lw = &m->layers[l];
+        int real_attn = c->layers[l].n_heads > 0, real_ffn = c->layers[l].ffn > 0;
+        uint64_t q = (uint64_t)w->heads[l] * hd, kv = (uint64_t)w->kv[l] * hd, f = (uint64_t)w->ffn[l];
+        if (w->heads[l]) {
+            add(w, VT_HF_ATTN_NORM, l, d, 0, real_attn ? lw->attn_norm : NULL, type, 0);
+            add(w, VT_HF_WQ, l, q, d, real_attn ? lw->wq : NULL, type, half ? w->heads[l] : 0);
+            add(w, VT_HF_WK, l, kv, d, real_attn ? lw->wk : NULL, type, half ? w->kv[l] : 0);
+            add(w, VT_HF_WV, l, kv, d, real_attn ? lw->wv : NULL, type, 0);
+            add(w, VT_HF_WO, l, d, q, real_attn ? lw->wo : NULL, type, 0);
+        }
+        if (w->ffn[l]) {
+            add(w, VT_HF_FFN_NORM, l, d, 0, real_ffn ? lw->ffn_norm : NULL, type, 0);
+            add(w, VT_HF_GATE, l, f, d, real_ffn ? lw->w_gate : NULL, type, 0);
+            add(w, VT_HF_UP, l, f, d, real_ffn ? lw->w_up : NULL, type, 0);
+            add(w, VT_HF_DOWN, l, d, f, real_ffn ? lw->w_down : NULL, type, 0);
+        }
+    }
+    add(w, VT_HF_FINAL_NORM, -1, d, 0, m->final_norm, type, 0);
+    if (!c->tied) add(w, VT_HF_LM_HEAD, -1, (uint64_t)c->vocab, d, m->lm_head, type, 0);
+    uint64_t off = 0;
+    for (int i = 0; i < w->n; i++) {
+        w->t[i].offset = off;
+        off += (vt_ggml_row_bytes(w->t[i].type, w->t[i].ne[0] * w->t[i].ne[1]) + VT_GGUF_DEFAULT_ALIGNMENT - 1) /
+               VT_GGUF_DEFAULT_ALIGNMENT * VT_GGUF_DEFAULT_ALIGNMENT;
+    }
+    return 0;
+}
+
+static void pad_to(writer *w, uint64_t align) {
+    long at = ftell(w->f);
+    while (at >= 0 && (uint64_t)at % align) fputc(0, w->f), at++;
+}
+
+/* The fp32 rows of a tensor as stored: zeros, a copy, or q/k rows in interleaved order. */
+static int tensor_data(const out_tensor *t, uint64_t n, const float **out, float **owned) {
+    *owned = NULL;
+    if (t->src && !t->rope_heads) {
+        *out = t->src;
+        return 0;
+    }
+    float *buf = vt_calloc(n, sizeof *buf, "GGUF tensor staging");
+    if (!buf) return -1;
+    if (t->src) {
+        int rows = (int)t->ne[1], hd = rows / t->rope_heads, *order = malloc(sizeof(int) * (size_t)rows);
+        if (!order) return free(buf), vt_fail("out of memory staging %s", t->name);
+        vt_rope_half_row_order(t->rope_heads, hd, order);
+        for (int j = 0; j < rows; j++) memcpy(buf + (size_t)order[j] * t->ne[0], t->src + (size_t)j * t->ne[0], t->ne[0] * 4);
+        free(order);
+    }
+    *out = *owned = buf;
+    return 0;
+}
+
+static int write_data(writer *w) {
+    for (int i = 0; i < w->n; i++) {
+        const out_tensor *t = &w->t[i];
+        uint64_t n = t->ne[0] * t->ne[1], bytes = vt_ggml_row_bytes(t->type, n);
+        const float *src = NULL;
+        float *owned = NULL;
+        unsigned char *dst = malloc(bytes ? bytes : 1);
+        if (!dst || tensor_data(t, n, &src, &owned)) return free(dst), vt_fail("%s: out of memory at %s", w->path, t->name);
+        pad_to(w, VT_GGUF_DEFAULT_ALIGNMENT);
+        vt_ggml_from_f32(dst, src, t->type, n);
+        fwrite(dst, 1, bytes, w->f);
+        free(dst);
+        free(owned);
+        if (ferror(w->f)) return vt_fail("%s: write failed at tensor %s: %s", w->path, t->name, strerror(errno));
+    }
+    return 0;
+}
+
+static int write_all(writer *w, const vt_model *m, const vt_tokenizer *tok) {
+    fwrite("GGUF", 1, 4, w->f);
+    w_u32(w, 3);
+    w_u64(w, (uint64_t)w->n);
+    w_u64(w, N_ARCH_KV + N_TOK_KV);
+    write_arch(w, &m->cfg);
+    write_tokenizer(w, tok);
+    for (int i = 0; i < w->n; i++) {
+        const out_tensor *t = &w->t[i];
+        w_bytes(w, t->name, strlen(t->name));
+        w_u32(w, (uint32_t)t->ndim);
+        for (int d = 0; d < t->ndim; d++) w_u64(w, t->ne[d]);
+        w_u32(w, t->type);
+        w_u64(w, t->offset);
+    }
+    return write_data(w);
+}
+
+int vt_gguf_write(const vt_model *m, const vt_tokenizer *tok, uint32_t type, const char *path, int overwrite) {
+    if (!m->has_embed || !m->has_head || m->layer_begin != 0 || m->layer_end != m->cfg.n_layers)
+        return vt_fail("%s: GGUF export needs the whole model in one process", path);
+    if (!tok) return vt_fail("%s: GGUF export needs the model's tokenizer (llama.cpp reads it from the file)", path);
+    if (tok->vocab_size != m->cfg.vocab)
+        return vt_fail("%s: the tokenizer has %d tokens but the model's vocabulary is %d", path, tok->vocab_size, m->cfg.vocab);
+    if (!overwrite && vt_path_exists(path)) return vt_fail("%s already exists (pass overwrite to replace it)", path);
+    writer w = {.path = path};
+    char tmp[VT_PATH_MAX];
+    if (vt_path_fmt(tmp, sizeof tmp, "%s.tmp-XXXXXX", path)) return -1;
+    int rc = plan_sizes(&w, &m->cfg) || plan_tensors(&w, m, type) ? -1 : 0;
+    int fd = rc ? -1 : mkstemp(tmp);
+    if (rc == 0 && fd < 0) rc = vt_fail("%s: cannot create %s: %s", path, tmp, strerror(errno));
+    if (rc == 0 && !(w.f = fdopen(fd, "wb"))) rc = vt_fail("%s: %s", tmp, strerror(errno)), close(fd);
+    if (rc == 0) rc = write_all(&w, m, tok);
+    if (rc == 0 && (fflush(w.f) || fsync(fileno(w.f)))) rc = vt_fail("%s: write failed: %s", tmp, strerror(errno));
+    if (w.f && fclose(w.f) && rc == 0) rc = vt_fail("%s: close failed: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path)) rc = vt_fail("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+    if (rc && fd >= 0) unlink(tmp);
+    free(w.t);
+    return rc;
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# GGUF checked by the real llama.cpp (v0.5.0 libraries from npm, installed by scripts/install-deps):
+# the stories260K fixture GGUF loads here (greedy = llama2.c's, eval = the .bin's); stories260K dense
+# and 50%-pruned (per-layer sizes, `deci`) exported to GGUF give llama.cpp the same 256 greedy
+# tokens as vtrans-dist and the same mean NLL on the same windows: 1e-3 relative for F32, looser
+# for F16/BF16/Q8_0 (both sides read the same rounded weights, so the tolerance is arithmetic only).
+# Skips (77) when llama.cpp is not installed.
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+llama=${VT_LLAMA_CPP:-/opt/llamacpp-npm}
+need_files "$fx/stories260K/stories260K.bin" "$fx/gguf/stories260K.gguf"
+[[ -f $llama/include/llama.h && -d $llama/bins ]] || skip "llama.cpp not installed at $llama (scripts/install-deps --llama-cpp)"
+need_command gcc
+gcc -O2 -o "$work/check" "$src/tests/e2e/llama_cpp_check.c" -I"$llama/include" -L"$llama/bins" \
+  -l:libllama.v0.5.0.so -l:libggml.v0.5.0.so -l:libggml-base.so -lm -Wl,-rpath,"$llama/bins" ||
+  skip "cannot build against llama.cpp in $llama"
+check() { "$work/check" "$llama/bins" "$@"; }
+bin="$fx/stories260K/stories260K.bin" tok="$fx/stories260K/tok512.bin"
+
+# The real fixture GGUF: llama2.c's greedy text, and the .bin's eval to the last digit.
+head -c 20000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+"$VT_BIN" generate --model "$fx/gguf/stories260K.gguf" --steps 256 --temperature 0 >"$work/fx.txt" 2>/dev/null
+{ cat "$fx/stories260K/greedy_t0.txt"; echo; } | cmp -s - "$work/fx.txt" || record_failure fixture "greedy text differs"
+"$VT_BIN" eval --model "$fx/gguf/stories260K.gguf" --data "$work/eval.txt" --window 128 --json >"$work/e1.json" 2>/dev/null
+"$VT_BIN" eval --model "$bin" --data "$work/eval.txt" --window 128 --json >"$work/e2.json" 2>/dev/null
+cmp -s <(cut -d, -f1-3 "$work/e1.json") <(cut -d, -f1-3 "$work/e2.json") || record_failure fixture "eval differs from the .bin"
+"$VT_BIN" inspect --model "$fx/gguf/stories260K.gguf" | grep -q "GGUF" || record_failure fixture "inspect"
+
+# The same ids for both sides: eval.txt tokenized once, as raw uint32.
+"$VT_BIN" tokenize --tokenizer "$tok" --data "$work/eval.txt" --out "$work/eval.bin" >/dev/null
+$py - "$work/eval.bin" "$work/eval.u32" <<'PY'
+import array, struct, sys
+d = open(sys.argv[1], "rb").read()
+magic, _, n = struct.unpack("<3i", d[:12])
+a = array.array("H" if magic == 20240520 else "I"); a.frombytes(d[1024:1024 + n * a.itemsize])
+open(sys.argv[2], "wb").write(array.array("I", a).tobytes())
+PY
+
+# compare NAME MODEL TOL: greedy text for 256 steps and windowed mean NLL within TOL relative.
+compare() {
+  local name=$1 model=$2 tol=$3
+  check text "$model" 256 >"$work/$name.llama.txt" || { record_failure "$name" "llama.cpp could not run it"; return; }
+  "$VT_BIN" generate --model "$model" --steps 256 --temperature 0 >"$work/$name.vt.txt" 2>/dev/null
+  cmp -s "$work/$name.llama.txt" "$work/$name.vt.txt" || record_failure "$name" "greedy text differs from llama.cpp's"
+  check ppl "$model" "$work/eval.u32" 128 >"$work/$name.llama.ppl"
+  "$VT_BIN" eval --model "$model" --data "$work/eval.u32" --window 128 --json >"$work/$name.vt.json" 2>/dev/null
+  $py - "$work/$name.llama.ppl" "$work/$name.vt.json" "$tol" "$name" <<'PY' || record_failure "$name" "NLL differs"
+import json, sys
+tokens, nll = open(sys.argv[1]).read().split()[1::2]
+ours = json.load(open(sys.argv[2]))
+theirs = float(nll) / int(tokens)
+assert int(tokens) == ours["tokens"], (tokens, ours["tokens"])
+rel = abs(theirs - ours["nll"]) / ours["nll"]
+print(f"{sys.argv[4]}: mean NLL llama.cpp {theirs:.6f} vtrans-dist {ours['nll']:.6f} rel {rel:.2e}")
+assert rel <= float(sys.argv[3]), rel
+PY
+}
+
+for t in f32:1e-3 f16:1e-3 bf16:5e-3 q8_0:5e-3; do
+  "$VT_BIN" convert --model "$bin" --to gguf --dtype "${t%%:*}" --out "$work/dense-${t%%:*}.gguf" 2>/dev/null
+  compare "dense-${t%%:*}" "$work/dense-${t%%:*}.gguf" "${t##*:}"
+done
+# The greedy ids from BOS of the dense F32 export are llama2.c's.
+check gen "$work/dense-f32.gguf" 256 | cmp -s - <(tr ' ' '\n' <"$fx/stories260K/greedy_t0_ids.txt" | grep .) ||
+  record_failure dense "llama.cpp greedy ids differ from greedy_t0_ids.txt"
+
+# A short 50% prune (per-layer FFN sizes: the `deci` architecture) written as GGUF by prune.
+"$VT_BIN" prune --config "$src/configs/stories260k-50.ini" --set "model.path=$bin" --set "model.tokenizer=$tok" \
+  --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt" --set "output.dir=$work/p50.gguf" --set output.format=gguf \
+  --set schedule.steps=10 --set schedule.log_interval=10 >"$work/prune.txt" 2>&1 || { cat "$work/prune.txt"; fail "prune"; }
+"$VT_BIN" inspect --model "$work/p50.gguf" >"$work/p50.inspect"
+compare p50-f32 "$work/p50.gguf" 1e-3
+"$VT_BIN" convert --model "$work/p50.gguf" --to gguf --dtype q8_0 --out "$work/p50-q8.gguf" 2>/dev/null
+compare p50-q8_0 "$work/p50-q8.gguf" 5e-3
+
+# Bad GGUF files: clear errors, no crash.
+printf 'GGUX' >"$work/magic.gguf"; head -c 5000 "$fx/gguf/stories260K.gguf" >"$work/trunc.gguf"
+expect_error "bad magic" "bad magic" -- inspect --model "$work/magic.gguf"
+expect_error "truncated" "truncated" -- inspect --model "$work/trunc.gguf"
+finish
