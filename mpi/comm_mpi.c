@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mpi_errors.h"
+#include "spd_solve_mpi.h"
 #include "util/error.h"
 
 /* A communicator: the world's own (pipe = this rank alone, dp = the world) or a layout's. */
@@ -140,6 +141,8 @@ static double seconds(vt_comm *c) {
     return MPI_Wtime();
 }
 
+static int dp_solver(vt_comm *c, vt_spd_solver *s) { return vt_spd_solver_mpi(s, impl(c)->dp, 0); }
+
 /* m's vt_comm for this rank at (stage, replica) of stages x replicas. */
 static void comm_init(mpi_comm *m, int stage, int stages, int replica, int replicas) {
     int rank;
@@ -147,7 +150,7 @@ static void comm_init(mpi_comm *m, int stage, int stages, int replica, int repli
     m->c = (vt_comm){.stage = stage, .stages = stages, .replica = replica, .replicas = replicas, .world_rank = rank,
                      .impl = m, .stage_begin = m->begin, .send = send, .recv = recv, .reduce = reduce, .bcast = bcast,
                      .barrier = barrier, .exchange = exchange, .agree = agree, .abort_all = abort_all, .fault = fault,
-                     .seconds = seconds};
+                     .seconds = seconds, .dp_solver = dp_solver};
 }
 
 static vt_comm *layout(vt_world *w, int stages, const int *stage_begin) {

@@ -7,6 +7,8 @@
 
 #include "cli/commands.h"
 #include "comm_mpi.h"
+#include "spd_solve_mpi.h"
+#include "util/error.h"
 
 /* run: a command of one process; run_world: a command on a world of ranks (one or several). */
 typedef struct {
@@ -36,6 +38,21 @@ static void usage(FILE *out) {
  * single-process commands start instantly on a laptop. */
 static int launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK") || getenv("SLURM_STEP_ID");
+}
+
+static int mpi_started_late; /* MPI_Init by solver_self, not at start-up */
+
+/* The one-process world's SPD solver (the re-fit's): ScaLAPACK on a 1 x 1 grid, the code the
+ * ranks of a cluster run use. MPI starts when the first solver is needed (a singleton process,
+ * about 0.5 s), so the commands that need none start instantly. */
+static int solver_self(vt_spd_solver *s) {
+    int up = 0;
+    MPI_Initialized(&up);
+    if (!up) {
+        if (MPI_Init(NULL, NULL) != MPI_SUCCESS) return vt_fail("cannot start MPI for the re-fit's solver");
+        mpi_started_late = 1;
+    }
+    return vt_spd_solver_mpi(s, MPI_COMM_SELF, 0);
 }
 
 int main(int argc, char **argv) {
@@ -69,6 +86,7 @@ int main(int argc, char **argv) {
         MPI_Comm_size(MPI_COMM_WORLD, &size);
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     }
+    vt_local_solver(solver_self);
     int rc;
     if (cmd->run_world) { /* one process (also mpirun -n 1) is the local world */
         rc = cmd->run_world(size > 1 ? vt_world_mpi() : vt_world_local(), argc - 1, argv + 1);
@@ -78,7 +96,10 @@ int main(int argc, char **argv) {
         if (rank == 0) fprintf(stderr, "vtrans-dist %s: error: runs on one rank (got %d); use -n 1\n", cmd->name, size);
         rc = 1;
     }
-    if (use_mpi) MPI_Finalize();
+    if (use_mpi || mpi_started_late) {
+        vt_spd_mpi_finish();
+        MPI_Finalize();
+    }
     free(args);
     return rc;
 }

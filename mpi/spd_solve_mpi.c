@@ -139,8 +139,11 @@ static void free_mpi(vt_spd_solver *s) {
     s->impl = NULL;
 }
 
+static int blacs_used; /* vt_spd_mpi_finish has something to release */
+
 int vt_spd_solver_mpi(vt_spd_solver *s, MPI_Comm comm, int nb) {
     int ranks;
+    blacs_used = 1;
     MPI_Comm_size(comm, &ranks);
     grid *g = calloc(1, sizeof *g);
     int bad = !g; /* gridinit below is collective: every rank goes on, or none */
@@ -163,5 +166,8 @@ int vt_spd_solver_mpi(vt_spd_solver *s, MPI_Comm comm, int nb) {
 }
 
 void vt_spd_mpi_finish(void) {
+    if (!blacs_used)
+        return;
+    blacs_used = 0;
     Cblacs_exit(1);
 }

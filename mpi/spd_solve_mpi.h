@@ -22,7 +22,7 @@ int vt_spd_solver_mpi(vt_spd_solver *s, MPI_Comm comm, int nb);
 int vt_mpi_sum_doubles(MPI_Comm comm, double *x, size_t n);
 
 /* Releases what the BLACS keep for the whole process (after the last solver's free, before
- * MPI_Finalize; MPI stays usable). */
+ * MPI_Finalize; MPI stays usable); nothing when no solver was made. */
 void vt_spd_mpi_finish(void);
 
 #endif

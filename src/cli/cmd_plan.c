@@ -292,6 +292,23 @@ static void print_memory(const vt_plan_input *in, const vt_plan *p, double memor
     print_alternatives(in, p, memory);
 }
 
+/* The re-fit after training: its own peak per rank, FLOPs and (with a rate) time. */
+static void print_refit(const vt_plan_input *in, const vt_plan *p, double gflops) {
+    const vt_refit_plan *r = &p->refit;
+    if (in->refit_sequences <= 0) return;
+    char total[64], streams[64], work[64], solver[64], flops[64];
+    format_bytes(r->total, total, sizeof total);
+    format_bytes(r->streams, streams, sizeof streams);
+    format_bytes(r->work, work, sizeof work);
+    format_bytes(r->solver, solver, sizeof solver);
+    format_flops(r->flops, flops, sizeof flops);
+    printf("re-fit       reconstruct.method = lsq on %d sequences after training: up to %s per rank besides both "
+           "models (streams %s, batch and systems %s, ScaLAPACK share %s; widest system %d x %d, %d outputs); %s",
+           in->refit_sequences, total, streams, work, solver, r->widest_in, r->widest_in, r->widest_out, flops);
+    if (gflops > 0) printf(", %.1f s at %g GFLOP/s per rank", r->flops / (gflops * 1e9 * p->ranks), gflops);
+    printf("\n");
+}
+
 static void print_plan(const char *config, const char *model_source, const vt_run_config *rc,
                        const vt_plan_input *in, const vt_plan *p, int stages_from_option, double memory,
                        double gflops) {
@@ -299,6 +316,7 @@ static void print_plan(const char *config, const char *model_source, const vt_ru
     print_packs(rc, in, p);
     double busiest = print_flops(in, p);
     if (gflops > 0) print_times(in, p, busiest, gflops);
+    print_refit(in, p, gflops);
     print_memory(in, p, memory);
 }
 
@@ -355,6 +373,9 @@ static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, con
         .keep_fraction = rc->budget.params > 0 ? rc->budget.params : (rc->budget.flops > 0 ? rc->budget.flops : 1.0),
         .calib_sequences = o->calib > 0 ? o->calib : rc->data.max_sequences,
         .pack_weights = vib && rc->pipeline.pack_weights,
+        .refit_sequences = rc->reconstruct.method == VT_RECONSTRUCT_LSQ ? rc->reconstruct.sequences : 0,
+        .refit_batch = rc->reconstruct.fit.batch,
+        .refit_inputs = rc->reconstruct.fit.inputs,
     };
 }
 

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist/spd_solve.h"
+
 /* The groups a collective runs over: every rank; the stages of this rank's replica (member index
  * = stage); the replicas of this rank's stage (member index = replica). */
 typedef enum { VT_WORLD, VT_PIPE, VT_DP } vt_comm_group;
@@ -63,6 +65,10 @@ struct vt_comm {
     int (*fault)(vt_comm *c, const char *point);
     /* Wall-clock seconds (the same clock on every rank where the transport has one). */
     double (*seconds)(vt_comm *c);
+    /* A solver of SPD systems shared by this stage's replicas (dist/spd_solve.h; ScaLAPACK on a
+     * grid of the VT_DP group under MPI, the process's solver in one process: vt_local_solver).
+     * Collective over VT_DP, as are the solver's calls. 0, or -1 (vt_fail) when there is none. */
+    int (*dp_solver)(vt_comm *c, vt_spd_solver *s);
 };
 
 /* A world of `size` ranks before and after it is laid out as stages x replicas. */
@@ -82,6 +88,10 @@ struct vt_world {
 
 /* The world of one process (static; nothing to free). */
 vt_world *vt_world_local(void);
+
+/* The solver the one-process transport hands out (dp_solver): make fills s, 0 or -1 (vt_fail).
+ * The program installs ScaLAPACK on a 1 x 1 grid (mpi/main.c), unit tests LAPACK; NULL: none. */
+void vt_local_solver(int (*make)(vt_spd_solver *s));
 
 /* The single-process communicator for a model of n_layers layers (per thread; reused by the next
  * call on the thread). */
@@ -104,6 +114,9 @@ static inline int vt_comm_sum_world(vt_comm *c, double *x, size_t n) {
 }
 static inline int vt_comm_sum_dp(vt_comm *c, float *x, size_t n) {
     return c->reduce(c, VT_DP, VT_SUM, VT_FLOAT, x, n, -1);
+}
+static inline int vt_comm_sum_dp_doubles(vt_comm *c, double *x, size_t n) {
+    return c->reduce(c, VT_DP, VT_SUM, VT_DOUBLE, x, n, -1);
 }
 /* Bytes from world rank 0 (the coordinator) to every rank. */
 static inline int vt_comm_bcast(vt_comm *c, void *buf, size_t bytes) {

@@ -52,12 +52,22 @@ static double seconds_local(vt_comm *c) {
     return vt_seconds();
 }
 
+static int (*local_make_solver)(vt_spd_solver *s);
+
+void vt_local_solver(int (*make)(vt_spd_solver *s)) { local_make_solver = make; }
+
+static int solver_local(vt_comm *c, vt_spd_solver *s) {
+    (void)c;
+    if (!local_make_solver) return vt_fail("no SPD solver in this process (the re-fit needs one: vt_local_solver)");
+    return local_make_solver(s);
+}
+
 /* c as the one-process communicator of layers [begin[0], begin[1]). */
 static void local_init(vt_comm *c, const int *begin) {
     *c = (vt_comm){.stages = 1, .replicas = 1, .stage_begin = begin, .send = no_send, .recv = no_recv,
                    .reduce = identity_reduce, .bcast = identity_bcast, .barrier = no_wait,
                    .exchange = no_replica_exchange, .agree = agree_local, .fault = no_fault,
-                   .seconds = seconds_local};
+                   .seconds = seconds_local, .dp_solver = solver_local};
 }
 
 vt_comm *vt_comm_local(int n_layers) {

@@ -275,7 +275,8 @@ done:
 }
 
 int vt_baseline_prune(const vt_model *m, vt_score_kind kind, const vt_calib *calib, int batches, int batch_size,
-                      uint64_t seed, int budget_kind, double budget_size, double ctx, int round_to, vt_model *out) {
+                      uint64_t seed, int budget_kind, double budget_size, double ctx, int round_to, vt_model *out,
+                      vt_slice_map *map) {
     vt_masks layout;
     if (vt_masks_init(&layout, &m->cfg, seed)) return -1;
     size_t n = layout.n;
@@ -293,6 +294,7 @@ int vt_baseline_prune(const vt_model *m, vt_score_kind kind, const vt_calib *cal
     vt_config_free(&pruned);
     for (size_t j = 0; j < n; j++) z[j] = 1.0f; /* the baseline keeps the weights unscaled */
     rc = vt_slice_model(m, &layout, z, keep, 1, out);
+    if (rc == 0 && map && (rc = vt_slice_map_build(map, &layout, &m->cfg, z, keep)) != 0) vt_model_free(out);
 done:
     if (rc) vt_fail_context("%s baseline: ", vt_score_kind_name(kind));
     free(score);

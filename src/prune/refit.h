@@ -26,6 +26,15 @@ typedef struct {
     int inputs;  /* 1: also re-fit QKV and gate/up to the dense pre-activations */
 } vt_refit_params;
 
+/* prune's [reconstruct] section (docs/CONFIG.md): whether the pruned model is re-fitted after the
+ * keep decision, how, and on how many of the calibration sequences (the first `sequences`). */
+typedef enum { VT_RECONSTRUCT_NONE = 0, VT_RECONSTRUCT_LSQ = 1 } vt_reconstruct_method;
+typedef struct {
+    vt_reconstruct_method method;
+    vt_refit_params fit;
+    int sequences;
+} vt_reconstruct_spec;
+
 /* How systems are summed and solved: sum adds x[n] in place over the ranks that hold the same
  * layer's calibration shards (identity in one process); solver solves the summed system on those
  * ranks (dist/spd_solve.h: ScaLAPACK on their grid, a 1 x 1 grid in one process), with retries at

@@ -282,3 +282,41 @@ int vt_slice_map_build(vt_slice_map *map, const vt_masks *mk, const vt_config *c
     if (rc) vt_slice_map_free(map);
     return rc;
 }
+
+/* Layer l's dense query head of from's query head h (masks.h: head h's id is dim + l U + h). */
+static int dense_head(const vt_masks *mk, const vt_config *dense, int l, int h) {
+    int64_t base = dense->dim + (int64_t)l * (dense->n_heads + dense->ffn_dim + 2);
+    return (int)(mk->unit_id[vt_gate_heads(mk, l) + (size_t)h] - base);
+}
+
+/* One fused QKV row of from's layer l as the dense layer's row. */
+static int dense_qkv_row(const vt_masks *mk, const vt_config *from, const vt_config *dense, int l, int v) {
+    int hd = from->head_dim;
+    const vt_layer_shape *f = &from->layers[l], *d = &dense->layers[l];
+    int qf = f->n_heads * hd, kvf = f->n_kv_heads * hd, qd = d->n_heads * hd, kvd = d->n_kv_heads * hd;
+    if (v < qf) return dense_head(mk, dense, l, v / hd) * hd + v % hd;
+    int part = v >= qf + kvf, w = v - qf - part * kvf, kv = w / hd; /* part 0: k rows, 1: v rows */
+    int first_q = kv * (f->n_heads / f->n_kv_heads);
+    int dense_kv = dense_head(mk, dense, l, first_q) / (d->n_heads / d->n_kv_heads);
+    return qd + part * kvd + dense_kv * hd + w % hd;
+}
+
+/* One fused gate/up row of from's layer l as the dense layer's row. */
+static int dense_gate_up_row(const vt_masks *mk, const vt_config *from, const vt_config *dense, int l, int v) {
+    int64_t base = dense->dim + (int64_t)l * (dense->n_heads + dense->ffn_dim + 2) + dense->n_heads;
+    int ff = from->layers[l].ffn, up = v >= ff, j = v - up * ff;
+    return up * dense->layers[l].ffn + (int)(mk->unit_id[vt_gate_ffn(mk, l) + (size_t)j] - base);
+}
+
+void vt_slice_map_to_dense(vt_slice_map *map, const vt_masks *mk, const vt_config *from, const vt_config *sliced,
+                           const vt_config *dense) {
+    for (int i = 0; i < map->n; i++) map->dims[i] = (int)mk->unit_id[map->dims[i]];
+    for (int l = 0; l < map->n_layers; l++) {
+        const vt_layer_shape *s = &sliced->layers[l];
+        int nq = map->qkv_rows[l] ? (s->n_heads + 2 * s->n_kv_heads) * sliced->head_dim : 0;
+        int ng = map->gate_up_rows[l] ? 2 * s->ffn : 0;
+        for (int r = 0; r < nq; r++) map->qkv_rows[l][r] = dense_qkv_row(mk, from, dense, l, map->qkv_rows[l][r]);
+        for (int r = 0; r < ng; r++)
+            map->gate_up_rows[l][r] = dense_gate_up_row(mk, from, dense, l, map->gate_up_rows[l][r]);
+    }
+}

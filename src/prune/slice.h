@@ -61,4 +61,11 @@ int vt_slice_map_build(vt_slice_map *map, const vt_masks *mk, const vt_config *c
                        const uint8_t *keep);
 void vt_slice_map_free(vt_slice_map *map);
 
+/* Rewrites map, built over a model of config from gated by mk (sliced: the config of the model it
+ * describes, vt_slice_model's), into the indices of the dense model of config dense through mk's unit ids (masks.h numbers them in the dense model's units): for a
+ * model that iterative pruning already sliced (vt_slice_masks carries the ids over). The identity
+ * when from is dense. A KV head is found through its first kept query head. */
+void vt_slice_map_to_dense(vt_slice_map *map, const vt_masks *mk, const vt_config *from, const vt_config *sliced,
+                           const vt_config *dense);
+
 #endif

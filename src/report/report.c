@@ -63,6 +63,32 @@ static json_t *losses_json(const vt_train_record *records, size_t n) {
     return curve;
 }
 
+static json_t *real_or_null(double v) { return isnan(v) ? json_null() : json_real(v); }
+
+/* The re-fit: per layer, each projection's relative output error before and after it. */
+static json_t *refit_json(const vt_run_report *r) {
+    static const char *const names[VT_REFIT_SLOTS] = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+    json_t *o = json_object(), *layers = json_array();
+    json_object_set_new(o, "method", json_string(r->reconstruct));
+    json_object_set_new(o, "seconds", json_real(r->refit_seconds));
+    for (int l = 0; r->refit && l < r->before->n_layers; l++) {
+        json_t *e = json_object();
+        json_object_set_new(e, "layer", json_integer(l));
+        for (int k = 0; k < VT_REFIT_SLOTS; k++) {
+            const vt_refit_stat *st = &r->refit[l * VT_REFIT_SLOTS + k];
+            if (!st->done) continue;
+            json_t *p = json_object();
+            json_object_set_new(p, "error_before", json_real(st->err_before));
+            json_object_set_new(p, "error_after", json_real(st->err_after));
+            json_object_set_new(p, "retries", json_integer(st->retries));
+            json_object_set_new(e, names[k], p);
+        }
+        json_array_append_new(layers, e);
+    }
+    json_object_set_new(o, "layers", layers);
+    return o;
+}
+
 /* The run: method, budget, perplexities, work and time. */
 static void put_run(json_t *o, const vt_run_report *r) {
     json_object_set_new(o, "method", json_string(r->method));
@@ -72,17 +98,20 @@ static void put_run(json_t *o, const vt_run_report *r) {
     json_object_set_new(budget, "target", json_real(r->budget_target));
     json_object_set_new(budget, "achieved", json_real(r->budget_achieved));
     json_object_set_new(o, "budget", budget);
-    json_object_set_new(o, "ppl_before", isnan(r->ppl_before) ? json_null() : json_real(r->ppl_before));
-    json_object_set_new(o, "ppl_after", isnan(r->ppl_after) ? json_null() : json_real(r->ppl_after));
+    json_object_set_new(o, "ppl_before", real_or_null(r->ppl_before));
+    json_object_set_new(o, "ppl_masks", r->ppl_masks > 0 ? json_real(r->ppl_masks) : json_null());
+    json_object_set_new(o, "ppl_after", real_or_null(r->ppl_after));
     json_object_set_new(o, "eval_window", json_integer(r->eval_window));
     json_object_set_new(o, "steps", json_integer(r->steps));
     json_object_set_new(o, "tokens", json_integer(r->tokens));
+    json_object_set_new(o, "train_tokens", json_integer(r->train_tokens));
     json_object_set_new(o, "prune_seconds", json_real(r->prune_seconds));
     json_object_set_new(o, "wall_seconds", json_real(r->wall_seconds));
     if (r->n_losses) {
         json_object_set_new(o, "losses", losses_json(r->losses, r->n_losses));
         json_object_set_new(o, "final_kd", json_real(r->final_kd));
     }
+    if (r->reconstruct) json_object_set_new(o, "reconstruct", refit_json(r));
 }
 
 int vt_report_write_json(const vt_run_report *r, const char *path) {
@@ -117,6 +146,8 @@ void vt_report_print_table(FILE *out, const vt_run_report *r) {
     fprintf(out, "%-22s %14zu %14zu\n", "non-embedding params", vt_params_non_embedding(b), vt_params_non_embedding(a));
     fprintf(out, "%-22s %14d %14d\n", "hidden dims", b->dim, a->dim);
     if (!isnan(r->ppl_before)) fprintf(out, "%-22s %14.4f %14.4f\n", "perplexity", r->ppl_before, r->ppl_after);
+    if (r->ppl_masks > 0) fprintf(out, "%-22s %14s %14.4f  (before the re-fit)\n", "perplexity, masks only", "",
+                                      r->ppl_masks);
     fprintf(out, "\n%-6s %12s %12s %14s\n", "layer", "heads", "kv heads", "ffn");
     for (int l = 0; l < b->n_layers; l++) {
         const vt_layer_shape *s = &a->layers[l], *s0 = &b->layers[l];

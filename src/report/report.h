@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "nn/model.h"
+#include "prune/refit.h"
 #include "train/vib_train.h"
 
 /* What a run did. The pointers are borrowed (the report owns nothing). */
@@ -18,8 +19,13 @@ typedef struct {
     const char *budget_kind;         /* "params" or "flops" */
     double budget_target, budget_achieved; /* fractions of the dense size */
     double ppl_before, ppl_after;    /* NAN when not evaluated */
+    double ppl_masks;                /* the pruned model before its re-fit; NAN or 0: no re-fit or not evaluated */
     int eval_window;
     long steps, tokens;
+    long train_tokens;               /* every token trained on (mask phase, fine-tuning) */
+    const char *reconstruct;         /* the re-fit's method ("lsq"), NULL when none ran */
+    const vt_refit_stat *refit;      /* [before->n_layers][VT_REFIT_SLOTS] fits of the re-fit, or NULL */
+    double refit_seconds;
     double prune_seconds, wall_seconds;
     const vt_train_record *losses;   /* the training curve in step order; NULL/0 for the baselines */
     size_t n_losses;
@@ -33,8 +39,10 @@ typedef struct {
  * after" (at r->ctx), "hidden_before", "hidden_kept", "layers": [{"layer", "heads", "kv_heads",
  * "ffn", "attention", "mlp", "heads_before", "kv_heads_before", "ffn_before"}], "removed_blocks",
  * "removed_layers", "method", "variant" (VTrans only), "budget": {"kind", "target", "achieved"},
- * "ppl_before", "ppl_after" (null when not evaluated), "eval_window", "steps", "tokens",
- * "prune_seconds", "wall_seconds", with a curve "losses": [{"phase", "step" (steps done), "kd",
+ * "ppl_before", "ppl_masks", "ppl_after" (null when not evaluated), "eval_window", "steps", "tokens",
+ * "train_tokens", "prune_seconds", "wall_seconds", with a re-fit "reconstruct": {"method", "seconds",
+ * "layers": [{"layer", and per projection re-fitted ("qkv_proj", "o_proj", "gate_up_proj",
+ * "down_proj") {"error_before", "error_after", "retries"}}]} (relative output errors), with a curve "losses": [{"phase", "step" (steps done), "kd",
  * "kl", "budget", "size", "expected_size", "beta", "target", "seconds"}] and "final_kd", and
  * "config" (r->config_json) when given. docs/FORMATS.md describes them. */
 int vt_report_write_json(const vt_run_report *r, const char *path);

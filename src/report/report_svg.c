@@ -520,7 +520,8 @@ int vt_report_svg_write(const char *path, const vt_config *before, const vt_conf
 
 /* ---- from the run report ---- */
 
-/* "VTrans full: FLOP budget 50%, achieved 49.8% · 129.9k of 260k parameters". */
+/* "VTrans full: FLOP budget 50%, achieved 49.8% · 129.9k of 260k parameters", and after a re-fit
+ * " · perplexity 56.38 masks only, 40.47 re-fitted". */
 static void report_title(const vt_run_report *r, char *out, size_t cap) {
     size_t k = (size_t)snprintf(out, cap, "VTrans run report");
     if (r->method) {
@@ -539,8 +540,10 @@ static void report_title(const vt_run_report *r, char *out, size_t cap) {
     if (k < cap) {
         fmt_count(p1, sizeof p1, (double)vt_params_total(r->after));
         fmt_count(p2, sizeof p2, (double)vt_params_total(r->before));
-        snprintf(out + k, cap - k, " \xc2\xb7 %s of %s parameters", p1, p2);
+        k += (size_t)snprintf(out + k, cap - k, " \xc2\xb7 %s of %s parameters", p1, p2);
     }
+    if (r->ppl_masks > 0 && isfinite(r->ppl_after) && k < cap) /* what the re-fit did */
+        snprintf(out + k, cap - k, " \xc2\xb7 perplexity %.4g masks only, %.4g re-fitted", r->ppl_masks, r->ppl_after);
 }
 
 int vt_report_svg_write_report(const vt_run_report *r, const char *path) {

@@ -145,6 +145,38 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     st->total = st->weights + st->activations + st->optimizer + st->teacher_cache;
 }
 
+/* The re-fit's memory and FLOPs (vt_refit_plan): per layer, the output projections' systems over
+ * the kept inputs (dense widths here) and with refit_inputs the input projections' over the hidden
+ * size; a pass of the dense model and two of the pruned one (gather, advance) per block. */
+static void plan_refit(const vt_plan_input *in, vt_plan *p) {
+    const vt_config *c = in->cfg;
+    vt_refit_plan *r = &p->refit;
+    double T = in->seq_len, D = c->dim, hd = c->head_dim, rows = (double)in->refit_sequences * T, M = D, N = D;
+    int B = in->refit_batch < in->refit_sequences ? in->refit_batch : in->refit_sequences, L0 = 0, L1 = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        double q = s->n_heads * hd, qkv = (s->n_heads + 2.0 * s->n_kv_heads) * hd, f = s->ffn;
+        M = fmax(M, fmax(q, f));
+        if (in->refit_inputs) N = fmax(N, fmax(qkv, 2 * f));
+        r->flops += 2 * rows * (q * q + D * q + f * f + D * f); /* G and C of o_proj, down_proj */
+        r->flops += (q * q * q + f * f * f) / 3 + 2 * D * (q * q + f * f); /* their solves */
+        if (in->refit_inputs) r->flops += 2 * rows * (2 * D * D + (qkv + 2 * f) * D) + 2 * D * D * D / 3 +
+                                          2 * D * D * (qkv + 2 * f);
+    }
+    for (int s = 0; s < p->stages; s++) /* the largest stage's forward buffers */
+        if (p->stage[s].layer_end - p->stage[s].layer_begin > L1 - L0) L0 = p->stage[s].layer_begin, L1 = p->stage[s].layer_end;
+    r->flops += 3 * rows * p->flops_token;
+    double share = ceil((double)in->refit_sequences / p->replicas) * T, brows = (double)B * T;
+    r->widest_in = (int)M;
+    r->widest_out = (int)N;
+    r->streams = 2 * share * D * sizeof(float);
+    r->work = 2.0 * fwd_floats(c, L0, L1, B, (int)T, (int)T) * sizeof(float) +
+              brows * (2 * D + 2 * N + fmax(N, 2 * c->ffn_dim)) * sizeof(float) + brows * (M + N) * sizeof(double) +
+              (M * M + 2 * N * M) * sizeof(double);
+    r->solver = (M * M + N * M) / p->replicas * sizeof(double);
+    r->total = r->streams + r->work + r->solver;
+}
+
 int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     memset(out, 0, sizeof *out);
     const vt_config *c = in->cfg;
@@ -203,6 +235,10 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     out->flops_teacher = (double)in->calib_sequences * T * (out->flops_token + head); /* sharded over replicas */
     out->flops_run = out->flops_step_masks * (double)in->steps +
                      out->flops_step_finetune * (double)in->finetune_steps + out->flops_teacher;
+    if (in->refit_sequences > 0) {
+        plan_refit(in, out);
+        out->flops_run += out->refit.flops;
+    }
     return 0;
 }
 

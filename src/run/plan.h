@@ -22,7 +22,22 @@ typedef struct {
     double keep_fraction; /* the budget: the fine-tuned student is this fraction of the model */
     long calib_sequences; /* calibration sequences the teacher cache holds; 0 = unknown */
     int pack_weights;     /* 1: the mask phase multiplies by packed copies of the frozen weights */
+    int refit_sequences;  /* the re-fit after the decision ([reconstruct]) on this many sequences; 0 = none */
+    int refit_batch;      /* its sequences per forward batch */
+    int refit_inputs;     /* 1: it also re-fits QKV and gate/up (wider systems) */
 } vt_plan_input;
+
+/* The re-fit ([reconstruct], DESIGN.md 1.3), after training (its memory is not in the training
+ * totals), sized with the dense model's shapes: an upper bound, the pruned model is smaller.
+ * Bytes per rank of the largest stage; FLOPs of the whole cluster. */
+typedef struct {
+    double streams; /* both models' residual streams of the replica's share of the sequences */
+    double work;    /* a batch's forward buffers (both models) and system rows; G, C and the solution */
+    double solver;  /* the rank's block-cyclic share of the widest system and its right-hand sides */
+    double total;
+    int widest_in, widest_out; /* the widest system: inputs (G is widest_in^2), outputs */
+    double flops;   /* both models' passes, the sums into G and C, the solves */
+} vt_refit_plan;
 
 /* One stage; memory in bytes for each of its D ranks (all replicas of a stage hold the same). */
 typedef struct {
@@ -54,6 +69,7 @@ typedef struct {
     double flops_run;           /* all of the above over the run */
     double cache_per_sequence;  /* teacher cache bytes per calibration sequence on a last-stage rank */
     size_t gates;               /* VIB gates of the model, held by every rank */
+    vt_refit_plan refit;        /* zero without a re-fit */
     vt_stage_plan *stage;       /* [stages] */
 } vt_plan;
 

@@ -16,6 +16,7 @@
 #include "prune/baselines.h"
 #include "dist/comm.h"
 #include "dist/pipeline.h"
+#include "run/prune_refit.h"
 #include "run/prune_write.h"
 #include "prune/budget.h"
 #include "data/calib.h"
@@ -124,7 +125,9 @@ typedef struct {
     vt_calib calib;
     vt_model model, pruned; /* this rank's part before and after */
     vt_vib_result vib;
-    double ppl_before, ppl_after, prune_seconds;
+    vt_slice_map map;      /* where the pruned model's units sit in the dense one (the re-fit's) */
+    vt_refit_stat *refit;  /* [n_layers][VT_REFIT_SLOTS] after the re-fit, else NULL */
+    double ppl_before, ppl_masks, ppl_after, prune_seconds, refit_seconds;
     long steps, tokens;
     char *config_json;
     vt_run_report report;
@@ -228,6 +231,8 @@ static int prune_vib(prune_ctx *x) {
     }
     x->pruned = x->vib.pruned;
     memset(&x->vib.pruned, 0, sizeof x->vib.pruned);
+    x->map = x->vib.map;
+    memset(&x->vib.map, 0, sizeof x->vib.map);
     x->steps = x->vib.steps;
     x->tokens = x->vib.tokens;
     return 0;
@@ -241,7 +246,7 @@ static int prune_baseline(prune_ctx *x) {
                                                               : VT_SCORE_TAYLOR;
     int batches = sk == VT_SCORE_TAYLOR ? rc->method.taylor_batches : 0;
     if (vt_baseline_prune(&x->model, sk, &x->calib, batches, rc->schedule.batch_size, rc->vib.seed, x->kind,
-                          x->target * x->dense, x->ctx, rc->budget.round_to, &x->pruned))
+                          x->target * x->dense, x->ctx, rc->budget.round_to, &x->pruned, &x->map))
         return -1;
     x->steps = batches;
     x->tokens = (long)batches * rc->schedule.batch_size * rc->data.seq_len;
@@ -253,6 +258,33 @@ static int prune_by_method(prune_ctx *x) {
     int rc = x->rc->method.name == VT_METHOD_VIB ? prune_vib(x) : prune_baseline(x);
     x->prune_seconds = vt_seconds() - t;
     return rc;
+}
+
+static int reconstructs(const prune_ctx *x) { return x->rc->reconstruct.method == VT_RECONSTRUCT_LSQ; }
+
+/* The pruned model as the keep decision left it, before the re-fit changes it. */
+static int evaluate_masks(prune_ctx *x) {
+    return x->eval_ids.n && reconstructs(x) ? evaluate(x->comm, &x->pruned, &x->eval_ids, x->rc->data.eval_window,
+                                                       "masks only (before the re-fit)", &x->ppl_masks)
+                                            : 0;
+}
+
+/* reconstruct.method = lsq: the kept weights re-fitted to the dense model's outputs. */
+static int reconstruct(prune_ctx *x) {
+    if (!reconstructs(x)) return 0;
+    double t = vt_seconds();
+    size_t n = (size_t)x->model.cfg.n_layers * VT_REFIT_SLOTS;
+    x->refit = vt_calloc(n, sizeof *x->refit, "re-fit statistics");
+    if (vt_comm_agree(x->comm, x->refit ? 0 : -1)) return -1;
+    if (vt_prune_refit(x->comm, &x->model, &x->pruned, &x->map, &x->calib, &x->rc->reconstruct, x->refit))
+        return vt_fail_context("re-fitting the pruned model");
+    x->refit_seconds = vt_seconds() - t;
+    if (is_coordinator(x))
+        fprintf(stderr, "re-fit (%s target) on %d calibration sequences: %.1f s\n",
+                vt_refit_target_name(x->rc->reconstruct.fit.target),
+                x->rc->reconstruct.sequences < (long)x->calib.n_seq ? x->rc->reconstruct.sequences : (int)x->calib.n_seq,
+                x->refit_seconds);
+    return 0;
 }
 
 /* The configuration as JSON text for the report, which renders it (report/ cannot see run/);
@@ -282,10 +314,15 @@ static int build_report(prune_ctx *x) {
         .budget_target = x->target,
         .budget_achieved = vt_structure_size(&x->pruned.cfg, x->kind, x->ctx) / x->dense,
         .ppl_before = x->ppl_before,
+        .ppl_masks = x->ppl_masks,
         .ppl_after = x->ppl_after,
         .eval_window = rc->data.eval_window,
         .steps = x->steps,
         .tokens = x->tokens,
+        .train_tokens = x->tokens,
+        .reconstruct = reconstructs(x) ? vt_reconstruct_method_name(x->rc->reconstruct.method) : NULL,
+        .refit = x->refit,
+        .refit_seconds = x->refit_seconds,
         .prune_seconds = x->prune_seconds,
         .wall_seconds = vt_seconds() - x->t0,
         .losses = x->vib.records,
@@ -341,6 +378,8 @@ static int (*const run_steps[])(prune_ctx *x) = {
     check_and_announce, /* impossible requests refused before any work */
     evaluate_before,    /* when data.eval is set */
     prune_by_method,    /* VTrans or a baseline */
+    evaluate_masks,     /* the pruned model before its re-fit */
+    reconstruct,        /* reconstruct.method = lsq */
     evaluate_after,
     build_report,
     write_checkpoint,   /* with the report, atomically */
@@ -352,6 +391,8 @@ static int (*const run_steps[])(prune_ctx *x) = {
 static void prune_ctx_free(prune_ctx *x) {
     free(x->config_json);
     vt_vib_result_free(&x->vib);
+    vt_slice_map_free(&x->map);
+    free(x->refit);
     if (x->pruned.arena) vt_model_free(&x->pruned);
     if (x->model.arena) vt_model_free(&x->model);
     vt_tokens_free(&x->calib_ids);
@@ -369,7 +410,7 @@ static int prune_run(const vt_run_config *rc, vt_comm *comm) {
     x.kind = rc->budget.params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
     x.target = rc->budget.params > 0 ? rc->budget.params : rc->budget.flops;
     x.ctx = vt_mean_ctx(rc->data.seq_len);
-    x.ppl_before = x.ppl_after = NAN;
+    x.ppl_before = x.ppl_masks = x.ppl_after = NAN;
     int status = 0;
     for (size_t i = 0; i < sizeof run_steps / sizeof run_steps[0] && status == 0; i++) status = run_steps[i](&x);
     prune_ctx_free(&x);

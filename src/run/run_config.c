@@ -26,6 +26,9 @@ _Static_assert(sizeof(vt_variant) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_lr_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_archive) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_dtype) == sizeof(int), "enum size");
+_Static_assert(sizeof(vt_reconstruct_method) == sizeof(int), "enum size");
+_Static_assert(sizeof(vt_refit_target) == sizeof(int), "enum size");
+_Static_assert(VT_RECONSTRUCT_NONE == 0 && VT_REFIT_LAYER == 0 && VT_REFIT_RESIDUAL == 1, "name tables order");
 /* The name tables below are indexed by these values. */
 _Static_assert(VT_LR_CONSTANT == 0 && VT_LR_COSINE == 1 && VT_LR_LINEAR == 2, "schedule_names order");
 _Static_assert(VT_F32 == 0 && VT_F16 == 1 && VT_BF16 == 2, "dtype_names order");
@@ -50,6 +53,8 @@ static const char *const archive_names[] = {"none", "tar", "tar.zst", NULL};
 static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL}; /* VT_F32, VT_F16, VT_BF16 */
 static const char *const format_names[] = {"hf", "gguf", NULL};
 static const char *const quantize_names[] = {"none", "q8_0", NULL};
+static const char *const reconstruct_names[] = {"none", "lsq", NULL};
+static const char *const target_names[] = {"layer", "residual", NULL};
 static const int round_to_allowed[] = {1, 8, 64, 128, 0};
 
 #define OFF(field) offsetof(vt_run_config, field)
@@ -121,11 +126,20 @@ static const key_def keys[] = {
     STR("run", "dir", ckpt.dir, 0),
     INT("run", "checkpoint_steps", ckpt.steps, 0),
     DBL("run", "checkpoint_minutes", ckpt.minutes, 0, INF),
+
+    ENUM("reconstruct", "method", reconstruct.method, reconstruct_names),
+    ENUM("reconstruct", "target", reconstruct.fit.target, target_names),
+    {"reconstruct", "norm_match", K_BOOL, OFF(reconstruct.fit.norm_match), NULL, 0, 0, 0, 0, NULL, 0},
+    {"reconstruct", "inputs", K_BOOL, OFF(reconstruct.fit.inputs), NULL, 0, 0, 0, 0, NULL, 0},
+    POS("reconstruct", "damp", reconstruct.fit.damp),
+    INT("reconstruct", "sequences", reconstruct.sequences, 1),
+    INT("reconstruct", "batch", reconstruct.fit.batch, 1),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= VT_RC_MAX_KEYS, "raise VT_RC_MAX_KEYS");
 
-static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel", "run"};
+static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel", "run",
+                                      "reconstruct"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 void vt_run_config_defaults(vt_run_config *rc) {
@@ -172,12 +186,17 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->ckpt.dir[0] = '\0';
     rc->ckpt.steps = 0;
     rc->ckpt.minutes = 30;
+    rc->reconstruct = (vt_reconstruct_spec){.method = VT_RECONSTRUCT_LSQ, .sequences = 256,
+                                            .fit = {.target = VT_REFIT_RESIDUAL, .norm_match = 1, .damp = 1e-3,
+                                                    .batch = 16, .inputs = 1}};
 }
 
 const char *vt_method_name(vt_method m) { return (unsigned)m < 4 ? method_names[m] : "?"; }
 const char *vt_variant_name(vt_variant v) { return (unsigned)v < 3 ? variant_names[v] : "?"; }
 const char *vt_lr_schedule_name(vt_lr_schedule s) { return (unsigned)s < 3 ? schedule_names[s] : "?"; }
 const char *vt_archive_name(vt_archive a) { return (unsigned)a < 3 ? archive_names[a] : "?"; }
+const char *vt_reconstruct_method_name(vt_reconstruct_method m) { return (unsigned)m < 2 ? reconstruct_names[m] : "?"; }
+const char *vt_refit_target_name(vt_refit_target t) { return (unsigned)t < 2 ? target_names[t] : "?"; }
 
 /* ---- the key table ---- */
 
@@ -672,11 +691,13 @@ oom:
  * reported or evaluated, how long the phases run, when checkpoints are saved, how a step is cut
  * into micro-batches and sequence chunks (float summation order only), whether weights are packed, and the layout (stages x replicas), which the
  * checkpoint manifest checks by itself. method.taylor_batches is the taylor baseline's (no
- * checkpoints). Every other key is recorded with the checkpoints and must stay the same. */
+ * checkpoints). [reconstruct] runs after training and keeps no state of its own in the checkpoints.
+ * Every other key is recorded with the checkpoints and must stay the same. */
 static const char *const resume_may_change[] = {
     "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
     "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
+    "reconstruct.*",
 };
 
 static int may_change_on_resume(const key_def *k) {

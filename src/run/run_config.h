@@ -9,6 +9,7 @@
 #include "util/dtype.h"
 #include "util/fsutil.h"
 #include "prune/budget.h"
+#include "prune/refit.h"
 #include "dist/partition.h"
 #include "train/ckpt_policy.h"
 #include "train/vib_train.h"
@@ -68,6 +69,7 @@ typedef struct {
     vt_output_opts output;
     vt_pipeline_opts pipeline;  /* [parallel] */
     vt_ckpt_policy ckpt;        /* [run]; run.dir "" = "<output.dir>.run" */
+    vt_reconstruct_spec reconstruct; /* [reconstruct] */
 
     char source[VT_PATH_MAX]; /* the file loaded, "" when none */
     char resume[VT_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
@@ -127,5 +129,7 @@ const char *vt_method_name(vt_method m);
 const char *vt_variant_name(vt_variant v);
 const char *vt_lr_schedule_name(vt_lr_schedule s);
 const char *vt_archive_name(vt_archive a);
+const char *vt_reconstruct_method_name(vt_reconstruct_method m);
+const char *vt_refit_target_name(vt_refit_target t);
 
 #endif

@@ -11,6 +11,7 @@
 #include "prune/size.h"
 #include "train/ckpt_policy.h"
 #include "nn/model.h"
+#include "prune/slice.h"
 #include "nn/optim.h"
 
 /* VTrans variants (the paper's names): faster = masks only; full = masks, then joint fine-tuning;
@@ -76,6 +77,7 @@ typedef struct {
 
 typedef struct {
     vt_model pruned;          /* the sliced model */
+    vt_slice_map map;         /* where its units sit in the dense model (prune/slice.h), for the re-fit */
     long steps, tokens;       /* optimizer steps and training tokens processed */
     double seconds;
     vt_train_record *records; /* one per log interval */

@@ -237,14 +237,17 @@ static int train(trainer *t, const vt_ckpt_pos *pos, long *step, double t0, uint
 }
 
 /* Export: kept units carry z = mu folded into the weights. Training memory goes first, so the
- * pruned copy does not add to the peak. */
-static int export_pruned(trainer *t, const uint8_t *keep, vt_vib_result *out) {
+ * pruned copy does not add to the peak. The map says where the kept units sit in the dense model
+ * (the student may have been sliced by iterative pruning already). */
+static int export_pruned(trainer *t, const vt_model *teacher, const uint8_t *keep, vt_vib_result *out) {
     vt_trainer_free_work(t);
     const vt_masks *mk = &t->st.mk;
     float *z = vt_malloc(sizeof(float) * mk->n, "final gates");
     if (!z) return -1;
     for (size_t i = 0; i < mk->n; i++) z[i] = keep[i] ? mk->mu[i] : 0.0f;
     int rc = vt_slice_model(t->st.model, mk, z, keep, 1, &out->pruned);
+    if (rc == 0) rc = vt_slice_map_build(&out->map, mk, &t->st.model->cfg, z, keep);
+    if (rc == 0) vt_slice_map_to_dense(&out->map, mk, &t->st.model->cfg, &out->pruned.cfg, &teacher->cfg);
     free(z);
     return rc;
 }
@@ -264,7 +267,7 @@ int vt_vib_prune_part(const vt_model *teacher, const vt_calib *calib, const vt_v
     stop = train(&t, &pos, &step, t0, &keep, out);
     if (stop < 0) goto done;
     if (stop == 0) { /* else saved and asked to stop: no result this time */
-        if (export_pruned(&t, keep, out)) goto done;
+        if (export_pruned(&t, teacher, keep, out)) goto done;
         out->steps = step;
         out->tokens = t.tokens;
         out->seconds = vt_seconds() - t0;
@@ -283,6 +286,7 @@ int vt_vib_prune(const vt_model *teacher, const vt_calib *calib, const vt_vib_pa
 
 void vt_vib_result_free(vt_vib_result *r) {
     if (r->pruned.arena) vt_model_free(&r->pruned);
+    vt_slice_map_free(&r->map);
     free(r->records);
     r->records = NULL;
     r->n_records = 0;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Distributed pruning gives the layout-independent result: the same configuration (VTrans full:
 # masks, then fine-tuning of the sliced student, so a stage's share of the classifier is sliced
-# too) with -n 1, -n 2 as two stages, -n 2 as two replicas and -n 4 as 2 x 2, and with sequences
+# too; then the least-squares re-fit, [reconstruct], on by default: replicas share the sequences
+# and solve with ScaLAPACK on their grid, stages pass both residual streams on) with -n 1, -n 2 as
+# two stages, -n 2 as two replicas and -n 4 as 2 x 2 (and a baseline, magnitude, on -n 1 and 2 replicas), and with sequences
 # cut into chunks as micro-batches (2 stages; 2 x 2), and with weights packed for the micro-kernel
 # (-n 1; 2 stages), keeps the same units,
 # writes checkpoints with the same tensors (names, shapes; values to 1e-4) and the same perplexity,
@@ -18,7 +20,8 @@ common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/st
         --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
         --set "data.eval=$work/eval.txt" --set data.seq_len=32 --set data.max_sequences=64
         --set schedule.steps=12 --set schedule.batch_size=4 --set schedule.log_interval=4
-        --set parallel.micro_batches=2 --set method.variant=full --set schedule.finetune_steps=4)
+        --set parallel.micro_batches=2 --set method.variant=full --set schedule.finetune_steps=4
+        --set reconstruct.sequences=48 --set reconstruct.batch=5)
 run() { # name ranks stages [settings...]
   local name=$1 n=$2 s=$3
   shift 3
@@ -52,6 +55,28 @@ grep -q "16 micro-batches" "$work/s2c4.err" || { grep -i micro "$work/s2c4.err";
 ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { ls "$work/s2"; fail "two stages wrote no per-stage shards"; }
 "$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2" "$work/s2c4" "$work/s2d2c2" \
   "$work/n1p" "$work/s2p"
+# The re-fit ran on every layout (its report: both perplexities, each projection's errors) and
+# changed the tensors: without it the same run writes others.
+run n1none 1 1 --set reconstruct.method=none
+"$py" - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+for name in ("n1", "s2", "d2", "s2d2"):
+    r = json.load(open(f"{w}/{name}/vtrans_report.json"))
+    rec = r["reconstruct"]
+    assert rec["method"] == "lsq" and r["ppl_masks"] and r["ppl_after"], (name, r["ppl_masks"], r["ppl_after"])
+    fits = [v for l in rec["layers"] for k, v in l.items() if k != "layer"]
+    assert fits and all(v["error_after"] <= v["error_before"] * 1.001 + 1e-9 for v in fits), (name, rec)
+none = json.load(open(f"{w}/n1none/vtrans_report.json"))
+assert "reconstruct" not in none and none["ppl_masks"] is None, none.get("ppl_masks")
+PY
+if "$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/n1none" >/dev/null 2>&1; then
+  fail "reconstruct.method = lsq wrote the same tensors as none"
+fi
+# A baseline re-fits too, its replicas sharing the sequences.
+run m1 1 1 --set method.name=magnitude
+run md2 2 1 --set method.name=magnitude
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/m1" "$work/md2"
 # The teacher cache is sharded over the replicas: with an MSE term the hidden states come from the
 # replica that holds them too (masks only: Adam's fine-tuning steps magnify summation-order noise).
 mse=(--set method.mse_weight=0.5 --set schedule.finetune_steps=0)

@@ -62,6 +62,14 @@ grep -qF "100 calibration sequences x 8.00 MiB = 800.39 MiB cached, sharded over
 "$VT_BIN" plan "${seven[@]}" --ranks 64 --memory-per-rank 1T > "$work/out.txt"
 if grep -q "^warning" "$work/out.txt"; then record_failure "no memory warning" "a warning under 1 TiB per rank"; fi
 
+# the re-fit after training ([reconstruct]): its widest system (LLaMA-2-7B's FFN, with the gate/up
+# outputs) and memory; none with reconstruct.method = none
+"$VT_BIN" plan "${seven[@]}" --ranks 64 --gflops-per-rank 100 > "$work/out.txt"
+grep -qE "^re-fit +reconstruct.method = lsq on 256 sequences after training: up to [0-9.]+ GiB per rank .*widest system 11008 x 11008, 22016 outputs\); [0-9.]+ PFLOP, [0-9.]+ s at 100 GFLOP/s" "$work/out.txt" ||
+    record_failure "re-fit" "no re-fit line: $(grep re-fit "$work/out.txt")"
+"$VT_BIN" plan "${seven[@]}" --ranks 64 --set reconstruct.method=none > "$work/out.txt"
+if grep -q "^re-fit" "$work/out.txt"; then record_failure "no re-fit" "a re-fit line with reconstruct.method = none"; fi
+
 # check_pipeline TITLE LINE ARGS...: plan exits 0 and its pipeline line is LINE (after "pipeline").
 check_pipeline() {
     local title="$1" want="$2" got

@@ -11,7 +11,8 @@ head -c 40000 "$fx/tinystories/eval.txt" >"$work/eval.txt"  # a slice keeps the 
 sets=(--set "model.path=$model" --set "model.tokenizer=$fx/stories260K/tok512.bin"
       --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt"
       --set "output.dir=$work/out50"
-      --set schedule.steps=40 --set schedule.log_interval=10)  # a short schedule: the suite stays fast
+      --set schedule.steps=40 --set schedule.log_interval=10   # a short schedule: the suite stays fast
+      --set reconstruct.sequences=64)                          # the re-fit (lsq by default) on fewer sequences
 
 "$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" --set output.archive=tar.zst >"$work/stdout.txt" 2>"$work/stderr.txt" || {
   tail -20 "$work/stderr.txt"; fail "prune exited non-zero"; }
@@ -31,8 +32,8 @@ c = json.load(open(f"{d}/config.json"))
 before, after = r["params_before"], r["params_after"]
 assert after <= 0.5 * before, f"kept {after} of {before}: over the 50% budget"
 assert after >= 0.48 * before, f"kept {after} of {before}: more than 2% under the budget"
-for k in ("params_before", "params_after", "hidden_kept", "layers", "ppl_before", "ppl_after", "method",
-          "steps", "tokens", "wall_seconds"):
+for k in ("params_before", "params_after", "hidden_kept", "layers", "ppl_before", "ppl_masks", "ppl_after", "method",
+          "steps", "tokens", "train_tokens", "wall_seconds", "reconstruct"):
     assert k in r, f"report lacks {k}"
 assert r["hidden_kept"] == c["hidden_size"], "report and config.json disagree on hidden size"
 L = r["layers"]
@@ -41,7 +42,15 @@ per_heads = c.get("num_attention_heads_per_layer", [c["num_attention_heads"]] * 
 per_ffn = c.get("intermediate_size_per_layer", [c["intermediate_size"]] * 5)
 assert [l["heads"] for l in L] == per_heads and [l["ffn"] for l in L] == per_ffn, "per-layer sizes differ"
 assert r["ppl_after"] > r["ppl_before"] > 1, (r["ppl_before"], r["ppl_after"])
-print(f"kept {after}/{before} = {after / before:.4f}; ppl {r['ppl_before']:.3f} -> {r['ppl_after']:.3f}")
+# the re-fit: every projection it solved fits the calibration rows better, and the model is better
+assert r["ppl_after"] < r["ppl_masks"], ("the re-fit made perplexity worse", r["ppl_masks"], r["ppl_after"])
+fits = [(l["layer"], k, v) for l in r["reconstruct"]["layers"] for k, v in l.items() if k != "layer"]
+assert {k for _, k, _ in fits} == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}, fits
+for l, k, v in fits:
+    assert v["error_after"] <= v["error_before"] * 1.001 + 1e-9, (l, k, v)
+assert r["train_tokens"] == r["tokens"] == 40 * 8 * 128, (r["train_tokens"], r["tokens"])
+print(f"kept {after}/{before} = {after / before:.4f}; ppl {r['ppl_before']:.3f} -> {r['ppl_masks']:.3f} masks only "
+      f"-> {r['ppl_after']:.3f} re-fitted")
 PY
 
 # The pruned checkpoint loads and runs.

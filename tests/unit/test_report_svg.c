@@ -310,6 +310,16 @@ static void test_from_run_report(void **st) {
     check_well_formed(svg);
     assert_null(strstr(svg, "<polyline"));
     assert_non_null(strstr(svg, "magnitude baseline: FLOP budget 50%"));
+    assert_null(strstr(svg, "re-fitted"));
+    free(svg);
+
+    /* After a re-fit the title gives the perplexity before and after it. */
+    rep.ppl_masks = 20.5;
+    rep.reconstruct = "lsq";
+    assert_int_equal(vt_report_svg_write_report(&rep, path), 0);
+    svg = slurp(path);
+    check_well_formed(svg);
+    assert_non_null(strstr(svg, "perplexity 20.5 masks only, 12.25 re-fitted"));
     free(svg);
 
     free(r);
@@ -342,6 +352,15 @@ static void test_report_json(void **st) {
     vt_train_record *r = make_records(n, 6);
     vt_run_report rep = vib_report(&b, &a, r, n);
     rep.config_json = "{\"source\":\"x.ini\",\"budget\":{\"params\":0.5,\"flops\":null}}";
+    /* a re-fit of layer 1's o_proj and down_proj (the other slots not re-fitted) */
+    vt_refit_stat fits[8 * VT_REFIT_SLOTS] = {{0}};
+    fits[VT_REFIT_SLOTS + VT_REFIT_O] = (vt_refit_stat){0.5, 0.25, 1, 1};
+    fits[VT_REFIT_SLOTS + VT_REFIT_DOWN] = (vt_refit_stat){0.75, 0.125, 0, 1};
+    rep.ppl_masks = 20.5;
+    rep.train_tokens = 12345;
+    rep.reconstruct = "lsq";
+    rep.refit = fits;
+    rep.refit_seconds = 3.5;
     char *dir = tu_tempdir(), path[4200];
     snprintf(path, sizeof path, "%s/vtrans_report.json", dir);
     assert_int_equal(vt_report_write_json(&rep, path), 0);
@@ -349,8 +368,9 @@ static void test_report_json(void **st) {
     static const char *const keys[] = {
         "params_before", "params_after", "params_non_embedding_before", "params_non_embedding_after",
         "flops_per_token_before", "flops_per_token_after", "hidden_before", "hidden_kept", "layers",
-        "removed_blocks", "removed_layers", "method", "variant", "budget", "ppl_before", "ppl_after",
-        "eval_window", "steps", "tokens", "prune_seconds", "wall_seconds", "losses", "final_kd", "config"};
+        "removed_blocks", "removed_layers", "method", "variant", "budget", "ppl_before", "ppl_masks", "ppl_after",
+        "eval_window", "steps", "tokens", "train_tokens", "prune_seconds", "wall_seconds", "losses", "final_kd",
+        "reconstruct", "config"};
     size_t k = 0;
     for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it), k++) {
         assert_true(k < sizeof keys / sizeof keys[0]);
@@ -369,6 +389,20 @@ static void test_report_json(void **st) {
     assert_string_equal(json_string_value(json_object_get(j, "variant")), "full");
     assert_float_equal(num(json_object_get(j, "budget"), "achieved"), 0.497, 1e-12);
     assert_float_equal(num(j, "ppl_after"), 12.25, 0);
+    assert_float_equal(num(j, "ppl_masks"), 20.5, 0);
+    assert_int_equal((long)num(j, "train_tokens"), 12345);
+    const json_t *rf = json_object_get(j, "reconstruct");
+    assert_string_equal(json_string_value(json_object_get(rf, "method")), "lsq");
+    assert_float_equal(num(rf, "seconds"), 3.5, 0);
+    const json_t *rl = json_object_get(rf, "layers");
+    assert_int_equal(json_array_size(rl), (size_t)b.n_layers);
+    assert_null(json_object_get(json_array_get(rl, 0), "o_proj"));
+    assert_null(json_object_get(json_array_get(rl, 1), "qkv_proj"));
+    const json_t *o1 = json_object_get(json_array_get(rl, 1), "o_proj");
+    assert_float_equal(num(o1, "error_before"), 0.5, 0);
+    assert_float_equal(num(o1, "error_after"), 0.25, 0);
+    assert_int_equal((int)num(o1, "retries"), 1);
+    assert_float_equal(num(json_object_get(json_array_get(rl, 1), "down_proj"), "error_after"), 0.125, 0);
     const json_t *losses = json_object_get(j, "losses");
     assert_int_equal(json_array_size(losses), n);
     assert_int_equal((long)num(json_array_get(losses, 0), "step"), r[0].step + 1);

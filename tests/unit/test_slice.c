@@ -330,6 +330,30 @@ static void test_sliced_gates_continue(void **s) {
     dead[0] = dead[vt_gate_ffn(&mk, 1) + 1] = 1;
     assert_same_gated(&m, &mk, dead, &sl2, &smk2);
 
+    /* The map of round 2 rewritten into the dense indices is the map of one slice of the dense
+     * model with both rounds' units gone (the re-fit maps dense targets with it). */
+    uint8_t keep_all[4096];
+    for (size_t i = 0; i < mk.n; i++) keep_all[i] = !dead[i];
+    vt_slice_map direct, composed;
+    assert_int_equal(vt_slice_map_build(&direct, &mk, &c, NULL, keep_all), 0);
+    assert_int_equal(vt_slice_map_build(&composed, &smk, &sl.cfg, NULL, keep2), 0);
+    vt_slice_map_to_dense(&composed, &smk, &sl.cfg, &sl2.cfg, &c);
+    assert_int_equal(composed.n, direct.n);
+    assert_memory_equal(composed.dims, direct.dims, sizeof(int) * (size_t)direct.n);
+    for (int l = 0; l < 4; l++) {
+        const vt_layer_shape *sh = &sl2.cfg.layers[l];
+        assert_true((composed.qkv_rows[l] == NULL) == (direct.qkv_rows[l] == NULL));
+        assert_true((composed.gate_up_rows[l] == NULL) == (direct.gate_up_rows[l] == NULL));
+        if (direct.qkv_rows[l])
+            assert_memory_equal(composed.qkv_rows[l], direct.qkv_rows[l],
+                                sizeof(int) * (size_t)((sh->n_heads + 2 * sh->n_kv_heads) * HD));
+        if (direct.gate_up_rows[l])
+            assert_memory_equal(composed.gate_up_rows[l], direct.gate_up_rows[l], sizeof(int) * (size_t)(2 * sh->ffn));
+    }
+    assert_non_null(direct.qkv_rows[3]); /* layer 3: one query head per KV head, KV heads found by their heads */
+    vt_slice_map_free(&direct);
+    vt_slice_map_free(&composed);
+
     free(z);
     vt_masks_free(&smk2);
     vt_masks_free(&smk);

@@ -128,6 +128,27 @@ static void test_iterative_pruning_shrinks(void **st) {
     double kept = (double)vt_params_total(&r.pruned.cfg), dense = (double)vt_params_total(&f.c);
     assert_true(kept <= 0.6 * dense);
     assert_true(kept >= 0.5 * dense);
+    /* the map points into the dense model through the iterative slices: the embedding columns are
+     * the dense ones times their folded gates, the fused QKV and gate/up rows the dense rows (on
+     * the kept columns; Faster-VTrans leaves weights as they were) */
+    const vt_slice_map *mp = &r.map;
+    int d = r.pruned.cfg.dim, D = f.c.dim;
+    assert_int_equal(mp->n, d);
+    for (int v = 0; v < f.c.vocab; v++)
+        for (int i = 0; i < d; i++)
+            assert_float_equal(r.pruned.embed[(size_t)v * d + i], mp->z[i] * f.m.embed[(size_t)v * D + mp->dims[i]],
+                               1e-6);
+    for (int l = 0; l < f.c.n_layers; l++) {
+        const vt_layer_shape *sh = &r.pruned.cfg.layers[l];
+        for (int q = 0; mp->qkv_rows[l] && q < (sh->n_heads + 2 * sh->n_kv_heads) * f.c.head_dim; q++)
+            for (int i = 0; i < d; i++)
+                assert_float_equal(r.pruned.layers[l].wq[(size_t)q * d + i],
+                                   f.m.layers[l].wq[(size_t)mp->qkv_rows[l][q] * D + mp->dims[i]], 1e-6);
+        for (int g = 0; mp->gate_up_rows[l] && g < 2 * sh->ffn; g++)
+            for (int i = 0; i < d; i++)
+                assert_float_equal(r.pruned.layers[l].w_gate[(size_t)g * d + i],
+                                   f.m.layers[l].w_gate[(size_t)mp->gate_up_rows[l][g] * D + mp->dims[i]], 1e-6);
+    }
     /* the result runs */
     vt_fwd fw;
     assert_int_equal(vt_fwd_init(&fw, &r.pruned, 1, 8, 8), 0);
