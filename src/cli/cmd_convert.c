@@ -89,7 +89,7 @@ int vt_cmd_convert(int argc, char **argv) {
     const char *tokenizer = NULL;
     if (vt_tokenizer_locate(model_path, given, tok_path, sizeof tok_path) == 0) tokenizer = tok_path;
     else if (!given) fprintf(stderr, "vtrans-dist convert: note: %s; writing no tokenizer\n", vt_error());
-    int rc = tokenizer || !given ? vt_hf_write(&m, out, dtype, (size_t)shard_bytes, tokenizer) : -1;
+    int rc = tokenizer || !given ? vt_hf_write_from(&m, out, dtype, (size_t)shard_bytes, tokenizer, model_path) : -1;
     vt_model_free(&m);
     if (rc) return vt_cmd_fail("convert");
     fprintf(stderr, "wrote %s (%s%s%s)\n", out, vt_dtype_name(dtype), tokenizer ? ", tokenizer " : "",

@@ -307,7 +307,7 @@ static int write_checkpoint(prune_ctx *x) {
                              rc->output.dir, rc->output.overwrite);
     }
     return vt_write_pruned(x->comm, &x->pruned, rc->output.dir, rc->output.overwrite, rc->output.dtype,
-                           (size_t)rc->output.shard_size, x->have_tok ? x->tok_path : NULL,
+                           (size_t)rc->output.shard_size, x->have_tok ? x->tok_path : NULL, rc->model.path,
                            is_coordinator(x) ? &x->report : NULL);
 }
 

@@ -633,6 +633,44 @@ static void test_hf_write_is_atomic(void **state) {
     vt_config_free(&c);
 }
 
+/* A written HF directory is a drop-in for its source: tokenizer.json and the tokenizer, special
+ * token and generation files come along; a source that is a file (a .bin) has none. */
+static void test_hf_write_carries_hf_files(void **state) {
+    (void)state;
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m;
+    tu_random_model(&m, &c, 47);
+    const char *src = tu_in_dir("dropin-src");
+    assert_int_equal(vt_hf_write(&m, src, VT_F32, 0, NULL), 0);
+    const char *names[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "generation_config.json"};
+    char p[4096], q[4096];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, names[i]);
+        assert_int_equal(tu_write_file(p, names[i], strlen(names[i])), 0);
+    }
+    snprintf(p, sizeof p, "%s/tokenizer.json", src);
+    const char *out = tu_in_dir("dropin-out");
+    assert_int_equal(vt_hf_write_from(&m, out, VT_F16, 0, p, src), 0);
+    for (int i = 0; i < 4; i++) {
+        snprintf(q, sizeof q, "%s/%s", out, names[i]);
+        char *text;
+        size_t n;
+        if (vt_read_file(q, &text, &n)) fail_msg("%s was not carried over: %s", names[i], vt_error());
+        assert_int_equal(n, strlen(names[i]));
+        assert_memory_equal(text, names[i], n);
+        free(text);
+    }
+    /* Absent in the source: absent in the result. */
+    const char *out2 = tu_in_dir("dropin-out2");
+    assert_int_equal(vt_hf_write_from(&m, out2, VT_F32, 0, NULL, tu_in_dir("dropin-out2-nosuch")), 0);
+    snprintf(q, sizeof q, "%s/generation_config.json", out2);
+    assert_false(vt_path_exists(q));
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_stories260k),
@@ -650,6 +688,7 @@ int main(void) {
         cmocka_unit_test(test_hf_untied_key_absent),
         cmocka_unit_test(test_hf_index_lists_twice),
         cmocka_unit_test(test_hf_write_is_atomic),
+        cmocka_unit_test(test_hf_write_carries_hf_files),
     };
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }
