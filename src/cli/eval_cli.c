@@ -63,7 +63,7 @@ int vt_eval_read_tokens(const vt_eval_options *o, vt_tokens *ids) {
     int have_tok = embedded || vt_tokenizer_locate(o->model, o->tokenizer, tok_path, sizeof tok_path) == 0;
     if (!have_tok && o->tokenizer) return -1;
     if (have_tok && (embedded ? vt_gguf_tokenizer_load(&tok, o->model) : vt_tokenizer_load(&tok, tok_path))) return -1;
-    int rc = vt_data_tokens(o->data, have_tok ? &tok : NULL, ids);
+    int rc = vt_data_tokens_note(o->data, have_tok ? &tok : NULL, ids, stderr);
     if (have_tok) vt_tokenizer_free(&tok);
     return rc;
 }

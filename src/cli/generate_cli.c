@@ -69,7 +69,11 @@ int vt_generate_prompt(const vt_generate_options *o, const vt_tokenizer *tok, co
     if (tok->vocab_size > c->vocab)
         return vt_fail("%s has %d tokens but the model %s has a vocabulary of %d", tok_path, tok->vocab_size, o->model,
                        c->vocab);
-    if (vt_encode(tok, o->prompt, strlen(o->prompt), 1, 0, ids, n)) return -1;
+    size_t n_unk;
+    if (vt_tokenizer_encode(tok, o->prompt, strlen(o->prompt), 1, 0, ids, n, &n_unk)) return -1;
+    if (n_unk)
+        fprintf(stderr, "note: the prompt has %zu character%s not in %s's vocabulary, encoded as <unk> (id %d)\n",
+                n_unk, n_unk == 1 ? "" : "s", tok_path, tok->unk_id);
     *steps = o->steps > c->seq_len ? c->seq_len : o->steps;
     if ((size_t)*steps < *n) {
         free(*ids);
