@@ -49,12 +49,12 @@ static int convert_gguf(vt_opt *opts, int n) {
 
 int vt_cmd_convert(int argc, char **argv) {
     vt_opt opts[] = {
-        {"model", 1, "checkpoint to read: llama2.c .bin or HF directory", NULL, 0},
+        {"model", 1, "checkpoint to read: llama2.c .bin, HF directory or GGUF file", NULL, 0},
         {"out", 1, "HF checkpoint directory (must not exist or be empty), or the .gguf file, to create", NULL, 0},
         {"to", 1, "output format: hf or gguf", "hf", 0},
         {"dtype", 1, "stored type: f32, f16 or bf16 (gguf also q8_0)", "f32", 0},
         {"shard-size", 1, "largest shard in bytes (K/M/G suffixes); 0 = one model.safetensors", "0", 0},
-        {"tokenizer", 1, "tokenizer.bin to copy (default: one found next to the model)", NULL, 0},
+        {"tokenizer", 1, "tokenizer.json or tokenizer.bin to write with it (default: found next to the model)", NULL, 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]), help;
     if (vt_args_parse(opts, n, argc, argv, 1, &help)) return vt_cmd_fail("convert");

@@ -9,7 +9,7 @@
 
 int vt_cmd_tokenize(int argc, char **argv) {
     vt_opt opts[] = {
-        {"tokenizer", 1, "llama2.c tokenizer.bin", NULL, 0},
+        {"tokenizer", 1, "tokenizer.json or llama2.c tokenizer.bin", NULL, 0},
         {"data", 1, "text, JSON Lines, token file, or a tar/tar.gz/tar.zst/zip archive of them", NULL, 0},
         {"out", 1, "output llm.c token shard (uint16 ids; uint32 past 65536 tokens of vocabulary)", NULL, 0},
     };

@@ -16,7 +16,7 @@ enum { OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_STEPS, OPT_TEMPERATURE, OPT_SEE
 
 static void default_opts(vt_opt *opts) {
     const vt_opt table[N_OPTS] = {
-        {"model", 1, "checkpoint: llama2.c .bin or HF directory", NULL, 0},
+        {"model", 1, "checkpoint: llama2.c .bin, HF directory or GGUF file", NULL, 0},
         {"tokenizer", 1, "tokenizer.json or llama2.c tokenizer.bin (default: found next to the model)", NULL, 0},
         {"prompt", 1, "text to continue", "", 0},
         {"steps", 1, "positions to run, prompt included (capped at the model's maximum)", "256", 0},
