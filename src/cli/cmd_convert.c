@@ -49,12 +49,12 @@ static int convert_gguf(vt_opt *opts, int n) {
 
 int vt_cmd_convert(int argc, char **argv) {
     vt_opt opts[] = {
-        {"model", 1, "checkpoint to read: llama2.c .bin or HF directory", NULL, 0},
+        {"model", 1, "checkpoint to read: llama2.c .bin, HF directory or GGUF file", NULL, 0},
         {"out", 1, "HF checkpoint directory (must not exist or be empty), or the .gguf file, to create", NULL, 0},
         {"to", 1, "output format: hf or gguf", "hf", 0},
         {"dtype", 1, "stored type: f32, f16 or bf16 (gguf also q8_0)", "f32", 0},
         {"shard-size", 1, "largest shard in bytes (K/M/G suffixes); 0 = one model.safetensors", "0", 0},
-        {"tokenizer", 1, "tokenizer.bin to copy (default: one found next to the model)", NULL, 0},
+        {"tokenizer", 1, "tokenizer.json or tokenizer.bin to write with it (default: found next to the model)", NULL, 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]), help;
     if (vt_args_parse(opts, n, argc, argv, 1, &help)) return vt_cmd_fail("convert");
@@ -89,7 +89,7 @@ int vt_cmd_convert(int argc, char **argv) {
     const char *tokenizer = NULL;
     if (vt_tokenizer_locate(model_path, given, tok_path, sizeof tok_path) == 0) tokenizer = tok_path;
     else if (!given) fprintf(stderr, "vtrans-dist convert: note: %s; writing no tokenizer\n", vt_error());
-    int rc = tokenizer || !given ? vt_hf_write(&m, out, dtype, (size_t)shard_bytes, tokenizer) : -1;
+    int rc = tokenizer || !given ? vt_hf_write_from(&m, out, dtype, (size_t)shard_bytes, tokenizer, model_path) : -1;
     vt_model_free(&m);
     if (rc) return vt_cmd_fail("convert");
     fprintf(stderr, "wrote %s (%s%s%s)\n", out, vt_dtype_name(dtype), tokenizer ? ", tokenizer " : "",

@@ -21,6 +21,7 @@ typedef struct {
     int *ids;
     size_t n;
     int steps;
+    int32_t bos; /* the tokenizer's BOS id (-1: none), where generation stops */
 } prompt;
 
 static void prompt_free(prompt *p) {
@@ -38,13 +39,15 @@ static int prepare_prompt(vt_world *w, const vt_generate_options *o, const vt_co
         rc = vt_generate_tokenizer(o, &p->tok, tok_path, sizeof tok_path);
         p->have_tok = rc == 0;
         if (rc == 0) rc = vt_generate_prompt(o, &p->tok, tok_path, c, &p->steps, &p->ids, &p->n);
+        if (rc == 0) p->bos = p->tok.bos_id;
     }
     if (vt_comm_agree(w->comm, rc)) return -1;
     if (w->size == 1) return 0;
-    int32_t counts[2] = {(int32_t)p->n, p->steps}; /* the prompt is at most `steps` <= seq_len tokens */
-    if (w->comm->bcast(w->comm, VT_WORLD, VT_INT32, counts, 2, 0)) return -1;
+    int32_t counts[3] = {(int32_t)p->n, p->steps, p->bos}; /* the prompt is at most `steps` <= seq_len tokens */
+    if (w->comm->bcast(w->comm, VT_WORLD, VT_INT32, counts, 3, 0)) return -1;
     p->n = (size_t)counts[0];
     p->steps = counts[1];
+    p->bos = counts[2];
     if (w->rank != 0) {
         p->ids = vt_malloc(sizeof(int) * p->n, "prompt ids");
         rc = p->ids ? 0 : -1;
@@ -68,7 +71,7 @@ static int generate_loop(vt_comm *c, const vt_model *m, const vt_generate_option
         }
         if (c->bcast(c, VT_PIPE, VT_INT32, &next, 1, c->stages - 1)) return -1;
         pos++;
-        if (next == VT_TOKEN_BOS) break;
+        if (next == pr->bos) break;
         if (c->world_rank == 0) vt_generate_print(&pr->tok, token, next);
         token = next;
     }

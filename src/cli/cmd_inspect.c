@@ -100,7 +100,7 @@ static int print_json(const char *path, const vt_checkpoint_info *info) {
 
 int vt_cmd_inspect(int argc, char **argv) {
     vt_opt opts[] = {
-        {"model", 1, "checkpoint: llama2.c .bin or HF directory", NULL, 0},
+        {"model", 1, "checkpoint: llama2.c .bin, HF directory or GGUF file", NULL, 0},
         {"json", 0, "print one JSON object", NULL, 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]), help;

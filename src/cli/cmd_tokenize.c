@@ -9,7 +9,7 @@
 
 int vt_cmd_tokenize(int argc, char **argv) {
     vt_opt opts[] = {
-        {"tokenizer", 1, "llama2.c tokenizer.bin", NULL, 0},
+        {"tokenizer", 1, "tokenizer.json or llama2.c tokenizer.bin", NULL, 0},
         {"data", 1, "text, JSON Lines, token file, or a tar/tar.gz/tar.zst/zip archive of them", NULL, 0},
         {"out", 1, "output llm.c token shard (uint16 ids; uint32 past 65536 tokens of vocabulary)", NULL, 0},
     };
@@ -31,7 +31,8 @@ int vt_cmd_tokenize(int argc, char **argv) {
     if (rc == 0) rc = vt_tokens_write(out_path, &tokens, tok.vocab_size);
     if (rc == 0)
         printf("tokenize: %s: %zu file%s, %zu documents, %zu tokens -> %s\n", data_path, stats.files,
-               stats.files == 1 ? "" : "s", stats.documents, tokens.n, out_path);
+               stats.files == 1 ? "" : "s", stats.text.documents, tokens.n, out_path);
+    if (rc == 0 && stats.text.unk) vt_data_note_unk(stderr, data_path, &stats, &tok);
     vt_tokens_free(&tokens);
     vt_tokenizer_free(&tok);
     return rc ? vt_cmd_fail("tokenize") : 0;

@@ -16,7 +16,7 @@ enum { OPT_MODEL, OPT_TOKENIZER, OPT_DATA, OPT_WINDOW, OPT_BATCH, OPT_JSON, OPT_
 
 static void default_opts(vt_opt *opts) {
     const vt_opt table[N_OPTS] = {
-        {"model", 1, "checkpoint: llama2.c .bin or HF directory", NULL, 0},
+        {"model", 1, "checkpoint: llama2.c .bin, HF directory or GGUF file", NULL, 0},
         {"tokenizer", 1, "tokenizer.json or llama2.c tokenizer.bin (default: found next to the model)", NULL, 0},
         {"data", 1, "text, .jsonl, token file, or an archive of them", NULL, 0},
         {"window", 1, "tokens per scored window", "256", 0},
@@ -63,7 +63,7 @@ int vt_eval_read_tokens(const vt_eval_options *o, vt_tokens *ids) {
     int have_tok = embedded || vt_tokenizer_locate(o->model, o->tokenizer, tok_path, sizeof tok_path) == 0;
     if (!have_tok && o->tokenizer) return -1;
     if (have_tok && (embedded ? vt_gguf_tokenizer_load(&tok, o->model) : vt_tokenizer_load(&tok, tok_path))) return -1;
-    int rc = vt_data_tokens(o->data, have_tok ? &tok : NULL, ids);
+    int rc = vt_data_tokens_note(o->data, have_tok ? &tok : NULL, ids, stderr);
     if (have_tok) vt_tokenizer_free(&tok);
     return rc;
 }

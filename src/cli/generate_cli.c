@@ -16,7 +16,7 @@ enum { OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_STEPS, OPT_TEMPERATURE, OPT_SEE
 
 static void default_opts(vt_opt *opts) {
     const vt_opt table[N_OPTS] = {
-        {"model", 1, "checkpoint: llama2.c .bin or HF directory", NULL, 0},
+        {"model", 1, "checkpoint: llama2.c .bin, HF directory or GGUF file", NULL, 0},
         {"tokenizer", 1, "tokenizer.json or llama2.c tokenizer.bin (default: found next to the model)", NULL, 0},
         {"prompt", 1, "text to continue", "", 0},
         {"steps", 1, "positions to run, prompt included (capped at the model's maximum)", "256", 0},
@@ -69,7 +69,11 @@ int vt_generate_prompt(const vt_generate_options *o, const vt_tokenizer *tok, co
     if (tok->vocab_size > c->vocab)
         return vt_fail("%s has %d tokens but the model %s has a vocabulary of %d", tok_path, tok->vocab_size, o->model,
                        c->vocab);
-    if (vt_encode(tok, o->prompt, strlen(o->prompt), 1, 0, ids, n)) return -1;
+    size_t n_unk;
+    if (vt_tokenizer_encode(tok, o->prompt, strlen(o->prompt), 1, 0, ids, n, &n_unk)) return -1;
+    if (n_unk)
+        fprintf(stderr, "note: the prompt has %zu character%s not in %s's vocabulary, encoded as <unk> (id %d)\n",
+                n_unk, n_unk == 1 ? "" : "s", tok_path, tok->unk_id);
     *steps = o->steps > c->seq_len ? c->seq_len : o->steps;
     if ((size_t)*steps < *n) {
         free(*ids);

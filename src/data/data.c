@@ -43,8 +43,8 @@ static int parse_part(const char *name, vt_data_kind kind, const unsigned char *
     if ((kind == VT_DATA_TEXT || kind == VT_DATA_JSONL) && !tok)
         return vt_fail("%s: text data needs a tokenizer", name);
     switch (kind) {
-    case VT_DATA_TEXT: return vt_text_append_tokens(name, (const char *)data, size, tok, out, &stats->documents);
-    case VT_DATA_JSONL: return vt_jsonl_append_tokens(name, (const char *)data, size, tok, out, &stats->documents);
+    case VT_DATA_TEXT: return vt_text_append_tokens(name, (const char *)data, size, tok, out, &stats->text);
+    case VT_DATA_JSONL: return vt_jsonl_append_tokens(name, (const char *)data, size, tok, out, &stats->text);
     case VT_DATA_SHARD: return vt_tokens_parse_shard(name, data, size, vocab, out);
     case VT_DATA_U32: return vt_tokens_parse_u32(name, data, size, vocab, out);
     default: return vt_fail("%s: not a data file this program reads", name);
@@ -210,4 +210,16 @@ int vt_data_read(const char *path, const vt_tokenizer *tok, vt_tokens *out, vt_d
 
 int vt_data_tokens(const char *path, const vt_tokenizer *tok, vt_tokens *out) {
     return vt_data_read(path, tok, out, NULL);
+}
+
+int vt_data_tokens_note(const char *path, const vt_tokenizer *tok, vt_tokens *out, FILE *note) {
+    vt_data_stats stats;
+    if (vt_data_read(path, tok, out, &stats)) return -1;
+    if (note && stats.text.unk) vt_data_note_unk(note, path, &stats, tok);
+    return 0;
+}
+
+void vt_data_note_unk(FILE *note, const char *path, const vt_data_stats *stats, const vt_tokenizer *tok) {
+    fprintf(note, "note: %s: %zu character%s not in the tokenizer's vocabulary became <unk> (id %d)\n", path,
+            stats->text.unk, stats->text.unk == 1 ? "" : "s", tok ? tok->unk_id : -1);
 }

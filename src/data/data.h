@@ -15,8 +15,10 @@
 #define VT_DATA_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "data/token_file.h"
+#include "data/documents.h"
 #include "io/tokenizer.h"
 
 typedef enum { VT_DATA_UNKNOWN, VT_DATA_TEXT, VT_DATA_JSONL, VT_DATA_SHARD, VT_DATA_U32, VT_DATA_ARCHIVE } vt_data_kind;
@@ -24,8 +26,8 @@ typedef enum { VT_DATA_UNKNOWN, VT_DATA_TEXT, VT_DATA_JSONL, VT_DATA_SHARD, VT_D
 vt_data_kind vt_data_kind_of(const char *name);
 
 typedef struct {
-    size_t documents; /* text documents encoded (0 for pre-tokenized data) */
-    size_t files;     /* files read: 1, or the archive members used */
+    vt_doc_counts text; /* text documents encoded and characters become unk (0 for pre-tokenized data) */
+    size_t files;       /* files read: 1, or the archive members used */
 } vt_data_stats;
 
 /* Reads path into *out (overwritten; free with vt_tokens_free). tok encodes text and bounds
@@ -33,5 +35,10 @@ typedef struct {
  * only. Empty data (zero tokens) is an error. stats may be NULL. */
 int vt_data_read(const char *path, const vt_tokenizer *tok, vt_tokens *out, vt_data_stats *stats);
 int vt_data_tokens(const char *path, const vt_tokenizer *tok, vt_tokens *out);
+/* vt_data_tokens for a command: when note is not NULL and characters became the unk token, says
+ * how many there (unknown characters are not an error, as in HF, but a wrong tokenizer shows). */
+int vt_data_tokens_note(const char *path, const vt_tokenizer *tok, vt_tokens *out, FILE *note);
+/* The note itself: "note: PATH: N characters ... became <unk> (id U)". */
+void vt_data_note_unk(FILE *note, const char *path, const vt_data_stats *stats, const vt_tokenizer *tok);
 
 #endif

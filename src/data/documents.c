@@ -86,39 +86,41 @@ int vt_documents_split(const char *text, size_t len, vt_span **docs, size_t *n) 
     return 0;
 }
 
-/* Splits text into documents and appends each, encoded with BOS. */
-static int append_documents(const char *text, size_t len, const vt_tokenizer *tok, vt_tokens *out, size_t *n_docs) {
+/* Splits text into documents and appends each, encoded with BOS; counts characters become unk. */
+static int append_documents(const char *text, size_t len, const vt_tokenizer *tok, vt_tokens *out,
+                            vt_doc_counts *counts) {
     vt_span *docs;
     size_t n;
     if (vt_documents_split(text, len, &docs, &n)) return -1;
     for (size_t i = 0; i < n; i++) {
         int *ids;
-        size_t n_ids;
-        if (vt_encode(tok, docs[i].text, docs[i].len, 1, 0, &ids, &n_ids)) {
+        size_t n_ids, n_unk;
+        if (vt_tokenizer_encode(tok, docs[i].text, docs[i].len, 1, 0, &ids, &n_ids, &n_unk)) {
             free(docs);
             return -1;
         }
         int rc = vt_tokens_append(out, ids, n_ids);
         free(ids);
+        counts->unk += n_unk;
         if (rc) {
             free(docs);
             return -1;
         }
     }
     free(docs);
-    *n_docs += n;
+    counts->documents += n;
     return 0;
 }
 
 int vt_text_append_tokens(const char *name, const char *text, size_t len, const vt_tokenizer *tok, vt_tokens *out,
-                          size_t *n_docs) {
+                          vt_doc_counts *counts) {
     if (vt_utf8_check(name, text, len)) return -1;
-    if (append_documents(text, len, tok, out, n_docs)) return vt_fail_context("%s", name);
+    if (append_documents(text, len, tok, out, counts)) return vt_fail_context("%s", name);
     return 0;
 }
 
 int vt_jsonl_append_tokens(const char *name, const char *text, size_t len, const vt_tokenizer *tok, vt_tokens *out,
-                           size_t *n_docs) {
+                           vt_doc_counts *counts) {
     if (vt_utf8_check(name, text, len)) return -1;
     size_t line = 0;
     for (size_t start = 0; start < len;) {
@@ -138,7 +140,7 @@ int vt_jsonl_append_tokens(const char *name, const char *text, size_t len, const
             json_decref(record);
             return vt_fail("%s: line %zu: JSON Lines record has no string field \"text\"", name, line);
         }
-        int rc = append_documents(json_string_value(field), json_string_length(field), tok, out, n_docs);
+        int rc = append_documents(json_string_value(field), json_string_length(field), tok, out, counts);
         json_decref(record);
         if (rc) return vt_fail_context("%s: line %zu", name, line);
     }

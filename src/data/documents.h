@@ -21,12 +21,17 @@ int vt_utf8_check(const char *name, const char *text, size_t len);
  * that are empty or only whitespace. *docs points into text; free() the array. */
 int vt_documents_split(const char *text, size_t len, vt_span **docs, size_t *n);
 
+typedef struct {
+    size_t documents; /* documents encoded */
+    size_t unk;       /* characters the vocabulary could not encode, encoded as its unk token */
+} vt_doc_counts;
+
 /* Appends the documents of a plain text / of JSON Lines records (each record's "text" split the
- * same way; blank lines skipped) to out, each encoded with BOS and no EOS. Adds the number of
- * documents to *n_docs. Errors name `name` (and the line for JSON Lines). */
+ * same way; blank lines skipped) to out, each encoded with BOS and no EOS (vt_tokenizer_encode).
+ * Adds to *counts. Errors name `name` (and the line for JSON Lines). */
 int vt_text_append_tokens(const char *name, const char *text, size_t len, const vt_tokenizer *tok, vt_tokens *out,
-                          size_t *n_docs);
+                          vt_doc_counts *counts);
 int vt_jsonl_append_tokens(const char *name, const char *text, size_t len, const vt_tokenizer *tok, vt_tokens *out,
-                           size_t *n_docs);
+                           vt_doc_counts *counts);
 
 #endif

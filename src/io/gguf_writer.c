@@ -11,6 +11,7 @@
 #include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/hf_tensors.h"
+#include "io/tokenizer_hf.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 
@@ -83,13 +84,15 @@ static void w_piece(writer *w, const char *s, unsigned len) {
 
 static int token_type(const vt_tokenizer *t, int id) {
     const char *s = t->vocab[id];
-    if (id == 0) return 2;                       /* unknown */
-    if (id == VT_TOKEN_BOS || id == VT_TOKEN_EOS) return 3; /* control */
+    if (id == (t->unk_id >= 0 ? t->unk_id : 0)) return 2; /* unknown */
+    if (id == t->bos_id || id == t->eos_id) return 3;     /* control */
     if (t->vocab_len[id] == 6 && !strncmp(s, "<0x", 3) && s[5] == '>') return 6; /* byte */
-    return 1;                                    /* normal */
+    return 1;                                              /* normal */
 }
 
-static void write_tokenizer(writer *w, const vt_tokenizer *t) {
+/* The vocabulary as llama.cpp's sentencepiece-style "llama" model: pieces, scores (a tokenizer.json's
+ * from its merge ranks, so the same pairs merge first), types and special ids. */
+static void write_tokenizer(writer *w, const vt_tokenizer *t, const float *scores) {
     kv_str(w, "tokenizer.ggml.model", "llama");
     w_key(w, "tokenizer.ggml.tokens", VT_GGUF_ARRAY);
     w_u32(w, VT_GGUF_STRING);
@@ -98,14 +101,14 @@ static void write_tokenizer(writer *w, const vt_tokenizer *t) {
     w_key(w, "tokenizer.ggml.scores", VT_GGUF_ARRAY);
     w_u32(w, VT_GGUF_F32);
     w_u64(w, (uint64_t)t->vocab_size);
-    for (int i = 0; i < t->vocab_size; i++) w_f32(w, t->scores[i]);
+    for (int i = 0; i < t->vocab_size; i++) w_f32(w, scores[i]);
     w_key(w, "tokenizer.ggml.token_type", VT_GGUF_ARRAY);
     w_u32(w, VT_GGUF_I32);
     w_u64(w, (uint64_t)t->vocab_size);
     for (int i = 0; i < t->vocab_size; i++) w_u32(w, (uint32_t)token_type(t, i));
-    kv_u32(w, "tokenizer.ggml.unknown_token_id", 0);
-    kv_u32(w, "tokenizer.ggml.bos_token_id", VT_TOKEN_BOS);
-    kv_u32(w, "tokenizer.ggml.eos_token_id", VT_TOKEN_EOS);
+    kv_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)(t->unk_id >= 0 ? t->unk_id : 0));
+    kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)(t->bos_id >= 0 ? t->bos_id : VT_TOKEN_BOS));
+    kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)(t->eos_id >= 0 ? t->eos_id : VT_TOKEN_EOS));
     kv_bool(w, "tokenizer.ggml.add_bos_token", 1);
     kv_bool(w, "tokenizer.ggml.add_eos_token", 0);
 }
@@ -249,12 +252,15 @@ static int write_data(writer *w) {
 }
 
 static int write_all(writer *w, const vt_model *m, const vt_tokenizer *tok) {
+    float *scores = tok->scores ? NULL : vt_hf_piece_scores(tok);
+    if (!tok->scores && !scores) return -1;
     fwrite("GGUF", 1, 4, w->f);
     w_u32(w, 3);
     w_u64(w, (uint64_t)w->n);
     w_u64(w, N_ARCH_KV + N_TOK_KV);
     write_arch(w, &m->cfg);
-    write_tokenizer(w, tok);
+    write_tokenizer(w, tok, tok->scores ? tok->scores : scores);
+    free(scores);
     for (int i = 0; i < w->n; i++) {
         const out_tensor *t = &w->t[i];
         w_bytes(w, t->name, strlen(t->name));
@@ -272,6 +278,9 @@ int vt_gguf_write(const vt_model *m, const vt_tokenizer *tok, uint32_t type, con
     if (!tok) return vt_fail("%s: GGUF export needs the model's tokenizer (llama.cpp reads it from the file)", path);
     if (tok->vocab_size != m->cfg.vocab)
         return vt_fail("%s: the tokenizer has %d tokens but the model's vocabulary is %d", path, tok->vocab_size, m->cfg.vocab);
+    if (tok->hf && tok->hf->byte_level)
+        return vt_fail("%s: a byte-level (GPT-2 style) tokenizer.json cannot be embedded yet; GGUF export takes "
+                       "sentencepiece-style vocabularies (LLaMA-2, Mistral, TinyLlama) and tokenizer.bin", path);
     if (!overwrite && vt_path_exists(path)) return vt_fail("%s already exists (pass overwrite to replace it)", path);
     writer w = {.path = path};
     char tmp[VT_PATH_MAX];

@@ -48,23 +48,152 @@ static int weight_map_read(vt_hf_checkpoint *ck, json_t *map) {
     return 0;
 }
 
+/* ---- an index's weight_map read as text, to see entries a JSON parser merges ---- */
+
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+/* Past the string starting at p (a '"'), escapes skipped; end when it never closes. */
+static const char *skip_string(const char *p, const char *end) {
+    for (p++; p < end && *p != '"'; p++)
+        if (*p == '\\') p++;
+    return p < end ? p + 1 : end;
+}
+
+/* Past the value at p: a string, a balanced object or array, or a scalar (up to ',', '}' or ']'). */
+static const char *skip_value(const char *p, const char *end) {
+    int depth = 0;
+    while (p < end) {
+        char c = *p;
+        if (c == '"') {
+            p = skip_string(p, end);
+            if (depth == 0) return p;
+            continue;
+        }
+        if (c == '{' || c == '[') depth++;
+        else if (c == '}' || c == ']') {
+            if (depth == 0) return p;
+            if (--depth == 0) return p + 1;
+        } else if (c == ',' && depth == 0) return p;
+        p++;
+    }
+    return end;
+}
+
+/* The JSON string token p[0..q) decoded, or NULL; json_decref it. */
+static json_t *decode_string(const char *p, const char *q) {
+    json_t *v = json_loadb(p, (size_t)(q - p), JSON_DECODE_ANY, NULL);
+    if (v && !json_is_string(v)) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+/* Checks each "name": "file" pair of the weight_map object at p (text already parsed as valid
+ * JSON, where a repeated name keeps its last file, as map does): a name listed again in the same
+ * file is harmless, in another file an error naming both. */
+static int check_repeats(const vt_hf_checkpoint *ck, const char *p, const char *end, json_t *map) {
+    p = skip_ws(p + 1, end);
+    while (p < end && *p == '"') {
+        const char *k = p, *k_end = skip_string(p, end);
+        p = skip_ws(skip_ws(k_end, end) + 1, end); /* past ':' */
+        const char *v_end = skip_value(p, end);
+        json_t *name = decode_string(k, k_end), *file = decode_string(p, v_end);
+        const char *last = name ? json_string_value(json_object_get(map, json_string_value(name))) : NULL;
+        int rc = 0;
+        if (file && last && strcmp(json_string_value(file), last) != 0)
+            rc = vt_fail("%s: tensor %s is listed twice in the weight_map, in %s and in %s", ck->index_path,
+                         json_string_value(name), json_string_value(file), last);
+        json_decref(name);
+        json_decref(file);
+        if (rc) return -1;
+        p = skip_ws(v_end, end);
+        if (p < end && *p == ',') p = skip_ws(p + 1, end);
+    }
+    return 0;
+}
+
+/* Finds the top-level "weight_map" object in the index text and checks its repeated names. */
+static int check_index_text(const vt_hf_checkpoint *ck, const char *text, size_t n, json_t *map) {
+    const char *end = text + n, *p = skip_ws(text, end);
+    if (p == end || *p != '{') return 0;
+    for (p = skip_ws(p + 1, end); p < end && *p == '"';) {
+        const char *k_end = skip_string(p, end);
+        int is_map = k_end - p == 12 && memcmp(p, "\"weight_map\"", 12) == 0;
+        p = skip_ws(skip_ws(k_end, end) + 1, end);
+        if (is_map && p < end && *p == '{' && check_repeats(ck, p, end, map)) return -1;
+        p = skip_ws(skip_value(p, end), end);
+        if (p < end && *p == ',') p = skip_ws(p + 1, end);
+    }
+    return 0;
+}
+
 static int read_index(vt_hf_checkpoint *ck) {
     char *text;
     size_t n;
     if (vt_read_file(ck->index_path, &text, &n)) return -1;
+    /* Real indexes may list a tensor twice: parsed leniently, then the repeats checked in the text. */
     json_error_t err;
-    json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &err);
-    free(text);
-    if (!root)
+    json_t *root = json_loadb(text, n, 0, &err);
+    if (!root) {
+        free(text);
         return vt_fail("%s: invalid JSON at line %d, column %d: %s", ck->index_path, err.line, err.column, err.text);
-    json_t *map = json_object_get(root, "weight_map");
-    if (!json_is_object(map)) {
-        json_decref(root);
-        return vt_fail("%s: missing \"weight_map\" object", ck->index_path);
     }
-    int rc = weight_map_read(ck, map);
+    json_t *map = json_object_get(root, "weight_map");
+    int rc = json_is_object(map) ? check_index_text(ck, text, n, map)
+                                 : vt_fail("%s: missing \"weight_map\" object", ck->index_path);
+    free(text);
+    if (rc == 0) rc = weight_map_read(ck, map);
     json_decref(root);
     return rc;
+}
+
+static const char EMBED[] = "model.embed_tokens.weight", HEAD[] = "lm_head.weight";
+
+/* Maps file i of the checkpoint on first use. */
+static int open_shard(vt_hf_checkpoint *ck, int i) {
+    if (ck->shards[i].path) return 0;
+    char path[VT_PATH_MAX];
+    return vt_path_join(path, sizeof path, ck->dir, ck->files[i]) || vt_st_open(&ck->shards[i], path);
+}
+
+/* The file holding name, or -1 when it is not stored (no error); -2 on a failure to read. */
+static int stored_in(vt_hf_checkpoint *ck, const char *name) {
+    if (ck->map) {
+        vt_hf_map_entry key = {(char *)name, 0};
+        const vt_hf_map_entry *e = bsearch(&key, ck->map, ck->n_map, sizeof *ck->map, by_name);
+        return e ? e->file : -1;
+    }
+    if (open_shard(ck, 0)) return -2;
+    return vt_st_find(&ck->shards[0], name) ? 0 : -1;
+}
+
+/* Where the embedding is stored. Tied checkpoints keep it as model.embed_tokens.weight, or only as
+ * lm_head.weight: torch's save_model drops one name of a shared tensor and records it in the file's
+ * metadata as an alias of the other, which makes the model tied whatever config.json says. With
+ * both names stored and tie_word_embeddings false or absent, the model is untied (as in HF). */
+static int resolve_embedding(vt_hf_checkpoint *ck) {
+    snprintf(ck->embed_name, sizeof ck->embed_name, "%s", EMBED);
+    int e = stored_in(ck, EMBED), h = stored_in(ck, HEAD);
+    if (e == -2 || h == -2) return -1;
+    if ((e >= 0) == (h >= 0)) return 0; /* both (tied or not), or neither (vt_hf_find reports it) */
+    const char *present = e >= 0 ? EMBED : HEAD, *absent = e >= 0 ? HEAD : EMBED;
+    int file = e >= 0 ? e : h, aliased = 0;
+    if (!ck->cfg.tied) {
+        if (open_shard(ck, file)) return -1;
+        const char *a = vt_st_meta(&ck->shards[file], absent), *b = vt_st_meta(&ck->shards[file], present);
+        aliased = (a && strcmp(a, present) == 0) || (b && strcmp(b, absent) == 0);
+    }
+    if (!ck->cfg.tied && !aliased)
+        return vt_fail("%s: missing tensor %s: only %s is stored, %s does not say tie_word_embeddings true, and no "
+                       "safetensors metadata names one an alias of the other",
+                       ck->map ? ck->index_path : ck->shards[0].path, absent, present, ck->config_path);
+    ck->cfg.tied = 1;
+    snprintf(ck->embed_name, sizeof ck->embed_name, "%s", present);
+    return 0;
 }
 
 int vt_hf_open(vt_hf_checkpoint *ck, const char *dir) {
@@ -90,6 +219,7 @@ int vt_hf_open(vt_hf_checkpoint *ck, const char *dir) {
         ck->shards = vt_calloc((size_t)ck->n_files, sizeof *ck->shards, "safetensors files");
         if (!ck->shards) rc = -1;
     }
+    if (!rc) rc = resolve_embedding(ck);
     if (rc) vt_hf_close(ck);
     return rc;
 }
@@ -117,13 +247,10 @@ int vt_hf_file_of(vt_hf_checkpoint *ck, const char *name) {
 
 int vt_hf_find(vt_hf_checkpoint *ck, const char *name, int ndim, const int64_t *shape, const vt_safetensors **file,
                const vt_st_tensor **tensor) {
+    if (strcmp(name, EMBED) == 0) name = ck->embed_name;
     int i = vt_hf_file_of(ck, name);
-    if (i < 0) return -1;
+    if (i < 0 || open_shard(ck, i)) return -1;
     vt_safetensors *st = &ck->shards[i];
-    if (!st->path) {
-        char path[VT_PATH_MAX];
-        if (vt_path_join(path, sizeof path, ck->dir, ck->files[i]) || vt_st_open(st, path)) return -1;
-    }
     const vt_st_tensor *t = vt_st_find(st, name);
     if (!t) {
         const char *why = ck->map ? " (the index places it in this file)" : "";

@@ -26,13 +26,19 @@ typedef struct {
     int n_files;
     char **files;           /* safetensors file names, relative to dir */
     vt_safetensors *shards; /* n_files; shards[i].path is NULL until the file is opened */
+    char embed_name[32];    /* the stored name of the embedding: model.embed_tokens.weight, or
+                               lm_head.weight for a tied model stored under that name only */
 } vt_hf_checkpoint;
 
-/* Reads config.json and locates the weights; maps no weight file yet. */
+/* Reads config.json and locates the weights. A tied matrix stored only as lm_head.weight serves as
+ * the embedding (when config.json says tie_word_embeddings, or the file's metadata names
+ * model.embed_tokens.weight as its alias, which then makes the model tied); an index that lists a
+ * tensor in two different files is an error naming both. Maps no weight file unless it must read
+ * such metadata. */
 int vt_hf_open(vt_hf_checkpoint *ck, const char *dir);
 void vt_hf_close(vt_hf_checkpoint *ck);
 
-/* Finds the stored tensor `name` and checks it against the config: present, dtype F32/F16/BF16
+/* Finds the stored tensor `name` (model.embed_tokens.weight: under embed_name) and checks it against the config: present, dtype F32/F16/BF16
  * (and equal to config.json's torch_dtype when that is given), shape [ndim] == shape. Opens its
  * file on first use. Errors name the file, the tensor, expected and actual. */
 int vt_hf_find(vt_hf_checkpoint *ck, const char *name, int ndim, const int64_t *shape,

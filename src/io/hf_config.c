@@ -80,11 +80,23 @@ static int get_layer_array(const char *path, json_t *root, const char *key, vt_c
     return 0;
 }
 
-static int parse_config(const char *path, json_t *root, vt_config *c, int *declared_dtype) {
-    if (!json_is_object(root)) return vt_fail("%s: expected a JSON object", path);
+/* Keys that would change the computation into one this program does not do are refused, naming the
+ * key: another activation, scaled RoPE (a rope_scaling of type "default" is plain RoPE), RoPE on part
+ * of each head, biases. */
+static int refuse_unsupported(const char *path, json_t *root) {
     if (check_string(path, root, "model_type", "llama") || check_string(path, root, "hidden_act", "silu")) return -1;
     json_t *v = json_object_get(root, "rope_scaling");
-    if (v && !json_is_null(v)) return vt_fail("%s: \"rope_scaling\" is set; scaled RoPE is not supported", path);
+    if (v && !json_is_null(v)) {
+        json_t *type = json_object_get(v, "rope_type");
+        if (!type) type = json_object_get(v, "type");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "default") != 0)
+            return vt_fail("%s: \"rope_scaling\" is set%s%s; scaled RoPE is not supported", path,
+                           json_is_string(type) ? " to type " : "", json_is_string(type) ? json_string_value(type) : "");
+    }
+    double partial = 1.0;
+    if (get_number(path, root, "partial_rotary_factor", 0, 1.0, &partial)) return -1;
+    if (partial != 1.0)
+        return vt_fail("%s: \"partial_rotary_factor\" is %g; RoPE on part of each head is not supported", path, partial);
     const char *bias_keys[] = {"attention_bias", "mlp_bias"};
     for (int i = 0; i < 2; i++) {
         v = json_object_get(root, bias_keys[i]);
@@ -93,6 +105,13 @@ static int parse_config(const char *path, json_t *root, vt_config *c, int *decla
         if (json_is_true(v))
             return vt_fail("%s: \"%s\" is true; LLaMA layers with biases are not supported", path, bias_keys[i]);
     }
+    return 0;
+}
+
+static int parse_config(const char *path, json_t *root, vt_config *c, int *declared_dtype) {
+    if (!json_is_object(root)) return vt_fail("%s: expected a JSON object", path);
+    if (refuse_unsupported(path, root)) return -1;
+    json_t *v;
     double eps = 0.0, theta = 0.0;
     if (get_int(path, root, "hidden_size", 1, 0, &c->dim) ||
         get_int(path, root, "intermediate_size", 1, 0, &c->ffn_dim) ||

@@ -146,7 +146,21 @@ int vt_hf_write_piece(const vt_model *part, int piece, const vt_hf_layout *l, co
     return rc;
 }
 
-int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *tokenizer, const char *dir) {
+/* The HF files beside the weights and tokenizer that loaders read (chat template, special tokens,
+ * generation defaults), copied from the source model directory when it has them. */
+static int copy_companions(const char *source, const char *dir) {
+    static const char *const names[] = {"tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+    if (!source || !vt_is_dir(source)) return 0;
+    char from[VT_PATH_MAX], to[VT_PATH_MAX];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (vt_path_join(from, sizeof from, source, names[i]) || vt_path_join(to, sizeof to, dir, names[i])) return -1;
+        if (vt_path_exists(from) && vt_copy_file(from, to)) return -1;
+    }
+    return 0;
+}
+
+int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *tokenizer, const char *source,
+                       const char *dir) {
     char path[VT_PATH_MAX];
     if (vt_path_join(path, sizeof path, dir, "config.json") || vt_hf_config_write(path, c, l->dtype)) return -1;
     vt_hf_tensor *t;
@@ -162,6 +176,7 @@ int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *to
         rc = vt_path_join(path, sizeof path, dir, vt_tokenizer_is_json(tokenizer) ? "tokenizer.json" : "tokenizer.bin");
         if (rc == 0) rc = vt_copy_file(tokenizer, path);
     }
+    if (rc == 0) rc = copy_companions(source, dir);
     free(shard_of);
     free(t);
     return rc;
@@ -169,6 +184,11 @@ int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *to
 
 int vt_hf_write(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t shard_bytes,
                 const char *tokenizer_path) {
+    return vt_hf_write_from(m, out_dir, dtype, shard_bytes, tokenizer_path, NULL);
+}
+
+int vt_hf_write_from(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t shard_bytes,
+                     const char *tokenizer_path, const char *source) {
     if (m->layer_begin != 0 || m->layer_end != m->cfg.n_layers || !m->has_embed || !m->has_head)
         return vt_fail("%s: writing a checkpoint needs the whole model (it holds layers [%d, %d) of %d%s%s)", out_dir,
                        m->layer_begin, m->layer_end, m->cfg.n_layers, m->has_embed ? "" : ", no embedding",
@@ -177,7 +197,7 @@ int vt_hf_write(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t s
     vt_outdir o;
     if (vt_outdir_begin(&o, out_dir, 0)) return -1;
     vt_hf_layout l = {dtype, shard_bytes, 1, NULL}; /* the whole model: one piece */
-    if (vt_hf_write_piece(m, 0, &l, o.tmp) || vt_hf_write_common(&m->cfg, &l, tokenizer_path, o.tmp) ||
+    if (vt_hf_write_piece(m, 0, &l, o.tmp) || vt_hf_write_common(&m->cfg, &l, tokenizer_path, source, o.tmp) ||
         vt_outdir_commit(&o)) {
         vt_outdir_abort(&o);
         return -1;

@@ -39,13 +39,20 @@ int vt_hf_write_piece(const vt_model *part, int piece, const vt_hf_layout *l, co
 
 /* Writes what the pieces share into dir, from the config alone: config.json (rotate-half RoPE,
  * per-layer sizes when pruned), model.safetensors.index.json when there is more than one file
- * ({"metadata": {"total_size": bytes}, "weight_map": {name: file}}), and tokenizer copied as
- * tokenizer.bin when not NULL. */
-int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *tokenizer, const char *dir);
+ * ({"metadata": {"total_size": bytes}, "weight_map": {name: file}}), tokenizer copied as
+ * tokenizer.json or tokenizer.bin (by its format) when not NULL, and, when source (the model the
+ * checkpoint came from; may be NULL) is a directory, its tokenizer_config.json,
+ * special_tokens_map.json and generation_config.json, so the result is a drop-in for it. */
+int vt_hf_write_common(const vt_config *c, const vt_hf_layout *l, const char *tokenizer, const char *source,
+                       const char *dir);
 
 /* Writes a whole model (all layers, embedding and head) to out_dir: its one piece and the common
- * files (shard_bytes 0: one safetensors file). The directory is built under a temporary name and
- * renamed into place; an existing non-empty out_dir is refused. */
+ * files (shard_bytes 0: one safetensors file; source as for vt_hf_write_common). The directory is
+ * built under a temporary name and renamed into place; an existing non-empty out_dir is refused. */
+int vt_hf_write_from(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t shard_bytes,
+                     const char *tokenizer_path, const char *source);
+
+/* vt_hf_write_from with no source model directory. */
 int vt_hf_write(const vt_model *m, const char *out_dir, vt_dtype dtype, size_t shard_bytes,
                 const char *tokenizer_path);
 

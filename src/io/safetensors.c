@@ -129,6 +129,23 @@ static int check_tiling(const vt_safetensors *st) {
     return 0;
 }
 
+/* Keeps the metadata's string entries (safetensors metadata maps strings to strings; others are
+ * skipped), e.g. the aliases torch's save_model records for shared tensors it stored once. */
+static int keep_metadata(vt_safetensors *st, json_t *meta) {
+    st->meta = vt_calloc(2 * json_object_size(meta) + 1, sizeof *st->meta, "safetensors metadata");
+    if (!st->meta) return -1;
+    const char *key;
+    json_t *val;
+    json_object_foreach(meta, key, val) {
+        if (!json_is_string(val)) continue;
+        char **kv = &st->meta[2 * st->n_meta];
+        st->n_meta++;
+        if (!(kv[0] = strdup(key)) || !(kv[1] = strdup(json_string_value(val))))
+            return vt_fail("out of memory reading %s", st->path);
+    }
+    return 0;
+}
+
 static int parse_header(vt_safetensors *st) {
     const char *path = st->path;
     if (st->file.size < 8)
@@ -158,6 +175,8 @@ static int parse_header(vt_safetensors *st) {
                     rc = vt_fail("%s: \"__metadata__\" is not a JSON object", path);
                     break;
                 }
+                rc = keep_metadata(st, val);
+                if (rc) break;
                 continue;
             }
             vt_st_tensor *t = &st->tensors[st->n_tensors];
@@ -193,9 +212,17 @@ int vt_st_open(vt_safetensors *st, const char *path) {
 void vt_st_close(vt_safetensors *st) {
     for (int i = 0; i < st->n_tensors; i++) free(st->tensors[i].name);
     free(st->tensors);
+    for (int i = 0; i < 2 * st->n_meta; i++) free(st->meta[i]);
+    free(st->meta);
     vt_unmap_file(&st->file);
     free(st->path);
     memset(st, 0, sizeof *st);
+}
+
+const char *vt_st_meta(const vt_safetensors *st, const char *key) {
+    for (int i = 0; i < st->n_meta; i++)
+        if (strcmp(st->meta[2 * i], key) == 0) return st->meta[2 * i + 1];
+    return NULL;
 }
 
 const vt_st_tensor *vt_st_find(const vt_safetensors *st, const char *name) {

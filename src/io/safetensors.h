@@ -30,6 +30,8 @@ typedef struct {
     uint64_t data_size;
     int n_tensors;
     vt_st_tensor *tensors; /* sorted by name */
+    int n_meta;
+    char **meta; /* the "__metadata__" string entries: key meta[2 i], value meta[2 i + 1] */
 } vt_safetensors;
 
 /* Maps and validates a file: the header length lies inside the file, the header is a JSON object
@@ -40,6 +42,8 @@ int vt_st_open(vt_safetensors *st, const char *path);
 void vt_st_close(vt_safetensors *st);
 /* The tensor called name, or NULL. */
 const vt_st_tensor *vt_st_find(const vt_safetensors *st, const char *name);
+/* The "__metadata__" value of key (a string entry), or NULL. */
+const char *vt_st_meta(const vt_safetensors *st, const char *key);
 /* Converts a F32/F16/BF16 tensor to fp32 into dst[n_elems]; other dtypes are an error. */
 int vt_st_read_f32(const vt_safetensors *st, const vt_st_tensor *t, float *dst);
 /* A shape as errors print it: "[172, 64]" (cut at cap). */

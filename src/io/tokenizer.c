@@ -333,7 +333,7 @@ int vt_tokenizer_locate(const char *model_path, const char *given, char *out, si
         return vt_fail("no tokenizer given and none found in %s (looked for tokenizer.json and tokenizer.bin); "
                        "pass --tokenizer", model_path);
     }
-    /* A file: look in its directory. */
+    /* A file: look in its directory (llama2.c's names first, then an HF tokenizer.json). */
     const char *slash = strrchr(model_path, '/');
     const char *base = slash ? slash + 1 : model_path;
     char dir[VT_PATH_MAX];
@@ -359,9 +359,12 @@ int vt_tokenizer_locate(const char *model_path, const char *given, char *out, si
         n_found++;
     }
     closedir(d);
-    if (n_found == 0)
-        return vt_fail("no tokenizer given and none found next to %s (no tokenizer.bin or tok*.bin in %s); pass --tokenizer",
-                       model_path, dir);
+    if (n_found == 0) {
+        if (join_path(candidate, sizeof candidate, dir, "tokenizer.json") == 0 && is_readable_file(candidate))
+            return copy_path(out, cap, candidate);
+        return vt_fail("no tokenizer given and none found next to %s (no tokenizer.bin, tok*.bin or tokenizer.json in "
+                       "%s); pass --tokenizer", model_path, dir);
+    }
     if (n_found > 1)
         return vt_fail("no tokenizer given and %d candidates next to %s (%s, %s, ...); pass --tokenizer",
                        n_found, model_path, found[0], found[1]);

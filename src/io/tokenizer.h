@@ -64,7 +64,8 @@ int vt_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int 
 const char *vt_decode_piece(const vt_tokenizer *t, int prev_token, int token);
 
 /* Chooses the tokenizer for a model: `given` when not NULL; otherwise for an HF directory
- * <dir>/tokenizer.json, else <dir>/tokenizer.bin, or for a .bin file tokenizer.bin or a single tok*.bin (not the model) beside it.
+ * <dir>/tokenizer.json, else <dir>/tokenizer.bin, or for a .bin file tokenizer.bin or a single tok*.bin (not the model) beside it,
+ * else a tokenizer.json beside it.
  * Writes the path to out[cap]; errors say to pass --tokenizer. */
 int vt_tokenizer_locate(const char *model_path, const char *given, char *out, size_t cap);
 

@@ -56,6 +56,11 @@ void vt_hf_free(vt_tokenizer *t);
 int vt_hf_encode(const vt_tokenizer *t, const char *text, size_t len, int bos, int eos, int **ids, size_t *n,
                  size_t *n_unk);
 
+/* Sentencepiece-style scores for t's pieces (a GGUF "llama" vocabulary merges the pair whose
+ * result scores highest): -rank of the first merge producing the piece, -1e9 for pieces no merge
+ * produces. malloc'ed vocab_size floats, or NULL (error set). */
+float *vt_hf_piece_scores(const vt_tokenizer *t);
+
 /* The merge of a then b: 1 with its rank and merged id, else 0. */
 int vt_hf_merge_find(const struct vt_hf_model *m, int a, int b, int *rank, int *id);
 

@@ -114,6 +114,19 @@ static void merge_put(struct vt_hf_model *m, int a, int b, int rank, int id) {
     m->merges[i] = (vt_merge_slot){key, rank, id};
 }
 
+float *vt_hf_piece_scores(const vt_tokenizer *t) {
+    float *scores = vt_malloc(sizeof *scores * (size_t)t->vocab_size, "piece scores");
+    if (!scores) return NULL;
+    for (int i = 0; i < t->vocab_size; i++) scores[i] = -1e9f;
+    const struct vt_hf_model *m = t->hf;
+    for (size_t i = 0; m->merges && i <= m->merge_mask; i++) {
+        const vt_merge_slot *s = &m->merges[i];
+        if (s->key && s->id >= 0 && s->id < t->vocab_size && -(float)s->rank > scores[s->id])
+            scores[s->id] = -(float)s->rank;
+    }
+    return scores;
+}
+
 int vt_hf_merge_find(const struct vt_hf_model *m, int a, int b, int *rank, int *id) {
     if (!m->merges) return 0;
     uint64_t key = (uint64_t)(a + 1) << 32 | (uint64_t)(b + 1);

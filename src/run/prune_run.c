@@ -161,8 +161,9 @@ static int load_model(prune_ctx *x) {
 static int load_data(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
     vt_tokenizer *tok = x->have_tok ? &x->tok : NULL;
-    int data_rc = vt_data_tokens(rc->data.calib, tok, &x->calib_ids);
-    if (data_rc == 0 && rc->data.eval[0]) data_rc = vt_data_tokens(rc->data.eval, tok, &x->eval_ids);
+    FILE *note = is_coordinator(x) ? stderr : NULL;
+    int data_rc = vt_data_tokens_note(rc->data.calib, tok, &x->calib_ids, note);
+    if (data_rc == 0 && rc->data.eval[0]) data_rc = vt_data_tokens_note(rc->data.eval, tok, &x->eval_ids, note);
     if (data_rc == 0)
         data_rc = vt_calib_init(&x->calib, x->calib_ids.ids, x->calib_ids.n, rc->data.fraction, rc->data.seq_len,
                                 (size_t)rc->data.max_sequences);
@@ -344,7 +345,7 @@ static int write_checkpoint(prune_ctx *x) {
                              rc->output.dir, rc->output.overwrite);
     }
     return vt_write_pruned(x->comm, &x->pruned, rc->output.dir, rc->output.overwrite, rc->output.dtype,
-                           (size_t)rc->output.shard_size, x->have_tok ? x->tok_path : NULL,
+                           (size_t)rc->output.shard_size, x->have_tok ? x->tok_path : NULL, rc->model.path,
                            is_coordinator(x) ? &x->report : NULL);
 }
 

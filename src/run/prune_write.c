@@ -10,7 +10,7 @@
 #include "report/report_svg.h"
 
 int vt_write_pruned(vt_comm *c, const vt_model *part, const char *out_dir, int overwrite, vt_dtype dtype,
-                    size_t shard_bytes, const char *tokenizer, const vt_run_report *report) {
+                    size_t shard_bytes, const char *tokenizer, const char *source, const vt_run_report *report) {
     vt_outdir o;
     memset(&o, 0, sizeof o);
     int coordinator = c->world_rank == 0, rc = 0;
@@ -21,7 +21,7 @@ int vt_write_pruned(vt_comm *c, const vt_model *part, const char *out_dir, int o
      * 0 of each writes its own, the other replicas hold the same weights. */
     vt_hf_layout layout = {dtype, shard_bytes, c->stages, c->stages > 1 ? c->stage_begin : NULL};
     if (c->replica == 0) rc = vt_hf_write_piece(part, c->stage, &layout, o.tmp);
-    if (rc == 0 && coordinator) rc = vt_hf_write_common(&part->cfg, &layout, tokenizer, o.tmp);
+    if (rc == 0 && coordinator) rc = vt_hf_write_common(&part->cfg, &layout, tokenizer, source, o.tmp);
     char path[4200];
     if (rc == 0 && coordinator && report)
         rc = vt_path_join(path, sizeof path, o.tmp, "vtrans_report.json") || vt_report_write_json(report, path) ||

@@ -12,9 +12,10 @@
 #include "util/dtype.h"
 
 /* Every rank calls it with its part. With one stage the files are those of vt_hf_write (shards of
- * at most shard_bytes); with S stages, one shard per stage. report (coordinator only; may be NULL)
+ * at most shard_bytes); with S stages, one shard per stage. source is the model pruned (its HF
+ * tokenizer and generation files are carried over: vt_hf_write_common). report (coordinator only; may be NULL)
  * is written as vtrans_report.json, with its picture vtrans_report.svg. */
 int vt_write_pruned(vt_comm *c, const vt_model *part, const char *out_dir, int overwrite, vt_dtype dtype,
-                    size_t shard_bytes, const char *tokenizer, const vt_run_report *report);
+                    size_t shard_bytes, const char *tokenizer, const char *source, const vt_run_report *report);
 
 #endif

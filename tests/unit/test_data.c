@@ -116,7 +116,7 @@ static void test_text_file(void **state) {
     assert_int_equal(vt_data_read(p, &t, &got, &stats), 0);
     expected_stream(&t, docs3, 3, &expect);
     assert_same_stream(&got, &expect);
-    assert_int_equal(stats.documents, 3);
+    assert_int_equal(stats.text.documents, 3);
     assert_int_equal(stats.files, 1);
     assert_int_equal(got.ids[0], VT_TOKEN_BOS);
     vt_tokens_free(&got);
@@ -126,6 +126,38 @@ static void test_text_file(void **state) {
     assert_same_stream(&got, &expect);
     vt_tokens_free(&got);
     vt_tokens_free(&expect);
+    vt_tokenizer_free(&t);
+}
+
+/* Characters a vocabulary (no byte pieces, no byte_fallback) cannot encode become <unk>, counted
+ * over documents and records, and a command's note says how many. */
+static void test_unk_counted(void **state) {
+    (void)state;
+    const char *json = "{\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": {\"<unk>\": 0,"
+                       " \"a\": 1, \"b\": 2, \"ab\": 3}, \"merges\": [\"a b\"]}}";
+    vt_tokenizer t;
+    assert_int_equal(vt_tokenizer_load(&t, write_text("unk-tokenizer.json", json)), 0);
+    const char *p = write_text("unk.txt", "abxy\n\nab\xc3\xa9");
+    vt_tokens got;
+    vt_data_stats stats;
+    assert_int_equal(vt_data_read(p, &t, &got, &stats), 0);
+    assert_int_equal(stats.text.documents, 2);
+    assert_int_equal(stats.text.unk, 3);
+    assert_int_equal(got.ids[2], 0);
+    vt_tokens_free(&got);
+    p = write_text("unk.jsonl", "{\"text\": \"xab\"}\n{\"text\": \"ab\"}\n");
+    assert_int_equal(vt_data_read(p, &t, &got, &stats), 0);
+    assert_int_equal(stats.text.unk, 1);
+    vt_tokens_free(&got);
+    FILE *note = tmpfile();
+    assert_non_null(note);
+    assert_int_equal(vt_data_tokens_note(tu_in_dir("unk.txt"), &t, &got, note), 0);
+    vt_tokens_free(&got);
+    char line[512] = "";
+    rewind(note);
+    assert_non_null(fgets(line, sizeof line, note));
+    if (!strstr(line, "unk.txt: 3 characters") || !strstr(line, "<unk> (id 0)")) fail_msg("note: %s", line);
+    fclose(note);
     vt_tokenizer_free(&t);
 }
 
@@ -144,7 +176,7 @@ static void test_jsonl_same_as_text(void **state) {
     assert_int_equal(vt_data_read(p, &t, &got, &stats), 0);
     expected_stream(&t, docs3, 3, &expect);
     assert_same_stream(&got, &expect);
-    assert_int_equal(stats.documents, 3);
+    assert_int_equal(stats.text.documents, 3);
     vt_tokens_free(&got);
     vt_tokens_free(&expect);
     vt_tokenizer_free(&t);
@@ -255,7 +287,7 @@ static void test_shard_round_trip(void **state) {
     vt_data_stats stats;
     assert_int_equal(vt_data_read(p, NULL, &back, &stats), 0);
     assert_same_stream(&back, &t);
-    assert_int_equal(stats.documents, 0);
+    assert_int_equal(stats.text.documents, 0);
     vt_tokens_free(&back);
     /* Writing an id outside the vocabulary fails and leaves nothing behind. */
     p = tu_in_dir("bad.bin");
@@ -386,7 +418,7 @@ static void test_archives(void **state) {
         if (vt_data_read(p, &t, &got, &stats) != 0) fail_msg("%s: %s", kinds[k].name, vt_error());
         assert_same_stream(&got, &expect);
         assert_int_equal(stats.files, 3);
-        assert_int_equal(stats.documents, 3);
+        assert_int_equal(stats.text.documents, 3);
         vt_tokens_free(&got);
     }
     vt_tokens_free(&expect);
@@ -433,6 +465,7 @@ int main(void) {
         cmocka_unit_test(test_split_rules),
         cmocka_unit_test(test_utf8_check),
         cmocka_unit_test(test_text_file),
+        cmocka_unit_test(test_unk_counted),
         cmocka_unit_test(test_jsonl_same_as_text),
         cmocka_unit_test(test_jsonl_errors),
         cmocka_unit_test(test_text_errors),

@@ -151,6 +151,36 @@ static void test_missing_and_ill_typed_keys(void **state) {
     expect_error("8 attention heads", "3 key/value heads");
 }
 
+static void expect_reads(const char *extra) {
+    vt_config c;
+    write_base(extra);
+    if (vt_hf_config_read(path, &c, NULL)) fail_msg("config with '%s' should read: %s", extra, vt_error());
+    vt_config_free(&c);
+}
+
+/* Keys that change the computation are refused naming the key (and the file); their neutral
+ * values read. */
+static void test_computation_keys(void **state) {
+    (void)state;
+    write_base(", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}");
+    expect_error("\"rope_scaling\"", "llama3");
+    write_base(", \"partial_rotary_factor\": 0.5");
+    expect_error("\"partial_rotary_factor\" is 0.5", NULL);
+    write_base(", \"attention_bias\": true");
+    expect_error("\"attention_bias\" is true", NULL);
+    write_base(", \"mlp_bias\": true");
+    expect_error("\"mlp_bias\" is true", NULL);
+    expect_reads(", \"rope_scaling\": null, \"attention_bias\": false, \"mlp_bias\": false, \"hidden_act\": \"silu\"");
+    expect_reads(", \"rope_scaling\": {\"rope_type\": \"default\"}, \"partial_rotary_factor\": 1.0");
+    /* head_dim other than hidden / heads is computed as given (q/k/v have heads x head_dim rows). */
+    vt_config c;
+    write_base(", \"head_dim\": 16, \"rope_theta\": 500000.0");
+    assert_int_equal(vt_hf_config_read(path, &c, NULL), 0);
+    assert_int_equal(c.head_dim, 16);
+    assert_true(c.rope_theta == 500000.0f);
+    vt_config_free(&c);
+}
+
 static void test_bad_per_layer_arrays(void **state) {
     (void)state;
     write_base(", \"intermediate_size_per_layer\": [10]");
@@ -186,6 +216,7 @@ int main(void) {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_invalid_json_names_line),
         cmocka_unit_test(test_missing_and_ill_typed_keys),
+        cmocka_unit_test(test_computation_keys),
         cmocka_unit_test(test_bad_per_layer_arrays),
         cmocka_unit_test(test_missing_file),
     };

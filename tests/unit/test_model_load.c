@@ -16,6 +16,7 @@
 #include "io/hf_tensors.h"
 #include "io/hf_writer.h"
 #include "io/llama2c_bin.h"
+#include "io/safetensors.h"
 #include "nn/model.h"
 
 
@@ -445,6 +446,123 @@ static void test_hf_config_disagreements(void **state) {
     vt_config_free(&c);
 }
 
+/* Rewrites dir/model.safetensors (F32) with tensor `from` renamed `to` and the metadata meta_kv. */
+static void rename_tensor(const char *dir, const char *from, const char *to, const char *const *meta_kv, int n_meta) {
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    vt_safetensors st;
+    assert_int_equal(vt_st_open(&st, path), 0);
+    vt_st_entry *e = calloc((size_t)st.n_tensors, sizeof *e);
+    for (int i = 0; i < st.n_tensors; i++) {
+        const vt_st_tensor *t = &st.tensors[i];
+        float *data = malloc(sizeof(float) * t->n_elems);
+        assert_int_equal(vt_st_read_f32(&st, t, data), 0);
+        e[i].name = strcmp(t->name, from) == 0 ? to : t->name;
+        e[i].ndim = t->ndim;
+        memcpy(e[i].shape, t->shape, sizeof t->shape);
+        e[i].data = data;
+    }
+    assert_int_equal(vt_st_write_meta(tmp, e, st.n_tensors, VT_F32, meta_kv, n_meta), 0);
+    for (int i = 0; i < st.n_tensors; i++) free((void *)e[i].data);
+    free(e);
+    vt_st_close(&st);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+/* The tied matrix under either name: only lm_head.weight, tied by config.json or by the metadata
+ * alias torch's save_model writes; without either it is an error. Whole model and last stage. */
+static void test_hf_tied_as_lm_head(void **state) {
+    (void)state;
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m, r;
+    tu_random_model(&m, &c, 37);
+    const char *out = tu_in_dir("hf-tied-head");
+    assert_int_equal(vt_hf_write(&m, out, VT_F32, 0, NULL), 0);
+    rename_tensor(out, "model.embed_tokens.weight", "lm_head.weight", NULL, 0);
+    assert_int_equal(vt_model_load(&r, out, vt_load_all()), 0);
+    compare_models(&m, &r, VT_F32);
+    vt_model_free(&r);
+    vt_load_parts last = {2, c.n_layers, 0, 1};
+    assert_int_equal(vt_model_load(&r, out, last), 0);
+    assert_memory_equal(r.lm_head, m.embed, sizeof(float) * (size_t)c.vocab * (size_t)c.dim);
+    vt_model_free(&r);
+    /* config.json says untied (as when the key is absent): only the alias makes it tied. */
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/config.json", out);
+    edit_file(cfg, "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false");
+    vt_error_clear();
+    assert_int_equal(vt_model_load(&r, out, vt_load_all()), -1);
+    expect_error_has("missing tensor model.embed_tokens.weight", "only lm_head.weight is stored", "config.json");
+    const char *alias[] = {"format", "pt", "model.embed_tokens.weight", "lm_head.weight"};
+    rename_tensor(out, "lm_head.weight", "lm_head.weight", alias, 2);
+    assert_int_equal(vt_model_load(&r, out, vt_load_all()), 0);
+    compare_models(&m, &r, VT_F32);
+    vt_model_free(&r);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
+/* tie_word_embeddings absent with both matrices stored: untied, two matrices (HF's default). */
+static void test_hf_untied_key_absent(void **state) {
+    (void)state;
+    vt_config c;
+    tu_small_config(&c);
+    c.tied = 0;
+    vt_model m, r;
+    tu_random_model(&m, &c, 41);
+    const char *out = tu_in_dir("hf-untied-absent");
+    assert_int_equal(vt_hf_write(&m, out, VT_F32, 0, NULL), 0);
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/config.json", out);
+    edit_file(cfg, "\"tie_word_embeddings\": false,", "");
+    assert_int_equal(vt_model_load(&r, out, vt_load_all()), 0);
+    assert_int_equal(r.cfg.tied, 0);
+    assert_true(r.lm_head != r.embed);
+    compare_models(&m, &r, VT_F32);
+    vt_model_free(&r);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
+/* An index listing a tensor twice: in the same file it loads, in two files the error names both. */
+static void test_hf_index_lists_twice(void **state) {
+    (void)state;
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m, r;
+    tu_random_model(&m, &c, 43);
+    const char *out = tu_in_dir("hf-twice");
+    assert_int_equal(vt_hf_write(&m, out, VT_F32, 4096, NULL), 0);
+    char idx[4096];
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", out);
+    char *text;
+    size_t n;
+    assert_int_equal(vt_read_file(idx, &text, &n), 0);
+    const char *key = "\"model.norm.weight\": \"";
+    char *at = strstr(text, key);
+    assert_non_null(at);
+    char file[64];
+    snprintf(file, sizeof file, "%.*s", (int)strcspn(at + strlen(key), "\""), at + strlen(key));
+    free(text);
+    assert_string_not_equal(file, "model-00001-of-00011.safetensors");
+    char same[256], other[256];
+    snprintf(same, sizeof same, "\"weight_map\": {\n    \"model.norm.weight\": \"%s\",", file);
+    edit_file(idx, "\"weight_map\": {", same);
+    assert_int_equal(vt_model_load(&r, out, vt_load_all()), 0);
+    compare_models(&m, &r, VT_F32);
+    vt_model_free(&r);
+    snprintf(other, sizeof other, "\"weight_map\": {\n    \"model.norm.weight\": \"model-00001-of-00011.safetensors\",");
+    edit_file(idx, same, other);
+    vt_error_clear();
+    assert_int_equal(vt_model_load(&r, out, vt_load_all()), -1);
+    expect_error_has("model.safetensors.index.json: tensor model.norm.weight is listed twice",
+                     "model-00001-of-00011.safetensors", file);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
 static void test_hf_missing_tensor_sharded(void **state) {
     (void)state;
     vt_config c;
@@ -515,6 +633,44 @@ static void test_hf_write_is_atomic(void **state) {
     vt_config_free(&c);
 }
 
+/* A written HF directory is a drop-in for its source: tokenizer.json and the tokenizer, special
+ * token and generation files come along; a source that is a file (a .bin) has none. */
+static void test_hf_write_carries_hf_files(void **state) {
+    (void)state;
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m;
+    tu_random_model(&m, &c, 47);
+    const char *src = tu_in_dir("dropin-src");
+    assert_int_equal(vt_hf_write(&m, src, VT_F32, 0, NULL), 0);
+    const char *names[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "generation_config.json"};
+    char p[4096], q[4096];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, names[i]);
+        assert_int_equal(tu_write_file(p, names[i], strlen(names[i])), 0);
+    }
+    snprintf(p, sizeof p, "%s/tokenizer.json", src);
+    const char *out = tu_in_dir("dropin-out");
+    assert_int_equal(vt_hf_write_from(&m, out, VT_F16, 0, p, src), 0);
+    for (int i = 0; i < 4; i++) {
+        snprintf(q, sizeof q, "%s/%s", out, names[i]);
+        char *text;
+        size_t n;
+        if (vt_read_file(q, &text, &n)) fail_msg("%s was not carried over: %s", names[i], vt_error());
+        assert_int_equal(n, strlen(names[i]));
+        assert_memory_equal(text, names[i], n);
+        free(text);
+    }
+    /* Absent in the source: absent in the result. */
+    const char *out2 = tu_in_dir("dropin-out2");
+    assert_int_equal(vt_hf_write_from(&m, out2, VT_F32, 0, NULL, tu_in_dir("dropin-out2-nosuch")), 0);
+    snprintf(q, sizeof q, "%s/generation_config.json", out2);
+    assert_false(vt_path_exists(q));
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_stories260k),
@@ -528,7 +684,11 @@ int main(void) {
         cmocka_unit_test(test_hf_rank_local_parts),
         cmocka_unit_test(test_hf_config_disagreements),
         cmocka_unit_test(test_hf_missing_tensor_sharded),
+        cmocka_unit_test(test_hf_tied_as_lm_head),
+        cmocka_unit_test(test_hf_untied_key_absent),
+        cmocka_unit_test(test_hf_index_lists_twice),
         cmocka_unit_test(test_hf_write_is_atomic),
+        cmocka_unit_test(test_hf_write_carries_hf_files),
     };
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

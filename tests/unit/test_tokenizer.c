@@ -431,6 +431,11 @@ static void test_locate(void **state) {
     touch(dir2, "tokmodel.bin");
     assert_int_equal(vt_tokenizer_locate(model, NULL, out, sizeof out), -1);
     assert_int_equal(vt_tokenizer_locate(dir2, NULL, out, sizeof out), -1);
+    /* Beside a .bin model with no llama2.c tokenizer, an HF tokenizer.json is found. */
+    touch(dir2, "tokenizer.json");
+    assert_int_equal(vt_tokenizer_locate(model, NULL, out, sizeof out), 0);
+    snprintf(expect, sizeof expect, "%s/tokenizer.json", dir2);
+    assert_string_equal(out, expect);
     tu_tempdir_remove(dir2);
     tu_tempdir_remove(dir);
 }
