@@ -25,6 +25,7 @@
 #include "nn/model.h"
 #include "report/report.h"
 #include "io/tokenizer.h"
+#include "train/recover.h"
 #include "train/vib_train.h"
 
 /* The coordinator prints every rank's peak resident memory so far, and for VTrans what the rank
@@ -253,6 +254,21 @@ static int prune_by_method(prune_ctx *x) {
     return rc;
 }
 
+/* [recover]: the kept model trained by distillation from the dense one (train/recover.h); its
+ * tokens count with the run's. */
+static int recover(prune_ctx *x) {
+    const vt_recover_spec *s = &x->rc->recover;
+    if (s->method == VT_RECOVER_NONE) return 0;
+    vt_recover_result r;
+    if (vt_recover(&x->pruned, &x->model, &x->calib, s, x->comm, is_coordinator(x) ? stderr : NULL, &r)) return -1;
+    if (is_coordinator(x))
+        fprintf(stderr, "recover (%s): %ld steps, %ld tokens, %.1f s (%.3f s/step), %zu trained parameters, "
+                        "Adam moments %.2f MiB per rank\n", vt_recover_method_name(s->method), r.steps, r.tokens,
+                r.seconds, r.seconds / (double)r.steps, r.trained_params, r.adam_bytes / 1048576.0);
+    x->tokens += r.tokens;
+    return 0;
+}
+
 /* The configuration as JSON text for the report, which renders it (report/ cannot see run/);
  * doubles at 17 digits, so they come back exactly. */
 static char *config_text(const vt_run_config *rc) {
@@ -332,6 +348,7 @@ static int (*const run_steps[])(prune_ctx *x) = {
     check_and_announce, /* impossible requests refused before any work */
     evaluate_before,    /* when data.eval is set */
     prune_by_method,    /* VTrans or a baseline */
+    recover,            /* [recover]: distillation into the kept model */
     evaluate_after,
     build_report,
     write_checkpoint,   /* with the report, atomically */

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "nn/lora.h"
 #include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -26,6 +27,7 @@ _Static_assert(sizeof(vt_variant) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_lr_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_archive) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_dtype) == sizeof(int), "enum size");
+_Static_assert(sizeof(vt_recover_method) == sizeof(int), "enum size");
 /* The name tables below are indexed by these values. */
 _Static_assert(VT_LR_CONSTANT == 0 && VT_LR_COSINE == 1 && VT_LR_LINEAR == 2, "schedule_names order");
 _Static_assert(VT_F32 == 0 && VT_F16 == 1 && VT_BF16 == 2, "dtype_names order");
@@ -49,6 +51,7 @@ static const char *const schedule_names[] = {"constant", "cosine", "linear", NUL
 static const char *const archive_names[] = {"none", "tar", "tar.zst", NULL};
 static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL}; /* VT_F32, VT_F16, VT_BF16 */
 static const int round_to_allowed[] = {1, 8, 64, 128, 0};
+static const char *const recover_names[] = {"none", "lora", "full", NULL}; /* vt_recover_method */
 
 #define OFF(field) offsetof(vt_run_config, field)
 #define INF INFINITY
@@ -117,11 +120,22 @@ static const key_def keys[] = {
     STR("run", "dir", ckpt.dir, 0),
     INT("run", "checkpoint_steps", ckpt.steps, 0),
     DBL("run", "checkpoint_minutes", ckpt.minutes, 0, INF),
+
+    ENUM("recover", "method", recover.method, recover_names),
+    {"recover", "steps", K_LONG, OFF(recover.steps), NULL, 1, (double)LONG_MAX, 0, 0, NULL, 0},
+    DBL("recover", "lr", recover.lr, 0, INF),
+    INT("recover", "rank", recover.rank, 1),
+    DBL("recover", "alpha", recover.alpha, 0, INF),
+    STR("recover", "targets", recover_targets, 0),
+    DBL("recover", "lm_weight", recover.lm_weight, 0, INF),
+    INT("recover", "batch_size", recover.batch_size, 1),
+    INT("recover", "micro_batch", recover.micro_batch, 0),
+    INT("recover", "warmup_steps", recover.warmup, 0),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= VT_RC_MAX_KEYS, "raise VT_RC_MAX_KEYS");
 
-static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel", "run"};
+static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel", "run", "recover"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 void vt_run_config_defaults(vt_run_config *rc) {
@@ -168,6 +182,8 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->ckpt.dir[0] = '\0';
     rc->ckpt.steps = 0;
     rc->ckpt.minutes = 30;
+    rc->recover = vt_recover_defaults();
+    strcpy(rc->recover_targets, "q,k,v,o,gate,up,down");
 }
 
 const char *vt_method_name(vt_method m) { return (unsigned)m < 4 ? method_names[m] : "?"; }
@@ -555,6 +571,10 @@ int vt_run_config_validate(vt_run_config *rc) {
         if (check_range(k, x, key_origin(rc, i, origin, sizeof origin))) return -1;
     }
 
+    if (vt_lora_parse_targets(rc->recover_targets, &rc->recover.targets))
+        return vt_fail_context("%s", key_origin(rc, find_key("recover", "targets"), origin, sizeof origin));
+    rc->recover.seed = rc->vib.seed;
+
     if (!vt_run_config_is_set(rc, "data.fraction"))
         rc->data.fraction = rc->method.name == VT_METHOD_VIB && rc->vib.variant == VT_VARIANT_FAST
                                 ? VT_FAST_FRACTION_DEFAULT
@@ -672,7 +692,7 @@ oom:
 static const char *const resume_may_change[] = {
     "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
-    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
+    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*", "recover.*",
 };
 
 static int may_change_on_resume(const key_def *k) {

@@ -27,7 +27,7 @@ typedef struct {
     double lm_weight;   /* weight of the LM cross-entropy next to the KL */
     int batch_size;     /* sequences per step, over all replicas */
     int micro_batch;    /* sequences per forward/backward pass on a replica; 0: all of its share */
-    long warmup;        /* steps of linear warm-up before the cosine decay */
+    int warmup;         /* steps of linear warm-up before the cosine decay */
     uint64_t seed;      /* batch order and adapter initialisation */
 } vt_recover_spec;
 
