@@ -106,6 +106,9 @@ static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt
     if (rc->method.name != VT_METHOD_VIB && stages > 1)
         return vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
                        vt_method_name(rc->method.name));
+    if (rc->recover.method != VT_RECOVER_NONE && stages > 1)
+        return vt_fail("recover.method = %s needs the whole model on every rank: run it with parallel.stages = 1",
+                       vt_recover_method_name(rc->recover.method));
     return 0;
 }
 
@@ -257,8 +260,9 @@ static int prune_by_method(prune_ctx *x) {
 /* [recover]: the kept model trained by distillation from the dense one (train/recover.h); its
  * tokens count with the run's. */
 static int recover(prune_ctx *x) {
-    const vt_recover_spec *s = &x->rc->recover;
+    vt_recover_spec spec = x->rc->recover, *s = &spec;
     if (s->method == VT_RECOVER_NONE) return 0;
+    spec.pack = x->rc->pipeline.pack_weights;
     vt_recover_result r;
     if (vt_recover(&x->pruned, &x->model, &x->calib, s, x->comm, is_coordinator(x) ? stderr : NULL, &r)) return -1;
     if (is_coordinator(x))

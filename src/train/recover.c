@@ -1,6 +1,6 @@
 /* recover.c — the recovery loop: distillation from the dense model into the kept one, training
  * adapters (lora) or every layer weight (full) with Adam on a cosine schedule; the teacher's
- * logits are recomputed per micro-batch (the teacher is frozen and packed once). */
+ * logits are recomputed per micro-batch (the teacher is frozen; packed once with spec.pack). */
 #include "train/recover.h"
 
 #include <math.h>
@@ -60,7 +60,8 @@ typedef struct {
     int64_t *ids;
 } recover_ctx;
 
-/* What the trained parameters are: the adapters (base packed, frozen) or the layer region. */
+/* What the trained parameters are: the adapters (the base frozen, packed with s->pack) or the layer
+ * region. */
 static int alloc_trained(recover_ctx *x) {
     const vt_recover_spec *s = x->s;
     int rows = x->Bm * x->T;
@@ -72,7 +73,7 @@ static int alloc_trained(recover_ctx *x) {
         x->fs.lora = x->bw.lora = &x->lo;
         x->bw.lora_grad = &x->lg;
         x->param = x->lo.arena, x->grad = x->lg.arena, x->n = x->lo.n_params;
-        if (vt_pack_available() && (vt_model_packs_init(&x->fs.packs, x->st, 0) ||
+        if (s->pack && vt_pack_available() && (vt_model_packs_init(&x->fs.packs, x->st, 0) ||
                                     vt_model_packs_init(&x->bw.packs, x->st, 1)))
             return -1;
     } else {
@@ -89,7 +90,7 @@ static int recover_alloc(recover_ctx *x) {
     if (vt_fwd_init(&x->ft, x->te, x->Bm, x->T, x->T) || vt_fwd_init(&x->fs, x->st, x->Bm, x->T, x->T) ||
         vt_tape_init(&x->tape, x->st, x->Bm, x->T, 0) || vt_bwd_init(&x->bw, x->st, x->Bm, x->T, x->T))
         return -1;
-    if (vt_pack_available() && vt_model_packs_init(&x->ft.packs, x->te, 0)) return -1;
+    if (x->s->pack && vt_pack_available() && vt_model_packs_init(&x->ft.packs, x->te, 0)) return -1;
     x->tok = vt_malloc(rows * sizeof(int32_t), "recovery tokens");
     x->tgt = vt_malloc(rows * sizeof(int32_t), "recovery targets");
     x->xt = vt_malloc(rows * x->te->cfg.dim * sizeof(float), "recovery activations");

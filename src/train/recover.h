@@ -29,6 +29,8 @@ typedef struct {
     int micro_batch;    /* sequences per forward/backward pass on a replica; 0: all of its share */
     int warmup;         /* steps of linear warm-up before the cosine decay */
     uint64_t seed;      /* batch order and adapter initialisation */
+    int pack;           /* pack the frozen weights (the teacher; lora: the student's base) for the
+                         * matmuls when BLIS allows (parallel.pack_weights; one thread per process) */
 } vt_recover_spec;
 
 /* The defaults: method none, 300 steps, rank 8 on q,k,v,o,gate,up,down, lm_weight 0.5, 8 sequences. */

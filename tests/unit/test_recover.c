@@ -1,15 +1,18 @@
 /* test_recover.c — the recovery stage: lora and full distillation lower the loss of a perturbed
  * copy of a teacher, lora leaves its adapters merged (the plain forward pass sees the change),
- * method none moves nothing, and pipeline stages are refused. */
+ * method none moves nothing, pipeline stages are refused, and two data-parallel replicas (ranks as
+ * threads, fake_comm.c) train the same weights as one process. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dist/comm.h"
+#include "fake_comm.h"
 #include "nn/lora.h"
 #include "train/recover.h"
 #include "testutil.h"
+#include "util/error.h"
 #include "util/rng.h"
 
 enum { NSEQ = 8, SEQ = 32 };
@@ -49,6 +52,7 @@ static void check_lowers_loss(vt_recover_method method, double lr) {
     s.batch_size = 4;
     s.micro_batch = 2;
     s.rank = 4;
+    s.pack = 1; /* the frozen weights packed (matmul.h), when BLIS allows */
     float *before = malloc(f.student.arena_floats * sizeof(float));
     memcpy(before, f.student.arena, f.student.arena_floats * sizeof(float));
     vt_recover_result r;
@@ -98,11 +102,62 @@ static void test_none_and_stages(void **st) {
     teardown(&f);
 }
 
+typedef struct {
+    fixture f[2];
+    vt_recover_spec s;
+} replicas_arg;
+
+static int run_replica(vt_comm *c, void *arg) {
+    replicas_arg *a = arg;
+    fixture *f = &a->f[c->replica];
+    vt_recover_result r;
+    return vt_recover(&f->student, &f->teacher, &f->calib, &a->s, c, NULL, &r);
+}
+
+static void test_replicas_equal_one_process(void **st) {
+    (void)st;
+    for (int m = VT_RECOVER_LORA; m <= VT_RECOVER_FULL; m++) {
+        fixture one;
+        setup(&one);
+        replicas_arg a;
+        setup(&a.f[0]);
+        setup(&a.f[1]);
+        a.s = vt_recover_defaults();
+        a.s.method = (vt_recover_method)m;
+        a.s.steps = 8;
+        a.s.batch_size = 4;
+        a.s.micro_batch = 2;
+        vt_recover_result r;
+        assert_int_equal(vt_recover(&one.student, &one.teacher, &one.calib, &a.s, vt_comm_local(one.c.n_layers), NULL,
+                                    &r), 0);
+        int begin[2] = {0, one.c.n_layers};
+        fake_world *w = fake_world_create(1, 2, begin);
+        assert_non_null(w);
+        if (fake_world_run(w, run_replica, &a)) fail_msg("%s", vt_error());
+        fake_world_free(w);
+        double diff = 0, top = 0, moved = 0;
+        for (size_t i = 0; i < one.student.arena_floats; i++) {
+            diff = fmax(diff, fabs(one.student.arena[i] - a.f[0].student.arena[i]));
+            diff = fmax(diff, fabs(a.f[1].student.arena[i] - a.f[0].student.arena[i]));
+            top = fmax(top, fabs(one.student.arena[i]));
+            moved = fmax(moved, fabs(one.student.arena[i] - one.teacher.arena[i]));
+        }
+        if (diff > 1e-4 * top)
+            fail_msg("%s: 2 replicas differ from one process by %.3g (largest weight %.3g)",
+                     vt_recover_method_name(a.s.method), diff, top);
+        assert_true(moved > 0);
+        teardown(&one);
+        teardown(&a.f[0]);
+        teardown(&a.f[1]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_lowers_loss),
         cmocka_unit_test(test_full_lowers_loss),
         cmocka_unit_test(test_none_and_stages),
+        cmocka_unit_test(test_replicas_equal_one_process),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
