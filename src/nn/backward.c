@@ -275,10 +275,14 @@ void vt_attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l,
     float *datt = g ? w->dgated : w->dpre;
     const vt_layer_packs *pk = vt_model_packs_layer(&w->packs, l);
     vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
+    vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_O, att_in, w->dy, c->dim, rows, datt);
     if (g) unit_gate_backward(w->dgated, tp->att, w->dpre, B, T, s->n_heads, hd, g, dz, vt_gate_heads(g->layout, l));
     attention_qkv_backward(f, w, c, l, B, T, tape);
     vt_linear_backward(w->dxn, gw ? gw->wq : NULL, w->dqkv, tp->xn_attn, wt->wq, pk ? &pk->qkv : NULL, rows, c->dim,
                        width, 0.0f);
+    for (int p = VT_LORA_Q; p <= VT_LORA_V; p++) /* q, k, v: column blocks of the fused qkv */
+        vt_lora_backward(w->lora, w->lora_grad, l, (vt_lora_proj)p, tp->xn_attn,
+                         w->dqkv + (p == VT_LORA_Q ? 0 : p == VT_LORA_K ? qd : qd + kvd), width, rows, w->dxn);
     vt_rmsnorm_backward(dx, gw ? gw->attn_norm : NULL, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows,
                         c->dim, 1);
 }
@@ -299,6 +303,7 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
     const vt_layer_packs *pk = vt_model_packs_layer(&w->packs, l);
     vt_linear_backward(dact, gw ? gw->w_down : NULL, w->dy, act_in, wt->w_down, pk ? &pk->down : NULL, rows, ffn,
                        c->dim, 0.0f);
+    vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_DOWN, act_in, w->dy, c->dim, rows, dact);
     if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));
     /* act = silu(gate) * up */
     for (int r = 0; r < rows; r++) {
@@ -312,6 +317,8 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
     }
     vt_linear_backward(w->dxn, gw ? gw->w_gate : NULL, w->dqkv, tp->xn_mlp, wt->w_gate, pk ? &pk->gate_up : NULL, rows,
                        c->dim, 2 * ffn, 0.0f);
+    vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_GATE, tp->xn_mlp, w->dqkv, 2 * ffn, rows, w->dxn);
+    vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_UP, tp->xn_mlp, w->dqkv + ffn, 2 * ffn, rows, w->dxn);
     vt_rmsnorm_backward(dx, gw ? gw->ffn_norm : NULL, w->dxn, tp->x_mlp, wt->ffn_norm, tp->inv_rms_mlp, rows, c->dim, 1);
 }
 

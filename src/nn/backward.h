@@ -18,6 +18,8 @@ typedef struct {
     float **dkv;    /* sequences cut into chunks (ctx > T): per layer [B, ctx, 2 kv], the gradients
                      * at the earlier chunks' keys and values from the later chunks' queries */
     vt_model_packs packs; /* optional: the layers' weights packed for dY W (backward 1) */
+    vt_lora *lora;        /* optional, not owned: the adapters the forward pass added (lora.h) */
+    vt_lora *lora_grad;   /* with lora: where their gradients accumulate (NULL: none) */
     size_t bytes;         /* allocated, packs not included */
 } vt_bwd;
 

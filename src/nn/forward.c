@@ -216,6 +216,9 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
     const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
     vt_linear(qkv, xn, w->wq, pk ? &pk->qkv : NULL, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
+    vt_lora_forward(f->lora, l, VT_LORA_Q, xn, rows, qkv, width);
+    vt_lora_forward(f->lora, l, VT_LORA_K, xn, rows, qkv + qd, width);
+    vt_lora_forward(f->lora, l, VT_LORA_V, xn, rows, qkv + qd + kvd, width);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *row = qkv + (size_t)(b * T + t) * width;
@@ -263,12 +266,14 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     }
     if (!g) {
         vt_linear(x, att, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 1.0f); /* residual add: beta = 1 */
+        vt_lora_forward(f->lora, l, VT_LORA_O, att, rows, x, c->dim);
         return;
     }
     /* Head gates on the heads' outputs, then o_proj, then block and hidden gates. */
     vt_apply_unit_gates(f->att_out, att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
     float *y = tp ? tp->y_attn : f->block_out;
     vt_linear(y, f->att_out, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
+    vt_lora_forward(f->lora, l, VT_LORA_O, f->att_out, rows, y, c->dim);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
 }
 
@@ -282,6 +287,8 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
     vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
     const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
     vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
+    vt_lora_forward(f->lora, l, VT_LORA_GATE, xn, rows, gu, 2 * ffn);
+    vt_lora_forward(f->lora, l, VT_LORA_UP, xn, rows, gu + ffn, 2 * ffn);
     for (int r = 0; r < rows; r++) {
         const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;
         float *a = act + (size_t)r * ffn;
@@ -289,11 +296,13 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
     }
     if (!g) {
         vt_linear(x, act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 1.0f);
+        vt_lora_forward(f->lora, l, VT_LORA_DOWN, act, rows, x, c->dim);
         return;
     }
     vt_apply_unit_gates(f->ffn_act, act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
     float *y = tp ? tp->y_mlp : f->block_out;
     vt_linear(y, f->ffn_act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 0.0f);
+    vt_lora_forward(f->lora, l, VT_LORA_DOWN, f->ffn_act, rows, y, c->dim);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l) + 1);
 }
 

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "nn/lora.h"
 #include "nn/masks.h"
 #include "nn/matmul.h"
 #include "nn/model.h"
@@ -50,6 +51,7 @@ typedef struct {
     float *block_out;           /* [rows, dim] */
     float *rope_cos, *rope_sin; /* [max_ctx, head_dim/2] */
     vt_model_packs packs;       /* optional: the layers' weights packed for x W^T (backward 0) */
+    vt_lora *lora;              /* optional, not owned: adapters added to the projections (lora.h) */
     size_t bytes;               /* allocated, packs not included */
 } vt_fwd;
 

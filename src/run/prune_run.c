@@ -28,6 +28,7 @@
 #include "nn/model.h"
 #include "report/report.h"
 #include "io/tokenizer.h"
+#include "train/recover.h"
 #include "train/vib_train.h"
 
 /* The coordinator prints every rank's peak resident memory so far, and for VTrans what the rank
@@ -108,6 +109,9 @@ static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt
     if (rc->method.name != VT_METHOD_VIB && stages > 1)
         return vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
                        vt_method_name(rc->method.name));
+    if (rc->recover.method != VT_RECOVER_NONE && stages > 1)
+        return vt_fail("recover.method = %s needs the whole model on every rank: run it with parallel.stages = 1",
+                       vt_recover_method_name(rc->recover.method));
     return 0;
 }
 
@@ -288,6 +292,22 @@ static int reconstruct(prune_ctx *x) {
     return 0;
 }
 
+/* [recover]: the kept model trained by distillation from the dense one (train/recover.h); its
+ * tokens count with the run's. */
+static int recover(prune_ctx *x) {
+    vt_recover_spec spec = x->rc->recover, *s = &spec;
+    if (s->method == VT_RECOVER_NONE) return 0;
+    spec.pack = x->rc->pipeline.pack_weights;
+    vt_recover_result r;
+    if (vt_recover(&x->pruned, &x->model, &x->calib, s, x->comm, is_coordinator(x) ? stderr : NULL, &r)) return -1;
+    if (is_coordinator(x))
+        fprintf(stderr, "recover (%s): %ld steps, %ld tokens, %.1f s (%.3f s/step), %zu trained parameters, "
+                        "Adam moments %.2f MiB per rank\n", vt_recover_method_name(s->method), r.steps, r.tokens,
+                r.seconds, r.seconds / (double)r.steps, r.trained_params, r.adam_bytes / 1048576.0);
+    x->tokens += r.tokens;
+    return 0;
+}
+
 /* The configuration as JSON text for the report, which renders it (report/ cannot see run/);
  * doubles at 17 digits, so they come back exactly. */
 static char *config_text(const vt_run_config *rc) {
@@ -381,6 +401,7 @@ static int (*const run_steps[])(prune_ctx *x) = {
     prune_by_method,    /* VTrans or a baseline */
     evaluate_masks,     /* the pruned model before its re-fit */
     reconstruct,        /* reconstruct.method = lsq */
+    recover,            /* [recover]: distillation into the kept model */
     evaluate_after,
     build_report,
     write_checkpoint,   /* with the report, atomically */

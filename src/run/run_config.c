@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "nn/lora.h"
 #include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -29,6 +30,7 @@ _Static_assert(sizeof(vt_dtype) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_reconstruct_method) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_refit_target) == sizeof(int), "enum size");
 _Static_assert(VT_RECONSTRUCT_NONE == 0 && VT_REFIT_LAYER == 0 && VT_REFIT_RESIDUAL == 1, "name tables order");
+_Static_assert(sizeof(vt_recover_method) == sizeof(int), "enum size");
 /* The name tables below are indexed by these values. */
 _Static_assert(VT_LR_CONSTANT == 0 && VT_LR_COSINE == 1 && VT_LR_LINEAR == 2, "schedule_names order");
 _Static_assert(VT_F32 == 0 && VT_F16 == 1 && VT_BF16 == 2, "dtype_names order");
@@ -56,6 +58,7 @@ static const char *const quantize_names[] = {"none", "q8_0", NULL};
 static const char *const reconstruct_names[] = {"none", "lsq", NULL};
 static const char *const target_names[] = {"layer", "residual", NULL};
 static const int round_to_allowed[] = {1, 8, 64, 128, 0};
+static const char *const recover_names[] = {"none", "lora", "full", NULL}; /* vt_recover_method */
 
 #define OFF(field) offsetof(vt_run_config, field)
 #define INF INFINITY
@@ -134,12 +137,22 @@ static const key_def keys[] = {
     POS("reconstruct", "damp", reconstruct.fit.damp),
     INT("reconstruct", "sequences", reconstruct.sequences, 1),
     INT("reconstruct", "batch", reconstruct.fit.batch, 1),
+    ENUM("recover", "method", recover.method, recover_names),
+    {"recover", "steps", K_LONG, OFF(recover.steps), NULL, 1, (double)LONG_MAX, 0, 0, NULL, 0},
+    DBL("recover", "lr", recover.lr, 0, INF),
+    INT("recover", "rank", recover.rank, 1),
+    DBL("recover", "alpha", recover.alpha, 0, INF),
+    STR("recover", "targets", recover_targets, 0),
+    DBL("recover", "lm_weight", recover.lm_weight, 0, INF),
+    INT("recover", "batch_size", recover.batch_size, 1),
+    INT("recover", "micro_batch", recover.micro_batch, 0),
+    INT("recover", "warmup_steps", recover.warmup, 0),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= VT_RC_MAX_KEYS, "raise VT_RC_MAX_KEYS");
 
 static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel", "run",
-                                      "reconstruct"};
+                                      "reconstruct", "recover"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 void vt_run_config_defaults(vt_run_config *rc) {
@@ -189,6 +202,8 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->reconstruct = (vt_reconstruct_spec){.method = VT_RECONSTRUCT_LSQ, .sequences = 256,
                                             .fit = {.target = VT_REFIT_RESIDUAL, .norm_match = 1, .damp = 1e-3,
                                                     .batch = 16, .inputs = 1}};
+    rc->recover = vt_recover_defaults();
+    strcpy(rc->recover_targets, "q,k,v,o,gate,up,down");
 }
 
 const char *vt_method_name(vt_method m) { return (unsigned)m < 4 ? method_names[m] : "?"; }
@@ -578,6 +593,10 @@ int vt_run_config_validate(vt_run_config *rc) {
         if (check_range(k, x, key_origin(rc, i, origin, sizeof origin))) return -1;
     }
 
+    if (vt_lora_parse_targets(rc->recover_targets, &rc->recover.targets))
+        return vt_fail_context("%s", key_origin(rc, find_key("recover", "targets"), origin, sizeof origin));
+    rc->recover.seed = rc->vib.seed;
+
     if (!vt_run_config_is_set(rc, "data.fraction"))
         rc->data.fraction = rc->method.name == VT_METHOD_VIB && rc->vib.variant == VT_VARIANT_FAST
                                 ? VT_FAST_FRACTION_DEFAULT
@@ -698,6 +717,7 @@ static const char *const resume_may_change[] = {
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
     "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
     "reconstruct.*",
+    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*", "recover.*",
 };
 
 static int may_change_on_resume(const key_def *k) {

@@ -12,6 +12,7 @@
 #include "prune/refit.h"
 #include "dist/partition.h"
 #include "train/ckpt_policy.h"
+#include "train/recover.h"
 #include "train/vib_train.h"
 
 struct json_t; /* jansson's, opaque here: only run_config.c and its callers that render JSON include jansson */
@@ -19,7 +20,7 @@ struct json_t; /* jansson's, opaque here: only run_config.c and its callers that
 typedef enum { VT_METHOD_VIB = 0, VT_METHOD_MAGNITUDE, VT_METHOD_RANDOM, VT_METHOD_TAYLOR } vt_method;
 typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_archive;
 
-#define VT_RC_MAX_KEYS 64
+#define VT_RC_MAX_KEYS 96
 /* data.fraction of the fast variant when the configuration does not set it. */
 #define VT_FAST_FRACTION_DEFAULT 0.03
 
@@ -70,6 +71,8 @@ typedef struct {
     vt_pipeline_opts pipeline;  /* [parallel] */
     vt_ckpt_policy ckpt;        /* [run]; run.dir "" = "<output.dir>.run" */
     vt_reconstruct_spec reconstruct; /* [reconstruct] */
+    vt_recover_spec recover;    /* [recover]; recover.lr 0 = the method's default, alpha 0 = rank */
+    char recover_targets[VT_PATH_MAX]; /* recover.targets as written; validate parses it into recover.targets */
 
     char source[VT_PATH_MAX]; /* the file loaded, "" when none */
     char resume[VT_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */

@@ -488,7 +488,8 @@ static void test_json(void **state) {
     json_t *rec = json_object_get(j, "reconstruct");
     assert_string_equal(json_string_value(json_object_get(rec, "method")), "lsq");
     assert_string_equal(json_string_value(json_object_get(rec, "target")), "residual");
-    assert_int_equal(json_object_size(j), 10); /* source + 9 sections */
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "recover"), "method")), "none");
+    assert_int_equal(json_object_size(j), 11); /* source + 10 sections */
     json_decref(j);
 }
 

@@ -1,0 +1,163 @@
+/* test_recover.c — the recovery stage: lora and full distillation lower the loss of a perturbed
+ * copy of a teacher, lora leaves its adapters merged (the plain forward pass sees the change),
+ * method none moves nothing, pipeline stages are refused, and two data-parallel replicas (ranks as
+ * threads, fake_comm.c) train the same weights as one process. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist/comm.h"
+#include "fake_comm.h"
+#include "nn/lora.h"
+#include "train/recover.h"
+#include "testutil.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+enum { NSEQ = 8, SEQ = 32 };
+
+typedef struct {
+    vt_config c;
+    vt_model teacher, student;
+    int32_t tokens[NSEQ * SEQ];
+    vt_calib calib;
+} fixture;
+
+/* A stories-shaped random teacher; the student is the teacher with 30% noise on its layer weights. */
+static void setup(fixture *f) {
+    tu_stories_config(&f->c);
+    tu_random_model(&f->teacher, &f->c, 3);
+    tu_random_model(&f->student, &f->c, 3);
+    size_t start = f->student.arena_floats / 4; /* past the embedding: layer weights and norms */
+    for (size_t i = start; i < f->student.arena_floats; i++)
+        f->student.arena[i] *= (float)(1.0 + 0.6 * (vt_uniform(7, i) - 0.5));
+    for (int i = 0; i < NSEQ * SEQ; i++) f->tokens[i] = (int32_t)(vt_uniform(5, (uint64_t)i) * f->c.vocab);
+    assert_int_equal(vt_calib_init(&f->calib, f->tokens, NSEQ * SEQ, 1.0, SEQ, 0), 0);
+}
+
+static void teardown(fixture *f) {
+    vt_model_free(&f->teacher);
+    vt_model_free(&f->student);
+    vt_config_free(&f->c);
+}
+
+static void check_lowers_loss(vt_recover_method method, double lr) {
+    fixture f;
+    setup(&f);
+    vt_recover_spec s = vt_recover_defaults();
+    s.method = method;
+    s.steps = 30;
+    s.lr = lr;
+    s.batch_size = 4;
+    s.micro_batch = 2;
+    s.rank = 4;
+    s.pack = 1; /* the frozen weights packed (matmul.h), when BLIS allows */
+    float *before = malloc(f.student.arena_floats * sizeof(float));
+    memcpy(before, f.student.arena, f.student.arena_floats * sizeof(float));
+    vt_recover_result r;
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, &r), 0);
+    assert_int_equal(r.steps, 30);
+    assert_int_equal(r.tokens, 30L * 4 * SEQ);
+    if (!(r.last_loss < 0.7 * r.first_loss))
+        fail_msg("%s recovery: loss %.5f -> %.5f, not lowered by 30%%", vt_recover_method_name(method), r.first_loss,
+                 r.last_loss);
+    double moved = 0;
+    for (size_t i = 0; i < f.student.arena_floats; i++) moved = fmax(moved, fabs(f.student.arena[i] - before[i]));
+    if (moved == 0) fail_msg("%s recovery left the weights as they were", vt_recover_method_name(method));
+    size_t n = method == VT_RECOVER_LORA ? 0 : 1;
+    assert_true(r.trained_params > n && r.adam_bytes == 2 * r.trained_params * sizeof(float));
+    free(before);
+    teardown(&f);
+}
+
+static void test_lora_lowers_loss(void **st) {
+    (void)st;
+    check_lowers_loss(VT_RECOVER_LORA, 1e-2);
+}
+
+static void test_full_lowers_loss(void **st) {
+    (void)st;
+    check_lowers_loss(VT_RECOVER_FULL, 1e-3);
+}
+
+static void test_none_and_stages(void **st) {
+    (void)st;
+    fixture f;
+    setup(&f);
+    vt_recover_spec s = vt_recover_defaults();
+    vt_recover_result r;
+    float keep = f.student.arena[f.student.arena_floats - 1];
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, &r), 0);
+    assert_int_equal(r.steps, 0);
+    assert_true(f.student.arena[f.student.arena_floats - 1] == keep);
+    vt_comm two = *vt_comm_local(f.c.n_layers);
+    two.stages = 2;
+    s.method = VT_RECOVER_LORA;
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, &two, NULL, &r), -1);
+    vt_recover_method m;
+    assert_int_equal(vt_recover_method_parse("full", &m), 0);
+    assert_int_equal(m, VT_RECOVER_FULL);
+    assert_int_equal(vt_recover_method_parse("adapters", &m), -1);
+    teardown(&f);
+}
+
+typedef struct {
+    fixture f[2];
+    vt_recover_spec s;
+} replicas_arg;
+
+static int run_replica(vt_comm *c, void *arg) {
+    replicas_arg *a = arg;
+    fixture *f = &a->f[c->replica];
+    vt_recover_result r;
+    return vt_recover(&f->student, &f->teacher, &f->calib, &a->s, c, NULL, &r);
+}
+
+static void test_replicas_equal_one_process(void **st) {
+    (void)st;
+    for (int m = VT_RECOVER_LORA; m <= VT_RECOVER_FULL; m++) {
+        fixture one;
+        setup(&one);
+        replicas_arg a;
+        setup(&a.f[0]);
+        setup(&a.f[1]);
+        a.s = vt_recover_defaults();
+        a.s.method = (vt_recover_method)m;
+        a.s.steps = 8;
+        a.s.batch_size = 4;
+        a.s.micro_batch = 2;
+        vt_recover_result r;
+        assert_int_equal(vt_recover(&one.student, &one.teacher, &one.calib, &a.s, vt_comm_local(one.c.n_layers), NULL,
+                                    &r), 0);
+        int begin[2] = {0, one.c.n_layers};
+        fake_world *w = fake_world_create(1, 2, begin);
+        assert_non_null(w);
+        if (fake_world_run(w, run_replica, &a)) fail_msg("%s", vt_error());
+        fake_world_free(w);
+        double diff = 0, top = 0, moved = 0;
+        for (size_t i = 0; i < one.student.arena_floats; i++) {
+            diff = fmax(diff, fabs(one.student.arena[i] - a.f[0].student.arena[i]));
+            diff = fmax(diff, fabs(a.f[1].student.arena[i] - a.f[0].student.arena[i]));
+            top = fmax(top, fabs(one.student.arena[i]));
+            moved = fmax(moved, fabs(one.student.arena[i] - one.teacher.arena[i]));
+        }
+        if (diff > 1e-4 * top)
+            fail_msg("%s: 2 replicas differ from one process by %.3g (largest weight %.3g)",
+                     vt_recover_method_name(a.s.method), diff, top);
+        assert_true(moved > 0);
+        teardown(&one);
+        teardown(&a.f[0]);
+        teardown(&a.f[1]);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lora_lowers_loss),
+        cmocka_unit_test(test_full_lowers_loss),
+        cmocka_unit_test(test_none_and_stages),
+        cmocka_unit_test(test_replicas_equal_one_process),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
