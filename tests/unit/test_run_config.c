@@ -485,7 +485,7 @@ static void test_json(void **state) {
     assert_true(json_is_true(json_object_get(json_object_get(j, "output"), "overwrite")));
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "output"), "dtype")), "f32");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "schedule"), "steps")), 200);
-    assert_int_equal(json_object_size(j), 9); /* source + 8 sections */
+    assert_int_equal(json_object_size(j), 10); /* source + 9 sections */
     json_decref(j);
 }
 
