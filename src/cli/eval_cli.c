@@ -22,7 +22,7 @@ static void default_opts(vt_opt *opts) {
         {"batch", 1, "windows per forward pass (0 = automatic)", "0", 0},
         {"json", 0, "print one JSON object", NULL, 0},
         {"stages", 1, "pipeline stages under mpirun (0 = automatic; the rest are replicas)", "0", 0},
-        {"plugin", 1, "a Variator plugin file: continuation perplexity dense vs plugged (docs/PLUGINS.md)", NULL, 0},
+        {"plugin", 1, "a Variator plugin file: continuation perplexity dense vs plugged, one process (docs/PLUGINS.md)", NULL, 0},
         {"prompt-fraction", 1, "with --plugin: the share of each window that is prompt", "0.75", 0},
     };
     memcpy(opts, table, sizeof table);

@@ -22,7 +22,7 @@ static void default_opts(vt_opt *opts) {
         {"temperature", 1, "0 = greedy; otherwise softmax sampling temperature", "1.0", 0},
         {"seed", 1, "random seed for sampling", "1", 0},
         {"stages", 1, "pipeline stages under mpirun (0 = automatic; the rest are replicas)", "0", 0},
-        {"plugin", 1, "a Variator plugin file: the prompt runs plugged, generation exactly (docs/PLUGINS.md)", NULL, 0},
+        {"plugin", 1, "a Variator plugin file: the prompt runs plugged, generation exactly; one process (docs/PLUGINS.md)", NULL, 0},
     };
     memcpy(opts, table, sizeof table);
 }
