@@ -25,6 +25,7 @@ static const command commands[] = {
     {"eval", NULL, vt_cmd_eval, "perplexity on a data file (windowed; README.md, Evaluation protocol)"},
     {"convert", vt_cmd_convert, NULL, "write a checkpoint as an HF-style safetensors directory"},
     {"tokenize", vt_cmd_tokenize, NULL, "write the token stream of a data file"},
+    {"plug", NULL, vt_cmd_plug, "train Variator plugins that merge prompt positions (docs/PLUGINS.md)"},
     {"plan", vt_cmd_plan, NULL, "size a cluster run: stages x replicas, layers per stage, memory per rank, FLOPs"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

@@ -16,6 +16,7 @@ int vt_cmd_convert(int argc, char **argv);
 int vt_cmd_tokenize(int argc, char **argv);
 int vt_cmd_prune(vt_world *w, int argc, char **argv);
 int vt_cmd_plan(int argc, char **argv);
+int vt_cmd_plug(vt_world *w, int argc, char **argv);
 
 /* A command on a world failed: vt_cmd_fail, unless the ranks agreed on the failure and its
  * message was printed then (vt_error_reported). Returns the exit code 1. */

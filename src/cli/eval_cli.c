@@ -12,7 +12,7 @@
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
 
-enum { OPT_MODEL, OPT_TOKENIZER, OPT_DATA, OPT_WINDOW, OPT_BATCH, OPT_JSON, OPT_STAGES, N_OPTS };
+enum { OPT_MODEL, OPT_TOKENIZER, OPT_DATA, OPT_WINDOW, OPT_BATCH, OPT_JSON, OPT_STAGES, OPT_PLUGIN, OPT_PROMPT_FRACTION, N_OPTS };
 
 static void default_opts(vt_opt *opts) {
     const vt_opt table[N_OPTS] = {
@@ -23,6 +23,8 @@ static void default_opts(vt_opt *opts) {
         {"batch", 1, "windows per forward pass (0 = automatic)", "0", 0},
         {"json", 0, "print one JSON object", NULL, 0},
         {"stages", 1, "pipeline stages under mpirun (0 = automatic; the rest are replicas)", "0", 0},
+        {"plugin", 1, "a Variator plugin file: continuation perplexity dense vs plugged, one process (docs/PLUGINS.md)", NULL, 0},
+        {"prompt-fraction", 1, "with --plugin: the share of each window that is prompt", "0.75", 0},
     };
     memcpy(opts, table, sizeof table);
 }
@@ -30,7 +32,7 @@ static void default_opts(vt_opt *opts) {
 void vt_eval_usage(void) {
     vt_opt opts[N_OPTS];
     default_opts(opts);
-    vt_args_usage("eval", "--model PATH [--tokenizer PATH] --data FILE [--window L] [--json]", opts, N_OPTS);
+    vt_args_usage("eval", "--model PATH [--tokenizer PATH] --data FILE [--window L] [--json] [--plugin FILE [--prompt-fraction F]]", opts, N_OPTS);
 }
 
 int vt_eval_options_parse(vt_eval_options *o, int argc, char **argv, int *help) {
@@ -51,6 +53,11 @@ int vt_eval_options_parse(vt_eval_options *o, int argc, char **argv, int *help) 
     o->batch = (int)batch;
     o->json = opts[OPT_JSON].value != NULL;
     o->stages = (int)stages;
+    o->plugin = opts[OPT_PLUGIN].value;
+    if (vt_args_double(opts, N_OPTS, "prompt-fraction", &o->prompt_fraction)) return -1;
+    if (!(o->prompt_fraction > 0.0 && o->prompt_fraction < 1.0))
+        return vt_fail("--prompt-fraction must lie strictly between 0 and 1, got %g", o->prompt_fraction);
+    if (opts[OPT_PROMPT_FRACTION].seen && !o->plugin) return vt_fail("--prompt-fraction applies to --plugin only");
     return 0;
 }
 
@@ -81,6 +88,19 @@ void vt_eval_print(const vt_eval_options *o, const vt_eval_result *r) {
     fflush(stdout);
 }
 
+void vt_eval_print_plugin(const vt_eval_options *o, const vt_cont_result *r, int k, int rr) {
+    if (o->json)
+        printf("{\"ppl\": %.10g, \"ppl_dense\": %.10g, \"tokens\": %zu, \"prefill_flops_saved\": %.6f, "
+               "\"windows\": %zu, \"window\": %d, \"prompt\": %d, \"k\": %d, \"r\": %d, \"seconds\": %.4f}\n",
+               r->ppl, r->ppl_dense, r->tokens, r->prefill_flops_saved, r->windows, o->window, r->prompt, k, rr,
+               r->seconds);
+    else
+        printf("continuation ppl: dense %.6f, plugged %.6f (%+.2f%%) over %zu scored tokens (%zu windows of %d, "
+               "prompt %d); plugin k %d r %d saves %.1f%% of the prefill FLOPs; %.2f s\n",
+               r->ppl_dense, r->ppl, 100.0 * (r->ppl / r->ppl_dense - 1.0), r->tokens, r->windows, o->window,
+               r->prompt, k, rr, 100.0 * r->prefill_flops_saved, r->seconds);
+    fflush(stdout);
+}
 
 void vt_eval_progress_start(vt_eval_progress *p) { p->start = p->last = vt_seconds(); }
 

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "nn/continuation.h"
 #include "nn/eval.h"
 #include "data/token_file.h"
 
@@ -12,6 +13,8 @@ typedef struct {
     int window, batch;                    /* batch 0 = automatic */
     int json;
     int stages; /* pipeline stages under mpirun; 0 = automatic */
+    const char *plugin;     /* --plugin: continuation perplexity dense vs plugged; NULL: none */
+    double prompt_fraction; /* --prompt-fraction: the prompt's share of each window */
 } vt_eval_options;
 
 /* Parses argv[1..argc) (argv[0] is the command name). Returns 0, or -1 with vt_error set.
@@ -25,6 +28,10 @@ int vt_eval_read_tokens(const vt_eval_options *o, vt_tokens *ids);
 
 /* Prints the result line (or the JSON object with --json) on stdout. */
 void vt_eval_print(const vt_eval_options *o, const vt_eval_result *r);
+
+/* Prints dense vs plugged continuation perplexity (plugin k, r) on stdout, or with --json one object:
+ * ppl (plugged), ppl_dense, tokens, prefill_flops_saved (a fraction), windows, window, prompt, k, r. */
+void vt_eval_print_plugin(const vt_eval_options *o, const vt_cont_result *r, int k, int rr);
 
 /* Progress callback for vt_pipeline_eval: a line on stderr at most every 10 s. arg: a
  * vt_eval_progress initialised with vt_eval_progress_start. */

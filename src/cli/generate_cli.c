@@ -12,7 +12,7 @@
 #include "util/rng.h"
 #include "util/sampler.h"
 
-enum { OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_STEPS, OPT_TEMPERATURE, OPT_SEED, OPT_STAGES, N_OPTS };
+enum { OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_STEPS, OPT_TEMPERATURE, OPT_SEED, OPT_STAGES, OPT_PLUGIN, N_OPTS };
 
 static void default_opts(vt_opt *opts) {
     const vt_opt table[N_OPTS] = {
@@ -23,6 +23,7 @@ static void default_opts(vt_opt *opts) {
         {"temperature", 1, "0 = greedy; otherwise softmax sampling temperature", "1.0", 0},
         {"seed", 1, "random seed for sampling", "1", 0},
         {"stages", 1, "pipeline stages under mpirun (0 = automatic; the rest are replicas)", "0", 0},
+        {"plugin", 1, "a Variator plugin file: the prompt runs plugged, generation exactly; one process (docs/PLUGINS.md)", NULL, 0},
     };
     memcpy(opts, table, sizeof table);
 }
@@ -30,7 +31,7 @@ static void default_opts(vt_opt *opts) {
 void vt_generate_usage(void) {
     vt_opt opts[N_OPTS];
     default_opts(opts);
-    vt_args_usage("generate", "--model PATH [--tokenizer PATH] [--prompt TEXT] [--steps N] [--temperature T] [--seed S]",
+    vt_args_usage("generate", "--model PATH [--tokenizer PATH] [--prompt TEXT] [--steps N] [--temperature T] [--seed S] [--plugin FILE]",
                   opts, N_OPTS);
 }
 
@@ -52,6 +53,7 @@ int vt_generate_options_parse(vt_generate_options *o, int argc, char **argv, int
     o->steps = (int)steps;
     o->seed = (uint64_t)seed;
     o->stages = (int)stages;
+    o->plugin = opts[OPT_PLUGIN].value;
     return 0;
 }
 

@@ -15,6 +15,7 @@ typedef struct {
     double temperature;                     /* 0 = greedy */
     uint64_t seed;
     int stages; /* pipeline stages under mpirun; 0 = automatic */
+    const char *plugin; /* --plugin: the prompt's prefill plugged (one process); NULL: none */
 } vt_generate_options;
 
 /* Parses argv[1..argc) (argv[0] is the command name). Returns 0, or -1 with vt_error set.

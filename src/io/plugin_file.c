@@ -205,15 +205,17 @@ int vt_plugin_file_meta(const char *path, vt_plugin_meta *meta) {
 
 /* ---- writing ---- */
 
-/* p fits the model of config c: same width and depth, a plugin exactly at the layers with an FFN. */
+/* p fits the model of config c: same width and depth, a plugin exactly at the layers that have one
+ * (vt_plugin_has_layer: those with an FFN but the last). */
 static int plugin_fits(const vt_plugin *p, const vt_config *c, const char *what) {
     if (p->dim != c->dim || p->n_layers != c->n_layers)
         return vt_fail("%s: plugin of dim %d, %d layers for a model of dim %d, %d layers", what, p->dim, p->n_layers,
                        c->dim, c->n_layers);
     for (int l = 0; l < c->n_layers; l++)
-        if ((p->layers[l].w != NULL) != (c->layers[l].ffn > 0))
-            return vt_fail("%s: layer %d: the plugin %s an FFN block, the model %s", what, l,
-                           p->layers[l].w ? "has" : "has no", c->layers[l].ffn ? "has one" : "has none");
+        if ((p->layers[l].w != NULL) != vt_plugin_has_layer(c, l))
+            return vt_fail("%s: layer %d: the plugin %s one there, the model's layer %s", what, l,
+                           p->layers[l].w ? "has" : "has no",
+                           vt_plugin_has_layer(c, l) ? "needs one" : "has none (no FFN, or the last layer)");
     return 0;
 }
 
@@ -341,7 +343,7 @@ static int no_extra(const vt_safetensors *st, const vt_config *c) {
         int l = -1, end = 0;
         char part[16] = "";
         sscanf(st->tensors[i].name, "layers.%d.plugin.%15[a-z0-9]%n", &l, part, &end);
-        int ok = end > 0 && st->tensors[i].name[end] == '\0' && l >= 0 && l < c->n_layers && c->layers[l].ffn > 0;
+        int ok = end > 0 && st->tensors[i].name[end] == '\0' && l >= 0 && l < c->n_layers && vt_plugin_has_layer(c, l);
         for (int j = 0; ok && j < 5; j++)
             if (strcmp(part, PART[j]) == 0) ok = 2;
         if (ok != 2) return vt_fail("%s: unexpected tensor %s in a plugin file", st->path, st->tensors[i].name);
@@ -362,7 +364,7 @@ int vt_plugin_load(const char *path, const vt_config *c, uint64_t fp, const char
     rc = meta_fits(&meta, c, path, model_path);
     if (!rc) rc = vt_plugin_alloc(p, c, meta.k, meta.r);
     for (int l = 0; l < c->n_layers && !rc; l++)
-        if (c->layers[l].ffn) rc = read_layer(&st, p, l);
+        if (vt_plugin_has_layer(c, l)) rc = read_layer(&st, p, l);
     if (!rc) rc = no_extra(&st, c);
     if (!rc && meta.fingerprint != fp)
         rc = vt_fail("%s: plugin made for another model: trained on %s (weights fingerprint %016" PRIx64

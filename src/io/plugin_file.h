@@ -11,7 +11,7 @@
 #include "nn/plugin.h"
 
 #define VT_PLUGIN_FORMAT "vtrans-plugin"
-#define VT_PLUGIN_VERSION 1
+#define VT_PLUGIN_VERSION 2 /* 2: no plugin in the model's last layer (nn/plugin.h) */
 #define VT_PLUGIN_ACTIVATION "silu"
 
 /* The fingerprint of a model's weights: XXH64 of the fp32 bytes (little-endian) of every weight

@@ -17,7 +17,7 @@ size_t vt_plugin_layer_params(int dim, int r) {
 size_t vt_plugin_params(const vt_config *c, int r) {
     size_t n = 0;
     for (int l = 0; l < c->n_layers; l++)
-        if (c->layers[l].ffn) n += vt_plugin_layer_params(c->dim, r);
+        if (vt_plugin_has_layer(c, l)) n += vt_plugin_layer_params(c->dim, r);
     return n;
 }
 
@@ -38,7 +38,7 @@ int vt_plugin_alloc(vt_plugin *p, const vt_config *c, int k, int r) {
     float *q = p->arena;
     size_t d = (size_t)c->dim, rr = (size_t)r;
     for (int l = 0; l < c->n_layers; l++) {
-        if (!c->layers[l].ffn) continue;
+        if (!vt_plugin_has_layer(c, l)) continue;
         vt_plugin_layer *L = &p->layers[l];
         L->w = q, q += d;
         L->w1 = q, q += rr * 2 * d;
@@ -79,6 +79,8 @@ double vt_prefill_flops(const vt_config *c, int P, int k, int r) {
         if (!c->layers[l].ffn) continue;
         if (k < 1)
             total += P * ffn;
+        else if (l == c->n_layers - 1) /* the last-layer rule: the prompt's last row only */
+            total += ffn;
         else /* FFN rows, scores and merge, adapter per grouped position and per group */
             total += (G + E) * ffn + (double)G * k * (4.0 * d + 4.0 * d * r) + G * 2.0 * d * r;
     }
@@ -313,6 +315,33 @@ void vt_plugged_ffn_backward(const vt_model *m, vt_bwd *bw, const vt_plugin *p, 
     for (int b = 0; b < B; b++) merge_backward(xn, L->w, tl->a, w->dc, dxn, dL ? dL->w : NULL, b, P, G, k, d);
 }
 
+/* The last-layer rule's forward: the FFN on each prompt's last row (the plugged FFN of a prompt
+ * of one position is exact), added to x there; the other rows keep x. */
+static void last_ffn_forward(const vt_model *m, vt_fwd *f, const vt_plugin *p, vt_plugin_work *w, int l,
+                             const float *xn, float *x, int B, int P, vt_plugin_tape_layer *tl) {
+    size_t d = (size_t)m->cfg.dim;
+    float *xg = w->dc, *yg = w->df; /* free in the forward pass */
+    for (int b = 0; b < B; b++) memcpy(xg + b * d, xn + ((size_t)b * P + P - 1) * d, d * sizeof(float));
+    vt_plugged_ffn_forward(m, f, p, w, l, xg, yg, B, 1, tl);
+    for (int b = 0; b < B; b++)
+        for (size_t j = 0; j < d; j++) x[((size_t)b * P + P - 1) * d + j] += yg[b * d + j];
+}
+
+/* Its backward: dxn (overwritten) is the FFN's at the last rows, zero at the others. */
+static void last_ffn_backward(const vt_model *m, vt_bwd *bw, const vt_plugin *p, vt_plugin_work *w, int l,
+                              const float *xn, const float *dy, float *dxn, int B, int P,
+                              const vt_plugin_tape_layer *tl) {
+    size_t d = (size_t)m->cfg.dim;
+    float *xg = w->y, *dyg = w->y + B * d, *dxg = w->fwd.c; /* free in the backward pass; P >= 2 */
+    for (int b = 0; b < B; b++) {
+        memcpy(xg + b * d, xn + ((size_t)b * P + P - 1) * d, d * sizeof(float));
+        memcpy(dyg + b * d, dy + ((size_t)b * P + P - 1) * d, d * sizeof(float));
+    }
+    vt_plugged_ffn_backward(m, bw, p, w, l, xg, dyg, dxg, B, 1, tl, NULL);
+    memset(dxn, 0, (size_t)B * P * d * sizeof(float));
+    for (int b = 0; b < B; b++) memcpy(dxn + ((size_t)b * P + P - 1) * d, dxg + b * d, d * sizeof(float));
+}
+
 void vt_plugged_forward(const vt_model *m, vt_fwd *f, const vt_plugin *p, vt_plugin_work *w, int l0, int l1,
                         float *x, int B, int P, vt_tape *tape, vt_plugin_tape *pt) {
     const vt_config *c = &m->cfg;
@@ -324,6 +353,10 @@ void vt_plugged_forward(const vt_model *m, vt_fwd *f, const vt_plugin *p, vt_plu
         float *xn = tp ? tp->xn_mlp : f->xn;
         if (tp) memcpy(tp->x_mlp, x, n * sizeof(float));
         vt_rmsnorm(xn, x, m->layers[l].ffn_norm, B * P, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
+        if (l == c->n_layers - 1 && P > 1) {
+            last_ffn_forward(m, f, p, w, l, xn, x, B, P, pt ? &pt->layers[l] : NULL);
+            continue;
+        }
         vt_plugged_ffn_forward(m, f, p, w, l, xn, w->y, B, P, pt ? &pt->layers[l] : NULL);
         for (size_t i = 0; i < n; i++) x[i] += w->y[i];
     }
@@ -336,7 +369,10 @@ void vt_plugged_backward(const vt_model *m, const vt_fwd *f, vt_bwd *bw, const v
     for (int l = l1 - 1; l >= l0; l--) {
         const vt_tape_layer *tl = &tape->layers[l];
         if (c->layers[l].ffn) { /* x_out = x + y(norm(x)): dx gains the path through the plugged FFN */
-            vt_plugged_ffn_backward(m, bw, p, w, l, tl->xn_mlp, dx, bw->dxn, B, P, &pt->layers[l], dp);
+            if (l == c->n_layers - 1 && P > 1)
+                last_ffn_backward(m, bw, p, w, l, tl->xn_mlp, dx, bw->dxn, B, P, &pt->layers[l]);
+            else
+                vt_plugged_ffn_backward(m, bw, p, w, l, tl->xn_mlp, dx, bw->dxn, B, P, &pt->layers[l], dp);
             vt_rmsnorm_backward(dx, NULL, bw->dxn, tl->x_mlp, m->layers[l].ffn_norm, tl->inv_rms_mlp, B * P, c->dim,
                                 1);
         }

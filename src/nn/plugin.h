@@ -22,7 +22,14 @@ typedef struct {
     float *b2; /* [dim], zero-initialised */
 } vt_plugin_layer;
 
-/* The plugins of every layer of a model (layers without an FFN have none: pointers NULL). */
+/* The last-layer rule: the model's last layer's FFN output at a prompt position feeds only that
+ * position's own logits (its keys and values were made before it), and no prompt logit but the
+ * last one's is read. So the plugged prefill runs the last layer's FFN exactly at the prompt's last
+ * position and not at all at the others (their outputs are left without it), exact for every
+ * scored logit; that layer keeps no plugin. The other layers with an FFN have one. */
+static inline int vt_plugin_has_layer(const vt_config *c, int l) { return c->layers[l].ffn > 0 && l < c->n_layers - 1; }
+
+/* The plugins of every layer of a model (layers without one, vt_plugin_has_layer: pointers NULL). */
 typedef struct {
     int k, r, dim, n_layers;
     vt_plugin_layer *layers; /* n_layers entries */
@@ -30,11 +37,11 @@ typedef struct {
     size_t arena_floats;
 } vt_plugin;
 
-/* Plugin parameters of one layer with an FFN, and of a whole model (its FFN layers). */
+/* Plugin parameters of one layer with a plugin, and of a whole model (vt_plugin_has_layer). */
 size_t vt_plugin_layer_params(int dim, int r);
 size_t vt_plugin_params(const vt_config *c, int r);
 
-/* Allocates zeroed plugins for the FFN layers of c (k >= 1, r >= 1). */
+/* Allocates zeroed plugins for the layers of c that have one (k >= 1, r >= 1). */
 int vt_plugin_alloc(vt_plugin *p, const vt_config *c, int k, int r);
 void vt_plugin_free(vt_plugin *p);
 /* The training start: w = 0 (a uniform merge), W1 ~ U(-1/sqrt(2 dim), 1/sqrt(2 dim)) (PyTorch's
@@ -48,7 +55,8 @@ static inline int vt_plugin_groups(int P, int k) { return P > 1 ? (P - 1) / k : 
 /* Prefill FLOPs of one prompt of P tokens through the layers: matmuls and attention as
  * vt_layer_flops counts them (position t at context t + 1), no classifier. k = 0: dense; k >= 1:
  * the FFN runs on the merged groups and the exact positions, plus the plugins (scores and merge
- * 4 dim per grouped position, adapter 4 dim r per grouped position and 2 dim r per group). */
+ * 4 dim per grouped position, adapter 4 dim r per grouped position and 2 dim r per group); the
+ * model's last layer runs its FFN on one row (the last-layer rule). */
 double vt_prefill_flops(const vt_config *c, int P, int k, int r);
 
 /* What a plugged prefill saves for backward: per layer, for B prompts of P positions with G groups
@@ -97,7 +105,8 @@ void vt_plugged_ffn_backward(const vt_model *m, vt_bwd *bw, const vt_plugin *p, 
                              const vt_plugin_tape_layer *tl, vt_plugin *dp);
 
 /* The plugged prefill: B prompts of P tokens at positions 0..P-1 through layers [l0, l1), in place
- * on x; attention runs exactly and fills f's key/value cache, each FFN is plugged. Later tokens
+ * on x; attention runs exactly and fills f's key/value cache, each FFN is plugged (the model's last
+ * layer's by the last-layer rule: rows 0..P-2 of its output then lack that FFN). Later tokens
  * then run exactly on the cache (vt_layers_forward_ex at pos0 = P). With tape (made for B x P at 0)
  * and pt, activations are saved for vt_plugged_backward. */
 void vt_plugged_forward(const vt_model *m, vt_fwd *f, const vt_plugin *p, vt_plugin_work *w, int l0, int l1,

@@ -147,12 +147,20 @@ static const key_def keys[] = {
     INT("recover", "batch_size", recover.batch_size, 1),
     INT("recover", "micro_batch", recover.micro_batch, 0),
     INT("recover", "warmup_steps", recover.warmup, 0),
+    INT("plugin", "k", plugin.k, 1),
+    INT("plugin", "r", plugin.r, 1),
+    {"plugin", "prompt_fraction", K_DOUBLE, OFF(plugin.prompt_fraction), NULL, 0, 1, 1, 1, NULL, 0},
+    INT("plugin", "steps", plugin.steps, 0),
+    INT("plugin", "batch_size", plugin.batch_size, 1),
+    POS("plugin", "lr", plugin.lr),
+    {"plugin", "seed", K_U64, OFF(plugin.seed), NULL, 0, 0, 0, 0, NULL, 0},
+    INT("plugin", "eval_windows", plugin.eval_windows, 0),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 _Static_assert(sizeof keys / sizeof keys[0] <= VT_RC_MAX_KEYS, "raise VT_RC_MAX_KEYS");
 
 static const char *const sections[] = {"model", "data", "budget", "method", "schedule", "output", "parallel", "run",
-                                      "reconstruct", "recover"};
+                                      "reconstruct", "recover", "plugin"};
 #define N_SECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
 void vt_run_config_defaults(vt_run_config *rc) {
@@ -204,6 +212,14 @@ void vt_run_config_defaults(vt_run_config *rc) {
                                                     .batch = 16, .inputs = 1}};
     rc->recover = vt_recover_defaults();
     strcpy(rc->recover_targets, "q,k,v,o,gate,up,down");
+    rc->plugin.k = 4;
+    rc->plugin.r = 16;
+    rc->plugin.prompt_fraction = 0.75;
+    rc->plugin.steps = 100;
+    rc->plugin.batch_size = 8;
+    rc->plugin.lr = 1e-3;
+    rc->plugin.seed = 1;
+    rc->plugin.eval_windows = 0;
 }
 
 const char *vt_method_name(vt_method m) { return (unsigned)m < 4 ? method_names[m] : "?"; }
@@ -559,15 +575,47 @@ static int output_is_free(const char *path) {
     return empty;
 }
 
-int vt_run_config_validate(vt_run_config *rc) {
-    const char *name = config_name(rc);
-    char origin[VT_PATH_MAX + 64];
+/* Every required key set. */
+static int check_required(const vt_run_config *rc) {
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
         if (k->required && ((const char *)cfield(rc, k))[0] == '\0')
-            return vt_fail("%s: missing required key '%s' in section [%s]", name, k->key, k->section);
+            return vt_fail("%s: missing required key '%s' in section [%s]", config_name(rc), k->key, k->section);
     }
+    return 0;
+}
 
+/* Ranges again (the program may have changed fields after loading); an unset budget key is skipped. */
+static int check_ranges(const vt_run_config *rc) {
+    char origin[VT_PATH_MAX + 64];
+    int ip = find_key("budget", "params"), ifl = find_key("budget", "flops");
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_def *k = &keys[i];
+        const void *f = cfield(rc, k);
+        double x;
+        if (k->kind == K_INT) x = *(const int *)f;
+        else if (k->kind == K_LONG) x = (double)*(const long *)f;
+        else if (k->kind == K_DOUBLE) x = *(const double *)f;
+        else continue;
+        if ((i == ip && rc->budget.params < 0) || (i == ifl && rc->budget.flops < 0)) continue;
+        if (check_range(k, x, key_origin(rc, i, origin, sizeof origin))) return -1;
+    }
+    return 0;
+}
+
+/* The model, tokenizer and data files named exist. */
+static int check_inputs(const vt_run_config *rc) {
+    if (check_input(rc, "model", "path", 1)) return -1;
+    if (rc->model.tokenizer[0] && check_input(rc, "model", "tokenizer", 0)) return -1;
+    if (check_input(rc, "data", "calib", 0)) return -1;
+    if (rc->data.eval[0] && check_input(rc, "data", "eval", 0)) return -1;
+    return 0;
+}
+
+int vt_run_config_validate(vt_run_config *rc) {
+    const char *name = config_name(rc);
+    char origin[VT_PATH_MAX + 64];
+    if (check_required(rc)) return -1;
     int ip = find_key("budget", "params"), ifl = find_key("budget", "flops");
     int has_params = rc->budget.params >= 0, has_flops = rc->budget.flops >= 0;
     if (has_params && has_flops) {
@@ -579,19 +627,7 @@ int vt_run_config_validate(vt_run_config *rc) {
         return vt_fail("%s: no budget: set budget.params (fraction of parameters kept) or budget.flops (fraction "
                        "of FLOPs per token kept) in section [budget]",
                        name);
-
-    /* Ranges again: the program may have changed fields after loading. */
-    for (int i = 0; i < N_KEYS; i++) {
-        const key_def *k = &keys[i];
-        const void *f = cfield(rc, k);
-        double x;
-        if (k->kind == K_INT) x = *(const int *)f;
-        else if (k->kind == K_LONG) x = (double)*(const long *)f;
-        else if (k->kind == K_DOUBLE) x = *(const double *)f;
-        else continue;
-        if ((i == ip && !has_params) || (i == ifl && !has_flops)) continue;
-        if (check_range(k, x, key_origin(rc, i, origin, sizeof origin))) return -1;
-    }
+    if (check_ranges(rc)) return -1;
 
     if (vt_lora_parse_targets(rc->recover_targets, &rc->recover.targets))
         return vt_fail_context("%s", key_origin(rc, find_key("recover", "targets"), origin, sizeof origin));
@@ -601,17 +637,25 @@ int vt_run_config_validate(vt_run_config *rc) {
         rc->data.fraction = rc->method.name == VT_METHOD_VIB && rc->vib.variant == VT_VARIANT_FAST
                                 ? VT_FAST_FRACTION_DEFAULT
                                 : 1.0;
-
-    if (check_input(rc, "model", "path", 1)) return -1;
-    if (rc->model.tokenizer[0] && check_input(rc, "model", "tokenizer", 0)) return -1;
-    if (check_input(rc, "data", "calib", 0)) return -1;
-    if (rc->data.eval[0] && check_input(rc, "data", "eval", 0)) return -1;
+    if (check_inputs(rc)) return -1;
 
     if (!rc->output.overwrite && !output_is_free(rc->output.dir)) {
         key_origin(rc, find_key("output", "dir"), origin, sizeof origin);
         return vt_fail("%s: output.dir '%s' already exists and is not empty; choose another directory or set "
                        "output.overwrite = true",
                        origin, rc->output.dir);
+    }
+    return 0;
+}
+
+int vt_run_config_validate_plug(vt_run_config *rc) {
+    if (check_required(rc) || check_ranges(rc) || check_inputs(rc)) return -1;
+    struct stat st;
+    if (stat(rc->output.dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        char origin[VT_PATH_MAX + 64];
+        key_origin(rc, find_key("output", "dir"), origin, sizeof origin);
+        return vt_fail("%s: output.dir '%s' is a file; plug writes its plugin into a directory", origin,
+                       rc->output.dir);
     }
     return 0;
 }
@@ -716,8 +760,7 @@ static const char *const resume_may_change[] = {
     "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
     "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
-    "reconstruct.*",
-    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*", "recover.*",
+    "reconstruct.*",           "recover.*",               "plugin.*",
 };
 
 static int may_change_on_resume(const key_def *k) {

@@ -57,6 +57,16 @@ typedef struct {
     int quantize; /* GGUF only: 0 none (output.dtype), 1 Q8_0 */
 } vt_output_opts;
 
+/* [plugin]: Variator plugins trained by `vtrans-dist plug` (docs/PLUGINS.md); prune ignores them. */
+typedef struct {
+    int k, r;               /* group size, adapter width */
+    double prompt_fraction; /* (0, 1): prompt tokens of each window of data.eval_window */
+    int steps, batch_size;  /* batch_size windows a step, split between the replicas */
+    double lr;              /* Adam's, constant */
+    uint64_t seed;          /* plugin initialisation and window order */
+    int eval_windows;       /* windows of data.eval scored (0 = all) */
+} vt_plugin_opts;
+
 /* Every key of the file, by section, in the sub-structs of the modules that use them; the key
  * table of run_config.c names each. docs/CONFIG.md documents each one. Relative paths are relative
  * to the current working directory (not to the config file). */
@@ -73,6 +83,7 @@ typedef struct {
     vt_reconstruct_spec reconstruct; /* [reconstruct] */
     vt_recover_spec recover;    /* [recover]; recover.lr 0 = the method's default, alpha 0 = rank */
     char recover_targets[VT_PATH_MAX]; /* recover.targets as written; validate parses it into recover.targets */
+    vt_plugin_opts plugin;      /* [plugin], for `plug` */
 
     char source[VT_PATH_MAX]; /* the file loaded, "" when none */
     char resume[VT_PATH_MAX]; /* --resume RUNDIR of the command line ("" = a fresh run); not a key */
@@ -102,6 +113,10 @@ int vt_run_config_set(vt_run_config *rc, const char *assignment);
  * is free (or output.overwrite is set). Fills derived defaults: data.fraction is 0.03 for
  * the fast VTrans variant unless set explicitly. Returns 0, or -1 naming the key and the path. */
 int vt_run_config_validate(vt_run_config *rc);
+
+/* vt_run_config_validate for `plug`: the same required keys, ranges and inputs, no budget, and
+ * output.dir a directory (made when missing) that may hold other files. */
+int vt_run_config_validate_plug(vt_run_config *rc);
 
 /* 1 when "section.key" was set by the file or --set, 0 when at its default (or unknown). */
 int vt_run_config_is_set(const vt_run_config *rc, const char *section_key);

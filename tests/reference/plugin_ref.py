@@ -4,8 +4,9 @@
     plugin_ref.py MODEL PLUGIN.f32 K R P TOKENS.i32 B T C_LOGITS.f32
 
 PLUGIN.f32: the plugin's raw float32 parameters, per layer with an FFN: w [d], W1 [r, 2d], b1 [r],
-W2 [d, r], b2 [d]. TOKENS.i32: [B, T] windows; their first P tokens are the prompt. Groups of K from
-position 0, as many as fit in the first P - 1 positions; the other positions run exactly. Since
+W2 [d, r], b2 [d] (the last layer has none). TOKENS.i32: [B, T] windows; their first P tokens are the prompt. Groups of K from
+position 0, as many as fit in the first P - 1 positions; the other positions run exactly, except in
+the last layer, whose FFN does not run at prompt positions 0..P-2 (the last-layer rule). Since
 attention is exact and causal, the whole window in one pass equals the plugged prefill followed by
 the continuation on its cache. Prints JSON: max |C - torch| over the logits and max |torch|."""
 
@@ -23,10 +24,13 @@ silu = torch.nn.functional.silu
 
 
 def plugged_ffn(h, f, pl, k, P):
-    """h [B, T, d]: FFN inputs; rows < P plugged, the rest exact."""
+    """h [B, T, d]: FFN inputs; rows < P plugged, the rest exact; pl None: the last layer."""
     B, T, d = h.shape
     ffn = lambda z: (silu(z @ f["w1"].T) * (z @ f["w3"].T)) @ f["w2"].T  # noqa: E731
     y = ffn(h)
+    if pl is None:
+        y[:, : P - 1] = 0
+        return y
     G = (P - 1) // k if P > 1 else 0
     if G:
         xg = h[:, : G * k].reshape(B, G, k, d)
@@ -63,8 +67,8 @@ def main(argv):
     m = llama_ref.load_model(model, torch.float64)
     flat = torch.from_numpy(np.fromfile(plugin, dtype=np.float32).astype(np.float64))
     d, off, plugins = m.dim, 0, []
-    for layer in m.layers:
-        if layer.mlp is None:
+    for i, layer in enumerate(m.layers):
+        if layer.mlp is None or i == len(m.layers) - 1:
             plugins.append(None)
             continue
         pl = {}

@@ -34,6 +34,7 @@ static void test_gradient(void **st) {
     int checked = 0;
     for (int l = 0; l < c.n_layers; l++) {
         vt_plugin_layer *L = &p.layers[l];
+        if (!L->w) continue; /* the last layer has no plugin */
         float *q[] = {L->w, L->w + 5, L->w1 + 3, L->w1 + 2 * c.dim + 1, L->b1 + 2, L->w2 + 7, L->b2 + 1};
         for (size_t i = 0; i < sizeof q / sizeof *q; i++) {
             size_t at = (size_t)(q[i] - p.arena);
@@ -47,8 +48,6 @@ static void test_gradient(void **st) {
             print_message("layer %d param %zu: analytic %.6g, central difference %.6g\n", l, at, g[at], fd);
             assert_true(fabs(g[at] - fd) <= 3e-2 * fabs(fd) + 2e-4);
             checked += fabs(fd) > 1e-3;
-            /* the last layer's merged positions feed only their own (unscored) prompt logits */
-            if (l == c.n_layers - 1) assert_true(g[at] == 0.0f && fd == 0.0);
         }
     }
     assert_true(checked >= 5);

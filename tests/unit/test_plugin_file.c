@@ -81,6 +81,9 @@ static void test_round_trip(void **st) {
     (void)st;
     vt_config c;
     tu_small_config(&c);
+    vt_config_free(&c);
+    c.n_layers = 3; /* layer 2, the last, has no plugin (the last-layer rule) */
+    assert_int_equal(vt_config_init_dense(&c), 0);
     c.layers[1].ffn = 0; /* a pruned model: no FFN in layer 1, so no plugin there */
     vt_model m;
     tu_random_model(&m, &c, 4);
@@ -97,7 +100,9 @@ static void test_round_trip(void **st) {
     assert_int_equal(vt_plugin_load(path, &c, fp, "model-a", &q), 0);
     assert_int_equal(q.k, 4);
     assert_int_equal(q.r, 3);
+    assert_non_null(q.layers[0].w);
     assert_null(q.layers[1].w);
+    assert_null(q.layers[2].w);
     assert_int_equal(q.arena_floats, p.arena_floats);
     assert_memory_equal(q.arena, p.arena, p.arena_floats * sizeof(float));
     vt_plugin_meta meta;
@@ -165,7 +170,9 @@ static void craft(const char *path, const vt_plugin *p, const vt_config *c, uint
     snprintf(kstr, sizeof kstr, "%d", p->k), snprintf(rstr, sizeof rstr, "%d", p->r);
     snprintf(dstr, sizeof dstr, "%d", c->dim), snprintf(lstr, sizeof lstr, "%d", c->n_layers);
     snprintf(fstr, sizeof fstr, "%016" PRIx64, fp);
-    const char *kv[20] = {"format", VT_PLUGIN_FORMAT, "version", "1", "activation", "silu", "k", kstr, "r", rstr,
+    char vstr[16];
+    snprintf(vstr, sizeof vstr, "%d", VT_PLUGIN_VERSION);
+    const char *kv[20] = {"format", VT_PLUGIN_FORMAT, "version", vstr, "activation", "silu", "k", kstr, "r", rstr,
                           "dim", dstr, "n_layers", lstr, "ffn", ffn, "fingerprint", fstr, "base_model", "m"};
     int nk = 0;
     const char *out[20];
@@ -181,6 +188,7 @@ static void craft(const char *path, const vt_plugin *p, const vt_config *c, uint
     int64_t d = p->dim, r = p->r;
     for (int l = 0; l < c->n_layers; l++) {
         const vt_plugin_layer *L = &p->layers[l];
+        if (!L->w) continue; /* no plugin there (no FFN, or the model's last layer) */
         const float *ptr[5] = {L->w, L->w1, L->b1, L->w2, L->b2};
         int64_t sh[5][2] = {{d, 0}, {r, 2 * d}, {r, 0}, {d, r}, {d, 0}};
         for (int i = 0; i < 5; i++, idx++) {
@@ -209,8 +217,8 @@ static void test_bad_files(void **st) {
     assert_int_equal(vt_plugin_load(path, &c, fp, "m", &q), 0);
     assert_memory_equal(q.arena, p.arena, p.arena_floats * sizeof(float));
     vt_plugin_free(&q);
-    craft(path, &p, &c, fp, 6, -1, 0, NULL, NULL);
-    expect_error(vt_plugin_load(path, &c, fp, "m", &q), path, "layers.1.plugin.w1 is missing", NULL);
+    craft(path, &p, &c, fp, 1, -1, 0, NULL, NULL);
+    expect_error(vt_plugin_load(path, &c, fp, "m", &q), path, "layers.0.plugin.w1 is missing", NULL);
     craft(path, &p, &c, fp, -1, 3, 0, NULL, NULL);
     expect_error(vt_plugin_load(path, &c, fp, "m", &q), "layers.0.plugin.w2 has shape [15, 4]", "needs [16, 4]",
                  NULL);
@@ -218,8 +226,8 @@ static void test_bad_files(void **st) {
     expect_error(vt_plugin_load(path, &c, fp, "m", &q), "unexpected tensor layers.0.plugin.bias", NULL, NULL);
     craft(path, &p, &c, fp, -1, -1, 0, "format", "pt");
     expect_error(vt_plugin_load(path, &c, fp, "m", &q), "not a plugin file", "\"pt\"", NULL);
-    craft(path, &p, &c, fp, -1, -1, 0, "version", "2");
-    expect_error(vt_plugin_load(path, &c, fp, "m", &q), "version 2", NULL, NULL);
+    craft(path, &p, &c, fp, -1, -1, 0, "version", "1"); /* before the last-layer rule */
+    expect_error(vt_plugin_load(path, &c, fp, "m", &q), "version 1", NULL, NULL);
     craft(path, &p, &c, fp, -1, -1, 0, "k", "two");
     expect_error(vt_plugin_load(path, &c, fp, "m", &q), "\"k\" is \"two\"", NULL, NULL);
     craft(path, &p, &c, fp, -1, -1, 0, "r", NULL);

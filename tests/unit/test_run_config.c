@@ -489,7 +489,7 @@ static void test_json(void **state) {
     assert_string_equal(json_string_value(json_object_get(rec, "method")), "lsq");
     assert_string_equal(json_string_value(json_object_get(rec, "target")), "residual");
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "recover"), "method")), "none");
-    assert_int_equal(json_object_size(j), 11); /* source + 10 sections */
+    assert_int_equal(json_object_size(j), 12); /* source + 11 sections */
     json_decref(j);
 }
 
@@ -550,6 +550,30 @@ static void test_every_key_documented(void **state) {
 
 /* Every shipped configs/<name>.ini parses; the stories260K ones also validate (run from the repo root,
  * as the README says) when the fixtures are there. */
+/* plug's validation: [plugin] keys with their defaults and ranges, no budget needed, output.dir a
+ * directory that may already hold files (other plugins) but not a file. */
+static void test_validate_plug(void **state) {
+    (void)state;
+    vt_run_config rc;
+    char text[8192];
+    snprintf(text, sizeof text, "[model]\npath = %s\n[data]\ncalib = %s\n[output]\ndir = %s\n[plugin]\nk = 8\n",
+             model_path, calib_path, tmp);
+    assert_int_equal(load_text(&rc, text), 0);
+    assert_int_equal(vt_run_config_validate_plug(&rc), 0); /* tmp holds files: fine for plug */
+    assert_int_equal(rc.plugin.k, 8);
+    assert_int_equal(rc.plugin.r, 16);
+    assert_true(rc.plugin.prompt_fraction == 0.75 && rc.plugin.lr == 1e-3);
+    assert_int_equal(vt_run_config_validate(&rc), -1); /* prune still wants a budget */
+    assert_error_has("no budget");
+    assert_int_equal(vt_run_config_set(&rc, "plugin.prompt_fraction=1"), -1);
+    assert_error_has("plugin.prompt_fraction");
+    assert_int_equal(vt_run_config_set(&rc, "plugin.k=0"), -1);
+    snprintf(text, sizeof text, "output.dir=%s", model_path);
+    assert_int_equal(vt_run_config_set(&rc, text), 0);
+    assert_int_equal(vt_run_config_validate_plug(&rc), -1);
+    assert_error_has("is a file; plug writes its plugin into a directory");
+}
+
 static void test_shipped_configs(void **state) {
     (void)state;
     const char *src = getenv("VT_SOURCE_DIR");
@@ -577,6 +601,11 @@ static void test_shipped_configs(void **state) {
     assert_int_equal(rc.method.name, VT_METHOD_VIB);
     assert_int_equal(rc.vib.variant, VT_VARIANT_FASTER);
     assert_string_equal(rc.output.dir, "out/stories260k-50");
+    snprintf(path, sizeof path, "%s/configs/stories260k-plug.ini", src);
+    assert_int_equal(vt_run_config_load(&rc, path), 0);
+    assert_int_equal(rc.plugin.k, 4);
+    assert_int_equal(rc.plugin.r, 16);
+    assert_int_equal(rc.data.eval_window, 256);
     snprintf(path, sizeof path, "%s/configs/stories260k-20.ini", src);
     assert_int_equal(vt_run_config_load(&rc, path), 0);
     assert_true(rc.budget.params == 0.8);
@@ -706,6 +735,7 @@ int main(void) {
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_every_key_documented),
         cmocka_unit_test(test_resume_settings),
+        cmocka_unit_test(test_validate_plug),
         cmocka_unit_test(test_shipped_configs),
     };
     return cmocka_run_group_tests(tests, setup, tu_group_teardown);

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Variator plugins on stories260K (docs/PLUGINS.md): `plug` trains a plugin and writes it with its
+# report; 2 data-parallel replicas (mpirun -n 2) train the same plugin as one process (1e-4);
+# `eval --plugin` prints dense and plugged continuation perplexity; `generate --plugin` runs; a
+# plugin is refused by another model's weights (an f16 copy), and parallel.stages > 1 is refused.
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+model="$fx/stories260K/stories260K.bin"
+need_files "$model" "$fx/tinystories/calib.txt" "$fx/tinystories/eval.txt"
+head -c 40000 "$fx/tinystories/calib.txt" >"$work/calib.txt"
+head -c 12000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+cat >"$work/plug.ini" <<INI
+[model]
+path = $model
+tokenizer = $fx/stories260K/tok512.bin
+[data]
+calib = $work/calib.txt
+eval = $work/eval.txt
+eval_window = 64
+[plugin]
+k = 4
+r = 8
+steps = 4
+batch_size = 4
+lr = 1e-2
+[schedule]
+log_interval = 2
+[output]
+dir = $work/one
+INI
+
+# 1. One process: the plugin, its report, progress lines.
+"$VT_BIN" plug --config "$work/plug.ini" >"$work/one.out" 2>"$work/one.err" || { cat "$work/one.err"; fail "plug exited $?"; }
+grep -q "plug: step 4/4  KL" "$work/one.err" || fail "no progress line: $(cat "$work/one.err")"
+[ -s "$work/one/plugin-k4.safetensors" ] || fail "no plugin file"
+"$py" - "$work/one/plugin-k4.json" <<'PY' || fail "report"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"  one process: ppl {r['ppl']:.4f} dense {r['ppl_dense']:.4f} saved {r['prefill_flops_saved']:.3f}")
+assert r["k"] == 4 and r["r"] == 8 and r["prompt"] == 48 and r["train_steps"] == 4 and r["train_tokens"] == 4 * 4 * 64, r
+assert r["tokens"] > 0 and r["ppl"] > 1 and r["ppl_dense"] > 1 and 0.3 < r["prefill_flops_saved"] < 0.6, r
+PY
+
+# 2. Two data-parallel replicas train the same plugin.
+if command -v mpirun >/dev/null; then
+  mpi_env
+  timeout 120 mpirun --oversubscribe -n 2 "$VT_BIN" plug --config "$work/plug.ini" --set output.dir="$work/two" \
+    >"$work/two.out" 2>"$work/two.err" || { cat "$work/two.err"; fail "plug on 2 ranks exited $?"; }
+  grep -q "on 2 replicas" "$work/two.err" || fail "2 ranks: $(cat "$work/two.err")"
+  "$py" - "$work/one/plugin-k4.safetensors" "$work/two/plugin-k4.safetensors" <<'PY' || fail "2 replicas differ from 1"
+import json, struct, sys
+def tensors(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h.pop("__metadata__", None)
+    out = {}
+    for name, t in h.items():
+        s, e = t["data_offsets"]
+        out[name] = struct.unpack(f"<{(e - s) // 4}f", b[8 + n + s:8 + n + e])
+    return out
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys() and "layers.4.plugin.w1" not in a and "layers.3.plugin.w1" in a, sorted(a)
+diff = max(abs(x - y) for k in a for x, y in zip(a[k], b[k]))
+moved = max(abs(x) for x in a["layers.0.plugin.w2"])
+print(f"  2 replicas vs 1: max |difference| {diff:.3g} (trained W2 up to {moved:.3g})")
+assert diff <= 1e-4 and moved > 1e-3, (diff, moved)
+PY
+else
+  echo "  mpirun not found: the 2-replica run is not tried"
+fi
+
+# 3. eval --plugin: dense and plugged on the same windows; --prompt-fraction.
+"$VT_BIN" eval --model "$model" --data "$work/eval.txt" --window 64 --plugin "$work/one/plugin-k4.safetensors" \
+  --json >"$work/eval.json"
+"$VT_BIN" eval --model "$model" --data "$work/eval.txt" --window 64 --plugin "$work/one/plugin-k4.safetensors" \
+  --prompt-fraction 0.5 --json >"$work/eval50.json"
+"$py" - "$work/eval.json" "$work/eval50.json" "$work/one/plugin-k4.json" <<'PY' || fail "eval --plugin"
+import json, sys
+e, h, r = (json.load(open(p)) for p in sys.argv[1:])
+assert abs(e["ppl"] - r["ppl"]) <= 1e-6 * r["ppl"] and e["tokens"] == r["tokens"], (e, r)
+assert e["ppl_dense"] > 1 and e["prompt"] == 48 and h["prompt"] == 32 and h["tokens"] > e["tokens"], (e, h)
+assert 0 < h["prefill_flops_saved"] < e["prefill_flops_saved"], (e, h)
+PY
+"$VT_BIN" eval --model "$model" --data "$work/eval.txt" --window 64 --plugin "$work/one/plugin-k4.safetensors" \
+  | grep -q "continuation ppl: dense .* plugged .* saves .* of the prefill FLOPs" || fail "eval --plugin text"
+
+# 4. generate --plugin: the prompt plugged, then greedy on the cache.
+"$VT_BIN" generate --model "$model" --temperature 0 --steps 40 --prompt "Once upon a time, there was a little girl" \
+  --plugin "$work/one/plugin-k4.safetensors" >"$work/gen.out" 2>"$work/gen.err" || { cat "$work/gen.err"; fail "generate --plugin"; }
+grep -q "^Once upon a time, there was a little girl" "$work/gen.out" || fail "generate --plugin: $(cat "$work/gen.out")"
+
+# 5. Another model's weights (an f16 copy) refuse the plugin; parallel.stages > 1 is refused.
+"$VT_BIN" convert --model "$model" --out "$work/f16" --dtype f16 >/dev/null
+expect_error "another model's weights, eval" "plugin made for another model" -- eval --model "$work/f16" \
+  --data "$work/eval.txt" --window 64 --plugin "$work/one/plugin-k4.safetensors"
+expect_error "another model's weights, generate" "plugin made for another model" -- generate --model "$work/f16" \
+  --steps 8 --plugin "$work/one/plugin-k4.safetensors"
+expect_error "stages" "parallel.stages = 2: plug trains on data-parallel replicas only" -- plug --config "$work/plug.ini" \
+  --set parallel.stages=2
+finish
