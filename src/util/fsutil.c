@@ -15,16 +15,23 @@
 
 #include "util/error.h"
 
-int vt_read_file(const char *path, char **data, size_t *size) {
-    *data = NULL;
-    *size = 0;
+/* A descriptor of the regular file at path and its stat, or -1 with an error naming it. */
+static int open_regular(const char *path, struct stat *st) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return vt_fail("%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
         close(fd);
         return vt_fail("%s: not a regular file", path);
     }
+    return fd;
+}
+
+int vt_read_file(const char *path, char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    struct stat st;
+    int fd = open_regular(path, &st);
+    if (fd < 0) return -1;
     size_t n = (size_t)st.st_size, got = 0;
     char *buf = vt_malloc(n + 1, path);
     if (!buf) {
@@ -53,13 +60,9 @@ int vt_read_file(const char *path, char **data, size_t *size) {
 int vt_map_file(vt_mapped_file *f, const char *path) {
     f->data = NULL;
     f->size = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return vt_fail("%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return vt_fail("%s: not a regular file", path);
-    }
+    int fd = open_regular(path, &st);
+    if (fd < 0) return -1;
     if (st.st_size > 0) {
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
