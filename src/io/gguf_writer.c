@@ -283,17 +283,13 @@ int vt_gguf_write(const vt_model *m, const vt_tokenizer *tok, uint32_t type, con
                        "sentencepiece-style vocabularies (LLaMA-2, Mistral, TinyLlama) and tokenizer.bin", path);
     if (!overwrite && vt_path_exists(path)) return vt_fail("%s already exists (pass overwrite to replace it)", path);
     writer w = {.path = path};
-    char tmp[VT_PATH_MAX];
-    if (vt_path_fmt(tmp, sizeof tmp, "%s.tmp-XXXXXX", path)) return -1;
-    int rc = plan_sizes(&w, &m->cfg) || plan_tensors(&w, m, type) ? -1 : 0;
-    int fd = rc ? -1 : mkstemp(tmp);
-    if (rc == 0 && fd < 0) rc = vt_fail("%s: cannot create %s: %s", path, tmp, strerror(errno));
-    if (rc == 0 && !(w.f = fdopen(fd, "wb"))) rc = vt_fail("%s: %s", tmp, strerror(errno)), close(fd);
-    if (rc == 0) rc = write_all(&w, m, tok);
-    if (rc == 0 && (fflush(w.f) || fsync(fileno(w.f)))) rc = vt_fail("%s: write failed: %s", tmp, strerror(errno));
-    if (w.f && fclose(w.f) && rc == 0) rc = vt_fail("%s: close failed: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path)) rc = vt_fail("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    if (rc && fd >= 0) unlink(tmp);
+    vt_atomic_file a;
+    int rc = plan_sizes(&w, &m->cfg) || plan_tensors(&w, m, type) || vt_atomic_begin(&a, path) ? -1 : 0;
+    if (rc == 0) {
+        w.f = a.f;
+        rc = write_all(&w, m, tok) ? -1 : vt_atomic_commit(&a);
+        if (rc) vt_atomic_abort(&a);
+    }
     free(w.t);
     return rc;
 }

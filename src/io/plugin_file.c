@@ -219,22 +219,6 @@ static int plugin_fits(const vt_plugin *p, const vt_config *c, const char *what)
     return 0;
 }
 
-/* The file at tmp replaces path, and the rename is made durable by syncing the directory. */
-static int rename_synced(const char *tmp, const char *path) {
-    if (rename(tmp, path) != 0) return vt_fail("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) dir[1] = '\0';
-    else if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) return vt_fail("%s: cannot open to sync: %s", dir, strerror(errno));
-    int rc = fsync(fd) == 0 ? 0 : vt_fail("%s: fsync failed: %s", dir, strerror(errno));
-    close(fd);
-    return rc;
-}
-
 /* The metadata strings: (key, value) pairs into kv, their text into buf. */
 static int make_meta(const vt_plugin *p, const vt_config *c, uint64_t fp, const char *base, const char *kv[20],
                      char *buf, size_t cap) {
@@ -282,19 +266,13 @@ int vt_plugin_save(const char *path, const vt_plugin *p, const vt_config *c, uin
             e[n] = (vt_st_entry){.name = names[n], .ndim = ndim[i], .shape = {shape[i][0], shape[i][1]}, .data = ptr[i]};
         }
     }
-    char tmp[4200];
-    int fd = -1, rc = n_meta > 0 ? 0 : -1;
-    if (!rc && snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp)
-        rc = vt_fail("%s: path too long", path);
-    if (!rc && (fd = mkstemp(tmp)) < 0) rc = vt_fail("%s: cannot create a temporary file: %s", tmp, strerror(errno));
-    if (fd >= 0) {
-        mode_t mask = umask(0);
-        umask(mask);
-        fchmod(fd, 0666 & ~mask); /* mkstemp makes it 0600; the plugin gets ordinary permissions */
-        close(fd);
-        rc = vt_st_write_meta(tmp, e, n, VT_F32, kv, n_meta);
-        if (!rc) rc = rename_synced(tmp, path);
-        if (rc) unlink(tmp);
+    vt_atomic_file a;
+    int rc = n_meta > 0 ? vt_atomic_begin(&a, path) : -1;
+    if (rc == 0) { /* the safetensors writer takes a path: write the temporary file by name */
+        fclose(a.f);
+        a.f = NULL;
+        rc = vt_st_write_meta(a.tmp, e, n, VT_F32, kv, n_meta) ? -1 : vt_atomic_commit(&a);
+        if (rc) vt_atomic_abort(&a);
     }
     free(e), free(names), free(buf);
     return rc ? vt_fail_context("saving plugin %s", path) : 0;

@@ -131,15 +131,15 @@ static int train(plug_ctx *x) {
     return 0;
 }
 
-/* Writes text as path atomically: a temporary file beside it, synced, renamed over it. */
+/* Writes text as path atomically (vt_atomic_file). */
 static int write_atomic(const char *path, const char *text) {
-    char tmp[VT_PATH_MAX];
-    if (vt_path_fmt(tmp, sizeof tmp, "%s.tmp", path) || vt_write_file(tmp, text, strlen(text))) return -1;
-    if (rename(tmp, path)) {
-        remove(tmp);
-        return vt_fail("%s: cannot rename %s over it", path, tmp);
+    vt_atomic_file a;
+    if (vt_atomic_begin(&a, path)) return -1;
+    if (fputs(text, a.f) < 0) {
+        vt_atomic_abort(&a);
+        return vt_fail("%s: write failed", a.tmp);
     }
-    return 0;
+    return vt_atomic_commit(&a);
 }
 
 /* Continuation perplexity of data.eval (its first plugin.eval_windows windows when set). */

@@ -327,3 +327,53 @@ int vt_path_fmt(char *out, size_t cap, const char *fmt, ...) {
         return vt_fail("path '%.200s...' is longer than the %zu characters allowed", cap ? out : "", cap ? cap - 1 : 0);
     return 0;
 }
+
+int vt_atomic_begin(vt_atomic_file *a, const char *path) {
+    a->path = path;
+    a->f = NULL;
+    if (vt_path_fmt(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path)) return -1;
+    int fd = mkstemp(a->tmp);
+    if (fd < 0) return vt_fail("%s: cannot create a temporary file %s: %s", path, a->tmp, strerror(errno));
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask); /* mkstemp makes it 0600; the file gets ordinary permissions */
+    if (!(a->f = fdopen(fd, "wb"))) {
+        int err = errno;
+        close(fd);
+        unlink(a->tmp);
+        return vt_fail("%s: %s", a->tmp, strerror(err));
+    }
+    return 0;
+}
+
+int vt_atomic_commit(vt_atomic_file *a) {
+    int rc = 0;
+    if (a->f) {
+        if (fflush(a->f) || fsync(fileno(a->f))) rc = vt_fail("%s: write failed: %s", a->tmp, strerror(errno));
+        if (fclose(a->f) && rc == 0) rc = vt_fail("%s: close failed: %s", a->tmp, strerror(errno));
+        a->f = NULL;
+    } else {
+        int fd = open(a->tmp, O_RDONLY);
+        rc = fd < 0 ? vt_fail("%s: %s", a->tmp, strerror(errno)) : close_synced(fd, a->tmp);
+    }
+    if (rc == 0 && rename(a->tmp, a->path) != 0)
+        rc = vt_fail("%s: cannot rename %s into place: %s", a->path, a->tmp, strerror(errno));
+    if (rc) {
+        unlink(a->tmp);
+        return -1;
+    }
+    char parent[VT_PATH_MAX];
+    parent_of(a->path, parent, sizeof parent);
+    int fd = open(parent, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd); /* make the rename durable */
+        close(fd);
+    }
+    return 0;
+}
+
+void vt_atomic_abort(vt_atomic_file *a) {
+    if (a->f) fclose(a->f);
+    a->f = NULL;
+    unlink(a->tmp);
+}

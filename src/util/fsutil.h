@@ -4,6 +4,7 @@
 #define VT_FSUTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* The longest path (with its NUL) the program keeps in a fixed buffer; a longer one is an error that
  * names it (vt_path_fmt), never cut short. */
@@ -62,5 +63,19 @@ typedef struct {
 int vt_outdir_begin(vt_outdir *o, const char *target, int overwrite);
 int vt_outdir_commit(vt_outdir *o);
 void vt_outdir_abort(vt_outdir *o);
+
+/* One file written atomically: a temporary file beside the target (ordinary permissions), then
+ * commit syncs it, renames it over the target and syncs the directory, so the target is either
+ * what it was or the whole new file; abort removes the temporary. Write through f, or close f
+ * (fclose, f = NULL) and write the file at tmp by name before committing. */
+typedef struct {
+    char tmp[VT_PATH_MAX];
+    const char *path;
+    FILE *f;
+} vt_atomic_file;
+
+int vt_atomic_begin(vt_atomic_file *a, const char *path);
+int vt_atomic_commit(vt_atomic_file *a);
+void vt_atomic_abort(vt_atomic_file *a);
 
 #endif
