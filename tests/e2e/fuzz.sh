@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fuzz targets of tests/fuzz build (clang, libFuzzer, ASan + UBSan) and each runs a few
 # seconds from its seed corpus (which holds the inputs of past findings) without a crash, a leak
-# or an allocation over 256 MB (scripts/fuzz). The build lives in $VT_BUILD_DIR/fuzz and is reused;
+# or an allocation over 128 MB (scripts/fuzz). The build lives in $VT_BUILD_DIR/fuzz and is reused;
 # its first build takes minutes. Skips when clang or libFuzzer is not installed.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
