@@ -211,8 +211,26 @@ static void masks_io(blob *b, vt_masks *mk) {
     io(b, mk->mu, sizeof(float) * n);
     io(b, mk->logvar, sizeof(float) * n);
     io(b, mk->unit_id, sizeof(int64_t) * n);
+    if (b->writing) {
+        io(b, mk->group, n);
+        io(b, mk->layer, sizeof(int16_t) * n);
+        return;
+    }
+    /* Reading: the group and layer of each gate follow from the student's structure (mk holds them
+     * from vt_masks_init); a file that says otherwise would send the budget decision out of its
+     * arrays (found by fuzz_train_ckpt: a state.bin with a valid checksum). */
+    void *want = malloc(n ? 3 * n : 1);
+    if (!want) {
+        bad(b, "out of memory for %zu gates", n);
+        return;
+    }
+    memcpy(want, mk->group, n);
+    memcpy((char *)want + n, mk->layer, sizeof(int16_t) * n);
     io(b, mk->group, n);
     io(b, mk->layer, sizeof(int16_t) * n);
+    if (!b->failed && (memcmp(want, mk->group, n) || memcmp((char *)want + n, mk->layer, sizeof(int16_t) * n)))
+        bad(b, "its gates' groups and layers do not match the student's structure");
+    free(want);
 }
 
 static void adam_io(blob *b, vt_adam *a) {
