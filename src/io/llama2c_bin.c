@@ -34,7 +34,7 @@ static int parse_header(const char *path, const unsigned char *p, size_t size, v
     for (int i = 0; i < 7; i++) h[i] = read_i32(p + 4 * i);
     const char *names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
     for (int i = 0; i < 7; i++) {
-        int32_t v = i == 5 && h[i] < 0 ? -h[i] : h[i];
+        int32_t v = i == 5 && h[i] < 0 && h[i] != INT32_MIN ? -h[i] : h[i]; /* INT32_MIN: refused below */
         if (v <= 0 || v > (1 << 24))
             return vt_fail("%s: bad header: %s = %d (dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, "
                            "vocab_size %d, seq_len %d)",

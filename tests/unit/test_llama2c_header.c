@@ -1,6 +1,7 @@
 /* test_llama2c_header.c — a llama2.c header is checked against the file's size before anything is
  * allocated from it: 28 bytes claiming 16 million layers fail at once, naming the size they need
  * (fuzz_llama2c found such a header spending 30 s and 200 MB on per-layer shapes). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,18 @@ static void test_huge_layer_count_fails_fast(void **st) {
     assert_true(secs < 0.05); /* nothing per layer: no 16M-entry array allocated and checked */
 }
 
+/* vocab_size < 0 means an untied classifier; INT32_MIN has no positive counterpart and is refused
+ * (fuzz_llama2c: negating it was undefined). */
+static void test_vocab_int_min_refused(void **st) {
+    (void)st;
+    const int32_t h[7] = {64, 172, 5, 8, 4, INT32_MIN, 512};
+    const char *path = tu_in_dir("intmin.bin");
+    write_header(path, h);
+    vt_config c;
+    assert_int_equal(vt_llama2c_read_config(path, &c), -1);
+    assert_non_null(strstr(vt_error(), "bad header: vocab_size = -2147483648"));
+}
+
 /* The size is checked first, the per-layer shapes after: an odd head_dim in a file of the right
  * size is still refused by the configuration's own check. */
 static void test_validation_still_applies(void **st) {
@@ -53,6 +66,7 @@ static void test_validation_still_applies(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_huge_layer_count_fails_fast),
+                                       cmocka_unit_test(test_vocab_int_min_refused),
                                        cmocka_unit_test(test_validation_still_applies)};
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }
