@@ -22,7 +22,8 @@ static int32_t read_i32(const unsigned char *p) {
     return x;
 }
 
-/* Fills c from the header, with the config llama2.c implies; checks sizes. */
+/* Fills c's sizes from the header, with the config llama2.c implies; checks them (no per-layer
+ * shapes yet: c->layers is NULL). */
 static int parse_header(const char *path, const unsigned char *p, size_t size, vt_config *c, int *shared) {
     if (size < HEADER_BYTES)
         return vt_fail("%s: truncated: %zu bytes is shorter than the 28-byte llama2.c header", path, size);
@@ -33,7 +34,7 @@ static int parse_header(const char *path, const unsigned char *p, size_t size, v
     for (int i = 0; i < 7; i++) h[i] = read_i32(p + 4 * i);
     const char *names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
     for (int i = 0; i < 7; i++) {
-        int32_t v = i == 5 && h[i] < 0 ? -h[i] : h[i];
+        int32_t v = i == 5 && h[i] < 0 && h[i] != INT32_MIN ? -h[i] : h[i]; /* INT32_MIN: refused below */
         if (v <= 0 || v > (1 << 24))
             return vt_fail("%s: bad header: %s = %d (dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, "
                            "vocab_size %d, seq_len %d)",
@@ -63,11 +64,6 @@ static int parse_header(const char *path, const unsigned char *p, size_t size, v
     c->norm_eps = 1e-5f;
     c->rope_theta = 10000.0f;
     c->rope = VT_ROPE_INTERLEAVED;
-    if (vt_config_init_dense(c)) return -1;
-    if (vt_config_validate(c, path)) {
-        vt_config_free(c);
-        return -1;
-    }
     return 0;
 }
 
@@ -102,6 +98,12 @@ static int read_config_mapped(const char *path, const vt_mapped_file *f, vt_conf
                 "needs %zu bytes but the file has %zu",
                 path, f->size < b->end ? "truncated" : "wrong size", c->dim, c->ffn_dim, c->n_layers, c->n_heads,
                 c->n_kv_heads, c->vocab, shared ? " tied" : " untied", c->seq_len, b->end, f->size);
+        return -1;
+    }
+    /* per-layer shapes only now: a 28-byte header must not allocate (and check) millions of
+     * layers before the file's size has shown that it holds them (found by fuzz_llama2c) */
+    if (vt_config_init_dense(c)) return -1;
+    if (vt_config_validate(c, path)) {
         vt_config_free(c);
         return -1;
     }

@@ -200,7 +200,8 @@ static void saved_stage_free(saved_stage *g) {
     memset(g, 0, sizeof *g);
 }
 
-static void masks_io(blob *b, vt_masks *mk) {
+/* id_end: the dense model's gate ids are below it (vt_masks_init's numbering). */
+static void masks_io(blob *b, vt_masks *mk, int64_t id_end) {
     size_t n = mk->n;
     IO(b, n);
     if (b->failed) return;
@@ -211,8 +212,32 @@ static void masks_io(blob *b, vt_masks *mk) {
     io(b, mk->mu, sizeof(float) * n);
     io(b, mk->logvar, sizeof(float) * n);
     io(b, mk->unit_id, sizeof(int64_t) * n);
+    if (b->writing) {
+        io(b, mk->group, n);
+        io(b, mk->layer, sizeof(int16_t) * n);
+        return;
+    }
+    /* Reading: the group and layer of each gate follow from the student's structure (mk holds them
+     * from vt_masks_init); a file that says otherwise would send the budget decision out of its
+     * arrays (found by fuzz_train_ckpt: a state.bin with a valid checksum). */
+    void *want = malloc(n ? 3 * n : 1);
+    if (!want) {
+        bad(b, "out of memory for %zu gates", n);
+        return;
+    }
+    memcpy(want, mk->group, n);
+    memcpy((char *)want + n, mk->layer, sizeof(int16_t) * n);
     io(b, mk->group, n);
     io(b, mk->layer, sizeof(int16_t) * n);
+    if (!b->failed && (memcmp(want, mk->group, n) || memcmp((char *)want + n, mk->layer, sizeof(int16_t) * n)))
+        bad(b, "its gates' groups and layers do not match the student's structure");
+    free(want);
+    /* ids index the optimizer's remapping tables: in range, or a huge or negative one would
+     * allocate or write out of bounds (fuzz_train_ckpt) */
+    for (size_t i = 0; !b->failed && i < n; i++)
+        if (mk->unit_id[i] < 0 || mk->unit_id[i] >= id_end)
+            bad(b, "gate %zu has id %lld, outside the model's 0 to %lld", i, (long long)mk->unit_id[i],
+                (long long)id_end - 1);
 }
 
 static void adam_io(blob *b, vt_adam *a) {
@@ -278,7 +303,8 @@ static void state_io(blob *b, saved_state *s, const trainer *t) {
                  vt_adam_init(&s->adam_lv, s->mk.n, 0.0))
             bad(b, "%s", vt_error());
     }
-    masks_io(b, &s->mk);
+    const vt_config *dc = &t->teacher->cfg;
+    masks_io(b, &s->mk, dc->dim + (int64_t)dc->n_layers * ((int64_t)dc->n_heads + dc->ffn_dim + 2));
     adam_io(b, &s->adam_mu);
     adam_io(b, &s->adam_lv);
 }

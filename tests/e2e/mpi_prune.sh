@@ -5,7 +5,7 @@
 # and solve with ScaLAPACK on their grid, stages pass both residual streams on) with -n 1, -n 2 as
 # two stages, -n 2 as two replicas and -n 4 as 2 x 2 (and a baseline, magnitude, on -n 1 and 2 replicas), and with sequences
 # cut into chunks as micro-batches (2 stages; 2 x 2), and with weights packed for the micro-kernel
-# (-n 1; 2 stages), keeps the same units,
+# (-n 1; 2 stages), and 2 x 2 over TCP only (--mca btl self,tcp), keeps the same units,
 # writes checkpoints with the same tensors (names, shapes; values to 1e-4) and the same perplexity,
 # and reports every rank's memory.
 # A bad configuration and a corrupt shard end every rank with the message and leave no output.
@@ -25,7 +25,7 @@ common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/st
 run() { # name ranks stages [settings...]
   local name=$1 n=$2 s=$3
   shift 3
-  timeout 300 mpirun -n "$n" ${VT_TRACE:+-x VT_TRACE} "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" "$@" \
+  timeout 300 mpirun ${VT_BTL:+--mca btl "$VT_BTL"} -n "$n" ${VT_TRACE:+-x VT_TRACE} "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" "$@" \
     --set "output.dir=$work/$name" >"$work/$name.out" 2>"$work/$name.err" || {
     tail -20 "$work/$name.err"; fail "$name (-n $n, $s stages) exited non-zero"; }
 }
@@ -33,6 +33,11 @@ run n1 1 1
 run s2 2 2
 run d2 2 1
 run s2d2 4 2
+# transport independence: shared memory off, ranks talk over TCP as on nodes linked by a network
+VT_BTL=self,tcp run s2d2tcp 4 2
+for f in "$work"/s2d2/*.safetensors; do # the same layout: the same sums in the same order, to the bit
+  cmp "$f" "$work/s2d2tcp/${f##*/}" || fail "2 x 2 over TCP differs from 2 x 2 over shared memory: ${f##*/}"
+done
 VT_TRACE=1 run s2c4 2 2 --set parallel.micro_batches=4 --set parallel.seq_chunks=4   # 16 micro-batches of 8 tokens
 for r in 0 1; do # the step trace: each rank's phases with their time in communication
   grep -qE "^trace: rank $r step 12: forward [0-9.]+ s \(comm [0-9.]+\) classifier .* backward .* sums " "$work/s2c4.err" ||
@@ -53,7 +58,7 @@ else
 fi
 grep -q "16 micro-batches" "$work/s2c4.err" || { grep -i micro "$work/s2c4.err"; fail "s2c4 does not report its 16 micro-batches"; }
 ls "$work/s2" | grep -q "model-00001-of-00002.safetensors" || { ls "$work/s2"; fail "two stages wrote no per-stage shards"; }
-"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2" "$work/s2c4" "$work/s2d2c2" \
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1" "$work/s2" "$work/d2" "$work/s2d2" "$work/s2d2tcp" "$work/s2c4" "$work/s2d2c2" \
   "$work/n1p" "$work/s2p"
 # The re-fit ran on every layout (its report: both perplexities, each projection's errors) and
 # changed the tensors: without it the same run writes others.
