@@ -265,7 +265,16 @@ static int prune_by_method(prune_ctx *x) {
     return rc;
 }
 
-static int reconstructs(const prune_ctx *x) { return x->rc->reconstruct.method == VT_RECONSTRUCT_LSQ; }
+/* 1 when the weights were trained after the keep decision (VTrans full and fast: joint fine-tuning). */
+static int weights_trained(const prune_ctx *x) {
+    return x->rc->method.name == VT_METHOD_VIB && x->rc->vib.variant != VT_VARIANT_FASTER;
+}
+
+/* The re-fit runs on what the keep decision left, never after weight training: fitted to the dense
+ * outputs it undoes that training (stories260K, VTrans full at 50%: 11.05 -> 44.08 with it). */
+static int reconstructs(const prune_ctx *x) {
+    return x->rc->reconstruct.method == VT_RECONSTRUCT_LSQ && !weights_trained(x);
+}
 
 /* The pruned model as the keep decision left it, before the re-fit changes it. */
 static int evaluate_masks(prune_ctx *x) {
@@ -276,7 +285,12 @@ static int evaluate_masks(prune_ctx *x) {
 
 /* reconstruct.method = lsq: the kept weights re-fitted to the dense model's outputs. */
 static int reconstruct(prune_ctx *x) {
-    if (!reconstructs(x)) return 0;
+    if (!reconstructs(x)) {
+        if (x->rc->reconstruct.method == VT_RECONSTRUCT_LSQ && is_coordinator(x))
+            fprintf(stderr, "re-fit skipped: VTrans %s trained the kept weights after the keep decision, and a re-fit "
+                            "after weight training undoes it (docs/TRAINING.md)\n", vt_variant_name(x->rc->vib.variant));
+        return 0;
+    }
     double t = vt_seconds();
     size_t n = (size_t)x->model.cfg.n_layers * VT_REFIT_SLOTS;
     x->refit = vt_calloc(n, sizeof *x->refit, "re-fit statistics");
