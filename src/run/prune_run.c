@@ -267,7 +267,8 @@ static int prune_by_method(prune_ctx *x) {
 
 /* 1 when the weights were trained after the keep decision (VTrans full and fast: joint fine-tuning). */
 static int weights_trained(const prune_ctx *x) {
-    return x->rc->method.name == VT_METHOD_VIB && x->rc->vib.variant != VT_VARIANT_FASTER;
+    return x->rc->method.name == VT_METHOD_VIB && x->rc->vib.variant != VT_VARIANT_FASTER &&
+           x->rc->schedule.finetune_steps > 0;
 }
 
 /* The re-fit runs on what the keep decision left, never after weight training: fitted to the dense
