@@ -92,6 +92,8 @@ double vt_prefill_flops(const vt_config *c, int P, int k, int r) {
 static size_t tape_layout(vt_plugin_tape_layer *t, float *q, size_t n_rows, size_t m_rows, size_t d, size_t ffn,
                           size_t r) {
     size_t sizes[5] = {n_rows, m_rows * d, m_rows * 2 * ffn, m_rows * d, n_rows * r}, total = 0;
+    vt_plugin_tape_layer unused; /* counting only: no layer to point into */
+    if (!t) t = &unused;
     float **dst[5] = {&t->a, &t->c, &t->gu, &t->f, &t->h};
     for (int i = 0; i < 5; i++) {
         if (q) *dst[i] = q + total;
