@@ -14,27 +14,6 @@
 #include "testutil.h"
 #include "util/rng.h"
 
-static double urand(unsigned *s) {
-    vt_lcg32(s);
-    return ((*s >> 8) & 0xFFFFFF) / (double)0x1000000 - 0.5;
-}
-
-/* max |a - b| <= tol * max |b| (b: the finite-difference reference). */
-static void assert_grad(const char *what, const double *analytic, const double *fd, size_t n, double tol) {
-    double err = 0, scale = 1e-8;
-    size_t worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        scale = fmax(scale, fabs(fd[i]));
-        if (fabs(analytic[i] - fd[i]) > err) {
-            err = fabs(analytic[i] - fd[i]);
-            worst = i;
-        }
-    }
-    if (err > tol * scale)
-        fail_msg("%s: gradient %zu: analytic %.8g vs finite difference %.8g (max error %.3g > %.3g x %.3g)", what, worst,
-                 analytic[worst], fd[worst], err, tol, scale);
-}
-
 /* ---- op-level checks ---- */
 
 static double ref_rmsnorm_loss(const double *x, const double *w, const double *g, int rows, int d, double eps) {
@@ -54,8 +33,8 @@ static void test_rmsnorm_backward(void **st) {
     unsigned s = 1;
     float x[R * D], w[D], g[R * D], out[R * D], inv[R], dx[R * D], dw[D] = {0};
     double xd[R * D], wd[D], gd[R * D], a[R * D + D], fd[R * D + D], h = 1e-6;
-    for (int i = 0; i < R * D; i++) xd[i] = x[i] = (float)urand(&s) * 2, gd[i] = g[i] = (float)urand(&s);
-    for (int i = 0; i < D; i++) wd[i] = w[i] = 1.0f + (float)urand(&s);
+    for (int i = 0; i < R * D; i++) xd[i] = x[i] = (float)tu_urand(&s) * 2, gd[i] = g[i] = (float)tu_urand(&s);
+    for (int i = 0; i < D; i++) wd[i] = w[i] = 1.0f + (float)tu_urand(&s);
     vt_rmsnorm(out, x, w, R, D, 1e-5f, inv);
     vt_rmsnorm_backward(dx, dw, g, x, w, inv, R, D, 0);
     for (int i = 0; i < R * D; i++) {
@@ -76,7 +55,7 @@ static void test_rmsnorm_backward(void **st) {
         fd[R * D + i] = (up - ref_rmsnorm_loss(xd, wd, gd, R, D, 1e-5)) / (2 * h);
         wd[i] = keep;
     }
-    assert_grad("rmsnorm", a, fd, R * D + D, 1e-4);
+    tu_assert_grad("rmsnorm", a, fd, R * D + D, 1e-4);
 }
 
 static void test_linear_backward(void **st) {
@@ -84,9 +63,9 @@ static void test_linear_backward(void **st) {
     enum { R = 4, I = 5, O = 3 };
     unsigned s = 2;
     float x[R * I], w[O * I], dy[R * O], dx[R * I], dw[O * I] = {0};
-    for (int i = 0; i < R * I; i++) x[i] = (float)urand(&s);
-    for (int i = 0; i < O * I; i++) w[i] = (float)urand(&s);
-    for (int i = 0; i < R * O; i++) dy[i] = (float)urand(&s);
+    for (int i = 0; i < R * I; i++) x[i] = (float)tu_urand(&s);
+    for (int i = 0; i < O * I; i++) w[i] = (float)tu_urand(&s);
+    for (int i = 0; i < R * O; i++) dy[i] = (float)tu_urand(&s);
     vt_linear_backward(dx, dw, dy, x, w, NULL, R, I, O, 0.0f);
     /* L = sum dy o (x W^T) is bilinear: the finite difference is exact up to rounding. */
     double a[R * I + O * I], fd[R * I + O * I];
@@ -107,7 +86,7 @@ static void test_linear_backward(void **st) {
         fd[k] = (L[0] - L[1]) / 2e-3;
         a[k] = k < R * I ? dx[k] : dw[k - R * I];
     }
-    assert_grad("linear", a, fd, R * I + O * I, 1e-5);
+    tu_assert_grad("linear", a, fd, R * I + O * I, 1e-5);
 }
 
 static void test_losses_backward(void **st) {
@@ -117,7 +96,7 @@ static void test_losses_backward(void **st) {
     float sl[R * V], tl[R * V], d[R * V];
     double sd[R * V], td[R * V], a[R * V], fd[R * V], h = 1e-6;
     int32_t tg[R] = {4, -1, 9};
-    for (int i = 0; i < R * V; i++) sd[i] = sl[i] = (float)urand(&s) * 6, td[i] = tl[i] = (float)urand(&s) * 6;
+    for (int i = 0; i < R * V; i++) sd[i] = sl[i] = (float)tu_urand(&s) * 6, td[i] = tl[i] = (float)tu_urand(&s) * 6;
     /* distillation at temperature 2, weight 0.7 */
     memset(d, 0, sizeof d);
     double L = vt_loss_distill(sl, tl, R, V, 2.0f, 0.75f, d);
@@ -132,7 +111,7 @@ static void test_losses_backward(void **st) {
         fd[i] = (up - ref_distill(sd, td, R, V, 2.0, 0.75)) / (2 * h);
         sd[i] = keep;
     }
-    assert_grad("distillation", a, fd, R * V, 1e-4);
+    tu_assert_grad("distillation", a, fd, R * V, 1e-4);
     /* identical student and teacher: zero loss, zero gradient */
     memset(d, 0, sizeof d);
     assert_true(fabs(vt_loss_distill(tl, tl, R, V, 2.0f, 1.0f, d)) < 1e-9);
@@ -167,7 +146,7 @@ static void test_losses_backward(void **st) {
             assert_true(fabs(ce - 1.5 * tot / 2) < 1e-9);
         }
     }
-    assert_grad("cross-entropy", a, fd, R * V, 1e-4);
+    tu_assert_grad("cross-entropy", a, fd, R * V, 1e-4);
 }
 
 /* The distillation loss and its gradient against PyTorch (tests/reference/distill_ref.py). */
@@ -181,7 +160,7 @@ static void test_distill_vs_torch(void **st) {
     enum { R = 5, V = 37 };
     unsigned s = 21;
     float sl[R * V], tl[R * V], d[R * V] = {0};
-    for (int i = 0; i < R * V; i++) sl[i] = (float)urand(&s) * 8, tl[i] = (float)urand(&s) * 8;
+    for (int i = 0; i < R * V; i++) sl[i] = (float)tu_urand(&s) * 8, tl[i] = (float)tu_urand(&s) * 8;
     char *dir = tu_tempdir(), sp[4200], tp[4200], cmd[13000];
     snprintf(sp, sizeof sp, "%s/s.f32", dir);
     snprintf(tp, sizeof tp, "%s/t.f32", dir);
@@ -207,7 +186,7 @@ static void test_distill_vs_torch(void **st) {
         q++; /* ',' or ']' */
         a[i] = d[i];
     }
-    assert_grad("distillation vs PyTorch", a, ref, R * V, 1e-5);
+    tu_assert_grad("distillation vs PyTorch", a, ref, R * V, 1e-5);
     tu_tempdir_remove(dir);
 }
 
@@ -220,8 +199,8 @@ static void test_kl_and_sampling_backward(void **st) {
     assert_int_equal(vt_masks_init(&mk, &c, 5), 0);
     unsigned s = 9;
     for (size_t i = 0; i < mk.n; i++) {
-        mk.mu[i] = (float)(1.0 + urand(&s));
-        mk.logvar[i] = (float)(-2.0 + 2 * urand(&s));
+        mk.mu[i] = (float)(1.0 + tu_urand(&s));
+        mk.logvar[i] = (float)(-2.0 + 2 * tu_urand(&s));
     }
     double mult[VT_N_GROUPS] = {1.0, 2.0, 0.5, 3.0}, beta = 0.3;
     vt_masks_zero_grad(&mk);
@@ -236,14 +215,14 @@ static void test_kl_and_sampling_backward(void **st) {
         fd[mk.n + i] = w * 0.5 * (log1p(mu * mu * exp(-(lv + h))) - log1p(mu * mu * exp(-(lv - h)))) / (2 * h);
     }
     assert_true(fabs(kl - want) < 1e-5 * want);
-    assert_grad("KL", a, fd, 2 * mk.n, 1e-4);
+    tu_assert_grad("KL", a, fd, 2 * mk.n, 1e-4);
     /* L = sum_b,i c_bi z_bi with z = mu + exp(logvar/2) eps */
     int B = 2;
     int64_t ids[2] = {17, 4};
     float *z = malloc(sizeof(float) * B * mk.n), *eps = malloc(sizeof(float) * B * mk.n);
     float *cz = malloc(sizeof(float) * B * mk.n);
     vt_masks_sample(&mk, 11, 3, ids, B, z, eps);
-    for (size_t i = 0; i < B * mk.n; i++) cz[i] = (float)urand(&s);
+    for (size_t i = 0; i < B * mk.n; i++) cz[i] = (float)tu_urand(&s);
     vt_masks_zero_grad(&mk);
     vt_masks_backward(&mk, B, eps, cz);
     for (size_t i = 0; i < mk.n; i++) {
@@ -258,7 +237,7 @@ static void test_kl_and_sampling_backward(void **st) {
         fd[i] = gm;
         fd[mk.n + i] = gl;
     }
-    assert_grad("gate sampling", a, fd, 2 * mk.n, 1e-4);
+    tu_assert_grad("gate sampling", a, fd, 2 * mk.n, 1e-4);
     /* noise is a pure function of (seed, step, sample, unit) */
     float *z2 = malloc(sizeof(float) * mk.n), *e2 = malloc(sizeof(float) * mk.n);
     vt_masks_sample(&mk, 11, 3, &ids[1], 1, z2, e2);
@@ -298,8 +277,8 @@ static void check_model(vt_config *c, int train_weights, int chunks) {
     assert_int_equal(vt_masks_init(&mk, c, 3), 0);
     unsigned s = 77;
     for (size_t i = 0; i < mk.n; i++) {
-        mk.mu[i] = (float)(1.0 + 0.6 * urand(&s));
-        mk.logvar[i] = (float)(-3.0 + urand(&s));
+        mk.mu[i] = (float)(1.0 + 0.6 * tu_urand(&s));
+        mk.logvar[i] = (float)(-3.0 + tu_urand(&s));
     }
     enum { B = 2, T = 6, MAXC = 3 };
     assert_true(chunks >= 1 && chunks <= MAXC && T % chunks == 0);
@@ -371,7 +350,7 @@ static void check_model(vt_config *c, int train_weights, int chunks) {
         zd[i] = keep;
         a[i] = dz[i];
     }
-    assert_grad("gates", a, fd, B * n, 1e-4);
+    tu_assert_grad("gates", a, fd, B * n, 1e-4);
     /* mu and logvar through the sampled gates */
     for (int which = 0; which < 2; which++) {
         for (size_t i = 0; i < n; i++) {
@@ -386,7 +365,7 @@ static void check_model(vt_config *c, int train_weights, int chunks) {
             fd[i] = (v[0] - v[1]) / (2 * h);
             a[i] = which ? mk.g_logvar[i] : mk.g_mu[i];
         }
-        assert_grad(which ? "logvar" : "mu", a, fd, n, 1e-4);
+        tu_assert_grad(which ? "logvar" : "mu", a, fd, n, 1e-4);
     }
     /* weights: every 5th entry of every layer tensor and the head */
     if (train_weights) {
@@ -411,7 +390,7 @@ static void check_model(vt_config *c, int train_weights, int chunks) {
                     r.w[o] = keep;
                     a[cnt] = gs[t][e];
                 }
-                assert_grad("layer weight", a, fd, cnt, 1e-4);
+                tu_assert_grad("layer weight", a, fd, cnt, 1e-4);
             }
         }
         size_t cnt = 0;
@@ -425,7 +404,7 @@ static void check_model(vt_config *c, int train_weights, int chunks) {
             r.w[o] = keep;
             a[cnt] = dw.final_norm[e];
         }
-        assert_grad("final norm", a, fd, cnt, 1e-4);
+        tu_assert_grad("final norm", a, fd, cnt, 1e-4);
         vt_model_free(&dw);
     }
     ref_model_free(&r);

@@ -13,15 +13,11 @@
 #include "nn/backward.h"
 #include "nn/forward.h"
 #include "train/head_loss.h"
+#include "testutil.h"
 #include "nn/loss.h"
 #include "util/rng.h"
 
 enum { R = 6, V = 37, D = 12, DS = 7 };
-
-static double urand(unsigned *s) {
-    vt_lcg32(s);
-    return ((*s >> 8) & 0xffffff) / (double)0x1000000 - 0.5;
-}
 
 typedef struct {
     float w[V * D], ws[V * DS], xt[R * D], xs[R * DS];
@@ -30,9 +26,9 @@ typedef struct {
 } problem;
 
 static void make(problem *p, unsigned seed) {
-    for (int i = 0; i < V * D; i++) p->w[i] = (float)urand(&seed) * 2;
-    for (int i = 0; i < R * D; i++) p->xt[i] = (float)urand(&seed) * 4;
-    for (int i = 0; i < R * DS; i++) p->xs[i] = (float)urand(&seed) * 4;
+    for (int i = 0; i < V * D; i++) p->w[i] = (float)tu_urand(&seed) * 2;
+    for (int i = 0; i < R * D; i++) p->xt[i] = (float)tu_urand(&seed) * 4;
+    for (int i = 0; i < R * DS; i++) p->xs[i] = (float)tu_urand(&seed) * 4;
     const int64_t cols[DS] = {0, 2, 3, 5, 8, 10, 11}; /* the student keeps these teacher dims */
     memcpy(p->cols, cols, sizeof cols);
     for (int j = 0; j < V; j++)

@@ -12,27 +12,6 @@
 #include "ref_model.h"
 #include "testutil.h"
 
-static double urand(unsigned *s) {
-    *s = *s * 1103515245u + 12345u;
-    return ((*s >> 8) & 0xFFFFFF) / (double)0x1000000 - 0.5;
-}
-
-/* max |a - b| <= tol * max |b| (b: the finite-difference reference). */
-static void assert_grad(const char *what, const double *analytic, const double *fd, size_t n, double tol) {
-    double err = 0, scale = 1e-8;
-    size_t worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        scale = fmax(scale, fabs(fd[i]));
-        if (fabs(analytic[i] - fd[i]) > err) {
-            err = fabs(analytic[i] - fd[i]);
-            worst = i;
-        }
-    }
-    if (err > tol * scale)
-        fail_msg("%s: gradient %zu: analytic %.8g vs finite difference %.8g (max error %.3g > %.3g x %.3g)", what, worst,
-                 analytic[worst], fd[worst], err, tol, scale);
-}
-
 /* ---- the double-precision reference ---- */
 
 /* A plugin's parameters in double at the offsets of p->arena (perturbed by the FD checks). */
@@ -189,7 +168,7 @@ static void ref_window(const ref_model *r, const ref_plugin *rp, const int32_t *
 
 static void random_plugin(vt_plugin *p, const vt_config *c, int k, int r, unsigned seed) {
     assert_int_equal(vt_plugin_alloc(p, c, k, r), 0);
-    for (size_t i = 0; i < p->arena_floats; i++) p->arena[i] = (float)urand(&seed) * 0.8f;
+    for (size_t i = 0; i < p->arena_floats; i++) p->arena[i] = (float)tu_urand(&seed) * 0.8f;
 }
 
 static void ref_plugin_init(ref_plugin *rp, const vt_plugin *p) {
@@ -237,7 +216,7 @@ static void check_plugged_ffn(int k, int P) {
     float *xn = malloc(n * 4), *y = malloc(n * 4), *dy = malloc(n * 4), *dxn = malloc(n * 4);
     double *xd = malloc(n * 8), *yr = malloc((size_t)P * d * 8);
     unsigned s = 5;
-    for (size_t i = 0; i < n; i++) xd[i] = xn[i] = (float)urand(&s) * 3, dy[i] = (float)urand(&s);
+    for (size_t i = 0; i < n; i++) xd[i] = xn[i] = (float)tu_urand(&s) * 3, dy[i] = (float)tu_urand(&s);
     vt_fwd f;
     vt_bwd bw;
     vt_plugin_work w;
@@ -270,9 +249,9 @@ static void check_plugged_ffn(int k, int P) {
     for (size_t i = 0; i < np; i++) a[n + i] = dp.arena[off + i], fd[n + i] = central(&rp.w[off + i], 1e-5, &r, &rp, xd, dy, B, P);
     char what[64];
     snprintf(what, sizeof what, "plugged FFN k %d P %d: xn", k, P);
-    assert_grad(what, a, fd, n, 2e-3);
+    tu_assert_grad(what, a, fd, n, 2e-3);
     snprintf(what, sizeof what, "plugged FFN k %d P %d: plugin", k, P);
-    assert_grad(what, a + n, fd + n, np, 2e-3);
+    tu_assert_grad(what, a + n, fd + n, np, 2e-3);
     /* layer 1 is the model's last: it has no plugin (the last-layer rule) */
     assert_null(dp.layers[1].w);
     free(a), free(fd), free(rp.w);
@@ -354,7 +333,7 @@ static void c_window(const vt_model *m, const vt_plugin *p, const int32_t *tok, 
 }
 
 static void random_tokens(int32_t *tok, int n, int vocab, unsigned s) {
-    for (int i = 0; i < n; i++) tok[i] = (int32_t)((unsigned)((urand(&s) + 0.5) * vocab) % (unsigned)vocab);
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)((unsigned)((tu_urand(&s) + 0.5) * vocab) % (unsigned)vocab);
 }
 
 /* k = 1 with a zero adapter (W2 = b2 = 0; W1 and the scores random) is the base model on every
@@ -370,7 +349,7 @@ static void check_k1_exact(const vt_config *c, int B, int T, int P) {
     vt_plugin_init(&p, 9);
     unsigned s = 4;
     for (int l = 0; l < c->n_layers; l++)
-        for (int j = 0; p.layers[l].w && j < c->dim; j++) p.layers[l].w[j] = (float)urand(&s);
+        for (int j = 0; p.layers[l].w && j < c->dim; j++) p.layers[l].w[j] = (float)tu_urand(&s);
     size_t V = (size_t)c->vocab, n = (size_t)B * T * V, from = (size_t)(P - 1) * V;
     int32_t *tok = malloc(sizeof(int32_t) * B * T);
     float *plug = malloc(n * 4), *dense = malloc(n * 4), *whole = malloc(n * 4), *x = malloc(sizeof(float) * B * T * c->dim);
@@ -472,7 +451,7 @@ static void check_window_gradients(int k, int P) {
     unsigned s = 17;
     for (int b = 0; b < B; b++)
         for (int t = P - 1; t < T; t++)
-            for (int v = 0; v < V; v++) dl[((size_t)b * T + t) * V + v] = (float)urand(&s);
+            for (int v = 0; v < V; v++) dl[((size_t)b * T + t) * V + v] = (float)tu_urand(&s);
     c_window(&m, &p, tok, B, T, P, 4, lg, dl, dx, &dp);
     ref_model r;
     ref_model_init(&r, &m);
@@ -498,9 +477,9 @@ static void check_window_gradients(int k, int P) {
     }
     char what[64];
     snprintf(what, sizeof what, "window k %d P %d: plugin", k, P);
-    assert_grad(what, a, fd, np, 2e-3);
+    tu_assert_grad(what, a, fd, np, 2e-3);
     snprintf(what, sizeof what, "window k %d P %d: embedding output", k, P);
-    assert_grad(what, a + np, fd + np, nx, 2e-3);
+    tu_assert_grad(what, a + np, fd + np, nx, 2e-3);
     free(a), free(fd), free(rp.w);
     ref_model_free(&r);
     free(lg), free(dl), free(dx), free(lr), free(xa);

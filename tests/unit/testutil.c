@@ -157,3 +157,23 @@ double tu_rel_diff(const float *a, const float *b, size_t n) {
     }
     return err / mx;
 }
+
+double tu_urand(unsigned *s) {
+    vt_lcg32(s);
+    return ((*s >> 8) & 0xFFFFFF) / (double)0x1000000 - 0.5;
+}
+
+void tu_assert_grad(const char *what, const double *analytic, const double *fd, size_t n, double tol) {
+    double err = 0, scale = 1e-8;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        scale = fmax(scale, fabs(fd[i]));
+        if (fabs(analytic[i] - fd[i]) > err) {
+            err = fabs(analytic[i] - fd[i]);
+            worst = i;
+        }
+    }
+    if (err > tol * scale)
+        fail_msg("%s: gradient %zu: analytic %.8g vs finite difference %.8g (max error %.3g > %.3g x %.3g)", what, worst,
+                 analytic[worst], fd[worst], err, tol, scale);
+}

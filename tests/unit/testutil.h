@@ -44,4 +44,9 @@ vt_vib_params tu_vib_params(void);
 /* max |a - b| / max |b| over n values (b: the reference). */
 double tu_rel_diff(const float *a, const float *b, size_t n);
 
+/* Uniform in [-0.5, 0.5) from the test stream vt_lcg32 (util/rng.h). */
+double tu_urand(unsigned *s);
+/* Fails unless max |analytic - fd| <= tol * max |fd| (fd: the finite-difference reference). */
+void tu_assert_grad(const char *what, const double *analytic, const double *fd, size_t n, double tol);
+
 #endif
