@@ -114,3 +114,7 @@ cleanup_work() {
 
 work=$(mktemp -d)
 trap cleanup_work EXIT
+
+# Every script gets that environment: even one-process `prune` starts MPI (as a singleton) for the
+# re-fit's ScaLAPACK solve, and under ASan its leak reports need the slow unwinder too.
+mpi_env

@@ -171,8 +171,7 @@ static void test_stories_vs_torch(void **st) {
     vt_tokens_free(&ids);
     vt_tokenizer_free(&tok);
     vt_model_free(&m);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 int main(void) {

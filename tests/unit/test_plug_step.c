@@ -133,8 +133,7 @@ static void test_short_run(void **st) {
     vt_tokens_free(&calib), vt_tokens_free(&eval);
     vt_tokenizer_free(&tok);
     vt_model_free(&m);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 int main(void) {

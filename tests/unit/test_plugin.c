@@ -586,7 +586,7 @@ static void test_stories_vs_torch(void **st) {
     print_message("stories260K plugged k %d r %d P %d: max |C - torch| %.3g (max |logit| %.3g)\n", K, R, P, diff, scale);
     assert_true(scale > 1.0);
     assert_true(diff <= 1e-4 * scale);
-    tu_rmtree(dir);
+    tu_tempdir_remove(dir);
     free(lg);
     vt_plugin_free(&p);
     vt_model_free(&m);

@@ -119,8 +119,7 @@ static void test_round_trip(void **st) {
     expect_error(vt_plugin_save(bad, &p, &c, fp, "model-a"), bad, "temporary file", NULL);
     assert_int_equal(count_entries(dir), 1);
     vt_plugin_free(&q), vt_plugin_free(&p), vt_plugin_free(&p2);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     vt_model_free(&m);
     vt_config_free(&c);
 }
@@ -153,8 +152,7 @@ static void test_wrong_model(void **st) {
     expect_error(vt_plugin_load(path, &c2, fa, "dir/pruned", &q), "another model", "layer 1 has FFN size 24",
                  "dir/pruned");
     vt_plugin_free(&p);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     vt_model_free(&a), vt_model_free(&b);
     vt_config_free(&c), vt_config_free(&c2);
 }
@@ -257,8 +255,7 @@ static void test_bad_files(void **st) {
     snprintf(missing, sizeof missing, "%s/none.safetensors", dir);
     expect_error(vt_plugin_load(missing, &c, fp, "m", &q), missing, NULL, NULL);
     vt_plugin_free(&p);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
     vt_config_free(&c);
 }
 

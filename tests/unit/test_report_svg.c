@@ -204,8 +204,7 @@ static void test_pruned_with_records(void **st) {
     free(r);
     vt_config_free(&a);
     vt_config_free(&b);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 static void test_no_records(void **st) {
@@ -223,8 +222,7 @@ static void test_no_records(void **st) {
     free(svg);
     vt_config_free(&a);
     vt_config_free(&b);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 static void test_errors_name_path(void **st) {
@@ -253,8 +251,7 @@ static void test_errors_name_path(void **st) {
     assert_int_equal(dir_entries(dir), 0);
     vt_config_free(&a);
     vt_config_free(&b);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 /* A run report as prune fills it for VTrans: a 50% parameter budget, the curve. */
@@ -325,8 +322,7 @@ static void test_from_run_report(void **st) {
     free(r);
     vt_config_free(&a);
     vt_config_free(&b);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 static json_t *load_json(const char *path) {
@@ -440,8 +436,7 @@ static void test_report_json(void **st) {
     free(r);
     vt_config_free(&a);
     vt_config_free(&b);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tempdir_remove(dir);
 }
 
 int main(void) {
