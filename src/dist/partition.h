@@ -19,6 +19,7 @@ typedef struct {
     int seq_chunks;    /* chunks per sequence of a micro-batch (vt_seq_chunks_choose) */
     int pack_weights;  /* 1: while the weights are frozen, multiply by copies packed once for BLIS's
                         * micro-kernel (matmul.h), when BLIS runs one thread */
+    int threads;       /* threads per rank (parallel.threads, >= 1) */
 } vt_pipeline_opts;
 
 /* What the partition balances, per token: each layer's vt_layer_flops at the mean context of

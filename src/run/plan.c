@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "nn/lora.h"
 #include "nn/matmul.h"
 #include "dist/partition.h"
 
@@ -14,6 +15,13 @@
  * (int64), group (u8) and layer (i16), Adam m and v of mu and of logvar (4 floats), and the
  * two doubles of the world reduction of its gradients. */
 #define GATE_BYTES (4 * 4 + 8 + 1 + 2 + 4 * 4 + 2 * 8)
+
+/* fp32 today: the loader widens every weight; once frozen weights are held in the checkpoint's
+ * 16-bit type this is in->checkpoint_16bit ? 2 : 4. Every frozen weight is counted through here. */
+double vt_plan_frozen_bytes(const vt_plan_input *in) {
+    (void)in;
+    return 4.0;
+}
 
 size_t vt_plan_weight_floats(const vt_config *c, int stages, int s, int l0, int l1) {
     size_t d = (size_t)c->dim, emb = (size_t)c->vocab * d, n = 0;
@@ -37,8 +45,9 @@ size_t vt_plan_tape_floats(const vt_config *c, int l0, int l1, int B, int T, int
 }
 
 /* Floats of vt_fwd_init(B, T, ctx): rows = B T, the key/value cache of B sequences x ctx positions
- * and RoPE tables of ctx positions. */
-static size_t fwd_floats(const vt_config *c, int l0, int l1, int B, int T, int ctx) {
+ * (per layer; with one_cache the widest layer's only, as the re-fit shares it) and RoPE tables of
+ * ctx positions. */
+static size_t fwd_floats_ex(const vt_config *c, int l0, int l1, int B, int T, int ctx, int one_cache) {
     size_t rows = (size_t)B * T, d = (size_t)c->dim, hd = (size_t)c->head_dim;
     size_t q = 0, kv = 0, f = 0, cache = 0;
     for (int l = l0; l < l1; l++) {
@@ -49,8 +58,12 @@ static size_t fwd_floats(const vt_config *c, int l0, int l1, int B, int T, int c
         f = (size_t)s->ffn > f ? (size_t)s->ffn : f;
         cache += 2 * (size_t)B * ctx * kvl; /* keys and values */
     }
+    if (one_cache) cache = 2 * (size_t)B * ctx * kv;
     return rows * d + rows * (q + 2 * kv + 1) + rows * (q + 1) + (size_t)T * ctx + rows * (2 * f + 1) +
            rows * (f + 1) + rows * d + (size_t)ctx * hd + cache;
+}
+static size_t fwd_floats(const vt_config *c, int l0, int l1, int B, int T, int ctx) {
+    return fwd_floats_ex(c, l0, l1, B, T, ctx, 0);
 }
 
 /* Floats of vt_bwd_init(B, T, ctx): rows = B T, scores' gradient [T, ctx], and for chunks of longer
@@ -106,7 +119,7 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     int l0 = st->layer_begin, l1 = st->layer_end, last = s == p->stages - 1;
     int M = p->micro_batches, Bm = p->micro_batch, T = in->seq_len, C = p->seq_chunks, Tc = p->chunk_tokens;
     double rows = (double)Bm * T, rows_mb = (double)Bm * Tc, d = c->dim, f4 = sizeof(float);
-    double w = (double)vt_plan_weight_floats(c, p->stages, s, l0, l1) * f4;
+    double w = (double)vt_plan_weight_floats(c, p->stages, s, l0, l1) * f4, held = vt_plan_frozen_bytes(in);
     double layers = 0.0;
     for (int l = l0; l < l1; l++) layers += (double)vt_layer_params(c, l) * f4;
     int finetune = in->finetune_steps > 0;
@@ -117,7 +130,8 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     double student = in->prune_interval > 0 ? w : (finetune ? keep * w : 0.0);
     int S = p->stages, v0, vs;
     vt_vocab_share(c->vocab, S, s, &v0, &vs);
-    st->weights = w + student + (last ? 0.0 : (double)vs * d * f4); /* other stages' classifier rows */
+    /* the frozen model as held, the trained student in fp32, other stages' classifier rows */
+    st->weights = w / f4 * held + student + (last ? 0.0 : (double)vs * d * held);
     /* packed copies of the student's frozen weights (the dense size: an upper bound once sliced);
      * fine-tuning frees them, the plan counts them with its moments all the same */
     st->packs = pack_bytes(c, l0, l1, vs);
@@ -145,36 +159,94 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     st->total = st->weights + st->activations + st->optimizer + st->teacher_cache;
 }
 
-/* The re-fit's memory and FLOPs (vt_refit_plan): per layer, the output projections' systems over
- * the kept inputs (dense widths here) and with refit_inputs the input projections' over the hidden
- * size; a pass of the dense model and two of the pruned one (gather, advance) per block. */
+/* The re-fit's memory and FLOPs (vt_refit_plan), as prune/refit.c allocates and computes: per layer
+ * the output projections' systems over the kept inputs (dense widths here) and with refit_inputs
+ * the input projections' over the hidden size; a pass of the dense model and two of the pruned one
+ * (gather, advance) per block. Buffers: both models' forward scratch sharing one key/value cache,
+ * a batch's streams, targets and predictions (fp32), its system inputs and targets (fp64), the
+ * largest system's G and C and its solution. */
 static void plan_refit(const vt_plan_input *in, vt_plan *p) {
     const vt_config *c = in->cfg;
     vt_refit_plan *r = &p->refit;
-    double T = in->seq_len, D = c->dim, hd = c->head_dim, rows = (double)in->refit_sequences * T, M = D, N = D;
+    double T = in->seq_len, D = c->dim, hd = c->head_dim, rows = (double)in->refit_sequences * T;
+    double M = D, N = D, W = 1, sys = 0, sol = 0, f4 = sizeof(float), f8 = sizeof(double);
     int B = in->refit_batch < in->refit_sequences ? in->refit_batch : in->refit_sequences, L0 = 0, L1 = 0;
     for (int l = 0; l < c->n_layers; l++) {
         const vt_layer_shape *s = &c->layers[l];
         double q = s->n_heads * hd, qkv = (s->n_heads + 2.0 * s->n_kv_heads) * hd, f = s->ffn;
         M = fmax(M, fmax(q, f));
-        if (in->refit_inputs) N = fmax(N, fmax(qkv, 2 * f));
-        r->flops += 2 * rows * (q * q + D * q + f * f + D * f); /* G and C of o_proj, down_proj */
-        r->flops += (q * q * q + f * f * f) / 3 + 2 * D * (q * q + f * f); /* their solves */
-        if (in->refit_inputs) r->flops += 2 * rows * (2 * D * D + (qkv + 2 * f) * D) + 2 * D * D * D / 3 +
-                                          2 * D * D * (qkv + 2 * f);
+        sys = fmax(sys, fmax(q * q + D * q, f * f + D * f)); /* o_proj, down_proj: m inputs, D outputs */
+        sol = fmax(sol, D * fmax(q, f));
+        r->flops_double += 2 * rows * (q * q + D * q + f * f + D * f); /* G and C of o_proj, down_proj */
+        r->flops_double += (q * q * q + f * f * f) / 3 + 2 * D * (q * q + f * f); /* their solves */
+        if (!in->refit_inputs) continue;
+        N = fmax(N, fmax(qkv, 2 * f));
+        W = N;
+        sys = fmax(sys, D * D + fmax(qkv, 2 * f) * D); /* QKV, gate/up: D inputs */
+        sol = fmax(sol, fmax(qkv, 2 * f) * D);
+        r->flops_double += 2 * rows * (2 * D * D + (qkv + 2 * f) * D) + 2 * D * D * D / 3 + 2 * D * D * (qkv + 2 * f);
     }
     for (int s = 0; s < p->stages; s++) /* the largest stage's forward buffers */
         if (p->stage[s].layer_end - p->stage[s].layer_begin > L1 - L0) L0 = p->stage[s].layer_begin, L1 = p->stage[s].layer_end;
-    r->flops += 3 * rows * p->flops_token;
+    r->flops = 3 * rows * p->flops_token;
     double share = ceil((double)in->refit_sequences / p->replicas) * T, brows = (double)B * T;
     r->widest_in = (int)M;
     r->widest_out = (int)N;
-    r->streams = 2 * share * D * sizeof(float);
-    r->work = 2.0 * fwd_floats(c, L0, L1, B, (int)T, (int)T) * sizeof(float) +
-              brows * (2 * D + 2 * N + fmax(N, 2 * c->ffn_dim)) * sizeof(float) + brows * (M + N) * sizeof(double) +
-              (M * M + 2 * N * M) * sizeof(double);
-    r->solver = (M * M + N * M) / p->replicas * sizeof(double);
+    r->streams = 2 * share * D * f4;
+    r->work = 2.0 * (double)fwd_floats_ex(c, L0, L1, B, (int)T, (int)T, 1) * f4 + brows * (2 * D + W + N) * f4 +
+              brows * (M + N) * f8 + (sys + sol) * f8;
+    r->solver = sys / p->replicas * f8;
+    double w = 0.0;
+    for (int s = 0; s < p->stages; s++)
+        w = fmax(w, (double)p->stage[s].params);
+    r->models = w * (vt_plan_frozen_bytes(in) + in->keep_fraction * f4); /* dense as held, the pruned in fp32 */
     r->total = r->streams + r->work + r->solver;
+}
+
+/* Adapter parameters of rank r on the targets at the config's widths (nn/lora.h's layout). */
+static size_t lora_params(const vt_config *c, int r, unsigned targets) {
+    size_t n = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        size_t D = (size_t)c->dim, q = (size_t)s->n_heads * c->head_dim, kv = (size_t)s->n_kv_heads * c->head_dim;
+        size_t f = (size_t)s->ffn, in_out[VT_LORA_PROJS] = {D + q, D + kv, D + kv, q + D, D + f, D + f, f + D};
+        for (int p = 0; p < VT_LORA_PROJS; p++)
+            if ((targets & (1u << p)) && (p < VT_LORA_GATE ? s->n_heads > 0 : s->ffn > 0)) n += (size_t)r * in_out[p];
+    }
+    return n;
+}
+
+/* The recovery (vt_recover_plan) as train/recover.c allocates it on a rank holding the whole model:
+ * the teacher's and the student's forward scratch, the student's tape and backward scratch for a
+ * micro-batch, both models' logits and their gradient; lora's adapters, gradients and moments, or
+ * full's weight gradients (a whole model) and the layers' moments. The student at the dense widths
+ * (scratch, adapters) or the kept fraction (weights, full's state). */
+static void plan_recover(const vt_plan_input *in, vt_plan *p) {
+    const vt_config *c = in->cfg;
+    vt_recover_plan *r = &p->recover;
+    int L = c->n_layers, T = in->seq_len, lora = in->recover_method == 1;
+    int share = (in->recover_batch + p->replicas - 1) / p->replicas;
+    int Bm = in->recover_micro > 0 && in->recover_micro < share ? in->recover_micro : share;
+    double f4 = sizeof(float), keep = in->keep_fraction, rows = (double)Bm * T, layers = 0.0;
+    for (int l = 0; l < L; l++) layers += (double)vt_layer_params(c, l);
+    double whole = (double)vt_params_total(c), head = 2.0 * c->dim * c->vocab;
+    r->lora_params = lora_params(c, in->recover_rank, in->recover_targets);
+    r->full_params = (size_t)(keep * layers);
+    r->adam_lora = 2.0 * f4 * (double)r->lora_params;
+    r->adam_full = 2.0 * f4 * (double)r->full_params;
+    r->weights = whole * vt_plan_frozen_bytes(in) + keep * whole * f4;
+    if (in->pack_weights) r->weights += (0.5 + (lora ? keep : 0.0)) * pack_bytes(c, 0, L, c->vocab);
+    r->trained = lora ? 4.0 * f4 * (double)r->lora_params : keep * whole * f4 + r->adam_full;
+    r->activations = f4 * (2.0 * (double)fwd_floats(c, 0, L, Bm, T, T) + (double)vt_plan_tape_floats(c, 0, L, Bm, T, 0) +
+                           (double)bwd_floats(c, 0, L, Bm, T, T) + rows * (2.0 * c->dim + 3.0 * c->vocab) +
+                           (lora ? 2.0 * rows * in->recover_rank : 0.0));
+    r->total = r->weights + r->trained + r->activations;
+    /* the teacher's forward, the student's forward and backward to its activations, and lora's
+     * adapter products (3 matmuls of 2 FLOPs per parameter) or full's weight gradients */
+    double student = keep * (p->flops_token - head) + head;
+    r->flops_token = p->flops_token + 2.0 * student +
+                     (lora ? 6.0 * (double)r->lora_params : keep * (p->flops_token - head));
+    r->flops_step = r->flops_token * (double)in->recover_batch * T;
 }
 
 int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
@@ -186,6 +258,11 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     if (in->seq_len > c->seq_len)
         return vt_fail("data.seq_len %d exceeds the model's %d positions", in->seq_len, c->seq_len);
     if (vt_topology_choose(in->ranks, c->n_layers, in->stages, &out->stages, &out->replicas)) return -1;
+    if (in->recover_method > 0 && out->stages > 1)
+        return vt_fail("the recovery ([recover]) needs the whole model on every rank: %d stages; use "
+                       "parallel.stages = 1", out->stages);
+    if (in->recover_method > 0 && in->recover_batch < out->replicas)
+        return vt_fail("recover.batch_size %d is less than the %d replicas", in->recover_batch, out->replicas);
     out->ranks = in->ranks;
     int D = out->replicas, S = out->stages;
     if (in->batch_size % D)
@@ -235,9 +312,16 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     out->flops_teacher = (double)in->calib_sequences * T * (out->flops_token + head); /* sharded over replicas */
     out->flops_run = out->flops_step_masks * (double)in->steps +
                      out->flops_step_finetune * (double)in->finetune_steps + out->flops_teacher;
+    for (int s = 0; s < S; s++) out->peak = fmax(out->peak, out->stage[s].total);
     if (in->refit_sequences > 0) {
         plan_refit(in, out);
-        out->flops_run += out->refit.flops;
+        out->flops_run += out->refit.flops + out->refit.flops_double;
+        out->peak = fmax(out->peak, out->refit.models + out->refit.total);
+    }
+    if (in->recover_method > 0) {
+        plan_recover(in, out);
+        out->flops_run += out->recover.flops_step * (double)in->recover_steps;
+        out->peak = fmax(out->peak, out->recover.total);
     }
     return 0;
 }
@@ -245,4 +329,72 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
 void vt_plan_free(vt_plan *p) {
     free(p->stage);
     p->stage = NULL;
+}
+
+void vt_plan_times(const vt_plan_input *in, const vt_plan *p, const vt_speed *sp, vt_plan_time *t) {
+    memset(t, 0, sizeof *t);
+    t->rank_gflops = sp->gflops_core * (1.0 + sp->thread_eff * (in->threads > 1 ? in->threads - 1 : 0));
+    double rate = t->rank_gflops * 1e9, cluster = rate * p->ranks, busiest = 0.0;
+    for (int s = 0; s < p->stages; s++) busiest = fmax(busiest, p->stage[s].flops_rank_step);
+    t->mask_step_s = busiest / rate / (1.0 - p->bubble);
+    if (p->flops_step_finetune > 0) t->finetune_step_s = t->mask_step_s * p->flops_step_finetune / p->flops_step_masks;
+    t->recover_step_s = p->recover.flops_step / cluster;
+    t->teacher_h = p->flops_teacher / cluster / 3600.0;
+    t->masks_h = t->mask_step_s * (double)in->steps / 3600.0;
+    t->finetune_h = t->finetune_step_s * (double)in->finetune_steps / 3600.0;
+    t->refit_h = (p->refit.flops + p->refit.flops_double / sp->double_ratio) / cluster / 3600.0;
+    t->recover_h = in->recover_method > 0 ? t->recover_step_s * (double)in->recover_steps / 3600.0 : 0.0;
+    t->hours = t->teacher_h + t->masks_h + t->finetune_h + t->refit_h + t->recover_h;
+}
+
+/* A plan of in with its configured micro-batches and chunks, else automatic ones; -1 (error
+ * cleared) when the layout cannot be made. */
+static int plan_or_automatic(vt_plan_input *in, vt_plan *p) {
+    if (vt_plan_make(in, p) == 0) return 0;
+    vt_error_clear();
+    in->micro_batches = 0;
+    in->seq_chunks = 0;
+    if (vt_plan_make(in, p) == 0) return 0;
+    vt_error_clear();
+    return -1;
+}
+
+/* Whether candidate (peak x ranks per node, hours, fits) beats the best so far. */
+static int better(int fits, double hours, double node_bytes, int best_fits, double best_hours, double best_bytes) {
+    if (fits != best_fits) return fits;
+    return fits ? hours < best_hours : node_bytes < best_bytes;
+}
+
+int vt_plan_search(const vt_plan_input *in, const vt_machine *m, const vt_speed *sp, vt_plan_input *best_in,
+                   vt_plan *best, int *fits) {
+    int found = 0, L = in->cfg->n_layers;
+    double best_hours = 0.0, best_bytes = 0.0;
+    *fits = 0;
+    memset(best, 0, sizeof *best);
+    for (int t = 1; t <= m->cores_per_node; t++) {
+        if (m->cores_per_node % t) continue;
+        int ranks = m->nodes * (m->cores_per_node / t);
+        for (int S = 1; S <= ranks && S <= L; S++) {
+            if (ranks % S || (in->stages > 0 && S != in->stages) || (in->recover_method > 0 && S > 1)) continue;
+            vt_plan_input cand = *in;
+            cand.ranks = ranks, cand.stages = S, cand.threads = t;
+            vt_plan p;
+            if (plan_or_automatic(&cand, &p)) continue;
+            vt_plan_time tm;
+            vt_plan_times(&cand, &p, sp, &tm);
+            double node_bytes = p.peak * (ranks / m->nodes);
+            int ok = node_bytes <= m->memory_per_node;
+            if (!found || better(ok, tm.hours, node_bytes, *fits, best_hours, best_bytes)) {
+                vt_plan_free(best);
+                *best = p, *best_in = cand, *fits = ok, best_hours = tm.hours, best_bytes = node_bytes;
+                found = 1;
+            } else {
+                vt_plan_free(&p);
+            }
+        }
+    }
+    if (!found)
+        return vt_fail("no layout of %d node%s x %d cores can run this configuration (batch sizes and stages do not "
+                       "divide)", m->nodes, m->nodes == 1 ? "" : "s", m->cores_per_node);
+    return 0;
 }

@@ -25,7 +25,18 @@ typedef struct {
     int refit_sequences;  /* the re-fit after the decision ([reconstruct]) on this many sequences; 0 = none */
     int refit_batch;      /* its sequences per forward batch */
     int refit_inputs;     /* 1: it also re-fits QKV and gate/up (wider systems) */
+    int threads;          /* threads per rank (parallel.threads); the rate, not the memory, depends on it */
+    int checkpoint_16bit; /* 1: the checkpoint is bf16/f16 (vt_plan_frozen_bytes) */
+    int recover_method;   /* [recover] (train/recover.h: 0 none, 1 lora, 2 full) */
+    long recover_steps;
+    int recover_batch;    /* sequences per recovery step over all replicas */
+    int recover_micro;    /* sequences per forward/backward pass on a replica; 0 = all of its share */
+    int recover_rank;     /* lora */
+    unsigned recover_targets; /* lora: bit set of 1 << vt_lora_proj */
 } vt_plan_input;
+
+/* Bytes per frozen weight as a rank holds it. */
+double vt_plan_frozen_bytes(const vt_plan_input *in);
 
 /* The re-fit ([reconstruct], DESIGN.md 1.3), after training (its memory is not in the training
  * totals), sized with the dense model's shapes: an upper bound, the pruned model is smaller.
@@ -36,8 +47,24 @@ typedef struct {
     double solver;  /* the rank's block-cyclic share of the widest system and its right-hand sides */
     double total;
     int widest_in, widest_out; /* the widest system: inputs (G is widest_in^2), outputs */
-    double flops;   /* both models' passes, the sums into G and C, the solves */
+    double flops;   /* both models' passes (fp32) */
+    double flops_double; /* the sums into G and C and the solves (fp64) */
+    double models;  /* both models' weights of the largest stage, held during the re-fit */
 } vt_refit_plan;
+
+/* The recovery stage ([recover]; one stage, every rank holds the whole dense model as the teacher
+ * and the kept student), sized at the dense widths: an upper bound. Bytes per rank. */
+typedef struct {
+    size_t lora_params;     /* rank-r adapters on the targets */
+    size_t full_params;     /* what full fine-tuning trains: the kept fraction of the layers' weights */
+    double adam_lora, adam_full; /* the two Adam moments of each (fp32) */
+    double weights;         /* the teacher held frozen, the student (fp32), packs when packing */
+    double trained;         /* the trained parameters' gradients and moments (the chosen method) */
+    double activations;     /* both models' forward scratch, the student's tape and backward scratch, logits */
+    double total;
+    double flops_token;     /* the teacher's forward, the student's forward and backward */
+    double flops_step;      /* whole cluster, one step */
+} vt_recover_plan;
 
 /* One stage; memory in bytes for each of its D ranks (all replicas of a stage hold the same). */
 typedef struct {
@@ -70,6 +97,8 @@ typedef struct {
     double cache_per_sequence;  /* teacher cache bytes per calibration sequence on a last-stage rank */
     size_t gates;               /* VIB gates of the model, held by every rank */
     vt_refit_plan refit;        /* zero without a re-fit */
+    vt_recover_plan recover;    /* zero without a recovery */
+    double peak;                /* the largest rank over the phases (training, re-fit, recovery) */
     vt_stage_plan *stage;       /* [stages] */
 } vt_plan;
 
@@ -81,6 +110,37 @@ typedef struct {
  * (~3). Fails with the reason when the topology, the batch split or the chunks are impossible. */
 int vt_plan_make(const vt_plan_input *in, vt_plan *out);
 void vt_plan_free(vt_plan *p);
+
+/* How fast a rank computes: gflops_core sustained per core on one thread (a measured figure,
+ * docs/PERFORMANCE.md), each thread past the first adding thread_eff of a core, and fp64 work (the
+ * re-fit's sums and solves) at double_ratio of the fp32 rate. */
+typedef struct {
+    double gflops_core, thread_eff, double_ratio;
+} vt_speed;
+
+/* Compute-bound times (messages not counted): a GPipe step lasts its busiest rank's work over
+ * (1 - bubble); the teacher pass, the re-fit and recovery are split evenly over the ranks. */
+typedef struct {
+    double rank_gflops;
+    double mask_step_s, finetune_step_s, recover_step_s;
+    double teacher_h, masks_h, finetune_h, refit_h, recover_h, hours;
+} vt_plan_time;
+void vt_plan_times(const vt_plan_input *in, const vt_plan *p, const vt_speed *sp, vt_plan_time *t);
+
+/* The machine a layout must fit: every node holds ranks / nodes ranks. */
+typedef struct {
+    int nodes, cores_per_node;
+    double memory_per_node; /* bytes */
+} vt_machine;
+
+/* The fastest layout of the machine that fits: threads per rank t dividing cores_per_node, ranks =
+ * nodes x cores_per_node / t, stages dividing the ranks (1 with a recovery, which needs the whole
+ * model on every rank; in->stages when set), the configured micro-batches or else automatic ones.
+ * *fits = 1 when one fits (nodes x peak x ranks per node within memory); else *fits = 0 and *best
+ * is the layout with the smallest peak. best_in gets the input that made it. Fails when no layout
+ * is possible at all. */
+int vt_plan_search(const vt_plan_input *in, const vt_machine *m, const vt_speed *sp, vt_plan_input *best_in,
+                   vt_plan *best, int *fits);
 
 /* Floats vt_model_alloc gives a stage owning layers [l0, l1) of `stages` stages (embedding on
  * stage 0, final norm and classifier on the last; a tied classifier is shared only when one

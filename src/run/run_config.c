@@ -125,6 +125,7 @@ static const key_def keys[] = {
     INT("parallel", "micro_batches", pipeline.micro_batches, 0),
     INT("parallel", "seq_chunks", pipeline.seq_chunks, 0),
     {"parallel", "pack_weights", K_BOOL, OFF(pipeline.pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
+    INT("parallel", "threads", pipeline.threads, 1),
 
     STR("run", "dir", ckpt.dir, 0),
     INT("run", "checkpoint_steps", ckpt.steps, 0),
@@ -204,6 +205,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->pipeline.micro_batches = 0;
     rc->pipeline.seq_chunks = 0;
     rc->pipeline.pack_weights = 0;
+    rc->pipeline.threads = 1;
     rc->ckpt.dir[0] = '\0';
     rc->ckpt.steps = 0;
     rc->ckpt.minutes = 30;
