@@ -29,6 +29,7 @@ typedef struct {
     vt_refit_ops *ops;
     int n_seq, T, B, solve;
     vt_fwd fd, fp;
+    int keep_d, keep_p; /* the layer whose key/value cache every layer shares (share_kv_cache) */
     float *before_d, *run_p; /* [B*T, dense dim] the dense stream before a block; [B*T, dim] a pruned copy */
     float *wide, *cur;       /* [B*T, widest dense input projection]; [B*T, N] current predictions */
     double *a, *y;           /* one batch's system inputs [B*T, M] and targets [B*T, N] */
@@ -72,9 +73,36 @@ static void run_block(const vt_model *m, vt_fwd *f, int kind, int l, float *x, i
 }
 static const float *proj_inputs(const vt_fwd *f, int kind) { return kind == ATTN ? f->att_out : f->ffn_act; }
 
-static int imax(int a, int b) { return a > b ? a : b; }
+
+/* One block runs over every batch before the next block starts, so one key/value cache serves all
+ * layers, where vt_fwd_init gives each layer its own (2 B T kv floats: 256 MiB per LLaMA-2-7B layer
+ * at 16 sequences of 512 tokens, 16 GiB for both whole models). Keeps the widest layer's cache and
+ * frees the others before anything touches them; returns the layer kept (-1: none). */
+static int share_kv_cache(vt_fwd *f, const vt_config *c) {
+    int keep = -1;
+    for (int l = f->layer_begin; l < f->layer_end; l++)
+        if (f->k_cache[l] && (keep < 0 || c->layers[l].n_kv_heads > c->layers[keep].n_kv_heads)) keep = l;
+    for (int l = f->layer_begin; l < f->layer_end; l++) {
+        if (!f->k_cache[l] || l == keep) continue;
+        f->bytes -= 2 * (size_t)f->max_batch * f->max_ctx * c->layers[l].n_kv_heads * c->head_dim * sizeof(float);
+        free(f->k_cache[l]);
+        free(f->v_cache[l]);
+        f->k_cache[l] = f->k_cache[keep];
+        f->v_cache[l] = f->v_cache[keep];
+    }
+    return keep;
+}
+
+/* Undoes the sharing so that vt_fwd_free frees the kept cache once. */
+static void unshare_kv_cache(vt_fwd *f, int keep) {
+    if (!f->k_cache) return;
+    for (int l = f->layer_begin; l < f->layer_end; l++)
+        if (l != keep) f->k_cache[l] = f->v_cache[l] = NULL;
+}
 
 static void refit_free(refit *r) {
+    unshare_kv_cache(&r->fd, r->keep_d);
+    unshare_kv_cache(&r->fp, r->keep_p);
     vt_fwd_free(&r->fd);
     vt_fwd_free(&r->fp);
     free(r->before_d);
@@ -87,31 +115,58 @@ static void refit_free(refit *r) {
     free(r->x);
 }
 
-/* Buffers for the widest system of any layer: M inputs (projection inputs, or the hidden size for
- * input projections), N outputs (the hidden size, or the input projections' widths). */
-static int refit_init(refit *r, const vt_model *dense, vt_model *pruned, int n_seq, int T) {
-    const vt_config *c = &pruned->cfg;
-    int B = r->p->batch > 0 && r->p->batch < n_seq ? r->p->batch : n_seq, M = c->dim, N = c->dim, W = 1;
+/* The buffers' widths: M system inputs and N outputs, S doubles for the largest G and C together
+ * and X for the largest solution, over the systems this re-fit solves (output projections: the
+ * kept inputs, the hidden size out; with p->inputs the input projections: the hidden size in, QKV
+ * or gate/up out), and W the dense input projections' width (their targets). */
+typedef struct {
+    size_t M, N, W, S, X;
+} refit_widths;
+
+static void system_fits(refit_widths *w, size_t m, size_t n) {
+    w->M = m > w->M ? m : w->M;
+    w->N = n > w->N ? n : w->N;
+    w->S = m * m + n * m > w->S ? m * m + n * m : w->S;
+    w->X = n * m > w->X ? n * m : w->X;
+}
+
+static refit_widths widths(const refit *r, const vt_config *dense) {
+    const vt_config *c = &r->pruned->cfg;
+    size_t d = (size_t)c->dim;
+    refit_widths w = {d, d, 1, 0, 0};
     for (int l = 0; l < c->n_layers; l++)
         for (int k = ATTN; k <= MLP; k++) {
-            M = imax(M, proj_width(c, k, l));
-            N = imax(N, in_width(c, k, l));
-            W = imax(W, in_width(&dense->cfg, k, l));
+            if (!block_present(c, k, l)) continue;
+            system_fits(&w, (size_t)proj_width(c, k, l), d);
+            if (!r->p->inputs) continue;
+            system_fits(&w, d, (size_t)in_width(c, k, l));
+            w.W = (size_t)in_width(dense, k, l) > w.W ? (size_t)in_width(dense, k, l) : w.W;
         }
+    return w;
+}
+
+/* Buffers for the widest system of any layer (refit_widths). */
+static int refit_init(refit *r, const vt_model *dense, vt_model *pruned, int n_seq, int T) {
+    const vt_config *c = &pruned->cfg;
+    int B = r->p->batch > 0 && r->p->batch < n_seq ? r->p->batch : n_seq;
+    refit_widths w = widths(r, &dense->cfg);
     size_t rows = (size_t)B * T, D = (size_t)dense->cfg.dim, d = (size_t)c->dim;
     r->n_seq = n_seq;
     r->T = T;
     r->B = B;
+    r->keep_d = r->keep_p = -1;
     int rc = vt_fwd_init(&r->fd, dense, B, T, T);
+    if (rc == 0) r->keep_d = share_kv_cache(&r->fd, &dense->cfg);
     if (rc == 0) rc = vt_fwd_init(&r->fp, pruned, B, T, T);
+    if (rc == 0) r->keep_p = share_kv_cache(&r->fp, c);
     r->before_d = vt_malloc(rows * D * sizeof(float), "re-fit streams");
     r->run_p = vt_malloc(rows * d * sizeof(float), "re-fit streams");
-    r->wide = vt_malloc(rows * (size_t)W * sizeof(float), "re-fit targets");
-    r->cur = vt_malloc(rows * (size_t)N * sizeof(float), "re-fit predictions");
-    r->a = vt_malloc(rows * (size_t)M * sizeof(double), "re-fit inputs");
-    r->y = vt_malloc(rows * (size_t)N * sizeof(double), "re-fit targets");
-    r->sys = vt_malloc(((size_t)M * M + (size_t)N * M) * sizeof(double), "re-fit system");
-    r->x = vt_malloc((size_t)N * M * sizeof(double), "re-fit solution");
+    r->wide = vt_malloc(rows * w.W * sizeof(float), "re-fit targets");
+    r->cur = vt_malloc(rows * w.N * sizeof(float), "re-fit predictions");
+    r->a = vt_malloc(rows * w.M * sizeof(double), "re-fit inputs");
+    r->y = vt_malloc(rows * w.N * sizeof(double), "re-fit targets");
+    r->sys = vt_malloc((w.S ? w.S : 1) * sizeof(double), "re-fit system");
+    r->x = vt_malloc((w.X ? w.X : 1) * sizeof(double), "re-fit solution");
     return rc == 0 && r->before_d && r->run_p && r->wide && r->cur && r->a && r->y && r->sys && r->x ? 0 : -1;
 }
 

@@ -9,6 +9,7 @@
 #include "nn/backward.h"
 #include "util/error.h"
 #include "nn/forward.h"
+#include "nn/lora.h"
 #include "train/head_loss.h"
 #include "dist/partition.h"
 #include "run/plan.h"
@@ -511,6 +512,121 @@ static void test_plan_packs_match_allocations(void **state) {
     vt_config_free(&c);
 }
 
+/* The recovery's lora adapters are counted as vt_lora_init lays them out (pruned shapes: removed
+ * blocks have none), its optimizer state is two moments of them; at LLaMA-2-7B shapes rank 8 on
+ * the seven projections is under 1% of full fine-tuning's moments. */
+static void test_plan_recover_terms(void **state) {
+    (void)state;
+    vt_config c;
+    pruned_small_config(&c, 0);
+    vt_model m;
+    assert_int_equal(vt_model_alloc(&m, &c, vt_load_all()), 0);
+    for (unsigned targets = 1; targets <= VT_LORA_ALL; targets = targets * 3 + 1) {
+        vt_lora lo;
+        assert_int_equal(vt_lora_init(&lo, &m, 3, 3.0f, targets & VT_LORA_ALL, 1, 4), 0);
+        vt_plan_input in = {.cfg = &c, .ranks = 1, .batch_size = 2, .seq_len = 8, .steps = 1, .keep_fraction = 1.0,
+                            .threads = 1, .recover_method = 1, .recover_steps = 5, .recover_batch = 2,
+                            .recover_rank = 3, .recover_targets = targets & VT_LORA_ALL};
+        vt_plan p;
+        assert_int_equal(vt_plan_make(&in, &p), 0);
+        assert_int_equal(p.recover.lora_params, lo.n_params);
+        assert_true(p.recover.adam_lora == 8.0 * (double)lo.n_params);
+        assert_true(p.peak >= p.recover.total && p.recover.total > p.recover.weights);
+        vt_plan_free(&p);
+        vt_lora_free(&lo);
+    }
+    vt_model_free(&m);
+    vt_config_free(&c);
+
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 4);
+    in.stages = 1, in.threads = 1, in.recover_method = 1, in.recover_steps = 10, in.recover_batch = 8;
+    in.recover_rank = 8, in.recover_targets = VT_LORA_ALL;
+    vt_plan p;
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    /* rank 8 x (in + out) over q, k, v, o (4096 + 4096 each), gate, up, down (4096 + 11008) */
+    assert_int_equal(p.recover.lora_params, (size_t)32 * 8 * (4 * 8192 + 3 * 15104));
+    assert_true(p.recover.adam_lora < 0.01 * p.recover.adam_full);
+    vt_plan_free(&p);
+    /* the recovery needs the whole model on every rank */
+    in.stages = 2;
+    assert_int_equal(vt_plan_make(&in, &p), -1);
+    assert_non_null(strstr(vt_error(), "whole model on every rank"));
+    vt_error_clear();
+    vt_config_free(&c);
+}
+
+/* Times: a rank of t threads computes (1 + e (t - 1)) cores' worth; the mask step is the busiest
+ * rank's work at that rate over (1 - bubble). */
+static void test_plan_times(void **state) {
+    (void)state;
+    vt_config c;
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 8);
+    in.stages = 2, in.threads = 4, in.calib_sequences = 100;
+    vt_plan p;
+    assert_int_equal(vt_plan_make(&in, &p), 0);
+    vt_speed sp = {50.0, 0.5, 0.5};
+    vt_plan_time t;
+    vt_plan_times(&in, &p, &sp, &t);
+    assert_true(fabs(t.rank_gflops - 50.0 * 2.5) < 1e-9);
+    double busiest = fmax(p.stage[0].flops_rank_step, p.stage[1].flops_rank_step);
+    assert_true(fabs(t.mask_step_s - busiest / 125e9 / (1.0 - p.bubble)) < 1e-9 * t.mask_step_s);
+    assert_true(fabs(t.masks_h - 100.0 * t.mask_step_s / 3600.0) < 1e-9);
+    assert_true(fabs(t.teacher_h - p.flops_teacher / (8 * 125e9) / 3600.0) < 1e-12);
+    assert_true(fabs(t.hours - t.masks_h - t.teacher_h) < 1e-12); /* no re-fit, no recovery */
+    vt_plan_free(&p);
+    vt_config_free(&c);
+}
+
+/* The search: on 1 node x 64 cores it takes the fastest layout whose ranks fit the node's memory
+ * (checked against every layout made by hand), uses every core, and says when nothing fits. */
+static void test_plan_search(void **state) {
+    (void)state;
+    vt_config c;
+    llama7b_config(&c);
+    vt_plan_input in = input_7b(&c, 0);
+    in.batch_size = 16, in.calib_sequences = 64;
+    vt_speed sp = {80.0, 0.9, 0.5};
+    vt_machine m = {1, 64, 256.0 * (1 << 30)};
+    vt_plan_input got;
+    vt_plan best;
+    int fits = -1;
+    assert_int_equal(vt_plan_search(&in, &m, &sp, &got, &best, &fits), 0);
+    assert_int_equal(fits, 1);
+    assert_int_equal(got.ranks * got.threads, 64);
+    assert_true(best.peak * got.ranks <= m.memory_per_node);
+    vt_plan_time bt;
+    vt_plan_times(&got, &best, &sp, &bt);
+    int fitting = 0;
+    for (int t = 1; t <= 64; t *= 2)
+        for (int S = 1; S <= 64 / t && S <= 32; S *= 2) {
+            vt_plan_input x = in;
+            x.ranks = 64 / t, x.threads = t, x.stages = S;
+            vt_plan p;
+            if (vt_plan_make(&x, &p)) {
+                vt_error_clear();
+                continue;
+            }
+            vt_plan_time pt;
+            vt_plan_times(&x, &p, &sp, &pt);
+            if (p.peak * x.ranks <= m.memory_per_node) {
+                fitting++;
+                assert_true(pt.hours >= bt.hours - 1e-12);
+            }
+            vt_plan_free(&p);
+        }
+    assert_true(fitting > 1); /* a real choice was made */
+    /* the fastest layout of all does not fit in 256 GiB: the choice is not simply the most ranks */
+    assert_true(got.ranks < 64);
+    vt_plan_free(&best);
+    m.memory_per_node = 16.0 * (1 << 30);
+    assert_int_equal(vt_plan_search(&in, &m, &sp, &got, &best, &fits), 0);
+    assert_int_equal(fits, 0);
+    vt_plan_free(&best);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weight_floats_match_allocation),
@@ -522,6 +638,9 @@ int main(void) {
         cmocka_unit_test(test_plan_packs_match_allocations),
         cmocka_unit_test(test_plan_chunks_follow_choice),
         cmocka_unit_test(test_plan_refusals),
+        cmocka_unit_test(test_plan_recover_terms),
+        cmocka_unit_test(test_plan_times),
+        cmocka_unit_test(test_plan_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
