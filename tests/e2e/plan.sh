@@ -43,7 +43,11 @@ check_plan() {
     echo "ok [$title]: $(grep -E '^topology' "$work/out.txt")"
 }
 
-seven=(--config configs/llama2-7b-50.ini --model-config configs/shapes/llama-2-7b.json)
+# the pipeline cases below plan the mask phase of the former 64-rank layout of this config (4 stages
+# x 16 replicas, 4 micro-batches, 64 sequences a step, no recovery: it needs one stage)
+seven=(--config configs/llama2-7b-50.ini --model-config configs/shapes/llama-2-7b.json --set recover.method=none
+    --set parallel.stages=4 --set parallel.micro_batches=4 --set schedule.batch_size=64 --set reconstruct.batch=16
+    --set data.max_sequences=0 --set parallel.threads=1)
 check_plan "7B on 8 ranks" 32 4 "${seven[@]}" --ranks 8
 check_plan "7B on 16 ranks" 32 4 "${seven[@]}" --ranks 16
 check_plan "7B on 64 ranks" 32 4 "${seven[@]}" --ranks 64
@@ -65,10 +69,60 @@ if grep -q "^warning" "$work/out.txt"; then record_failure "no memory warning" "
 # the re-fit after training ([reconstruct]): its widest system (LLaMA-2-7B's FFN, with the gate/up
 # outputs) and memory; none with reconstruct.method = none
 "$VT_BIN" plan "${seven[@]}" --ranks 64 --gflops-per-rank 100 > "$work/out.txt"
-grep -qE "^re-fit +reconstruct.method = lsq on 256 sequences after training: up to [0-9.]+ GiB per rank .*widest system 11008 x 11008, 22016 outputs\); [0-9.]+ PFLOP, [0-9.]+ s at 100 GFLOP/s" "$work/out.txt" ||
+grep -qE "^re-fit +reconstruct.method = lsq on 256 sequences \(batches of 16\) after training: up to [0-9.]+ GiB per rank .*widest system 11008 x 11008, 22016 outputs\); [0-9.]+ PFLOP in fp32 passes, [0-9.]+ PFLOP in fp64 sums and solves" "$work/out.txt" ||
     record_failure "re-fit" "no re-fit line: $(grep re-fit "$work/out.txt")"
 "$VT_BIN" plan "${seven[@]}" --ranks 64 --set reconstruct.method=none > "$work/out.txt"
 if grep -q "^re-fit" "$work/out.txt"; then record_failure "no re-fit" "a re-fit line with reconstruct.method = none"; fi
+
+"$VT_BIN" plan "${seven[@]}" --ranks 64 --gflops-per-rank 100 > "$work/out.txt"
+grep -qE "^time +at 100 GFLOP/s per rank \(1 thread\): [0-9.]+ s per mask step" "$work/out.txt" ||
+    record_failure "times" "no time line at 100 GFLOP/s per rank: $(grep -A1 '^time' "$work/out.txt")"
+grep -qE "^ +hours: teacher pass 0.00, mask phase [0-9.]+, re-fit [0-9.]+; [0-9.]+ hours for the run" "$work/out.txt" ||
+    record_failure "phase hours" "no hours line: $(grep hours: "$work/out.txt")"
+
+# the machine form: the shipped recipe on 1 node x 64 cores x 256 GiB takes the fastest layout that
+# fits (4 ranks x 16 threads: 8 ranks would not fit, nor split the batch), under 8 hours, and its
+# JSON parses with the fields; a node of 32 GiB fits nothing, and says so
+machine=(--config configs/llama2-7b-50.ini --model-config configs/shapes/llama-2-7b.json --cores-per-node 64)
+"$VT_BIN" plan "${machine[@]}" --memory-per-node 256G > "$work/out.txt" ||
+    record_failure "machine plan" "exit code non-zero"
+grep -qE "^layout +4 ranks x 16 threads \(1 stage x 4 replicas\): the fastest that fits; up to [0-9.]+ GiB per rank" \
+    "$work/out.txt" || record_failure "machine layout" "$(grep '^layout' "$work/out.txt")"
+grep -qF "87.9 GFLOP/s per core: the Faster-VTrans step at -n 1" "$work/out.txt" ||
+    record_failure "stated speed" "no measured per-core rate named: $(grep '^speed' "$work/out.txt")"
+grep -qE "Adam moments: lora rank 8 on q,k,v,o,gate,up,down, 19.99 M adapter parameters: 152.50 MiB; full fine-tuning, 3.24 B kept weights: 24.13 GiB; lora's 0.62% of full's" "$work/out.txt" ||
+    record_failure "recovery state" "$(grep -A1 '^recovery' "$work/out.txt")"
+# check_json TITLE PYTHON-CONDITION ARGS...: plan --json prints one object for which the condition
+# (on `o`) holds
+check_json() {
+    local title="$1" cond="$2"
+    shift 2
+    if ! "$VT_BIN" plan "$@" --json > "$work/out.json" 2> "$work/err.txt"; then
+        record_failure "$title" "exit code non-zero: $(cat "$work/err.txt")"
+        return
+    fi
+    if ! python3 -c "import json, sys; o = json.load(open(sys.argv[1])); sys.exit(0 if ($cond) else 1)" \
+        "$work/out.json"; then
+        record_failure "$title" "'$cond' does not hold for $(tr -d '\n' < "$work/out.json")"
+        return
+    fi
+    echo "ok [$title]"
+}
+fields='all(k in o for k in ("hours", "fits", "max_rank_gib", "ranks", "threads_per_rank", "stages", "replicas",
+    "micro_batches", "mask_step_seconds", "recover_step_seconds", "phase_hours"))'
+check_json "machine JSON" "$fields and o['fits'] is True and o['ranks'] == 4 and o['threads_per_rank'] == 16 and \
+o['hours'] < 8 and o['max_rank_gib'] * 4 <= 256 and abs(sum(o['phase_hours'].values()) - o['hours']) < 1e-3 and \
+o['lora_adam_bytes'] < 0.01 * o['full_adam_bytes']" "${machine[@]}" --memory-per-node 256G
+check_json "nothing fits" "$fields and o['fits'] is False and o['max_rank_gib'] * o['ranks'] > 32" "${machine[@]}" \
+    --memory-per-node 32G
+"$VT_BIN" plan "${machine[@]}" --memory-per-node 32G > "$work/out.txt"
+grep -qF "NOTHING FITS; the smallest shown" "$work/out.txt" || record_failure "nothing fits, text" "$(grep '^layout' "$work/out.txt")"
+check_json "ranks form JSON" "$fields and o['fits'] is None and o['ranks'] == 64 and o['stages'] == 4" "${seven[@]}" \
+    --ranks 64
+check_json "ranks form over memory" "o['fits'] is False" "${seven[@]}" --ranks 64 --memory-per-rank 1G
+expect_error "ranks and a machine" "give either --ranks P or the machine" -- plan "${machine[@]}" --ranks 4 \
+    --memory-per-node 256G
+expect_error "machine without memory" "--memory-per-node" -- plan "${machine[@]}"
 
 # check_pipeline TITLE LINE ARGS...: plan exits 0 and its pipeline line is LINE (after "pipeline").
 check_pipeline() {
@@ -120,8 +174,10 @@ expect_error "negative chunks" "parallel.seq_chunks must be at least 0" -- plan 
 expect_error "6 ranks in 4 stages" "6 ranks cannot form 4 pipeline stages" -- plan "${seven[@]}" --ranks 6 --stages 4
 expect_error "more stages than layers" "cannot split 32 layers into 64 stages" -- plan "${seven[@]}" --ranks 64 --stages 64
 expect_error "batch over replicas" "schedule.batch_size 64 does not split evenly over 3" -- plan "${seven[@]}" --ranks 12
-expect_error "no checkpoint here" "pass --model-config" -- plan --config configs/llama2-7b-50.ini --ranks 8
+expect_error "no checkpoint here" "pass --model-config" -- plan --config configs/llama2-7b-50.ini --ranks 4
 expect_error "missing --ranks" "--ranks" -- plan "${seven[@]}"
+expect_error "recovery over stages" "needs the whole model on every rank" -- plan "${seven[@]}" --ranks 8 \
+    --set recover.method=lora
 expect_error "bad size" "--memory-per-rank" -- plan "${seven[@]}" --ranks 8 --memory-per-rank lots
 
 finish
