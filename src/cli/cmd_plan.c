@@ -222,7 +222,8 @@ static void print_run(const char *config, const char *model_source, const vt_run
     size_t params = vt_params_total(c);
     format_count((double)params, buf, sizeof buf);
     format_bytes((double)params * sizeof(float), buf2, sizeof buf2);
-    printf("plan         %s on %d ranks\n", config, p->ranks);
+    printf("plan         %s on %d rank%s x %d thread%s\n", config, p->ranks, p->ranks == 1 ? "" : "s", in->threads,
+           in->threads == 1 ? "" : "s");
     printf("model        %s: %d layers, hidden %d, %d heads (%d KV), FFN %d, vocab %d\n", model_source, c->n_layers,
            c->dim, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab);
     printf("             %s parameters, %s in fp32\n", buf, buf2);
@@ -234,7 +235,10 @@ static void print_run(const char *config, const char *model_source, const vt_run
         printf("run          method %s: estimated as a VTrans masks-only run (an upper bound)\n",
                vt_method_name(rc->method.name));
     if (in->finetune_steps > 0) printf("             then %ld joint fine-tuning steps\n", in->finetune_steps);
-    const char *why = in->stages == 0 ? "automatic" : (stages_from_option ? "--stages" : "parallel.stages");
+    const char *why = stages_from_option == 2 ? "the fastest that fits the machine"
+                      : in->stages == 0       ? "automatic"
+                      : stages_from_option    ? "--stages"
+                                              : "parallel.stages";
     printf("topology     %d stage%s x %d replica%s (%s); rank = replica * %d + stage\n", p->stages,
            p->stages == 1 ? "" : "s", p->replicas, p->replicas == 1 ? "" : "s", why, p->stages);
     print_pipeline(in, p);
@@ -601,7 +605,7 @@ int vt_cmd_plan(int argc, char **argv) {
                     vt_args_find(opts, n, "gflops-per-core")->seen;
         if (timed) print_assumptions(&o, &sp);
         if (o.ranks == 0) print_machine(&o, &in, &p, fits);
-        print_plan(config, source, &rc, &in, &p, o.stages >= 0, o.memory, timed ? &t : NULL);
+        print_plan(config, source, &rc, &in, &p, o.ranks == 0 ? 2 : o.stages >= 0, o.memory, timed ? &t : NULL);
     }
     vt_plan_free(&p);
     vt_config_free(&c);

@@ -761,7 +761,7 @@ oom:
 static const char *const resume_may_change[] = {
     "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
-    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
+    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "parallel.threads", "run.*",
     "reconstruct.*",           "recover.*",               "plugin.*",
 };
 

@@ -342,7 +342,7 @@ static void test_plan_chunks_follow_choice(void **state) {
     vt_config c;
     llama7b_config(&c);
     vt_plan_input in = input_7b(&c, 64);
-    in.stages = 4; /* configs/llama2-7b-50.ini at 64 ranks: 4 stages x 16 replicas, 4 sequences each */
+    in.stages = 4; /* 64 ranks: 4 stages x 16 replicas, 4 sequences each */
     vt_plan p, whole, four;
     assert_int_equal(vt_plan_make(&in, &p), 0);
     assert_int_equal(p.replicas, 16);

@@ -613,7 +613,8 @@ static void test_shipped_configs(void **state) {
     snprintf(path, sizeof path, "%s/configs/llama2-7b-50.ini", src);
     assert_int_equal(vt_run_config_load(&rc, path), 0);
     assert_true(rc.budget.params == 0.5);
-    assert_int_equal(rc.vib.variant, VT_VARIANT_FULL);
+    assert_int_equal(rc.vib.variant, VT_VARIANT_FASTER);
+    assert_int_equal(rc.recover.method, VT_RECOVER_LORA);
     snprintf(path, sizeof path, "%s/configs/llama2-7b-20.ini", src);
     assert_int_equal(vt_run_config_load(&rc, path), 0);
     assert_true(rc.budget.params == 0.8);
