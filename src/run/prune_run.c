@@ -2,7 +2,6 @@
  * every rank of a pipeline (the vt_comm says which part this rank holds). */
 #include "run/prune_run.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -323,22 +322,12 @@ static int recover(prune_ctx *x) {
     return 0;
 }
 
-/* The configuration as JSON text for the report, which renders it (report/ cannot see run/);
- * doubles at 17 digits, so they come back exactly. */
-static char *config_text(const vt_run_config *rc) {
-    json_t *j = vt_run_config_json(rc);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (j && !text) vt_fail("cannot format the configuration for the report (out of memory)");
-    return text;
-}
-
 /* The run report (every rank fills it; the coordinator writes it with the checkpoint, and with it
  * the configuration). */
 static int build_report(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
     int vib = rc->method.name == VT_METHOD_VIB;
-    int ok = !is_coordinator(x) || (x->config_json = config_text(rc)) != NULL;
+    int ok = !is_coordinator(x) || (x->config_json = vt_run_config_json(rc)) != NULL;
     if (vt_comm_agree(x->comm, ok ? 0 : -1)) return -1;
     x->report = (vt_run_report){
         .before = &x->model.cfg,

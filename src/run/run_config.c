@@ -715,7 +715,7 @@ void vt_run_config_print(const vt_run_config *rc, FILE *out) {
     }
 }
 
-json_t *vt_run_config_json(const vt_run_config *rc) {
+static json_t *config_json(const vt_run_config *rc) {
     json_t *root = json_object();
     if (!root) goto oom;
     if (json_object_set_new(root, "source", json_string(rc->source))) goto oom;
@@ -746,6 +746,15 @@ oom:
     json_decref(root);
     vt_fail("cannot build the configuration JSON (out of memory, or a path that is not UTF-8)");
     return NULL;
+}
+
+/* Doubles are printed at 17 digits, so they come back exactly. */
+char *vt_run_config_json(const vt_run_config *rc) {
+    json_t *j = config_json(rc);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (j && !text) vt_fail("cannot format the configuration JSON (out of memory)");
+    return text;
 }
 
 /* ---- what a resumed run must share with the run it continues ---- */

@@ -15,7 +15,6 @@
 #include "train/recover.h"
 #include "train/vib_train.h"
 
-struct json_t; /* jansson's, opaque here: only run_config.c and its callers that render JSON include jansson */
 
 typedef enum { VT_METHOD_VIB = 0, VT_METHOD_MAGNITUDE, VT_METHOD_RANDOM, VT_METHOD_TAYLOR } vt_method;
 typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_archive;
@@ -124,9 +123,10 @@ int vt_run_config_is_set(const vt_run_config *rc, const char *section_key);
 /* The effective configuration as an INI file that loads back to the same values. */
 void vt_run_config_print(const vt_run_config *rc, FILE *out);
 
-/* The effective configuration as {"source": ..., "model": {...}, "data": {...}, ...} for the run
- * report (an unset budget key is null). NULL with an error when out of memory. */
-struct json_t *vt_run_config_json(const vt_run_config *rc);
+/* The effective configuration as compact JSON text {"source": ..., "model": {...}, "data": {...},
+ * ...} for the run report (an unset budget key is null); malloc'd, the caller frees it. NULL with an
+ * error when out of memory. */
+char *vt_run_config_json(const vt_run_config *rc);
 
 /* The settings a resumed run must share with the run that saved its checkpoints: one
  * "section.key = value" line per such key, in the key order, input paths resolved to absolute ones

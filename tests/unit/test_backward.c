@@ -152,8 +152,7 @@ static void test_losses_backward(void **st) {
 /* The distillation loss and its gradient against PyTorch (tests/reference/distill_ref.py). */
 static void test_distill_vs_torch(void **st) {
     (void)st;
-    const char *src = getenv("VT_SOURCE_DIR");
-    if (!src || system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    if (!tu_have_torch()) {
         print_message("skipped: no VT_SOURCE_DIR or no /usr/bin/python3 with torch\n");
         skip();
     }
@@ -161,25 +160,16 @@ static void test_distill_vs_torch(void **st) {
     unsigned s = 21;
     float sl[R * V], tl[R * V], d[R * V] = {0};
     for (int i = 0; i < R * V; i++) sl[i] = (float)tu_urand(&s) * 8, tl[i] = (float)tu_urand(&s) * 8;
-    char *dir = tu_tempdir(), sp[4200], tp[4200], cmd[13000];
+    char *dir = tu_tempdir(), sp[4200], tp[4200];
     snprintf(sp, sizeof sp, "%s/s.f32", dir);
     snprintf(tp, sizeof tp, "%s/t.f32", dir);
     assert_int_equal(tu_write_file(sp, sl, sizeof sl), 0);
     assert_int_equal(tu_write_file(tp, tl, sizeof tl), 0);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/distill_ref.py %s %s %d %d 3.0 0.5", src, sp, tp, R,
-             V);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    static char out[1 << 16];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    assert_int_equal(pclose(p), 0);
+    const char *out = tu_run_reference("distill_ref.py", "%s %s %d %d 3.0 0.5", sp, tp, R, V);
     double L = vt_loss_distill(sl, tl, R, V, 3.0f, 0.5f, d);
-    char *q = strstr(out, "\"loss\": ");
-    assert_non_null(q);
-    double Lt = strtod(q + 8, NULL);
+    double Lt = tu_json_number(out, "loss");
     if (fabs(L - Lt) > 1e-6 * fabs(Lt)) fail_msg("distillation loss %.10g, PyTorch %.10g", L, Lt);
-    q = strchr(strstr(out, "\"grad\""), '[') + 1;
+    char *q = strchr(strstr(out, "\"grad\""), '[') + 1;
     double a[R * V], ref[R * V];
     for (int i = 0; i < R * V; i++) {
         ref[i] = strtod(q, &q);
