@@ -11,6 +11,8 @@
 #include "data/data.h"
 #include "io/plugin_file.h"
 #include "io/tokenizer.h"
+#include "run/prune_run.h"
+#include "train/arena_ckpt.h"
 #include "nn/continuation.h"
 #include "train/plug_step.h"
 #include "util/clock.h"
@@ -56,6 +58,7 @@ typedef struct {
     size_t windows;
     double seconds, loss;
     long tokens;
+    int stopped; /* stopped on request with a checkpoint saved */
 } plug_ctx;
 
 /* Windows of the step: batch_size windows of permutation (epoch) of the calibration windows,
@@ -115,20 +118,58 @@ static int train_setup(plug_ctx *x) {
     return vt_comm_agree(x->c, rcode);
 }
 
+/* Where plugin training saves (<run dir>/plug-k{K}) and whether it resumes; settings are the run's. */
+static int plug_ckpt(const plug_ctx *x, vt_arena_run *ck) {
+    const vt_run_config *rc = x->rc;
+    char sub[32];
+    snprintf(sub, sizeof sub, "plug-k%d", rc->plugin.k);
+    *ck = (vt_arena_run){.policy = rc->ckpt, .resume = rc->resume[0] != 0, .accept = rc->resume_accept,
+                         .stop = vt_prune_stop_flag(), .stop_after = vt_arena_stop_after("plug"), .what = "plug",
+                         .log = x->c->world_rank == 0 ? stderr : NULL};
+    ck->settings = vt_run_config_plug_settings(rc);
+    return ck->settings ? vt_run_ckpt_dir(rc, ck->resume, sub, ck->policy.dir, sizeof ck->policy.dir) : -1;
+}
+
+/* The steps from 0 or from the checkpoint a resume finds, to the end or a requested stop. */
+static int train_steps(plug_ctx *x, const vt_arena_run *ck) {
+    const vt_run_config *rc = x->rc;
+    vt_arena_state as = {.param = x->p.arena, .n = x->p.arena_floats, .adam = &x->st.adam};
+    int loaded = vt_arena_ckpt_load(ck, x->c, &as);
+    if (loaded < 0) return -1;
+    if (vt_comm_agree(x->c, as.step > rc->plugin.steps ? vt_fail("%s: the checkpoint is at step %ld, past "
+                                                                 "plugin.steps = %d", ck->policy.dir, as.step,
+                                                                 rc->plugin.steps) : 0))
+        return -1;
+    x->loss = as.stats[0];
+    vt_save_clock clock = {.last_save = vt_seconds()};
+    double t0 = vt_seconds();
+    for (long s = as.step; s < rc->plugin.steps; s++) {
+        if (train_step(x, s)) return -1;
+        progress(x, s + 1, t0);
+        as.step = s + 1, as.stats[0] = x->loss;
+        int stop = vt_arena_ckpt_tick(ck, &clock, x->c, &as);
+        if (stop < 0) return -1;
+        if (stop) {
+            x->stopped = 1;
+            break;
+        }
+    }
+    x->seconds = vt_seconds() - t0;
+    return 0;
+}
+
 static int train(plug_ctx *x) {
     const vt_run_config *rc = x->rc;
     if (x->c->world_rank == 0)
         fprintf(stderr, "plug: k = %d, r = %d, %zu windows of %d (prompt %d), %d steps of %d windows on %d replicas\n",
                 rc->plugin.k, rc->plugin.r, x->windows, x->L, x->P, rc->plugin.steps, rc->plugin.batch_size,
                 x->c->replicas);
-    double t0 = vt_seconds();
-    for (long s = 0; s < rc->plugin.steps; s++) {
-        if (train_step(x, s)) return -1;
-        progress(x, s + 1, t0);
-    }
-    x->seconds = vt_seconds() - t0;
+    vt_arena_run ck;
+    int r = vt_comm_agree(x->c, plug_ckpt(x, &ck));
+    if (r == 0) r = train_steps(x, &ck);
+    free((char *)ck.settings);
     x->tokens = (long)rc->plugin.steps * rc->plugin.batch_size * x->L;
-    return 0;
+    return r;
 }
 
 /* Writes text as path atomically (vt_atomic_file). */
@@ -192,6 +233,10 @@ int vt_plug_run(const vt_run_config *rc, vt_comm *c, const vt_model *m) {
     int rcode = vt_comm_agree(c, vt_model_fingerprint(m, &fp));
     if (!rcode) rcode = train_setup(&x);
     if (!rcode) rcode = train(&x);
+    if (!rcode && x.stopped) {
+        if (c->world_rank == 0) printf("stopped with the plugin's training state saved; continue with --resume\n");
+        rcode = VT_EXIT_CHECKPOINTED;
+    }
     if (!rcode) rcode = vt_comm_agree(c, c->world_rank == 0 ? finish(&x, fp) : 0);
     vt_plug_step_free(&x.st);
     vt_plugin_free(&x.p);

@@ -763,13 +763,15 @@ char *vt_run_config_json(const vt_run_config *rc) {
  * reported or evaluated, how long the phases run, when checkpoints are saved, how a step is cut
  * into micro-batches and sequence chunks (float summation order only), whether weights are packed, and the layout (stages x replicas), which the
  * checkpoint manifest checks by itself. method.taylor_batches is the taylor baseline's (no
- * checkpoints). [reconstruct] runs after training and keeps no state of its own in the checkpoints.
+ * checkpoints). [reconstruct] and [recover] are recorded: the recovery's checkpoints hold adapters
+ * (or weights) trained on the re-fitted model, which another re-fit or recipe would not match;
+ * recover.micro_batch changes the summation order only. [plugin] is plug's (vt_run_config_plug_settings).
  * Every other key is recorded with the checkpoints and must stay the same. */
 static const char *const resume_may_change[] = {
     "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
     "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
-    "reconstruct.*",           "recover.*",               "plugin.*",
+    "recover.micro_batch",     "plugin.*",
 };
 
 static int may_change_on_resume(const key_def *k) {
@@ -805,14 +807,21 @@ int vt_run_config_check_accept(const char *list) {
     return 0;
 }
 
-char *vt_run_config_resume_settings(const vt_run_config *rc) {
+/* plug's settings besides the common ones: the window, the plugin (its evaluation aside). */
+static int plug_key(const key_def *k) {
+    return (strcmp(k->section, "plugin") == 0 && strcmp(k->key, "eval_windows") != 0) ||
+           (strcmp(k->section, "data") == 0 && strcmp(k->key, "eval_window") == 0);
+}
+
+/* "section.key = value" lines of the keys that must stay the same; plug adds its own. */
+static char *settings_text(const vt_run_config *rc, int plug) {
     size_t cap = 4096, n = 0;
     char *out = vt_malloc(cap, "the run's settings");
     if (!out) return NULL;
     out[0] = '\0';
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
-        if (may_change_on_resume(k)) continue;
+        if (may_change_on_resume(k) && !(plug && plug_key(k))) continue;
         char value[VT_PATH_MAX + 8], resolved[VT_PATH_MAX];
         if (budget_unset(rc, k)) snprintf(value, sizeof value, "(not set)");
         else format_value(value, sizeof value, rc, k);
@@ -836,3 +845,6 @@ char *vt_run_config_resume_settings(const vt_run_config *rc) {
     return out;
 }
 
+char *vt_run_config_resume_settings(const vt_run_config *rc) { return settings_text(rc, 0); }
+
+char *vt_run_config_plug_settings(const vt_run_config *rc) { return settings_text(rc, 1); }

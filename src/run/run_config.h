@@ -136,6 +136,8 @@ char *vt_run_config_json(const vt_run_config *rc);
  * instead), parallel.micro_batches and run.* (docs/CONFIG.md). A malloc'd string; NULL with an
  * error when out of memory. */
 char *vt_run_config_resume_settings(const vt_run_config *rc);
+/* The same for plug: also [plugin] (but plugin.eval_windows) and data.eval_window. */
+char *vt_run_config_plug_settings(const vt_run_config *rc);
 /* 1 when "section.key" may change on resume, 0 when it is recorded and checked (or unknown). */
 int vt_run_config_resume_may_change(const char *section_key);
 /* Checks a --accept-changed list: comma-separated names of keys that are recorded and checked on

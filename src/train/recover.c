@@ -175,8 +175,33 @@ static int check_spec(const vt_recover_spec *s, const vt_model *st, const vt_mod
     return 0;
 }
 
+/* The loop from step start (0, or where a checkpoint left it) to the end or a requested stop. */
+static int recover_loop(recover_ctx *x, const vt_arena_run *ck, vt_arena_state *as, FILE *log, vt_recover_result *out) {
+    const vt_recover_spec *s = x->s;
+    vt_save_clock clock = {.last_save = vt_seconds()};
+    double t0 = vt_seconds();
+    long start = as->step;
+    for (long step = start; step < s->steps; step++) {
+        double loss = 0.0;
+        if (vt_comm_agree(x->comm, recover_step(x, step, &loss))) return -1;
+        if (step == 0) as->stats[0] = loss;
+        as->stats[1] = loss;
+        as->step = step + 1;
+        if (log && (step % 50 == 0 || step + 1 == s->steps))
+            fprintf(log, "recover %s step %ld/%ld: loss %.4f (%.2f s/step)\n", vt_recover_method_name(s->method),
+                    step + 1, s->steps, loss, (vt_seconds() - t0) / (double)(step + 1 - start));
+        int stop = ck ? vt_arena_ckpt_tick(ck, &clock, x->comm, as) : 0;
+        if (stop < 0) return -1;
+        if (stop) {
+            out->stopped = 1;
+            break;
+        }
+    }
+    return 0;
+}
+
 int vt_recover(vt_model *student, const vt_model *teacher, const vt_calib *calib, const vt_recover_spec *s,
-               vt_comm *comm, FILE *log, vt_recover_result *out) {
+               vt_comm *comm, const vt_arena_run *ck, FILE *log, vt_recover_result *out) {
     memset(out, 0, sizeof *out);
     if (s->method == VT_RECOVER_NONE) return 0;
     if (vt_comm_agree(comm, check_spec(s, student, teacher, calib, comm))) return -1;
@@ -185,23 +210,21 @@ int vt_recover(vt_model *student, const vt_model *teacher, const vt_calib *calib
     int share = (s->batch_size + comm->replicas - 1) / comm->replicas;
     x.Bm = s->micro_batch > 0 && s->micro_batch < share ? s->micro_batch : share;
     int rc = vt_comm_agree(comm, recover_alloc(&x));
+    vt_arena_state as = {.param = x.param, .n = x.n, .adam = &x.adam};
+    if (rc == 0 && ck && vt_arena_ckpt_load(ck, comm, &as) < 0) rc = -1;
+    if (rc == 0 && as.step > s->steps)
+        rc = vt_fail("%s: the recovery checkpoint is at step %ld, past recover.steps = %ld", ck->policy.dir, as.step,
+                     s->steps);
+    out->resumed_at = as.step;
     double t0 = vt_seconds();
-    for (long step = 0; rc == 0 && step < s->steps; step++) {
-        double loss = 0.0;
-        rc = vt_comm_agree(comm, recover_step(&x, step, &loss));
-        if (rc) break;
-        if (step == 0) out->first_loss = loss;
-        out->last_loss = loss;
-        if (log && (step % 50 == 0 || step + 1 == s->steps))
-            fprintf(log, "recover %s step %ld/%ld: loss %.4f (%.2f s/step)\n", vt_recover_method_name(s->method),
-                    step + 1, s->steps, loss, (vt_seconds() - t0) / (double)(step + 1));
-        out->steps = step + 1;
-    }
+    if (rc == 0) rc = recover_loop(&x, ck, &as, log, out);
     out->seconds = vt_seconds() - t0;
+    out->steps = as.step;
+    out->first_loss = as.stats[0], out->last_loss = as.stats[1];
     out->tokens = out->steps * (long)s->batch_size * x.T;
     out->trained_params = x.n;
     out->adam_bytes = 2 * x.n * sizeof(float);
-    if (rc == 0 && s->method == VT_RECOVER_LORA) vt_lora_merge(&x.lo, student);
+    if (rc == 0 && !out->stopped && s->method == VT_RECOVER_LORA) vt_lora_merge(&x.lo, student);
     recover_free(&x);
     return rc ? vt_fail_context("recovery (%s)", vt_recover_method_name(s->method)) : 0;
 }

@@ -56,7 +56,7 @@ static void check_lowers_loss(vt_recover_method method, double lr) {
     float *before = malloc(f.student.arena_floats * sizeof(float));
     memcpy(before, f.student.arena, f.student.arena_floats * sizeof(float));
     vt_recover_result r;
-    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, &r), 0);
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, NULL, &r), 0);
     assert_int_equal(r.steps, 30);
     assert_int_equal(r.tokens, 30L * 4 * SEQ);
     if (!(r.last_loss < 0.7 * r.first_loss))
@@ -88,13 +88,13 @@ static void test_none_and_stages(void **st) {
     vt_recover_spec s = vt_recover_defaults();
     vt_recover_result r;
     float keep = f.student.arena[f.student.arena_floats - 1];
-    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, &r), 0);
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, NULL, &r), 0);
     assert_int_equal(r.steps, 0);
     assert_true(f.student.arena[f.student.arena_floats - 1] == keep);
     vt_comm two = *vt_comm_local(f.c.n_layers);
     two.stages = 2;
     s.method = VT_RECOVER_LORA;
-    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, &two, NULL, &r), -1);
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, &two, NULL, NULL, &r), -1);
     vt_recover_method m;
     assert_int_equal(vt_recover_method_parse("full", &m), 0);
     assert_int_equal(m, VT_RECOVER_FULL);
@@ -111,7 +111,7 @@ static int run_replica(vt_comm *c, void *arg) {
     replicas_arg *a = arg;
     fixture *f = &a->f[c->replica];
     vt_recover_result r;
-    return vt_recover(&f->student, &f->teacher, &f->calib, &a->s, c, NULL, &r);
+    return vt_recover(&f->student, &f->teacher, &f->calib, &a->s, c, NULL, NULL, &r);
 }
 
 static void test_replicas_equal_one_process(void **st) {
@@ -128,7 +128,7 @@ static void test_replicas_equal_one_process(void **st) {
         a.s.batch_size = 4;
         a.s.micro_batch = 2;
         vt_recover_result r;
-        assert_int_equal(vt_recover(&one.student, &one.teacher, &one.calib, &a.s, vt_comm_local(one.c.n_layers), NULL,
+        assert_int_equal(vt_recover(&one.student, &one.teacher, &one.calib, &a.s, vt_comm_local(one.c.n_layers), NULL, NULL,
                                     &r), 0);
         int begin[2] = {0, one.c.n_layers};
         fake_world *w = fake_world_create(1, 2, begin);
