@@ -1,6 +1,6 @@
 /* cmd_plug.c — `vtrans-dist plug --config FILE [--set section.key=value ...]`: trains Variator
- * plugins (docs/PLUGINS.md) for a frozen model on every rank of a world of data-parallel replicas
- * (the driver: run/plug_run.c). */
+ * plugins (docs/PLUGINS.md) for a frozen model over a world of pipeline stages x data-parallel
+ * replicas (the driver: run/plug_run.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -41,10 +41,6 @@ static int plug_args(int argc, char **argv, vt_run_config *rc, int *print_only, 
     if (rc->resume[0] && !vt_is_dir(rc->resume)) return vt_fail("--resume %s: no such run directory", rc->resume);
     if (rc->resume_accept[0] && !rc->resume[0]) return vt_fail("--accept-changed applies to --resume only");
     if (rc->resume_accept[0] && vt_run_config_check_accept(rc->resume_accept)) return -1;
-    if (rc->pipeline.stages > 1)
-        return vt_fail("parallel.stages = %d: plug trains on data-parallel replicas only (every rank holds the "
-                       "whole model); set parallel.stages = 1",
-                       rc->pipeline.stages);
     return 0;
 }
 
@@ -55,8 +51,9 @@ static void plug_usage(void) {
            "tokens of data.calib, the first plugin.prompt_fraction of each a prompt whose FFNs run on merged\n"
            "groups of plugin.k positions, distilled from the dense model on the rest. Writes\n"
            "output.dir/plugin-k{K}.safetensors and plugin-k{K}.json (continuation perplexity dense vs\n"
-           "plugged on data.eval, prefill FLOPs saved). Under mpirun every rank is a data-parallel replica\n"
-           "taking its share of each batch (plugin.batch_size a multiple of the ranks). Checkpoints go to\n"
+           "plugged on data.eval, prefill FLOPs saved). Under mpirun the ranks are parallel.stages pipeline\n"
+           "stages (each holding its layers and their plugins; 0 or 1: one) x replicas, each replica taking\n"
+           "its share of each batch (plugin.batch_size a multiple of the replicas). Checkpoints go to\n"
            "RUNDIR/plug-k{K} (run.dir, else output.dir.run) every run.checkpoint_steps steps or\n"
            "run.checkpoint_minutes; SIGTERM/SIGUSR1 save and exit with code 75; --resume RUNDIR continues to\n"
            "the same plugin. Keys: docs/CONFIG.md.\n");
@@ -72,7 +69,10 @@ int vt_cmd_plug(vt_world *w, int argc, char **argv) {
         return 0;
     }
     vt_pipeline p;
-    if (vt_pipeline_layout(&p, w, rc.model.path, 1, VT_PARTITION_TRAIN, "plug")) return vt_cmd_fail_world("plug");
+    /* 0 (automatic) is one stage: the plugins are small and replicas need no pipeline bubble; the
+     * classifier sits on the last stage (the KL is there), as for inference */
+    int stages = rc.pipeline.stages > 0 ? rc.pipeline.stages : 1;
+    if (vt_pipeline_layout(&p, w, rc.model.path, stages, VT_PARTITION_INFER, "plug")) return vt_cmd_fail_world("plug");
     vt_prune_catch_signals();
     int status = vt_pipeline_load(&p, rc.model.path);
     if (!status) status = vt_plug_run(&rc, p.comm, &p.part);

@@ -66,6 +66,7 @@ static int save_coordinator(const vt_arena_run *r, vt_comm *c, const vt_arena_st
 }
 
 int vt_arena_ckpt_save(const vt_arena_run *r, vt_comm *c, const vt_arena_state *s) {
+    if (r->gather && vt_comm_agree(c, r->gather(r->gather_arg, c))) return -1;
     int rc = c->world_rank == 0 ? save_coordinator(r, c, s) : 0;
     return vt_comm_agree(c, rc);
 }

@@ -28,6 +28,10 @@ typedef struct {
     long stop_after;                /* testing (VT_STOP_AFTER=what:N): stop as if asked after step N; 0 never */
     const char *what;               /* "recovery", "plug": in messages */
     FILE *log;                      /* the coordinator's messages (NULL: none) */
+    /* Optional, collective before every save: brings what other ranks hold of the state to world
+     * rank 0 (plugins trained over pipeline stages, each stage holding its layers' run). */
+    int (*gather)(void *arg, vt_comm *c);
+    void *gather_arg;
 } vt_arena_run;
 
 /* What a checkpoint holds. param and adam point at the loop's own arrays. */
