@@ -214,9 +214,10 @@ static int train_steps(plug_ctx *x, const vt_arena_run *ck) {
 static int train(plug_ctx *x) {
     const vt_run_config *rc = x->rc;
     if (x->c->world_rank == 0)
-        fprintf(stderr, "plug: k = %d, r = %d, %zu windows of %d (prompt %d), %d steps of %d windows on %d replicas\n",
-                rc->plugin.k, rc->plugin.r, x->windows, x->L, x->P, rc->plugin.steps, rc->plugin.batch_size,
-                x->c->replicas);
+        fprintf(stderr, "plug: k = %d, r = %d, %zu windows of %d (prompt %d), %d steps of %d windows on %d replicas"
+                "%s%.0d%s\n", rc->plugin.k, rc->plugin.r, x->windows, x->L, x->P, rc->plugin.steps,
+                rc->plugin.batch_size, x->c->replicas, x->c->stages > 1 ? " of " : "",
+                x->c->stages > 1 ? x->c->stages : 0, x->c->stages > 1 ? " stages" : "");
     vt_arena_run ck;
     int r = vt_comm_agree(x->c, plug_ckpt(x, &ck));
     if (r == 0) r = train_steps(x, &ck);
