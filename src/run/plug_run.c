@@ -122,6 +122,7 @@ static int fingerprint(plug_ctx *x, uint64_t *fp) {
     vt_comm *c = x->c;
     const vt_model *m = x->m;
     if (c->stages == 1) return vt_model_fingerprint(m, fp);
+    if (c->replica != 0) return 0; /* only world rank 0 writes it */
     int L = m->cfg.n_layers;
     size_t bytes = sizeof(uint64_t) * ((size_t)L + 2);
     uint64_t *h = vt_calloc(2 * ((size_t)L + 2), sizeof *h, "layer fingerprints"), *in = h + L + 2;
@@ -130,8 +131,8 @@ static int fingerprint(plug_ctx *x, uint64_t *fp) {
     for (int l = m->layer_begin; l < m->layer_end; l++) h[1 + l] = vt_fingerprint_layer(m, l);
     if (m->has_head) h[L + 1] = vt_fingerprint_head(m);
     int rc = 0;
-    if (c->replica == 0 && c->stage != 0) rc = c->send(c, h, bytes, VT_BYTE, 0, 4);
-    for (int s = 1; rc == 0 && c->replica == 0 && c->stage == 0 && s < c->stages; s++) {
+    if (c->stage != 0) rc = c->send(c, h, bytes, VT_BYTE, 0, 4);
+    for (int s = 1; rc == 0 && c->stage == 0 && s < c->stages; s++) {
         if ((rc = c->recv(c, in, bytes, VT_BYTE, s, 4))) break;
         for (int i = 0; i < L + 2; i++) h[i] |= in[i]; /* each piece is held by one stage */
     }
