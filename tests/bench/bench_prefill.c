@@ -2,7 +2,8 @@
  * weights), dense against plugged by Variator plugins (k, r; random plugin), timed alternately in
  * one process so that both see the same machine speed. The 2 layers are layers 0-1 of a 3-layer
  * model, so both run plugged as every layer of a deep model but its last does (the last-layer rule,
- * docs/PLUGINS.md, would flatter a 2-layer model whose second layer is its last). No classifier.
+ * docs/PLUGINS.md, would flatter a 2-layer model whose second layer is its last). No classifier;
+ * the weights packed once (as eval runs). BLIS_NUM_THREADS sets the threads.
  * Usage: bench_prefill [tokens [rounds [k [r [hidden ffn heads]]]]]; prints one JSON line. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,9 @@ int main(int argc, char **argv) {
     vt_fwd f;
     vt_plugin_work w;
     check(vt_fwd_init(&f, &m, 1, T, T) || vt_plugin_work_init(&w, &m, &p, 1, T), "scratch");
+    /* the weights packed once, as eval and generate run the frozen model (vt_cont_work_init): else
+     * every matmul re-packs a whole weight matrix, a cost that does not shrink with the rows */
+    check(vt_model_packs_init(&f.packs, &m, 0), "packs");
     double best[2] = {1e30, 1e30}, sum[2] = {0, 0};
     for (int rd = 0; rd <= rounds; rd++) /* round 0: warm-up (first touch of the buffers), not counted */
         for (int plugged = 0; plugged < 2; plugged++) {
