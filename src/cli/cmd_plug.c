@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "dist/pipeline.h"
+#include "nn/matmul.h"
 #include "run/plug_run.h"
 #include "run/run_config.h"
 #include "util/args.h"
@@ -56,6 +57,7 @@ int vt_cmd_plug(vt_world *w, int argc, char **argv) {
         else if (w->rank == 0) vt_run_config_print(&rc, stdout);
         return 0;
     }
+    if (vt_comm_agree(w->comm, vt_threads_set(rc.pipeline.threads))) return vt_cmd_fail_world("plug");
     vt_pipeline p;
     if (vt_pipeline_layout(&p, w, rc.model.path, 1, VT_PARTITION_TRAIN, "plug")) return vt_cmd_fail_world("plug");
     int status = vt_pipeline_load(&p, rc.model.path);
