@@ -27,7 +27,7 @@ void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, c
 
 void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                          const float *inv_rms, int rows, int dim, int accumulate) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * dim))
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim, *g = dout + (size_t)r * dim;
         float *d = dx + (size_t)r * dim, s = inv_rms[r];
@@ -41,7 +41,7 @@ void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
     }
     if (!dw) return;
     /* by columns, each over the rows in order: the sums of one thread */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * dim))
     for (int i0 = 0; i0 < dim; i0 += COLUMN_CHUNK)
         for (int r = 0; r < rows; r++) {
             const float *xr = x + (size_t)r * dim, *g = dout + (size_t)r * dim;
@@ -132,7 +132,7 @@ static void gated_residual_backward(const float *dx, const float *y, float *dy, 
         const float *z = g->z + (size_t)b * g->stride;
         float zb = z[block_gate], *dzb = dz + (size_t)b * n;
         /* by columns, each over the tokens in order (the hidden gates' sums stay a thread's own) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)T * dim))
         for (int i0 = 0; i0 < dim; i0 += COLUMN_CHUNK)
             for (int t = 0; t < T; t++) {
                 size_t r = ((size_t)b * T + t) * dim;
@@ -156,7 +156,7 @@ static void unit_gate_backward(const float *dgated, const float *pre, float *dpr
     size_t n = g->layout->n;
     int chunk = width >= COLUMN_CHUNK ? 1 : COLUMN_CHUNK / width; /* units per thread's share */
     /* by units, each over the tokens in order (a unit's gate sum stays a thread's own) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)B * T * units * width))
     for (int u0 = 0; u0 < units; u0 += chunk)
         for (int b = 0; b < B; b++) {
             const float *z = g->z + (size_t)b * g->stride + off;
@@ -266,12 +266,13 @@ static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *
     memset(w->dqkv, 0, (size_t)rows * width * sizeof(float));
     if (acc && !tape->next) /* the last chunk is the first to reach the earlier chunks' keys */
         for (int b = 0; b < B; b++) memset(acc + (size_t)b * w->ctx * accw, 0, (size_t)pos0 * accw * sizeof(float));
-#pragma omp parallel for collapse(2) schedule(static) num_threads(w->threads)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(w->threads) \
+    if(vt_par((size_t)B * s->n_heads * T * (pos0 + T) * hd))
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < s->n_kv_heads; kh++)
             for (int h = kh * group; h < (kh + 1) * group; h++)
                 head_backward(f, w, c, l, b, h, tape, acc, w->dp + dp * (size_t)omp_get_thread_num());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * width))
     for (int r = 0; r < rows; r++) {
         int t = r % T;
         float *row = w->dqkv + (size_t)r * width;
@@ -333,7 +334,7 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_DOWN, act_in, w->dy, c->dim, rows, dact);
     if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));
     /* act = silu(gate) * up */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * ffn))
     for (int r = 0; r < rows; r++) {
         const float *gt = tp->gate_up + (size_t)r * 2 * ffn, *u = gt + ffn, *da = w->dpre + (size_t)r * ffn;
         float *dg = w->dqkv + (size_t)r * 2 * ffn, *du = dg + ffn;

@@ -56,7 +56,7 @@ void vt_model_packs_free(vt_model_packs *p) {
 }
 
 void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * dim))
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *o = out + (size_t)r * dim;
@@ -184,7 +184,7 @@ static void rope_head(float *v, const float *cs, const float *sn, int hd, vt_rop
 
 void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
                          size_t off) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if(vt_par((size_t)B * T * units * width))
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float *z = g->z + (size_t)b * g->stride + off;
@@ -197,7 +197,7 @@ void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units
 
 /* x += (z_block[b] * z_hidden[b]) o y: a gated block output joins the residual stream. */
 static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_gates *g, size_t block_gate) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if(vt_par((size_t)B * T * dim))
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const float *z = g->z + (size_t)b * g->stride;
@@ -212,7 +212,7 @@ static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_
 static void rope_rows(const vt_config *c, const vt_layer_shape *s, vt_fwd *f, int l, float *qkv, int B, int T,
                       int pos0) {
     int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, width = qd + 2 * kvd;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)B * T * width))
     for (int r = 0; r < B * T; r++) {
         int b = r / T, t = r % T;
         float *row = qkv + (size_t)r * width;
@@ -272,7 +272,8 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     vt_lora_forward(f->lora, l, VT_LORA_V, xn, rows, qkv + qd + kvd, width);
     rope_rows(c, s, f, l, qkv, B, T, pos0);
     size_t scratch = (size_t)(f->max_tokens < VT_ATTN_QUERY_BLOCK ? f->max_tokens : VT_ATTN_QUERY_BLOCK) * f->max_ctx;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(f->threads)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(f->threads) \
+    if(vt_par((size_t)B * s->n_heads * T * ctx * hd))
     for (int b = 0; b < B; b++)
         for (int h = 0; h < s->n_heads; h++) {
             size_t kv = (size_t)b * f->max_ctx * kvd + (size_t)(h / group) * hd;
@@ -306,7 +307,7 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
     vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
     vt_lora_forward(f->lora, l, VT_LORA_GATE, xn, rows, gu, 2 * ffn);
     vt_lora_forward(f->lora, l, VT_LORA_UP, xn, rows, gu + ffn, 2 * ffn);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * ffn))
     for (int r = 0; r < rows; r++) {
         const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;
         float *a = act + (size_t)r * ffn;

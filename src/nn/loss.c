@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "nn/matmul.h"
+
 enum { ROW_BLOCK = 256 }; /* rows whose losses are held at once before summing */
 
 /* T^2 KL(teacher || student) of one row at temperature T; its gradient times scale into d. */
@@ -34,7 +36,7 @@ double vt_loss_distill(const float *student, const float *teacher, int rows, int
     double scale = weight / (double)rows;
     for (int r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
         int n = rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)n * vocab))
         for (int i = 0; i < n; i++) {
             size_t r = (size_t)(r0 + i) * vocab;
             part[i] = distill_row(student + r, teacher + r, vocab, T, scale, dstudent + r);
@@ -62,7 +64,7 @@ double vt_loss_ce(const float *logits, const int32_t *targets, int rows, int voc
     double scale = weight / (double)scored, total = 0.0, part[ROW_BLOCK];
     for (int r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
         int n = rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)n * vocab))
         for (int i = 0; i < n; i++) {
             size_t r = (size_t)(r0 + i) * vocab;
             part[i] = targets[r0 + i] < 0 ? 0.0 : ce_row(logits + r, targets[r0 + i], vocab, scale, dlogits + r);

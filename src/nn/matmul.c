@@ -96,6 +96,12 @@ int vt_threads_set(int n) {
 
 int vt_threads(void) { return omp_get_max_threads(); }
 
+static size_t grain = VT_THREAD_GRAIN;
+
+void vt_threads_grain_set(size_t floats) { grain = floats; }
+
+int vt_par(size_t work) { return work >= grain && omp_get_max_threads() > 1; }
+
 int vt_pack_available(void) {
     const micro_kernel *k = kernel();
     return k->row_pref && k->ukr && k->mr > 0 && k->nr > 0 && k->kc > 0;
@@ -202,7 +208,7 @@ static void packed_slivers(const micro_kernel *mk, int m, const float *a, int ld
  * each other and each reads only its own part of B. */
 void vt_sgemm_packed(int m, const float *a, int lda, const vt_packed *b, float beta, float *c, int ldc) {
     const micro_kernel *mk = kernel();
-    int slivers = (b->n + b->nr - 1) / b->nr, nt = vt_threads();
+    int slivers = (b->n + b->nr - 1) / b->nr, nt = vt_par((size_t)m * b->n * b->k / 64) ? vt_threads() : 1;
     if (nt > a_count) nt = a_count;
     if (nt > slivers) nt = slivers;
     if (nt <= 1) {

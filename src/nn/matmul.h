@@ -44,6 +44,13 @@ int vt_threads_default(void);
 int vt_threads_set(int n);
 /* The rank's threads now (OpenMP's count). */
 int vt_threads(void);
+/* 1 when a loop over `work` floats should run on the rank's threads: more than one thread, and at
+ * least the grain of work (default VT_THREAD_GRAIN; a parallel region costs microseconds, and on a
+ * machine with more threads than free cores each one waits for the scheduler). For the OpenMP
+ * if() clause of the loops. vt_threads_grain_set changes the grain (tests set 0: every loop splits). */
+#define VT_THREAD_GRAIN 32768
+int vt_par(size_t work);
+void vt_threads_grain_set(size_t floats);
 /* bli_sgemm (row-major, row strides) on one thread with BLIS's own choice of code path: for
  * small products inside a parallel loop, which must not start threads of their own. */
 void vt_sgemm_one_thread(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,

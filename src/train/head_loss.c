@@ -85,10 +85,10 @@ static float row_max(const float *x, int n) {
  * stage's exp(logits / tau - mx) go to out[rows, vs]. */
 static int softmax_stats(vt_comm *c, const vt_head_part *h, int rows, float tau, double *mx, double *se, float *out) {
     float inv_t = 1.0f / tau;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * h->vs))
     for (int r = 0; r < rows; r++) mx[r] = h->vs ? row_max(h->logits + (size_t)r * h->vs, h->vs) * inv_t : -INFINITY;
     if (vt_comm_pipe_allreduce(c, mx, (size_t)rows, 1)) return -1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * h->vs))
     for (int r = 0; r < rows; r++)
         se[r] = exp_row(out + (size_t)r * h->vs, h->logits + (size_t)r * h->vs, h->vs, inv_t, mx[r]);
     return vt_comm_pipe_allreduce(c, se, (size_t)rows, 0);
@@ -100,7 +100,7 @@ int vt_head_teacher(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
     double *mx = h->stat, *se = h->stat + rows;
     if (vs) vt_linear(h->logits, xn, h->w, &h->pk[0], rows, h->d, vs, 0.0f);
     if (softmax_stats(c, h, rows, tau, mx, se, h->p)) return -1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * vs))
     for (int r = 0; r < rows; r++) {
         double lse = mx[r] + log(se[r]), inv = 1.0 / se[r], ne = 0.0;
         float *p = h->p + (size_t)r * vs;
@@ -136,7 +136,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
         }
         if (vt_comm_pipe_allreduce(c, tl, (size_t)rows, 0)) return -1;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * vs))
     for (int r = 0; r < rows; r++) {
         float *dl = h->dl + (size_t)r * vs;
         const float *p = h->p + (size_t)r * vs;
@@ -154,7 +154,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
     else memset(dxn, 0, sizeof(float) * (size_t)rows * d);
     if (vt_comm_pipe_reduce(c, dxn, (size_t)rows * d, root)) return -1;
     if (c->stage != root) return 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * d))
     for (int r = 0; r < rows; r++) {
         const float *er = e + (size_t)r * e_stride, *x = xn + (size_t)r * d;
         float *g = dxn + (size_t)r * d, a = (float)(kd_scale * tau);
