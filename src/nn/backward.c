@@ -266,7 +266,8 @@ static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *
     memset(w->dqkv, 0, (size_t)rows * width * sizeof(float));
     if (acc && !tape->next) /* the last chunk is the first to reach the earlier chunks' keys */
         for (int b = 0; b < B; b++) memset(acc + (size_t)b * w->ctx * accw, 0, (size_t)pos0 * accw * sizeof(float));
-#pragma omp parallel for collapse(2) schedule(static) num_threads(w->threads) \
+    int team = w->threads < vt_threads() ? w->threads : vt_threads(); /* the dP buffers there are */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team) \
     if(vt_par((size_t)B * s->n_heads * T * (pos0 + T) * hd))
     for (int b = 0; b < B; b++)
         for (int kh = 0; kh < s->n_kv_heads; kh++)

@@ -272,7 +272,8 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     vt_lora_forward(f->lora, l, VT_LORA_V, xn, rows, qkv + qd + kvd, width);
     rope_rows(c, s, f, l, qkv, B, T, pos0);
     size_t scratch = (size_t)(f->max_tokens < VT_ATTN_QUERY_BLOCK ? f->max_tokens : VT_ATTN_QUERY_BLOCK) * f->max_ctx;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(f->threads) \
+    int team = f->threads < vt_threads() ? f->threads : vt_threads(); /* the score buffers there are */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team) \
     if(vt_par((size_t)B * s->n_heads * T * ctx * hd))
     for (int b = 0; b < B; b++)
         for (int h = 0; h < s->n_heads; h++) {
