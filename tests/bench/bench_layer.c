@@ -23,6 +23,12 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static double cpu_now(void) { /* CPU seconds of all this process's threads */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void check(int rc, const char *what) {
     if (rc) {
         fprintf(stderr, "bench_layer: %s: %s\n", what, vt_error());
@@ -78,7 +84,7 @@ int main(int argc, char **argv) {
     double t0 = now();
     check(vt_model_packs_init(&fp, &m, 0) || vt_model_packs_init(&bp, &m, 1), "packs");
     double pack_s = now() - t0;
-    double best[2] = {1e30, 1e30}, sum[2] = {0, 0};
+    double best[2] = {1e30, 1e30}, sum[2] = {0, 0}, cpu[2] = {0, 0};
     float *out[2] = {malloc(sizeof(float) * n), malloc(sizeof(float) * n)};
     for (int r = 0; r <= rounds; r++)
         for (int packed = 0; packed < 2; packed++) { /* with --threads: 0 = 1 thread, 1 = N threads */
@@ -88,11 +94,13 @@ int main(int argc, char **argv) {
             memcpy(x, x0, sizeof(float) * rows * d);
             memset(dz, 0, sizeof(float) * n);
             t0 = now();
+            double c0 = cpu_now();
             vt_layers_forward_ex(&m, &f, 0, 1, x, 1, T, 0, &g, &tp);
             vt_layers_backward(&m, &f, &bw, 0, 1, x, 1, T, &g, &tp, dz, NULL);
             double dt = now() - t0;
             memcpy(out[packed], dz, sizeof(float) * n);
             if (r == 0) continue; /* warm-up: first touch of the tape */
+            cpu[packed] += cpu_now() - c0;
             sum[packed] += dt;
             if (dt < best[packed]) best[packed] = dt;
         }
@@ -102,9 +110,10 @@ int main(int argc, char **argv) {
         int same = memcmp(out[0], out[1], sizeof(float) * n) == 0;
         printf("{\"tokens\": %d, \"rounds\": %d, \"threads\": %d, \"one_s\": %.4f, \"many_s\": %.4f, "
                "\"one_best_s\": %.4f, \"many_best_s\": %.4f, \"speedup\": %.3f, \"one_gflops\": %.1f, "
-               "\"many_gflops\": %.1f, \"same_gates_gradient\": %s}\n",
+               "\"many_gflops\": %.1f, \"one_cpu_s\": %.4f, \"many_cpu_s\": %.4f, \"same_gates_gradient\": %s}\n",
                T, rounds, threads, sum[0] / rounds, sum[1] / rounds, best[0], best[1], sum[0] / sum[1],
-               flops / (sum[0] / rounds) * 1e-9, flops / (sum[1] / rounds) * 1e-9, same ? "true" : "false");
+               flops / (sum[0] / rounds) * 1e-9, flops / (sum[1] / rounds) * 1e-9, cpu[0] / rounds, cpu[1] / rounds,
+               same ? "true" : "false");
         if (!same) return 1;
     } else
         printf("{\"tokens\": %d, \"rounds\": %d, \"plain_s\": %.4f, \"packed_s\": %.4f, \"plain_best_s\": %.4f, "
