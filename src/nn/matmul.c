@@ -74,11 +74,6 @@ static int a_blocks_reserve(int n) {
     return 0;
 }
 
-int vt_blis_threads(void) {
-    int n = (int)bli_thread_get_num_threads();
-    return n > 1 ? n : 1;
-}
-
 int vt_threads_default(void) {
     const char *e = getenv("BLIS_NUM_THREADS");
     char *end;

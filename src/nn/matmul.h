@@ -30,8 +30,6 @@ typedef struct {
 
 /* 1 when vt_pack can pack here: the micro-kernel prefers rows (row-major C). */
 int vt_pack_available(void);
-/* The threads BLIS runs a matmul on (BLIS_NUM_THREADS; 1 when unset). */
-int vt_blis_threads(void);
 
 /* Threads of a rank (parallel.threads): BLIS's matmuls, the packed matmul and the OpenMP loops of
  * the forward and backward passes all run on this many. Every loop splits independent rows or
