@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "dist/pipeline.h"
+#include "nn/matmul.h"
 #include "run/plug_run.h"
 #include "run/prune_run.h"
 #include "run/run_config.h"
@@ -68,6 +69,7 @@ int vt_cmd_plug(vt_world *w, int argc, char **argv) {
         else if (w->rank == 0) vt_run_config_print(&rc, stdout);
         return 0;
     }
+    if (vt_comm_agree(w->comm, vt_threads_set(rc.pipeline.threads))) return vt_cmd_fail_world("plug");
     vt_pipeline p;
     /* 0 (automatic) is one stage: the plugins are small and replicas need no pipeline bubble; the
      * classifier sits on the last stage (the KL is there), as for inference */

@@ -8,13 +8,14 @@
 /* Scratch for the backward pass of one model part (B x T tokens of sequences of up to ctx). */
 typedef struct {
     int B, T, ctx, layer_begin, layers;
+    int threads;    /* the rank's threads when allocated (vt_threads) */
     float *dxn;     /* [rows, dim] */
     float *dy;      /* [rows, dim] */
     float *dgated;  /* [rows, max(q, ffn)] gradient of gated head outputs / neuron activations */
     float *dpre;    /* [rows, max(q, ffn)] before the gates */
     float *gated;   /* [rows, max(q, ffn)] gated values, recomputed for weight gradients */
     float *dqkv;    /* [rows, max(q + 2 kv, 2 ffn)] */
-    float *dp;      /* [T, ctx] */
+    float *dp;      /* [threads][min(T, VT_ATTN_QUERY_BLOCK), ctx] one block of query rows per thread */
     float **dkv;    /* sequences cut into chunks (ctx > T): per layer [B, ctx, 2 kv], the gradients
                      * at the earlier chunks' keys and values from the later chunks' queries */
     vt_model_packs packs; /* optional: the layers' weights packed for dY W (backward 1) */

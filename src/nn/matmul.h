@@ -28,11 +28,31 @@ typedef struct {
     size_t bytes;
 } vt_packed;
 
-/* 1 when vt_pack can pack here: the micro-kernel prefers rows (row-major C) and BLIS runs one
- * thread (the packed path is single-threaded). */
+/* 1 when vt_pack can pack here: the micro-kernel prefers rows (row-major C). */
 int vt_pack_available(void);
-/* The threads BLIS runs a matmul on (BLIS_NUM_THREADS; 1 when unset). */
-int vt_blis_threads(void);
+
+/* Threads of a rank (parallel.threads): BLIS's matmuls, the packed matmul and the OpenMP loops of
+ * the forward and backward passes all run on this many. Every loop splits independent rows or
+ * columns, so results do not depend on the count (tests/unit/test_threads.c). */
+#define VT_MAX_THREADS 1024
+/* BLIS_NUM_THREADS when it is a positive number, else 1. */
+int vt_threads_default(void);
+/* Sets BLIS's and OpenMP's thread counts to n (n <= 0: vt_threads_default()); call it before any
+ * vt_fwd_init / vt_bwd_init / vt_pack, which size per-thread buffers by it. */
+int vt_threads_set(int n);
+/* The rank's threads now (OpenMP's count). */
+int vt_threads(void);
+/* 1 when a loop over `work` floats should run on the rank's threads: more than one thread, and at
+ * least the grain of work (default VT_THREAD_GRAIN; a parallel region costs microseconds, and on a
+ * machine with more threads than free cores each one waits for the scheduler). For the OpenMP
+ * if() clause of the loops. vt_threads_grain_set changes the grain (tests set 0: every loop splits). */
+#define VT_THREAD_GRAIN 32768
+int vt_par(size_t work);
+void vt_threads_grain_set(size_t floats);
+/* bli_sgemm (row-major, row strides) on one thread with BLIS's own choice of code path: for
+ * small products inside a parallel loop, which must not start threads of their own. */
+void vt_sgemm_one_thread(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                         int ldb, float beta, float *c, int ldc);
 /* Packs B = W^T for W[n, k] (trans 1: the forward x W^T) or B = W for W[k, n] (trans 0: the
  * backward dY W); row stride of W = its row length. Reports and returns -1 when out of memory. */
 int vt_pack(vt_packed *p, const float *w, int k, int n, int trans);

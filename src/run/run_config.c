@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "nn/lora.h"
+#include "nn/matmul.h"
 #include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -125,6 +126,7 @@ static const key_def keys[] = {
     INT("parallel", "micro_batches", pipeline.micro_batches, 0),
     INT("parallel", "seq_chunks", pipeline.seq_chunks, 0),
     {"parallel", "pack_weights", K_BOOL, OFF(pipeline.pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
+    {"parallel", "threads", K_INT, OFF(pipeline.threads), NULL, 0, VT_MAX_THREADS, 0, 0, NULL, 0},
 
     STR("run", "dir", ckpt.dir, 0),
     INT("run", "checkpoint_steps", ckpt.steps, 0),
@@ -204,6 +206,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->pipeline.micro_batches = 0;
     rc->pipeline.seq_chunks = 0;
     rc->pipeline.pack_weights = 0;
+    rc->pipeline.threads = 0;
     rc->ckpt.dir[0] = '\0';
     rc->ckpt.steps = 0;
     rc->ckpt.minutes = 30;
@@ -761,7 +764,8 @@ char *vt_run_config_json(const vt_run_config *rc) {
 
 /* Keys that may differ between a run and its resume: where the result goes and how it is
  * reported or evaluated, how long the phases run, when checkpoints are saved, how a step is cut
- * into micro-batches and sequence chunks (float summation order only), whether weights are packed, and the layout (stages x replicas), which the
+ * into micro-batches and sequence chunks (float summation order only), whether weights are packed, the
+ * threads per rank (results do not depend on them), and the layout (stages x replicas), which the
  * checkpoint manifest checks by itself. method.taylor_batches is the taylor baseline's (no
  * checkpoints). [reconstruct] and [recover] are recorded: the recovery's checkpoints hold adapters
  * (or weights) trained on the re-fitted model, which another re-fit or recipe would not match;
@@ -770,7 +774,7 @@ char *vt_run_config_json(const vt_run_config *rc) {
 static const char *const resume_may_change[] = {
     "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
-    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "run.*",
+    "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "parallel.threads", "run.*",
     "recover.micro_batch",     "plugin.*",
 };
 

@@ -31,7 +31,7 @@ typedef struct {
     int warmup;         /* steps of linear warm-up before the cosine decay */
     uint64_t seed;      /* batch order and adapter initialisation */
     int pack;           /* pack the frozen weights (the teacher; lora: the student's base) for the
-                         * matmuls when BLIS allows (parallel.pack_weights; one thread per process) */
+                         * matmuls when BLIS's micro-kernel allows (parallel.pack_weights) */
 } vt_recover_spec;
 
 /* The defaults: method none, 300 steps, rank 8 on q,k,v,o,gate,up,down, lm_weight 0.5, 8 sequences. */
