@@ -173,6 +173,8 @@ int vt_gguf_is_file(const char *path) {
 }
 
 static int parse(vt_gguf *g) {
+    /* an empty file maps to NULL, and NULL + 0 is undefined (fuzz_gguf) */
+    if (!g->map.data) return vt_fail("%s: empty, not a GGUF file", g->path);
     cursor c = {g->map.data, g->map.data + g->map.size, g->path};
     uint64_t n_tensors = 0, n_kv = 0;
     if (read_header(&c, g, &n_tensors, &n_kv)) return -1;
