@@ -43,12 +43,12 @@ static void write_seeds(const char *dir) {
 }
 
 fz_ckpt_run *fz_ckpt_setup(void) {
-    vt_config cfg;
-    tu_small_config(&cfg);
-    tu_random_model(&R.model, &cfg, 41);
+    vt_config *cfg = &R.cfg; /* kept: the model's layers point into it */
+    tu_small_config(cfg);
+    tu_random_model(&R.model, cfg, 41);
     unsigned s = 5;
     for (size_t i = 0; i < sizeof stream / sizeof *stream; i++)
-        stream[i] = (int32_t)(vt_lcg32(&s) >> 8) % cfg.vocab;
+        stream[i] = (int32_t)(vt_lcg32(&s) >> 8) % cfg->vocab;
     if (vt_calib_init(&R.calib, stream, sizeof stream / sizeof *stream, 1.0, 16, 0) != 0) abort();
     vt_vib_params *p = &R.params;
     *p = tu_vib_params();

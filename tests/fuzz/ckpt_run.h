@@ -11,6 +11,7 @@
 #include "train/vib_params.h"
 
 typedef struct {
+    vt_config cfg;
     vt_model model;
     vt_calib calib;
     vt_vib_params params; /* set to resume from the run directory without saving */
