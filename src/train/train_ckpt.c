@@ -2,10 +2,12 @@
 #include "train/train_ckpt.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/hf_tensors.h"
 #include "train/ckpt_store.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -61,6 +63,50 @@ static void saved_stage_free(saved_stage *g) {
     memset(g, 0, sizeof *g);
 }
 
+/* ---- reading: values a run holds finite ---- */
+/* NaN or Inf read from a file whose checksum matches (a run that diverged before it saved, or a
+ * file altered on purpose) would spread through the resumed training (fuzz_train_ckpt, finding
+ * 1): the checkpoint counts as damaged, naming the array and the value, and an older one is tried. */
+static size_t first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
+static void finite_floats(vt_blob *b, const float *x, size_t n, const char *what) {
+    if (b->writing || b->failed) return;
+    size_t i = first_nonfinite(x, n);
+    if (i < n) vt_blob_bad(b, "%s[%zu] is %g, not a finite number", what, i, (double)x[i]);
+}
+
+static void finite_double(vt_blob *b, double x, const char *what) {
+    if (!b->writing && !b->failed && !isfinite(x)) vt_blob_bad(b, "%s is %g, not a finite number", what, x);
+}
+
+/* The student's weights read back: a non-finite value is reported with its tensor's name. */
+static void finite_weights(vt_blob *b, const vt_model *m) {
+    if (b->writing || b->failed) return;
+    size_t i = first_nonfinite(m->arena, m->arena_floats);
+    if (i == m->arena_floats) return;
+    const float *x = m->arena + i;
+    vt_hf_tensor *list = NULL;
+    int n = 0;
+    vt_load_parts parts = {m->layer_begin, m->layer_end, m->has_embed, m->has_head};
+    if (vt_hf_tensor_list(&m->cfg, parts, m, &list, &n)) vt_error_clear();
+    const char *name = NULL;
+    size_t at = i;
+    for (int k = 0; k < n && !name; k++) {
+        size_t size = (size_t)list[k].shape[0] * (size_t)(list[k].ndim > 1 ? list[k].shape[1] : 1);
+        if (x >= list[k].data && x < list[k].data + size) {
+            name = list[k].name;
+            at = (size_t)(x - list[k].data);
+        }
+    }
+    if (name) vt_blob_bad(b, "the student's weight %s[%zu] is %g, not a finite number", name, at, (double)*x);
+    else vt_blob_bad(b, "the student's weights: value %zu is %g, not a finite number", i, (double)*x);
+    free(list);
+}
+
 /* id_end: the dense model's gate ids are below it (vt_masks_init's numbering). */
 static void masks_io(vt_blob *b, vt_masks *mk, int64_t id_end) {
     size_t n = mk->n;
@@ -72,6 +118,8 @@ static void masks_io(vt_blob *b, vt_masks *mk, int64_t id_end) {
     }
     vt_blob_io(b, mk->mu, sizeof(float) * n);
     vt_blob_io(b, mk->logvar, sizeof(float) * n);
+    finite_floats(b, mk->mu, n, "gate mu");
+    finite_floats(b, mk->logvar, n, "gate logvar");
     vt_blob_io(b, mk->unit_id, sizeof(int64_t) * n);
     if (b->writing) {
         vt_blob_io(b, mk->group, n);
@@ -101,7 +149,7 @@ static void masks_io(vt_blob *b, vt_masks *mk, int64_t id_end) {
                 (long long)id_end - 1);
 }
 
-static void adam_io(vt_blob *b, vt_adam *a) {
+static void adam_io(vt_blob *b, vt_adam *a, const char *what) {
     size_t n = a->n;
     VT_BLOB_IO(b, n);
     if (b->failed) return;
@@ -112,6 +160,13 @@ static void adam_io(vt_blob *b, vt_adam *a) {
     VT_BLOB_IO(b, a->t);
     vt_blob_io(b, a->m, sizeof(float) * n);
     vt_blob_io(b, a->v, sizeof(float) * n);
+    if (!b->writing && !b->failed) {
+        char name[96];
+        snprintf(name, sizeof name, "%s first moment", what);
+        finite_floats(b, a->m, n, name);
+        snprintf(name, sizeof name, "%s second moment", what);
+        finite_floats(b, a->v, n, name);
+    }
 }
 
 /* A student structure read back must fit inside the model it was cut from. */
@@ -166,8 +221,11 @@ static void state_io(vt_blob *b, saved_state *s, const trainer *t) {
     }
     const vt_config *dc = &t->teacher->cfg;
     masks_io(b, &s->mk, dc->dim + (int64_t)dc->n_layers * ((int64_t)dc->n_heads + dc->ffn_dim + 2));
-    adam_io(b, &s->adam_mu);
-    adam_io(b, &s->adam_lv);
+    adam_io(b, &s->adam_mu, "gate mu's");
+    adam_io(b, &s->adam_lv, "gate logvar's");
+    finite_double(b, s->lg.lambda1, "the Lagrangian's lambda1");
+    finite_double(b, s->lg.lambda2, "the Lagrangian's lambda2");
+    finite_double(b, s->kl_log_scale, "kl_log_scale");
 }
 
 /* Reading: cfg is the student's structure from state.bin. */
@@ -186,6 +244,7 @@ static void stage_io(vt_blob *b, saved_stage *g, const trainer *t, const vt_conf
                 vt_blob_bad(b, "holds %zu weights, the checkpoint's structure needs %zu", nf, g->own.arena_floats);
         }
         vt_blob_io(b, g->own.arena, sizeof(float) * nf);
+        finite_weights(b, &g->own);
     }
     VT_BLOB_IO(b, g->train_weights);
     if (reading && !b->failed && g->train_weights != 0 && g->train_weights != 1)
@@ -198,7 +257,7 @@ static void stage_io(vt_blob *b, saved_stage *g, const trainer *t, const vt_conf
             if (vt_adam_init(&g->adam_w, wn, t->p->schedule.weight_decay) || vt_model_alloc(&g->dw, &m->cfg, parts))
                 vt_blob_bad(b, "%s", vt_error());
         }
-        adam_io(b, &g->adam_w);
+        adam_io(b, &g->adam_w, "the weights'");
     }
 }
 
