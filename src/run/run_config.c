@@ -147,6 +147,7 @@ static const key_def keys[] = {
     INT("recover", "batch_size", recover.batch_size, 1),
     INT("recover", "micro_batch", recover.micro_batch, 0),
     INT("recover", "warmup_steps", recover.warmup, 0),
+    {"recover", "norms", K_BOOL, OFF(recover.norms), NULL, 0, 0, 0, 0, NULL, 0},
     INT("plugin", "k", plugin.k, 1),
     INT("plugin", "r", plugin.r, 1),
     {"plugin", "prompt_fraction", K_DOUBLE, OFF(plugin.prompt_fraction), NULL, 0, 1, 1, 1, NULL, 0},
