@@ -211,7 +211,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->ckpt.minutes = 30;
     rc->reconstruct = (vt_reconstruct_spec){.method = VT_RECONSTRUCT_LSQ, .sequences = 256,
                                             .fit = {.target = VT_REFIT_RESIDUAL, .norm_match = 1, .damp = 1e-3,
-                                                    .batch = 16, .inputs = 1}};
+                                                    .batch = 16, .inputs = 1, .head = 1}};
     rc->recover = vt_recover_defaults();
     strcpy(rc->recover_targets, "q,k,v,o,gate,up,down");
     rc->plugin.k = 4;
