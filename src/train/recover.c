@@ -74,7 +74,7 @@ static float *norm_gain(vt_model *m, int k) {
 static int alloc_norms(recover_ctx *x) {
     int D = x->st->cfg.dim, K = 2 * x->st->cfg.n_layers + 1;
     x->n_norm = (size_t)K * D;
-    x->normp = vt_malloc(x->n_norm * sizeof(float), "recovery norm gains");
+    x->normp = vt_calloc(x->n_norm, sizeof(float), "recovery norm gains"); /* slots of removed blocks stay 0 */
     x->normg = vt_malloc(x->n_norm * sizeof(float), "recovery norm gains");
     if (!x->normp || !x->normg) return -1;
     for (int k = 0; k < K; k++)
