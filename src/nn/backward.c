@@ -114,8 +114,8 @@ void vt_head_backward(const vt_model *m, vt_bwd *w, const vt_tape *tp, const flo
     const vt_config *c = &m->cfg;
     vt_linear_backward(w->dxn, dw ? dw->lm_head : NULL, dlogits, tp->xn_final, m->lm_head, NULL, rows, c->dim, c->vocab,
                        0.0f);
-    vt_rmsnorm_backward(dx, dw ? dw->final_norm : NULL, w->dxn, tp->x_final, m->final_norm, tp->inv_rms_final, rows,
-                        c->dim, 0);
+    float *dgain = dw ? dw->final_norm : vt_norm_grad_at(w->norm_grad, c->n_layers, 0, c->dim);
+    vt_rmsnorm_backward(dx, dgain, w->dxn, tp->x_final, m->final_norm, tp->inv_rms_final, rows, c->dim, 0);
 }
 
 /* Gradient through x_out = x_in + (zb * zh) o y: the gradient of y goes to dy; gate gradients to dz.
@@ -312,8 +312,8 @@ void vt_attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l,
     for (int p = VT_LORA_Q; p <= VT_LORA_V; p++) /* q, k, v: column blocks of the fused qkv */
         vt_lora_backward(w->lora, w->lora_grad, l, (vt_lora_proj)p, tp->xn_attn,
                          w->dqkv + (p == VT_LORA_Q ? 0 : p == VT_LORA_K ? qd : qd + kvd), width, rows, w->dxn);
-    vt_rmsnorm_backward(dx, gw ? gw->attn_norm : NULL, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows,
-                        c->dim, 1);
+    float *dgain = gw ? gw->attn_norm : vt_norm_grad_at(w->norm_grad, l, 0, c->dim);
+    vt_rmsnorm_backward(dx, dgain, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows, c->dim, 1);
 }
 
 static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, int T, const vt_gates *g,
@@ -349,7 +349,8 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
                        c->dim, 2 * ffn, 0.0f);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_GATE, tp->xn_mlp, w->dqkv, 2 * ffn, rows, w->dxn);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_UP, tp->xn_mlp, w->dqkv + ffn, 2 * ffn, rows, w->dxn);
-    vt_rmsnorm_backward(dx, gw ? gw->ffn_norm : NULL, w->dxn, tp->x_mlp, wt->ffn_norm, tp->inv_rms_mlp, rows, c->dim, 1);
+    float *dgain = gw ? gw->ffn_norm : vt_norm_grad_at(w->norm_grad, l, 1, c->dim);
+    vt_rmsnorm_backward(dx, dgain, w->dxn, tp->x_mlp, wt->ffn_norm, tp->inv_rms_mlp, rows, c->dim, 1);
 }
 
 void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, int l1, float *dx, int B, int T,

@@ -21,8 +21,16 @@ typedef struct {
     vt_model_packs packs; /* optional: the layers' weights packed for dY W (backward 1) */
     vt_lora *lora;        /* optional, not owned: the adapters the forward pass added (lora.h) */
     vt_lora *lora_grad;   /* with lora: where their gradients accumulate (NULL: none) */
+    float *norm_grad;     /* optional, not owned, used when no dw is passed: the RMSNorm gains' gradients
+                           * accumulate here, laid out as vt_norm_grad_at says (recovery trains them) */
     size_t bytes;         /* allocated, packs not included */
 } vt_bwd;
+
+/* Where the gain gradient of layer l's attn_norm (which 0), ffn_norm (1), or with l = n_layers the
+ * final_norm, sits in a norm_grad of 2 n_layers dim + dim floats. NULL when g is NULL. */
+static inline float *vt_norm_grad_at(float *g, int l, int which, int dim) {
+    return g ? g + ((size_t)2 * l + (size_t)which) * (size_t)dim : NULL;
+}
 
 /* ctx > T: the tapes are chunks of sequences of ctx tokens (vt_tape_link). */
 int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx);

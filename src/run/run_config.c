@@ -136,6 +136,7 @@ static const key_def keys[] = {
     ENUM("reconstruct", "target", reconstruct.fit.target, target_names),
     {"reconstruct", "norm_match", K_BOOL, OFF(reconstruct.fit.norm_match), NULL, 0, 0, 0, 0, NULL, 0},
     {"reconstruct", "inputs", K_BOOL, OFF(reconstruct.fit.inputs), NULL, 0, 0, 0, 0, NULL, 0},
+    {"reconstruct", "head", K_BOOL, OFF(reconstruct.fit.head), NULL, 0, 0, 0, 0, NULL, 0},
     POS("reconstruct", "damp", reconstruct.fit.damp),
     INT("reconstruct", "sequences", reconstruct.sequences, 1),
     INT("reconstruct", "batch", reconstruct.fit.batch, 1),
@@ -149,6 +150,7 @@ static const key_def keys[] = {
     INT("recover", "batch_size", recover.batch_size, 1),
     INT("recover", "micro_batch", recover.micro_batch, 0),
     INT("recover", "warmup_steps", recover.warmup, 0),
+    {"recover", "norms", K_BOOL, OFF(recover.norms), NULL, 0, 0, 0, 0, NULL, 0},
     INT("plugin", "k", plugin.k, 1),
     INT("plugin", "r", plugin.r, 1),
     {"plugin", "prompt_fraction", K_DOUBLE, OFF(plugin.prompt_fraction), NULL, 0, 1, 1, 1, NULL, 0},
@@ -212,7 +214,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->ckpt.minutes = 30;
     rc->reconstruct = (vt_reconstruct_spec){.method = VT_RECONSTRUCT_LSQ, .sequences = 256,
                                             .fit = {.target = VT_REFIT_RESIDUAL, .norm_match = 1, .damp = 1e-3,
-                                                    .batch = 16, .inputs = 1}};
+                                                    .batch = 16, .inputs = 1, .head = 1}};
     rc->recover = vt_recover_defaults();
     strcpy(rc->recover_targets, "q,k,v,o,gate,up,down");
     rc->plugin.k = 4;

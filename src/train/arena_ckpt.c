@@ -21,6 +21,20 @@ long vt_arena_stop_after(const char *what) {
     return strtol(e + n + 1, NULL, 10);
 }
 
+/* Group k's size, parameters and moments; reading checks the size against the loop's own. */
+static void group_io(vt_blob *b, vt_arena_group *g, int k) {
+    size_t n = g->n;
+    VT_BLOB_IO(b, n);
+    if (!b->failed && n != g->n)
+        vt_blob_bad(b, "holds %zu trained parameters in group %d, this run trains %zu (another model, rank, method "
+                    "or recover.norms?)", n, k, g->n);
+    if (b->failed || !g->n) return;
+    vt_blob_io(b, g->param, sizeof(float) * g->n);
+    VT_BLOB_IO(b, g->adam->t);
+    vt_blob_io(b, g->adam->m, sizeof(float) * g->n);
+    vt_blob_io(b, g->adam->v, sizeof(float) * g->n);
+}
+
 /* One layout for both directions; reading checks the sizes against s (the loop's own arena). */
 static void state_io(vt_blob *b, vt_arena_state *s) {
     char magic[8];
@@ -29,15 +43,8 @@ static void state_io(vt_blob *b, vt_arena_state *s) {
     if (!b->writing && !b->failed && memcmp(magic, MAGIC, 8) != 0) vt_blob_bad(b, "not an arena checkpoint (bad magic)");
     VT_BLOB_IO(b, s->step);
     vt_blob_io(b, s->stats, sizeof s->stats);
-    size_t n = s->n;
-    VT_BLOB_IO(b, n);
-    if (!b->failed && n != s->n)
-        vt_blob_bad(b, "holds %zu trained parameters, this run trains %zu (another model, rank or method?)", n, s->n);
     if (!b->failed && s->step < 0) vt_blob_bad(b, "negative step %ld", s->step);
-    vt_blob_io(b, s->param, sizeof(float) * s->n);
-    VT_BLOB_IO(b, s->adam->t);
-    vt_blob_io(b, s->adam->m, sizeof(float) * s->n);
-    vt_blob_io(b, s->adam->v, sizeof(float) * s->n);
+    for (int k = 0; k < VT_ARENA_GROUPS; k++) group_io(b, &s->g[k], k);
 }
 
 /* World rank 0: the checkpoint folder's file, then the manifest. */
@@ -81,31 +88,48 @@ static int load_one(const char *ck, json_t *files, vt_arena_state *into) {
     return vt_blob_finish_read(&b, json_object_get(files, "state.bin"));
 }
 
-/* Scratch arrays the size of s's, so that a damaged file leaves the loop's own untouched. */
+/* Scratch arrays the size of s's, so that a damaged file leaves the loop's own untouched
+ * (a[k]: group k's moments). */
 static int scratch_init(vt_arena_state *x, vt_adam *a, const vt_arena_state *s) {
     *x = *s;
-    *a = *s->adam;
-    x->adam = a;
-    x->param = vt_malloc(sizeof(float) * (s->n ? s->n : 1), "checkpoint parameters");
-    a->m = vt_malloc(sizeof(float) * (s->n ? s->n : 1), "checkpoint moments");
-    a->v = vt_malloc(sizeof(float) * (s->n ? s->n : 1), "checkpoint moments");
-    return x->param && a->m && a->v ? 0 : -1;
+    int rc = 0;
+    for (int k = 0; k < VT_ARENA_GROUPS; k++) {
+        const vt_arena_group *g = &s->g[k];
+        if (!g->n) continue;
+        a[k] = *g->adam;
+        x->g[k].adam = &a[k];
+        x->g[k].param = vt_malloc(sizeof(float) * g->n, "checkpoint parameters");
+        a[k].m = vt_malloc(sizeof(float) * g->n, "checkpoint moments");
+        a[k].v = vt_malloc(sizeof(float) * g->n, "checkpoint moments");
+        if (!x->g[k].param || !a[k].m || !a[k].v) rc = -1;
+    }
+    return rc;
+}
+
+static void scratch_free(vt_arena_state *x, const vt_arena_state *s) {
+    for (int k = 0; k < VT_ARENA_GROUPS; k++)
+        if (s->g[k].n) free(x->g[k].param), free(x->g[k].adam->m), free(x->g[k].adam->v);
 }
 
 static void scratch_commit(vt_arena_state *s, const vt_arena_state *x) {
     s->step = x->step;
     memcpy(s->stats, x->stats, sizeof s->stats);
-    memcpy(s->param, x->param, sizeof(float) * s->n);
-    memcpy(s->adam->m, x->adam->m, sizeof(float) * s->n);
-    memcpy(s->adam->v, x->adam->v, sizeof(float) * s->n);
-    s->adam->t = x->adam->t;
+    for (int k = 0; k < VT_ARENA_GROUPS; k++) {
+        vt_arena_group *g = &s->g[k];
+        if (!g->n) continue;
+        memcpy(g->param, x->g[k].param, sizeof(float) * g->n);
+        memcpy(g->adam->m, x->g[k].adam->m, sizeof(float) * g->n);
+        memcpy(g->adam->v, x->g[k].adam->v, sizeof(float) * g->n);
+        g->adam->t = x->g[k].adam->t;
+    }
 }
 
 /* The newest checkpoint of list every rank reads intact, into s. */
 static int load_newest(const vt_arena_run *r, vt_comm *c, json_t *list, vt_arena_state *s) {
     vt_arena_state x;
-    vt_adam a;
-    int rc = vt_comm_agree(c, scratch_init(&x, &a, s));
+    vt_adam a[VT_ARENA_GROUPS];
+    memset(a, 0, sizeof a);
+    int rc = vt_comm_agree(c, scratch_init(&x, a, s));
     char ck[VT_PATH_MAX], why[1024] = "";
     int chosen = 0;
     for (size_t k = json_array_size(list); rc == 0 && k-- > 0 && !chosen;) {
@@ -123,7 +147,7 @@ static int load_newest(const vt_arena_run *r, vt_comm *c, json_t *list, vt_arena
                     ok ? "on another rank" : vt_error());
         }
     }
-    free(x.param), free(a.m), free(a.v);
+    scratch_free(&x, s);
     if (rc == 0 && !chosen) rc = vt_fail("%s: no complete %s checkpoint%s%s", r->policy.dir, r->what, why[0] ? ": " : "", why);
     if (rc == 0 && c->world_rank == 0)
         fprintf(stderr, "resume: %s at %s step %ld\n", ck, r->what, s->step);

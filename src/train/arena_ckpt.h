@@ -34,13 +34,21 @@ typedef struct {
     void *gather_arg;
 } vt_arena_run;
 
-/* What a checkpoint holds. param and adam point at the loop's own arrays. */
+/* One group of trained parameters with its own Adam moments (n moments each). */
+typedef struct {
+    float *param;
+    size_t n;
+    vt_adam *adam;
+} vt_arena_group;
+
+/* What a checkpoint holds: the step, the loop's figures and up to VT_ARENA_GROUPS parameter groups
+ * (recovery: the adapters or weights, then lora's RMSNorm gains; plug: the plugin). The pointers
+ * are the loop's own arrays; an unused group has n 0 and NULL pointers. */
+#define VT_ARENA_GROUPS 2
 typedef struct {
     long step;                      /* steps done */
     double stats[4];                /* the loop's running figures (first loss, last loss, ...) */
-    float *param;
-    size_t n;
-    vt_adam *adam;                  /* n moments each */
+    vt_arena_group g[VT_ARENA_GROUPS];
 } vt_arena_state;
 
 /* stop_after for what from the environment: VT_STOP_AFTER=what:N (0 when unset or for another loop). */

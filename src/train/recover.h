@@ -29,6 +29,7 @@ typedef struct {
     int batch_size;     /* sequences per step, over all replicas */
     int micro_batch;    /* sequences per forward/backward pass on a replica; 0: all of its share */
     int warmup;         /* steps of linear warm-up before the cosine decay */
+    int norms;          /* lora: the RMSNorm gains (attn_norm, ffn_norm, final_norm) train too, at lr */
     uint64_t seed;      /* batch order and adapter initialisation */
     int pack;           /* pack the frozen weights (the teacher; lora: the student's base) for the
                          * matmuls when BLIS's micro-kernel allows (parallel.pack_weights) */
@@ -46,7 +47,7 @@ typedef struct {
     long steps, tokens;         /* tokens trained on, over all replicas */
     double seconds;             /* wall time of the loop */
     double first_loss, last_loss; /* the loss (KL + lm_weight CE) of the first and the last step */
-    size_t trained_params;      /* adapter parameters, or layer weights for full */
+    size_t trained_params;      /* adapter parameters (and norm gains), or layer weights for full */
     size_t adam_bytes;          /* the optimizer's two moments on this rank */
     long resumed_at;            /* the step a resume continued from (0: from the start) */
     int stopped;                /* 1: stopped on request with a checkpoint saved; student unchanged */
