@@ -16,7 +16,7 @@ common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/st
         --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
         --set "data.eval=$work/eval.txt" --set data.seq_len=32 --set data.max_sequences=32 --set data.eval_window=64
         --set schedule.steps=20 --set schedule.batch_size=4 --set schedule.log_interval=5
-        --set reconstruct.method=lsq --set recover.method=lora --set recover.steps=12 --set recover.batch_size=4
+        --set reconstruct.method=lsq --set recover.method=lora --set recover.norms=true --set recover.steps=12 --set recover.batch_size=4
         --set run.checkpoint_steps=5)
 
 "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/whole" >/dev/null 2>"$work/whole.err" ||
