@@ -251,7 +251,7 @@ static int prune_baseline(prune_ctx *x) {
                                                               : VT_SCORE_TAYLOR;
     int batches = sk == VT_SCORE_TAYLOR ? rc->method.taylor_batches : 0;
     if (vt_baseline_prune(&x->model, sk, &x->calib, batches, rc->schedule.batch_size, rc->vib.seed, x->kind,
-                          x->target * x->dense, x->ctx, rc->budget.round_to, &x->pruned, &x->map))
+                          x->target * x->dense, x->ctx, rc->budget.round_to, rc->budget.uniform, &x->pruned, &x->map))
         return -1;
     x->steps = batches;
     x->tokens = (long)batches * rc->schedule.batch_size * rc->data.seq_len;
