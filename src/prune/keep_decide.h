@@ -32,4 +32,9 @@ int vt_budget_decide_uniform(const vt_masks *mk, const vt_config *c, vt_budget_k
                              double budget_size, int round_to, const float *score, uint8_t *keep, vt_config *out_cfg,
                              double *out_size);
 
+/* What vt_budget_decide_uniform refuses before any work: c's layers differing in size (or one with
+ * a removed block), round_to beyond the hidden or FFN size, budget_size below the smallest uniform
+ * structure. 0, or -1 with an error naming the layer or the minimum. */
+int vt_budget_uniform_check(const vt_config *c, vt_budget_kind kind, double ctx, int round_to, double budget_size);
+
 #endif

@@ -244,9 +244,7 @@ static void ustate_keep(const uni *u, const ustate *st, uint8_t *keep) {
     }
 }
 
-/* 0 when every layer of c has the sizes of layer 0, none removed, and the gate layout matches. */
-static int check_uniform_source(const vt_masks *mk, const vt_config *c, int round_to) {
-    if (vt_gates_check_layout(mk, c)) return -1;
+int vt_budget_uniform_check(const vt_config *c, vt_budget_kind kind, double ctx, int round_to, double budget_size) {
     if (c->n_layers < 1) return vt_fail("budget.uniform: the model has no layers");
     const vt_layer_shape *l0 = &c->layers[0];
     for (int l = 0; l < c->n_layers; l++) {
@@ -259,6 +257,17 @@ static int check_uniform_source(const vt_masks *mk, const vt_config *c, int roun
     if (round_to < 1 || round_to > c->dim || round_to > l0->ffn)
         return vt_fail("budget rounding to multiples of %d must be between 1 and the hidden size %d and FFN size %d",
                        round_to, c->dim, l0->ffn);
+    vt_config w;
+    if (vt_config_copy(&w, c)) return -1;
+    w.dim = round_to;
+    for (int l = 0; l < w.n_layers; l++) w.layers[l] = (vt_layer_shape){1, 1, round_to};
+    double full = vt_structure_size(c, kind, ctx), min = vt_structure_size(&w, kind, ctx);
+    vt_config_free(&w);
+    if (!(budget_size >= min))
+        return vt_fail("budget.uniform: a budget of %.6g %s (%.6f of the unpruned size) is below the smallest uniform "
+                       "structure, %.6f of it (%d hidden dims, one head and %d FFN neurons in every layer)",
+                       budget_size, kind == VT_BUDGET_FLOPS ? "FLOPs per token" : "parameters", budget_size / full,
+                       min / full, round_to, round_to);
     return 0;
 }
 
@@ -296,7 +305,7 @@ int vt_budget_decide_uniform(const vt_masks *mk, const vt_config *c, vt_budget_k
                              double budget_size, int round_to, const float *score, uint8_t *keep, vt_config *out_cfg,
                              double *out_size) {
     memset(out_cfg, 0, sizeof *out_cfg);
-    if (check_uniform_source(mk, c, round_to)) return -1;
+    if (vt_gates_check_layout(mk, c) || vt_budget_uniform_check(c, kind, ctx, round_to, budget_size)) return -1;
     uni u;
     memset(&u, 0, sizeof u);
     u.kind = kind, u.ctx = ctx, u.r = round_to;
@@ -305,15 +314,6 @@ int vt_budget_decide_uniform(const vt_masks *mk, const vt_config *c, vt_budget_k
     st.grp = vt_calloc((size_t)c->layers[0].n_kv_heads, 1, "uniform decision");
     if (!st.grp || uni_init(&u, mk, c, score)) goto done;
     int lo = 0, hi = u.D + u.NG * u.G + u.F;
-    ustate_from_cut(&u, 0, &st);
-    double full = vt_structure_size(c, kind, ctx), min = ustate_size(&u, &st);
-    if (!(budget_size >= min)) {
-        vt_fail("budget.uniform: a budget of %.6g %s (%.6f of the unpruned size) is below the smallest uniform "
-                "structure, %.6f of it (%d hidden dims, one head and %d FFN neurons in every layer)",
-                budget_size, kind == VT_BUDGET_FLOPS ? "FLOPs per token" : "parameters", budget_size / full, min / full,
-                round_to, round_to);
-        goto done;
-    }
     while (lo < hi) { /* the largest cut whose structure fits; cut 0 fits */
         int mid = lo + (hi - lo + 1) / 2;
         ustate_from_cut(&u, mid, &st);

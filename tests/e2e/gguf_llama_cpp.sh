@@ -92,6 +92,14 @@ for u in false true; do
   fi
   compare "magnitude-uniform-$u" "$work/m-$u.gguf" 1e-3
 done
+# budget.uniform is refused, before any work, with intermediate pruning and on a model whose
+# layers differ (the per-layer prune above).
+uni=(prune --config "$src/configs/stories260k-50.ini" --set "model.tokenizer=$tok" --set "data.calib=$fx/tinystories/calib.txt"
+  --set "data.eval=$work/eval.txt" --set "output.dir=$work/refused" --set budget.uniform=true)
+expect_error "uniform with prune_interval" "method.prune_interval = 5" -- "${uni[@]}" --set "model.path=$bin" \
+  --set method.prune_interval=5
+expect_error "uniform on per-layer sizes" "budget.uniform needs a model whose layers all have the same sizes" -- \
+  "${uni[@]}" --set "model.path=$work/m-false.gguf" --set method.name=magnitude
 
 # A byte-level tokenizer (Phi-2's tokenizer.json: "gpt2" with pre-tokenizer "gpt-2", merges, added
 # tokens) embedded in a tiny random model of its vocabulary: llama.cpp tokenizes the 47 golden
@@ -118,6 +126,72 @@ bad = [i for i in range(len(gold)) if gold[i] != got[i]]
 print(f"byte-level: llama.cpp matches {len(gold) - len(bad)}/{len(gold)} golden strings")
 sys.exit(1 if bad else 0)
 PY
+# LLaMA-3's byte-level tokenizer ("llama-bpe"): a tokenizer.json made from llama.cpp's own
+# ggml-vocab-llama-bpe.gguf (its tokens, merges, special tokens and LLaMA-3's Split regex),
+# exported with a tiny random model of that vocabulary; llama.cpp tokenizes its test inputs for
+# that vocabulary to their expected ids. The vocabulary comes with scripts/install-deps --tests.
+l3=$llama/models/ggml-vocab-llama-bpe.gguf
+if [[ -f $l3 && -f $l3.inp && -f $l3.out ]]; then
+  mkdir -p "$work/l3"
+  "$py" - "$l3" "$work/l3/tokenizer.json" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb").read()
+o = 24  # magic, version, tensor count, kv count
+def take(fmt):
+    global o
+    v = struct.unpack_from("<" + fmt, f, o); o += struct.calcsize("<" + fmt); return v[0]
+def string():
+    global o
+    n = take("Q"); o += n; return f[o - n:o].decode("utf-8")
+FMT = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+def value(t):
+    if t == 8: return string()
+    if t == 9:
+        et, n = take("I"), take("Q"); return [value(et) for _ in range(n)]
+    return take(FMT[t])
+kv = {}
+for _ in range(struct.unpack_from("<Q", f, 16)[0]):
+    k = string(); kv[k] = value(take("I"))
+toks, types = kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"]
+added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": t == 4,
+          "special": t == 3} for i, (s, t) in enumerate(zip(toks, types)) if t in (3, 4)]
+vocab = {s: i for i, (s, t) in enumerate(zip(toks, types)) if t not in (3, 4)}
+regex = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+         "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+json.dump({"version": "1.0", "added_tokens": added, "normalizer": None, "post_processor": None,
+           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+               {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+               {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+           "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "fuse_unk": False, "byte_fallback": False,
+                     "ignore_merges": True, "vocab": vocab, "merges": kv["tokenizer.ggml.merges"]}},
+          open(sys.argv[2], "w"), ensure_ascii=False)
+PY
+  "$py" "$src/scripts/make-random-model" --out "$work/l3/m" --hidden 16 --ffn 32 --heads 2 --kv-heads 2 --layers 1 \
+    --vocab 128256 --seq-len 64 --dtype f32 --tied >/dev/null || fail "make-random-model"
+  "$VT_BIN" convert --model "$work/l3/m" --to gguf --out "$work/l3.gguf" --tokenizer "$work/l3/tokenizer.json" 2>"$work/l3.err" ||
+    { cat "$work/l3.err"; fail "LLaMA-3 byte-level GGUF export"; }
+  [[ $(check meta "$work/l3.gguf" tokenizer.ggml.pre) == llama-bpe ]] || record_failure llama-bpe "tokenizer.ggml.pre"
+  "$py" - "$l3" "$work/l3.lines" <<'PY'
+import sys
+inputs = open(sys.argv[1] + ".inp", encoding="utf-8").read().split("\n__ggml_vocab_test__\n")
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for t in inputs[:len(open(sys.argv[1] + ".out").read().split("\n")) - 1]:
+        f.write(t.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r") + "\n")
+PY
+  check tok "$work/l3.gguf" "$work/l3.lines" >"$work/l3.llama" || record_failure llama-bpe "llama.cpp could not tokenize"
+  "$py" - "$l3.out" "$work/l3.llama" <<'PY' || record_failure llama-bpe "llama.cpp's ids on our export differ from the expected ones"
+import sys
+want = open(sys.argv[1]).read().split("\n")[:-1]
+got = open(sys.argv[2]).read().split("\n")
+bad = [i for i in range(len(want)) if want[i].split() != got[i].split()]
+print(f"llama-bpe: llama.cpp on the export matches {len(want) - len(bad)}/{len(want)} expected tokenizations")
+sys.exit(1 if bad else 0)
+PY
+else
+  echo "gguf_llama_cpp: $l3(.inp/.out) not installed: the LLaMA-3 (llama-bpe) tokenizer part is skipped"
+fi
+
 # A byte-level regex llama.cpp has no name for is refused, naming the alternative.
 "$py" - "$phi" "$work/odd" <<'PY'
 import json, os, sys
