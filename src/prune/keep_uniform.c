@@ -9,7 +9,9 @@
  * layer the KV groups are ranked by their best head and the heads within a group by score; slot
  * (a, b) is the b-th best head of the a-th best group. The slots then take the place of the gates
  * in the global rule of vt_budget_decide: the largest score threshold whose structure fits, then
- * growths in slot-score order while the size fits. No block is removed: a model without attention
+ * growths in slot-score order while the size fits, then exchanges when that leaves it more than 1%
+ * under (a growth paid for with the worst-scored hidden dims or neurons). The mean, not the sum:
+ * a sum would weigh a slot L times a hidden dim's score. No block is removed: a model without attention
  * or MLP in every layer is not one other tools run, and removing blocks in some layers is what
  * uniform excludes. */
 #include <math.h>
