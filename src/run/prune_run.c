@@ -110,6 +110,8 @@ static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt
         return vt_fail("%s: budget.%s = %g is below the smallest model the structure allows (%.4g of the dense size)",
                        rc->source[0] ? rc->source : "configuration", kind == VT_BUDGET_PARAMS ? "params" : "flops",
                        target, min_size / dense);
+    if (rc->budget.uniform && vt_budget_uniform_check(cfg, kind, ctx, rc->budget.round_to, target * dense))
+        return vt_fail_context("%s", rc->source[0] ? rc->source : "configuration");
     for (size_t i = 0; i < calib_ids->n; i++)
         if (calib_ids->ids[i] < 0 || calib_ids->ids[i] >= cfg->vocab)
             return vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data.calib, i,
@@ -260,7 +262,7 @@ static int prune_baseline(prune_ctx *x) {
                                                               : VT_SCORE_TAYLOR;
     int batches = sk == VT_SCORE_TAYLOR ? rc->method.taylor_batches : 0;
     if (vt_baseline_prune(&x->model, sk, &x->calib, batches, rc->schedule.batch_size, rc->vib.seed, x->kind,
-                          x->target * x->dense, x->ctx, rc->budget.round_to, &x->pruned, &x->map))
+                          x->target * x->dense, x->ctx, rc->budget.round_to, rc->budget.uniform, &x->pruned, &x->map))
         return -1;
     x->steps = batches;
     x->tokens = (long)batches * rc->schedule.batch_size * rc->data.seq_len;

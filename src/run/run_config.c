@@ -85,6 +85,7 @@ static const key_def keys[] = {
     {"budget", "flops", K_DOUBLE, OFF(budget.flops), NULL, 0, 1, 1, 1, NULL, 0},
     {"budget", "round_to", K_INT, OFF(budget.round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0},
     DBL("budget", "warmup", budget.warmup, 0, 1),
+    {"budget", "uniform", K_BOOL, OFF(budget.uniform), NULL, 0, 0, 0, 0, NULL, 0},
 
     ENUM("method", "name", method.name, method_names),
     ENUM("method", "variant", vib.variant, variant_names),
@@ -643,6 +644,13 @@ int vt_run_config_validate(vt_run_config *rc) {
                                 ? VT_FAST_FRACTION_DEFAULT
                                 : 1.0;
     if (check_inputs(rc)) return -1;
+    /* Intermediate pruning removes units (and blocks) layer by layer as their gates cross theta, so
+     * the final uniform decision would start from layers of different sizes. */
+    if (rc->budget.uniform && rc->method.name == VT_METHOD_VIB && rc->vib.prune_interval > 0)
+        return vt_fail("%s: budget.uniform = true keeps every layer the same size, but method.prune_interval = %d "
+                       "removes units and blocks layer by layer during training; set method.prune_interval = 0 "
+                       "or budget.uniform = false",
+                       name, rc->vib.prune_interval);
 
     if (!rc->output.overwrite && !output_is_free(rc->output.dir)) {
         key_origin(rc, find_key("output", "dir"), origin, sizeof origin);
