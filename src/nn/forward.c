@@ -30,10 +30,10 @@ int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
         const vt_layer_weights *w = &m->layers[l];
         vt_layer_packs *lp = &p->layers[l];
         int qd = s->n_heads * c->head_dim, width = qd + 2 * s->n_kv_heads * c->head_dim;
-        if ((s->n_heads && (vt_pack_linear(&lp->qkv, w->wq, c->dim, width, backward) ||
-                            vt_pack_linear(&lp->o, w->wo, qd, c->dim, backward))) ||
-            (s->ffn && (vt_pack_linear(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward) ||
-                        vt_pack_linear(&lp->down, w->w_down, s->ffn, c->dim, backward)))) {
+        if ((s->n_heads && (vt_pack_linear(&lp->qkv, w->wq, c->dim, width, backward, m->hold) ||
+                            vt_pack_linear(&lp->o, w->wo, qd, c->dim, backward, m->hold))) ||
+            (s->ffn && (vt_pack_linear(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward, m->hold) ||
+                        vt_pack_linear(&lp->down, w->w_down, s->ffn, c->dim, backward, m->hold)))) {
             vt_model_packs_free(p);
             return -1;
         }

@@ -5,7 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/dtype.h"
 #include "util/error.h"
+
+/* Floats of the widest KC x NR sliver a 16-bit pack widens into (on the stack of the packed loop). */
+#define SLIVER_MAX (512 * 32)
 
 int vt_sgemm_uses_sup(int m, int n, int k) {
     return m < VT_MATMUL_SUP_BELOW || n < VT_MATMUL_SUP_BELOW || k < VT_MATMUL_SUP_BELOW;
@@ -64,21 +68,31 @@ int vt_blis_threads(void) {
 
 int vt_pack_available(void) {
     const micro_kernel *k = kernel();
-    return k->row_pref && k->ukr && k->mr > 0 && k->nr > 0 && k->kc > 0 && vt_blis_threads() == 1;
+    return k->row_pref && k->ukr && k->mr > 0 && k->nr > 0 && k->kc > 0 && k->kc * k->nr <= SLIVER_MAX &&
+           vt_blis_threads() == 1;
 }
 
-size_t vt_packed_bytes(int k, int n) {
+size_t vt_packed_bytes(int k, int n, vt_dtype dtype) {
     int nr = kernel()->nr;
-    return sizeof(float) * (size_t)((n + nr - 1) / nr) * nr * (size_t)k;
+    return vt_dtype_size(dtype) * (size_t)((n + nr - 1) / nr) * nr * (size_t)k;
 }
 
-int vt_pack(vt_packed *p, const float *w, int k, int n, int trans) {
+/* Element i of a pack's data in its dtype (narrowing is exact: vt_pack checked the weights). */
+static inline void put(void *data, vt_dtype t, size_t i, float v) {
+    if (t == VT_F32)
+        ((float *)data)[i] = v;
+    else
+        ((uint16_t *)data)[i] = t == VT_BF16 ? vt_f32_to_bf16(v) : vt_f32_to_f16(v);
+}
+
+int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold) {
     const micro_kernel *mk = kernel();
     int nr = mk->nr, kcb = mk->kc, slivers = (n + nr - 1) / nr;
     memset(p, 0, sizeof *p);
     if (!a_block && !(a_block = alloc64(sizeof(float) * (size_t)(mk->mc + mk->mr) * kcb, "packed matmul rows")))
         return -1;
-    p->bytes = vt_packed_bytes(k, n);
+    p->dtype = hold != VT_F32 && vt_dtype_exact(w, (size_t)k * n, hold) ? hold : VT_F32;
+    p->bytes = vt_packed_bytes(k, n, p->dtype);
     p->data = alloc64(p->bytes, "packed weights");
     if (!p->data) return -1;
     p->k = k;
@@ -88,25 +102,25 @@ int vt_pack(vt_packed *p, const float *w, int k, int n, int trans) {
     for (int pc = 0; pc < k; pc += kcb) {
         int kc = k - pc < kcb ? k - pc : kcb;
         for (int j = 0; j < slivers; j++) {
-            float *d = p->data + (size_t)pc * slivers * nr + (size_t)j * nr * kc;
+            size_t d = (size_t)pc * slivers * nr + (size_t)j * nr * kc; /* the sliver's first element */
             int cols = n - j * nr < nr ? n - j * nr : nr;
             if (trans) /* B[q][j] = W[j][q]: read W's rows, write the sliver's columns */
                 for (int r = 0; r < nr; r++) {
                     const float *src = w + (size_t)(j * nr + r) * k + pc;
-                    for (int q = 0; q < kc; q++) d[(size_t)q * nr + r] = r < cols ? src[q] : 0.0f;
+                    for (int q = 0; q < kc; q++) put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[q] : 0.0f);
                 }
             else
                 for (int q = 0; q < kc; q++) {
                     const float *src = w + (size_t)(pc + q) * n + (size_t)j * nr;
-                    for (int r = 0; r < nr; r++) d[(size_t)q * nr + r] = r < cols ? src[r] : 0.0f;
+                    for (int r = 0; r < nr; r++) put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[r] : 0.0f);
                 }
         }
     }
     return 0;
 }
 
-int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward) {
-    return backward ? vt_pack(p, w, n_out, n_in, 0) : vt_pack(p, w, n_in, n_out, 1);
+int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold) {
+    return backward ? vt_pack(p, w, n_out, n_in, 0, hold) : vt_pack(p, w, n_in, n_out, 1, hold);
 }
 
 void vt_packed_free(vt_packed *p) {
@@ -132,27 +146,45 @@ static void pack_a(float *dst, const float *a, int lda, int rows, int kc, int mr
     }
 }
 
+/* The KC x NR sliver starting at element off of b's data as fp32: in place when b is fp32, else
+ * widened into buf (exact: every 16-bit value is an fp32 value). */
+static float *sliver(const vt_packed *b, size_t off, size_t len, float *buf) {
+    if (b->dtype == VT_F32) return (float *)b->data + off;
+    const uint16_t *h = (const uint16_t *)b->data + off;
+    if (b->dtype == VT_BF16) /* bf16 is the top half of an fp32: a shift the compiler vectorises */
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u = (uint32_t)h[i] << 16;
+            memcpy(&buf[i], &u, sizeof u);
+        }
+    else
+        vt_convert_to_f32(buf, h, VT_F16, len);
+    return buf;
+}
+
 void vt_sgemm_packed(int m, const float *a, int lda, const vt_packed *b, float beta, float *c, int ldc) {
     const micro_kernel *mk = kernel();
     int mr = mk->mr, nr = b->nr, k = b->k, n = b->n, slivers = (n + nr - 1) / nr;
     float one = 1.0f, *abuf = a_block;
+    _Alignas(64) float wide[SLIVER_MAX]; /* a 16-bit pack's sliver widened (vt_pack_available: it fits) */
     auxinfo_t aux;
     memset(&aux, 0, sizeof aux);
     for (int pc = 0; pc < k; pc += b->kc) {
         int kc = k - pc < b->kc ? k - pc : b->kc;
         float bt = pc ? 1.0f : beta;
-        const float *bp = b->data + (size_t)pc * slivers * nr;
+        size_t bp = (size_t)pc * slivers * nr;
         for (int ic = 0; ic < m; ic += mk->mc) {
             int mc = m - ic < mk->mc ? m - ic : mk->mc, panels = (mc + mr - 1) / mr;
             pack_a(abuf, a + (size_t)ic * lda + pc, lda, mc, kc, mr);
             for (int j = 0; j < slivers; j++) {
-                float *bj = (float *)bp + (size_t)j * nr * kc;
+                float *bj = sliver(b, bp + (size_t)j * nr * kc, (size_t)nr * kc, wide);
                 int cols = n - j * nr < nr ? n - j * nr : nr;
                 for (int i = 0; i < panels; i++) {
                     int rows = mc - i * mr < mr ? mc - i * mr : mr;
                     int last = i + 1 == panels; /* the kernel prefetches the next panels */
                     bli_auxinfo_set_next_a(abuf + (size_t)(last ? 0 : i + 1) * mr * kc, &aux);
-                    bli_auxinfo_set_next_b(last && j + 1 < slivers ? bj + (size_t)nr * kc : bj, &aux);
+                    /* a widened sliver's successor is not widened yet: the kernel prefetches this one */
+                    int next = last && j + 1 < slivers && b->dtype == VT_F32;
+                    bli_auxinfo_set_next_b(next ? bj + (size_t)nr * kc : bj, &aux);
                     mk->ukr(rows, cols, kc, &one, abuf + (size_t)i * mr * kc, bj, &bt,
                             c + (size_t)(ic + i * mr) * ldc + (size_t)j * nr, ldc, 1, &aux, mk->cntx);
                 }

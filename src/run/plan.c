@@ -83,20 +83,21 @@ static size_t gate_count(const vt_config *c) {
     return n;
 }
 
-/* Bytes of the packed copies of layers [l0, l1) and of vs classifier rows, for x W^T and dY W. */
-static double pack_bytes(const vt_config *c, int l0, int l1, int vs) {
+/* Bytes of the packed copies of layers [l0, l1) and of vs classifier rows, for x W^T and dY W,
+ * held in t (matmul.h). */
+static double pack_bytes(const vt_config *c, int l0, int l1, int vs, vt_dtype t) {
     double b = 0.0, d = c->dim;
     for (int l = l0; l < l1; l++) {
         const vt_layer_shape *s = &c->layers[l];
         int q = s->n_heads * c->head_dim, width = q + 2 * s->n_kv_heads * c->head_dim;
         if (s->n_heads)
-            b += (double)vt_packed_bytes(c->dim, width) + (double)vt_packed_bytes(width, c->dim) +
-                 (double)vt_packed_bytes(q, c->dim) + (double)vt_packed_bytes(c->dim, q);
+            b += (double)vt_packed_bytes(c->dim, width, t) + (double)vt_packed_bytes(width, c->dim, t) +
+                 (double)vt_packed_bytes(q, c->dim, t) + (double)vt_packed_bytes(c->dim, q, t);
         if (s->ffn)
-            b += (double)vt_packed_bytes(c->dim, 2 * s->ffn) + (double)vt_packed_bytes(2 * s->ffn, c->dim) +
-                 (double)vt_packed_bytes(s->ffn, c->dim) + (double)vt_packed_bytes(c->dim, s->ffn);
+            b += (double)vt_packed_bytes(c->dim, 2 * s->ffn, t) + (double)vt_packed_bytes(2 * s->ffn, c->dim, t) +
+                 (double)vt_packed_bytes(s->ffn, c->dim, t) + (double)vt_packed_bytes(c->dim, s->ffn, t);
     }
-    return vs ? b + (double)vt_packed_bytes((int)d, vs) + (double)vt_packed_bytes(vs, (int)d) : b;
+    return vs ? b + (double)vt_packed_bytes((int)d, vs, t) + (double)vt_packed_bytes(vs, (int)d, t) : b;
 }
 
 /* Memory of stage s's ranks (see docs/CLUSTER.md for each term). */
@@ -120,7 +121,7 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     st->weights = w + student + (last ? 0.0 : (double)vs * d * f4); /* other stages' classifier rows */
     /* packed copies of the student's frozen weights (the dense size: an upper bound once sliced);
      * fine-tuning frees them, the plan counts them with its moments all the same */
-    st->packs = pack_bytes(c, l0, l1, vs);
+    st->packs = pack_bytes(c, l0, l1, vs, in->hold);
     if (in->pack_weights) st->weights += st->packs;
 
     /* GPipe: the tape of every micro-batch, M groups of C chunks, chunk k at positions k Tc.. */

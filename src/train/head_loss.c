@@ -34,7 +34,7 @@ int vt_head_part_pack(vt_head_part *h) {
     vt_head_part_unpack(h);
     if (!h->vs) return 0;
     for (int b = 0; b < 2; b++) {
-        if (vt_pack_linear(&h->pk[b], h->w, h->d, h->vs, b)) {
+        if (vt_pack_linear(&h->pk[b], h->w, h->d, h->vs, b, h->hold)) {
             vt_head_part_unpack(h);
             return -1;
         }
