@@ -123,8 +123,16 @@ int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backwa
     return backward ? vt_pack(p, w, n_out, n_in, 0, hold) : vt_pack(p, w, n_in, n_out, 1, hold);
 }
 
+void vt_pack_transposed(vt_packed *p, const vt_packed *of) {
+    *p = *of;
+    p->k = of->n;
+    p->n = of->k;
+    p->transposed = 1;
+    p->bytes = 0;
+}
+
 void vt_packed_free(vt_packed *p) {
-    free(p->data);
+    if (!p->transposed) free(p->data);
     memset(p, 0, sizeof *p);
 }
 
@@ -146,18 +154,59 @@ static void pack_a(float *dst, const float *a, int lda, int rows, int kc, int mr
     }
 }
 
-/* The KC x NR sliver starting at element off of b's data as fp32: in place when b is fp32, else
- * widened into buf (exact: every 16-bit value is an fp32 value). */
-static float *sliver(const vt_packed *b, size_t off, size_t len, float *buf) {
+/* Element i of a pack's data as fp32 (widening is exact: every 16-bit value is an fp32 value). */
+static inline float elem(const void *data, vt_dtype t, size_t i) {
+    if (t == VT_F32) return ((const float *)data)[i];
+    uint16_t h = ((const uint16_t *)data)[i];
+    if (t == VT_F16) return vt_f16_to_f32(h);
+    uint32_t u = (uint32_t)h << 16; /* bf16 is the top half of an fp32 */
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Sliver j of block pc (depth kc) of the view b = A^T gathered from the pack of A[b->n, b->k] into
+ * buf: column c of the sliver is row j NR + c of A's pack, whose elements run along A's slivers. */
+static void gather_transposed(const vt_packed *b, int pc, int kc, int j, float *buf) {
+    int nr = b->nr, ka = b->n, slivers_a = (b->k + nr - 1) / nr;
+    for (int c = 0; c < nr; c++) {
+        int row = j * nr + c; /* the k index in A's pack */
+        if (row >= ka) {
+            for (int q = 0; q < kc; q++) buf[(size_t)q * nr + c] = 0.0f;
+            continue;
+        }
+        int pa = row / b->kc * b->kc, kca = ka - pa < b->kc ? ka - pa : b->kc;
+        /* B[pc + q][row] = A[row][pc + q]: in A's sliver (pc + q) / NR, position (pc + q) % NR */
+        size_t at = (size_t)pa * slivers_a * nr + (size_t)(pc / nr) * nr * kca + (size_t)(row - pa) * nr;
+        int r = pc % nr;
+        for (int q = 0; q < kc; q++) {
+            buf[(size_t)q * nr + c] = elem(b->data, b->dtype, at + (size_t)r);
+            if (++r == nr) {
+                r = 0;
+                at += (size_t)nr * kca;
+            }
+        }
+    }
+}
+
+/* Sliver j of block pc (depth kc) of b as fp32: in place when b is an fp32 pack, else widened or
+ * gathered into buf. */
+static float *sliver(const vt_packed *b, int pc, int kc, int j, float *buf) {
+    int nr = b->nr, slivers = (b->n + nr - 1) / nr;
+    size_t off = (size_t)pc * slivers * nr + (size_t)j * nr * kc, len = (size_t)nr * kc;
+    if (b->transposed) {
+        gather_transposed(b, pc, kc, j, buf);
+        return buf;
+    }
     if (b->dtype == VT_F32) return (float *)b->data + off;
-    const uint16_t *h = (const uint16_t *)b->data + off;
-    if (b->dtype == VT_BF16) /* bf16 is the top half of an fp32: a shift the compiler vectorises */
+    if (b->dtype == VT_BF16) { /* a shift the compiler vectorises */
+        const uint16_t *h = (const uint16_t *)b->data + off;
         for (size_t i = 0; i < len; i++) {
             uint32_t u = (uint32_t)h[i] << 16;
             memcpy(&buf[i], &u, sizeof u);
         }
-    else
-        vt_convert_to_f32(buf, h, VT_F16, len);
+    } else
+        vt_convert_to_f32(buf, (const uint16_t *)b->data + off, VT_F16, len);
     return buf;
 }
 
@@ -171,19 +220,18 @@ void vt_sgemm_packed(int m, const float *a, int lda, const vt_packed *b, float b
     for (int pc = 0; pc < k; pc += b->kc) {
         int kc = k - pc < b->kc ? k - pc : b->kc;
         float bt = pc ? 1.0f : beta;
-        size_t bp = (size_t)pc * slivers * nr;
         for (int ic = 0; ic < m; ic += mk->mc) {
             int mc = m - ic < mk->mc ? m - ic : mk->mc, panels = (mc + mr - 1) / mr;
             pack_a(abuf, a + (size_t)ic * lda + pc, lda, mc, kc, mr);
             for (int j = 0; j < slivers; j++) {
-                float *bj = sliver(b, bp + (size_t)j * nr * kc, (size_t)nr * kc, wide);
+                float *bj = sliver(b, pc, kc, j, wide);
                 int cols = n - j * nr < nr ? n - j * nr : nr;
                 for (int i = 0; i < panels; i++) {
                     int rows = mc - i * mr < mr ? mc - i * mr : mr;
                     int last = i + 1 == panels; /* the kernel prefetches the next panels */
                     bli_auxinfo_set_next_a(abuf + (size_t)(last ? 0 : i + 1) * mr * kc, &aux);
                     /* a widened sliver's successor is not widened yet: the kernel prefetches this one */
-                    int next = last && j + 1 < slivers && b->dtype == VT_F32;
+                    int next = last && j + 1 < slivers && bj != wide;
                     bli_auxinfo_set_next_b(next ? bj + (size_t)nr * kc : bj, &aux);
                     mk->ukr(rows, cols, kc, &one, abuf + (size_t)i * mr * kc, bj, &bt,
                             c + (size_t)(ic + i * mr) * ldc + (size_t)j * nr, ldc, 1, &aux, mk->cntx);

@@ -30,8 +30,9 @@ int vt_sgemm_uses_sup(int m, int n, int k);
 typedef struct {
     int k, n, kc, nr;
     vt_dtype dtype;
-    void *data; /* float, or uint16_t holding dtype */
-    size_t bytes;
+    int transposed; /* 1: a view of a pack of B^T (vt_pack_transposed), its data not owned */
+    void *data;     /* float, or uint16_t holding dtype */
+    size_t bytes;   /* owned: 0 for a view */
 } vt_packed;
 
 /* 1 when vt_pack can pack here: the micro-kernel prefers rows (row-major C) and BLIS runs one
@@ -45,6 +46,11 @@ int vt_blis_threads(void);
  * checkpoint of that type are; re-fitted or gate-folded ones are not), else the pack is fp32.
  * Reports and returns -1 when out of memory. */
 int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold);
+/* p as B[k, n] = A^T for the pack `of` of A[n, k], sharing its data: each KC x NR sliver of B is
+ * gathered (and widened) from of's slivers as the packed loop reaches it. For a 16-bit pack, whose
+ * slivers are widened into a buffer anyway, this costs about what widening does and saves the
+ * second copy (the backward dY W reads the forward pack of W^T). p must not outlive `of`. */
+void vt_pack_transposed(vt_packed *p, const vt_packed *of);
 /* Bytes vt_pack holds for B[k, n] in dtype (the slivers padded to whole ones). */
 size_t vt_packed_bytes(int k, int n, vt_dtype dtype);
 void vt_packed_free(vt_packed *p);

@@ -142,6 +142,50 @@ static void check_packed_16(int m, int n, int k, int trans, vt_dtype t) {
     free(c16);
 }
 
+/* The view of pack(W, k, n, trans) as its transpose (vt_pack_transposed) multiplies like
+ * pack(W, n, k, !trans), bit for bit, in fp32 and in 16 bits. */
+static void check_transposed(int m, int n, int k, int trans, vt_dtype t) {
+    int lda = n + 3, ldc = k + 3;
+    uint64_t s = (uint64_t)(m * 3 + n * 19 + k * 23 + trans);
+    float *a = random_floats((size_t)m * lda, &s), *w = random_floats((size_t)n * k, &s);
+    float *c1 = random_floats((size_t)m * ldc, &s), *c2 = malloc(sizeof(float) * (size_t)m * ldc);
+    assert_non_null(c2);
+    for (size_t i = 0; i < (size_t)n * k && t != VT_F32; i++)
+        w[i] = t == VT_BF16 ? vt_bf16_to_f32(vt_f32_to_bf16(w[i])) : vt_f16_to_f32(vt_f32_to_f16(w[i]));
+    memcpy(c2, c1, sizeof(float) * (size_t)m * ldc);
+    vt_packed of, view, direct;
+    assert_int_equal(vt_pack(&of, w, k, n, trans, t), 0);
+    assert_int_equal(of.dtype, t);
+    vt_pack_transposed(&view, &of);
+    assert_int_equal(view.k, n);
+    assert_int_equal(view.n, k);
+    assert_int_equal(view.bytes, 0);
+    assert_int_equal(vt_pack(&direct, w, n, k, !trans, VT_F32), 0);
+    vt_sgemm_packed(m, a, lda, &view, 0.25f, c1, ldc);
+    vt_sgemm_packed(m, a, lda, &direct, 0.25f, c2, ldc);
+    if (memcmp(c1, c2, sizeof(float) * (size_t)m * ldc))
+        fail_msg("%s transposed view %dx%dx%d trans %d: the product differs from the direct pack's",
+                 vt_dtype_name(t), m, k, n, trans);
+    vt_packed_free(&view);
+    assert_null(view.data);
+    assert_non_null(of.data); /* the view does not own it */
+    vt_packed_free(&of);
+    vt_packed_free(&direct);
+    free(a);
+    free(w);
+    free(c1);
+    free(c2);
+}
+
+static void test_packed_transposed(void **state) {
+    (void)state;
+    int shapes[][3] = {{40, 33, 257}, {300, 50, 600}, {611, 19, 70}, {64, 600, 300}};
+    vt_dtype types[] = {VT_F32, VT_BF16, VT_F16};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int trans = 0; trans < 2; trans++)
+            for (int t = 0; t < 3; t++) check_transposed(shapes[i][0], shapes[i][1], shapes[i][2], trans, types[t]);
+}
+
 static void test_packed_16bit(void **state) {
     (void)state;
     int shapes[][3] = {{40, 33, 257}, {300, 50, 600}, {611, 19, 70}};
@@ -178,6 +222,7 @@ int main(void) {
         cmocka_unit_test(test_path_choice),
         cmocka_unit_test(test_packed_weights),
         cmocka_unit_test(test_packed_16bit),
+        cmocka_unit_test(test_packed_transposed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
