@@ -107,12 +107,14 @@ int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold
             if (trans) /* B[q][j] = W[j][q]: read W's rows, write the sliver's columns */
                 for (int r = 0; r < nr; r++) {
                     const float *src = w + (size_t)(j * nr + r) * k + pc;
-                    for (int q = 0; q < kc; q++) put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[q] : 0.0f);
+                    for (int q = 0; q < kc; q++)
+                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[q] : 0.0f);
                 }
             else
                 for (int q = 0; q < kc; q++) {
                     const float *src = w + (size_t)(pc + q) * n + (size_t)j * nr;
-                    for (int r = 0; r < nr; r++) put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[r] : 0.0f);
+                    for (int r = 0; r < nr; r++)
+                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[r] : 0.0f);
                 }
         }
     }

@@ -153,7 +153,8 @@ static void log_packing(const trainer *t) {
     if (!p->run.log || t->comm->world_rank != 0 || !p->pipeline.pack_weights) return;
     size_t packed = vt_trainer_pack_bytes(t);
     if (t->st.packed)
-        fprintf(p->run.log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0, held in %s (%zu bytes)\n",
+        fprintf(p->run.log,
+                "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0, held in %s (%zu bytes)\n",
                 packed / 1048576.0, vt_dtype_name(t->st.model->hold), packed);
     else if (vt_blis_threads() > 1)
         fprintf(p->run.log, "weights: not packed: parallel.pack_weights needs BLIS on one thread per rank (%d now)\n",
