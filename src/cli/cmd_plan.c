@@ -44,6 +44,19 @@ static int read_model_config(const vt_run_config *rc, const char *model_config, 
     return 0;
 }
 
+/* The type the run would hold packs in (vt_model.hold): a config.json's 16-bit torch_dtype unless
+ * model.hold = fp32; a llama2.c .bin is fp32 (GGUF counted as fp32 too: an upper bound). */
+static vt_dtype plan_hold(const vt_run_config *rc, const char *source) {
+    size_t n = strlen(source);
+    int declared = -1;
+    vt_config tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (rc->model.hold == VT_HOLD_AUTO && n >= 5 && strcmp(source + n - 5, ".json") == 0 &&
+        vt_hf_config_read(source, &tmp, &declared) == 0)
+        vt_config_free(&tmp);
+    return declared == VT_F16 || declared == VT_BF16 ? (vt_dtype)declared : VT_F32;
+}
+
 static void format_count(double x, char *buf, size_t cap) {
     if (x >= 1e9) snprintf(buf, cap, "%.2f B", x / 1e9);
     else if (x >= 1e6) snprintf(buf, cap, "%.2f M", x / 1e6);
@@ -410,6 +423,7 @@ int vt_cmd_plan(int argc, char **argv) {
         return vt_cmd_fail("plan");
     }
     vt_plan_input in = plan_input(&rc, &c, &o);
+    in.hold = plan_hold(&rc, source);
     vt_plan p;
     if (vt_plan_make(&in, &p)) {
         vt_fail_context("%s on %ld ranks", config, o.ranks);

@@ -217,7 +217,7 @@ int vt_gguf_load(vt_model *m, const char *path, vt_load_parts parts) {
         return -1;
     }
     vt_hf_tensor *list = NULL;
-    int n = 0;
+    int n = 0, held = -1;
     rc = check_tensors(&g, &c, parts);
     if (rc) {
         vt_config_free(&c);
@@ -235,7 +235,11 @@ int vt_gguf_load(vt_model *m, const char *path, vt_load_parts parts) {
         const vt_gguf_tensor *s = NULL;
         rc = find_checked(&g, &list[i], &s);
         if (rc == 0) vt_ggml_to_f32(list[i].data, s->data, s->type, s->ne[0] * s->ne[1]);
+        if (rc == 0) /* Q8_0 is no vt_dtype: held as fp32 */
+            held = vt_hold_merge(held, list[i].ndim,
+                                 s->type == VT_GGML_F16 ? VT_F16 : s->type == VT_GGML_BF16 ? VT_BF16 : VT_F32);
     }
+    m->hold = vt_hold_of(held);
     free(list);
     vt_config_free(&c);
     vt_gguf_close(&g);

@@ -20,7 +20,18 @@ void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, in
         vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
 }
 
-int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
+/* One matrix packed for its direction: the backward one as a view of the forward pack `fwd` when
+ * that is 16-bit (its slivers are widened per block anyway), else a pack of its own. */
+static int pack_one(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold,
+                    const vt_packed *fwd) {
+    if (backward && fwd && fwd->data && fwd->dtype != VT_F32) {
+        vt_pack_transposed(p, fwd);
+        return 0;
+    }
+    return vt_pack_linear(p, w, n_in, n_out, backward, hold);
+}
+
+static int packs_build(vt_model_packs *p, const vt_model *m, int backward, const vt_model_packs *fwd) {
     const vt_config *c = &m->cfg;
     vt_model_packs_free(p);
     p->layers = vt_calloc((size_t)c->n_layers, sizeof *p->layers, "packed weights");
@@ -29,18 +40,28 @@ int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
     for (int l = m->layer_begin; l < m->layer_end; l++) {
         const vt_layer_shape *s = &c->layers[l];
         const vt_layer_weights *w = &m->layers[l];
+        const vt_layer_packs *f = fwd && fwd->layers ? &fwd->layers[l] : NULL;
         vt_layer_packs *lp = &p->layers[l];
         int qd = s->n_heads * c->head_dim, width = qd + 2 * s->n_kv_heads * c->head_dim;
-        if ((s->n_heads && (vt_pack_linear(&lp->qkv, w->wq, c->dim, width, backward) ||
-                            vt_pack_linear(&lp->o, w->wo, qd, c->dim, backward))) ||
-            (s->ffn && (vt_pack_linear(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward) ||
-                        vt_pack_linear(&lp->down, w->w_down, s->ffn, c->dim, backward)))) {
+        if ((s->n_heads && (pack_one(&lp->qkv, w->wq, c->dim, width, backward, m->hold, f ? &f->qkv : NULL) ||
+                            pack_one(&lp->o, w->wo, qd, c->dim, backward, m->hold, f ? &f->o : NULL))) ||
+            (s->ffn && (pack_one(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward, m->hold,
+                                 f ? &f->gate_up : NULL) ||
+                        pack_one(&lp->down, w->w_down, s->ffn, c->dim, backward, m->hold, f ? &f->down : NULL)))) {
             vt_model_packs_free(p);
             return -1;
         }
         p->bytes += lp->qkv.bytes + lp->o.bytes + lp->gate_up.bytes + lp->down.bytes;
     }
     return 0;
+}
+
+int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
+    return packs_build(p, m, backward, NULL);
+}
+
+int vt_model_packs_backward(vt_model_packs *p, const vt_model *m, const vt_model_packs *fwd) {
+    return packs_build(p, m, 1, fwd);
 }
 
 void vt_model_packs_free(vt_model_packs *p) {

@@ -29,6 +29,9 @@ typedef struct {
 /* (Re)packs the layers m holds for the forward x W^T (backward 0) or the backward dY W (backward
  * 1). The weights must not change while the packs are used, and the packs serve m only. */
 int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward);
+/* The backward packs of the layers m holds, its 16-bit matrices as views of their forward packs
+ * fwd (vt_pack_transposed: no second copy), the others packed. fwd must outlive p. */
+int vt_model_packs_backward(vt_model_packs *p, const vt_model *m, const vt_model_packs *fwd);
 void vt_model_packs_free(vt_model_packs *p);
 /* Layer l's packs, or NULL when not packed. */
 static inline const vt_layer_packs *vt_model_packs_layer(const vt_model_packs *p, int l) {

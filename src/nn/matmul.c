@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/dtype.h"
 #include "util/error.h"
+
+/* Floats of the widest KC x NR sliver a 16-bit pack widens into (on the stack of the packed loop). */
+#define SLIVER_MAX (512 * 32)
 
 int vt_sgemm_uses_sup(int m, int n, int k) {
     return m < VT_MATMUL_SUP_BELOW || n < VT_MATMUL_SUP_BELOW || k < VT_MATMUL_SUP_BELOW;
@@ -100,20 +104,29 @@ int vt_par(size_t work) { return work >= grain && omp_get_max_threads() > 1; }
 
 int vt_pack_available(void) {
     const micro_kernel *k = kernel();
-    return k->row_pref && k->ukr && k->mr > 0 && k->nr > 0 && k->kc > 0;
+    return k->row_pref && k->ukr && k->mr > 0 && k->nr > 0 && k->kc > 0 && k->kc * k->nr <= SLIVER_MAX;
 }
 
-size_t vt_packed_bytes(int k, int n) {
+size_t vt_packed_bytes(int k, int n, vt_dtype dtype) {
     int nr = kernel()->nr;
-    return sizeof(float) * (size_t)((n + nr - 1) / nr) * nr * (size_t)k;
+    return vt_dtype_size(dtype) * (size_t)((n + nr - 1) / nr) * nr * (size_t)k;
 }
 
-int vt_pack(vt_packed *p, const float *w, int k, int n, int trans) {
+/* Element i of a pack's data in its dtype (narrowing is exact: vt_pack checked the weights). */
+static inline void put(void *data, vt_dtype t, size_t i, float v) {
+    if (t == VT_F32)
+        ((float *)data)[i] = v;
+    else
+        ((uint16_t *)data)[i] = t == VT_BF16 ? vt_f32_to_bf16(v) : vt_f32_to_f16(v);
+}
+
+int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold) {
     const micro_kernel *mk = kernel();
     int nr = mk->nr, kcb = mk->kc, slivers = (n + nr - 1) / nr;
     memset(p, 0, sizeof *p);
     if (a_blocks_reserve(vt_threads())) return -1;
-    p->bytes = vt_packed_bytes(k, n);
+    p->dtype = hold != VT_F32 && vt_dtype_exact(w, (size_t)k * n, hold) ? hold : VT_F32;
+    p->bytes = vt_packed_bytes(k, n, p->dtype);
     p->data = alloc64(p->bytes, "packed weights");
     if (!p->data) return -1;
     p->k = k;
@@ -123,29 +136,39 @@ int vt_pack(vt_packed *p, const float *w, int k, int n, int trans) {
     for (int pc = 0; pc < k; pc += kcb) {
         int kc = k - pc < kcb ? k - pc : kcb;
         for (int j = 0; j < slivers; j++) {
-            float *d = p->data + (size_t)pc * slivers * nr + (size_t)j * nr * kc;
+            size_t d = (size_t)pc * slivers * nr + (size_t)j * nr * kc; /* the sliver's first element */
             int cols = n - j * nr < nr ? n - j * nr : nr;
             if (trans) /* B[q][j] = W[j][q]: read W's rows, write the sliver's columns */
                 for (int r = 0; r < nr; r++) {
                     const float *src = w + (size_t)(j * nr + r) * k + pc;
-                    for (int q = 0; q < kc; q++) d[(size_t)q * nr + r] = r < cols ? src[q] : 0.0f;
+                    for (int q = 0; q < kc; q++)
+                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[q] : 0.0f);
                 }
             else
                 for (int q = 0; q < kc; q++) {
                     const float *src = w + (size_t)(pc + q) * n + (size_t)j * nr;
-                    for (int r = 0; r < nr; r++) d[(size_t)q * nr + r] = r < cols ? src[r] : 0.0f;
+                    for (int r = 0; r < nr; r++)
+                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[r] : 0.0f);
                 }
         }
     }
     return 0;
 }
 
-int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward) {
-    return backward ? vt_pack(p, w, n_out, n_in, 0) : vt_pack(p, w, n_in, n_out, 1);
+int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold) {
+    return backward ? vt_pack(p, w, n_out, n_in, 0, hold) : vt_pack(p, w, n_in, n_out, 1, hold);
+}
+
+void vt_pack_transposed(vt_packed *p, const vt_packed *of) {
+    *p = *of;
+    p->k = of->n;
+    p->n = of->k;
+    p->transposed = 1;
+    p->bytes = 0;
 }
 
 void vt_packed_free(vt_packed *p) {
-    free(p->data);
+    if (!p->transposed) free(p->data);
     memset(p, 0, sizeof *p);
 }
 
@@ -167,6 +190,62 @@ static void pack_a(float *dst, const float *a, int lda, int rows, int kc, int mr
     }
 }
 
+/* Element i of a pack's data as fp32 (widening is exact: every 16-bit value is an fp32 value). */
+static inline float elem(const void *data, vt_dtype t, size_t i) {
+    if (t == VT_F32) return ((const float *)data)[i];
+    uint16_t h = ((const uint16_t *)data)[i];
+    if (t == VT_F16) return vt_f16_to_f32(h);
+    uint32_t u = (uint32_t)h << 16; /* bf16 is the top half of an fp32 */
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Sliver j of block pc (depth kc) of the view b = A^T gathered from the pack of A[b->n, b->k] into
+ * buf: column c of the sliver is row j NR + c of A's pack, whose elements run along A's slivers. */
+static void gather_transposed(const vt_packed *b, int pc, int kc, int j, float *buf) {
+    int nr = b->nr, ka = b->n, slivers_a = (b->k + nr - 1) / nr;
+    for (int c = 0; c < nr; c++) {
+        int row = j * nr + c; /* the k index in A's pack */
+        if (row >= ka) {
+            for (int q = 0; q < kc; q++) buf[(size_t)q * nr + c] = 0.0f;
+            continue;
+        }
+        int pa = row / b->kc * b->kc, kca = ka - pa < b->kc ? ka - pa : b->kc;
+        /* B[pc + q][row] = A[row][pc + q]: in A's sliver (pc + q) / NR, position (pc + q) % NR */
+        size_t at = (size_t)pa * slivers_a * nr + (size_t)(pc / nr) * nr * kca + (size_t)(row - pa) * nr;
+        int r = pc % nr;
+        for (int q = 0; q < kc; q++) {
+            buf[(size_t)q * nr + c] = elem(b->data, b->dtype, at + (size_t)r);
+            if (++r == nr) {
+                r = 0;
+                at += (size_t)nr * kca;
+            }
+        }
+    }
+}
+
+/* Sliver j of block pc (depth kc) of b as fp32: in place when b is an fp32 pack, else widened or
+ * gathered into buf. */
+static float *sliver(const vt_packed *b, int pc, int kc, int j, float *buf) {
+    int nr = b->nr, slivers = (b->n + nr - 1) / nr;
+    size_t off = (size_t)pc * slivers * nr + (size_t)j * nr * kc, len = (size_t)nr * kc;
+    if (b->transposed) {
+        gather_transposed(b, pc, kc, j, buf);
+        return buf;
+    }
+    if (b->dtype == VT_F32) return (float *)b->data + off;
+    if (b->dtype == VT_BF16) { /* a shift the compiler vectorises */
+        const uint16_t *h = (const uint16_t *)b->data + off;
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u = (uint32_t)h[i] << 16;
+            memcpy(&buf[i], &u, sizeof u);
+        }
+    } else
+        vt_convert_to_f32(buf, (const uint16_t *)b->data + off, VT_F16, len);
+    return buf;
+}
+
 /* Slivers j0..j1 of C[m, n] = A B + beta C (every KC block, every MC block of rows), with abuf
  * for A's packed rows: one thread's share of vt_sgemm_packed. Each element of C gets the same
  * micro-kernel calls in the same order whatever the share, so any split gives the same bits. */
@@ -174,23 +253,25 @@ static void packed_slivers(const micro_kernel *mk, int m, const float *a, int ld
                            float *c, int ldc, int j0, int j1, float *abuf) {
     int mr = mk->mr, nr = b->nr, k = b->k, n = b->n, slivers = (n + nr - 1) / nr;
     float one = 1.0f;
+    _Alignas(64) float wide[SLIVER_MAX]; /* a 16-bit pack's sliver widened (vt_pack_available: it fits) */
     auxinfo_t aux;
     memset(&aux, 0, sizeof aux);
     for (int pc = 0; pc < k; pc += b->kc) {
         int kc = k - pc < b->kc ? k - pc : b->kc;
         float bt = pc ? 1.0f : beta;
-        const float *bp = b->data + (size_t)pc * slivers * nr;
         for (int ic = 0; ic < m; ic += mk->mc) {
             int mc = m - ic < mk->mc ? m - ic : mk->mc, panels = (mc + mr - 1) / mr;
             pack_a(abuf, a + (size_t)ic * lda + pc, lda, mc, kc, mr);
             for (int j = j0; j < j1; j++) {
-                float *bj = (float *)bp + (size_t)j * nr * kc;
+                float *bj = sliver(b, pc, kc, j, wide);
                 int cols = n - j * nr < nr ? n - j * nr : nr;
                 for (int i = 0; i < panels; i++) {
                     int rows = mc - i * mr < mr ? mc - i * mr : mr;
                     int last = i + 1 == panels; /* the kernel prefetches the next panels */
                     bli_auxinfo_set_next_a(abuf + (size_t)(last ? 0 : i + 1) * mr * kc, &aux);
-                    bli_auxinfo_set_next_b(last && j + 1 < slivers ? bj + (size_t)nr * kc : bj, &aux);
+                    /* a widened sliver's successor is not widened yet: the kernel prefetches this one */
+                    int next = last && j + 1 < slivers && bj != wide;
+                    bli_auxinfo_set_next_b(next ? bj + (size_t)nr * kc : bj, &aux);
                     mk->ukr(rows, cols, kc, &one, abuf + (size_t)i * mr * kc, bj, &bt,
                             c + (size_t)(ic + i * mr) * ldc + (size_t)j * nr, ldc, 1, &aux, mk->cntx);
                 }

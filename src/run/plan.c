@@ -83,20 +83,28 @@ static size_t gate_count(const vt_config *c) {
     return n;
 }
 
-/* Bytes of the packed copies of layers [l0, l1) and of vs classifier rows, for x W^T and dY W. */
-static double pack_bytes(const vt_config *c, int l0, int l1, int vs) {
-    double b = 0.0, d = c->dim;
+/* Bytes of the packed copies of layers [l0, l1) and of vs classifier rows, for x W^T and dY W,
+ * held in t; 16-bit backward packs are views of the forward ones (vt_pack_transposed), no bytes. */
+static double pack_bytes(const vt_config *c, int l0, int l1, int vs, vt_dtype t) {
+    double fwd = 0.0, bwd = 0.0;
+    int d = c->dim;
     for (int l = l0; l < l1; l++) {
         const vt_layer_shape *s = &c->layers[l];
         int q = s->n_heads * c->head_dim, width = q + 2 * s->n_kv_heads * c->head_dim;
-        if (s->n_heads)
-            b += (double)vt_packed_bytes(c->dim, width) + (double)vt_packed_bytes(width, c->dim) +
-                 (double)vt_packed_bytes(q, c->dim) + (double)vt_packed_bytes(c->dim, q);
-        if (s->ffn)
-            b += (double)vt_packed_bytes(c->dim, 2 * s->ffn) + (double)vt_packed_bytes(2 * s->ffn, c->dim) +
-                 (double)vt_packed_bytes(s->ffn, c->dim) + (double)vt_packed_bytes(c->dim, s->ffn);
+        if (s->n_heads) {
+            fwd += (double)vt_packed_bytes(d, width, t) + (double)vt_packed_bytes(q, d, t);
+            bwd += (double)vt_packed_bytes(width, d, t) + (double)vt_packed_bytes(d, q, t);
+        }
+        if (s->ffn) {
+            fwd += (double)vt_packed_bytes(d, 2 * s->ffn, t) + (double)vt_packed_bytes(s->ffn, d, t);
+            bwd += (double)vt_packed_bytes(2 * s->ffn, d, t) + (double)vt_packed_bytes(d, s->ffn, t);
+        }
     }
-    return vs ? b + (double)vt_packed_bytes((int)d, vs) + (double)vt_packed_bytes(vs, (int)d) : b;
+    if (vs) {
+        fwd += (double)vt_packed_bytes(d, vs, t);
+        bwd += (double)vt_packed_bytes(vs, d, t);
+    }
+    return t == VT_F32 ? fwd + bwd : fwd;
 }
 
 /* Memory of stage s's ranks (see docs/CLUSTER.md for each term). */
@@ -120,7 +128,7 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     st->weights = w + student + (last ? 0.0 : (double)vs * d * f4); /* other stages' classifier rows */
     /* packed copies of the student's frozen weights (the dense size: an upper bound once sliced);
      * fine-tuning frees them, the plan counts them with its moments all the same */
-    st->packs = pack_bytes(c, l0, l1, vs);
+    st->packs = pack_bytes(c, l0, l1, vs, in->hold);
     if (in->pack_weights) st->weights += st->packs;
 
     /* GPipe: the tape of every micro-batch, M groups of C chunks, chunk k at positions k Tc.. */

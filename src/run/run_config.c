@@ -32,6 +32,7 @@ _Static_assert(sizeof(vt_reconstruct_method) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_refit_target) == sizeof(int), "enum size");
 _Static_assert(VT_RECONSTRUCT_NONE == 0 && VT_REFIT_LAYER == 0 && VT_REFIT_RESIDUAL == 1, "name tables order");
 _Static_assert(sizeof(vt_recover_method) == sizeof(int), "enum size");
+_Static_assert(sizeof(vt_hold) == sizeof(int) && VT_HOLD_AUTO == 0, "enum size, hold_names order");
 /* The name tables below are indexed by these values. */
 _Static_assert(VT_LR_CONSTANT == 0 && VT_LR_COSINE == 1 && VT_LR_LINEAR == 2, "schedule_names order");
 _Static_assert(VT_F32 == 0 && VT_F16 == 1 && VT_BF16 == 2, "dtype_names order");
@@ -53,6 +54,7 @@ static const char *const method_names[] = {"vib", "magnitude", "random", "taylor
 static const char *const variant_names[] = {"faster", "full", "fast", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "linear", NULL};
 static const char *const archive_names[] = {"none", "tar", "tar.zst", NULL};
+static const char *const hold_names[] = {"auto", "fp32", NULL}; /* vt_hold */
 static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL}; /* VT_F32, VT_F16, VT_BF16 */
 static const char *const format_names[] = {"hf", "gguf", NULL};
 static const char *const quantize_names[] = {"none", "q8_0", NULL};
@@ -73,6 +75,7 @@ static const char *const recover_names[] = {"none", "lora", "full", NULL}; /* vt
 static const key_def keys[] = {
     STR("model", "path", model.path, 1),
     STR("model", "tokenizer", model.tokenizer, 0),
+    ENUM("model", "hold", model.hold, hold_names),
 
     STR("data", "calib", data.calib, 1),
     STR("data", "eval", data.eval, 0),
@@ -774,15 +777,16 @@ char *vt_run_config_json(const vt_run_config *rc) {
 
 /* Keys that may differ between a run and its resume: where the result goes and how it is
  * reported or evaluated, how long the phases run, when checkpoints are saved, how a step is cut
- * into micro-batches and sequence chunks (float summation order only), whether weights are packed, the
- * threads per rank (results do not depend on them), and the layout (stages x replicas), which the
+ * into micro-batches and sequence chunks (float summation order only), whether weights are packed and
+ * in which type (the same numbers), the threads per rank (results do not depend on them), and the
+ * layout (stages x replicas), which the
  * checkpoint manifest checks by itself. method.taylor_batches is the taylor baseline's (no
  * checkpoints). [reconstruct] and [recover] are recorded: the recovery's checkpoints hold adapters
  * (or weights) trained on the re-fitted model, which another re-fit or recipe would not match;
  * recover.micro_batch changes the summation order only. [plugin] is plug's (vt_run_config_plug_settings).
  * Every other key is recorded with the checkpoints and must stay the same. */
 static const char *const resume_may_change[] = {
-    "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
+    "data.eval",       "data.eval_window",        "model.hold",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
     "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "parallel.threads", "run.*",
     "recover.micro_batch",     "plugin.*",

@@ -23,10 +23,15 @@ typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_arch
 /* data.fraction of the fast variant when the configuration does not set it. */
 #define VT_FAST_FRACTION_DEFAULT 0.03
 
+/* model.hold: auto holds packed copies of frozen weights in the checkpoint's 16-bit type when it
+ * stored them in one (vt_model.hold), fp32 always in fp32 (the same results, twice the bytes). */
+typedef enum { VT_HOLD_AUTO = 0, VT_HOLD_FP32 = 1 } vt_hold;
+
 /* [model]: what is pruned. */
 typedef struct {
     char path[VT_PATH_MAX];      /* required: llama2.c .bin or HF directory */
     char tokenizer[VT_PATH_MAX]; /* "": found next to the model */
+    vt_hold hold;
 } vt_model_inputs;
 
 /* [data]: calibration and evaluation text. */

@@ -33,11 +33,14 @@ int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows) {
 int vt_head_part_pack(vt_head_part *h) {
     vt_head_part_unpack(h);
     if (!h->vs) return 0;
-    for (int b = 0; b < 2; b++) {
-        if (vt_pack_linear(&h->pk[b], h->w, h->d, h->vs, b)) {
-            vt_head_part_unpack(h);
-            return -1;
-        }
+    if (vt_pack_linear(&h->pk[0], h->w, h->d, h->vs, 0, h->hold)) return -1;
+    if (h->pk[0].dtype != VT_F32) { /* 16-bit: the backward reads the forward pack (matmul.h) */
+        vt_pack_transposed(&h->pk[1], &h->pk[0]);
+        return 0;
+    }
+    if (vt_pack_linear(&h->pk[1], h->w, h->d, h->vs, 1, h->hold)) {
+        vt_head_part_unpack(h);
+        return -1;
     }
     return 0;
 }

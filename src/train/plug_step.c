@@ -20,7 +20,7 @@ int vt_plug_step_init(vt_plug_step *s, const vt_model *m, const vt_plugin *p, in
     if (!rc) rc = vt_fwd_init(&s->f, m, B, T, T);
     if (!rc) rc = vt_model_packs_init(&s->f.packs, m, 0);
     if (!rc) rc = vt_bwd_init(&s->bw, m, B, P > (int)C - 1 ? P : (int)C - 1, T);
-    if (!rc) rc = vt_model_packs_init(&s->bw.packs, m, 1);
+    if (!rc) rc = vt_model_packs_backward(&s->bw.packs, m, &s->f.packs);
     if (!rc) rc = vt_plugin_work_init(&s->pw, m, p, B, P);
     if (!rc) rc = vt_tape_init(&s->tape[0], m, B, P, 0);
     if (!rc) rc = vt_tape_init(&s->tape[1], m, B, (int)C - 1, P);

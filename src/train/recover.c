@@ -104,7 +104,7 @@ static int alloc_trained(recover_ctx *x) {
         x->param = x->lo.arena, x->grad = x->lg.arena, x->n = x->lo.n_params;
         if (s->norms && alloc_norms(x)) return -1;
         if (s->pack && vt_pack_available() && (vt_model_packs_init(&x->fs.packs, x->st, 0) ||
-                                    vt_model_packs_init(&x->bw.packs, x->st, 1)))
+                                    vt_model_packs_backward(&x->bw.packs, x->st, &x->fs.packs)))
             return -1;
     } else {
         size_t start;

@@ -154,8 +154,10 @@ static void log_packing(const trainer *t) {
     if (!p->run.log || t->comm->world_rank != 0 || !p->pipeline.pack_weights) return;
     size_t packed = vt_trainer_pack_bytes(t);
     if (t->st.packed)
-        fprintf(p->run.log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0 (%d thread(s) per rank)\n",
-                packed / 1048576.0, vt_threads());
+        fprintf(p->run.log,
+                "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0, held in %s (%zu bytes; %d thread(s) "
+                "per rank)\n",
+                packed / 1048576.0, vt_dtype_name(t->st.model->hold), packed, vt_threads());
     else
         fprintf(p->run.log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
 }
