@@ -139,8 +139,9 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
                             3.0 * (double)p->gates * p->seqs_per_replica); /* gate values, noise, grads */
     /* every stage: its share of the logits, probabilities and their gradient, the classifier's input
      * and its gradient, for the whole sequences of a micro-batch; the last stage: the gradients at
-     * the final hidden states of every micro-batch (M C chunks) */
-    st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 6.0 * sizeof(double) * rows;
+     * the final hidden states of every micro-batch (M C chunks); 7 doubles a row: the softmax statistics
+     * (6) and hneg */
+    st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 7.0 * sizeof(double) * rows;
     if (last) st->activations += f4 * (double)M * C * rows_mb * d;
     /* the last stage: the teacher cache's rows of the replica's sequences, fetched for a step */
     if (last) st->activations += p->cache_per_sequence * p->seqs_per_replica;

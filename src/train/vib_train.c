@@ -155,9 +155,9 @@ static void log_packing(const trainer *t) {
     size_t packed = vt_trainer_pack_bytes(t);
     if (t->st.packed)
         fprintf(p->run.log,
-                "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0, held in %s (%zu bytes; %d thread(s) "
-                "per rank)\n",
-                packed / 1048576.0, vt_dtype_name(t->st.model->hold), packed, vt_threads());
+                "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0 (%d thread(s) per rank), held in %s "
+                "(%zu bytes)\n",
+                packed / 1048576.0, vt_threads(), vt_dtype_name(t->st.model->hold), packed);
     else
         fprintf(p->run.log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
 }

@@ -12,6 +12,7 @@
 #include "nn/loss.h"
 #include "nn/masks.h"
 #include "nn/matmul.h"
+#include "util/dtype.h"
 #include "util/rng.h"
 
 static float *random_floats(size_t n, uint64_t *s) {
@@ -34,9 +35,16 @@ static void test_matmuls(void **st) {
     vt_threads_grain_set(0);
     float *a = random_floats((size_t)M * K, &s), *w = random_floats((size_t)N * K, &s);
     float *c0 = random_floats((size_t)M * N, &s), *c[TRIES], *d[TRIES];
+    for (size_t i = 0; i < (size_t)N * K; i++) { /* exact in bf16, so a 16-bit pack holds the same numbers */
+        uint32_t u = (uint32_t)vt_f32_to_bf16(w[i]) << 16;
+        memcpy(&w[i], &u, sizeof u);
+    }
     assert_int_equal(vt_threads_set(TRIES), 0); /* vt_pack holds row buffers for the threads there are */
-    vt_packed p;
-    assert_int_equal(vt_pack(&p, w, K, N, 1), 0);
+    vt_packed p, pb;
+    assert_int_equal(vt_pack(&p, w, K, N, 1, VT_F32), 0);
+    assert_int_equal(vt_pack(&pb, w, K, N, 1, VT_BF16), 0);
+    assert_int_equal(pb.dtype, VT_BF16);
+    float *e = malloc(sizeof(float) * M * N);
     for (int t = 0; t < TRIES; t++) {
         assert_int_equal(vt_threads_set(t + 1), 0);
         assert_int_equal(vt_threads(), t + 1);
@@ -47,12 +55,17 @@ static void test_matmuls(void **st) {
         vt_sgemm(0, 1, M, N, K, 1.0f, a, K, w, K, 0.0f, d[t], N);
         assert_memory_equal(c[t], c[0], sizeof(float) * M * N);
         assert_memory_equal(d[t], d[0], sizeof(float) * M * N);
+        memcpy(e, c0, sizeof(float) * M * N); /* the 16-bit pack, widened per sliver on every thread */
+        vt_sgemm_packed(M, a, K, &pb, 1.0f, e, N);
+        assert_memory_equal(e, c[0], sizeof(float) * M * N);
     }
     /* and the product is the product: the packed path against BLIS's, to rounding */
     for (int i = 0; i < M * N; i++) d[0][i] += c0[i];
     assert_true(tu_rel_diff(c[0], d[0], (size_t)M * N) < 1e-5);
     for (int t = 0; t < TRIES; t++) free(c[t]), free(d[t]);
     vt_packed_free(&p);
+    vt_packed_free(&pb);
+    free(e);
     free(a);
     free(w);
     free(c0);
