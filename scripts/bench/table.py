@@ -68,6 +68,8 @@ def scaling(x):
     return f"{x / n1_mean:.2f}x of -n 1 ({lo:.2f}x to {hi:.2f}x against the -n 1 runs before and after)"
 
 
+if os.path.exists(os.path.join(work, "run-threads2", "progress.jsonl")):  # parallel.threads = 2, -n 1
+    tok["threads2"] = B * T / step_seconds("threads2")
 if os.path.exists(os.path.join(work, "run-stages2b", "progress.jsonl")):
     tok["stages2b"] = 2 * B * T / step_seconds("stages2b")
 for n in ("n1-plain", "stages-plain"):  # weights not packed (parallel.pack_weights = false)
@@ -128,6 +130,15 @@ if "n1-plain" in tok and "stages-plain" in tok:
           f"{tok['n1-plain']:.1f}, {tok['stages-plain']:.1f} tokens/s | packed {tok['n1'] / tok['n1-plain']:.2f}x and "
           f"{tok['stages'] / tok['stages-plain']:.2f}x faster; stages {tok['stages-plain'] / tok['n1-plain']:.2f}x "
           f"of -n 1 |")
+if "threads2" in tok:
+    print(f"| 4 | -n 1 with 2 threads in the rank (parallel.threads = 2) | {tok['threads2']:.1f} tokens/s | "
+          f"{scaling(tok['threads2'])}; {tok['threads2'] / tok['replicas']:.2f}x of -n 2 as 2 replicas |")
+lt = load("layer-threads.json")  # bench_layer --threads 2: one layer, packed, 1 and 2 threads alternately
+if lt:
+    print(f"| 4 | one layer's gated forward and backward at {lt['tokens']} rows, packed, on 1 and {lt['threads']} "
+          f"threads alternately in one process ({lt['rounds']} rounds) | {lt['one_s']:.2f} s, {lt['many_s']:.2f} s | "
+          f"{lt['threads']} threads {lt['speedup']:.2f}x faster; the same gate gradients: "
+          f"{'yes' if lt['same_gates_gradient'] else 'NO'} |")
 ab = load("layer-ab.json")  # bench_layer: one layer, packed and plain alternately in one process
 if ab:
     print(f"| 4 | one layer's gated forward and backward at {ab['tokens']} rows, plain and packed alternately "

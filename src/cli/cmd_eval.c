@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/eval_cli.h"
 #include "dist/pipeline.h"
+#include "nn/matmul.h"
 #include "io/plugin_file.h"
 #include "nn/continuation.h"
 #include "util/args.h"
@@ -81,6 +82,7 @@ int vt_cmd_eval(vt_world *w, int argc, char **argv) {
         if (w->rank == 0) vt_eval_usage();
         return 0;
     }
+    if (vt_comm_agree(w->comm, vt_threads_set(o.threads))) return vt_cmd_fail_world("eval");
     if (o.plugin) return run_plugin_eval(w, &o) ? vt_cmd_fail_world("eval") : 0;
     return run_eval(w, &o) ? vt_cmd_fail_world("eval") : 0;
 }

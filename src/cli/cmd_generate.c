@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/generate_cli.h"
 #include "dist/pipeline.h"
+#include "nn/matmul.h"
 #include "io/plugin_file.h"
 #include "io/tokenizer.h"
 #include "nn/plugin.h"
@@ -158,6 +159,7 @@ int vt_cmd_generate(vt_world *w, int argc, char **argv) {
         if (w->rank == 0) vt_generate_usage();
         return 0;
     }
+    if (vt_comm_agree(w->comm, vt_threads_set(o.threads))) return vt_cmd_fail_world("generate");
     prompt pr = {0};
     vt_pipeline p;
     int rc = -1;

@@ -13,6 +13,7 @@
 #include "util/fsutil.h"
 #include "io/hf_config.h"
 #include "nn/lora.h"
+#include "nn/matmul.h"
 #include "dist/partition.h"
 #include "run/plan.h"
 #include "run/run_config.h"
@@ -39,10 +40,10 @@ static const char *synopsis =
  * (vt_checkpoint_config: an HF directory's config.json, whose weight files must be there, or a
  * llama2.c .bin's header). */
 static int read_model_config(const vt_run_config *rc, const char *model_config, vt_config *c, char *source,
-                             size_t cap, int *dtype) {
+                             size_t cap) {
     if (model_config) {
         snprintf(source, cap, "%s", model_config);
-        return vt_hf_config_read(model_config, c, dtype);
+        return vt_hf_config_read(model_config, c, NULL);
     }
     const char *path = rc->model.path;
     if (!path[0])
@@ -59,6 +60,18 @@ static int read_model_config(const vt_run_config *rc, const char *model_config, 
     if (vt_checkpoint_config(path, c))
         return vt_fail_context("model.path (--model-config config.json plans without the checkpoint)");
     return 0;
+}
+
+/* The checkpoint's 16-bit type from its config.json's torch_dtype, else VT_F32 (a llama2.c .bin is
+ * fp32; GGUF is counted as fp32 too: an upper bound). */
+static vt_dtype checkpoint_16bit_type(const char *source) {
+    size_t n = strlen(source);
+    int declared = -1;
+    vt_config tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (n >= 5 && strcmp(source + n - 5, ".json") == 0 && vt_hf_config_read(source, &tmp, &declared) == 0)
+        vt_config_free(&tmp);
+    return declared == VT_F16 || declared == VT_BF16 ? (vt_dtype)declared : VT_F32;
 }
 
 static void format_count(double x, char *buf, size_t cap) {
@@ -438,7 +451,7 @@ static int load_run_config(const char *config, vt_opt *opts, int n, int argc, ch
     return 0;
 }
 
-static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, const plan_options *o, int dtype) {
+static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, const plan_options *o, vt_dtype dtype) {
     int vib = rc->method.name == VT_METHOD_VIB;
     return (vt_plan_input){
         .cfg = c,
@@ -457,8 +470,9 @@ static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, con
         .refit_sequences = rc->reconstruct.method == VT_RECONSTRUCT_LSQ ? rc->reconstruct.sequences : 0,
         .refit_batch = rc->reconstruct.fit.batch,
         .refit_inputs = rc->reconstruct.fit.inputs,
-        .threads = rc->pipeline.threads,
-        .checkpoint_16bit = dtype == VT_BF16 || dtype == VT_F16,
+        .threads = rc->pipeline.threads > 0 ? rc->pipeline.threads : vt_threads_default(),
+        .checkpoint_16bit = dtype != VT_F32,
+        .hold = rc->model.hold == VT_HOLD_AUTO ? dtype : VT_F32, /* the type packs are held in (vt_model.hold) */
         .recover_method = (int)rc->recover.method,
         .recover_steps = rc->recover.steps,
         .recover_batch = rc->recover.batch_size,
@@ -581,13 +595,13 @@ int vt_cmd_plan(int argc, char **argv) {
     if (parse_numbers(opts, n, &o) || load_run_config(config, opts, n, argc, argv, &rc)) return vt_cmd_fail("plan");
     vt_config c;
     char source[VT_PATH_MAX + 16];
-    int dtype = -1, fits;
+    int fits;
     memset(&c, 0, sizeof c);
-    if (read_model_config(&rc, vt_args_get(opts, n, "model-config"), &c, source, sizeof source, &dtype)) {
+    if (read_model_config(&rc, vt_args_get(opts, n, "model-config"), &c, source, sizeof source)) {
         vt_config_free(&c);
         return vt_cmd_fail("plan");
     }
-    vt_plan_input in = plan_input(&rc, &c, &o, dtype);
+    vt_plan_input in = plan_input(&rc, &c, &o, checkpoint_16bit_type(source));
     vt_plan p;
     if (make_plan(&o, &in, &p, &fits)) {
         vt_fail_context("%s on %s", config, o.ranks > 0 ? "the given ranks" : "the given machine");

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/prune_cli.h"
 #include "dist/pipeline.h"
+#include "nn/matmul.h"
 #include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -83,6 +84,7 @@ int vt_cmd_prune(vt_world *w, int argc, char **argv) {
         else if (w->rank == 0) vt_run_config_print(&rc, stdout);
         return 0;
     }
+    if (vt_comm_agree(w->comm, vt_threads_set(rc.pipeline.threads))) return vt_cmd_fail_world("prune");
     /* The architecture and the split only: each rank opens just its own shards later. One
      * process holds the whole model whatever parallel.stages says. */
     vt_pipeline p;

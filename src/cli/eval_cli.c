@@ -11,8 +11,9 @@
 #include "util/fsutil.h"
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
+#include "nn/matmul.h"
 
-enum { OPT_MODEL, OPT_TOKENIZER, OPT_DATA, OPT_WINDOW, OPT_BATCH, OPT_JSON, OPT_STAGES, OPT_PLUGIN, OPT_PROMPT_FRACTION, N_OPTS };
+enum { OPT_MODEL, OPT_TOKENIZER, OPT_DATA, OPT_WINDOW, OPT_BATCH, OPT_JSON, OPT_STAGES, OPT_PLUGIN, OPT_PROMPT_FRACTION, OPT_THREADS, N_OPTS };
 
 static void default_opts(vt_opt *opts) {
     const vt_opt table[N_OPTS] = {
@@ -25,6 +26,7 @@ static void default_opts(vt_opt *opts) {
         {"stages", 1, "pipeline stages under mpirun (0 = automatic; the rest are replicas)", "0", 0},
         {"plugin", 1, "a Variator plugin file: continuation perplexity dense vs plugged, one process (docs/PLUGINS.md)", NULL, 0},
         {"prompt-fraction", 1, "with --plugin: the share of each window that is prompt", "0.75", 0},
+        {"threads", 1, "threads per process (0 = BLIS_NUM_THREADS, else 1)", "0", 0},
     };
     memcpy(opts, table, sizeof table);
 }
@@ -32,20 +34,22 @@ static void default_opts(vt_opt *opts) {
 void vt_eval_usage(void) {
     vt_opt opts[N_OPTS];
     default_opts(opts);
-    vt_args_usage("eval", "--model PATH [--tokenizer PATH] --data FILE [--window L] [--json] [--plugin FILE [--prompt-fraction F]]", opts, N_OPTS);
+    vt_args_usage("eval", "--model PATH [--tokenizer PATH] --data FILE [--window L] [--json] [--threads N] [--plugin FILE [--prompt-fraction F]]", opts, N_OPTS);
 }
 
 int vt_eval_options_parse(vt_eval_options *o, int argc, char **argv, int *help) {
     vt_opt opts[N_OPTS];
     default_opts(opts);
-    long window, batch, stages;
+    long window, batch, stages, threads;
     memset(o, 0, sizeof *o);
     if (vt_args_parse(opts, N_OPTS, argc, argv, 1, help)) return -1;
     if (*help) return 0;
     if (vt_args_require(opts, N_OPTS, "model") || vt_args_require(opts, N_OPTS, "data") ||
         vt_args_int(opts, N_OPTS, "window", 2, 1L << 24, &window) ||
-        vt_args_int(opts, N_OPTS, "batch", 0, 1 << 16, &batch) || vt_args_int(opts, N_OPTS, "stages", 0, 1 << 20, &stages))
+        vt_args_int(opts, N_OPTS, "batch", 0, 1 << 16, &batch) || vt_args_int(opts, N_OPTS, "stages", 0, 1 << 20, &stages) ||
+        vt_args_int(opts, N_OPTS, "threads", 0, VT_MAX_THREADS, &threads))
         return -1;
+    o->threads = (int)threads;
     o->model = opts[OPT_MODEL].value;
     o->tokenizer = opts[OPT_TOKENIZER].value;
     o->data = opts[OPT_DATA].value;

@@ -13,6 +13,7 @@ typedef struct {
     int window, batch;                    /* batch 0 = automatic */
     int json;
     int stages; /* pipeline stages under mpirun; 0 = automatic */
+    int threads; /* per process (vt_threads_set); 0 = BLIS_NUM_THREADS or 1 */
     const char *plugin;     /* --plugin: continuation perplexity dense vs plugged; NULL: none */
     double prompt_fraction; /* --prompt-fraction: the prompt's share of each window */
 } vt_eval_options;

@@ -11,8 +11,9 @@
 #include "util/error.h"
 #include "util/rng.h"
 #include "util/sampler.h"
+#include "nn/matmul.h"
 
-enum { OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_STEPS, OPT_TEMPERATURE, OPT_SEED, OPT_STAGES, OPT_PLUGIN, N_OPTS };
+enum { OPT_MODEL, OPT_TOKENIZER, OPT_PROMPT, OPT_STEPS, OPT_TEMPERATURE, OPT_SEED, OPT_STAGES, OPT_PLUGIN, OPT_THREADS, N_OPTS };
 
 static void default_opts(vt_opt *opts) {
     const vt_opt table[N_OPTS] = {
@@ -24,6 +25,7 @@ static void default_opts(vt_opt *opts) {
         {"seed", 1, "random seed for sampling", "1", 0},
         {"stages", 1, "pipeline stages under mpirun (0 = automatic; the rest are replicas)", "0", 0},
         {"plugin", 1, "a Variator plugin file: the prompt runs plugged, generation exactly; one process (docs/PLUGINS.md)", NULL, 0},
+        {"threads", 1, "threads per process (0 = BLIS_NUM_THREADS, else 1)", "0", 0},
     };
     memcpy(opts, table, sizeof table);
 }
@@ -31,21 +33,23 @@ static void default_opts(vt_opt *opts) {
 void vt_generate_usage(void) {
     vt_opt opts[N_OPTS];
     default_opts(opts);
-    vt_args_usage("generate", "--model PATH [--tokenizer PATH] [--prompt TEXT] [--steps N] [--temperature T] [--seed S] [--plugin FILE]",
+    vt_args_usage("generate", "--model PATH [--tokenizer PATH] [--prompt TEXT] [--steps N] [--temperature T] [--seed S] [--threads N] [--plugin FILE]",
                   opts, N_OPTS);
 }
 
 int vt_generate_options_parse(vt_generate_options *o, int argc, char **argv, int *help) {
     vt_opt opts[N_OPTS];
     default_opts(opts);
-    long steps, seed, stages;
+    long steps, seed, stages, threads;
     memset(o, 0, sizeof *o);
     if (vt_args_parse(opts, N_OPTS, argc, argv, 1, help)) return -1;
     if (*help) return 0;
     if (vt_args_require(opts, N_OPTS, "model") || vt_args_int(opts, N_OPTS, "steps", 1, 1L << 30, &steps) ||
         vt_args_double(opts, N_OPTS, "temperature", &o->temperature) ||
-        vt_args_int(opts, N_OPTS, "seed", 0, 0x7fffffffL, &seed) || vt_args_int(opts, N_OPTS, "stages", 0, 1 << 20, &stages))
+        vt_args_int(opts, N_OPTS, "seed", 0, 0x7fffffffL, &seed) || vt_args_int(opts, N_OPTS, "stages", 0, 1 << 20, &stages) ||
+        vt_args_int(opts, N_OPTS, "threads", 0, VT_MAX_THREADS, &threads))
         return -1;
+    o->threads = (int)threads;
     if (o->temperature < 0.0) return vt_fail("--temperature must be 0 or positive, got %g", o->temperature);
     o->model = opts[OPT_MODEL].value;
     o->tokenizer = opts[OPT_TOKENIZER].value;

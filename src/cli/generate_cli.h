@@ -15,6 +15,7 @@ typedef struct {
     double temperature;                     /* 0 = greedy */
     uint64_t seed;
     int stages; /* pipeline stages under mpirun; 0 = automatic */
+    int threads; /* per process (vt_threads_set); 0 = BLIS_NUM_THREADS or 1 */
     const char *plugin; /* --plugin: the prompt's prefill plugged (one process); NULL: none */
 } vt_generate_options;
 

@@ -92,10 +92,9 @@ int vt_tokens_write(const char *path, const vt_tokens *t, int vocab_size) {
         if (t->ids[i] < 0 || (vocab_size > 0 && t->ids[i] >= vocab_size))
             return vt_fail("%s: token %zu has id %d, outside the vocabulary of %d", path, i, (int)t->ids[i], vocab_size);
 
-    char tmp[VT_PATH_MAX];
-    if (vt_path_fmt(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid())) return -1;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return vt_fail("%s: cannot create %s", path, tmp);
+    vt_atomic_file a;
+    if (vt_atomic_begin(&a, path)) return -1;
+    FILE *f = a.f;
 
     unsigned char header[VT_SHARD_HEADER_BYTES] = {0};
     put_u32(header, width == 2 ? VT_SHARD_MAGIC_U16 : VT_SHARD_MAGIC_U32);
@@ -119,11 +118,9 @@ int vt_tokens_write(const char *path, const vt_tokens *t, int vocab_size) {
             fill = 0;
         }
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
+    if (!ok) {
+        vt_atomic_abort(&a);
         return vt_fail("%s: write failed (disk full or not writable?)", path);
     }
-    return 0;
+    return vt_atomic_commit(&a);
 }

@@ -18,8 +18,8 @@ typedef struct {
     int micro_batches; /* per replica and step (vt_micro_batches_choose) */
     int seq_chunks;    /* chunks per sequence of a micro-batch (vt_seq_chunks_choose) */
     int pack_weights;  /* 1: while the weights are frozen, multiply by copies packed once for BLIS's
-                        * micro-kernel (matmul.h), when BLIS runs one thread */
-    int threads;       /* threads per rank (parallel.threads, >= 1) */
+                        * micro-kernel (matmul.h) */
+    int threads;       /* threads per rank (vt_threads_set); 0 = BLIS_NUM_THREADS or 1 */
 } vt_pipeline_opts;
 
 /* What the partition balances, per token: each layer's vt_layer_flops at the mean context of

@@ -75,17 +75,23 @@ static int list_files(const char *dir, char ***names_out, size_t *n_out) {
 }
 
 int vt_pack_directory(const char *dir, const char *out_path, int zstd) {
-    char tmp[VT_PATH_MAX], path[VT_PATH_MAX], name[VT_PATH_MAX];
-    if (vt_path_fmt(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid())) return -1;
+    char path[VT_PATH_MAX], name[VT_PATH_MAX];
     const char *base = strrchr(dir, '/');
     base = base && base[1] ? base + 1 : dir;
     char **names = NULL;
     size_t n = 0;
     if (list_files(dir, &names, &n)) return -1;
+    vt_atomic_file out;
+    if (vt_atomic_begin(&out, out_path)) {
+        free_names(names, n);
+        return -1;
+    }
+    fclose(out.f); /* libarchive writes the temporary by name */
+    out.f = NULL;
     struct archive *a = archive_write_new();
     int rc = archive_write_set_format_pax_restricted(a) == ARCHIVE_OK &&
                      (!zstd || archive_write_add_filter_zstd(a) == ARCHIVE_OK) &&
-                     archive_write_open_filename(a, tmp) == ARCHIVE_OK
+                     archive_write_open_filename(a, out.tmp) == ARCHIVE_OK
                  ? 0
                  : vt_fail("%s: cannot create the archive: %s", out_path, archive_error_string(a));
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -97,7 +103,9 @@ int vt_pack_directory(const char *dir, const char *out_path, int zstd) {
         rc = vt_fail("%s: finishing the archive: %s", out_path, archive_error_string(a));
     archive_write_free(a);
     free_names(names, n);
-    if (rc == 0 && rename(tmp, out_path) != 0) rc = vt_fail("%s: cannot move the archive into place", out_path);
-    if (rc) unlink(tmp);
-    return rc;
+    if (rc) {
+        vt_atomic_abort(&out);
+        return rc;
+    }
+    return vt_atomic_commit(&out);
 }

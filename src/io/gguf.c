@@ -172,7 +172,31 @@ int vt_gguf_is_file(const char *path) {
     return ok;
 }
 
+static int by_name(const void *a, const void *b) {
+    const vt_gguf_str *x = &(*(const vt_gguf_tensor *const *)a)->name, *y = &(*(const vt_gguf_tensor *const *)b)->name;
+    int c = memcmp(x->str, y->str, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* No tensor name twice: sorted, then neighbours compared (a file may list millions of tensors,
+ * and comparing every pair would take hours). */
+static int names_unique(const vt_gguf *g) {
+    if (g->n_tensors < 2) return 0;
+    const vt_gguf_tensor **v = vt_malloc(sizeof *v * (size_t)g->n_tensors, "GGUF tensor names");
+    if (!v) return -1;
+    for (int i = 0; i < g->n_tensors; i++) v[i] = &g->tensors[i];
+    qsort(v, (size_t)g->n_tensors, sizeof *v, by_name);
+    int rc = 0;
+    for (int i = 1; i < g->n_tensors && rc == 0; i++)
+        if (by_name(&v[i - 1], &v[i]) == 0)
+            rc = vt_fail("%s: tensor %.*s is listed twice", g->path, (int)v[i]->name.len, v[i]->name.str);
+    free(v);
+    return rc;
+}
+
 static int parse(vt_gguf *g) {
+    /* an empty file maps to NULL, and NULL + 0 is undefined (fuzz_gguf) */
+    if (!g->map.data) return vt_fail("%s: empty, not a GGUF file", g->path);
     cursor c = {g->map.data, g->map.data + g->map.size, g->path};
     uint64_t n_tensors = 0, n_kv = 0;
     if (read_header(&c, g, &n_tensors, &n_kv)) return -1;
@@ -183,13 +207,7 @@ static int parse(vt_gguf *g) {
         if (read_kv(&c, &g->kv[i])) return -1;
     for (uint64_t i = 0; i < n_tensors; i++, g->n_tensors++)
         if (read_tensor_info(&c, &g->tensors[i], (int)i)) return -1;
-    for (int i = 0; i < g->n_tensors; i++)
-        for (int j = 0; j < i; j++)
-            if (g->tensors[i].name.len == g->tensors[j].name.len &&
-                !memcmp(g->tensors[i].name.str, g->tensors[j].name.str, g->tensors[i].name.len))
-                return vt_fail("%s: tensor %.*s is listed twice", g->path, (int)g->tensors[i].name.len,
-                               g->tensors[i].name.str);
-    return read_alignment(g) || place_tensors(g, c.p);
+    return names_unique(g) || read_alignment(g) || place_tensors(g, c.p);
 }
 
 int vt_gguf_open(vt_gguf *g, const char *path) {

@@ -194,6 +194,19 @@ static int find_checked(const vt_gguf *g, const vt_hf_tensor *t, const vt_gguf_t
     return 0;
 }
 
+/* Every tensor the parts read (and the embedding a tied classifier reads) is present with its
+ * shape: checked before the model is allocated, so the allocation is bounded by the file's size
+ * (found by fuzz_gguf: a 20 kB file whose metadata claimed a 2.7 GB model). */
+static int check_tensors(const vt_gguf *g, const vt_config *c, vt_load_parts parts) {
+    vt_hf_tensor *list = NULL;
+    int n = 0, rc = vt_hf_tensor_list(c, parts, NULL, &list, &n);
+    const vt_gguf_tensor *s = NULL;
+    for (int i = 0; i < n && rc == 0; i++) rc = find_checked(g, &list[i], &s);
+    free(list);
+    vt_hf_tensor emb = {.kind = VT_HF_EMBED, .layer = -1, .ndim = 2, .shape = {c->vocab, c->dim}};
+    return rc ? rc : find_checked(g, &emb, &s);
+}
+
 int vt_gguf_load(vt_model *m, const char *path, vt_load_parts parts) {
     vt_gguf g;
     vt_config c;
@@ -204,7 +217,13 @@ int vt_gguf_load(vt_model *m, const char *path, vt_load_parts parts) {
         return -1;
     }
     vt_hf_tensor *list = NULL;
-    int n = 0;
+    int n = 0, held = -1;
+    rc = check_tensors(&g, &c, parts);
+    if (rc) {
+        vt_config_free(&c);
+        vt_gguf_close(&g);
+        return -1;
+    }
     rc = vt_model_alloc(m, &c, parts);
     if (rc == 0) rc = vt_hf_tensor_list(&m->cfg, parts, m, &list, &n);
     /* A tied classifier held without the embedding (the last pipeline stage) is read from it. */
@@ -216,7 +235,11 @@ int vt_gguf_load(vt_model *m, const char *path, vt_load_parts parts) {
         const vt_gguf_tensor *s = NULL;
         rc = find_checked(&g, &list[i], &s);
         if (rc == 0) vt_ggml_to_f32(list[i].data, s->data, s->type, s->ne[0] * s->ne[1]);
+        if (rc == 0) /* Q8_0 is no vt_dtype: held as fp32 */
+            held = vt_hold_merge(held, list[i].ndim,
+                                 s->type == VT_GGML_F16 ? VT_F16 : s->type == VT_GGML_BF16 ? VT_BF16 : VT_F32);
     }
+    m->hold = vt_hold_of(held);
     free(list);
     vt_config_free(&c);
     vt_gguf_close(&g);

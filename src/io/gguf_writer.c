@@ -113,8 +113,101 @@ static void write_tokenizer(writer *w, const vt_tokenizer *t, const float *score
     kv_bool(w, "tokenizer.ggml.add_eos_token", 0);
 }
 
+/* Byte-level (GPT-2/LLaMA-3 style) tokenizer.json as llama.cpp's "gpt2" model. llama.cpp splits
+ * text with its own code for each pre-tokenizer it knows by name (tokenizer.ggml.pre), so the
+ * regex is mapped to the name convert_hf_to_gguf.py gives it; others are refused. */
+static const struct {
+    const char *pattern, *name;
+} PRE_NAMES[] = {
+    {VT_GPT2_PATTERN, "gpt-2"},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     "llama-bpe"},
+};
+
+/* The tokenizer.ggml.pre name of a byte-level model, or NULL with an error: no normalizer, one
+ * regex (ByteLevel's own or an Isolated Split), no add_prefix_space, a regex llama.cpp knows. */
+static const char *byte_level_pre_name(const struct vt_hf_model *m, const char *path) {
+    const char *pattern = NULL;
+    if (m->n_norm) return vt_fail("%s: a byte-level tokenizer with a normalizer has no llama.cpp equivalent", path), NULL;
+    for (size_t i = 0; i < m->n_pre; i++) {
+        const vt_pre_op *op = &m->pre[i];
+        if (op->kind == VT_PRE_METASPACE || (op->kind == VT_PRE_BYTELEVEL && op->prepend) ||
+            (op->kind == VT_PRE_SPLIT && (op->behavior != VT_SPLIT_ISOLATED || !op->pattern)) || (op->pattern && pattern))
+            return vt_fail("%s: GGUF export takes a byte-level pre-tokenizer of one regex (ByteLevel, or an Isolated "
+                           "Split then ByteLevel without regex) and no add_prefix_space; this one differs (step %zu)",
+                           path, i),
+                   NULL;
+        if (op->pattern) pattern = op->pattern;
+    }
+    for (size_t i = 0; pattern && i < sizeof PRE_NAMES / sizeof PRE_NAMES[0]; i++)
+        if (!strcmp(pattern, PRE_NAMES[i].pattern)) return PRE_NAMES[i].name;
+    vt_fail("%s: llama.cpp has no pre-tokenizer name known here for the regex /%s/ (known: GPT-2's as \"gpt-2\", "
+            "LLaMA-3's as \"llama-bpe\"); export as an HF directory instead",
+            path, pattern ? pattern : "(none)");
+    return NULL;
+}
+
+typedef struct {
+    int rank, a, b;
+} merge_ref;
+
+static int cmp_merge(const void *x, const void *y) {
+    const merge_ref *p = x, *q = y;
+    return (p->rank > q->rank) - (p->rank < q->rank);
+}
+
+/* The merges in rank order, from the loader's hash table. *n receives their count. */
+static merge_ref *sorted_merges(const struct vt_hf_model *m, size_t *n) {
+    *n = 0;
+    merge_ref *r = vt_malloc((m->merge_mask + 1) * sizeof *r, "tokenizer merges");
+    if (!r) return NULL;
+    for (size_t i = 0; i <= m->merge_mask; i++) {
+        uint64_t k = m->merges[i].key;
+        if (k) r[(*n)++] = (merge_ref){m->merges[i].rank, (int)(k >> 32) - 1, (int)(k & 0xffffffffu) - 1};
+    }
+    qsort(r, *n, sizeof *r, cmp_merge);
+    return r;
+}
+
+/* 4 (user defined) for an added token that is not special, 3 (control) for a special one. */
+static int bpe_token_type(const struct vt_hf_model *m, int id) {
+    for (size_t i = 0; i < m->n_added; i++)
+        if (m->added[i].id == id) return m->added[i].special ? 3 : 4;
+    return 1;
+}
+
+/* The vocabulary as llama.cpp's "gpt2" model: tokenizer.json's pieces as they are (byte
+ * characters included), types, merges "a b" in rank order, the pre-tokenizer's name. */
+static void write_tokenizer_bpe(writer *w, const vt_tokenizer *t, const merge_ref *mr, size_t n_merges, const char *pre) {
+    kv_str(w, "tokenizer.ggml.model", "gpt2");
+    kv_str(w, "tokenizer.ggml.pre", pre);
+    w_key(w, "tokenizer.ggml.tokens", VT_GGUF_ARRAY);
+    w_u32(w, VT_GGUF_STRING);
+    w_u64(w, (uint64_t)t->vocab_size);
+    for (int i = 0; i < t->vocab_size; i++) w_bytes(w, t->vocab[i], t->vocab_len[i]);
+    w_key(w, "tokenizer.ggml.token_type", VT_GGUF_ARRAY);
+    w_u32(w, VT_GGUF_I32);
+    w_u64(w, (uint64_t)t->vocab_size);
+    for (int i = 0; i < t->vocab_size; i++) w_u32(w, (uint32_t)bpe_token_type(t->hf, i));
+    w_key(w, "tokenizer.ggml.merges", VT_GGUF_ARRAY);
+    w_u32(w, VT_GGUF_STRING);
+    w_u64(w, (uint64_t)n_merges);
+    for (size_t i = 0; i < n_merges; i++) {
+        w_u64(w, (uint64_t)t->vocab_len[mr[i].a] + 1 + t->vocab_len[mr[i].b]);
+        fwrite(t->vocab[mr[i].a], 1, t->vocab_len[mr[i].a], w->f);
+        fputc(' ', w->f);
+        fwrite(t->vocab[mr[i].b], 1, t->vocab_len[mr[i].b], w->f);
+    }
+    int bos = t->bos_id >= 0 ? t->bos_id : t->eos_id, eos = t->eos_id >= 0 ? t->eos_id : t->bos_id;
+    kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    kv_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos);
+    kv_bool(w, "tokenizer.ggml.add_eos_token", 0);
+}
+
 #define N_ARCH_KV 14 /* the keys write_arch writes */
-#define N_TOK_KV 9   /* the keys write_tokenizer writes */
+#define N_TOK_KV 9   /* the keys write_tokenizer and write_tokenizer_bpe write */
 
 static void write_arch(writer *w, const vt_config *c) {
     const char *a = w->uniform ? "llama" : "deci";
@@ -252,15 +345,24 @@ static int write_data(writer *w) {
 }
 
 static int write_all(writer *w, const vt_model *m, const vt_tokenizer *tok) {
-    float *scores = tok->scores ? NULL : vt_hf_piece_scores(tok);
-    if (!tok->scores && !scores) return -1;
+    const char *pre = NULL;
+    float *scores = NULL;
+    merge_ref *mr = NULL;
+    size_t n_merges = 0;
+    if (tok->hf && tok->hf->byte_level) {
+        if (!(pre = byte_level_pre_name(tok->hf, w->path)) || !(mr = sorted_merges(tok->hf, &n_merges))) return -1;
+    } else if (!tok->scores && !(scores = vt_hf_piece_scores(tok))) {
+        return -1;
+    }
     fwrite("GGUF", 1, 4, w->f);
     w_u32(w, 3);
     w_u64(w, (uint64_t)w->n);
     w_u64(w, N_ARCH_KV + N_TOK_KV);
     write_arch(w, &m->cfg);
-    write_tokenizer(w, tok, tok->scores ? tok->scores : scores);
+    if (pre) write_tokenizer_bpe(w, tok, mr, n_merges, pre);
+    else write_tokenizer(w, tok, tok->scores ? tok->scores : scores);
     free(scores);
+    free(mr);
     for (int i = 0; i < w->n; i++) {
         const out_tensor *t = &w->t[i];
         w_bytes(w, t->name, strlen(t->name));
@@ -278,9 +380,11 @@ int vt_gguf_write(const vt_model *m, const vt_tokenizer *tok, uint32_t type, con
     if (!tok) return vt_fail("%s: GGUF export needs the model's tokenizer (llama.cpp reads it from the file)", path);
     if (tok->vocab_size != m->cfg.vocab)
         return vt_fail("%s: the tokenizer has %d tokens but the model's vocabulary is %d", path, tok->vocab_size, m->cfg.vocab);
-    if (tok->hf && tok->hf->byte_level)
-        return vt_fail("%s: a byte-level (GPT-2 style) tokenizer.json cannot be embedded yet; GGUF export takes "
-                       "sentencepiece-style vocabularies (LLaMA-2, Mistral, TinyLlama) and tokenizer.bin", path);
+    if (tok->hf && tok->hf->byte_level) {
+        if (!byte_level_pre_name(tok->hf, path)) return -1;
+        if (tok->bos_id < 0 && tok->eos_id < 0)
+            return vt_fail("%s: the byte-level tokenizer names no BOS or EOS token (llama.cpp needs one)", path);
+    }
     if (!overwrite && vt_path_exists(path)) return vt_fail("%s already exists (pass overwrite to replace it)", path);
     writer w = {.path = path};
     vt_atomic_file a;

@@ -1,6 +1,7 @@
 /* gguf_writer.h — a model as one GGUF file that llama.cpp runs: architecture `llama` when every
- * layer has the same sizes, else `deci` with per-layer head, KV-head and FFN arrays; the llama2.c
- * vocabulary embedded as tokenizer.ggml.*; weights in F32, F16, BF16 or Q8_0. */
+ * layer has the same sizes, else `deci` with per-layer head, KV-head and FFN arrays; the vocabulary
+ * embedded as tokenizer.ggml.* (llama.cpp's "llama" model for sentencepiece-style vocabularies,
+ * "gpt2" with a named pre-tokenizer for byte-level ones); weights in F32, F16, BF16 or Q8_0. */
 #ifndef VT_GGUF_WRITER_H
 #define VT_GGUF_WRITER_H
 
@@ -13,7 +14,8 @@
 int vt_ggml_type_parse(const char *s, uint32_t *type);
 
 /* Writes the whole model m to path through a temporary file renamed at the end (an existing path
- * is refused unless overwrite). tok must have m's vocabulary size. q/k rows are stored in
+ * is refused unless overwrite). tok must have m's vocabulary size; a byte-level tokenizer whose
+ * pre-tokenizer regex llama.cpp does not know by name is refused. q/k rows are stored in
  * interleaved-RoPE order. Norms are stored F32; a Q8_0 tensor whose rows are not whole 32-blocks
  * is stored F16. llama.cpp's deci graph drops the attention output of a layer whose FFN is 0 and
  * reads the head size from layer 0's head count, so such layers get an exactly-zero FFN of width 1

@@ -162,8 +162,13 @@ int vt_tokenizer_load(vt_tokenizer *t, const char *path) {
     size_t size = 0, count = 0, text_bytes = 0;
     int32_t max_len = 0;
     if (read_tokenizer_file(path, &data, &size, &max_len)) return -1;
-    if (count_records(path, data, size, max_len, &count, &text_bytes) ||
-        fill_vocabulary(t, path, data, count, text_bytes)) {
+    int rc = count_records(path, data, size, max_len, &count, &text_bytes);
+    /* llama2.c's BOS and EOS are ids 1 and 2: a vocabulary without them would be encoded out of
+     * its arrays (fuzz_tokenizer: a file of one piece) */
+    if (rc == 0 && count < 3)
+        rc = vt_fail("%s: %zu piece%s; a llama2.c tokenizer has at least 3 (<unk>, BOS 1, EOS 2)", path, count,
+                     count == 1 ? "" : "s");
+    if (rc || fill_vocabulary(t, path, data, count, text_bytes)) {
         free(data);
         return -1;
     }

@@ -11,7 +11,7 @@
 typedef struct {
     char *content; /* as matched: normalized first when `normalized` */
     size_t len;
-    int id, normalized, lstrip, rstrip, single_word;
+    int id, normalized, lstrip, rstrip, single_word, special;
 } vt_added_token;
 
 enum { VT_NORM_PREPEND, VT_NORM_REPLACE };
@@ -29,6 +29,8 @@ typedef struct {
     int prepend;       /* Metaspace: VT_PREPEND_*; ByteLevel: add_prefix_space */
     int split;         /* Metaspace: split before each replacement */
     void *re;          /* pcre2_code: ByteLevel's GPT-2 pattern (use_regex) or Split's pattern */
+    char *pattern;     /* re's source (GGUF export names it for llama.cpp); NULL without re or for
+                        * a Split on a literal string */
     int behavior;      /* Split: VT_SPLIT_* */
 } vt_pre_op;
 
@@ -66,6 +68,9 @@ int vt_hf_merge_find(const struct vt_hf_model *m, int a, int b, int *rank, int *
 
 /* text[0..len) through the normalizer: a new NUL-terminated string of *out_len bytes, or NULL. */
 char *vt_hf_normalize(const struct vt_hf_model *m, const char *text, size_t len, size_t *out_len);
+
+/* GPT-2's ByteLevel pre-tokenizer pattern (HF tokenizers' byte_level.rs). */
+extern const char VT_GPT2_PATTERN[];
 
 /* GPT-2's stand-in code point for byte b (printable bytes stand for themselves). */
 unsigned vt_byte_level_char(unsigned char b);

@@ -12,7 +12,7 @@
 #include "util/fsutil.h"
 
 /* GPT-2's ByteLevel pre-tokenizer pattern (HF tokenizers' byte_level.rs). */
-static const char GPT2_PATTERN[] =
+const char VT_GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 unsigned vt_byte_level_char(unsigned char b) {
@@ -263,6 +263,7 @@ static int read_split(vt_pre_op *op, const char *path, json_t *p) {
     if (json_is_true(json_object_get(p, "invert"))) return vt_fail("%s: Split with invert is not supported", path);
     if ((op->behavior = split_behavior(path, json_string_value(json_object_get(p, "behavior")))) < 0) return -1;
     if (!re && !lit) return vt_fail("%s: Split has no Regex or String pattern", path);
+    if (re && !(op->pattern = dup_bytes(re, strlen(re)))) return -1;
     return compile_regex(path, re ? re : lit, !re, &op->re);
 }
 
@@ -295,7 +296,12 @@ static int read_pre_tokenizer(struct vt_hf_model *m, const char *path, json_t *p
         op.kind = VT_PRE_BYTELEVEL;
         op.prepend = json_is_true(json_object_get(p, "add_prefix_space"));
         json_t *use = json_object_get(p, "use_regex");
-        rc = !use || json_is_true(use) ? compile_regex(path, GPT2_PATTERN, 0, &op.re) : 0;
+        if (!use || json_is_true(use)) {
+            op.pattern = dup_bytes(VT_GPT2_PATTERN, strlen(VT_GPT2_PATTERN));
+            rc = op.pattern ? compile_regex(path, VT_GPT2_PATTERN, 0, &op.re) : -1;
+        } else {
+            rc = 0;
+        }
         m->byte_level = 1;
     } else if (type && strcmp(type, "Split") == 0) {
         op.kind = VT_PRE_SPLIT;
@@ -311,6 +317,7 @@ static int read_pre_tokenizer(struct vt_hf_model *m, const char *path, json_t *p
     if (!grown) {
         if (op.re) pcre2_code_free(op.re);
         free(op.replacement);
+        free(op.pattern);
         return rc ? -1 : vt_fail("out of memory for the pre-tokenizer");
     }
     m->pre = grown;
@@ -329,7 +336,8 @@ static int read_added_token(vt_tokenizer *t, const char *path, size_t i, json_t 
                             .normalized = json_is_true(json_object_get(a, "normalized")),
                             .lstrip = json_is_true(json_object_get(a, "lstrip")),
                             .rstrip = json_is_true(json_object_get(a, "rstrip")),
-                            .single_word = json_is_true(json_object_get(a, "single_word"))};
+                            .single_word = json_is_true(json_object_get(a, "single_word")),
+                            .special = json_is_true(json_object_get(a, "special"))};
     if (set_piece(t, path, out->id, content, strlen(content))) return -1;
     /* A normalized token is matched in normalized text, so its content is normalized too. */
     out->content = out->normalized ? vt_hf_normalize(t->hf, content, strlen(content), &out->len)
@@ -511,6 +519,7 @@ void vt_hf_free(vt_tokenizer *t) {
     for (size_t i = 0; i < m->n_pre; i++) {
         if (m->pre[i].re) pcre2_code_free(m->pre[i].re);
         free(m->pre[i].replacement);
+        free(m->pre[i].pattern);
     }
     free(m->added);
     free(m->norm);

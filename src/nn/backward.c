@@ -3,11 +3,17 @@
 
 #include <blis.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/error.h"
 #include "nn/matmul.h"
+
+/* Columns (floats) of one thread's share where threads split sums over rows by columns: each
+ * column's sum runs on one thread in row order, so the result does not depend on the thread count;
+ * 64 floats are a whole number of cache lines. */
+enum { COLUMN_CHUNK = 64 };
 
 void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const vt_packed *pk,
                         int rows, int n_in, int n_out, float beta_dx) {
@@ -21,6 +27,7 @@ void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, c
 
 void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                          const float *inv_rms, int rows, int dim, int accumulate) {
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * dim))
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim, *g = dout + (size_t)r * dim;
         float *d = dx + (size_t)r * dim, s = inv_rms[r];
@@ -31,9 +38,15 @@ void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
             float v = s * w[i] * g[i] - k * xr[i];
             d[i] = accumulate ? d[i] + v : v;
         }
-        if (dw)
-            for (int i = 0; i < dim; i++) dw[i] += g[i] * xr[i] * s;
     }
+    if (!dw) return;
+    /* by columns, each over the rows in order: the sums of one thread */
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * dim))
+    for (int i0 = 0; i0 < dim; i0 += COLUMN_CHUNK)
+        for (int r = 0; r < rows; r++) {
+            const float *xr = x + (size_t)r * dim, *g = dout + (size_t)r * dim;
+            for (int i = i0; i < dim && i < i0 + COLUMN_CHUNK; i++) dw[i] += g[i] * xr[i] * inv_rms[r];
+        }
 }
 
 int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx) {
@@ -60,8 +73,10 @@ int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx) {
     w->dpre = vt_malloc(rows * wide * sizeof(float), "backward buffers");
     w->gated = vt_malloc(rows * wide * sizeof(float), "backward buffers");
     w->dqkv = vt_malloc(rows * qkv * sizeof(float), "backward buffers");
-    w->dp = vt_malloc((size_t)T * ctx * sizeof(float), "backward buffers");
-    w->bytes = sizeof(float) * (rows * (2 * (size_t)c->dim + 3 * wide + qkv) + (size_t)T * ctx);
+    w->threads = vt_threads();
+    size_t dp = (size_t)w->threads * (T < VT_ATTN_QUERY_BLOCK ? T : VT_ATTN_QUERY_BLOCK) * ctx;
+    w->dp = vt_malloc(dp * sizeof(float), "backward buffers");
+    w->bytes = sizeof(float) * (rows * (2 * (size_t)c->dim + 3 * wide + qkv) + dp);
     if (!w->dxn || !w->dy || !w->dgated || !w->dpre || !w->gated || !w->dqkv || !w->dp) goto fail;
     if (ctx > T) {
         w->dkv = vt_calloc((size_t)w->layers + 1, sizeof(float *), "backward buffers");
@@ -99,8 +114,8 @@ void vt_head_backward(const vt_model *m, vt_bwd *w, const vt_tape *tp, const flo
     const vt_config *c = &m->cfg;
     vt_linear_backward(w->dxn, dw ? dw->lm_head : NULL, dlogits, tp->xn_final, m->lm_head, NULL, rows, c->dim, c->vocab,
                        0.0f);
-    vt_rmsnorm_backward(dx, dw ? dw->final_norm : NULL, w->dxn, tp->x_final, m->final_norm, tp->inv_rms_final, rows,
-                        c->dim, 0);
+    float *dgain = dw ? dw->final_norm : vt_norm_grad_at(w->norm_grad, c->n_layers, 0, c->dim);
+    vt_rmsnorm_backward(dx, dgain, w->dxn, tp->x_final, m->final_norm, tp->inv_rms_final, rows, c->dim, 0);
 }
 
 /* Gradient through x_out = x_in + (zb * zh) o y: the gradient of y goes to dy; gate gradients to dz.
@@ -116,15 +131,20 @@ static void gated_residual_backward(const float *dx, const float *y, float *dy, 
     for (int b = 0; b < B; b++) {
         const float *z = g->z + (size_t)b * g->stride;
         float zb = z[block_gate], *dzb = dz + (size_t)b * n;
-        double dblock = 0.0;
+        /* by columns, each over the tokens in order (the hidden gates' sums stay a thread's own) */
+#pragma omp parallel for schedule(static) if(vt_par((size_t)T * dim))
+        for (int i0 = 0; i0 < dim; i0 += COLUMN_CHUNK)
+            for (int t = 0; t < T; t++) {
+                size_t r = ((size_t)b * T + t) * dim;
+                for (int i = i0; i < dim && i < i0 + COLUMN_CHUNK; i++) {
+                    dzb[i] += dx[r + i] * y[r + i] * zb; /* hidden gate */
+                    dy[r + i] = dx[r + i] * zb * z[i];
+                }
+            }
+        double dblock = 0.0; /* one sum over all of it, in order: on one thread */
         for (int t = 0; t < T; t++) {
             size_t r = ((size_t)b * T + t) * dim;
-            for (int i = 0; i < dim; i++) {
-                float gy = dx[r + i] * y[r + i];
-                dzb[i] += gy * zb;           /* hidden gate */
-                dblock += (double)gy * z[i]; /* block gate */
-                dy[r + i] = dx[r + i] * zb * z[i];
-            }
+            for (int i = 0; i < dim; i++) dblock += (double)(dx[r + i] * y[r + i]) * z[i];
         }
         dzb[block_gate] += (float)dblock;
     }
@@ -134,22 +154,26 @@ static void gated_residual_backward(const float *dx, const float *y, float *dy, 
 static void unit_gate_backward(const float *dgated, const float *pre, float *dpre, int B, int T, int units, int width,
                                const vt_gates *g, float *dz, size_t off) {
     size_t n = g->layout->n;
-    for (int b = 0; b < B; b++) {
-        const float *z = g->z + (size_t)b * g->stride + off;
-        float *dzb = dz + (size_t)b * n + off;
-        for (int t = 0; t < T; t++) {
-            size_t r = ((size_t)b * T + t) * (size_t)units * width;
-            for (int u = 0; u < units; u++) {
-                double acc = 0.0;
-                for (int i = 0; i < width; i++) {
-                    size_t k = r + (size_t)u * width + i;
-                    acc += (double)dgated[k] * pre[k];
-                    dpre[k] = dgated[k] * z[u];
+    int chunk = width >= COLUMN_CHUNK ? 1 : COLUMN_CHUNK / width; /* units per thread's share */
+    /* by units, each over the tokens in order (a unit's gate sum stays a thread's own) */
+#pragma omp parallel for schedule(static) if(vt_par((size_t)B * T * units * width))
+    for (int u0 = 0; u0 < units; u0 += chunk)
+        for (int b = 0; b < B; b++) {
+            const float *z = g->z + (size_t)b * g->stride + off;
+            float *dzb = dz + (size_t)b * n + off;
+            for (int t = 0; t < T; t++) {
+                size_t r = ((size_t)b * T + t) * (size_t)units * width;
+                for (int u = u0; u < units && u < u0 + chunk; u++) {
+                    double acc = 0.0;
+                    for (int i = 0; i < width; i++) {
+                        size_t k = r + (size_t)u * width + i;
+                        acc += (double)dgated[k] * pre[k];
+                        dpre[k] = dgated[k] * z[u];
+                    }
+                    dzb[u] += (float)acc;
                 }
-                dzb[u] += (float)acc;
             }
         }
-    }
 }
 
 /* Inverse rotation of one head's gradient (RoPE is orthogonal). */
@@ -182,79 +206,84 @@ static const float *chunk_kv(const vt_config *c, const vt_tape *ch, const vt_tap
     return ch->layers[l].qkv + (size_t)b * ch->T * width + qd + off;
 }
 
+/* Query head h of sequence b of the chunk of tape `tape`: by blocks of query rows (f->query_block),
+ * each over the keys its rows see (causal), and per chunk of those keys (columns j0..j0+n of P):
+ * dV += P^T dO, dP = dO V^T; dS = P o (dP - rowsum(dP o P)); dQ += scale dS K, dK += scale dS^T Q.
+ * dp: one block of dP for this thread. Runs on the calling thread. */
+static void head_backward(const vt_fwd *f, vt_bwd *w, const vt_config *c, int l, int b, int h, const vt_tape *tape,
+                          float *acc, float *dp) {
+    const vt_layer_shape *s = &c->layers[l];
+    int hd = c->head_dim, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, width = qd + 2 * kvd;
+    int group = s->n_heads / s->n_kv_heads, T = tape->T, pos0 = tape->pos0, ctx = pos0 + T;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *P = tape->layers[l].probs + ((size_t)b * s->n_heads + h) * T * ctx;
+    const float *dO = w->dpre + (size_t)b * T * qd + h * hd;
+    const float *Q = tape->layers[l].qkv + (size_t)b * T * width + h * hd;
+    float *dQ = w->dqkv + (size_t)b * T * width + h * hd;
+    for (int t0 = 0; t0 < T; t0 += f->query_block) {
+        int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
+        for (const vt_tape *ch = tape; ch; ch = ch->prev) {
+            int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
+            inc_t ld;
+            float *dV;
+            const float *V = chunk_kv(c, ch, tape, w, acc, l, b, kvd + (h / group) * hd, &dV, &ld);
+            vt_sgemm_one_thread(1, 0, n, hd, nt, 1.0f, P + (size_t)t0 * ctx + j0, ctx, dO + (size_t)t0 * qd, qd, 1.0f,
+                                dV, (int)ld);
+            vt_sgemm_one_thread(0, 1, nt, n, hd, 1.0f, dO + (size_t)t0 * qd, qd, V, width, 0.0f, dp + j0, ctx);
+        }
+        for (int t = 0; t < nt; t++) { /* causal entries only (P is 0 after position pos0 + t) */
+            const float *pr = P + (size_t)(t0 + t) * ctx;
+            float *dr = dp + (size_t)t * ctx;
+            int n = pos0 + t0 + t + 1;
+            double dot = 0.0;
+            for (int j = 0; j < n; j++) dot += (double)dr[j] * pr[j];
+            for (int j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
+            for (int j = n; j < ctx; j++) dr[j] = 0.0f;
+        }
+        for (const vt_tape *ch = tape; ch; ch = ch->prev) {
+            int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
+            inc_t ld;
+            float *dK;
+            const float *K = chunk_kv(c, ch, tape, w, acc, l, b, (h / group) * hd, &dK, &ld);
+            vt_sgemm_one_thread(0, 0, nt, hd, n, scale, dp + j0, ctx, K, width, 1.0f, dQ + (size_t)t0 * width, width);
+            vt_sgemm_one_thread(1, 0, n, hd, nt, scale, dp + j0, ctx, Q + (size_t)t0 * width, width, 1.0f, dK, (int)ld);
+        }
+    }
+}
+
 /* Gradients through attention for the chunk of tape `tape` (the whole sequences when not chunked):
  * dQ, dK, dV of its own tokens into w->dqkv; keys and values of its earlier chunks (read from their
  * tapes) get their gradients from these queries in w->dkv, and this chunk adds what its later
- * chunks left there for its own keys and values. */
+ * chunks left there for its own keys and values. The threads take (sequence, key/value head)
+ * pairs: the query heads that share a key/value head add to its gradients in order, on one thread. */
 static void attention_qkv_backward(const vt_fwd *f, vt_bwd *w, const vt_config *c, int l, int B, int T,
                                    const vt_tape *tape) {
     const vt_layer_shape *s = &c->layers[l];
-    const vt_tape_layer *tp = &tape->layers[l];
     int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, rows = B * T;
-    int width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads, pos0 = tape->pos0, ctx = pos0 + T;
-    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
+    int width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads, pos0 = tape->pos0;
     float *acc = tape->prev || tape->next ? w->dkv[l - w->layer_begin] : NULL; /* [B, w->ctx, 2 kvd] */
-    size_t accw = 2 * (size_t)kvd;
+    size_t accw = 2 * (size_t)kvd, dp = (size_t)(T < VT_ATTN_QUERY_BLOCK ? T : VT_ATTN_QUERY_BLOCK) * w->ctx;
     memset(w->dqkv, 0, (size_t)rows * width * sizeof(float));
     if (acc && !tape->next) /* the last chunk is the first to reach the earlier chunks' keys */
         for (int b = 0; b < B; b++) memset(acc + (size_t)b * w->ctx * accw, 0, (size_t)pos0 * accw * sizeof(float));
+    int team = w->threads < vt_threads() ? w->threads : vt_threads(); /* the dP buffers there are */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team) \
+    if(vt_par((size_t)B * s->n_heads * T * (pos0 + T) * hd))
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < s->n_heads; h++) {
-            const float *P = tp->probs + ((size_t)b * s->n_heads + h) * T * ctx;
-            const float *dO = w->dpre + (size_t)b * T * qd + h * hd;
-            const float *Q = tp->qkv + (size_t)b * T * width + h * hd;
-            float *dQ = w->dqkv + (size_t)b * T * width + h * hd;
-            /* By blocks of query rows (f->query_block), each over the keys its rows see (causal),
-             * and per chunk of those keys (columns j0..j0+n of P): dV += P^T dO;  dP = dO V^T */
-            for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
-                for (const vt_tape *ch = tape; ch; ch = ch->prev) {
-                    int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
-                    inc_t ld;
-                    float *dV;
-                    const float *V = chunk_kv(c, ch, tape, w, acc, l, b, kvd + (h / group) * hd, &dV, &ld);
-                    bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, nt, &one, (float *)P + (size_t)t0 * ctx + j0,
-                              ctx, 1, (float *)dO + (size_t)t0 * qd, qd, 1, &one, dV, ld, 1);
-                    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, nt, n, hd, &one, (float *)dO + (size_t)t0 * qd, qd, 1,
-                              (float *)V, width, 1, &zero, w->dp + (size_t)t0 * ctx + j0, ctx, 1);
-                }
-            }
-            /* dS = P o (dP - rowsum(dP o P)), causal entries only (P is 0 after position pos0 + t). */
-            for (int t = 0; t < T; t++) {
-                const float *pr = P + (size_t)t * ctx;
-                float *dr = w->dp + (size_t)t * ctx;
-                int n = pos0 + t + 1;
-                double dot = 0.0;
-                for (int j = 0; j < n; j++) dot += (double)dr[j] * pr[j];
-                for (int j = 0; j < n; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
-                for (int j = n; j < ctx; j++) dr[j] = 0.0f;
-            }
-            /* the same blocks: dQ += scale dS K;  dK += scale dS^T Q */
-            for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
-                for (const vt_tape *ch = tape; ch; ch = ch->prev) {
-                    int j0 = ch->pos0, n = ch->T < kb - j0 ? ch->T : kb - j0;
-                    inc_t ld;
-                    float *dK;
-                    const float *K = chunk_kv(c, ch, tape, w, acc, l, b, (h / group) * hd, &dK, &ld);
-                    const float *dS = w->dp + (size_t)t0 * ctx + j0;
-                    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, nt, hd, n, &scale, (float *)dS, ctx, 1, (float *)K,
-                              width, 1, &one, dQ + (size_t)t0 * width, width, 1);
-                    bli_sgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, n, hd, nt, &scale, (float *)dS, ctx, 1,
-                              (float *)Q + (size_t)t0 * width, width, 1, &one, dK, ld, 1);
-                }
-            }
+        for (int kh = 0; kh < s->n_kv_heads; kh++)
+            for (int h = kh * group; h < (kh + 1) * group; h++)
+                head_backward(f, w, c, l, b, h, tape, acc, w->dp + dp * (size_t)omp_get_thread_num());
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * width))
+    for (int r = 0; r < rows; r++) {
+        int t = r % T;
+        float *row = w->dqkv + (size_t)r * width;
+        if (acc && tape->next) { /* what the later chunks' queries sent this chunk's keys and values */
+            const float *a = acc + ((size_t)(r / T) * w->ctx + pos0 + t) * accw;
+            for (size_t i = 0; i < accw; i++) row[qd + i] += a[i];
         }
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *row = w->dqkv + ((size_t)b * T + t) * width;
-            if (acc && tape->next) { /* what the later chunks' queries sent this chunk's keys and values */
-                const float *a = acc + ((size_t)b * w->ctx + pos0 + t) * accw;
-                for (size_t i = 0; i < accw; i++) row[qd + i] += a[i];
-            }
-            const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
-            for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head_backward(row + h * hd, cs, sn, hd, c->rope);
-        }
+        const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
+        for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head_backward(row + h * hd, cs, sn, hd, c->rope);
+    }
 }
 
 void vt_attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l, float *dx, int B, int T,
@@ -283,8 +312,8 @@ void vt_attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l,
     for (int p = VT_LORA_Q; p <= VT_LORA_V; p++) /* q, k, v: column blocks of the fused qkv */
         vt_lora_backward(w->lora, w->lora_grad, l, (vt_lora_proj)p, tp->xn_attn,
                          w->dqkv + (p == VT_LORA_Q ? 0 : p == VT_LORA_K ? qd : qd + kvd), width, rows, w->dxn);
-    vt_rmsnorm_backward(dx, gw ? gw->attn_norm : NULL, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows,
-                        c->dim, 1);
+    float *dgain = gw ? gw->attn_norm : vt_norm_grad_at(w->norm_grad, l, 0, c->dim);
+    vt_rmsnorm_backward(dx, dgain, w->dxn, tp->x_attn, wt->attn_norm, tp->inv_rms_attn, rows, c->dim, 1);
 }
 
 static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, int T, const vt_gates *g,
@@ -306,6 +335,7 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_DOWN, act_in, w->dy, c->dim, rows, dact);
     if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));
     /* act = silu(gate) * up */
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * ffn))
     for (int r = 0; r < rows; r++) {
         const float *gt = tp->gate_up + (size_t)r * 2 * ffn, *u = gt + ffn, *da = w->dpre + (size_t)r * ffn;
         float *dg = w->dqkv + (size_t)r * 2 * ffn, *du = dg + ffn;
@@ -319,7 +349,8 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
                        c->dim, 2 * ffn, 0.0f);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_GATE, tp->xn_mlp, w->dqkv, 2 * ffn, rows, w->dxn);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_UP, tp->xn_mlp, w->dqkv + ffn, 2 * ffn, rows, w->dxn);
-    vt_rmsnorm_backward(dx, gw ? gw->ffn_norm : NULL, w->dxn, tp->x_mlp, wt->ffn_norm, tp->inv_rms_mlp, rows, c->dim, 1);
+    float *dgain = gw ? gw->ffn_norm : vt_norm_grad_at(w->norm_grad, l, 1, c->dim);
+    vt_rmsnorm_backward(dx, dgain, w->dxn, tp->x_mlp, wt->ffn_norm, tp->inv_rms_mlp, rows, c->dim, 1);
 }
 
 void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, int l1, float *dx, int B, int T,

@@ -8,20 +8,29 @@
 /* Scratch for the backward pass of one model part (B x T tokens of sequences of up to ctx). */
 typedef struct {
     int B, T, ctx, layer_begin, layers;
+    int threads;    /* the rank's threads when allocated (vt_threads) */
     float *dxn;     /* [rows, dim] */
     float *dy;      /* [rows, dim] */
     float *dgated;  /* [rows, max(q, ffn)] gradient of gated head outputs / neuron activations */
     float *dpre;    /* [rows, max(q, ffn)] before the gates */
     float *gated;   /* [rows, max(q, ffn)] gated values, recomputed for weight gradients */
     float *dqkv;    /* [rows, max(q + 2 kv, 2 ffn)] */
-    float *dp;      /* [T, ctx] */
+    float *dp;      /* [threads][min(T, VT_ATTN_QUERY_BLOCK), ctx] one block of query rows per thread */
     float **dkv;    /* sequences cut into chunks (ctx > T): per layer [B, ctx, 2 kv], the gradients
                      * at the earlier chunks' keys and values from the later chunks' queries */
     vt_model_packs packs; /* optional: the layers' weights packed for dY W (backward 1) */
     vt_lora *lora;        /* optional, not owned: the adapters the forward pass added (lora.h) */
     vt_lora *lora_grad;   /* with lora: where their gradients accumulate (NULL: none) */
+    float *norm_grad;     /* optional, not owned, used when no dw is passed: the RMSNorm gains' gradients
+                           * accumulate here, laid out as vt_norm_grad_at says (recovery trains them) */
     size_t bytes;         /* allocated, packs not included */
 } vt_bwd;
+
+/* Where the gain gradient of layer l's attn_norm (which 0), ffn_norm (1), or with l = n_layers the
+ * final_norm, sits in a norm_grad of 2 n_layers dim + dim floats. NULL when g is NULL. */
+static inline float *vt_norm_grad_at(float *g, int l, int which, int dim) {
+    return g ? g + ((size_t)2 * l + (size_t)which) * (size_t)dim : NULL;
+}
 
 /* ctx > T: the tapes are chunks of sequences of ctx tokens (vt_tape_link). */
 int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx);

@@ -58,27 +58,42 @@ void vt_cont_work_free(vt_cont_work *w) {
     memset(w, 0, sizeof *w);
 }
 
-void vt_cont_logits(const vt_model *m, const vt_plugin *p, vt_cont_work *w, const int32_t *ids, int B, int T) {
-    int P = w->P, C = T - P, L = m->cfg.n_layers;
-    size_t d = (size_t)m->cfg.dim;
+void vt_cont_split_tokens(int32_t *tok, const int32_t *ids, int B, int T, int P) {
+    int C = T - P;
     for (int b = 0; b < B; b++) {
-        memcpy(w->tok + (size_t)b * P, ids + (size_t)b * T, sizeof(int32_t) * P);
-        memcpy(w->tok + (size_t)B * P + (size_t)b * (C - 1), ids + (size_t)b * T + P, sizeof(int32_t) * (C - 1));
+        memcpy(tok + (size_t)b * P, ids + (size_t)b * T, sizeof(int32_t) * P);
+        memcpy(tok + (size_t)B * P + (size_t)b * (C - 1), ids + (size_t)b * T + P, sizeof(int32_t) * (C - 1));
     }
-    float *xp = w->x, *xc = w->x + (size_t)B * P * d;
-    vt_embed(m, w->tok, B * P + B * (C - 1), w->x);
+}
+
+void vt_cont_layers(const vt_model *m, const vt_plugin *p, vt_cont_work *w, int l0, int l1, int B, int T) {
+    int P = w->P, C = T - P;
+    float *xp = w->x, *xc = w->x + (size_t)B * P * m->cfg.dim;
     if (p)
-        vt_plugged_forward(m, &w->f, p, &w->pw, 0, L, xp, B, P, NULL, NULL);
+        vt_plugged_forward(m, &w->f, p, &w->pw, l0, l1, xp, B, P, NULL, NULL);
     else
-        vt_layers_forward(m, &w->f, 0, L, xp, B, P, 0);
+        vt_layers_forward(m, &w->f, l0, l1, xp, B, P, 0);
     /* the last continuation token predicts nothing inside the window: it need not run */
-    vt_layers_forward(m, &w->f, 0, L, xc, B, C - 1, P);
+    vt_layers_forward(m, &w->f, l0, l1, xc, B, C - 1, P);
+}
+
+void vt_cont_head(const vt_model *m, vt_cont_work *w, int B, int T) {
+    int P = w->P, C = T - P;
+    size_t d = (size_t)m->cfg.dim;
+    const float *xp = w->x, *xc = w->x + (size_t)B * P * d;
     for (int b = 0; b < B; b++) {
         float *h = w->h + (size_t)b * C * d;
         memcpy(h, xp + ((size_t)b * P + P - 1) * d, sizeof(float) * d);
         memcpy(h + d, xc + (size_t)b * (C - 1) * d, sizeof(float) * d * (C - 1));
     }
     vt_head_forward(m, &w->f, w->h, B * C, w->logits);
+}
+
+void vt_cont_logits(const vt_model *m, const vt_plugin *p, vt_cont_work *w, const int32_t *ids, int B, int T) {
+    vt_cont_split_tokens(w->tok, ids, B, T, w->P);
+    vt_embed(m, w->tok, B * (T - 1), w->x);
+    vt_cont_layers(m, p, w, 0, m->cfg.n_layers, B, T);
+    vt_cont_head(m, w, B, T);
 }
 
 double vt_cont_nll(const float *logits, int vocab, int target) {
@@ -90,15 +105,19 @@ double vt_cont_nll(const float *logits, int vocab, int target) {
     return log(s) + mx - logits[target];
 }
 
-/* The NLL sum of the continuations of B windows of T tokens, prompt run by p (NULL: dense). */
-static double score(const vt_model *m, const vt_plugin *p, vt_cont_work *w, const int32_t *ids, int B, int T) {
-    int P = w->P, C = T - P, V = m->cfg.vocab;
-    vt_cont_logits(m, p, w, ids, B, T);
+double vt_cont_nll_sum(const vt_cont_work *w, int vocab, const int32_t *ids, int B, int T) {
+    int P = w->P, C = T - P;
     double nll = 0.0;
     for (int b = 0; b < B; b++)
         for (int j = 0; j < C; j++)
-            nll += vt_cont_nll(w->logits + ((size_t)b * C + j) * V, V, ids[(size_t)b * T + P + j]);
+            nll += vt_cont_nll(w->logits + ((size_t)b * C + j) * vocab, vocab, ids[(size_t)b * T + P + j]);
     return nll;
+}
+
+/* The NLL sum of the continuations of B windows of T tokens, prompt run by p (NULL: dense). */
+static double score(const vt_model *m, const vt_plugin *p, vt_cont_work *w, const int32_t *ids, int B, int T) {
+    vt_cont_logits(m, p, w, ids, B, T);
+    return vt_cont_nll_sum(w, m->cfg.vocab, ids, B, T);
 }
 
 /* Checks the model is whole, the ids in range and the windows within its positions. */
@@ -118,18 +137,37 @@ static int eval_check(const vt_model *m, const vt_plugin *p, const int32_t *ids,
     return 0;
 }
 
+int vt_cont_eval_batch(const vt_config *c, const vt_cont_plan *pl, int batch) {
+    int L = pl->window, C = L - pl->prompt;
+    if (batch <= 0) { /* about 2048 rows a pass, at most 64 Mi logits */
+        batch = 2048 / L > 1 ? 2048 / L : 1;
+        size_t cap = ((size_t)64 << 20) / ((size_t)C * c->vocab);
+        if ((size_t)batch > cap) batch = cap > 1 ? (int)cap : 1;
+    }
+    if ((size_t)batch > pl->full_windows) batch = pl->full_windows ? (int)pl->full_windows : 1;
+    return batch;
+}
+
+void vt_cont_result_set(vt_cont_result *out, const vt_config *c, const vt_plugin *p, const vt_cont_plan *pl) {
+    int P = pl->prompt;
+    if (!p) out->nll = out->nll_dense;
+    out->tokens = pl->tokens;
+    out->windows = pl->scored_windows;
+    out->prompt = P;
+    out->ppl_dense = exp(out->nll_dense / (double)pl->tokens);
+    out->ppl = exp(out->nll / (double)pl->tokens);
+    out->prefill_flops_dense = vt_prefill_flops(c, P, 0, 0);
+    out->prefill_flops = p ? vt_prefill_flops(c, P, p->k, p->r) : out->prefill_flops_dense;
+    out->prefill_flops_saved = 1.0 - out->prefill_flops / out->prefill_flops_dense;
+}
+
 int vt_cont_eval(const vt_model *m, const vt_plugin *p, const int32_t *ids, size_t n, const vt_cont_plan *pl,
                  int batch, vt_cont_result *out) {
     memset(out, 0, sizeof *out);
     if (eval_check(m, p, ids, n, pl)) return -1;
     double t0 = vt_seconds();
-    int L = pl->window, P = pl->prompt, C = L - P;
-    if (batch <= 0) { /* about 2048 rows a pass, at most 64 Mi logits */
-        batch = 2048 / L > 1 ? 2048 / L : 1;
-        size_t cap = ((size_t)64 << 20) / ((size_t)C * m->cfg.vocab);
-        if ((size_t)batch > cap) batch = cap > 1 ? (int)cap : 1;
-    }
-    if ((size_t)batch > pl->full_windows) batch = pl->full_windows ? (int)pl->full_windows : 1;
+    int L = pl->window, P = pl->prompt;
+    batch = vt_cont_eval_batch(&m->cfg, pl, batch);
     vt_cont_work w;
     if (vt_cont_work_init(&w, m, p, batch, L, P)) return -1;
     for (size_t w0 = 0; w0 < pl->full_windows; w0 += (size_t)batch) {
@@ -144,15 +182,7 @@ int vt_cont_eval(const vt_model *m, const vt_plugin *p, const int32_t *ids, size
         if (p) out->nll += score(m, p, &w, ids + s, 1, T);
     }
     vt_cont_work_free(&w);
-    if (!p) out->nll = out->nll_dense;
-    out->tokens = pl->tokens;
-    out->windows = pl->scored_windows;
-    out->prompt = P;
-    out->ppl_dense = exp(out->nll_dense / (double)pl->tokens);
-    out->ppl = exp(out->nll / (double)pl->tokens);
-    out->prefill_flops_dense = vt_prefill_flops(&m->cfg, P, 0, 0);
-    out->prefill_flops = p ? vt_prefill_flops(&m->cfg, P, p->k, p->r) : out->prefill_flops_dense;
-    out->prefill_flops_saved = 1.0 - out->prefill_flops / out->prefill_flops_dense;
+    vt_cont_result_set(out, &m->cfg, p, pl);
     out->seconds = vt_seconds() - t0;
     return 0;
 }

@@ -44,6 +44,15 @@ typedef struct {
 int vt_cont_work_init(vt_cont_work *w, const vt_model *m, const vt_plugin *p, int B, int T, int P);
 void vt_cont_work_free(vt_cont_work *w);
 
+/* The layout of B windows of T tokens with prompt P: tok[B P] the prompts, then tok[B (T - P - 1)]
+ * the continuations' inputs (the last token of a window predicts nothing inside it). */
+void vt_cont_split_tokens(int32_t *tok, const int32_t *ids, int B, int T, int P);
+/* The pieces of vt_cont_logits, for a pipeline stage: layers [l0, l1) on w->x (the prompts
+ * plugged by p, or dense when NULL, then the continuations exactly on their cache), and on the
+ * stage holding the head the logits of the scored rows into w->logits. */
+void vt_cont_layers(const vt_model *m, const vt_plugin *p, vt_cont_work *w, int l0, int l1, int B, int T);
+void vt_cont_head(const vt_model *m, vt_cont_work *w, int B, int T);
+
 /* The logits that predict the continuation of B windows of T tokens (ids[b T + t]) with prompt P
  * into w->logits: row b C + j (C = T - P) predicts token P + j of window b, from the prompt's last
  * position (j = 0) and the continuation's positions. The prompt runs plugged by p (NULL: dense),
@@ -64,6 +73,14 @@ typedef struct {
  * continuation perplexity of ids[n] by plan pl, windows batched `batch` at a time (0 chooses). */
 int vt_cont_eval(const vt_model *m, const vt_plugin *p, const int32_t *ids, size_t n, const vt_cont_plan *pl,
                  int batch, vt_cont_result *out);
+
+/* The pieces of vt_cont_eval, for an evaluation over pipeline stages: the windows a pass takes
+ * (batch <= 0 chooses: about 2048 rows, at most 64 Mi logits, at most the full windows); the NLL
+ * sum of the continuations of B windows of T tokens ids[b T + t] from w->logits; out's figures
+ * from its NLL sums (nll_dense, and nll when p is not NULL). */
+int vt_cont_eval_batch(const vt_config *c, const vt_cont_plan *pl, int batch);
+double vt_cont_nll_sum(const vt_cont_work *w, int vocab, const int32_t *ids, int B, int T);
+void vt_cont_result_set(vt_cont_result *out, const vt_config *c, const vt_plugin *p, const vt_cont_plan *pl);
 
 /* Negative log-likelihood of target under logits[vocab] (log-sum-exp in double). */
 double vt_cont_nll(const float *logits, int vocab, int target);

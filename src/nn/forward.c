@@ -4,6 +4,7 @@
 
 #include <blis.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,18 @@ void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, in
         vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
 }
 
-int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
+/* One matrix packed for its direction: the backward one as a view of the forward pack `fwd` when
+ * that is 16-bit (its slivers are widened per block anyway), else a pack of its own. */
+static int pack_one(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold,
+                    const vt_packed *fwd) {
+    if (backward && fwd && fwd->data && fwd->dtype != VT_F32) {
+        vt_pack_transposed(p, fwd);
+        return 0;
+    }
+    return vt_pack_linear(p, w, n_in, n_out, backward, hold);
+}
+
+static int packs_build(vt_model_packs *p, const vt_model *m, int backward, const vt_model_packs *fwd) {
     const vt_config *c = &m->cfg;
     vt_model_packs_free(p);
     p->layers = vt_calloc((size_t)c->n_layers, sizeof *p->layers, "packed weights");
@@ -28,18 +40,28 @@ int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
     for (int l = m->layer_begin; l < m->layer_end; l++) {
         const vt_layer_shape *s = &c->layers[l];
         const vt_layer_weights *w = &m->layers[l];
+        const vt_layer_packs *f = fwd && fwd->layers ? &fwd->layers[l] : NULL;
         vt_layer_packs *lp = &p->layers[l];
         int qd = s->n_heads * c->head_dim, width = qd + 2 * s->n_kv_heads * c->head_dim;
-        if ((s->n_heads && (vt_pack_linear(&lp->qkv, w->wq, c->dim, width, backward) ||
-                            vt_pack_linear(&lp->o, w->wo, qd, c->dim, backward))) ||
-            (s->ffn && (vt_pack_linear(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward) ||
-                        vt_pack_linear(&lp->down, w->w_down, s->ffn, c->dim, backward)))) {
+        if ((s->n_heads && (pack_one(&lp->qkv, w->wq, c->dim, width, backward, m->hold, f ? &f->qkv : NULL) ||
+                            pack_one(&lp->o, w->wo, qd, c->dim, backward, m->hold, f ? &f->o : NULL))) ||
+            (s->ffn && (pack_one(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward, m->hold,
+                                 f ? &f->gate_up : NULL) ||
+                        pack_one(&lp->down, w->w_down, s->ffn, c->dim, backward, m->hold, f ? &f->down : NULL)))) {
             vt_model_packs_free(p);
             return -1;
         }
         p->bytes += lp->qkv.bytes + lp->o.bytes + lp->gate_up.bytes + lp->down.bytes;
     }
     return 0;
+}
+
+int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward) {
+    return packs_build(p, m, backward, NULL);
+}
+
+int vt_model_packs_backward(vt_model_packs *p, const vt_model *m, const vt_model_packs *fwd) {
+    return packs_build(p, m, 1, fwd);
 }
 
 void vt_model_packs_free(vt_model_packs *p) {
@@ -55,6 +77,7 @@ void vt_model_packs_free(vt_model_packs *p) {
 }
 
 void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, float eps, float *inv_rms) {
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * dim))
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *o = out + (size_t)r * dim;
@@ -88,22 +111,24 @@ int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int
     f->max_tokens = max_tokens;
     f->max_ctx = max_ctx;
     f->query_block = VT_ATTN_QUERY_BLOCK;
+    f->threads = vt_threads();
     f->layer_begin = m->layer_begin;
     f->layer_end = m->layer_end;
     int kv, ffn, q = max_q_dim(m, &kv, &ffn), hd2 = c->head_dim / 2;
     size_t rows = (size_t)max_batch * max_tokens, d = (size_t)c->dim;
+    size_t scores = (size_t)f->threads * (max_tokens < VT_ATTN_QUERY_BLOCK ? max_tokens : VT_ATTN_QUERY_BLOCK) * max_ctx;
     f->k_cache = vt_calloc((size_t)c->n_layers, sizeof(float *), "key cache table");
     f->v_cache = vt_calloc((size_t)c->n_layers, sizeof(float *), "value cache table");
     f->xn = vt_malloc(rows * d * sizeof(float), "normalised activations");
     f->qkv = vt_malloc(rows * (size_t)(q + 2 * kv + 1) * sizeof(float), "q/k/v activations");
     f->att_out = vt_malloc(rows * (size_t)(q + 1) * sizeof(float), "attention outputs");
-    f->scores = vt_malloc((size_t)max_tokens * max_ctx * sizeof(float), "attention scores");
+    f->scores = vt_malloc(scores * sizeof(float), "attention scores");
     f->gate_up = vt_malloc(rows * (size_t)(2 * ffn + 1) * sizeof(float), "FFN activations");
     f->ffn_act = vt_malloc(rows * (size_t)(ffn + 1) * sizeof(float), "FFN activations");
     f->block_out = vt_malloc(rows * d * sizeof(float), "block outputs");
     f->rope_cos = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
     f->rope_sin = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
-    f->bytes = sizeof(float) * (rows * (2 * d + (size_t)(2 * q + 2 * kv + 3 * ffn + 4)) + (size_t)max_tokens * max_ctx +
+    f->bytes = sizeof(float) * (rows * (2 * d + (size_t)(2 * q + 2 * kv + 3 * ffn + 4)) + scores +
                                 2 * (size_t)max_ctx * hd2);
     if (!f->k_cache || !f->v_cache || !f->xn || !f->qkv || !f->att_out || !f->scores || !f->gate_up ||
         !f->ffn_act || !f->block_out || !f->rope_cos || !f->rope_sin)
@@ -180,9 +205,10 @@ static void rope_head(float *v, const float *cs, const float *sn, int hd, vt_rop
 
 void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
                          size_t off) {
+#pragma omp parallel for collapse(2) schedule(static) if(vt_par((size_t)B * T * units * width))
     for (int b = 0; b < B; b++) {
-        const float *z = g->z + (size_t)b * g->stride + off;
         for (int t = 0; t < T; t++) {
+            const float *z = g->z + (size_t)b * g->stride + off;
             size_t r = ((size_t)b * T + t) * (size_t)units * width;
             for (int u = 0; u < units; u++)
                 for (int i = 0; i < width; i++) gated[r + (size_t)u * width + i] = pre[r + (size_t)u * width + i] * z[u];
@@ -192,13 +218,60 @@ void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units
 
 /* x += (z_block[b] * z_hidden[b]) o y: a gated block output joins the residual stream. */
 static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_gates *g, size_t block_gate) {
+#pragma omp parallel for collapse(2) schedule(static) if(vt_par((size_t)B * T * dim))
     for (int b = 0; b < B; b++) {
-        const float *z = g->z + (size_t)b * g->stride;
-        float zb = z[block_gate];
         for (int t = 0; t < T; t++) {
+            const float *z = g->z + (size_t)b * g->stride;
+            float zb = z[block_gate];
             size_t r = ((size_t)b * T + t) * dim;
             for (int i = 0; i < dim; i++) x[r + i] += zb * z[i] * y[r + i];
         }
+    }
+}
+
+/* RoPE on the queries and keys of every row; the keys and values into layer l's cache. */
+static void rope_rows(const vt_config *c, const vt_layer_shape *s, vt_fwd *f, int l, float *qkv, int B, int T,
+                      int pos0) {
+    int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd, width = qd + 2 * kvd;
+#pragma omp parallel for schedule(static) if(vt_par((size_t)B * T * width))
+    for (int r = 0; r < B * T; r++) {
+        int b = r / T, t = r % T;
+        float *row = qkv + (size_t)r * width;
+        const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
+        for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head(row + h * hd, cs, sn, hd, c->rope);
+        size_t at = ((size_t)b * f->max_ctx + pos0 + t) * kvd;
+        memcpy(f->k_cache[l] + at, row + qd, (size_t)kvd * sizeof(float));
+        memcpy(f->v_cache[l] + at, row + qd + kvd, (size_t)kvd * sizeof(float));
+    }
+}
+
+/* Causal softmax of one row of scores in place: its first n entries, the rest up to ctx set to 0. */
+static void softmax_causal(float *sr, int n, int ctx) {
+    float mx = sr[0];
+    for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
+    for (int j = 0; j < n; j++) sr[j] = sr[j] - mx < -87.0f ? -87.0f : sr[j] - mx;
+    vt_exp_nonpositive(sr, n);
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) sum += sr[j];
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) sr[j] *= inv;
+    for (int j = n; j < ctx; j++) sr[j] = 0.0f;
+}
+
+/* One head of one sequence: out[T, hd] (row stride ld_out) = softmax(scale Q K^T) V with Q's rows
+ * at stride ld_q and K, V at kvd, by blocks of query rows, each only over the keys its rows may see
+ * (causal). The probabilities go to probs [T, pos0 + T] (the tape), else a block at a time to
+ * scratch. Runs on the calling thread. */
+static void attend_head(const vt_fwd *f, const float *q, int ld_q, const float *k, const float *v, int kvd, float *out,
+                        int ld_out, int T, int pos0, int hd, float *probs, float *scratch) {
+    int ctx = pos0 + T;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int t0 = 0; t0 < T; t0 += f->query_block) {
+        int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
+        float *sc = probs ? probs + (size_t)t0 * ctx : scratch;
+        vt_sgemm_one_thread(0, 1, nt, kb, hd, scale, q + (size_t)t0 * ld_q, ld_q, k, kvd, 0.0f, sc, ctx);
+        for (int t = 0; t < nt; t++) softmax_causal(sc + (size_t)t * ctx, pos0 + t0 + t + 1, ctx);
+        vt_sgemm_one_thread(0, 0, nt, hd, kb, 1.0f, sc, ctx, v, kvd, 0.0f, out + (size_t)t0 * ld_out, ld_out);
     }
 }
 
@@ -207,9 +280,8 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     const vt_config *c = &m->cfg;
     const vt_layer_shape *s = &c->layers[l];
     const vt_layer_weights *w = &m->layers[l];
-    int hd = c->head_dim, hd2 = hd / 2, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd;
+    int hd = c->head_dim, qd = s->n_heads * hd, kvd = s->n_kv_heads * hd;
     int rows = B * T, width = qd + 2 * kvd, group = s->n_heads / s->n_kv_heads, ctx = pos0 + T;
-    float scale = 1.0f / sqrtf((float)hd), one = 1.0f, zero = 0.0f;
     float *xn = tp ? tp->xn_attn : f->xn, *qkv = tp ? tp->qkv : f->qkv, *att = tp ? tp->att : f->att_out;
 
     if (tp) memcpy(tp->x_attn, x, (size_t)rows * c->dim * sizeof(float));
@@ -219,51 +291,19 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     vt_lora_forward(f->lora, l, VT_LORA_Q, xn, rows, qkv, width);
     vt_lora_forward(f->lora, l, VT_LORA_K, xn, rows, qkv + qd, width);
     vt_lora_forward(f->lora, l, VT_LORA_V, xn, rows, qkv + qd + kvd, width);
+    rope_rows(c, s, f, l, qkv, B, T, pos0);
+    size_t scratch = (size_t)(f->max_tokens < VT_ATTN_QUERY_BLOCK ? f->max_tokens : VT_ATTN_QUERY_BLOCK) * f->max_ctx;
+    int team = f->threads < vt_threads() ? f->threads : vt_threads(); /* the score buffers there are */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team) \
+    if(vt_par((size_t)B * s->n_heads * T * ctx * hd))
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *row = qkv + (size_t)(b * T + t) * width;
-            const float *cs = f->rope_cos + (size_t)(pos0 + t) * hd2, *sn = f->rope_sin + (size_t)(pos0 + t) * hd2;
-            for (int h = 0; h < s->n_heads + s->n_kv_heads; h++) rope_head(row + h * hd, cs, sn, hd, c->rope);
-            size_t at = ((size_t)b * f->max_ctx + pos0 + t) * kvd;
-            memcpy(f->k_cache[l] + at, row + qd, (size_t)kvd * sizeof(float));
-            memcpy(f->v_cache[l] + at, row + qd + kvd, (size_t)kvd * sizeof(float));
-        }
-    for (int b = 0; b < B; b++) {
-        const float *kc = f->k_cache[l] + (size_t)b * f->max_ctx * kvd;
-        const float *vc = f->v_cache[l] + (size_t)b * f->max_ctx * kvd;
         for (int h = 0; h < s->n_heads; h++) {
-            const float *q = qkv + (size_t)b * T * width + h * hd;
-            const float *k = kc + (h / group) * hd, *v = vc + (h / group) * hd;
-            float *out = att + (size_t)b * T * qd + h * hd;
-            float *sc = tp ? tp->probs + ((size_t)b * s->n_heads + h) * T * ctx : f->scores;
-            /* scores[T, ctx] = scale * Q_h K_h^T, by blocks of query rows, each only over the keys
-             * its rows may see (causal: the rest is 0 after the softmax) */
-            for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
-                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, nt, kb, hd, &scale, (float *)q + (size_t)t0 * width, width,
-                          1, (float *)k, kvd, 1, &zero, sc + (size_t)t0 * ctx, ctx, 1);
-            }
-            for (int t = 0; t < T; t++) {
-                float *sr = sc + (size_t)t * ctx;
-                int n = pos0 + t + 1; /* causal: positions 0..pos0+t */
-                float mx = sr[0];
-                for (int j = 1; j < n; j++) mx = sr[j] > mx ? sr[j] : mx;
-                for (int j = 0; j < n; j++) sr[j] = sr[j] - mx < -87.0f ? -87.0f : sr[j] - mx;
-                vt_exp_nonpositive(sr, n);
-                float sum = 0.0f;
-                for (int j = 0; j < n; j++) sum += sr[j];
-                float inv = 1.0f / sum;
-                for (int j = 0; j < n; j++) sr[j] *= inv;
-                for (int j = n; j < ctx; j++) sr[j] = 0.0f;
-            }
-            /* out[T, hd] = P V_h, by the same blocks */
-            for (int t0 = 0; t0 < T; t0 += f->query_block) {
-                int nt, kb = vt_query_block(f, T, pos0, t0, &nt);
-                bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, nt, hd, kb, &one, sc + (size_t)t0 * ctx, ctx, 1,
-                          (float *)v, kvd, 1, &zero, out + (size_t)t0 * qd, qd, 1);
-            }
+            size_t kv = (size_t)b * f->max_ctx * kvd + (size_t)(h / group) * hd;
+            float *probs = tp ? tp->probs + ((size_t)b * s->n_heads + h) * T * ctx : NULL;
+            attend_head(f, qkv + (size_t)b * T * width + h * hd, width, f->k_cache[l] + kv, f->v_cache[l] + kv, kvd,
+                        att + (size_t)b * T * qd + h * hd, qd, T, pos0, hd, probs,
+                        f->scores + scratch * (size_t)omp_get_thread_num());
         }
-    }
     if (!g) {
         vt_linear(x, att, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 1.0f); /* residual add: beta = 1 */
         vt_lora_forward(f->lora, l, VT_LORA_O, att, rows, x, c->dim);
@@ -289,6 +329,7 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
     vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
     vt_lora_forward(f->lora, l, VT_LORA_GATE, xn, rows, gu, 2 * ffn);
     vt_lora_forward(f->lora, l, VT_LORA_UP, xn, rows, gu + ffn, 2 * ffn);
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * ffn))
     for (int r = 0; r < rows; r++) {
         const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;
         float *a = act + (size_t)r * ffn;

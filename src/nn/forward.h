@@ -29,6 +29,9 @@ typedef struct {
 /* (Re)packs the layers m holds for the forward x W^T (backward 0) or the backward dY W (backward
  * 1). The weights must not change while the packs are used, and the packs serve m only. */
 int vt_model_packs_init(vt_model_packs *p, const vt_model *m, int backward);
+/* The backward packs of the layers m holds, its 16-bit matrices as views of their forward packs
+ * fwd (vt_pack_transposed: no second copy), the others packed. fwd must outlive p. */
+int vt_model_packs_backward(vt_model_packs *p, const vt_model *m, const vt_model_packs *fwd);
 void vt_model_packs_free(vt_model_packs *p);
 /* Layer l's packs, or NULL when not packed. */
 static inline const vt_layer_packs *vt_model_packs_layer(const vt_model_packs *p, int l) {
@@ -39,13 +42,16 @@ static inline const vt_layer_packs *vt_model_packs_layer(const vt_model_packs *p
  * row-major [B*T, dim] with row = b*T + t; token t of sequence b sits at position pos0 + t. */
 typedef struct {
     int max_batch, max_tokens, max_ctx;
-    int query_block;            /* VT_ATTN_QUERY_BLOCK; tests make it small to cross block edges */
+    int query_block;            /* VT_ATTN_QUERY_BLOCK (at most: the score buffers hold that many rows); tests
+                                 * make it small to cross block edges */
+    int threads;                /* the rank's threads when allocated (vt_threads): heads run in parallel */
     int layer_begin, layer_end;
     float **k_cache, **v_cache; /* per layer: [max_batch, max_ctx, kv_dim] */
     float *xn;                  /* [rows, dim] normalised input of a block */
     float *qkv;                 /* [rows, q_dim + 2 kv_dim] */
     float *att_out;             /* [rows, q_dim] heads' outputs, input of o_proj */
-    float *scores;              /* [max_tokens, max_ctx] one head's attention */
+    float *scores;              /* [threads][min(max_tokens, VT_ATTN_QUERY_BLOCK), max_ctx] one block of
+                                 * query rows of one head's attention per thread */
     float *gate_up;             /* [rows, 2 ffn] */
     float *ffn_act;             /* [rows, ffn] silu(gate) * up */
     float *block_out;           /* [rows, dim] */

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "util/dtype.h"
+
 /* C[m,n] = alpha op(A) op(B) + beta C, all row-major (lda, ldb, ldc: row strides); ta, tb: 1 to
  * transpose. BLIS 0.9 sends matmuls with a dimension under about 512 to its unpacked small-matrix
  * path ("sup"), which at weight shapes (4096 x 12288) runs at half the packed path's rate on the
@@ -21,30 +23,63 @@ int vt_sgemm_uses_sup(int m, int n, int k);
 /* A frozen weight matrix packed once in the layout of BLIS's micro-kernel, as the B operand of
  * C[m,n] = A[m,k] B[k,n]: KC-deep blocks of NR-column slivers, zero-padded to whole slivers. BLIS
  * packs B again on every call, which at a pipeline micro-batch's 256 rows costs about a tenth of
- * the matmul; a packed weight skips that. data NULL: not packed. */
+ * the matmul; a packed weight skips that. The slivers are held in dtype: fp32, or the 16-bit type
+ * a checkpoint stored the weights in (half the bytes), each KC x NR sliver widened to fp32 just
+ * before the micro-kernel reads it; widening is exact, so the products are those of fp32 slivers.
+ * data NULL: not packed. */
 typedef struct {
     int k, n, kc, nr;
-    float *data;
-    size_t bytes;
+    vt_dtype dtype;
+    int transposed; /* 1: a view of a pack of B^T (vt_pack_transposed), its data not owned */
+    void *data;     /* float, or uint16_t holding dtype */
+    size_t bytes;   /* owned: 0 for a view */
 } vt_packed;
 
-/* 1 when vt_pack can pack here: the micro-kernel prefers rows (row-major C) and BLIS runs one
- * thread (the packed path is single-threaded). */
+/* 1 when vt_pack can pack here: the micro-kernel prefers rows (row-major C). */
 int vt_pack_available(void);
-/* The threads BLIS runs a matmul on (BLIS_NUM_THREADS; 1 when unset). */
-int vt_blis_threads(void);
+
+/* Threads of a rank (parallel.threads): BLIS's matmuls, the packed matmul and the OpenMP loops of
+ * the forward and backward passes all run on this many. Every loop splits independent rows or
+ * columns, so results do not depend on the count (tests/unit/test_threads.c). */
+#define VT_MAX_THREADS 1024
+/* BLIS_NUM_THREADS when it is a positive number, else 1. */
+int vt_threads_default(void);
+/* Sets BLIS's and OpenMP's thread counts to n (n <= 0: vt_threads_default()); call it before any
+ * vt_fwd_init / vt_bwd_init / vt_pack, which size per-thread buffers by it. */
+int vt_threads_set(int n);
+/* The rank's threads now (OpenMP's count). */
+int vt_threads(void);
+/* 1 when a loop over `work` floats should run on the rank's threads: more than one thread, and at
+ * least the grain of work (default VT_THREAD_GRAIN; a parallel region costs microseconds, and on a
+ * machine with more threads than free cores each one waits for the scheduler). For the OpenMP
+ * if() clause of the loops. vt_threads_grain_set changes the grain (tests set 0: every loop splits). */
+#define VT_THREAD_GRAIN 32768
+int vt_par(size_t work);
+void vt_threads_grain_set(size_t floats);
+/* bli_sgemm (row-major, row strides) on one thread with BLIS's own choice of code path: for
+ * small products inside a parallel loop, which must not start threads of their own. */
+void vt_sgemm_one_thread(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                         int ldb, float beta, float *c, int ldc);
 /* Packs B = W^T for W[n, k] (trans 1: the forward x W^T) or B = W for W[k, n] (trans 0: the
- * backward dY W); row stride of W = its row length. Reports and returns -1 when out of memory. */
-int vt_pack(vt_packed *p, const float *w, int k, int n, int trans);
-/* Bytes vt_pack holds for B[k, n] (the slivers padded to whole ones). */
-size_t vt_packed_bytes(int k, int n);
+ * backward dY W); row stride of W = its row length. hold: the type to hold the slivers in; a 16-bit
+ * hold applies only when every weight is exactly representable in it (weights loaded from a
+ * checkpoint of that type are; re-fitted or gate-folded ones are not), else the pack is fp32.
+ * Reports and returns -1 when out of memory. */
+int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold);
+/* p as B[k, n] = A^T for the pack `of` of A[n, k], sharing its data: each KC x NR sliver of B is
+ * gathered (and widened) from of's slivers as the packed loop reaches it. For a 16-bit pack, whose
+ * slivers are widened into a buffer anyway, this costs about what widening does and saves the
+ * second copy (the backward dY W reads the forward pack of W^T). p must not outlive `of`. */
+void vt_pack_transposed(vt_packed *p, const vt_packed *of);
+/* Bytes vt_pack holds for B[k, n] in dtype (the slivers padded to whole ones). */
+size_t vt_packed_bytes(int k, int n, vt_dtype dtype);
 void vt_packed_free(vt_packed *p);
 /* C[m,n] = A[m,k] B + beta C with B packed (b->k == k, b->n == n); A row-major with row stride lda,
  * C with ldc. Callers use it where vt_packed_use says so. */
 void vt_sgemm_packed(int m, const float *a, int lda, const vt_packed *b, float beta, float *c, int ldc);
 /* W[n_out, n_in] of a linear layer packed for its forward x W^T (backward 0) or its backward
- * dY W (backward 1). */
-int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward);
+ * dY W (backward 1), held as vt_pack holds it. */
+int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold);
 /* 1 when a product of m rows should use the packed weight b (packed, and m not small enough for
  * BLIS's small-matrix path to be the faster one). */
 int vt_packed_use(const vt_packed *b, int m);

@@ -144,6 +144,13 @@ int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts) {
     return 0;
 }
 
+int vt_hold_merge(int held, int ndim, vt_dtype t) {
+    if (ndim != 2) return held;
+    return held == -1 || held == (int)t ? (int)t : -2;
+}
+
+vt_dtype vt_hold_of(int held) { return held == VT_F16 || held == VT_BF16 ? (vt_dtype)held : VT_F32; }
+
 void vt_model_free(vt_model *m) {
     vt_config_free(&m->cfg);
     free(m->layers);

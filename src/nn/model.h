@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/dtype.h"
+
 /* RoPE pairing inside a head. Interleaved: pairs (2i, 2i+1), as llama2.c and Meta write q/k.
  * Rotate-half: pairs (i, i + head_dim/2), as Hugging Face writes q/k. */
 typedef enum { VT_ROPE_INTERLEAVED = 0, VT_ROPE_HALF = 1 } vt_rope_layout;
@@ -61,6 +63,8 @@ typedef struct {
     vt_layer_weights *layers; /* cfg.n_layers entries; only [layer_begin, layer_end) filled */
     float *arena;      /* owns every weight above */
     size_t arena_floats;
+    vt_dtype hold;     /* the type copies of its frozen matrices may be held in (packs, matmul.h): the
+                        * checkpoint's 16-bit type when it stored every matrix in it, else VT_F32 */
 } vt_model;
 
 /* Which parts of a checkpoint to load (the whole model: vt_load_all()). */
@@ -91,6 +95,12 @@ double vt_layer_flops(const vt_config *c, int l, double ctx);
 /* Allocates zeroed weights for the parts requested, laid out in one arena. */
 int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts);
 void vt_model_free(vt_model *m);
+
+/* The loaders' account of vt_model.hold: held starts at -1 and takes every loaded tensor's stored
+ * type t (ndim 1 or 2); the result is the one type every matrix (ndim 2) was stored in, or -2. */
+int vt_hold_merge(int held, int ndim, vt_dtype t);
+/* vt_model.hold for that account: the 16-bit type, else VT_F32. */
+vt_dtype vt_hold_of(int held);
 
 /* Loads a llama2.c .bin (v0) file or an HF directory (config.json + safetensors, single or
  * sharded), converting F32/F16/BF16 to fp32. Errors name the file and the tensor. */

@@ -49,6 +49,18 @@ int vt_plugin_alloc(vt_plugin *p, const vt_config *c, int k, int r) {
     return 0;
 }
 
+size_t vt_plugin_region(const vt_plugin *p, int l0, int l1, size_t *off) {
+    const float *lo = NULL, *hi = NULL;
+    for (int l = l0; l < l1; l++) {
+        const vt_plugin_layer *L = &p->layers[l];
+        if (!L->w) continue;
+        if (!lo) lo = L->w;
+        hi = L->b2 + p->dim;
+    }
+    *off = lo ? (size_t)(lo - p->arena) : 0;
+    return lo ? (size_t)(hi - lo) : 0;
+}
+
 void vt_plugin_free(vt_plugin *p) {
     free(p->layers);
     free(p->arena);

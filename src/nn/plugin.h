@@ -41,6 +41,11 @@ typedef struct {
 size_t vt_plugin_layer_params(int dim, int r);
 size_t vt_plugin_params(const vt_config *c, int r);
 
+/* The plugins of layers [l0, l1) are one run of p's arena (it is laid out layer by layer): its
+ * first float goes to *off, its length is returned (0, *off = 0: none of those layers has one).
+ * A pipeline stage trains, sums and sends just this run of its layers. */
+size_t vt_plugin_region(const vt_plugin *p, int l0, int l1, size_t *off);
+
 /* Allocates zeroed plugins for the layers of c that have one (k >= 1, r >= 1). */
 int vt_plugin_alloc(vt_plugin *p, const vt_config *c, int k, int r);
 void vt_plugin_free(vt_plugin *p);

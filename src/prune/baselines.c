@@ -275,7 +275,7 @@ done:
 }
 
 int vt_baseline_prune(const vt_model *m, vt_score_kind kind, const vt_calib *calib, int batches, int batch_size,
-                      uint64_t seed, int budget_kind, double budget_size, double ctx, int round_to, vt_model *out,
+                      uint64_t seed, int budget_kind, double budget_size, double ctx, int round_to, int uniform, vt_model *out,
                       vt_slice_map *map) {
     vt_masks layout;
     if (vt_masks_init(&layout, &m->cfg, seed)) return -1;
@@ -288,7 +288,7 @@ int vt_baseline_prune(const vt_model *m, vt_score_kind kind, const vt_calib *cal
     double size;
     if (!score || !z || !keep) goto done;
     if (vt_baseline_scores(m, &layout, kind, calib, batches, batch_size, seed, score)) goto done;
-    if (vt_budget_decide(&layout, &m->cfg, (vt_budget_kind)budget_kind, ctx, budget_size, round_to, score, keep,
+    if ((uniform ? vt_budget_decide_uniform : vt_budget_decide)(&layout, &m->cfg, (vt_budget_kind)budget_kind, ctx, budget_size, round_to, score, keep,
                          &pruned, &size))
         goto done;
     vt_config_free(&pruned);

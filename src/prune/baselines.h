@@ -42,12 +42,12 @@ int vt_baseline_scores(const vt_model *m, const vt_masks *layout, vt_score_kind 
                        int batches, int batch_size, uint64_t seed, float *score);
 
 /* A whole baseline run: gate layout for m->cfg, scores, vt_budget_decide against budget_size (absolute,
- * the unit of vt_structure_size for budget_kind, a vt_budget_kind; ctx its mean attended context), then
- * vt_slice_model with every kept gate at z = 1 folded in (weights keep their values). out is a freshly
+ * the unit of vt_structure_size for budget_kind, a vt_budget_kind; ctx its mean attended context), (vt_budget_decide_uniform when
+ * uniform), then vt_slice_model with every kept gate at z = 1 folded in (weights keep their values). out is a freshly
  * allocated pruned model; map, when not NULL, receives where its units sit in m (vt_slice_map_build,
  * for the re-fit; free with vt_slice_map_free). */
 int vt_baseline_prune(const vt_model *m, vt_score_kind kind, const vt_calib *calib, int batches, int batch_size,
-                      uint64_t seed, int budget_kind, double budget_size, double ctx, int round_to, vt_model *out,
+                      uint64_t seed, int budget_kind, double budget_size, double ctx, int round_to, int uniform, vt_model *out,
                       vt_slice_map *map);
 
 #endif

@@ -335,6 +335,103 @@ static int refit_run(refit *r, float *xd, float *xp, int l0, int l1, vt_refit_st
     return 0;
 }
 
+/* The final norm's system for the scale s of the pruned gains (refit.h, p->head). With u_t the
+ * pruned final hidden state normalised with its gains, E the pruned classifier [V, d] and l_t the
+ * dense logits, both centred over the vocabulary (softmax ignores a shift), the logits E diag(u_t) s
+ * fit l_t when G s = c with G = (E_c^T E_c) o sum u u^T, c = sum u o (E^T l_c). sys: G [d, d], c [d],
+ * then sum ||l_c||^2. Gathered over this rank's rows. */
+static int head_gather(refit *r, const float *xd, const float *xp, double *sys) {
+    const vt_model *D = r->dense, *P = r->pruned;
+    int d = P->cfg.dim, V = P->cfg.vocab, DD = D->cfg.dim;
+    float *lg = vt_malloc((size_t)r->B * r->T * V * sizeof(float), "re-fit logits");
+    double *c = sys + (size_t)d * d, one = 1.0;
+    if (!lg) return -1;
+    for (int b0 = 0; b0 < r->n_seq; b0 += r->B) {
+        int nb = r->n_seq - b0 < r->B ? r->n_seq - b0 : r->B, rows = nb * r->T;
+        vt_rmsnorm(r->before_d, xd + (size_t)b0 * r->T * DD, D->final_norm, rows, DD, D->cfg.norm_eps, NULL);
+        vt_linear(lg, r->before_d, D->lm_head, NULL, rows, DD, V, 0.0f);
+        vt_rmsnorm(r->run_p, xp + (size_t)b0 * r->T * d, P->final_norm, rows, d, P->cfg.norm_eps, NULL);
+        for (int t = 0; t < rows; t++) {
+            float *l = lg + (size_t)t * V;
+            double mean = 0.0;
+            for (int v = 0; v < V; v++) mean += l[v];
+            mean /= V;
+            for (int v = 0; v < V; v++) l[v] = (float)(l[v] - mean), c[d] += (double)l[v] * l[v];
+        }
+        /* cur [rows, d] = l_c E: the classifier's rows weighted by the dense logits */
+        float fone = 1.0f, zero = 0.0f;
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, d, V, &fone, lg, V, 1, P->lm_head, d, 1, &zero, r->cur, d,
+                  1);
+        for (size_t i = 0; i < (size_t)rows * d; i++) c[i % d] += (double)r->run_p[i] * r->cur[i], r->a[i] = r->run_p[i];
+        bli_dgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, d, d, rows, &one, r->a, d, 1, r->a, d, 1, &one, sys, d, 1);
+    }
+    free(lg);
+    return 0;
+}
+
+/* The centred classifier's Gram matrix E_c^T E_c = E^T E - V mu mu^T (mu: E's mean row), into
+ * k [d, d]. */
+static void head_gram(const vt_model *P, double *k) {
+    int d = P->cfg.dim, V = P->cfg.vocab;
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j <= i; j++) {
+            double e = 0.0, si = 0.0, sj = 0.0;
+            for (int v = 0; v < V; v++) {
+                const float *row = P->lm_head + (size_t)v * d;
+                e += (double)row[i] * row[j], si += row[i], sj += row[j];
+            }
+            k[(size_t)i * d + j] = k[(size_t)j * d + i] = e - si * sj / V;
+        }
+}
+
+/* sum ||E diag(u) s - l_c||^2 / sum ||l_c||^2 for the system of head_gather. */
+static double head_error(const double *sys, const double *s, int d) {
+    const double *G = sys, *c = sys + (size_t)d * d;
+    double e = c[d];
+    for (int i = 0; i < d; i++) {
+        double gs = 0.0;
+        for (int j = 0; j < d; j++) gs += G[(size_t)i * d + j] * s[j];
+        e += s[i] * gs - 2.0 * c[i] * s[i];
+    }
+    return e / (c[d] > 0 ? c[d] : 1.0);
+}
+
+/* The final norm's re-fit: the system summed over the replicas, solved as s = 1 + delta with the
+ * ridge pulling towards the gains as they are, (G + lambda I) delta = c - G 1. */
+static int refit_head(refit *r, const float *xd, const float *xp) {
+    vt_model *P = r->pruned;
+    int d = P->cfg.dim;
+    double *sys = vt_calloc((size_t)d * d + d + 1, sizeof(double), "re-fit head system");
+    double *k = vt_malloc((size_t)d * d * sizeof(double), "re-fit head system");
+    double *s = vt_malloc((size_t)2 * d * sizeof(double), "re-fit head system"), *delta = s + d;
+    int rc = sys && k && s ? head_gather(r, xd, xp, sys) : -1;
+    if (rc == 0) rc = r->ops->sum(r->ops, sys, (size_t)d * d + d + 1);
+    vt_refit_stat st = {0};
+    if (rc == 0) {
+        head_gram(P, k);
+        for (size_t i = 0; i < (size_t)d * d; i++) sys[i] *= k[i];
+        for (int i = 0; i < d; i++) s[i] = 1.0;
+        st.done = 1;
+        st.err_before = st.err_after = head_error(sys, s, d);
+        for (int i = 0; i < d && r->solve; i++) {
+            delta[i] = sys[(size_t)d * d + i];
+            for (int j = 0; j < d; j++) delta[i] -= sys[(size_t)i * d + j];
+        }
+    }
+    vt_spd_request rq = {"final_norm", r->p->damp, 0, r->ops->warn, r->ops->ctx};
+    vt_spd_outcome out;
+    if (rc == 0 && r->solve && vt_spd_solve_ridge(r->ops->solver, &rq, sys, (size_t)d, delta, 1, &out))
+        rc = vt_fail_context("re-fitting final_norm");
+    if (rc == 0 && r->solve) {
+        for (int i = 0; i < d; i++) s[i] = 1.0 + delta[i], P->final_norm[i] = (float)(P->final_norm[i] * s[i]);
+        st.retries = out.retries;
+        st.err_after = head_error(sys, s, d);
+    }
+    if (rc == 0 && r->ops->head) *r->ops->head = st;
+    free(sys), free(k), free(s);
+    return rc;
+}
+
 static int check_map(const vt_model *dense, const vt_model *pruned, const vt_slice_map *map) {
     if (map->n != pruned->cfg.dim) return vt_fail("re-fit: hidden map has %d dims, the pruned model %d", map->n,
                                                   pruned->cfg.dim);
@@ -356,12 +453,19 @@ static int refit_open(refit *r, const vt_model *dense, vt_model *pruned, const v
     return refit_init(r, dense, pruned, n_seq, T);
 }
 
+/* The head's re-fit runs after the last layer, where both models hold the final norm and classifier. */
+static int wants_head(const refit *r, int l1) {
+    return r->p->head && l1 == r->pruned->cfg.n_layers && r->pruned->final_norm && r->dense->final_norm &&
+           r->pruned->lm_head && r->dense->lm_head;
+}
+
 int vt_refit_layers(const vt_model *dense, vt_model *pruned, const vt_slice_map *map, float *xd, float *xp,
                     int n_seq, int T, int l0, int l1, const vt_refit_params *p, vt_refit_ops *ops,
                     vt_refit_stat *stats) {
     refit r = {.p = p, .ops = ops, .solve = 1};
     int rc = refit_open(&r, dense, pruned, map, n_seq, T);
     if (rc == 0) rc = refit_run(&r, xd, xp, l0, l1, stats);
+    if (rc == 0 && wants_head(&r, l1)) rc = refit_head(&r, xd, xp);
     refit_free(&r);
     return rc;
 }
@@ -385,6 +489,7 @@ static int whole_model(const vt_model *dense, vt_model *pruned, const vt_slice_m
     int rc = embed_both(dense, pruned, tokens, (size_t)n_seq * T, &xd, &xp);
     if (rc == 0) rc = refit_open(&r, dense, pruned, map, n_seq, T);
     if (rc == 0) rc = refit_run(&r, xd, xp, 0, dense->cfg.n_layers, stats);
+    if (rc == 0 && wants_head(&r, dense->cfg.n_layers)) rc = refit_head(&r, xd, xp);
     refit_free(&r);
     free(xd);
     free(xp);

@@ -24,6 +24,7 @@ typedef struct {
     double damp; /* the ridge lambda as a fraction of the mean of G's diagonal */
     int batch;   /* sequences per forward batch */
     int inputs;  /* 1: also re-fit QKV and gate/up to the dense pre-activations */
+    int head;    /* 1: after the last layer, re-fit a per-dim scale of final_norm's gains to the dense logits */
 } vt_refit_params;
 
 /* prune's [reconstruct] section (docs/CONFIG.md): whether the pruned model is re-fitted after the
@@ -35,6 +36,14 @@ typedef struct {
     int sequences;
 } vt_reconstruct_spec;
 
+/* One projection's fit: relative output error ||Y - X W^T||^2 / ||Y||^2 on the calibration rows
+ * before and after the re-fit, and how often the ridge was raised. done = 0: not re-fitted (the
+ * block is removed, or its input projection was not asked for). */
+typedef struct {
+    double err_before, err_after;
+    int retries, done;
+} vt_refit_stat;
+
 /* How systems are summed and solved: sum adds x[n] in place over the ranks that hold the same
  * layer's calibration shards (identity in one process); solver solves the summed system on those
  * ranks (dist/spd_solve.h: ScaLAPACK on their grid, a 1 x 1 grid in one process), with retries at
@@ -45,26 +54,23 @@ struct vt_refit_ops {
     vt_spd_solver *solver;
     void (*warn)(void *ctx, const char *message);
     void *ctx;
+    vt_refit_stat *head; /* optional: where the final norm's fit (params.head) reports its relative
+                          * error of the centred logits, before and after */
 };
 
 /* Per layer, the four projections' fits in this order: QKV, o_proj, gate/up, down_proj. */
 enum { VT_REFIT_QKV = 0, VT_REFIT_O, VT_REFIT_GATE_UP, VT_REFIT_DOWN, VT_REFIT_SLOTS };
-
-/* One projection's fit: relative output error ||Y - X W^T||^2 / ||Y||^2 on the calibration rows
- * before and after the re-fit, and how often the ridge was raised. done = 0: not re-fitted (the
- * block is removed, or its input projection was not asked for). */
-typedef struct {
-    double err_before, err_after;
-    int retries, done;
-} vt_refit_stat;
 
 /* The pruned model's residual stream is z o the gated dense stream on the kept dims (map, from
  * vt_slice_map_build on the keep decision), so dense targets are mapped into that basis.
  * Streams through layers [l0, l1): xd [n_seq * T, dense dim] and xp [n_seq * T, pruned dim] hold
  * both models' residual streams at layer l0's input for the same sequences (rows b * T + t) and
  * leave at layer l1's input, the pruned one computed with the re-fitted weights. pruned's o_proj
- * and down_proj (and with p->inputs, QKV and gate/up) of those layers are replaced. stats, when
- * not NULL, gets [n_layers][VT_REFIT_SLOTS] entries filled for the layers run. */
+ * and down_proj (and with p->inputs, QKV and gate/up) of those layers are replaced; with p->head,
+ * when l1 is the last layer and both models hold the head, pruned's final_norm gains are then
+ * scaled per dim so that its centred logits fit the dense model's (least squares; the classifier,
+ * tied to the embedding or not, stays). stats, when not NULL, gets [n_layers][VT_REFIT_SLOTS]
+ * entries filled for the layers run. */
 int vt_refit_layers(const vt_model *dense, vt_model *pruned, const vt_slice_map *map, float *xd, float *xp,
                     int n_seq, int T, int l0, int l1, const vt_refit_params *p, vt_refit_ops *ops,
                     vt_refit_stat *stats);

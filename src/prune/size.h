@@ -18,6 +18,7 @@ typedef struct {
     double flops;   /* fraction of forward FLOPs per token kept */
     int round_to;   /* kept units per group rounded to a multiple of this: 1, 8, 64 or 128 */
     double warmup;  /* fraction of mask-phase steps over which the target ramps down */
+    int uniform;    /* the same kept sizes in every layer (vt_budget_decide_uniform) */
 } vt_budget_spec;
 
 static inline vt_budget_kind vt_budget_spec_kind(const vt_budget_spec *b) {

@@ -164,6 +164,7 @@ int vt_slice_model(const vt_model *m, const vt_masks *mk, const float *z, const 
     vt_load_parts parts = {m->layer_begin, m->layer_end, m->has_embed, m->has_head};
     int rc = vt_model_alloc(out, &sc, parts);
     vt_config_free(&sc);
+    if (rc == 0 && !fold_gates) out->hold = m->hold; /* a slice keeps the values; folded gates scale them */
 
     /* Scratch: unit row indices and per-row / per-column scales, sized for the widest tensor. */
     size_t widest = (size_t)c->dim, most_kv = 1;

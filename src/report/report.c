@@ -89,6 +89,44 @@ static json_t *refit_json(const vt_run_report *r) {
     return o;
 }
 
+double vt_report_stage_ppl(const vt_run_report *r, int stage) {
+    int last = r->recover ? 2 : r->reconstruct ? 1 : 0;
+    if (stage == last) return r->ppl_after;
+    double v = stage == 0 ? r->ppl_masks : r->ppl_refit;
+    return v > 0 ? v : NAN;
+}
+
+static json_t *stage_json(const char *name, double seconds, long tokens, double ppl) {
+    json_t *e = json_object();
+    json_object_set_new(e, "stage", json_string(name));
+    json_object_set_new(e, "seconds", json_real(seconds));
+    json_object_set_new(e, "tokens", json_integer(tokens));
+    json_object_set_new(e, "ppl", real_or_null(ppl));
+    return e;
+}
+
+/* Each stage that ran: its time, the tokens it trained on, the perplexity after it. */
+static json_t *stages_json(const vt_run_report *r) {
+    json_t *a = json_array();
+    json_array_append_new(a, stage_json("masks", r->prune_seconds, r->train_tokens - r->recover_tokens,
+                                        vt_report_stage_ppl(r, 0)));
+    if (r->reconstruct) json_array_append_new(a, stage_json("refit", r->refit_seconds, 0, vt_report_stage_ppl(r, 1)));
+    if (r->recover)
+        json_array_append_new(a, stage_json("recover", r->recover_seconds, r->recover_tokens, vt_report_stage_ppl(r, 2)));
+    return a;
+}
+
+static json_t *recover_json(const vt_run_report *r) {
+    json_t *o = json_object();
+    json_object_set_new(o, "method", json_string(r->recover));
+    json_object_set_new(o, "steps", json_integer(r->recover_steps));
+    json_object_set_new(o, "tokens", json_integer(r->recover_tokens));
+    json_object_set_new(o, "seconds", json_real(r->recover_seconds));
+    json_object_set_new(o, "first_loss", json_real(r->recover_loss[0]));
+    json_object_set_new(o, "last_loss", json_real(r->recover_loss[1]));
+    return o;
+}
+
 /* The run: method, budget, perplexities, work and time. */
 static void put_run(json_t *o, const vt_run_report *r) {
     json_object_set_new(o, "method", json_string(r->method));
@@ -107,6 +145,11 @@ static void put_run(json_t *o, const vt_run_report *r) {
     json_object_set_new(o, "train_tokens", json_integer(r->train_tokens));
     json_object_set_new(o, "prune_seconds", json_real(r->prune_seconds));
     json_object_set_new(o, "wall_seconds", json_real(r->wall_seconds));
+    json_object_set_new(o, "stages", stages_json(r));
+    if (r->recover) {
+        json_object_set_new(o, "ppl_refit", r->ppl_refit > 0 ? json_real(r->ppl_refit) : json_null());
+        json_object_set_new(o, "recover", recover_json(r));
+    }
     if (r->n_losses) {
         json_object_set_new(o, "losses", losses_json(r->losses, r->n_losses));
         json_object_set_new(o, "final_kd", json_real(r->final_kd));
@@ -146,8 +189,10 @@ void vt_report_print_table(FILE *out, const vt_run_report *r) {
     fprintf(out, "%-22s %14zu %14zu\n", "non-embedding params", vt_params_non_embedding(b), vt_params_non_embedding(a));
     fprintf(out, "%-22s %14d %14d\n", "hidden dims", b->dim, a->dim);
     if (!isnan(r->ppl_before)) fprintf(out, "%-22s %14.4f %14.4f\n", "perplexity", r->ppl_before, r->ppl_after);
-    if (r->ppl_masks > 0) fprintf(out, "%-22s %14s %14.4f  (before the re-fit)\n", "perplexity, masks only", "",
-                                      r->ppl_masks);
+    if (r->ppl_masks > 0) fprintf(out, "%-22s %14s %14.4f  (before the re-fit and recovery)\n",
+                                  "perplexity, masks only", "", r->ppl_masks);
+    if (r->ppl_refit > 0) fprintf(out, "%-22s %14s %14.4f  (before the recovery)\n", "perplexity, re-fitted", "",
+                                  r->ppl_refit);
     fprintf(out, "\n%-6s %12s %12s %14s\n", "layer", "heads", "kv heads", "ffn");
     for (int l = 0; l < b->n_layers; l++) {
         const vt_layer_shape *s = &a->layers[l], *s0 = &b->layers[l];

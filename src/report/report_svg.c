@@ -412,6 +412,59 @@ static void panel_structure(FILE *f, double top, const vt_config *b, const vt_co
     fputs("</g>\n", f);
 }
 
+/* ---- the stages: masks, re-fit, recovery ---- */
+
+static int has_stages(const vt_run_report *r) { return r && (r->reconstruct || r->recover); }
+
+static double stages_height(const vt_run_report *r) { return 64 + 18.0 * (2 + !!r->reconstruct + !!r->recover) + 8; }
+
+/* The re-fit's relative output errors over every re-fitted projection: mean before and after. */
+static void refit_means(const vt_run_report *r, double *before, double *after, int *n) {
+    *before = *after = 0, *n = 0;
+    for (int i = 0; r->refit && i < r->before->n_layers * VT_REFIT_SLOTS; i++)
+        if (r->refit[i].done) *before += r->refit[i].err_before, *after += r->refit[i].err_after, (*n)++;
+    if (*n) *before /= *n, *after /= *n;
+}
+
+static void stage_row(FILE *f, double y, const char *name, double seconds, long tokens, double ppl, const char *note) {
+    char tk[32], pp[32];
+    fmt_count(tk, sizeof tk, (double)tokens);
+    if (isfinite(ppl)) snprintf(pp, sizeof pp, "%.4g", ppl);
+    else snprintf(pp, sizeof pp, "\xe2\x80\x94");
+    text(f, 24, y, "class=\"lname\"", "%s", name);
+    if (isfinite(seconds)) text(f, 200, y, "class=\"num\"", "%.1f s", seconds);
+    else text(f, 200, y, "class=\"num\"", "\xe2\x80\x94");
+    text(f, 300, y, "class=\"num\"", "%s", tokens > 0 ? tk : "0");
+    text(f, 420, y, "class=\"num\"", "%s", pp);
+    if (note && note[0]) text(f, 520, y, "class=\"num\"", "%s", note);
+}
+
+/* One row per stage: time, tokens trained on, perplexity after it; the re-fit's mean error. */
+static void panel_stages(FILE *f, double top, const vt_run_report *r) {
+    text(f, 16, top + 22, "class=\"h2\"", "Stages");
+    double y = top + 44;
+    text(f, 24, y, "class=\"col\"", "stage");
+    text(f, 200, y, "class=\"col\"", "time");
+    text(f, 300, y, "class=\"col\"", "tokens trained");
+    text(f, 420, y, "class=\"col\"", "perplexity after");
+    stage_row(f, y += 18, "dense", NAN, 0, r->ppl_before, "");
+    stage_row(f, y += 18, "masks", r->prune_seconds, r->train_tokens - r->recover_tokens, vt_report_stage_ppl(r, 0), "");
+    if (r->reconstruct) {
+        double b, a;
+        int n;
+        char note[96] = "";
+        refit_means(r, &b, &a, &n);
+        if (n) snprintf(note, sizeof note, "relative output error %.3g \xe2\x86\x92 %.3g (mean of %d)", b, a, n);
+        stage_row(f, y += 18, "re-fit", r->refit_seconds, 0, vt_report_stage_ppl(r, 1), note);
+    }
+    if (r->recover) {
+        char note[96];
+        snprintf(note, sizeof note, "%s, %ld steps, loss %.4g \xe2\x86\x92 %.4g", r->recover, r->recover_steps,
+                 r->recover_loss[0], r->recover_loss[1]);
+        stage_row(f, y += 18, "recovery", r->recover_seconds, r->recover_tokens, vt_report_stage_ppl(r, 2), note);
+    }
+}
+
 /* ---- the document ---- */
 
 static void totals(const vt_config *b, const vt_config *a, int *hb, int *ha, int *kb, int *ka, int *fb, int *fa,
@@ -428,11 +481,11 @@ static void totals(const vt_config *b, const vt_config *a, int *hb, int *ha, int
 }
 
 static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train_record *r, size_t n,
-                 const char *title) {
+                 const char *title, const vt_run_report *rep) {
     int has_beta = 0;
     for (size_t i = 0; i < n; i++) has_beta |= isfinite(r[i].beta) && r[i].beta != 0;
     double h_struct = structure_height(b->n_layers);
-    double height = HEADER_H + h_struct + 12;
+    double height = HEADER_H + h_struct + 12 + (has_stages(rep) ? stages_height(rep) : 0);
     if (n) height += curve_panel_height(SIZE_H) + curve_panel_height(KD_H);
     if (n && has_beta) height += curve_panel_height(BETA_H);
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -481,6 +534,10 @@ static void draw(FILE *f, const vt_config *b, const vt_config *a, const vt_train
     double y = HEADER_H;
     panel_structure(f, y, b, a);
     y += h_struct;
+    if (has_stages(rep)) {
+        panel_stages(f, y, rep);
+        y += stages_height(rep);
+    }
     if (!n) {
         fputs("</svg>\n", f);
         return;
@@ -502,12 +559,13 @@ static int check_configs(const char *path, const vt_config *b, const vt_config *
     return 0;
 }
 
-int vt_report_svg_write(const char *path, const vt_config *before, const vt_config *after,
-                        const vt_train_record *records, size_t n_records, const char *title) {
+/* rep (NULL: none) adds the stages panel. */
+static int write_svg(const char *path, const vt_config *before, const vt_config *after,
+                     const vt_train_record *records, size_t n_records, const char *title, const vt_run_report *rep) {
     if (check_configs(path, before, after)) return -1;
     FILE *f = fopen(path, "w");
     if (!f) return vt_fail("%s: cannot write the report picture: %s", path, strerror(errno));
-    draw(f, before, after, records, records ? n_records : 0, title);
+    draw(f, before, after, records, records ? n_records : 0, title, rep);
     int bad = ferror(f) || fflush(f) != 0;
     int err = errno;
     if (fclose(f) != 0 && !bad) bad = 1, err = errno;
@@ -516,6 +574,11 @@ int vt_report_svg_write(const char *path, const vt_config *before, const vt_conf
         return vt_fail("%s: cannot write the report picture: %s", path, strerror(err));
     }
     return 0;
+}
+
+int vt_report_svg_write(const char *path, const vt_config *before, const vt_config *after,
+                        const vt_train_record *records, size_t n_records, const char *title) {
+    return write_svg(path, before, after, records, n_records, title, NULL);
 }
 
 /* ---- from the run report ---- */
@@ -542,13 +605,14 @@ static void report_title(const vt_run_report *r, char *out, size_t cap) {
         fmt_count(p2, sizeof p2, (double)vt_params_total(r->before));
         k += (size_t)snprintf(out + k, cap - k, " \xc2\xb7 %s of %s parameters", p1, p2);
     }
-    if (r->ppl_masks > 0 && isfinite(r->ppl_after) && k < cap) /* what the re-fit did */
-        snprintf(out + k, cap - k, " \xc2\xb7 perplexity %.4g masks only, %.4g re-fitted", r->ppl_masks, r->ppl_after);
+    if (r->ppl_masks > 0 && isfinite(r->ppl_after) && k < cap) /* what the re-fit (and recovery) did */
+        snprintf(out + k, cap - k, " \xc2\xb7 perplexity %.4g masks only, %.4g %s", r->ppl_masks, r->ppl_after,
+                 r->recover ? "recovered" : "re-fitted");
 }
 
 int vt_report_svg_write_report(const vt_run_report *r, const char *path) {
     char title[256];
     if (check_configs(path, r->before, r->after)) return -1; /* before the title counts their parameters */
     report_title(r, title, sizeof title);
-    return vt_report_svg_write(path, r->before, r->after, r->losses, r->n_losses, title);
+    return write_svg(path, r->before, r->after, r->losses, r->n_losses, title, r);
 }

@@ -96,20 +96,28 @@ static size_t gate_count(const vt_config *c) {
     return n;
 }
 
-/* Bytes of the packed copies of layers [l0, l1) and of vs classifier rows, for x W^T and dY W. */
-static double pack_bytes(const vt_config *c, int l0, int l1, int vs) {
-    double b = 0.0, d = c->dim;
+/* Bytes of the packed copies of layers [l0, l1) and of vs classifier rows, for x W^T and dY W,
+ * held in t; 16-bit backward packs are views of the forward ones (vt_pack_transposed), no bytes. */
+static double pack_bytes(const vt_config *c, int l0, int l1, int vs, vt_dtype t) {
+    double fwd = 0.0, bwd = 0.0;
+    int d = c->dim;
     for (int l = l0; l < l1; l++) {
         const vt_layer_shape *s = &c->layers[l];
         int q = s->n_heads * c->head_dim, width = q + 2 * s->n_kv_heads * c->head_dim;
-        if (s->n_heads)
-            b += (double)vt_packed_bytes(c->dim, width) + (double)vt_packed_bytes(width, c->dim) +
-                 (double)vt_packed_bytes(q, c->dim) + (double)vt_packed_bytes(c->dim, q);
-        if (s->ffn)
-            b += (double)vt_packed_bytes(c->dim, 2 * s->ffn) + (double)vt_packed_bytes(2 * s->ffn, c->dim) +
-                 (double)vt_packed_bytes(s->ffn, c->dim) + (double)vt_packed_bytes(c->dim, s->ffn);
+        if (s->n_heads) {
+            fwd += (double)vt_packed_bytes(d, width, t) + (double)vt_packed_bytes(q, d, t);
+            bwd += (double)vt_packed_bytes(width, d, t) + (double)vt_packed_bytes(d, q, t);
+        }
+        if (s->ffn) {
+            fwd += (double)vt_packed_bytes(d, 2 * s->ffn, t) + (double)vt_packed_bytes(s->ffn, d, t);
+            bwd += (double)vt_packed_bytes(2 * s->ffn, d, t) + (double)vt_packed_bytes(d, s->ffn, t);
+        }
     }
-    return vs ? b + (double)vt_packed_bytes((int)d, vs) + (double)vt_packed_bytes(vs, (int)d) : b;
+    if (vs) {
+        fwd += (double)vt_packed_bytes(d, vs, t);
+        bwd += (double)vt_packed_bytes(vs, d, t);
+    }
+    return t == VT_F32 ? fwd + bwd : fwd;
 }
 
 /* Memory of stage s's ranks (see docs/CLUSTER.md for each term). */
@@ -134,7 +142,7 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     st->weights = w / f4 * held + student + (last ? 0.0 : (double)vs * d * held);
     /* packed copies of the student's frozen weights (the dense size: an upper bound once sliced);
      * fine-tuning frees them, the plan counts them with its moments all the same */
-    st->packs = pack_bytes(c, l0, l1, vs);
+    st->packs = pack_bytes(c, l0, l1, vs, in->hold);
     if (in->pack_weights) st->weights += st->packs;
 
     /* GPipe: the tape of every micro-batch, M groups of C chunks, chunk k at positions k Tc.. */
@@ -145,8 +153,9 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
                             3.0 * (double)p->gates * p->seqs_per_replica); /* gate values, noise, grads */
     /* every stage: its share of the logits, probabilities and their gradient, the classifier's input
      * and its gradient, for the whole sequences of a micro-batch; the last stage: the gradients at
-     * the final hidden states of every micro-batch (M C chunks) */
-    st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 6.0 * sizeof(double) * rows;
+     * the final hidden states of every micro-batch (M C chunks); 7 doubles a row: the softmax statistics
+     * (6) and hneg */
+    st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 7.0 * sizeof(double) * rows;
     if (last) st->activations += f4 * (double)M * C * rows_mb * d;
     /* the last stage: the teacher cache's rows of the replica's sequences, fetched for a step */
     if (last) st->activations += p->cache_per_sequence * p->seqs_per_replica;
@@ -235,7 +244,10 @@ static void plan_recover(const vt_plan_input *in, vt_plan *p) {
     r->adam_lora = 2.0 * f4 * (double)r->lora_params;
     r->adam_full = 2.0 * f4 * (double)r->full_params;
     r->weights = whole * vt_plan_frozen_bytes(in) + keep * whole * f4;
-    if (in->pack_weights) r->weights += (0.5 + (lora ? keep : 0.0)) * pack_bytes(c, 0, L, c->vocab);
+    if (in->pack_weights) { /* the teacher's forward packs in the hold type; lora's pruned student (re-fitted: fp32) both */
+        double f32 = pack_bytes(c, 0, L, c->vocab, VT_F32);
+        r->weights += (in->hold == VT_F32 ? 0.5 * f32 : pack_bytes(c, 0, L, c->vocab, in->hold)) + (lora ? keep * f32 : 0.0);
+    }
     r->trained = lora ? 4.0 * f4 * (double)r->lora_params : keep * whole * f4 + r->adam_full;
     r->activations = f4 * (2.0 * (double)fwd_floats(c, 0, L, Bm, T, T) + (double)vt_plan_tape_floats(c, 0, L, Bm, T, 0) +
                            (double)bwd_floats(c, 0, L, Bm, T, T) + rows * (2.0 * c->dim + 3.0 * c->vocab) +

@@ -22,6 +22,7 @@ typedef struct {
     double keep_fraction; /* the budget: the fine-tuned student is this fraction of the model */
     long calib_sequences; /* calibration sequences the teacher cache holds; 0 = unknown */
     int pack_weights;     /* 1: the mask phase multiplies by packed copies of the frozen weights */
+    vt_dtype hold;        /* the type the packs are held in (vt_model.hold; the checkpoint's 16-bit type) */
     int refit_sequences;  /* the re-fit after the decision ([reconstruct]) on this many sequences; 0 = none */
     int refit_batch;      /* its sequences per forward batch */
     int refit_inputs;     /* 1: it also re-fits QKV and gate/up (wider systems) */
@@ -75,7 +76,8 @@ typedef struct {
     double weights;         /* fp32 weights, plus the sliced student copy when there is one, plus
                              * the packs when pack_weights */
     double packs;           /* the layers' and the classifier share's packed copies, both
-                             * directions (mask phase, parallel.pack_weights; matmul.h) */
+                             * directions, in the input's hold type (mask phase,
+                             * parallel.pack_weights; matmul.h) */
     double activations;     /* saved activations of every micro-batch in flight, scratch, logits */
     double optimizer;       /* gates with gradients and Adam moments; weight gradients and moments */
     double teacher_cache;   /* last stage: the teacher's final hidden states (0 when unknown) */

@@ -1,6 +1,6 @@
 /* plug_run.h — the driver of `vtrans-dist plug` (docs/PLUGINS.md): Variator plugins for a frozen
- * model trained by distillation on data-parallel replicas, saved beside a small JSON report with
- * the continuation perplexity dense against plugged. */
+ * model trained by distillation over pipeline stages x data-parallel replicas, saved beside a
+ * small JSON report with the continuation perplexity dense against plugged. */
 #ifndef VT_PLUG_RUN_H
 #define VT_PLUG_RUN_H
 
@@ -12,9 +12,11 @@
  * output.dir/plugin-k{K}.json. */
 int vt_plug_paths(const vt_run_config *rc, char *plugin, char *report, size_t cap);
 
-/* Every rank of c (one stage; its replicas split each batch) holds the whole model m. Trains
- * rc->plugin.steps steps, world rank 0 writes the plugin, scores data.eval (when set) and writes
- * the report. Collective; failures are agreed on. rc passed vt_run_config_validate_plug. */
+/* Every rank of c holds its stage's part m of the model (the whole model with one stage); the
+ * replicas split each batch. Trains rc->plugin.steps steps, world rank 0 gathers and writes the
+ * plugin, data.eval is scored (by world rank 0 with one stage, through the stages otherwise) and
+ * world rank 0 writes the report. Collective; failures are agreed on. rc passed
+ * vt_run_config_validate_plug. */
 int vt_plug_run(const vt_run_config *rc, vt_comm *c, const vt_model *m);
 
 #endif

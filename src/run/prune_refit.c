@@ -77,12 +77,16 @@ static int refit_stage(vt_comm *c, const vt_model *dense, vt_model *pruned, cons
     if (!c->dp_solver) rc = vt_fail("re-fit: this transport provides no SPD solver");
     else rc = c->dp_solver(c, &solver); /* collective over the replicas */
     if (vt_comm_agree(c, rc)) goto done;
-    dp_ops ops = {{.sum = sum_dp, .solver = &solver, .warn = c->replica == 0 ? NULL : quiet}, c};
+    vt_refit_stat head = {0};
+    dp_ops ops = {{.sum = sum_dp, .solver = &solver, .warn = c->replica == 0 ? NULL : quiet, .head = &head}, c};
     rc = streams_in(c, dense, pruned, tokens, rows, xd, xp);
     if (rc == 0)
         rc = vt_refit_layers(dense, pruned, map, xd, xp, n_seq, T, c->stage_begin[c->stage],
                              c->stage_begin[c->stage + 1], &spec->fit, &ops.ops, stats);
     if (rc == 0) rc = streams_out(c, dense, pruned, rows, xd, xp);
+    if (rc == 0 && head.done && c->replica == 0) /* the last stage's: it holds the head */
+        fprintf(stderr, "re-fit final_norm: relative error of the centred logits %.4f -> %.4f\n", head.err_before,
+                head.err_after);
     if (rc) vt_comm_abort_all(c, "re-fitting"); /* peers may wait on this rank's streams or sums */
     solver.free(&solver);
 done:

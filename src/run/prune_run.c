@@ -2,7 +2,6 @@
  * every rank of a pipeline (the vt_comm says which part this rank holds). */
 #include "run/prune_run.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,13 +73,22 @@ void vt_prune_catch_signals(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
+volatile sig_atomic_t *vt_prune_stop_flag(void) { return &stop_requested; }
+
+int vt_run_ckpt_dir(const vt_run_config *rc, int resuming, const char *sub, char *out, size_t cap) {
+    const char *base = resuming && rc->resume[0] ? rc->resume : rc->ckpt.dir;
+    int r = base[0] ? vt_path_fmt(out, cap, "%s", base) : vt_path_fmt(out, cap, "%s.run", rc->output.dir);
+    if (r == 0 && sub) r = vt_path_fmt(out + strlen(out), cap - strlen(out), "/%s", sub);
+    return r ? vt_fail_context("the run directory") : 0;
+}
+
 static int vib_params(const vt_run_config *rc, vt_vib_params *p) {
     *p = (vt_vib_params){.budget = rc->budget, .vib = rc->vib, .schedule = rc->schedule, .pipeline = rc->pipeline,
                          .ckpt = rc->ckpt};
     p->run = (vt_vib_runtime){.resume_dir = rc->resume[0] ? rc->resume : NULL, .resume_accept = rc->resume_accept,
-                              .stop = &stop_requested, .log = stderr};
-    if (!p->ckpt.dir[0]) return vt_path_fmt(p->ckpt.dir, sizeof p->ckpt.dir, "%s.run", rc->output.dir);
-    return 0;
+                              .stop = &stop_requested, .log = stderr,
+                              .save_last = rc->recover.method != VT_RECOVER_NONE};
+    return vt_run_ckpt_dir(rc, 0, NULL, p->ckpt.dir, sizeof p->ckpt.dir);
 }
 
 static int evaluate(vt_comm *c, const vt_model *m, const vt_tokens *ids, int window, const char *what, double *ppl) {
@@ -102,6 +110,8 @@ static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt
         return vt_fail("%s: budget.%s = %g is below the smallest model the structure allows (%.4g of the dense size)",
                        rc->source[0] ? rc->source : "configuration", kind == VT_BUDGET_PARAMS ? "params" : "flops",
                        target, min_size / dense);
+    if (rc->budget.uniform && vt_budget_uniform_check(cfg, kind, ctx, rc->budget.round_to, target * dense))
+        return vt_fail_context("%s", rc->source[0] ? rc->source : "configuration");
     for (size_t i = 0; i < calib_ids->n; i++)
         if (calib_ids->ids[i] < 0 || calib_ids->ids[i] >= cfg->vocab)
             return vt_fail("%s: token %zu has id %d, outside the model's vocabulary of %d", rc->data.calib, i,
@@ -131,7 +141,8 @@ typedef struct {
     vt_vib_result vib;
     vt_slice_map map;      /* where the pruned model's units sit in the dense one (the re-fit's) */
     vt_refit_stat *refit;  /* [n_layers][VT_REFIT_SLOTS] after the re-fit, else NULL */
-    double ppl_before, ppl_masks, ppl_after, prune_seconds, refit_seconds;
+    double ppl_before, ppl_masks, ppl_refit, ppl_after, prune_seconds, refit_seconds;
+    vt_recover_result recovered;
     long steps, tokens;
     char *config_json;
     vt_run_report report;
@@ -157,6 +168,7 @@ static int load_model(prune_ctx *x) {
     vt_load_parts parts = {c->stage_begin[c->stage], c->stage_begin[c->stage + 1], vt_comm_first(c), vt_comm_last(c)};
     /* Every rank loads only its own tensors; no rank goes on when another failed. */
     if (vt_comm_agree(c, vt_model_load(&x->model, x->rc->model.path, parts))) return -1;
+    if (x->rc->model.hold == VT_HOLD_FP32) x->model.hold = VT_F32;
     x->dense = vt_structure_size(&x->model.cfg, x->kind, x->ctx);
     return 0;
 }
@@ -251,7 +263,7 @@ static int prune_baseline(prune_ctx *x) {
                                                               : VT_SCORE_TAYLOR;
     int batches = sk == VT_SCORE_TAYLOR ? rc->method.taylor_batches : 0;
     if (vt_baseline_prune(&x->model, sk, &x->calib, batches, rc->schedule.batch_size, rc->vib.seed, x->kind,
-                          x->target * x->dense, x->ctx, rc->budget.round_to, &x->pruned, &x->map))
+                          x->target * x->dense, x->ctx, rc->budget.round_to, rc->budget.uniform, &x->pruned, &x->map))
         return -1;
     x->steps = batches;
     x->tokens = (long)batches * rc->schedule.batch_size * rc->data.seq_len;
@@ -277,10 +289,12 @@ static int reconstructs(const prune_ctx *x) {
     return x->rc->reconstruct.method == VT_RECONSTRUCT_LSQ && !weights_trained(x);
 }
 
-/* The pruned model as the keep decision left it, before the re-fit changes it. */
+static int recovers(const prune_ctx *x) { return x->rc->recover.method != VT_RECOVER_NONE; }
+
+/* The pruned model as the keep decision left it, before the re-fit or the recovery changes it. */
 static int evaluate_masks(prune_ctx *x) {
-    return x->eval_ids.n && reconstructs(x) ? evaluate(x->comm, &x->pruned, &x->eval_ids, x->rc->data.eval_window,
-                                                       "masks only (before the re-fit)", &x->ppl_masks)
+    return x->eval_ids.n && (reconstructs(x) || recovers(x)) ? evaluate(x->comm, &x->pruned, &x->eval_ids, x->rc->data.eval_window,
+                                                       "masks only", &x->ppl_masks)
                                             : 0;
 }
 
@@ -307,14 +321,44 @@ static int reconstruct(prune_ctx *x) {
     return 0;
 }
 
+/* The re-fitted model before the recovery trains it. */
+static int evaluate_refit(prune_ctx *x) {
+    return x->eval_ids.n && reconstructs(x) && recovers(x)
+               ? evaluate(x->comm, &x->pruned, &x->eval_ids, x->rc->data.eval_window, "re-fitted (before the recovery)",
+                          &x->ppl_refit)
+               : 0;
+}
+
+/* Where the recovery saves (<run dir>/recover) and whether it resumes; its settings are the run's. */
+static int recover_ckpt(prune_ctx *x, vt_arena_run *ck) {
+    const vt_run_config *rc = x->rc;
+    *ck = (vt_arena_run){.policy = rc->ckpt, .resume = rc->resume[0] != 0, .accept = rc->resume_accept,
+                         .stop = &stop_requested, .stop_after = vt_arena_stop_after("recover"), .what = "recovery",
+                         .log = is_coordinator(x) ? stderr : NULL};
+    ck->settings = vt_run_config_resume_settings(rc);
+    int r = ck->settings ? vt_run_ckpt_dir(rc, ck->resume, "recover", ck->policy.dir, sizeof ck->policy.dir) : -1;
+    return vt_comm_agree(x->comm, r);
+}
+
 /* [recover]: the kept model trained by distillation from the dense one (train/recover.h); its
- * tokens count with the run's. */
+ * tokens count with the run's. A requested stop ends the run with the recovery's state saved. */
 static int recover(prune_ctx *x) {
     vt_recover_spec spec = x->rc->recover, *s = &spec;
     if (s->method == VT_RECOVER_NONE) return 0;
     spec.pack = x->rc->pipeline.pack_weights;
     vt_recover_result r;
-    if (vt_recover(&x->pruned, &x->model, &x->calib, s, x->comm, is_coordinator(x) ? stderr : NULL, &r)) return -1;
+    vt_arena_run ck;
+    if (recover_ckpt(x, &ck)) return -1;
+    int failed = vt_recover(&x->pruned, &x->model, &x->calib, s, x->comm, &ck, is_coordinator(x) ? stderr : NULL, &r);
+    free((char *)ck.settings);
+    if (failed) return -1;
+    x->recovered = r;
+    if (r.stopped) {
+        if (is_coordinator(x))
+            printf("stopped after recovery step %ld with its state saved in %s; continue with --resume\n", r.steps,
+                   ck.policy.dir);
+        return VT_EXIT_CHECKPOINTED;
+    }
     if (is_coordinator(x))
         fprintf(stderr, "recover (%s): %ld steps, %ld tokens, %.1f s (%.3f s/step), %zu trained parameters, "
                         "Adam moments %.2f MiB per rank\n", vt_recover_method_name(s->method), r.steps, r.tokens,
@@ -323,22 +367,12 @@ static int recover(prune_ctx *x) {
     return 0;
 }
 
-/* The configuration as JSON text for the report, which renders it (report/ cannot see run/);
- * doubles at 17 digits, so they come back exactly. */
-static char *config_text(const vt_run_config *rc) {
-    json_t *j = vt_run_config_json(rc);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (j && !text) vt_fail("cannot format the configuration for the report (out of memory)");
-    return text;
-}
-
 /* The run report (every rank fills it; the coordinator writes it with the checkpoint, and with it
  * the configuration). */
 static int build_report(prune_ctx *x) {
     const vt_run_config *rc = x->rc;
     int vib = rc->method.name == VT_METHOD_VIB;
-    int ok = !is_coordinator(x) || (x->config_json = config_text(rc)) != NULL;
+    int ok = !is_coordinator(x) || (x->config_json = vt_run_config_json(rc)) != NULL;
     if (vt_comm_agree(x->comm, ok ? 0 : -1)) return -1;
     x->report = (vt_run_report){
         .before = &x->model.cfg,
@@ -351,6 +385,7 @@ static int build_report(prune_ctx *x) {
         .budget_achieved = vt_structure_size(&x->pruned.cfg, x->kind, x->ctx) / x->dense,
         .ppl_before = x->ppl_before,
         .ppl_masks = x->ppl_masks,
+        .ppl_refit = x->ppl_refit,
         .ppl_after = x->ppl_after,
         .eval_window = rc->data.eval_window,
         .steps = x->steps,
@@ -359,6 +394,11 @@ static int build_report(prune_ctx *x) {
         .reconstruct = reconstructs(x) ? vt_reconstruct_method_name(x->rc->reconstruct.method) : NULL,
         .refit = x->refit,
         .refit_seconds = x->refit_seconds,
+        .recover = recovers(x) ? vt_recover_method_name(x->rc->recover.method) : NULL,
+        .recover_steps = x->recovered.steps,
+        .recover_tokens = x->recovered.tokens,
+        .recover_seconds = x->recovered.seconds,
+        .recover_loss = {x->recovered.first_loss, x->recovered.last_loss},
         .prune_seconds = x->prune_seconds,
         .wall_seconds = vt_seconds() - x->t0,
         .losses = x->vib.records,
@@ -416,6 +456,7 @@ static int (*const run_steps[])(prune_ctx *x) = {
     prune_by_method,    /* VTrans or a baseline */
     evaluate_masks,     /* the pruned model before its re-fit */
     reconstruct,        /* reconstruct.method = lsq */
+    evaluate_refit,     /* the re-fitted model before the recovery */
     recover,            /* [recover]: distillation into the kept model */
     evaluate_after,
     build_report,
@@ -447,7 +488,7 @@ static int prune_run(const vt_run_config *rc, vt_comm *comm) {
     x.kind = rc->budget.params > 0 ? VT_BUDGET_PARAMS : VT_BUDGET_FLOPS;
     x.target = rc->budget.params > 0 ? rc->budget.params : rc->budget.flops;
     x.ctx = vt_mean_ctx(rc->data.seq_len);
-    x.ppl_before = x.ppl_masks = x.ppl_after = NAN;
+    x.ppl_before = x.ppl_masks = x.ppl_refit = x.ppl_after = NAN;
     int status = 0;
     for (size_t i = 0; i < sizeof run_steps / sizeof run_steps[0] && status == 0; i++) status = run_steps[i](&x);
     prune_ctx_free(&x);

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "nn/lora.h"
+#include "nn/matmul.h"
 #include "util/args.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -31,6 +32,7 @@ _Static_assert(sizeof(vt_reconstruct_method) == sizeof(int), "enum size");
 _Static_assert(sizeof(vt_refit_target) == sizeof(int), "enum size");
 _Static_assert(VT_RECONSTRUCT_NONE == 0 && VT_REFIT_LAYER == 0 && VT_REFIT_RESIDUAL == 1, "name tables order");
 _Static_assert(sizeof(vt_recover_method) == sizeof(int), "enum size");
+_Static_assert(sizeof(vt_hold) == sizeof(int) && VT_HOLD_AUTO == 0, "enum size, hold_names order");
 /* The name tables below are indexed by these values. */
 _Static_assert(VT_LR_CONSTANT == 0 && VT_LR_COSINE == 1 && VT_LR_LINEAR == 2, "schedule_names order");
 _Static_assert(VT_F32 == 0 && VT_F16 == 1 && VT_BF16 == 2, "dtype_names order");
@@ -52,6 +54,7 @@ static const char *const method_names[] = {"vib", "magnitude", "random", "taylor
 static const char *const variant_names[] = {"faster", "full", "fast", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", "linear", NULL};
 static const char *const archive_names[] = {"none", "tar", "tar.zst", NULL};
+static const char *const hold_names[] = {"auto", "fp32", NULL}; /* vt_hold */
 static const char *const dtype_names[] = {"f32", "f16", "bf16", NULL}; /* VT_F32, VT_F16, VT_BF16 */
 static const char *const format_names[] = {"hf", "gguf", NULL};
 static const char *const quantize_names[] = {"none", "q8_0", NULL};
@@ -72,6 +75,7 @@ static const char *const recover_names[] = {"none", "lora", "full", NULL}; /* vt
 static const key_def keys[] = {
     STR("model", "path", model.path, 1),
     STR("model", "tokenizer", model.tokenizer, 0),
+    ENUM("model", "hold", model.hold, hold_names),
 
     STR("data", "calib", data.calib, 1),
     STR("data", "eval", data.eval, 0),
@@ -84,6 +88,7 @@ static const key_def keys[] = {
     {"budget", "flops", K_DOUBLE, OFF(budget.flops), NULL, 0, 1, 1, 1, NULL, 0},
     {"budget", "round_to", K_INT, OFF(budget.round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0},
     DBL("budget", "warmup", budget.warmup, 0, 1),
+    {"budget", "uniform", K_BOOL, OFF(budget.uniform), NULL, 0, 0, 0, 0, NULL, 0},
 
     ENUM("method", "name", method.name, method_names),
     ENUM("method", "variant", vib.variant, variant_names),
@@ -125,7 +130,7 @@ static const key_def keys[] = {
     INT("parallel", "micro_batches", pipeline.micro_batches, 0),
     INT("parallel", "seq_chunks", pipeline.seq_chunks, 0),
     {"parallel", "pack_weights", K_BOOL, OFF(pipeline.pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
-    INT("parallel", "threads", pipeline.threads, 1),
+    {"parallel", "threads", K_INT, OFF(pipeline.threads), NULL, 0, VT_MAX_THREADS, 0, 0, NULL, 0},
 
     STR("run", "dir", ckpt.dir, 0),
     INT("run", "checkpoint_steps", ckpt.steps, 0),
@@ -135,6 +140,7 @@ static const key_def keys[] = {
     ENUM("reconstruct", "target", reconstruct.fit.target, target_names),
     {"reconstruct", "norm_match", K_BOOL, OFF(reconstruct.fit.norm_match), NULL, 0, 0, 0, 0, NULL, 0},
     {"reconstruct", "inputs", K_BOOL, OFF(reconstruct.fit.inputs), NULL, 0, 0, 0, 0, NULL, 0},
+    {"reconstruct", "head", K_BOOL, OFF(reconstruct.fit.head), NULL, 0, 0, 0, 0, NULL, 0},
     POS("reconstruct", "damp", reconstruct.fit.damp),
     INT("reconstruct", "sequences", reconstruct.sequences, 1),
     INT("reconstruct", "batch", reconstruct.fit.batch, 1),
@@ -148,6 +154,7 @@ static const key_def keys[] = {
     INT("recover", "batch_size", recover.batch_size, 1),
     INT("recover", "micro_batch", recover.micro_batch, 0),
     INT("recover", "warmup_steps", recover.warmup, 0),
+    {"recover", "norms", K_BOOL, OFF(recover.norms), NULL, 0, 0, 0, 0, NULL, 0},
     INT("plugin", "k", plugin.k, 1),
     INT("plugin", "r", plugin.r, 1),
     {"plugin", "prompt_fraction", K_DOUBLE, OFF(plugin.prompt_fraction), NULL, 0, 1, 1, 1, NULL, 0},
@@ -205,13 +212,13 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->pipeline.micro_batches = 0;
     rc->pipeline.seq_chunks = 0;
     rc->pipeline.pack_weights = 0;
-    rc->pipeline.threads = 1;
+    rc->pipeline.threads = 0;
     rc->ckpt.dir[0] = '\0';
     rc->ckpt.steps = 0;
     rc->ckpt.minutes = 30;
     rc->reconstruct = (vt_reconstruct_spec){.method = VT_RECONSTRUCT_LSQ, .sequences = 256,
                                             .fit = {.target = VT_REFIT_RESIDUAL, .norm_match = 1, .damp = 1e-3,
-                                                    .batch = 16, .inputs = 1}};
+                                                    .batch = 16, .inputs = 1, .head = 1}};
     rc->recover = vt_recover_defaults();
     strcpy(rc->recover_targets, "q,k,v,o,gate,up,down");
     rc->plugin.k = 4;
@@ -640,6 +647,13 @@ int vt_run_config_validate(vt_run_config *rc) {
                                 ? VT_FAST_FRACTION_DEFAULT
                                 : 1.0;
     if (check_inputs(rc)) return -1;
+    /* Intermediate pruning removes units (and blocks) layer by layer as their gates cross theta, so
+     * the final uniform decision would start from layers of different sizes. */
+    if (rc->budget.uniform && rc->method.name == VT_METHOD_VIB && rc->vib.prune_interval > 0)
+        return vt_fail("%s: budget.uniform = true keeps every layer the same size, but method.prune_interval = %d "
+                       "removes units and blocks layer by layer during training; set method.prune_interval = 0 "
+                       "or budget.uniform = false",
+                       name, rc->vib.prune_interval);
 
     if (!rc->output.overwrite && !output_is_free(rc->output.dir)) {
         key_origin(rc, find_key("output", "dir"), origin, sizeof origin);
@@ -717,7 +731,7 @@ void vt_run_config_print(const vt_run_config *rc, FILE *out) {
     }
 }
 
-json_t *vt_run_config_json(const vt_run_config *rc) {
+static json_t *config_json(const vt_run_config *rc) {
     json_t *root = json_object();
     if (!root) goto oom;
     if (json_object_set_new(root, "source", json_string(rc->source))) goto oom;
@@ -750,19 +764,32 @@ oom:
     return NULL;
 }
 
+/* Doubles are printed at 17 digits, so they come back exactly. */
+char *vt_run_config_json(const vt_run_config *rc) {
+    json_t *j = config_json(rc);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (j && !text) vt_fail("cannot format the configuration JSON (out of memory)");
+    return text;
+}
+
 /* ---- what a resumed run must share with the run it continues ---- */
 
 /* Keys that may differ between a run and its resume: where the result goes and how it is
  * reported or evaluated, how long the phases run, when checkpoints are saved, how a step is cut
- * into micro-batches and sequence chunks (float summation order only), whether weights are packed, and the layout (stages x replicas), which the
+ * into micro-batches and sequence chunks (float summation order only), whether weights are packed and
+ * in which type (the same numbers), the threads per rank (results do not depend on them), and the
+ * layout (stages x replicas), which the
  * checkpoint manifest checks by itself. method.taylor_batches is the taylor baseline's (no
- * checkpoints). [reconstruct] runs after training and keeps no state of its own in the checkpoints.
+ * checkpoints). [reconstruct] and [recover] are recorded: the recovery's checkpoints hold adapters
+ * (or weights) trained on the re-fitted model, which another re-fit or recipe would not match;
+ * recover.micro_batch changes the summation order only. [plugin] is plug's (vt_run_config_plug_settings).
  * Every other key is recorded with the checkpoints and must stay the same. */
 static const char *const resume_may_change[] = {
-    "data.eval",       "data.eval_window",        "method.taylor_batches", "schedule.steps",
+    "data.eval",       "data.eval_window",        "model.hold",        "method.taylor_batches", "schedule.steps",
     "schedule.finetune_steps", "schedule.log_interval", "output.*",    "parallel.stages",
     "parallel.micro_batches",  "parallel.seq_chunks",     "parallel.pack_weights", "parallel.threads", "run.*",
-    "reconstruct.*",           "recover.*",               "plugin.*",
+    "recover.micro_batch",     "plugin.*",
 };
 
 static int may_change_on_resume(const key_def *k) {
@@ -798,14 +825,21 @@ int vt_run_config_check_accept(const char *list) {
     return 0;
 }
 
-char *vt_run_config_resume_settings(const vt_run_config *rc) {
+/* plug's settings besides the common ones: the window, the plugin (its evaluation aside). */
+static int plug_key(const key_def *k) {
+    return (strcmp(k->section, "plugin") == 0 && strcmp(k->key, "eval_windows") != 0) ||
+           (strcmp(k->section, "data") == 0 && strcmp(k->key, "eval_window") == 0);
+}
+
+/* "section.key = value" lines of the keys that must stay the same; plug adds its own. */
+static char *settings_text(const vt_run_config *rc, int plug) {
     size_t cap = 4096, n = 0;
     char *out = vt_malloc(cap, "the run's settings");
     if (!out) return NULL;
     out[0] = '\0';
     for (int i = 0; i < N_KEYS; i++) {
         const key_def *k = &keys[i];
-        if (may_change_on_resume(k)) continue;
+        if (may_change_on_resume(k) && !(plug && plug_key(k))) continue;
         char value[VT_PATH_MAX + 8], resolved[VT_PATH_MAX];
         if (budget_unset(rc, k)) snprintf(value, sizeof value, "(not set)");
         else format_value(value, sizeof value, rc, k);
@@ -829,3 +863,6 @@ char *vt_run_config_resume_settings(const vt_run_config *rc) {
     return out;
 }
 
+char *vt_run_config_resume_settings(const vt_run_config *rc) { return settings_text(rc, 0); }
+
+char *vt_run_config_plug_settings(const vt_run_config *rc) { return settings_text(rc, 1); }

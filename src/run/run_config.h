@@ -15,7 +15,6 @@
 #include "train/recover.h"
 #include "train/vib_train.h"
 
-struct json_t; /* jansson's, opaque here: only run_config.c and its callers that render JSON include jansson */
 
 typedef enum { VT_METHOD_VIB = 0, VT_METHOD_MAGNITUDE, VT_METHOD_RANDOM, VT_METHOD_TAYLOR } vt_method;
 typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_archive;
@@ -24,10 +23,15 @@ typedef enum { VT_ARCHIVE_NONE = 0, VT_ARCHIVE_TAR, VT_ARCHIVE_TAR_ZST } vt_arch
 /* data.fraction of the fast variant when the configuration does not set it. */
 #define VT_FAST_FRACTION_DEFAULT 0.03
 
+/* model.hold: auto holds packed copies of frozen weights in the checkpoint's 16-bit type when it
+ * stored them in one (vt_model.hold), fp32 always in fp32 (the same results, twice the bytes). */
+typedef enum { VT_HOLD_AUTO = 0, VT_HOLD_FP32 = 1 } vt_hold;
+
 /* [model]: what is pruned. */
 typedef struct {
     char path[VT_PATH_MAX];      /* required: llama2.c .bin or HF directory */
     char tokenizer[VT_PATH_MAX]; /* "": found next to the model */
+    vt_hold hold;
 } vt_model_inputs;
 
 /* [data]: calibration and evaluation text. */
@@ -124,9 +128,10 @@ int vt_run_config_is_set(const vt_run_config *rc, const char *section_key);
 /* The effective configuration as an INI file that loads back to the same values. */
 void vt_run_config_print(const vt_run_config *rc, FILE *out);
 
-/* The effective configuration as {"source": ..., "model": {...}, "data": {...}, ...} for the run
- * report (an unset budget key is null). NULL with an error when out of memory. */
-struct json_t *vt_run_config_json(const vt_run_config *rc);
+/* The effective configuration as compact JSON text {"source": ..., "model": {...}, "data": {...},
+ * ...} for the run report (an unset budget key is null); malloc'd, the caller frees it. NULL with an
+ * error when out of memory. */
+char *vt_run_config_json(const vt_run_config *rc);
 
 /* The settings a resumed run must share with the run that saved its checkpoints: one
  * "section.key = value" line per such key, in the key order, input paths resolved to absolute ones
@@ -136,6 +141,8 @@ struct json_t *vt_run_config_json(const vt_run_config *rc);
  * instead), parallel.micro_batches and run.* (docs/CONFIG.md). A malloc'd string; NULL with an
  * error when out of memory. */
 char *vt_run_config_resume_settings(const vt_run_config *rc);
+/* The same for plug: also [plugin] (but plugin.eval_windows) and data.eval_window. */
+char *vt_run_config_plug_settings(const vt_run_config *rc);
 /* 1 when "section.key" may change on resume, 0 when it is recorded and checked (or unknown). */
 int vt_run_config_resume_may_change(const char *section_key);
 /* Checks a --accept-changed list: comma-separated names of keys that are recorded and checked on

@@ -21,8 +21,8 @@ int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows) {
     h->logits = vt_malloc(sizeof(float) * n, "classifier logits");
     h->p = vt_malloc(sizeof(float) * n, "classifier probabilities");
     h->dl = vt_malloc(sizeof(float) * n, "classifier gradients");
-    h->stat = vt_malloc(sizeof(double) * 5 * (size_t)rows, "softmax statistics");
-    h->bytes = sizeof(float) * 3 * n + sizeof(double) * 5 * (size_t)rows;
+    h->stat = vt_malloc(sizeof(double) * 6 * (size_t)rows, "softmax statistics");
+    h->bytes = sizeof(float) * 3 * n + sizeof(double) * 6 * (size_t)rows;
     if (!h->logits || !h->p || !h->dl || !h->stat) {
         vt_head_part_free(h);
         return -1;
@@ -33,11 +33,14 @@ int vt_head_part_init(vt_head_part *h, int v0, int vs, int d, int rows) {
 int vt_head_part_pack(vt_head_part *h) {
     vt_head_part_unpack(h);
     if (!h->vs) return 0;
-    for (int b = 0; b < 2; b++) {
-        if (vt_pack_linear(&h->pk[b], h->w, h->d, h->vs, b)) {
-            vt_head_part_unpack(h);
-            return -1;
-        }
+    if (vt_pack_linear(&h->pk[0], h->w, h->d, h->vs, 0, h->hold)) return -1;
+    if (h->pk[0].dtype != VT_F32) { /* 16-bit: the backward reads the forward pack (matmul.h) */
+        vt_pack_transposed(&h->pk[1], &h->pk[0]);
+        return 0;
+    }
+    if (vt_pack_linear(&h->pk[1], h->w, h->d, h->vs, 1, h->hold)) {
+        vt_head_part_unpack(h);
+        return -1;
     }
     return 0;
 }
@@ -85,8 +88,10 @@ static float row_max(const float *x, int n) {
  * stage's exp(logits / tau - mx) go to out[rows, vs]. */
 static int softmax_stats(vt_comm *c, const vt_head_part *h, int rows, float tau, double *mx, double *se, float *out) {
     float inv_t = 1.0f / tau;
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * h->vs))
     for (int r = 0; r < rows; r++) mx[r] = h->vs ? row_max(h->logits + (size_t)r * h->vs, h->vs) * inv_t : -INFINITY;
     if (vt_comm_pipe_allreduce(c, mx, (size_t)rows, 1)) return -1;
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * h->vs))
     for (int r = 0; r < rows; r++)
         se[r] = exp_row(out + (size_t)r * h->vs, h->logits + (size_t)r * h->vs, h->vs, inv_t, mx[r]);
     return vt_comm_pipe_allreduce(c, se, (size_t)rows, 0);
@@ -98,6 +103,7 @@ int vt_head_teacher(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
     double *mx = h->stat, *se = h->stat + rows;
     if (vs) vt_linear(h->logits, xn, h->w, &h->pk[0], rows, h->d, vs, 0.0f);
     if (softmax_stats(c, h, rows, tau, mx, se, h->p)) return -1;
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * vs))
     for (int r = 0; r < rows; r++) {
         double lse = mx[r] + log(se[r]), inv = 1.0 / se[r], ne = 0.0;
         float *p = h->p + (size_t)r * vs;
@@ -119,7 +125,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
                     int e_stride, const double *negent, float *dxn, double loss[2]) {
     int vs = h->vs, d = h->d, ce = ce_weight > 0;
     double *mx = h->stat, *se = h->stat + rows, *mx1 = h->stat + 2 * (size_t)rows;
-    double *se1 = h->stat + 3 * (size_t)rows, *tl = h->stat + 4 * (size_t)rows;
+    double *se1 = h->stat + 3 * (size_t)rows, *tl = h->stat + 4 * (size_t)rows, *dots = h->stat + 5 * (size_t)rows;
     if (vs) vt_linear(h->logits, xn, h->w, &h->pk[0], rows, d, vs, 0.0f);
     if (softmax_stats(c, h, rows, tau, mx, se, h->p)) return -1;
     int scored = 0;
@@ -133,6 +139,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
         }
         if (vt_comm_pipe_allreduce(c, tl, (size_t)rows, 0)) return -1;
     }
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * vs))
     for (int r = 0; r < rows; r++) {
         float *dl = h->dl + (size_t)r * vs;
         const float *p = h->p + (size_t)r * vs;
@@ -150,7 +157,7 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
     else memset(dxn, 0, sizeof(float) * (size_t)rows * d);
     if (vt_comm_pipe_reduce(c, dxn, (size_t)rows * d, root)) return -1;
     if (c->stage != root) return 0;
-    double kl = 0.0, lm = 0.0;
+#pragma omp parallel for schedule(static) if(vt_par((size_t)rows * d))
     for (int r = 0; r < rows; r++) {
         const float *er = e + (size_t)r * e_stride, *x = xn + (size_t)r * d;
         float *g = dxn + (size_t)r * d, a = (float)(kd_scale * tau);
@@ -160,7 +167,11 @@ int vt_head_student(vt_comm *c, vt_head_part *h, const float *xn, int rows, floa
             dot += (double)ei * x[i];
             g[i] -= a * ei;
         }
-        kl += negent[r] - dot / tau + mx[r] + log(se[r]);
+        dots[r] = dot;
+    }
+    double kl = 0.0, lm = 0.0; /* summed in row order: the same whatever the threads */
+    for (int r = 0; r < rows; r++) {
+        kl += negent[r] - dots[r] / tau + mx[r] + log(se[r]);
         if (scored && targets[r] >= 0) lm += mx1[r] + log(se1[r]) - tl[r];
     }
     loss[0] += kd_scale * tau * tau * kl;

@@ -15,8 +15,9 @@ typedef struct {
     int v0, vs, d, rows;
     const float *w;     /* [vs, d] */
     vt_packed pk[2];    /* NULL data, or w packed for x W^T [0] and dY W [1] (vt_head_part_pack) */
+    vt_dtype hold;      /* the type the packs may be held in (the model's, vt_model.hold) */
     float *logits, *p, *dl; /* [rows, vs] */
-    double *stat;       /* [5 * rows]: softmax maxima and sums at tau and at 1, target logits */
+    double *stat;       /* [6 * rows]: softmax maxima and sums at tau and at 1, target logits, row dots */
     size_t bytes;       /* allocated, packs not included */
 } vt_head_part;
 

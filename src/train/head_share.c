@@ -11,6 +11,7 @@ int vt_head_share_init(vt_head_share *h, vt_comm *cm, const vt_model *teacher, c
     size_t rows = (size_t)g->Bm * g->T;
     vt_vocab_share(V, S, cm->stage, &v0, &vs);
     if (vt_head_part_init(&h->part, v0, vs, d, (int)rows)) return -1;
+    h->part.hold = teacher->hold;
     h->hx = vt_malloc(sizeof(float) * rows * d, "classifier inputs");
     h->hdx = vt_malloc(sizeof(float) * rows * d, "classifier input gradients");
     h->hneg = vt_malloc(sizeof(double) * rows, "teacher entropies");
@@ -33,6 +34,7 @@ void vt_head_share_bind(vt_head_share *h, const vt_model *student) {
     size_t d = (size_t)student->cfg.dim;
     h->part.w = student->lm_head + (size_t)h->part.v0 * d;
     h->part.d = (int)d;
+    h->part.hold = student->hold;
 }
 
 void vt_head_share_columns(vt_head_share *h, const int64_t *cols, int n) {

@@ -51,6 +51,9 @@ typedef struct {
     vt_tape tape;
     vt_bwd bw;
     vt_lora lo, lg;       /* lora: the adapters and their gradients */
+    float *normp, *normg; /* lora with norms: the gains (a copy, scattered into st) and their gradients */
+    size_t n_norm;
+    vt_adam adam_norm;
     vt_model dw;          /* full: the weight gradients */
     float *param, *grad;  /* the trained parameters and their gradients, flat */
     size_t n;
@@ -59,6 +62,32 @@ typedef struct {
     float *xt, *xs, *lt, *ls, *dl;
     int64_t *ids;
 } recover_ctx;
+
+/* The gain of norm k of the flat layout of vt_norm_grad_at: layer k / 2's attn_norm or ffn_norm,
+ * then the final norm; NULL for a block pruned away (its slot stays unused). */
+static float *norm_gain(vt_model *m, int k) {
+    return k == 2 * m->cfg.n_layers ? m->final_norm : k % 2 ? m->layers[k / 2].ffn_norm : m->layers[k / 2].attn_norm;
+}
+
+/* lora with norms: the gains as a second parameter group (their own Adam moments), trained in a
+ * flat copy that each step scatters back into the student. */
+static int alloc_norms(recover_ctx *x) {
+    int D = x->st->cfg.dim, K = 2 * x->st->cfg.n_layers + 1;
+    x->n_norm = (size_t)K * D;
+    x->normp = vt_calloc(x->n_norm, sizeof(float), "recovery norm gains"); /* slots of removed blocks stay 0 */
+    x->normg = vt_malloc(x->n_norm * sizeof(float), "recovery norm gains");
+    if (!x->normp || !x->normg) return -1;
+    for (int k = 0; k < K; k++)
+        if (norm_gain(x->st, k)) memcpy(x->normp + (size_t)k * D, norm_gain(x->st, k), D * sizeof(float));
+    x->bw.norm_grad = x->normg;
+    return vt_adam_init(&x->adam_norm, x->n_norm, 0.0);
+}
+
+static void scatter_norms(recover_ctx *x) {
+    int D = x->st->cfg.dim, K = 2 * x->st->cfg.n_layers + 1;
+    for (int k = 0; k < K; k++)
+        if (norm_gain(x->st, k)) memcpy(norm_gain(x->st, k), x->normp + (size_t)k * D, D * sizeof(float));
+}
 
 /* What the trained parameters are: the adapters (the base frozen, packed with s->pack) or the layer
  * region. */
@@ -73,8 +102,9 @@ static int alloc_trained(recover_ctx *x) {
         x->fs.lora = x->bw.lora = &x->lo;
         x->bw.lora_grad = &x->lg;
         x->param = x->lo.arena, x->grad = x->lg.arena, x->n = x->lo.n_params;
+        if (s->norms && alloc_norms(x)) return -1;
         if (s->pack && vt_pack_available() && (vt_model_packs_init(&x->fs.packs, x->st, 0) ||
-                                    vt_model_packs_init(&x->bw.packs, x->st, 1)))
+                                    vt_model_packs_backward(&x->bw.packs, x->st, &x->fs.packs)))
             return -1;
     } else {
         size_t start;
@@ -112,6 +142,8 @@ static void recover_free(recover_ctx *x) {
     vt_lora_free(&x->lg);
     if (x->dw.arena) vt_model_free(&x->dw);
     vt_adam_free(&x->adam);
+    vt_adam_free(&x->adam_norm);
+    free(x->normp), free(x->normg);
     free(x->tok), free(x->tgt), free(x->xt), free(x->xs), free(x->lt), free(x->ls), free(x->dl), free(x->ids);
 }
 
@@ -149,13 +181,17 @@ static int recover_step(recover_ctx *x, long step, double *loss) {
     int mine = 0;
     for (int i = c->replica; i < x->Bg; i += c->replicas) x->ids[mine++] = x->ids[i];
     memset(x->grad, 0, x->n * sizeof(float));
+    if (x->normg) memset(x->normg, 0, x->n_norm * sizeof(float));
     double sum = 0.0;
     for (int b0 = 0; b0 < mine; b0 += x->Bm) {
         int nb = mine - b0 < x->Bm ? mine - b0 : x->Bm;
         sum += micro_batch(x, x->ids + b0, nb, (double)nb / x->Bg);
     }
     if (vt_comm_sum_dp(c, x->grad, x->n) || c->reduce(c, VT_DP, VT_SUM, VT_DOUBLE, &sum, 1, -1)) return -1;
-    vt_adam_step(&x->adam, x->param, x->grad, vt_lr_at(VT_LR_COSINE, vt_recover_lr(s), step, s->steps, s->warmup));
+    if (x->normg && vt_comm_sum_dp(c, x->normg, x->n_norm)) return -1;
+    double lr = vt_lr_at(VT_LR_COSINE, vt_recover_lr(s), step, s->steps, s->warmup);
+    vt_adam_step(&x->adam, x->param, x->grad, lr);
+    if (x->normg) vt_adam_step(&x->adam_norm, x->normp, x->normg, lr), scatter_norms(x);
     *loss = sum;
     return 0;
 }
@@ -175,8 +211,33 @@ static int check_spec(const vt_recover_spec *s, const vt_model *st, const vt_mod
     return 0;
 }
 
+/* The loop from step start (0, or where a checkpoint left it) to the end or a requested stop. */
+static int recover_loop(recover_ctx *x, const vt_arena_run *ck, vt_arena_state *as, FILE *log, vt_recover_result *out) {
+    const vt_recover_spec *s = x->s;
+    vt_save_clock clock = {.last_save = vt_seconds()};
+    double t0 = vt_seconds();
+    long start = as->step;
+    for (long step = start; step < s->steps; step++) {
+        double loss = 0.0;
+        if (vt_comm_agree(x->comm, recover_step(x, step, &loss))) return -1;
+        if (step == 0) as->stats[0] = loss;
+        as->stats[1] = loss;
+        as->step = step + 1;
+        if (log && (step % 50 == 0 || step + 1 == s->steps))
+            fprintf(log, "recover %s step %ld/%ld: loss %.4f (%.2f s/step)\n", vt_recover_method_name(s->method),
+                    step + 1, s->steps, loss, (vt_seconds() - t0) / (double)(step + 1 - start));
+        int stop = ck ? vt_arena_ckpt_tick(ck, &clock, x->comm, as) : 0;
+        if (stop < 0) return -1;
+        if (stop) {
+            out->stopped = 1;
+            break;
+        }
+    }
+    return 0;
+}
+
 int vt_recover(vt_model *student, const vt_model *teacher, const vt_calib *calib, const vt_recover_spec *s,
-               vt_comm *comm, FILE *log, vt_recover_result *out) {
+               vt_comm *comm, const vt_arena_run *ck, FILE *log, vt_recover_result *out) {
     memset(out, 0, sizeof *out);
     if (s->method == VT_RECOVER_NONE) return 0;
     if (vt_comm_agree(comm, check_spec(s, student, teacher, calib, comm))) return -1;
@@ -185,23 +246,22 @@ int vt_recover(vt_model *student, const vt_model *teacher, const vt_calib *calib
     int share = (s->batch_size + comm->replicas - 1) / comm->replicas;
     x.Bm = s->micro_batch > 0 && s->micro_batch < share ? s->micro_batch : share;
     int rc = vt_comm_agree(comm, recover_alloc(&x));
+    vt_arena_state as = {.g = {{x.param, x.n, &x.adam}, {x.normp, x.n_norm, &x.adam_norm}}};
+    if (rc == 0 && ck && vt_arena_ckpt_load(ck, comm, &as) < 0) rc = -1;
+    if (rc == 0 && as.step > 0 && x.normp) scatter_norms(&x); /* the gains act from the model's weights */
+    if (rc == 0 && as.step > s->steps)
+        rc = vt_fail("%s: the recovery checkpoint is at step %ld, past recover.steps = %ld", ck->policy.dir, as.step,
+                     s->steps);
+    out->resumed_at = as.step;
     double t0 = vt_seconds();
-    for (long step = 0; rc == 0 && step < s->steps; step++) {
-        double loss = 0.0;
-        rc = vt_comm_agree(comm, recover_step(&x, step, &loss));
-        if (rc) break;
-        if (step == 0) out->first_loss = loss;
-        out->last_loss = loss;
-        if (log && (step % 50 == 0 || step + 1 == s->steps))
-            fprintf(log, "recover %s step %ld/%ld: loss %.4f (%.2f s/step)\n", vt_recover_method_name(s->method),
-                    step + 1, s->steps, loss, (vt_seconds() - t0) / (double)(step + 1));
-        out->steps = step + 1;
-    }
+    if (rc == 0) rc = recover_loop(&x, ck, &as, log, out);
     out->seconds = vt_seconds() - t0;
+    out->steps = as.step;
+    out->first_loss = as.stats[0], out->last_loss = as.stats[1];
     out->tokens = out->steps * (long)s->batch_size * x.T;
-    out->trained_params = x.n;
-    out->adam_bytes = 2 * x.n * sizeof(float);
-    if (rc == 0 && s->method == VT_RECOVER_LORA) vt_lora_merge(&x.lo, student);
+    out->trained_params = x.n + x.n_norm;
+    out->adam_bytes = 2 * out->trained_params * sizeof(float);
+    if (rc == 0 && !out->stopped && s->method == VT_RECOVER_LORA) vt_lora_merge(&x.lo, student);
     recover_free(&x);
     return rc ? vt_fail_context("recovery (%s)", vt_recover_method_name(s->method)) : 0;
 }

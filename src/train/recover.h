@@ -13,6 +13,7 @@
 #include "data/calib.h"
 #include "dist/comm.h"
 #include "nn/model.h"
+#include "train/arena_ckpt.h"
 
 typedef enum { VT_RECOVER_NONE = 0, VT_RECOVER_LORA, VT_RECOVER_FULL } vt_recover_method;
 
@@ -28,9 +29,10 @@ typedef struct {
     int batch_size;     /* sequences per step, over all replicas */
     int micro_batch;    /* sequences per forward/backward pass on a replica; 0: all of its share */
     int warmup;         /* steps of linear warm-up before the cosine decay */
+    int norms;          /* lora: the RMSNorm gains (attn_norm, ffn_norm, final_norm) train too, at lr */
     uint64_t seed;      /* batch order and adapter initialisation */
     int pack;           /* pack the frozen weights (the teacher; lora: the student's base) for the
-                         * matmuls when BLIS allows (parallel.pack_weights; one thread per process) */
+                         * matmuls when BLIS's micro-kernel allows (parallel.pack_weights) */
 } vt_recover_spec;
 
 /* The defaults: method none, 300 steps, rank 8 on q,k,v,o,gate,up,down, lm_weight 0.5, 8 sequences. */
@@ -45,15 +47,19 @@ typedef struct {
     long steps, tokens;         /* tokens trained on, over all replicas */
     double seconds;             /* wall time of the loop */
     double first_loss, last_loss; /* the loss (KL + lm_weight CE) of the first and the last step */
-    size_t trained_params;      /* adapter parameters, or layer weights for full */
+    size_t trained_params;      /* adapter parameters (and norm gains), or layer weights for full */
     size_t adam_bytes;          /* the optimizer's two moments on this rank */
+    long resumed_at;            /* the step a resume continued from (0: from the start) */
+    int stopped;                /* 1: stopped on request with a checkpoint saved; student unchanged */
 } vt_recover_result;
 
 /* Trains student (this rank's whole model; comm->stages must be 1) by distillation from teacher
  * (the dense model, frozen) over calib's sequences; lora adapters are merged into student's
  * weights before it returns. Progress lines go to log (may be NULL; the coordinator's only).
- * Collective over the replicas. */
+ * ck (NULL: none) says where the loop's checkpoints go (the trained arena: the adapters, or the
+ * layer weights for full) and whether it resumes from them; stopped on request, out->stopped is
+ * set and the student is left as it came. Collective over the replicas. */
 int vt_recover(vt_model *student, const vt_model *teacher, const vt_calib *calib, const vt_recover_spec *s,
-               vt_comm *comm, FILE *log, vt_recover_result *out);
+               vt_comm *comm, const vt_arena_run *ck, FILE *log, vt_recover_result *out);
 
 #endif

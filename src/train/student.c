@@ -61,8 +61,8 @@ int vt_student_alloc(vt_student *s, const vt_train_geom *g, int last, vt_head_sh
     }
     /* frozen weights multiply through copies packed once (matmul.h); rebuilt with every new student */
     s->packed = pack && vt_pack_available();
-    if (s->packed && (vt_model_packs_init(&s->fs.packs, m, 0) || vt_model_packs_init(&s->bw.packs, m, 1) ||
-                      vt_head_part_pack(&head->part)))
+    if (s->packed && (vt_model_packs_init(&s->fs.packs, m, 0) ||
+                      vt_model_packs_backward(&s->bw.packs, m, &s->fs.packs) || vt_head_part_pack(&head->part)))
         return -1;
     return 0;
 }

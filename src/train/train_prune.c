@@ -125,7 +125,7 @@ int vt_trainer_decide(trainer *t, uint8_t **keep_out) {
     if (t->comm->world_rank == 0) {
         vt_config pruned;
         double size;
-        rc = vt_budget_decide(&t->st.mk, &t->st.model->cfg, vt_budget_spec_kind(&p->budget), t->ctx, vt_budget_spec_target(&p->budget) * t->dense_size,
+        rc = (p->budget.uniform ? vt_budget_decide_uniform : vt_budget_decide)(&t->st.mk, &t->st.model->cfg, vt_budget_spec_kind(&p->budget), t->ctx, vt_budget_spec_target(&p->budget) * t->dense_size,
                               p->budget.round_to, NULL, keep, &pruned, &size);
         if (rc == 0) vt_config_free(&pruned);
     }

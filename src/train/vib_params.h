@@ -51,6 +51,8 @@ typedef struct {
                                   * gradient sum, so the run stops after that step */
     FILE *log;              /* progress lines (NULL: none) */
     FILE *jsonl;            /* machine-readable progress (NULL: none) */
+    int save_last;          /* save a checkpoint after the last step too: a later stage (recovery)
+                             * resumes from it instead of training again */
 } vt_vib_runtime;
 
 /* The same sub-structs as the run configuration holds (run/run_config.h), and the runtime part. */

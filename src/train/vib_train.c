@@ -74,10 +74,10 @@ static int keep_record(vt_vib_result *out, const vt_train_record *r) {
 /* Saves a checkpoint after the step just done when one is due or asked for (a signal on any
  * rank): the ranks decide together by the votes the step summed. Returns 1 when the run must
  * stop (saved), 0 to go on, -1 on failure. */
-static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done, vt_vib_result *out) {
+static int maybe_checkpoint(trainer *t, int phase, long done_in_phase, long done, int last, vt_vib_result *out) {
     const vt_vib_params *p = t->p;
     if (!p->ckpt.dir[0]) return 0;
-    if (t->clock.votes[0] == 0 && t->clock.votes[1] == 0) return 0;
+    if (t->clock.votes[0] == 0 && t->clock.votes[1] == 0 && !(last && p->run.save_last)) return 0;
     vt_ckpt_pos pos = {done, phase, done_in_phase};
     if (vt_ckpt_save(t, &pos, out)) return -1;
     t->clock.last_save = vt_seconds();
@@ -129,7 +129,8 @@ static int run_phase(trainer *t, int phase, long start, long total, long *global
                 fprintf(p->run.log, "masks step %ld: %d units pruned for good; %zu parameters remain\n", s + 1, removed,
                         vt_params_total(&t->st.model->cfg));
         }
-        int stop = maybe_checkpoint(t, phase, s + 1, *global_step + 1, out);
+        int last = s + 1 == total && (phase == 1 || vt_vib_finetune_steps(p) <= 0); /* of the whole training */
+        int stop = maybe_checkpoint(t, phase, s + 1, *global_step + 1, last, out);
         if (stop) return stop;
     }
     return 0;
@@ -153,10 +154,10 @@ static void log_packing(const trainer *t) {
     if (!p->run.log || t->comm->world_rank != 0 || !p->pipeline.pack_weights) return;
     size_t packed = vt_trainer_pack_bytes(t);
     if (t->st.packed)
-        fprintf(p->run.log, "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0\n", packed / 1048576.0);
-    else if (vt_blis_threads() > 1)
-        fprintf(p->run.log, "weights: not packed: parallel.pack_weights needs BLIS on one thread per rank (%d now)\n",
-                vt_blis_threads());
+        fprintf(p->run.log,
+                "weights: packed once for BLIS's micro-kernel, %.0f MiB on rank 0 (%d thread(s) per rank), held in %s "
+                "(%zu bytes)\n",
+                packed / 1048576.0, vt_threads(), vt_dtype_name(t->st.model->hold), packed);
     else
         fprintf(p->run.log, "weights: not packed: BLIS's micro-kernel on this CPU does not store by rows\n");
 }

@@ -117,3 +117,12 @@ void vt_convert_from_f32(void *dst, const float *src, vt_dtype t, size_t n) {
         memcpy(d + 2 * i, &h, 2);
     }
 }
+
+int vt_dtype_exact(const float *x, size_t n, vt_dtype t) {
+    if (t == VT_F32) return 1;
+    for (size_t i = 0; i < n; i++) {
+        float back = t == VT_F16 ? vt_f16_to_f32(vt_f32_to_f16(x[i])) : vt_bf16_to_f32(vt_f32_to_bf16(x[i]));
+        if (memcmp(&back, &x[i], sizeof back)) return 0;
+    }
+    return 1;
+}

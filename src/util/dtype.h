@@ -29,5 +29,8 @@ float vt_bf16_to_f32(uint16_t h);
 /* Bulk conversions of n elements. `src`/`dst` in the stored type need not be aligned. */
 void vt_convert_to_f32(float *dst, const void *src, vt_dtype src_type, size_t n);
 void vt_convert_from_f32(void *dst, const float *src, vt_dtype dst_type, size_t n);
+/* 1 when every one of x[n] converts to t and back to the same bits (fp32 weights read from a
+ * checkpoint stored in t do), 0 at the first that does not. */
+int vt_dtype_exact(const float *x, size_t n, vt_dtype t);
 
 #endif

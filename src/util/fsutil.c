@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,63 @@ static void parent_of(const char *path, char *out, size_t cap) {
     else snprintf(out, cap, "%.*s", (int)(slash - path), path);
 }
 
+/* ---- temporaries that say whose they are ---- */
+/* This host's name as it goes into temporary names (no '/'; "host" when it has none). */
+static const char *host_name(void) {
+    static char host[65];
+    if (!host[0]) {
+        if (gethostname(host, sizeof host - 1) != 0 || !host[0]) snprintf(host, sizeof host, "host");
+        for (char *c = host; *c; c++)
+            if (*c == '/') *c = '_';
+    }
+    return host;
+}
+
+/* "<path>.tmp-<host>-<pid>-XXXXXX" (for mkdtemp/mkstemp): the owner in the name lets a later run
+ * tell a temporary left by a killed process from one a running process is writing. */
+static int owned_tmp_name(char *out, size_t cap, const char *path) {
+    return vt_path_fmt(out, cap, "%s.tmp-%s-%ld-XXXXXX", path, host_name(), (long)getpid());
+}
+
+/* The owner of a temporary of path named name (a directory entry beside it): 1 with its pid when
+ * name is "<base>.tmp-<this host>-<pid>-XXXXXX", else 0 (another host's, or an older unowned name). */
+static int tmp_owner_here(const char *base, const char *name, long *pid) {
+    size_t nb = strlen(base), nh = strlen(host_name());
+    if (strncmp(name, base, nb) != 0 || strncmp(name + nb, ".tmp-", 5) != 0) return 0;
+    const char *host = name + nb + 5;
+    if (strncmp(host, host_name(), nh) != 0 || host[nh] != '-') return 0;
+    char *end;
+    errno = 0;
+    *pid = strtol(host + nh + 1, &end, 10);
+    return errno == 0 && end != host + nh + 1 && *pid > 0 && end[0] == '-' && strlen(end + 1) == 6;
+}
+
+/* Removes the temporaries of path (directories or files) that processes of this host left when
+ * they were killed before they could remove them, saying so on stderr. Temporaries of running
+ * processes, of other hosts (a shared file system) and unowned ones are left alone. */
+static void sweep_stale(const char *path) {
+    char parent[VT_PATH_MAX], full[VT_PATH_MAX];
+    parent_of(path, parent, sizeof parent);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid;
+        if (!tmp_owner_here(base, e->d_name, &pid) || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to ask) */
+        if (vt_path_fmt(full, sizeof full, "%s/%s", parent, e->d_name)) {
+            vt_error_clear();
+            continue;
+        }
+        if (vt_rmtree(full) == 0)
+            fprintf(stderr, "%s: removed %s, left by process %ld of this host, which no longer runs\n", path, full, pid);
+        else
+            vt_error_clear();
+    }
+    closedir(d);
+}
+
 /* 1 when path is an empty directory or does not exist; 0 when it holds something. */
 static int target_is_free(const char *path) {
     struct stat st;
@@ -265,7 +323,8 @@ int vt_outdir_begin(vt_outdir *o, const char *target, int overwrite) {
     char parent[VT_PATH_MAX];
     parent_of(o->target, parent, sizeof parent);
     if (vt_mkdir_p(parent)) return vt_fail_context("creating the parent of %s", o->target);
-    if (vt_path_fmt(o->tmp, sizeof o->tmp, "%s.tmp-XXXXXX", o->target)) return -1;
+    sweep_stale(o->target);
+    if (owned_tmp_name(o->tmp, sizeof o->tmp, o->target)) return -1;
     if (!mkdtemp(o->tmp)) return vt_fail("%s: cannot create a temporary directory: %s", o->tmp, strerror(errno));
     mode_t mask = umask(0);
     umask(mask);
@@ -331,7 +390,8 @@ int vt_path_fmt(char *out, size_t cap, const char *fmt, ...) {
 int vt_atomic_begin(vt_atomic_file *a, const char *path) {
     a->path = path;
     a->f = NULL;
-    if (vt_path_fmt(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path)) return -1;
+    sweep_stale(path);
+    if (owned_tmp_name(a->tmp, sizeof a->tmp, path)) return -1;
     int fd = mkstemp(a->tmp);
     if (fd < 0) return vt_fail("%s: cannot create a temporary file %s: %s", path, a->tmp, strerror(errno));
     mode_t mask = umask(0);

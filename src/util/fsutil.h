@@ -47,15 +47,17 @@ int vt_copy_file(const char *src, const char *dst);
 int vt_rmtree(const char *path);
 
 /* An output directory built under a temporary name next to its target:
- *   vt_outdir_begin(&o, "out/model", 0);   creates out/model.tmp-XXXXXX
+ *   vt_outdir_begin(&o, "out/model", 0);   creates out/model.tmp-<host>-<pid>-XXXXXX
  *   ... write files into o.tmp ...
  *   vt_outdir_commit(&o);                  fsyncs everything, renames it to out/model
  * On any failure call vt_outdir_abort(&o), which removes the temporary tree, so a failed run leaves
  * no half-written output. An existing target that is a non-empty directory or a file is refused
- * unless overwrite is set; then it is replaced only at commit. */
+ * unless overwrite is set; then it is replaced only at commit. A process killed with -9 cannot
+ * remove its temporary: begin removes those of the same target whose process (named in the
+ * temporary's name) no longer runs on this host, with a message on stderr. */
 typedef struct {
     char target[VT_PATH_MAX];
-    char tmp[VT_PATH_MAX]; /* target + ".tmp-XXXXXX" */
+    char tmp[VT_PATH_MAX]; /* target + ".tmp-<host>-<pid>-XXXXXX" */
     int overwrite;
     int active; /* tmp exists and is ours */
 } vt_outdir;
@@ -67,7 +69,8 @@ void vt_outdir_abort(vt_outdir *o);
 /* One file written atomically: a temporary file beside the target (ordinary permissions), then
  * commit syncs it, renames it over the target and syncs the directory, so the target is either
  * what it was or the whole new file; abort removes the temporary. Write through f, or close f
- * (fclose, f = NULL) and write the file at tmp by name before committing. */
+ * (fclose, f = NULL) and write the file at tmp by name before committing. Stale temporaries of
+ * path are removed at begin as for vt_outdir. */
 typedef struct {
     char tmp[VT_PATH_MAX];
     const char *path;

@@ -2,7 +2,9 @@
  * LLaMA-2-7B shape (or the sizes given), a gated forward pass with its tape and the backward pass
  * to the gates, for `rows` tokens, timed alternately with BLIS packing the weights in every matmul
  * and with the weights packed once (vt_model_packs_init), so that both see the same machine speed.
- * Usage: bench_layer [tokens [rounds [hidden ffn heads]]]; prints one JSON line. */
+ * With --threads N: the packed step timed alternately on 1 thread and on N threads in this one
+ * process (parallel.threads), and the ratio; the outputs of both must be bitwise the same.
+ * Usage: bench_layer [--threads N] [tokens [rounds [hidden ffn heads]]]; prints one JSON line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +14,18 @@
 #include "util/error.h"
 #include "nn/forward.h"
 #include "nn/masks.h"
+#include "nn/matmul.h"
 #include "util/rng.h"
 
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) { /* CPU seconds of all this process's threads */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -28,6 +37,15 @@ static void check(int rc, const char *what) {
 }
 
 int main(int argc, char **argv) {
+    int threads = 0; /* 0: packed against plain; N: packed on 1 against N threads */
+    if (argc > 2 && strcmp(argv[1], "--threads") == 0) {
+        threads = atoi(argv[2]);
+        argv += 2;
+        argc -= 2;
+        check(threads < 1 || vt_threads_set(threads) ? vt_fail("--threads: a thread count, got %s", argv[0]) : 0,
+              "threads");
+    } else
+        check(vt_threads_set(0), "threads"); /* BLIS_NUM_THREADS or 1, as before */
     int T = argc > 1 ? atoi(argv[1]) : 256, rounds = argc > 2 ? atoi(argv[2]) : 4;
     vt_config c;
     memset(&c, 0, sizeof c);
@@ -66,27 +84,44 @@ int main(int argc, char **argv) {
     double t0 = now();
     check(vt_model_packs_init(&fp, &m, 0) || vt_model_packs_init(&bp, &m, 1), "packs");
     double pack_s = now() - t0;
-    double best[2] = {1e30, 1e30}, sum[2] = {0, 0};
+    double best[2] = {1e30, 1e30}, sum[2] = {0, 0}, cpu[2] = {0, 0};
+    float *out[2] = {malloc(sizeof(float) * n), malloc(sizeof(float) * n)};
     for (int r = 0; r <= rounds; r++)
-        for (int packed = 0; packed < 2; packed++) {
-            f.packs = packed ? fp : (vt_model_packs){0};
-            bw.packs = packed ? bp : (vt_model_packs){0};
+        for (int packed = 0; packed < 2; packed++) { /* with --threads: 0 = 1 thread, 1 = N threads */
+            if (threads) check(vt_threads_set(packed ? threads : 1), "threads");
+            f.packs = packed || threads ? fp : (vt_model_packs){0};
+            bw.packs = packed || threads ? bp : (vt_model_packs){0};
             memcpy(x, x0, sizeof(float) * rows * d);
             memset(dz, 0, sizeof(float) * n);
             t0 = now();
+            double c0 = cpu_now();
             vt_layers_forward_ex(&m, &f, 0, 1, x, 1, T, 0, &g, &tp);
             vt_layers_backward(&m, &f, &bw, 0, 1, x, 1, T, &g, &tp, dz, NULL);
             double dt = now() - t0;
+            memcpy(out[packed], dz, sizeof(float) * n);
             if (r == 0) continue; /* warm-up: first touch of the tape */
+            cpu[packed] += cpu_now() - c0;
             sum[packed] += dt;
             if (dt < best[packed]) best[packed] = dt;
         }
     f.packs = bw.packs = (vt_model_packs){0};
     double flops = 2.0 * 2.0 * (double)rows * (double)vt_layer_params(&c, 0); /* matmuls, forward + input grads */
-    printf("{\"tokens\": %d, \"rounds\": %d, \"plain_s\": %.4f, \"packed_s\": %.4f, \"plain_best_s\": %.4f, "
+    if (threads) {
+        int same = memcmp(out[0], out[1], sizeof(float) * n) == 0;
+        printf("{\"tokens\": %d, \"rounds\": %d, \"threads\": %d, \"one_s\": %.4f, \"many_s\": %.4f, "
+               "\"one_best_s\": %.4f, \"many_best_s\": %.4f, \"speedup\": %.3f, \"one_gflops\": %.1f, "
+               "\"many_gflops\": %.1f, \"one_cpu_s\": %.4f, \"many_cpu_s\": %.4f, \"same_gates_gradient\": %s}\n",
+               T, rounds, threads, sum[0] / rounds, sum[1] / rounds, best[0], best[1], sum[0] / sum[1],
+               flops / (sum[0] / rounds) * 1e-9, flops / (sum[1] / rounds) * 1e-9, cpu[0] / rounds, cpu[1] / rounds,
+               same ? "true" : "false");
+        if (!same) return 1;
+    } else
+        printf("{\"tokens\": %d, \"rounds\": %d, \"plain_s\": %.4f, \"packed_s\": %.4f, \"plain_best_s\": %.4f, "
            "\"packed_best_s\": %.4f, \"gain\": %.3f, \"plain_gflops\": %.1f, \"packed_gflops\": %.1f, \"pack_s\": %.3f}\n",
            T, rounds, sum[0] / rounds, sum[1] / rounds, best[0], best[1], sum[0] / sum[1], flops / (sum[0] / rounds) * 1e-9,
            flops / (sum[1] / rounds) * 1e-9, pack_s);
+    free(out[0]);
+    free(out[1]);
     vt_model_packs_free(&fp);
     vt_model_packs_free(&bp);
     vt_tape_free(&tp);

@@ -26,7 +26,7 @@ static double gflops(int m, int n, int k, int reps, int path) {
     for (size_t i = 0; i < (size_t)n * k; i++) b[i] = (float)(i % 5) * 0.1f;
     double best = 1e30;
     vt_packed pk = {0};
-    if (path == PATH_PACKED && vt_pack_linear(&pk, b, k, n, 0)) {
+    if (path == PATH_PACKED && vt_pack_linear(&pk, b, k, n, 0, VT_F32)) {
         fprintf(stderr, "bench_sgemm: %s\n", vt_error());
         exit(1);
     }

@@ -8,7 +8,7 @@
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 llama=${VT_LLAMA_CPP:-/opt/llamacpp-npm}
-need_files "$fx/stories260K/stories260K.bin" "$fx/gguf/stories260K.gguf"
+need_files "$fx/stories260K/stories260K.bin" "$fx/gguf/stories260K.gguf" "$fx/tokenizers/phi2/tokenizer.json"
 [[ -f $llama/include/llama.h && -d $llama/bins ]] || skip "llama.cpp not installed at $llama (scripts/install-deps --llama-cpp)"
 need_command gcc
 gcc -O2 -o "$work/check" "$src/tests/e2e/llama_cpp_check.c" -I"$llama/include" -L"$llama/bins" \
@@ -72,6 +72,138 @@ check gen "$work/dense-f32.gguf" 256 | cmp -s - <(tr ' ' '\n' <"$fx/stories260K/
 compare p50-f32 "$work/p50.gguf" 1e-3
 "$VT_BIN" convert --model "$work/p50.gguf" --to gguf --dtype q8_0 --out "$work/p50-q8.gguf" 2>/dev/null
 compare p50-q8_0 "$work/p50-q8.gguf" 5e-3
+
+# Magnitude prunes to 40% (no training, a few seconds): per-layer head and KV-head counts and
+# removed MLPs (`deci`), and the same budget with budget.uniform (`llama`, equal sizes everywhere).
+for u in false true; do
+  "$VT_BIN" prune --config "$src/configs/stories260k-50.ini" --set "model.path=$bin" --set "model.tokenizer=$tok" \
+    --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt" --set "output.dir=$work/m-$u.gguf" \
+    --set output.format=gguf --set method.name=magnitude --set budget.params=0.4 --set "budget.uniform=$u" \
+    >"$work/prune-$u.txt" 2>&1 || { cat "$work/prune-$u.txt"; fail "magnitude prune (uniform $u)"; }
+  "$VT_BIN" inspect --model "$work/m-$u.gguf" >"$work/m-$u.inspect"
+  # distinct (heads, kv heads) and FFN sizes over the layer table
+  shapes=$(awk '/^layer /{t=1;next} t&&$1~/^[0-9]+$/{print $2"/"$3}' "$work/m-$u.inspect" | sort -u | wc -l)
+  ffns=$(awk '/^layer /{t=1;next} t&&$1~/^[0-9]+$/{print $4}' "$work/m-$u.inspect" | sort -u | wc -l)
+  arch=$(check meta "$work/m-$u.gguf" general.architecture)
+  if [[ $u == true ]]; then
+    [[ $arch == llama && $shapes == 1 && $ffns == 1 ]] || record_failure uniform "arch $arch, $shapes head shapes, $ffns FFN sizes"
+  else
+    [[ $arch == deci && $shapes -gt 1 ]] || record_failure per-layer "arch $arch, $shapes head shapes (want per-layer head counts)"
+  fi
+  compare "magnitude-uniform-$u" "$work/m-$u.gguf" 1e-3
+done
+# budget.uniform is refused, before any work, with intermediate pruning and on a model whose
+# layers differ (the per-layer prune above).
+uni=(prune --config "$src/configs/stories260k-50.ini" --set "model.tokenizer=$tok" --set "data.calib=$fx/tinystories/calib.txt"
+  --set "data.eval=$work/eval.txt" --set "output.dir=$work/refused" --set budget.uniform=true)
+expect_error "uniform with prune_interval" "method.prune_interval = 5" -- "${uni[@]}" --set "model.path=$bin" \
+  --set method.prune_interval=5
+expect_error "uniform on per-layer sizes" "budget.uniform needs a model whose layers all have the same sizes" -- \
+  "${uni[@]}" --set "model.path=$work/m-false.gguf" --set method.name=magnitude
+
+# A byte-level tokenizer (Phi-2's tokenizer.json: "gpt2" with pre-tokenizer "gpt-2", merges, added
+# tokens) embedded in a tiny random model of its vocabulary: llama.cpp tokenizes the 47 golden
+# strings to the golden ids, which are vtrans-dist's (tests/unit/test_tokenizer_json.c).
+phi=$fx/tokenizers/phi2/tokenizer.json gold=$fx/tokenizers/golden/phi2.jsonl
+"$py" "$src/scripts/make-random-model" --out "$work/phi" --hidden 16 --ffn 32 --heads 2 --kv-heads 2 --layers 1 \
+  --vocab 50295 --seq-len 64 --dtype f32 --tied >/dev/null || fail "make-random-model"
+"$VT_BIN" convert --model "$work/phi" --to gguf --out "$work/phi.gguf" --tokenizer "$phi" 2>"$work/phi.err" ||
+  { cat "$work/phi.err"; fail "byte-level GGUF export"; }
+[[ $(check meta "$work/phi.gguf" tokenizer.ggml.pre) == gpt-2 ]] || record_failure byte-level "tokenizer.ggml.pre is not gpt-2"
+"$py" - "$gold" "$work/phi.lines" <<'PY'
+import json, sys
+with open(sys.argv[2], "w") as f:
+    for line in open(sys.argv[1]):
+        t = json.loads(line)["text"]
+        f.write(t.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r") + "\n")
+PY
+check tok "$work/phi.gguf" "$work/phi.lines" >"$work/phi.llama" || record_failure byte-level "llama.cpp could not tokenize"
+"$py" - "$gold" "$work/phi.llama" <<'PY' || record_failure byte-level "llama.cpp's ids differ from the golden ids"
+import json, sys
+gold = [json.loads(l)["ids"] for l in open(sys.argv[1])]
+got = [[int(x) for x in l.split()] for l in open(sys.argv[2]).read().split("\n")[:len(gold)]]
+bad = [i for i in range(len(gold)) if gold[i] != got[i]]
+print(f"byte-level: llama.cpp matches {len(gold) - len(bad)}/{len(gold)} golden strings")
+sys.exit(1 if bad else 0)
+PY
+# LLaMA-3's byte-level tokenizer ("llama-bpe"): a tokenizer.json made from llama.cpp's own
+# ggml-vocab-llama-bpe.gguf (its tokens, merges, special tokens and LLaMA-3's Split regex),
+# exported with a tiny random model of that vocabulary; llama.cpp tokenizes its test inputs for
+# that vocabulary to their expected ids. The vocabulary comes with scripts/install-deps --tests.
+l3=$llama/models/ggml-vocab-llama-bpe.gguf
+if [[ -f $l3 && -f $l3.inp && -f $l3.out ]]; then
+  mkdir -p "$work/l3"
+  "$py" - "$l3" "$work/l3/tokenizer.json" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb").read()
+o = 24  # magic, version, tensor count, kv count
+def take(fmt):
+    global o
+    v = struct.unpack_from("<" + fmt, f, o); o += struct.calcsize("<" + fmt); return v[0]
+def string():
+    global o
+    n = take("Q"); o += n; return f[o - n:o].decode("utf-8")
+FMT = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+def value(t):
+    if t == 8: return string()
+    if t == 9:
+        et, n = take("I"), take("Q"); return [value(et) for _ in range(n)]
+    return take(FMT[t])
+kv = {}
+for _ in range(struct.unpack_from("<Q", f, 16)[0]):
+    k = string(); kv[k] = value(take("I"))
+toks, types = kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"]
+added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": t == 4,
+          "special": t == 3} for i, (s, t) in enumerate(zip(toks, types)) if t in (3, 4)]
+vocab = {s: i for i, (s, t) in enumerate(zip(toks, types)) if t not in (3, 4)}
+regex = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+         "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+json.dump({"version": "1.0", "added_tokens": added, "normalizer": None, "post_processor": None,
+           "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+               {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+               {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+           "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "fuse_unk": False, "byte_fallback": False,
+                     "ignore_merges": True, "vocab": vocab, "merges": kv["tokenizer.ggml.merges"]}},
+          open(sys.argv[2], "w"), ensure_ascii=False)
+PY
+  "$py" "$src/scripts/make-random-model" --out "$work/l3/m" --hidden 16 --ffn 32 --heads 2 --kv-heads 2 --layers 1 \
+    --vocab 128256 --seq-len 64 --dtype f32 --tied >/dev/null || fail "make-random-model"
+  "$VT_BIN" convert --model "$work/l3/m" --to gguf --out "$work/l3.gguf" --tokenizer "$work/l3/tokenizer.json" 2>"$work/l3.err" ||
+    { cat "$work/l3.err"; fail "LLaMA-3 byte-level GGUF export"; }
+  [[ $(check meta "$work/l3.gguf" tokenizer.ggml.pre) == llama-bpe ]] || record_failure llama-bpe "tokenizer.ggml.pre"
+  "$py" - "$l3" "$work/l3.lines" <<'PY'
+import sys
+inputs = open(sys.argv[1] + ".inp", encoding="utf-8").read().split("\n__ggml_vocab_test__\n")
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for t in inputs[:len(open(sys.argv[1] + ".out").read().split("\n")) - 1]:
+        f.write(t.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r") + "\n")
+PY
+  check tok "$work/l3.gguf" "$work/l3.lines" >"$work/l3.llama" || record_failure llama-bpe "llama.cpp could not tokenize"
+  "$py" - "$l3.out" "$work/l3.llama" <<'PY' || record_failure llama-bpe "llama.cpp's ids on our export differ from the expected ones"
+import sys
+want = open(sys.argv[1]).read().split("\n")[:-1]
+got = open(sys.argv[2]).read().split("\n")
+bad = [i for i in range(len(want)) if want[i].split() != got[i].split()]
+print(f"llama-bpe: llama.cpp on the export matches {len(want) - len(bad)}/{len(want)} expected tokenizations")
+sys.exit(1 if bad else 0)
+PY
+else
+  echo "gguf_llama_cpp: $l3(.inp/.out) not installed: the LLaMA-3 (llama-bpe) tokenizer part is skipped"
+fi
+
+# A byte-level regex llama.cpp has no name for is refused, naming the alternative.
+"$py" - "$phi" "$work/odd" <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "pattern": {"Regex": "\\s+|\\w+"}, "behavior": "Isolated", "invert": False},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+os.makedirs(sys.argv[2], exist_ok=True)
+json.dump(d, open(os.path.join(sys.argv[2], "tokenizer.json"), "w"))
+PY
+expect_error "unknown pre-tokenizer" "no pre-tokenizer name known" "HF directory" -- convert --model "$work/phi" --to gguf \
+  --out "$work/odd.gguf" --tokenizer "$work/odd/tokenizer.json"
 
 # Bad GGUF files: clear errors, no crash.
 printf 'GGUX' >"$work/magic.gguf"; head -c 5000 "$fx/gguf/stories260K.gguf" >"$work/trunc.gguf"

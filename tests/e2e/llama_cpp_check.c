@@ -5,7 +5,10 @@
  *     (the first piece's leading space dropped, one newline at the end)
  *   llama_cpp_check BINS ppl MODEL IDS.u32 W  windowed NLL exactly as `vtrans-dist eval --window W`
  *     counts it: consecutive windows of W ids from id 0 (a last one of >= 2 ids), every id after
- *     the first of its window scored; prints "tokens N nll SUM". */
+ *     the first of its window scored; prints "tokens N nll SUM".
+ *   llama_cpp_check BINS meta MODEL KEY       the value of a GGUF key as llama.cpp read it
+ *   llama_cpp_check BINS tok MODEL FILE       each line of FILE (escapes \n \t \\ undone) tokenized
+ *     with special tokens added and parsed as `vtrans-dist` encodes text: one line of ids each */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +57,36 @@ static double window_nll(struct llama_context *ctx, struct llama_batch *b, const
     return nll;
 }
 
+/* One line of text with \n, \t and \\ escapes undone, in place; returns its length. */
+static size_t unescape(char *s) {
+    size_t o = 0;
+    for (size_t i = 0; s[i] && s[i] != '\n'; i++) {
+        if (s[i] == '\\' && s[i + 1]) {
+            i++;
+            s[o++] = s[i] == 'n' ? '\n' : s[i] == 't' ? '\t' : s[i] == 'r' ? '\r' : s[i];
+        } else
+            s[o++] = s[i];
+    }
+    s[o] = 0;
+    return o;
+}
+
+static int tokenize_lines(const struct llama_vocab *vocab, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return fprintf(stderr, "cannot open %s\n", path), 1;
+    static char line[65536];
+    static llama_token ids[65536];
+    while (fgets(line, sizeof line, f)) {
+        size_t len = unescape(line);
+        int n = llama_tokenize(vocab, line, (int32_t)len, ids, 65536, 0, 1);
+        if (n < 0) return fprintf(stderr, "llama_tokenize failed on %s\n", line), 1;
+        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        printf("\n");
+    }
+    fclose(f);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 5) return fprintf(stderr, "usage: see the header comment\n"), 2;
     llama_log_set(quiet, NULL);
@@ -62,6 +95,12 @@ int main(int argc, char **argv) {
     struct llama_model_params mp = llama_model_default_params();
     struct llama_model *model = llama_model_load_from_file(argv[3], mp);
     if (!model) return fprintf(stderr, "llama.cpp could not load %s\n", argv[3]), 1;
+    if (!strcmp(argv[2], "meta")) {
+        char val[256];
+        if (llama_model_meta_val_str(model, argv[4], val, sizeof val) < 0) return fprintf(stderr, "no key %s\n", argv[4]), 1;
+        return printf("%s\n", val), 0;
+    }
+    if (!strcmp(argv[2], "tok")) return tokenize_lines(llama_model_get_vocab(model), argv[4]);
     const struct llama_vocab *vocab = llama_model_get_vocab(model);
     int n_vocab = llama_vocab_n_tokens(vocab), is_ppl = !strcmp(argv[2], "ppl");
     int window = is_ppl && argc > 5 ? atoi(argv[5]) : 0;

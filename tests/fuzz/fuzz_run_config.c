@@ -1,6 +1,5 @@
 /* fuzz_run_config.c — the run configuration: an INI file (first byte even) or --set assignments,
  * one per line (odd), then validation and both renderings of the result. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +14,7 @@ static void render(vt_run_config *rc) {
         vt_run_config_print(rc, null);
         fclose(null);
     }
-    json_decref(vt_run_config_json(rc));
+    free(vt_run_config_json(rc));
     free(vt_run_config_resume_settings(rc));
 }
 

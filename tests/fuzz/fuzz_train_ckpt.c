@@ -1,106 +1,21 @@
-/* fuzz_train_ckpt.c — a training run directory resumed from: the first byte picks the file the
- * rest replaces in a real run directory of the tiny test model (0 manifest.json, 1 the newest
- * checkpoint's state.bin, 2 its rank-00000.bin; for the state files the manifest's size and
- * checksum are rewritten to match, so the contents reach the parser instead of the checksum).
- * With VT_FUZZ_WRITE_SEED=dir it writes the three seeds into dir and exits. */
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "data/calib.h"
-#include "fuzz_util.h"
-#include "testutil.h"
+/* fuzz_train_ckpt.c — a training run directory resumed from, and the run finished from there
+ * (the training that follows a load: slow, about one execution a second; fuzz_train_state reads
+ * the same inputs without training). Inputs: ckpt_run.h. */
+#include "ckpt_run.h"
 #include "train/vib_train.h"
-#include "util/fsutil.h"
-#include "util/rng.h"
 
-static vt_config cfg;
-static vt_model model;
-static int32_t stream[64 * 16];
-static vt_calib calib;
-static vt_vib_params params;
-static char run[512], newest[600];
-static const char *const FILES[3] = {"manifest.json", "state.bin", "rank-00000.bin"};
-static char *pristine[3];
-static size_t pristine_size[3];
-
-static const char *file_path(int which) {
-    static char path[700];
-    snprintf(path, sizeof path, "%s/%s", which ? newest : run, FILES[which]);
-    return path;
-}
-
-static void write_or_die(const char *path, const void *data, size_t size) {
-    if (vt_write_file(path, data, size) != 0) abort();
-}
-
-static void write_seeds(const char *dir) {
-    for (int k = 0; k < 3; k++) {
-        char path[700];
-        snprintf(path, sizeof path, "%s/%s", dir, FILES[k]);
-        char *buf = malloc(pristine_size[k] + 1);
-        buf[0] = (char)k;
-        memcpy(buf + 1, pristine[k], pristine_size[k]);
-        write_or_die(path, buf, pristine_size[k] + 1);
-        free(buf);
-    }
-    exit(0);
-}
+static fz_ckpt_run *run;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    tu_small_config(&cfg);
-    tu_random_model(&model, &cfg, 41);
-    unsigned s = 5;
-    for (size_t i = 0; i < sizeof stream / sizeof *stream; i++)
-        stream[i] = (int32_t)(vt_lcg32(&s) >> 8) % cfg.vocab;
-    if (vt_calib_init(&calib, stream, sizeof stream / sizeof *stream, 1.0, 16, 0) != 0) abort();
-    params = tu_vib_params();
-    params.schedule.steps = 6;
-    params.schedule.finetune_steps = 2;
-    params.vib.prune_interval = 4;
-    snprintf(run, sizeof run, "%s/run", fz_dir());
-    snprintf(params.ckpt.dir, sizeof params.ckpt.dir, "%s", run);
-    params.ckpt.steps = 3; /* checkpoints at 3, 6 (masks); the newest kept are 3 and 6 */
-    vt_vib_result r;
-    if (vt_vib_prune(&model, &calib, &params, &r) != 0) abort();
-    vt_vib_result_free(&r);
-    snprintf(newest, sizeof newest, "%s/ckpt-00000006", run);
-    for (int k = 0; k < 3; k++)
-        if (vt_read_file(file_path(k), &pristine[k], &pristine_size[k]) != 0) abort();
-    params.ckpt.dir[0] = '\0'; /* resume without saving again */
-    params.run.resume_dir = run;
-    if (getenv("VT_FUZZ_WRITE_SEED")) write_seeds(getenv("VT_FUZZ_WRITE_SEED"));
+    (void)argc;
+    (void)argv;
+    run = fz_ckpt_setup();
     return 0;
 }
 
-static uint64_t fnv1a64(const uint8_t *p, size_t n) {
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    return h;
-}
-
-/* The manifest with the newest checkpoint's entry for FILES[which] recording size and checksum. */
-static void rewrite_manifest(int which, const uint8_t *data, size_t size) {
-    json_t *m = json_loadb(pristine[0], pristine_size[0], 0, NULL);
-    json_t *list = json_object_get(m, "checkpoints");
-    json_t *files = json_object_get(json_array_get(list, json_array_size(list) - 1), "files");
-    char hex[17];
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a64(data, size));
-    json_t *entry = json_pack("{s:I, s:s}", "size", (json_int_t)size, "fnv1a64", hex);
-    if (!files || !entry || json_object_set_new(files, FILES[which], entry) ||
-        json_dump_file(m, file_path(0), JSON_INDENT(1)))
-        abort();
-    json_decref(m);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size == 0) return 0;
-    int which = data[0] % 3;
-    for (int k = 0; k < 3; k++) write_or_die(file_path(k), pristine[k], pristine_size[k]);
-    write_or_die(file_path(which), data + 1, size - 1);
-    if (which) rewrite_manifest(which, data + 1, size - 1);
+    if (fz_ckpt_place(data, size)) return 0;
     vt_vib_result r;
-    if (vt_vib_prune(&model, &calib, &params, &r) == 0) vt_vib_result_free(&r);
+    if (vt_vib_prune(&run->model, &run->calib, &run->params, &r) == 0) vt_vib_result_free(&r);
     return 0;
 }

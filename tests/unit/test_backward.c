@@ -152,8 +152,7 @@ static void test_losses_backward(void **st) {
 /* The distillation loss and its gradient against PyTorch (tests/reference/distill_ref.py). */
 static void test_distill_vs_torch(void **st) {
     (void)st;
-    const char *src = getenv("VT_SOURCE_DIR");
-    if (!src || system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    if (!tu_have_torch()) {
         print_message("skipped: no VT_SOURCE_DIR or no /usr/bin/python3 with torch\n");
         skip();
     }
@@ -161,25 +160,16 @@ static void test_distill_vs_torch(void **st) {
     unsigned s = 21;
     float sl[R * V], tl[R * V], d[R * V] = {0};
     for (int i = 0; i < R * V; i++) sl[i] = (float)tu_urand(&s) * 8, tl[i] = (float)tu_urand(&s) * 8;
-    char *dir = tu_tempdir(), sp[4200], tp[4200], cmd[13000];
+    char *dir = tu_tempdir(), sp[4200], tp[4200];
     snprintf(sp, sizeof sp, "%s/s.f32", dir);
     snprintf(tp, sizeof tp, "%s/t.f32", dir);
     assert_int_equal(tu_write_file(sp, sl, sizeof sl), 0);
     assert_int_equal(tu_write_file(tp, tl, sizeof tl), 0);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/distill_ref.py %s %s %d %d 3.0 0.5", src, sp, tp, R,
-             V);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    static char out[1 << 16];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    assert_int_equal(pclose(p), 0);
+    const char *out = tu_run_reference("distill_ref.py", "%s %s %d %d 3.0 0.5", sp, tp, R, V);
     double L = vt_loss_distill(sl, tl, R, V, 3.0f, 0.5f, d);
-    char *q = strstr(out, "\"loss\": ");
-    assert_non_null(q);
-    double Lt = strtod(q + 8, NULL);
+    double Lt = tu_json_number(out, "loss");
     if (fabs(L - Lt) > 1e-6 * fabs(Lt)) fail_msg("distillation loss %.10g, PyTorch %.10g", L, Lt);
-    q = strchr(strstr(out, "\"grad\""), '[') + 1;
+    char *q = strchr(strstr(out, "\"grad\""), '[') + 1;
     double a[R * V], ref[R * V];
     for (int i = 0; i < R * V; i++) {
         ref[i] = strtod(q, &q);
@@ -479,7 +469,9 @@ static double max_rel_diff(const float *a, const float *b, size_t n) {
 
 /* Weights packed for the micro-kernel (vt_model_packs_init) change nothing but speed: the
  * same outputs and gradients as BLIS's own packing, at shapes where every matmul takes the packed
- * path (which the finite-difference checks above, at tiny shapes, do not reach). */
+ * path (which the finite-difference checks above, at tiny shapes, do not reach). Weights of a bf16
+ * checkpoint (here: rounded to bf16) held in bf16 packs, the backward reading the forward packs
+ * (vt_model_packs_backward), give the fp32 packs' results bit for bit. */
 static void test_packed_weights_change_nothing(void **st) {
     (void)st;
     vt_config c;
@@ -491,6 +483,7 @@ static void test_packed_weights_change_nothing(void **st) {
     vt_config_init_dense(&c);
     vt_model m;
     tu_random_model(&m, &c, 5);
+    for (size_t i = 0; i < m.arena_floats; i++) m.arena[i] = vt_bf16_to_f32(vt_f32_to_bf16(m.arena[i]));
     vt_masks mk;
     assert_int_equal(vt_masks_init(&mk, &c, 3), 0);
     enum { B = 2, T = 24 };
@@ -501,25 +494,28 @@ static void test_packed_weights_change_nothing(void **st) {
     float *z = malloc(sizeof(float) * B * n), *eps = malloc(sizeof(float) * B * n);
     vt_masks_sample(&mk, 1, 0, ids, B, z, eps);
     vt_gates g = {&mk, z, n};
-    float *out[2], *dx[2], *dz[2];
-    for (int packed = 0; packed < 2; packed++) {
+    float *out[3], *dx[3], *dz[3];
+    for (int packed = 0; packed < 3; packed++) { /* BLIS packing, fp32 packs, bf16 packs */
         vt_fwd f;
         vt_bwd bw;
         vt_tape tp;
         assert_int_equal(vt_fwd_init(&f, &m, B, T, T), 0);
         assert_int_equal(vt_bwd_init(&bw, &m, B, T, T), 0);
         assert_int_equal(vt_tape_init(&tp, &m, B, T, 0), 0);
+        m.hold = packed == 2 ? VT_BF16 : VT_F32;
         if (packed) {
             assert_int_equal(vt_model_packs_init(&f.packs, &m, 0), 0);
-            assert_int_equal(vt_model_packs_init(&bw.packs, &m, 1), 0);
+            assert_int_equal(vt_model_packs_backward(&bw.packs, &m, &f.packs), 0);
             for (int l = 0; l < c.n_layers; l++) { /* every layer matmul takes the packed path */
                 const vt_layer_packs *pf = &f.packs.layers[l], *pb = &bw.packs.layers[l];
                 assert_true(vt_packed_use(&pf->qkv, (int)rows) && vt_packed_use(&pf->o, (int)rows));
                 assert_true(vt_packed_use(&pf->gate_up, (int)rows) && vt_packed_use(&pf->down, (int)rows));
                 assert_true(vt_packed_use(&pb->qkv, (int)rows) && vt_packed_use(&pb->o, (int)rows));
                 assert_true(vt_packed_use(&pb->gate_up, (int)rows) && vt_packed_use(&pb->down, (int)rows));
+                assert_int_equal(pf->qkv.dtype, m.hold);
+                assert_int_equal(pb->down.transposed, packed == 2);
             }
-            assert_true(f.packs.bytes > 0 && bw.packs.bytes > 0);
+            assert_true(f.packs.bytes > 0 && (bw.packs.bytes > 0) == (packed == 1));
         }
         out[packed] = malloc(sizeof(float) * rows * d);
         dx[packed] = malloc(sizeof(float) * rows * d);
@@ -533,7 +529,10 @@ static void test_packed_weights_change_nothing(void **st) {
     if ((e = max_rel_diff(out[1], out[0], rows * d)) > 1e-5) fail_msg("packed forward differs by %g", e);
     if ((e = max_rel_diff(dx[1], dx[0], rows * d)) > 1e-5) fail_msg("packed backward (input) differs by %g", e);
     if ((e = max_rel_diff(dz[1], dz[0], B * n)) > 1e-5) fail_msg("packed backward (gates) differs by %g", e);
-    for (int i = 0; i < 2; i++) {
+    if (memcmp(out[2], out[1], sizeof(float) * rows * d) || memcmp(dx[2], dx[1], sizeof(float) * rows * d) ||
+        memcmp(dz[2], dz[1], sizeof(float) * B * n))
+        fail_msg("bf16-held packs differ from fp32 packs of the same weights");
+    for (int i = 0; i < 3; i++) {
         free(out[i]);
         free(dx[i]);
         free(dz[i]);

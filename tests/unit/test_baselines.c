@@ -299,7 +299,7 @@ static void test_prune_half_budget(void **state) {
     vt_model m, out;
     tu_random_model(&m, &c, 8);
     double total = (double)vt_params_total(&c), budget = 0.5 * total;
-    if (vt_baseline_prune(&m, VT_SCORE_MAGNITUDE, NULL, 0, 0, 1, VT_BUDGET_PARAMS, budget, (c.seq_len + 1) / 2.0, 1,
+    if (vt_baseline_prune(&m, VT_SCORE_MAGNITUDE, NULL, 0, 0, 1, VT_BUDGET_PARAMS, budget, (c.seq_len + 1) / 2.0, 1, 0,
                           &out, NULL))
         fail_msg("prune failed: %s", vt_error());
     double kept = (double)vt_params_total(&out.cfg);
@@ -337,7 +337,7 @@ static void test_prune_taylor_flops(void **state) {
     assert_int_equal(vt_calib_init(&cal, tok, NSEQ * T, 1.0, T, 0), 0);
     double ctx = (T + 1) / 2.0, budget = 0.6 * vt_structure_size(&c, VT_BUDGET_FLOPS, ctx);
     vt_slice_map map;
-    if (vt_baseline_prune(&m, VT_SCORE_TAYLOR, &cal, 2, 2, 1, VT_BUDGET_FLOPS, budget, ctx, 1, &out, &map))
+    if (vt_baseline_prune(&m, VT_SCORE_TAYLOR, &cal, 2, 2, 1, VT_BUDGET_FLOPS, budget, ctx, 1, 0, &out, &map))
         fail_msg("prune failed: %s", vt_error());
     /* the map for the re-fit: one dense dim per kept dim, in order */
     assert_int_equal(map.n, out.cfg.dim);
@@ -379,7 +379,7 @@ static void test_bad_input(void **state) {
     assert_int_equal(vt_score_kind_parse("wanda", &k), -1);
     assert_non_null(strstr(vt_error(), "wanda"));
     vt_model out;
-    assert_int_equal(vt_baseline_prune(&m, VT_SCORE_RANDOM, NULL, 0, 0, 1, VT_BUDGET_PARAMS, 10.0, 8.0, 1, &out, NULL), -1);
+    assert_int_equal(vt_baseline_prune(&m, VT_SCORE_RANDOM, NULL, 0, 0, 1, VT_BUDGET_PARAMS, 10.0, 8.0, 1, 0, &out, NULL), -1);
     assert_non_null(strstr(vt_error(), "random baseline"));
     free(s);
     vt_masks_free(&mk);

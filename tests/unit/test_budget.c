@@ -474,6 +474,85 @@ static void test_keep_structure_rejects_invalid_gqa(void **st) {
     vt_config_free(&c);
 }
 
+/* ---- budget.uniform ---- */
+
+/* The uniform decision: a valid structure, every layer with layer 0's sizes and both blocks, the
+ * budget met within tightness, and in every layer the kept neurons and the kept heads of a kept
+ * group its own best-scored ones. */
+static void uniform_and_check(const vt_config *c, unsigned seed, vt_budget_kind kind, double fraction, int round_to,
+                              double tightness) {
+    vt_masks mk;
+    assert_int_equal(vt_masks_init(&mk, c, seed), 0);
+    float *score = malloc(mk.n * sizeof *score);
+    uint8_t *keep = malloc(mk.n);
+    unsigned s = seed;
+    for (size_t j = 0; j < mk.n; j++) score[j] = (float)urand(&s);
+    for (int j = 0; j < mk.ffn[0]; j++) score[vt_gate_ffn(&mk, 0) + (size_t)j] -= 1.0f; /* layer 0 matters more */
+    double ctx = (c->seq_len + 1) / 2.0;
+    double full = vt_structure_size(c, kind, ctx), budget = fraction * full, size = 0;
+    vt_config out;
+    if (vt_budget_decide_uniform(&mk, c, kind, ctx, budget, round_to, score, keep, &out, &size))
+        fail_msg("uniform decide failed: %s", vt_error());
+    check_decision(&mk, c, keep, &out, kind, ctx, size);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (out.layers[l].n_heads != out.layers[0].n_heads || out.layers[l].n_kv_heads != out.layers[0].n_kv_heads ||
+            out.layers[l].ffn != out.layers[0].ffn || out.layers[l].n_heads == 0 || out.layers[l].ffn == 0)
+            fail_msg("seed %u: layer %d keeps %d/%d heads, %d neurons; layer 0 %d/%d, %d", seed, l,
+                     out.layers[l].n_heads, out.layers[l].n_kv_heads, out.layers[l].ffn, out.layers[0].n_heads,
+                     out.layers[0].n_kv_heads, out.layers[0].ffn);
+        assert_int_equal(out.layers[l].ffn % round_to, 0);
+    }
+    assert_int_equal(out.dim % round_to, 0);
+    check_preference(&mk, c, keep, score);
+    assert_true(size <= budget);
+    if (size < (1.0 - tightness) * budget)
+        fail_msg("seed %u kind %d fraction %.2f round %d: uniform size %.0f is %.2f%% under the budget %.0f", seed,
+                 kind, fraction, round_to, size, 100 * (1 - size / budget), budget);
+    vt_config_free(&out);
+    free(score);
+    free(keep);
+    vt_masks_free(&mk);
+}
+
+static void test_decide_uniform(void **st) {
+    (void)st;
+    vt_config small, stories;
+    tu_small_config(&small);
+    tu_stories_config(&stories);
+    for (unsigned seed = 1; seed <= 6; seed++)
+        for (int kind = 0; kind < 2; kind++)
+            for (int b = 0; b < 3; b++) {
+                double fraction = b == 0 ? 0.8 : b == 1 ? 0.5 : 0.3;
+                uniform_and_check(&small, seed, (vt_budget_kind)kind, fraction, 1, 0.05);
+                uniform_and_check(&stories, seed, (vt_budget_kind)kind, fraction, 1, 0.02);
+                uniform_and_check(&stories, seed, (vt_budget_kind)kind, fraction, 8, 0.05);
+            }
+    vt_config_free(&small);
+    vt_config_free(&stories);
+}
+
+/* Refused: a source whose layers differ, and a budget below one head and round_to neurons per layer. */
+static void test_decide_uniform_refusals(void **st) {
+    (void)st;
+    vt_config c;
+    tu_stories_config(&c);
+    double ctx = (c.seq_len + 1) / 2.0, full = vt_structure_size(&c, VT_BUDGET_PARAMS, ctx), size;
+    vt_masks mk;
+    assert_int_equal(vt_masks_init(&mk, &c, 3), 0);
+    uint8_t *keep = malloc(mk.n);
+    vt_config out;
+    assert_int_equal(vt_budget_decide_uniform(&mk, &c, VT_BUDGET_PARAMS, ctx, 0.001 * full, 1, NULL, keep, &out, &size), -1);
+    assert_non_null(strstr(vt_error(), "smallest uniform structure"));
+    vt_masks_free(&mk);
+    c.layers[2].ffn = 100;
+    assert_int_equal(vt_masks_init(&mk, &c, 3), 0);
+    assert_int_equal(vt_budget_decide_uniform(&mk, &c, VT_BUDGET_PARAMS, ctx, 0.5 * full, 1, NULL, keep, &out, &size), -1);
+    assert_non_null(strstr(vt_error(), "layer 2 has 8 heads, 4 KV heads, 100 FFN neurons"));
+    free(keep);
+    vt_masks_free(&mk);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_structure_size),
@@ -486,6 +565,8 @@ int main(void) {
         cmocka_unit_test(test_decide_prefers_best),
         cmocka_unit_test(test_decide_edges),
         cmocka_unit_test(test_keep_structure_rejects_invalid_gqa),
+        cmocka_unit_test(test_decide_uniform),
+        cmocka_unit_test(test_decide_uniform_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

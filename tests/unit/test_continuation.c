@@ -123,13 +123,12 @@ static void text_head(const char *src, const char *path, size_t bytes) {
 
 static void test_stories_vs_torch(void **st) {
     (void)st;
-    const char *src = getenv("VT_SOURCE_DIR");
-    if (!src || !tu_have_fixture("stories260K/stories260K.bin") || !tu_have_fixture("tinystories/eval.txt") ||
-        system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    if (!tu_have_fixture("stories260K/stories260K.bin") || !tu_have_fixture("tinystories/eval.txt") ||
+        !tu_have_torch()) {
         print_message("skipped: no VT_SOURCE_DIR, no stories260K or eval.txt fixture, or no python3 with torch\n");
         skip();
     }
-    char *dir = tu_tempdir(), data[4200], model[4200], tokp[4200], cmd[17000];
+    char *dir = tu_tempdir(), data[4200], model[4200], tokp[4200];
     snprintf(data, sizeof data, "%s/eval-head.txt", dir);
     snprintf(model, sizeof model, "%s", tu_fixture("stories260K/stories260K.bin"));
     snprintf(tokp, sizeof tokp, "%s", tu_fixture("stories260K/tok512.bin"));
@@ -147,19 +146,9 @@ static void test_stories_vs_torch(void **st) {
     vt_plugin_init(&p, 1);
     vt_cont_result r;
     assert_int_equal(vt_cont_eval(&m, &p, ids.ids, ids.n, &pl, 0, &r), 0);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/continuation_ref.py %s %s %s 256 192", src, model,
-             tokp, data);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    char out[4096];
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = 0;
-    assert_int_equal(pclose(f), 0);
-    char *a = strstr(out, "\"ppl\": "), *b = strstr(out, "\"tokens\": ");
-    assert_non_null(a);
-    assert_non_null(b);
-    double ppl = strtod(a + 7, NULL);
-    long tokens = strtol(b + 10, NULL, 10);
+    const char *out = tu_run_reference("continuation_ref.py", "%s %s %s 256 192", model, tokp, data);
+    double ppl = tu_json_number(out, "ppl");
+    long tokens = (long)tu_json_number(out, "tokens");
     print_message("stories260K, %zu tokens of eval.txt, windows 256, prompt 192: %zu scored; dense ppl C %.6f, "
                   "torch %.6f; untrained k 4 r 16: %.4f, prefill FLOPs saved %.1f%% (%.2fs)\n",
                   ids.n, r.tokens, r.ppl_dense, ppl, r.ppl, 100 * r.prefill_flops_saved, r.seconds);

@@ -1,5 +1,5 @@
-/* test_lora.c — low-rank adapters: finite-difference checks of every adapter's gradient (on the
- * double reference with the adapters merged in double), the merge against the unmerged logits,
+/* test_lora.c — low-rank adapters: finite-difference checks of every adapter's gradient and of the
+ * RMSNorm gains' (on the double reference with the adapters merged in double), the merge against the unmerged logits,
  * and an adapter-free pass unchanged by the hooks. */
 #include <math.h>
 #include <stdio.h>
@@ -65,6 +65,32 @@ static double ref_adapted_loss(ref_model *r, const double *base, const vt_lora *
     return L + 0.5 * ce / scored;
 }
 
+/* The norm gains' gradients (vt_bwd.norm_grad, laid out as vt_norm_grad_at says) against central
+ * differences of the reference loss in the base weights' gains; every third gain of every norm. */
+static void check_norm_gradients(ref_model *r, double *base, const vt_lora *lo, const double *par, const int32_t *tok,
+                                 const int32_t *tgt, const double *teacher, float *ng) {
+    const vt_model *m = r->m;
+    int D = m->cfg.dim, K = 2 * m->cfg.n_layers + 1, n = 0;
+    double *an = malloc(sizeof(double) * K * D), *fd = malloc(sizeof(double) * K * D), h = 1e-5;
+    for (int k = 0; k < K; k++) {
+        int l = k / 2, which = k % 2;
+        const float *gain = l == m->cfg.n_layers ? m->final_norm : which ? m->layers[l].ffn_norm : m->layers[l].attn_norm;
+        if (!gain) continue; /* a block pruned away has no norm */
+        for (int i = k % 3; i < D; i += 3) {
+            double *w = base + ref_offset(r, gain) + i, keep = *w;
+            *w = keep + h;
+            double up = ref_adapted_loss(r, base, lo, par, tok, tgt, teacher);
+            *w = keep - h;
+            fd[n] = (up - ref_adapted_loss(r, base, lo, par, tok, tgt, teacher)) / (2 * h);
+            *w = keep;
+            an[n++] = vt_norm_grad_at(ng, l, which, D)[i];
+        }
+    }
+    tu_assert_grad("RMSNorm gain", an, fd, (size_t)n, 1e-3);
+    free(an);
+    free(fd);
+}
+
 static void check_adapter_gradients(vt_config *c, unsigned targets) {
     vt_model m;
     tu_random_model(&m, c, 5);
@@ -94,6 +120,8 @@ static void check_adapter_gradients(vt_config *c, unsigned targets) {
     double L = vt_loss_distill(lg, teach, rows, V, 1.0f, 1.0f, dl) + vt_loss_ce(lg, tgt, rows, V, 0.5f, dl);
     bw.lora = &lo;
     bw.lora_grad = &gr;
+    float *ng = calloc((size_t)(2 * c->n_layers + 1) * c->dim, sizeof(float));
+    bw.norm_grad = ng; /* recover.norms: the RMSNorm gains train next to the adapters */
     vt_head_backward(&m, &bw, &tp, dl, rows, x, NULL);
     vt_layers_backward(&m, &f, &bw, 0, c->n_layers, x, B, T, NULL, &tp, NULL, NULL);
 
@@ -121,6 +149,8 @@ static void check_adapter_gradients(vt_config *c, unsigned targets) {
     if (err > 1e-3 * scale)
         fail_msg("adapter parameter %zu: analytic %.8g, max error %.3g against finite differences (scale %.3g)", worst,
                  gr.arena[worst], err, scale);
+    check_norm_gradients(&r, base, &lo, par, tok, tgt, teacher, ng);
+    free(ng);
     ref_model_free(&r);
     free(base); free(par); free(teacher); free(x); free(teach); free(lg); free(dl);
     vt_bwd_free(&bw);

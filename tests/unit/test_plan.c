@@ -464,13 +464,14 @@ static void test_plan_refusals(void **state) {
 
 /* With parallel.pack_weights, a stage's weights grow by its packs, which are what the forward and
  * backward scratch and the classifier share allocate when packed (vt_model_packs_init,
- * vt_head_part_pack); without, the plan still knows their size (to say what they would cost). */
-static void test_plan_packs_match_allocations(void **state) {
-    (void)state;
+ * vt_model_packs_backward, vt_head_part_pack) in the type they are held in (16-bit backward packs
+ * are views); without, the plan still knows their size (to say what they would cost). */
+static void packs_match_allocations(vt_dtype hold) {
     vt_config c;
     pruned_small_config(&c, 0);
     vt_plan_input in = {
         .cfg = &c, .ranks = 2, .stages = 2, .batch_size = 2, .seq_len = 16, .steps = 1, .keep_fraction = 0.5,
+        .hold = hold,
     };
     vt_plan off, on;
     assert_int_equal(vt_plan_make(&in, &off), 0);
@@ -482,20 +483,24 @@ static void test_plan_packs_match_allocations(void **state) {
         vt_load_parts parts = {st->layer_begin, st->layer_end, s == 0, last};
         vt_model m;
         assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+        m.hold = hold; /* zero weights: exact in every type */
         vt_fwd f;
         vt_bwd bw;
         assert_int_equal(vt_fwd_init(&f, &m, 1, 16, 16), 0);
         assert_int_equal(vt_bwd_init(&bw, &m, 1, 16, 16), 0);
         assert_int_equal(vt_model_packs_init(&f.packs, &m, 0), 0);
-        assert_int_equal(vt_model_packs_init(&bw.packs, &m, 1), 0);
+        assert_int_equal(vt_model_packs_backward(&bw.packs, &m, &f.packs), 0);
         vt_vocab_share(c.vocab, on.stages, s, &v0, &vs);
         vt_head_part h;
         assert_int_equal(vt_head_part_init(&h, v0, vs, c.dim, 16), 0);
+        h.hold = hold;
         float *rows = calloc((size_t)vs * c.dim + 1, sizeof(float));
         h.w = rows;
         assert_int_equal(vt_head_part_pack(&h), 0);
         double bytes = (double)(f.packs.bytes + bw.packs.bytes + h.pk[0].bytes + h.pk[1].bytes);
-        assert_true(f.packs.bytes > 0 && bw.packs.bytes > 0 && h.pk[0].bytes > 0 && h.pk[1].bytes > 0);
+        assert_true(f.packs.bytes > 0 && h.pk[0].bytes > 0);
+        assert_true((bw.packs.bytes > 0) == (hold == VT_F32) && (h.pk[1].bytes > 0) == (hold == VT_F32));
+        assert_int_equal(f.packs.layers[st->layer_begin].qkv.dtype, hold);
         if (fabs(st->packs - bytes) > 0.5)
             fail_msg("stage %d: plan %.0f bytes of packs, allocated %.0f", s, st->packs, bytes);
         assert_true(fabs(off.stage[s].packs - st->packs) < 0.5);
@@ -510,6 +515,13 @@ static void test_plan_packs_match_allocations(void **state) {
     vt_plan_free(&off);
     vt_plan_free(&on);
     vt_config_free(&c);
+}
+
+static void test_plan_packs_match_allocations(void **state) {
+    (void)state;
+    packs_match_allocations(VT_F32);
+    packs_match_allocations(VT_BF16);
+    packs_match_allocations(VT_F16);
 }
 
 /* The recovery's lora adapters are counted as vt_lora_init lays them out (pruned shapes: removed

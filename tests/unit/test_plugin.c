@@ -548,9 +548,7 @@ static void test_params_and_flops(void **st) {
  * float64 (tests/reference/plugin_ref.py, written from the definition, not from this code). */
 static void test_stories_vs_torch(void **st) {
     (void)st;
-    const char *src = getenv("VT_SOURCE_DIR");
-    if (!src || !tu_have_fixture("stories260K/stories260K.bin") ||
-        system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0) {
+    if (!tu_have_fixture("stories260K/stories260K.bin") || !tu_have_torch()) {
         print_message("skipped: no VT_SOURCE_DIR, no stories260K fixture or no /usr/bin/python3 with torch\n");
         skip();
     }
@@ -564,25 +562,16 @@ static void test_stories_vs_torch(void **st) {
     size_t nl = (size_t)B * T * m.cfg.vocab;
     float *lg = malloc(nl * 4);
     c_window(&m, &p, tok, B, T, P, VT_ATTN_QUERY_BLOCK, lg, NULL, NULL, NULL);
-    char *dir = tu_tempdir(), pp[4200], tp[4200], lp[4200], cmd[17000];
+    char *dir = tu_tempdir(), pp[4200], tp[4200], lp[4200];
     snprintf(pp, sizeof pp, "%s/plugin.f32", dir);
     snprintf(tp, sizeof tp, "%s/tokens.i32", dir);
     snprintf(lp, sizeof lp, "%s/logits.f32", dir);
     assert_int_equal(tu_write_file(pp, p.arena, p.arena_floats * 4), 0);
     assert_int_equal(tu_write_file(tp, tok, sizeof tok), 0);
     assert_int_equal(tu_write_file(lp, lg, nl * 4), 0);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/plugin_ref.py %s %s %d %d %d %s %d %d %s", src,
-             tu_fixture("stories260K/stories260K.bin"), pp, K, R, P, tp, B, T, lp);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    char out[4096];
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = 0;
-    assert_int_equal(pclose(f), 0);
-    char *a = strstr(out, "\"max_abs_diff\": "), *b = strstr(out, "\"max_abs\": ");
-    assert_non_null(a);
-    assert_non_null(b);
-    double diff = strtod(a + 16, NULL), scale = strtod(b + 11, NULL);
+    const char *out = tu_run_reference("plugin_ref.py", "%s %s %d %d %d %s %d %d %s",
+                                       tu_fixture("stories260K/stories260K.bin"), pp, K, R, P, tp, B, T, lp);
+    double diff = tu_json_number(out, "max_abs_diff"), scale = tu_json_number(out, "max_abs");
     print_message("stories260K plugged k %d r %d P %d: max |C - torch| %.3g (max |logit| %.3g)\n", K, R, P, diff, scale);
     assert_true(scale > 1.0);
     assert_true(diff <= 1e-4 * scale);

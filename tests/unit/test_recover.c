@@ -1,5 +1,5 @@
-/* test_recover.c — the recovery stage: lora and full distillation lower the loss of a perturbed
- * copy of a teacher, lora leaves its adapters merged (the plain forward pass sees the change),
+/* test_recover.c — the recovery stage: lora (with and without the norm gains) and full distillation
+ * lower the loss of a perturbed copy of a teacher, lora leaves its adapters merged (the plain forward pass sees the change),
  * method none moves nothing, pipeline stages are refused, and two data-parallel replicas (ranks as
  * threads, fake_comm.c) train the same weights as one process. */
 #include <math.h>
@@ -42,7 +42,7 @@ static void teardown(fixture *f) {
     vt_config_free(&f->c);
 }
 
-static void check_lowers_loss(vt_recover_method method, double lr) {
+static void check_lowers_loss(vt_recover_method method, double lr, int norms) {
     fixture f;
     setup(&f);
     vt_recover_spec s = vt_recover_defaults();
@@ -53,10 +53,11 @@ static void check_lowers_loss(vt_recover_method method, double lr) {
     s.micro_batch = 2;
     s.rank = 4;
     s.pack = 1; /* the frozen weights packed (matmul.h), when BLIS allows */
+    s.norms = norms;
     float *before = malloc(f.student.arena_floats * sizeof(float));
     memcpy(before, f.student.arena, f.student.arena_floats * sizeof(float));
     vt_recover_result r;
-    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, &r), 0);
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, NULL, &r), 0);
     assert_int_equal(r.steps, 30);
     assert_int_equal(r.tokens, 30L * 4 * SEQ);
     if (!(r.last_loss < 0.7 * r.first_loss))
@@ -67,18 +68,29 @@ static void check_lowers_loss(vt_recover_method method, double lr) {
     if (moved == 0) fail_msg("%s recovery left the weights as they were", vt_recover_method_name(method));
     size_t n = method == VT_RECOVER_LORA ? 0 : 1;
     assert_true(r.trained_params > n && r.adam_bytes == 2 * r.trained_params * sizeof(float));
+    /* lora moves the norm gains (the last layer's ffn_norm, the final norm) only with norms */
+    const float *ffn = f.student.layers[f.c.n_layers - 1].ffn_norm, *fin = f.student.final_norm;
+    int gains_moved = ffn[0] != before[ffn - f.student.arena] && fin[1] != before[fin + 1 - f.student.arena];
+    if (method == VT_RECOVER_LORA) assert_int_equal(gains_moved, norms);
+    if (norms) assert_true(r.trained_params > (size_t)(2 * f.c.n_layers + 1) * f.c.dim);
     free(before);
     teardown(&f);
 }
 
 static void test_lora_lowers_loss(void **st) {
     (void)st;
-    check_lowers_loss(VT_RECOVER_LORA, 1e-2);
+    check_lowers_loss(VT_RECOVER_LORA, 1e-2, 0);
+}
+
+/* recover.norms: the RMSNorm gains train next to the adapters (their own Adam moments). */
+static void test_lora_norms_lowers_loss(void **st) {
+    (void)st;
+    check_lowers_loss(VT_RECOVER_LORA, 1e-2, 1);
 }
 
 static void test_full_lowers_loss(void **st) {
     (void)st;
-    check_lowers_loss(VT_RECOVER_FULL, 1e-3);
+    check_lowers_loss(VT_RECOVER_FULL, 1e-3, 0);
 }
 
 static void test_none_and_stages(void **st) {
@@ -88,13 +100,13 @@ static void test_none_and_stages(void **st) {
     vt_recover_spec s = vt_recover_defaults();
     vt_recover_result r;
     float keep = f.student.arena[f.student.arena_floats - 1];
-    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, &r), 0);
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, vt_comm_local(f.c.n_layers), NULL, NULL, &r), 0);
     assert_int_equal(r.steps, 0);
     assert_true(f.student.arena[f.student.arena_floats - 1] == keep);
     vt_comm two = *vt_comm_local(f.c.n_layers);
     two.stages = 2;
     s.method = VT_RECOVER_LORA;
-    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, &two, NULL, &r), -1);
+    assert_int_equal(vt_recover(&f.student, &f.teacher, &f.calib, &s, &two, NULL, NULL, &r), -1);
     vt_recover_method m;
     assert_int_equal(vt_recover_method_parse("full", &m), 0);
     assert_int_equal(m, VT_RECOVER_FULL);
@@ -111,7 +123,7 @@ static int run_replica(vt_comm *c, void *arg) {
     replicas_arg *a = arg;
     fixture *f = &a->f[c->replica];
     vt_recover_result r;
-    return vt_recover(&f->student, &f->teacher, &f->calib, &a->s, c, NULL, &r);
+    return vt_recover(&f->student, &f->teacher, &f->calib, &a->s, c, NULL, NULL, &r);
 }
 
 static void test_replicas_equal_one_process(void **st) {
@@ -124,11 +136,12 @@ static void test_replicas_equal_one_process(void **st) {
         setup(&a.f[1]);
         a.s = vt_recover_defaults();
         a.s.method = (vt_recover_method)m;
+        a.s.norms = 1; /* lora: the gains' gradients summed over the replicas too (full trains them anyway) */
         a.s.steps = 8;
         a.s.batch_size = 4;
         a.s.micro_batch = 2;
         vt_recover_result r;
-        assert_int_equal(vt_recover(&one.student, &one.teacher, &one.calib, &a.s, vt_comm_local(one.c.n_layers), NULL,
+        assert_int_equal(vt_recover(&one.student, &one.teacher, &one.calib, &a.s, vt_comm_local(one.c.n_layers), NULL, NULL,
                                     &r), 0);
         int begin[2] = {0, one.c.n_layers};
         fake_world *w = fake_world_create(1, 2, begin);
@@ -155,6 +168,7 @@ static void test_replicas_equal_one_process(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_lowers_loss),
+        cmocka_unit_test(test_lora_norms_lowers_loss),
         cmocka_unit_test(test_full_lowers_loss),
         cmocka_unit_test(test_none_and_stages),
         cmocka_unit_test(test_replicas_equal_one_process),

@@ -1,6 +1,7 @@
 /* test_refit.c — the least-squares re-fit (prune/refit.h): nothing pruned gives the weights back,
  * re-fitting lowers every block's output error on held-back sequences, and the error it reports
- * equals a fresh measurement of the re-fitted model. (The ridge policy and the ScaLAPACK solve
+ * equals a fresh measurement of the re-fitted model; the final norm's re-fit (head) restores
+ * perturbed gains and lowers the held-back logit error. (The ridge policy and the ScaLAPACK solve
  * have tests of their own: test_spd_solve_ridge, tests/mpi/test_spd_solve.c.) */
 #include <math.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "testutil.h"
 #include "lapack_solver.h"
 
+#include "nn/forward.h"
 #include "nn/masks.h"
 #include "prune/refit.h"
 #include "prune/slice.h"
@@ -39,7 +41,7 @@ static void check_identity(vt_refit_target target) {
     enum { N = 12, T = 16 };
     int32_t tok[N * T];
     random_tokens(tok, N * T, c.vocab, 11);
-    vt_refit_params prm = {target, 0, 1e-10, 5, 1};
+    vt_refit_params prm = {target, 0, 1e-10, 5, 1, 0};
     vt_spd_solver lapack = tu_lapack_solver();
     vt_refit_ops ops = vt_refit_ops_local(&lapack);
     vt_refit_stat st[VT_REFIT_SLOTS * 8];
@@ -135,7 +137,7 @@ static void check_lowers_error(vt_refit_target target, int inputs) {
     int32_t *tok = malloc(sizeof(int32_t) * (N + H) * T);
     random_tokens(tok, (N + H) * T, c->vocab, 5);
     const int32_t *held = tok + N * T;
-    vt_refit_params prm = {target, 1, 1e-3, 8, inputs};
+    vt_refit_params prm = {target, 1, 1e-3, 8, inputs, 0};
     vt_spd_solver lapack = tu_lapack_solver();
     vt_refit_ops ops = vt_refit_ops_local(&lapack);
     int L = c->n_layers;
@@ -187,11 +189,114 @@ static void test_lowers_error_inputs(void **state) {
     check_lowers_error(VT_REFIT_RESIDUAL, 1);
 }
 
+/* Logits of n sequences of T tokens, [n T, vocab]. */
+static float *logits_of(const vt_model *m, const int32_t *tok, int n, int T) {
+    int rows = n * T, V = m->cfg.vocab;
+    float *x = malloc(sizeof(float) * rows * m->cfg.dim), *lg = malloc(sizeof(float) * rows * V);
+    vt_fwd f;
+    assert_int_equal(vt_fwd_init(&f, m, n, T, T), 0);
+    vt_embed(m, tok, rows, x);
+    vt_layers_forward(m, &f, 0, m->cfg.n_layers, x, n, T, 0);
+    vt_head_forward(m, &f, x, rows, lg);
+    vt_fwd_free(&f);
+    free(x);
+    return lg;
+}
+
+/* sum ||centred pruned logits - centred dense logits||^2 / sum ||centred dense logits||^2 (what
+ * reconstruct.head fits; a shift over the vocabulary changes no probability). */
+static double centred_logit_error(const vt_model *dense, const vt_model *pruned, const int32_t *tok, int n, int T) {
+    float *ld = logits_of(dense, tok, n, T), *lp = logits_of(pruned, tok, n, T);
+    int V = dense->cfg.vocab;
+    double e = 0, y = 0;
+    for (int r = 0; r < n * T; r++) {
+        double md = 0, mp = 0;
+        for (int v = 0; v < V; v++) md += ld[(size_t)r * V + v], mp += lp[(size_t)r * V + v];
+        for (int v = 0; v < V; v++) {
+            double a = ld[(size_t)r * V + v] - md / V, b = lp[(size_t)r * V + v] - mp / V;
+            e += (a - b) * (a - b), y += a * a;
+        }
+    }
+    free(ld);
+    free(lp);
+    return e / y;
+}
+
+/* reconstruct.head with nothing pruned: final_norm's gains scaled per dim by 0.5..1.5 come back to
+ * the dense ones, and the logits with them; without head they stay where they were. */
+static void test_head_restores_final_norm(void **state) {
+    (void)state;
+    vt_config c;
+    tu_small_config(&c);
+    vt_model m, p;
+    tu_random_model(&m, &c, 3);
+    vt_slice_map map;
+    copy_model(&m, &p, &map);
+    for (int i = 0; i < c.dim; i++) p.final_norm[i] *= (float)(0.5 + (i * 37 % 11) / 10.0);
+    enum { N = 12, T = 16 };
+    int32_t tok[N * T];
+    random_tokens(tok, N * T, c.vocab, 11);
+    vt_spd_solver lapack = tu_lapack_solver();
+    vt_refit_ops ops = vt_refit_ops_local(&lapack);
+    vt_refit_stat head = {0};
+    ops.head = &head;
+    for (int on = 0; on <= 1; on++) {
+        vt_refit_params prm = {VT_REFIT_RESIDUAL, 0, 1e-10, 5, 1, on};
+        double before = centred_logit_error(&m, &p, tok, N, T);
+        assert_int_equal(vt_refit_model(&m, &p, &map, tok, N, T, &prm, &ops, NULL), 0);
+        double gains = tu_rel_diff(p.final_norm, m.final_norm, (size_t)c.dim);
+        double after = centred_logit_error(&m, &p, tok, N, T);
+        print_message("head %d: final_norm off by %.3g, logit error %.3g -> %.3g\n", on, gains, before, after);
+        if (!on) {
+            assert_true(gains > 0.1 && !head.done);
+            continue;
+        }
+        if (gains > 1e-4 || after > 1e-8) fail_msg("head re-fit: gains off by %g, logit error %g", gains, after);
+        assert_true(head.done && head.err_before > 1e-2 && head.err_after < 1e-8);
+        assert_true(fabs(head.err_before - before) < 1e-3 * before);
+    }
+    vt_slice_map_free(&map);
+    vt_model_free(&p);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
+/* reconstruct.head on a pruned model: the same re-fit without and with it (two copies); the head
+ * lowers the centred-logit error on held-back sequences, and the error it reports on the
+ * calibration ones is the re-fitted model's. */
+static void test_head_lowers_logit_error(void **state) {
+    (void)state;
+    pruned_pair pp[2];
+    enum { N = 24, H = 8, T = 32 };
+    int32_t *tok = malloc(sizeof(int32_t) * (N + H) * T);
+    double held[2];
+    vt_refit_stat head = {0};
+    for (int on = 0; on <= 1; on++) {
+        make_pair(&pp[on]);
+        if (on == 0) random_tokens(tok, (N + H) * T, pp[0].dense.cfg.vocab, 5);
+        vt_refit_params prm = {VT_REFIT_RESIDUAL, 1, 1e-3, 8, 1, on};
+        vt_spd_solver lapack = tu_lapack_solver();
+        vt_refit_ops ops = vt_refit_ops_local(&lapack);
+        ops.head = &head;
+        assert_int_equal(vt_refit_model(&pp[on].dense, &pp[on].pruned, &pp[on].map, tok, N, T, &prm, &ops, NULL), 0);
+        held[on] = centred_logit_error(&pp[on].dense, &pp[on].pruned, tok + N * T, H, T);
+    }
+    double fit_after = centred_logit_error(&pp[1].dense, &pp[1].pruned, tok, N, T);
+    print_message("head: held-back logit error %.4f -> %.4f; calibration %.4f -> %.4f\n", held[0], held[1],
+                  head.err_before, head.err_after);
+    assert_true(head.done && head.err_after < head.err_before && held[1] < held[0]);
+    assert_true(fabs(fit_after - head.err_after) < 1e-3 * head.err_after);
+    free(tok);
+    free_pair(&pp[0]);
+    free_pair(&pp[1]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nothing_pruned_layer),   cmocka_unit_test(test_nothing_pruned_residual),
         cmocka_unit_test(test_lowers_error_layer),     cmocka_unit_test(test_lowers_error_residual),
-        cmocka_unit_test(test_lowers_error_inputs),
+        cmocka_unit_test(test_lowers_error_inputs),     cmocka_unit_test(test_head_restores_final_norm),
+        cmocka_unit_test(test_head_lowers_logit_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -357,6 +357,13 @@ static void test_report_json(void **st) {
     rep.reconstruct = "lsq";
     rep.refit = fits;
     rep.refit_seconds = 3.5;
+    /* then a lora recovery of 10 steps: 2000 of the 12345 tokens trained on */
+    rep.ppl_refit = 15.5;
+    rep.recover = "lora";
+    rep.recover_steps = 10;
+    rep.recover_tokens = 2000;
+    rep.recover_seconds = 2.5;
+    rep.recover_loss[0] = 1.5, rep.recover_loss[1] = 0.75;
     char *dir = tu_tempdir(), path[4200];
     snprintf(path, sizeof path, "%s/vtrans_report.json", dir);
     assert_int_equal(vt_report_write_json(&rep, path), 0);
@@ -365,7 +372,8 @@ static void test_report_json(void **st) {
         "params_before", "params_after", "params_non_embedding_before", "params_non_embedding_after",
         "flops_per_token_before", "flops_per_token_after", "hidden_before", "hidden_kept", "layers",
         "removed_blocks", "removed_layers", "method", "variant", "budget", "ppl_before", "ppl_masks", "ppl_after",
-        "eval_window", "steps", "tokens", "train_tokens", "prune_seconds", "wall_seconds", "losses", "final_kd",
+        "eval_window", "steps", "tokens", "train_tokens", "prune_seconds", "wall_seconds", "stages", "ppl_refit",
+        "recover", "losses", "final_kd",
         "reconstruct", "config"};
     size_t k = 0;
     for (void *it = json_object_iter(j); it; it = json_object_iter_next(j, it), k++) {
@@ -387,6 +395,27 @@ static void test_report_json(void **st) {
     assert_float_equal(num(j, "ppl_after"), 12.25, 0);
     assert_float_equal(num(j, "ppl_masks"), 20.5, 0);
     assert_int_equal((long)num(j, "train_tokens"), 12345);
+    /* the stages: time, tokens, perplexity after each (the last one's is ppl_after) */
+    const json_t *sg = json_object_get(j, "stages");
+    assert_int_equal(json_array_size(sg), 3);
+    static const char *const stage_names[] = {"masks", "refit", "recover"};
+    const double stage_ppl[] = {20.5, 15.5, 12.25}, stage_tokens[] = {10345, 0, 2000}, stage_s[] = {NAN, 3.5, 2.5};
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *e = json_array_get(sg, i);
+        assert_string_equal(json_string_value(json_object_get(e, "stage")), stage_names[i]);
+        assert_float_equal(num(e, "ppl"), stage_ppl[i], 0);
+        assert_int_equal((long)num(e, "tokens"), (long)stage_tokens[i]);
+        if (i) assert_float_equal(num(e, "seconds"), stage_s[i], 0);
+    }
+    assert_float_equal(num(json_array_get(sg, 0), "seconds"), rep.prune_seconds, 0);
+    assert_float_equal(num(j, "ppl_refit"), 15.5, 0);
+    const json_t *rv = json_object_get(j, "recover");
+    assert_string_equal(json_string_value(json_object_get(rv, "method")), "lora");
+    assert_int_equal((long)num(rv, "steps"), 10);
+    assert_int_equal((long)num(rv, "tokens"), 2000);
+    assert_float_equal(num(rv, "seconds"), 2.5, 0);
+    assert_float_equal(num(rv, "first_loss"), 1.5, 0);
+    assert_float_equal(num(rv, "last_loss"), 0.75, 0);
     const json_t *rf = json_object_get(j, "reconstruct");
     assert_string_equal(json_string_value(json_object_get(rf, "method")), "lsq");
     assert_float_equal(num(rf, "seconds"), 3.5, 0);
@@ -408,6 +437,19 @@ static void test_report_json(void **st) {
     assert_string_equal(json_string_value(json_object_get(cfg, "source")), "x.ini");
     assert_true(json_is_null(json_object_get(json_object_get(cfg, "budget"), "flops")));
     json_decref(j);
+
+    /* the picture's stages panel: a row per stage, the re-fit's mean relative error (of o_proj
+     * 0.5 -> 0.25 and down_proj 0.75 -> 0.125), the recovery's loss */
+    char svg_path[4300];
+    snprintf(svg_path, sizeof svg_path, "%s/vtrans_report.svg", dir);
+    assert_int_equal(vt_report_svg_write_report(&rep, svg_path), 0);
+    char *svg = slurp(svg_path);
+    assert_non_null(strstr(svg, ">Stages</text>"));
+    assert_non_null(strstr(svg, "relative output error 0.625 \xe2\x86\x92 0.188 (mean of 2)"));
+    assert_non_null(strstr(svg, "lora, 10 steps, loss 1.5 \xe2\x86\x92 0.75"));
+    assert_non_null(strstr(svg, ">15.5</text>"));
+    assert_non_null(strstr(svg, "masks only, 12.25 recovered"));
+    free(svg);
 
     /* A baseline without evaluation: no variant, no curve, null perplexities, no config. */
     rep = (vt_run_report){.before = &b, .after = &a, .method = "random", .budget_kind = "flops",

@@ -470,7 +470,10 @@ static void test_json(void **state) {
     (void)state;
     vt_run_config rc;
     assert_int_equal(load_valid(&rc, "[method]\nvariant = full\n[output]\noverwrite = true\n"), 0);
-    json_t *j = vt_run_config_json(&rc);
+    char *text = vt_run_config_json(&rc);
+    assert_non_null(text);
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "source")), ini_path);
     json_t *model = json_object_get(j, "model");

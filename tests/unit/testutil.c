@@ -177,3 +177,33 @@ void tu_assert_grad(const char *what, const double *analytic, const double *fd, 
         fail_msg("%s: gradient %zu: analytic %.8g vs finite difference %.8g (max error %.3g > %.3g x %.3g)", what, worst,
                  analytic[worst], fd[worst], err, tol, scale);
 }
+
+int tu_have_torch(void) {
+    return getenv("VT_SOURCE_DIR") && system("/usr/bin/python3 -c 'import torch' 2>/dev/null") == 0;
+}
+
+const char *tu_run_reference(const char *script, const char *args_fmt, ...) {
+    static char out[1 << 16];
+    char args[16384], cmd[20480];
+    va_list ap;
+    va_start(ap, args_fmt);
+    int n = vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof args);
+    n = snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/%s %s", getenv("VT_SOURCE_DIR"), script, args);
+    assert_true(n >= 0 && (size_t)n < sizeof cmd);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    if (pclose(p) != 0) fail_msg("%s failed; its output:\n%s", cmd, out);
+    return out;
+}
+
+double tu_json_number(const char *out, const char *key) {
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    const char *q = strstr(out, pattern);
+    if (!q) fail_msg("no \"%s\" in the reference's output:\n%s", key, out);
+    return strtod(q + strlen(pattern), NULL);
+}

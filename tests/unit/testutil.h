@@ -49,4 +49,13 @@ double tu_urand(unsigned *s);
 /* Fails unless max |analytic - fd| <= tol * max |fd| (fd: the finite-difference reference). */
 void tu_assert_grad(const char *what, const double *analytic, const double *fd, size_t n, double tol);
 
+/* The PyTorch references (the scripts in tests/reference/, run with /usr/bin/python3). tu_have_torch: 1 when
+ * VT_SOURCE_DIR is set and that python imports torch; tests skip() otherwise.
+ * tu_run_reference runs tests/reference/<script> with the printf-formatted arguments, fails the
+ * test unless it exits 0 and returns its standard output (a static buffer, valid until the next
+ * call). tu_json_number reads the number after "key": in it, failing the test when it is absent. */
+int tu_have_torch(void);
+const char *tu_run_reference(const char *script, const char *args_fmt, ...);
+double tu_json_number(const char *out, const char *key);
+
 #endif
