@@ -5,6 +5,7 @@
  * With --threads N: the packed step timed alternately on 1 thread and on N threads in this one
  * process (parallel.threads), and the ratio; the outputs of both must be bitwise the same.
  * Usage: bench_layer [--threads N] [tokens [rounds [hidden ffn heads]]]; prints one JSON line. */
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,35 +18,16 @@
 #include "nn/matmul.h"
 #include "util/rng.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double cpu_now(void) { /* CPU seconds of all this process's threads */
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void check(int rc, const char *what) {
-    if (rc) {
-        fprintf(stderr, "bench_layer: %s: %s\n", what, vt_error());
-        exit(1);
-    }
-}
-
 int main(int argc, char **argv) {
     int threads = 0; /* 0: packed against plain; N: packed on 1 against N threads */
     if (argc > 2 && strcmp(argv[1], "--threads") == 0) {
         threads = atoi(argv[2]);
         argv += 2;
         argc -= 2;
-        check(threads < 1 || vt_threads_set(threads) ? vt_fail("--threads: a thread count, got %s", argv[0]) : 0,
+        bench_check("bench_layer", threads < 1 || vt_threads_set(threads) ? vt_fail("--threads: a thread count, got %s", argv[0]) : 0,
               "threads");
     } else
-        check(vt_threads_set(0), "threads"); /* BLIS_NUM_THREADS or 1, as before */
+        bench_check("bench_layer", vt_threads_set(0), "threads"); /* BLIS_NUM_THREADS or 1, as before */
     int T = argc > 1 ? atoi(argv[1]) : 256, rounds = argc > 2 ? atoi(argv[2]) : 4;
     vt_config c;
     memset(&c, 0, sizeof c);
@@ -58,10 +40,10 @@ int main(int argc, char **argv) {
     c.seq_len = T;
     c.norm_eps = 1e-5f;
     c.rope_theta = 10000.0f;
-    check(vt_config_init_dense(&c), "config");
+    bench_check("bench_layer", vt_config_init_dense(&c), "config");
     vt_model m;
     vt_load_parts parts = {0, 1, 0, 0};
-    check(vt_model_alloc(&m, &c, parts), "weights");
+    bench_check("bench_layer", vt_model_alloc(&m, &c, parts), "weights");
     uint64_t s = 88172645463325252ull;
     for (size_t i = 0; i < m.arena_floats; i++) {
         vt_xorshift64(&s);
@@ -69,7 +51,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < c.dim; i++) m.layers[0].attn_norm[i] = m.layers[0].ffn_norm[i] = 1.0f;
     vt_masks mk;
-    check(vt_masks_init(&mk, &c, 1), "gates");
+    bench_check("bench_layer", vt_masks_init(&mk, &c, 1), "gates");
     size_t n = mk.n, rows = (size_t)T, d = (size_t)c.dim;
     float *z = malloc(sizeof(float) * n), *dz = malloc(sizeof(float) * n);
     float *x = malloc(sizeof(float) * rows * d), *x0 = malloc(sizeof(float) * rows * d);
@@ -80,27 +62,27 @@ int main(int argc, char **argv) {
     vt_bwd bw;
     vt_tape tp;
     vt_model_packs fp = {0}, bp = {0};
-    check(vt_fwd_init(&f, &m, 1, T, T) || vt_bwd_init(&bw, &m, 1, T, T) || vt_tape_init(&tp, &m, 1, T, 0), "scratch");
-    double t0 = now();
-    check(vt_model_packs_init(&fp, &m, 0) || vt_model_packs_init(&bp, &m, 1), "packs");
-    double pack_s = now() - t0;
+    bench_check("bench_layer", vt_fwd_init(&f, &m, 1, T, T) || vt_bwd_init(&bw, &m, 1, T, T) || vt_tape_init(&tp, &m, 1, T, 0), "scratch");
+    double t0 = vt_seconds();
+    bench_check("bench_layer", vt_model_packs_init(&fp, &m, 0) || vt_model_packs_init(&bp, &m, 1), "packs");
+    double pack_s = vt_seconds() - t0;
     double best[2] = {1e30, 1e30}, sum[2] = {0, 0}, cpu[2] = {0, 0};
     float *out[2] = {malloc(sizeof(float) * n), malloc(sizeof(float) * n)};
     for (int r = 0; r <= rounds; r++)
         for (int packed = 0; packed < 2; packed++) { /* with --threads: 0 = 1 thread, 1 = N threads */
-            if (threads) check(vt_threads_set(packed ? threads : 1), "threads");
+            if (threads) bench_check("bench_layer", vt_threads_set(packed ? threads : 1), "threads");
             f.packs = packed || threads ? fp : (vt_model_packs){0};
             bw.packs = packed || threads ? bp : (vt_model_packs){0};
             memcpy(x, x0, sizeof(float) * rows * d);
             memset(dz, 0, sizeof(float) * n);
-            t0 = now();
-            double c0 = cpu_now();
+            t0 = vt_seconds();
+            double c0 = bench_cpu_seconds();
             vt_layers_forward_ex(&m, &f, 0, 1, x, 1, T, 0, &g, &tp);
             vt_layers_backward(&m, &f, &bw, 0, 1, x, 1, T, &g, &tp, dz, NULL);
-            double dt = now() - t0;
+            double dt = vt_seconds() - t0;
             memcpy(out[packed], dz, sizeof(float) * n);
             if (r == 0) continue; /* warm-up: first touch of the tape */
-            cpu[packed] += cpu_now() - c0;
+            cpu[packed] += bench_cpu_seconds() - c0;
             sum[packed] += dt;
             if (dt < best[packed]) best[packed] = dt;
         }

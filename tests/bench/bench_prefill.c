@@ -5,6 +5,7 @@
  * docs/PLUGINS.md, would flatter a 2-layer model whose second layer is its last). No classifier;
  * the weights packed once (as eval runs). BLIS_NUM_THREADS sets the threads.
  * Usage: bench_prefill [tokens [rounds [k [r [hidden ffn heads]]]]]; prints one JSON line. */
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +15,6 @@
 #include "nn/plugin.h"
 #include "util/error.h"
 #include "util/rng.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void check(int rc, const char *what) {
-    if (rc) {
-        fprintf(stderr, "bench_prefill: %s: %s\n", what, vt_error());
-        exit(1);
-    }
-}
 
 static void fill(float *a, size_t n, uint64_t *s, float scale) {
     for (size_t i = 0; i < n; i++) {
@@ -49,35 +37,35 @@ int main(int argc, char **argv) {
     c.seq_len = T;
     c.norm_eps = 1e-5f;
     c.rope_theta = 10000.0f;
-    check(vt_config_init_dense(&c), "config");
+    bench_check("bench_prefill", vt_config_init_dense(&c), "config");
     vt_model m;
     vt_load_parts parts = {0, 2, 0, 0};
-    check(vt_model_alloc(&m, &c, parts), "weights");
+    bench_check("bench_prefill", vt_model_alloc(&m, &c, parts), "weights");
     uint64_t s = 88172645463325252ull;
     fill(m.arena, m.arena_floats, &s, 0.04f);
     for (int l = 0; l < 2; l++)
         for (int i = 0; i < c.dim; i++) m.layers[l].attn_norm[i] = m.layers[l].ffn_norm[i] = 1.0f;
     vt_plugin p;
-    check(vt_plugin_alloc(&p, &c, k, r), "plugin");
+    bench_check("bench_prefill", vt_plugin_alloc(&p, &c, k, r), "plugin");
     fill(p.arena, p.arena_floats, &s, 0.02f); /* every tensor random, W2 too: the adapter runs in full */
     size_t rows = (size_t)T, d = (size_t)c.dim;
     float *x = malloc(sizeof(float) * rows * d), *x0 = malloc(sizeof(float) * rows * d);
-    check(!x || !x0, "activations");
+    bench_check("bench_prefill", !x || !x0, "activations");
     fill(x0, rows * d, &s, 1.0f);
     vt_fwd f;
     vt_plugin_work w;
-    check(vt_fwd_init(&f, &m, 1, T, T) || vt_plugin_work_init(&w, &m, &p, 1, T), "scratch");
+    bench_check("bench_prefill", vt_fwd_init(&f, &m, 1, T, T) || vt_plugin_work_init(&w, &m, &p, 1, T), "scratch");
     /* the weights packed once, as eval and generate run the frozen model (vt_cont_work_init): else
      * every matmul re-packs a whole weight matrix, a cost that does not shrink with the rows */
-    check(vt_model_packs_init(&f.packs, &m, 0), "packs");
+    bench_check("bench_prefill", vt_model_packs_init(&f.packs, &m, 0), "packs");
     double best[2] = {1e30, 1e30}, sum[2] = {0, 0};
     for (int rd = 0; rd <= rounds; rd++) /* round 0: warm-up (first touch of the buffers), not counted */
         for (int plugged = 0; plugged < 2; plugged++) {
             memcpy(x, x0, sizeof(float) * rows * d);
-            double t0 = now();
+            double t0 = vt_seconds();
             if (plugged) vt_plugged_forward(&m, &f, &p, &w, 0, 2, x, 1, T, NULL, NULL);
             else vt_layers_forward(&m, &f, 0, 2, x, 1, T, 0);
-            double dt = now() - t0;
+            double dt = vt_seconds() - t0;
             fprintf(stderr, "bench_prefill: round %d %s %.2f s\n", rd, plugged ? "plugged" : "dense", dt);
             if (rd == 0) continue;
             sum[plugged] += dt;

@@ -1,6 +1,7 @@
 /* bench_sgemm.c — the limit: BLIS sgemm GFLOP/s at the shapes of a LLaMA layer (rows x out x in), as
  * the weight matmuls call it (vt_linear, matmul.h), with BLIS's default choice of code path, and with
  * the weights packed once beforehand (vt_pack, as parallel.pack_weights runs). */
+#include "bench_util.h"
 #include <blis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,12 +9,6 @@
 
 #include "util/error.h"
 #include "nn/forward.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 enum { PATH_OURS, PATH_BLIS_DEFAULT, PATH_PACKED };
 
@@ -31,11 +26,11 @@ static double gflops(int m, int n, int k, int reps, int path) {
         exit(1);
     }
     for (int r = 0; r <= reps; r++) {
-        double t0 = now();
+        double t0 = vt_seconds();
         if (path == PATH_BLIS_DEFAULT)
             bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, m, n, k, &one, a, k, 1, b, k, 1, &zero, c, n, 1);
         else vt_linear(c, a, b, path == PATH_PACKED ? &pk : NULL, m, k, n, 0.0f);
-        double dt = now() - t0;
+        double dt = vt_seconds() - t0;
         if (r > 0 && dt < best) best = dt;
     }
     vt_packed_free(&pk);
