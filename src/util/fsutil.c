@@ -238,6 +238,17 @@ static void parent_of(const char *path, char *out, size_t cap) {
     else snprintf(out, cap, "%.*s", (int)(slash - path), path);
 }
 
+/* After a rename into path's directory: the directory synced, so the rename survives a crash. */
+static void fsync_parent(const char *path) {
+    char parent[VT_PATH_MAX];
+    parent_of(path, parent, sizeof parent);
+    int fd = open(parent, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 /* ---- temporaries that say whose they are ---- */
 /* This host's name as it goes into temporary names (no '/'; "host" when it has none). */
 static const char *host_name(void) {
@@ -358,13 +369,7 @@ int vt_outdir_commit(vt_outdir *o) {
     }
     o->active = 0;
     if (old[0] && vt_rmtree(old)) return vt_fail_context("removing the replaced output %s", old);
-    char parent[VT_PATH_MAX];
-    parent_of(o->target, parent, sizeof parent);
-    int fd = open(parent, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd); /* make the rename durable */
-        close(fd);
-    }
+    fsync_parent(o->target);
     return 0;
 }
 
@@ -422,13 +427,7 @@ int vt_atomic_commit(vt_atomic_file *a) {
         unlink(a->tmp);
         return -1;
     }
-    char parent[VT_PATH_MAX];
-    parent_of(a->path, parent, sizeof parent);
-    int fd = open(parent, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd); /* make the rename durable */
-        close(fd);
-    }
+    fsync_parent(a->path);
     return 0;
 }
 

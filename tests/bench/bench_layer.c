@@ -45,10 +45,7 @@ int main(int argc, char **argv) {
     vt_load_parts parts = {0, 1, 0, 0};
     bench_check("bench_layer", vt_model_alloc(&m, &c, parts), "weights");
     uint64_t s = 88172645463325252ull;
-    for (size_t i = 0; i < m.arena_floats; i++) {
-        vt_xorshift64(&s);
-        m.arena[i] = ((float)(s >> 40) / (float)(1u << 24) - 0.5f) * 0.04f;
-    }
+    bench_fill(m.arena, m.arena_floats, &s, 0.04f);
     for (int i = 0; i < c.dim; i++) m.layers[0].attn_norm[i] = m.layers[0].ffn_norm[i] = 1.0f;
     vt_masks mk;
     bench_check("bench_layer", vt_masks_init(&mk, &c, 1), "gates");

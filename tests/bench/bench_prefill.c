@@ -16,13 +16,6 @@
 #include "util/error.h"
 #include "util/rng.h"
 
-static void fill(float *a, size_t n, uint64_t *s, float scale) {
-    for (size_t i = 0; i < n; i++) {
-        vt_xorshift64(s);
-        a[i] = ((float)(*s >> 40) / (float)(1u << 24) - 0.5f) * scale;
-    }
-}
-
 int main(int argc, char **argv) {
     int T = argc > 1 ? atoi(argv[1]) : 1024, rounds = argc > 2 ? atoi(argv[2]) : 3;
     int k = argc > 3 ? atoi(argv[3]) : 4, r = argc > 4 ? atoi(argv[4]) : 64;
@@ -42,16 +35,16 @@ int main(int argc, char **argv) {
     vt_load_parts parts = {0, 2, 0, 0};
     bench_check("bench_prefill", vt_model_alloc(&m, &c, parts), "weights");
     uint64_t s = 88172645463325252ull;
-    fill(m.arena, m.arena_floats, &s, 0.04f);
+    bench_fill(m.arena, m.arena_floats, &s, 0.04f);
     for (int l = 0; l < 2; l++)
         for (int i = 0; i < c.dim; i++) m.layers[l].attn_norm[i] = m.layers[l].ffn_norm[i] = 1.0f;
     vt_plugin p;
     bench_check("bench_prefill", vt_plugin_alloc(&p, &c, k, r), "plugin");
-    fill(p.arena, p.arena_floats, &s, 0.02f); /* every tensor random, W2 too: the adapter runs in full */
+    bench_fill(p.arena, p.arena_floats, &s, 0.02f); /* every tensor random, W2 too: the adapter runs in full */
     size_t rows = (size_t)T, d = (size_t)c.dim;
     float *x = malloc(sizeof(float) * rows * d), *x0 = malloc(sizeof(float) * rows * d);
     bench_check("bench_prefill", !x || !x0, "activations");
-    fill(x0, rows * d, &s, 1.0f);
+    bench_fill(x0, rows * d, &s, 1.0f);
     vt_fwd f;
     vt_plugin_work w;
     bench_check("bench_prefill", vt_fwd_init(&f, &m, 1, T, T) || vt_plugin_work_init(&w, &m, &p, 1, T), "scratch");
