@@ -88,7 +88,8 @@ static int train_step(plug_ctx *x, long step) {
         if (vt_comm_sum_world(x->c, &loss, 1)) return -1;
         loss /= D;
     }
-    vt_plug_step_adam(&x->st, &x->p, x->rc->plugin.lr);
+    const vt_plugin_opts *o = &x->rc->plugin;
+    vt_plug_step_adam(&x->st, &x->p, vt_lr_at(o->lr_schedule, o->lr, step, o->steps, 0));
     x->loss = loss;
     return 0;
 }

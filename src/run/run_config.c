@@ -161,6 +161,7 @@ static const key_def keys[] = {
     INT("plugin", "steps", plugin.steps, 0),
     INT("plugin", "batch_size", plugin.batch_size, 1),
     POS("plugin", "lr", plugin.lr),
+    ENUM("plugin", "lr_schedule", plugin.lr_schedule, schedule_names),
     {"plugin", "seed", K_U64, OFF(plugin.seed), NULL, 0, 0, 0, 0, NULL, 0},
     INT("plugin", "eval_windows", plugin.eval_windows, 0),
 };
@@ -227,6 +228,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     rc->plugin.steps = 100;
     rc->plugin.batch_size = 8;
     rc->plugin.lr = 1e-3;
+    rc->plugin.lr_schedule = VT_LR_CONSTANT;
     rc->plugin.seed = 1;
     rc->plugin.eval_windows = 0;
 }

@@ -66,7 +66,8 @@ typedef struct {
     int k, r;               /* group size, adapter width */
     double prompt_fraction; /* (0, 1): prompt tokens of each window of data.eval_window */
     int steps, batch_size;  /* batch_size windows a step, split between the replicas */
-    double lr;              /* Adam's, constant */
+    double lr;              /* Adam's base rate */
+    vt_lr_schedule lr_schedule; /* constant (the default), cosine or linear decay over the steps */
     uint64_t seed;          /* plugin initialisation and window order */
     int eval_windows;       /* windows of data.eval scored (0 = all) */
 } vt_plugin_opts;

@@ -138,6 +138,8 @@ static void test_parse_syntax(void **state) {
                        "archive = tar.zst\n"
                        "[parallel]\n"
                        "stages = 3\n"
+                       "[plugin]\n"
+                       "lr_schedule = cosine\n"
                        "\t\n";
     assert_int_equal(load_text(&rc, text), 0);
     assert_string_equal(rc.source, ini_path);
@@ -157,6 +159,7 @@ static void test_parse_syntax(void **state) {
     assert_true(rc.vib.theta == -1.5);
     assert_true(rc.vib.seed == 18446744073ull);
     assert_int_equal(rc.schedule.lr_schedule, VT_LR_LINEAR);
+    assert_int_equal(rc.plugin.lr_schedule, VT_LR_COSINE);
     assert_int_equal(rc.schedule.steps, 7);
     assert_int_equal(rc.schedule.batch_size, 8); /* untouched keys keep their defaults */
     assert_string_equal(rc.output.dir, "out/x");
