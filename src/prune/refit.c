@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "nn/forward.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 enum { ATTN = 0, MLP = 1 };
@@ -208,8 +209,10 @@ static int lsq_solve(refit *r, float *W, const char *what, vt_refit_stat *st) {
     vt_spd_request rq = {what, r->p->damp, 0, r->ops->warn, r->ops->ctx};
     vt_spd_outcome out;
     memcpy(r->x, s->C, (size_t)s->n * s->m * sizeof(double));
+    double t0 = vt_seconds();
     if (vt_spd_solve_ridge(r->ops->solver, &rq, s->G, (size_t)s->m, r->x, (size_t)s->n, &out))
         return vt_fail_context("re-fitting %s", what);
+    st->solve_seconds = vt_seconds() - t0;
     st->retries = out.retries;
     double fit = 0.0, norm = 0.0;
     for (size_t i = 0; i < (size_t)s->n * s->m; i++) {

@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     double err_before, err_after;
     int retries, done;
+    double solve_seconds; /* wall time of the solve (ScaLAPACK and its retries) */
 } vt_refit_stat;
 
 /* How systems are summed and solved: sum adds x[n] in place over the ranks that hold the same

@@ -48,18 +48,19 @@ static int streams_out(vt_comm *c, const vt_model *dense, const vt_model *pruned
 /* The stats of every layer on every rank: each stage's first replica contributes its own layers. */
 static int gather_stats(vt_comm *c, int n_layers, vt_refit_stat *stats) {
     size_t n = (size_t)n_layers * VT_REFIT_SLOTS;
-    double *v = vt_calloc(4 * n, sizeof(double), "re-fit statistics");
+    double *v = vt_calloc(5 * n, sizeof(double), "re-fit statistics");
     if (!v) return -1;
     int l0 = c->stage_begin[c->stage], l1 = c->stage_begin[c->stage + 1];
     for (size_t i = (size_t)l0 * VT_REFIT_SLOTS; c->replica == 0 && i < (size_t)l1 * VT_REFIT_SLOTS; i++) {
-        v[4 * i] = stats[i].err_before;
-        v[4 * i + 1] = stats[i].err_after;
-        v[4 * i + 2] = stats[i].retries;
-        v[4 * i + 3] = stats[i].done;
+        double *e = v + 5 * i;
+        e[0] = stats[i].err_before, e[1] = stats[i].err_after, e[2] = stats[i].retries, e[3] = stats[i].done;
+        e[4] = stats[i].solve_seconds;
     }
-    int rc = vt_comm_sum_world(c, v, 4 * n);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        stats[i] = (vt_refit_stat){v[4 * i], v[4 * i + 1], (int)v[4 * i + 2], (int)v[4 * i + 3]};
+    int rc = vt_comm_sum_world(c, v, 5 * n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const double *e = v + 5 * i;
+        stats[i] = (vt_refit_stat){e[0], e[1], (int)e[2], (int)e[3], e[4]};
+    }
     free(v);
     return rc;
 }

@@ -313,11 +313,13 @@ static int reconstruct(prune_ctx *x) {
     if (vt_prune_refit(x->comm, &x->model, &x->pruned, &x->map, &x->calib, &x->rc->reconstruct, x->refit))
         return vt_fail_context("re-fitting the pruned model");
     x->refit_seconds = vt_seconds() - t;
+    double solves = 0.0;
+    for (size_t i = 0; i < n; i++) solves += x->refit[i].solve_seconds;
     if (is_coordinator(x))
-        fprintf(stderr, "re-fit (%s target) on %d calibration sequences: %.1f s\n",
+        fprintf(stderr, "re-fit (%s target) on %d calibration sequences: %.1f s (solves: %.1f s over all layers)\n",
                 vt_refit_target_name(x->rc->reconstruct.fit.target),
                 x->rc->reconstruct.sequences < (long)x->calib.n_seq ? x->rc->reconstruct.sequences : (int)x->calib.n_seq,
-                x->refit_seconds);
+                x->refit_seconds, solves);
     return 0;
 }
 

@@ -350,8 +350,8 @@ static void test_report_json(void **st) {
     rep.config_json = "{\"source\":\"x.ini\",\"budget\":{\"params\":0.5,\"flops\":null}}";
     /* a re-fit of layer 1's o_proj and down_proj (the other slots not re-fitted) */
     vt_refit_stat fits[8 * VT_REFIT_SLOTS] = {{0}};
-    fits[VT_REFIT_SLOTS + VT_REFIT_O] = (vt_refit_stat){0.5, 0.25, 1, 1};
-    fits[VT_REFIT_SLOTS + VT_REFIT_DOWN] = (vt_refit_stat){0.75, 0.125, 0, 1};
+    fits[VT_REFIT_SLOTS + VT_REFIT_O] = (vt_refit_stat){.err_before = 0.5, .err_after = 0.25, .retries = 1, .done = 1};
+    fits[VT_REFIT_SLOTS + VT_REFIT_DOWN] = (vt_refit_stat){.err_before = 0.75, .err_after = 0.125, .done = 1};
     rep.ppl_masks = 20.5;
     rep.train_tokens = 12345;
     rep.reconstruct = "lsq";
