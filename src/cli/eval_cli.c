@@ -34,7 +34,7 @@ static void default_opts(vt_opt *opts) {
 void vt_eval_usage(void) {
     vt_opt opts[N_OPTS];
     default_opts(opts);
-    vt_args_usage("eval", "--model PATH [--tokenizer PATH] --data FILE [--window L] [--json] [--threads N] [--plugin FILE [--prompt-fraction F]]", opts, N_OPTS);
+    vt_args_usage("eval", "--model PATH [--tokenizer PATH] --data FILE [--window L] [--batch N] [--json] [--stages S] [--threads N] [--plugin FILE [--prompt-fraction F]]", opts, N_OPTS);
 }
 
 int vt_eval_options_parse(vt_eval_options *o, int argc, char **argv, int *help) {
