@@ -236,6 +236,7 @@ static void plan_recover(const vt_plan_input *in, vt_plan *p) {
     int L = c->n_layers, T = in->seq_len, lora = in->recover_method == 1;
     int share = (in->recover_batch + p->replicas - 1) / p->replicas;
     int Bm = in->recover_micro > 0 && in->recover_micro < share ? in->recover_micro : share;
+    r->micro = Bm;
     double f4 = sizeof(float), keep = in->keep_fraction, rows = (double)Bm * T, layers = 0.0;
     for (int l = 0; l < L; l++) layers += (double)vt_layer_params(c, l);
     double whole = (double)vt_params_total(c), head = 2.0 * c->dim * c->vocab;
@@ -412,7 +413,10 @@ void vt_plan_times(const vt_plan_input *in, const vt_plan *p, const vt_speed *sp
         vt_plan_step_phases(in, p, rate, 2.0, 0, ft);
         t->finetune_step_s = ft[0] + ft[1] + ft[2];
     }
-    t->recover_step_s = p->recover.flops_step / cluster;
+    if (in->recover_method > 0) { /* its forward/backward passes run recover_micro sequences' rows at a time */
+        double rows = (double)p->recover.micro * in->seq_len;
+        t->recover_step_s = p->recover.flops_step / vt_plan_rows_rate(in->pack_weights, cluster, rows);
+    }
     t->teacher_h = teacher_hours(in, p, rate);
     t->masks_h = t->mask_step_s * (double)in->steps / 3600.0;
     t->finetune_h = t->finetune_step_s * (double)in->finetune_steps / 3600.0;

@@ -65,6 +65,7 @@ typedef struct {
     double total;
     double flops_token;     /* the teacher's forward, the student's forward and backward */
     double flops_step;      /* whole cluster, one step */
+    int micro;              /* sequences per forward/backward pass on a replica */
 } vt_recover_plan;
 
 /* One stage; memory in bytes for each of its D ranks (all replicas of a stage hold the same). */

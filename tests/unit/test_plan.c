@@ -559,6 +559,20 @@ static void test_plan_recover_terms(void **state) {
     /* rank 8 x (in + out) over q, k, v, o (4096 + 4096 each), gate, up, down (4096 + 11008) */
     assert_int_equal(p.recover.lora_params, (size_t)32 * 8 * (4 * 8192 + 3 * 15104));
     assert_true(p.recover.adam_lora < 0.01 * p.recover.adam_full);
+    /* a step's passes of recover.micro_batch sequences (all 2 of a replica's when unset, 1 here) */
+    for (int micro = 0; micro <= 1; micro++) {
+        vt_plan q;
+        in.recover_micro = micro;
+        assert_int_equal(vt_plan_make(&in, &q), 0);
+        assert_int_equal(q.recover.micro, micro ? 1 : 2);
+        vt_speed sp = {10.0, 0.9, 0.5};
+        vt_plan_time t;
+        vt_plan_times(&in, &q, &sp, &t);
+        double rows = (micro ? 1 : 2) * 512.0;
+        assert_true(fabs(t.recover_step_s - q.recover.flops_step * (rows + VT_PLAN_REPACK_ROWS) / rows / 40e9) <
+                    1e-9 * t.recover_step_s);
+        vt_plan_free(&q);
+    }
     vt_plan_free(&p);
     /* the recovery needs the whole model on every rank */
     in.stages = 2;
@@ -568,8 +582,8 @@ static void test_plan_recover_terms(void **state) {
     vt_config_free(&c);
 }
 
-/* Times: a rank of t threads computes (1 + e (t - 1)) cores' worth; the mask step is the busiest
- * rank's work at that rate over (1 - bubble). */
+/* Times: a rank of t threads computes (1 + e (t - 1)) cores' worth; the mask step is its three
+ * phases; the hours add up. */
 static void test_plan_times(void **state) {
     (void)state;
     vt_config c;
