@@ -92,7 +92,7 @@ typedef struct {
     int seqs_per_replica, micro_batches, micro_batch; /* per step; sequences per micro-batch */
     int seq_chunks, chunk_tokens; /* C chunks of T / C tokens per sequence: the pipeline runs M C
                                    * micro-batches of micro_batch sequences x chunk_tokens tokens */
-    double bubble;              /* idle fraction of a GPipe step, (S - 1) / (M C + S - 1) */
+    double bubble;              /* idle fraction of the layers' forward and backward, (S - 1) / (M C + S - 1) */
     double ctx;                 /* mean attended positions of a training sequence, (T + 1) / 2 */
     double flops_token;         /* the model's forward FLOPs per token at ctx */
     double flops_step_masks;    /* whole cluster, one mask-phase step */
