@@ -186,6 +186,9 @@ static void print_alternatives(const vt_plan_input *in, const vt_plan *chosen, d
 static void print_times(const vt_plan_input *in, const vt_plan *p, const vt_plan_time *t) {
     printf("time         at %.0f GFLOP/s per rank (%d thread%s): %.1f s per mask step", t->rank_gflops, in->threads,
            in->threads == 1 ? "" : "s", t->mask_step_s);
+    if (p->stages > 1)
+        printf(" (forward %.1f, classifier %.1f, backward %.1f; the busiest stage idle %.0f%%)", t->mask_phase_s[0],
+               t->mask_phase_s[1], t->mask_phase_s[2], 100.0 * t->mask_idle);
     if (t->finetune_step_s > 0) printf(", %.1f s per fine-tuning step", t->finetune_step_s);
     if (in->recover_method > 0) printf(", %.1f s per recovery step", t->recover_step_s);
     printf("\n             hours: teacher pass %.2f, mask phase %.2f", t->teacher_h, t->masks_h);
@@ -193,7 +196,6 @@ static void print_times(const vt_plan_input *in, const vt_plan *p, const vt_plan
     if (in->refit_sequences > 0) printf(", re-fit %.2f", t->refit_h);
     if (in->recover_method > 0) printf(", recovery %.2f", t->recover_h);
     printf("; %.2f hours for the run%s\n", t->hours, in->calib_sequences > 0 ? "" : " (without the teacher pass)");
-    (void)p;
 }
 
 /* The pipeline line: micro-batches and sequence chunks, where each count came from (its setting,
@@ -221,8 +223,8 @@ static void print_pipeline(const vt_plan_input *in, const vt_plan *p) {
         snprintf(why, sizeof why, "%s; no chunks: none of %d tokens or more divides a sequence", mb,
                  VT_CHUNK_MIN_TOKENS);
     }
-    printf("pipeline     GPipe, %d micro-batch%s of %d sequence%s%s per replica and step (%s); bubble %.0f%% of a "
-           "step\n",
+    printf("pipeline     GPipe, %d micro-batch%s of %d sequence%s%s per replica and step (%s); bubble %.0f%% of the layers' "
+           "forward and backward\n",
            p->micro_batches, p->micro_batches == 1 ? "" : "es", p->micro_batch, p->micro_batch == 1 ? "" : "s",
            chunks, why, 100.0 * p->bubble);
 }
@@ -531,6 +533,7 @@ static int print_json(const vt_plan_input *in, const vt_plan *p, const vt_plan_t
     json_object_set_new(o, "seq_chunks", json_integer(p->seq_chunks));
     json_object_set_new(o, "rank_gflops", json_real(t->rank_gflops));
     json_object_set_new(o, "mask_step_seconds", json_real(t->mask_step_s));
+    json_object_set_new(o, "mask_step_idle", json_real(t->mask_idle));
     json_object_set_new(o, "finetune_step_seconds", json_real(t->finetune_step_s));
     json_object_set_new(o, "recover_step_seconds", json_real(t->recover_step_s));
     json_t *h = json_object();

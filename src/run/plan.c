@@ -236,6 +236,7 @@ static void plan_recover(const vt_plan_input *in, vt_plan *p) {
     int L = c->n_layers, T = in->seq_len, lora = in->recover_method == 1;
     int share = (in->recover_batch + p->replicas - 1) / p->replicas;
     int Bm = in->recover_micro > 0 && in->recover_micro < share ? in->recover_micro : share;
+    r->micro = Bm;
     double f4 = sizeof(float), keep = in->keep_fraction, rows = (double)Bm * T, layers = 0.0;
     for (int l = 0; l < L; l++) layers += (double)vt_layer_params(c, l);
     double whole = (double)vt_params_total(c), head = 2.0 * c->dim * c->vocab;
@@ -292,7 +293,8 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
 
     int *begin = vt_malloc(sizeof(int) * (size_t)(S + 1), "partition");
     out->stage = vt_calloc((size_t)S, sizeof *out->stage, "stage plans");
-    if (!begin || !out->stage || vt_partition_layers(c, S, VT_PARTITION_TRAIN, begin)) {
+    out->sched = vt_calloc((size_t)S * (size_t)(out->seq_chunks + 1), sizeof(double), "plan step schedule");
+    if (!begin || !out->stage || !out->sched || vt_partition_layers(c, S, VT_PARTITION_TRAIN, begin)) {
         free(begin);
         vt_plan_free(out);
         return -1;
@@ -308,8 +310,11 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
         st->layer_begin = begin[s];
         st->layer_end = begin[s + 1];
         st->params = vt_plan_weight_floats(c, S, s, begin[s], begin[s + 1]);
-        for (int l = begin[s]; l < begin[s + 1]; l++) st->flops_token += vt_layer_flops(c, l, out->ctx);
-        st->flops_token += head / S; /* every stage computes its share of the classifier */
+        for (int l = begin[s]; l < begin[s + 1]; l++) st->flops_layers += vt_layer_flops(c, l, out->ctx);
+        int v0, vs;
+        vt_vocab_share(c->vocab, S, s, &v0, &vs); /* every stage computes its share of the classifier */
+        st->flops_head = 2.0 * d * vs;
+        st->flops_token = st->flops_layers + st->flops_head;
         /* mask phase: forward + activation gradients (~2 forward); the teacher costs nothing per
          * step (its expectations are cached) */
         st->flops_rank_step = 2.0 * st->flops_token * tokens_replica;
@@ -340,18 +345,79 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
 
 void vt_plan_free(vt_plan *p) {
     free(p->stage);
+    free(p->sched);
     p->stage = NULL;
+    p->sched = NULL;
+}
+
+double vt_plan_rows_rate(int packed, double rate, double rows) {
+    return packed ? rate : rate * rows / (rows + VT_PLAN_REPACK_ROWS);
+}
+
+/* Forward FLOPs per token of stage s's layers for the tokens of chunk `chunk` (chunk_tokens wide)
+ * of a sequence: their queries attend to the positions up to theirs, chunk x chunk_tokens +
+ * (chunk_tokens + 1) / 2 on average. */
+static double chunk_layer_flops(const vt_config *c, const vt_stage_plan *st, int chunk, int chunk_tokens) {
+    double ctx = (double)chunk * chunk_tokens + (chunk_tokens + 1.0) / 2.0, f = 0.0;
+    for (int l = st->layer_begin; l < st->layer_end; l++) f += vt_layer_flops(c, l, ctx);
+    return f;
+}
+
+void vt_plan_step_phases(const vt_plan_input *in, const vt_plan *p, double rate, double bwd, int packed,
+                         double phase[3]) {
+    int S = p->stages, C = p->seq_chunks, K = p->micro_batches * C;
+    double tokens = (double)p->micro_batch * p->chunk_tokens, r = vt_plan_rows_rate(packed, rate, tokens);
+    double *fwd = p->sched, *done = fwd + S * C;
+    memset(done, 0, sizeof(double) * (size_t)S);
+    for (int s = 0; s < S; s++)
+        for (int ch = 0; ch < C; ch++) fwd[s * C + ch] = chunk_layer_flops(in->cfg, &p->stage[s], ch, p->chunk_tokens) * tokens / r;
+    for (int k = 0; k < K; k++) /* forward: micro-batch k is chunk k % C of its sequences */
+        for (int s = 0; s < S; s++) done[s] = fmax(done[s], s ? done[s - 1] : 0.0) + fwd[s * C + k % C];
+    phase[0] = done[S - 1]; /* the last stage is the last to finish */
+    double head = 0.0;
+    for (int s = 0; s < S; s++) head = fmax(head, p->stage[s].flops_head);
+    phase[1] = K * 2.0 * head * tokens / r; /* the share's logits and the gradient to its inputs */
+    memset(done, 0, sizeof(double) * (size_t)S);
+    for (int k = K - 1; k >= 0; k--) /* backward: the last micro-batch first, the last stage first */
+        for (int s = S - 1; s >= 0; s--) done[s] = fmax(done[s], s < S - 1 ? done[s + 1] : 0.0) + bwd * fwd[s * C + k % C];
+    phase[2] = done[0]; /* the first stage is the last to finish; the gradient sums wait for it */
+}
+
+/* Hours of the teacher cache pass (teacher_cache.c): each replica runs its share of the calibration
+ * sequences, micro_batch whole sequences at a time, through its stages; before stage 0 takes the
+ * next micro-batch, every stage computes its classifier share of this one (the logits and the
+ * expected rows, two classifier products) in lock step on the last stage's output, so the stages
+ * do not overlap: S stages take what one rank takes for the layers, and only the classifier is
+ * split. */
+static double teacher_hours(const vt_plan_input *in, const vt_plan *p, double rate) {
+    if (in->calib_sequences <= 0) return 0.0;
+    double tokens = (double)p->micro_batch * in->seq_len, r = vt_plan_rows_rate(in->pack_weights, rate, tokens);
+    double own = ceil((double)in->calib_sequences / p->replicas), layers = 0.0, head = 0.0;
+    for (int s = 0; s < p->stages; s++) {
+        layers += p->stage[s].flops_layers;
+        head = fmax(head, p->stage[s].flops_head);
+    }
+    return ceil(own / p->micro_batch) * (layers + 2.0 * head) * tokens / r / 3600.0;
 }
 
 void vt_plan_times(const vt_plan_input *in, const vt_plan *p, const vt_speed *sp, vt_plan_time *t) {
     memset(t, 0, sizeof *t);
     t->rank_gflops = sp->gflops_core * (1.0 + sp->thread_eff * (in->threads > 1 ? in->threads - 1 : 0));
-    double rate = t->rank_gflops * 1e9, cluster = rate * p->ranks, busiest = 0.0;
+    double rate = t->rank_gflops * 1e9, cluster = rate * p->ranks, busiest = 0.0, ft[3];
+    vt_plan_step_phases(in, p, rate, 1.0, in->pack_weights, t->mask_phase_s);
+    t->mask_step_s = t->mask_phase_s[0] + t->mask_phase_s[1] + t->mask_phase_s[2];
+    double tokens = (double)p->micro_batch * p->chunk_tokens;
     for (int s = 0; s < p->stages; s++) busiest = fmax(busiest, p->stage[s].flops_rank_step);
-    t->mask_step_s = busiest / rate / (1.0 - p->bubble);
-    if (p->flops_step_finetune > 0) t->finetune_step_s = t->mask_step_s * p->flops_step_finetune / p->flops_step_masks;
-    t->recover_step_s = p->recover.flops_step / cluster;
-    t->teacher_h = p->flops_teacher / cluster / 3600.0;
+    t->mask_idle = 1.0 - busiest / vt_plan_rows_rate(in->pack_weights, rate, tokens) / t->mask_step_s;
+    if (p->flops_step_finetune > 0) { /* the weights change: never packed */
+        vt_plan_step_phases(in, p, rate, 2.0, 0, ft);
+        t->finetune_step_s = ft[0] + ft[1] + ft[2];
+    }
+    if (in->recover_method > 0) { /* its forward/backward passes run recover_micro sequences' rows at a time */
+        double rows = (double)p->recover.micro * in->seq_len;
+        t->recover_step_s = p->recover.flops_step / vt_plan_rows_rate(in->pack_weights, cluster, rows);
+    }
+    t->teacher_h = teacher_hours(in, p, rate);
     t->masks_h = t->mask_step_s * (double)in->steps / 3600.0;
     t->finetune_h = t->finetune_step_s * (double)in->finetune_steps / 3600.0;
     t->refit_h = (p->refit.flops + p->refit.flops_double / sp->double_ratio) / cluster / 3600.0;

@@ -65,13 +65,16 @@ typedef struct {
     double total;
     double flops_token;     /* the teacher's forward, the student's forward and backward */
     double flops_step;      /* whole cluster, one step */
+    int micro;              /* sequences per forward/backward pass on a replica */
 } vt_recover_plan;
 
 /* One stage; memory in bytes for each of its D ranks (all replicas of a stage hold the same). */
 typedef struct {
     int layer_begin, layer_end;
     size_t params;          /* its weights: layers, plus the embedding (stage 0), final norm and classifier (last) */
-    double flops_token;     /* its forward FLOPs per token at the training context */
+    double flops_token;     /* its forward FLOPs per token at the training context: layers + classifier share */
+    double flops_layers;    /* of which its layers' (the embedding is a row copy) */
+    double flops_head;      /* of which its share of the classifier, 2 dim x its vocabulary rows */
     double flops_rank_step; /* FLOPs each of its ranks computes in one step (mask phase) */
     double weights;         /* fp32 weights, plus the sliced student copy when there is one, plus
                              * the packs when pack_weights */
@@ -89,7 +92,7 @@ typedef struct {
     int seqs_per_replica, micro_batches, micro_batch; /* per step; sequences per micro-batch */
     int seq_chunks, chunk_tokens; /* C chunks of T / C tokens per sequence: the pipeline runs M C
                                    * micro-batches of micro_batch sequences x chunk_tokens tokens */
-    double bubble;              /* idle fraction of a GPipe step, (S - 1) / (M C + S - 1) */
+    double bubble;              /* idle fraction of the layers' forward and backward, (S - 1) / (M C + S - 1) */
     double ctx;                 /* mean attended positions of a training sequence, (T + 1) / 2 */
     double flops_token;         /* the model's forward FLOPs per token at ctx */
     double flops_step_masks;    /* whole cluster, one mask-phase step */
@@ -102,6 +105,7 @@ typedef struct {
     vt_recover_plan recover;    /* zero without a recovery */
     double peak;                /* the largest rank over the phases (training, re-fit, recovery) */
     vt_stage_plan *stage;       /* [stages] */
+    double *sched;              /* [stages x (seq_chunks + 1)]: vt_plan_step_phases' scratch */
 } vt_plan;
 
 /* Chooses the topology, the partition, the micro-batches and the sequence chunks (partition.h)
@@ -120,13 +124,37 @@ typedef struct {
     double gflops_core, thread_eff, double_ratio;
 } vt_speed;
 
-/* Compute-bound times (messages not counted): a GPipe step lasts its busiest rank's work over
- * (1 - bubble); the teacher pass, the re-fit and recovery are split evenly over the ranks. */
+/* A matmul of m rows on weights BLIS copies into micro-panels on every call (not packed once,
+ * parallel.pack_weights) costs about what this many more rows would: bench_layer's LLaMA-2-7B-shaped
+ * layer, forward and backward, ran 12% slower at 128 rows, 6-8% at 256 and 2% at 1024 than with
+ * the weights packed once (docs/PERFORMANCE.md), i.e. 15-20 rows. So such a matmul runs at
+ * m / (m + VT_PLAN_REPACK_ROWS) of the rate, which is what makes short micro-batches slower per FLOP. */
+#define VT_PLAN_REPACK_ROWS 18.0
+
+/* Compute-bound times (messages not counted, they are small against the matmuls). A step follows
+ * train_step.c's schedule (vt_plan_step_phases); the teacher pass teacher_cache.c's (the stages one
+ * after another); the re-fit and recovery are split evenly over the ranks. */
 typedef struct {
     double rank_gflops;
     double mask_step_s, finetune_step_s, recover_step_s;
+    double mask_phase_s[3]; /* a mask step's forward, classifier and backward phases */
+    double mask_idle;       /* the fraction of a mask step the busiest stage waits */
     double teacher_h, masks_h, finetune_h, refit_h, recover_h, hours;
 } vt_plan_time;
+/* The rate (FLOP/s) of a rank at rate for matmuls of `rows` rows: VT_PLAN_REPACK_ROWS. */
+double vt_plan_rows_rate(int packed, double rate, double rows);
+/* The three phases of one training step as train_step.c runs them, in seconds at `rate` FLOP/s
+ * per rank (before vt_plan_rows_rate): every micro-batch (chunk c of a sequence attends to its
+ * own and the c earlier chunks' positions) forward through the stages, a flow shop (stage s takes
+ * micro-batch k when it is done with k - 1 and stage s - 1 with k; stages of unequal work wait for
+ * the slowest); then every micro-batch's classifier share in lock step on all stages (each
+ * micro-batch's inputs are broadcast from the last stage and its softmax statistics summed, so
+ * every stage waits for the largest share); then every micro-batch backward, last first, from the
+ * last stage to the first. bwd: the layers' backward FLOPs per forward FLOP (1: activation
+ * gradients only; 2: weight gradients too). The idle time this leaves is GPipe's bubble, but only
+ * around the layers' work: the classifier phase has none. */
+void vt_plan_step_phases(const vt_plan_input *in, const vt_plan *p, double rate, double bwd, int packed,
+                         double phase[3]);
 void vt_plan_times(const vt_plan_input *in, const vt_plan *p, const vt_speed *sp, vt_plan_time *t);
 
 /* The machine a layout must fit: every node holds ranks / nodes ranks. */

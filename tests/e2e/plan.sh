@@ -145,24 +145,24 @@ check_pipeline() {
 # the micro-batches alone bring the bubble to 10%, and not applicable with micro-batches of 8
 # sequences or sequences too short for 2 chunks of 256 tokens
 check_pipeline "automatic chunks" "GPipe, 4 micro-batches of 1 sequence in 2 chunks of 256 tokens per replica and \
-step (parallel.micro_batches; automatic chunks); bubble 27% of a step" "${seven[@]}" --ranks 64
+step (parallel.micro_batches; automatic chunks); bubble 27% of the layers' forward and backward" "${seven[@]}" --ranks 64
 grep -qE '^ +4 x 16 +[0-9.]+ GiB +27\.3% +4 x 2 chunks +<- this plan$' "$work/out.txt" ||
     record_failure "layouts with chunks" "no '4 x 2 chunks' row for this plan: $(grep -F '<- this plan' "$work/out.txt")"
 check_pipeline "requested chunks" "GPipe, 4 micro-batches of 1 sequence in 4 chunks of 128 tokens per replica and \
-step (parallel.micro_batches, parallel.seq_chunks); bubble 16% of a step" "${seven[@]}" --ranks 64 \
+step (parallel.micro_batches, parallel.seq_chunks); bubble 16% of the layers' forward and backward" "${seven[@]}" --ranks 64 \
     --set parallel.seq_chunks=4
 check_pipeline "chunks off" "GPipe, 4 micro-batches of 1 sequence per replica and step (parallel.micro_batches; no \
-chunks: parallel.seq_chunks = 1); bubble 43% of a step" "${seven[@]}" --ranks 64 --set parallel.seq_chunks=1
+chunks: parallel.seq_chunks = 1); bubble 43% of the layers' forward and backward" "${seven[@]}" --ranks 64 --set parallel.seq_chunks=1
 check_pipeline "chunks, automatic micro-batches" "GPipe, 8 micro-batches of 1 sequence in 2 chunks of 256 tokens per \
-replica and step (automatic); bubble 30% of a step" "${seven[@]}" --ranks 64 --stages 8 --set parallel.micro_batches=0
+replica and step (automatic); bubble 30% of the layers' forward and backward" "${seven[@]}" --ranks 64 --stages 8 --set parallel.micro_batches=0
 check_pipeline "no chunks needed" "GPipe, 64 micro-batches of 1 sequence per replica and step (automatic; no chunks: \
-the micro-batches bring the bubble to 10% or less); bubble 2% of a step" "${seven[@]}" --ranks 2 --stages 2 \
+the micro-batches bring the bubble to 10% or less); bubble 2% of the layers' forward and backward" "${seven[@]}" --ranks 2 --stages 2 \
     --set parallel.micro_batches=0
 check_pipeline "no chunk of 256 tokens" "GPipe, 4 micro-batches of 1 sequence per replica and step \
-(parallel.micro_batches; no chunks: none of 256 tokens or more divides a sequence); bubble 43% of a step" \
+(parallel.micro_batches; no chunks: none of 256 tokens or more divides a sequence); bubble 43% of the layers' forward and backward" \
     "${seven[@]}" --ranks 64 --set data.seq_len=384
 check_pipeline "no chunks for 8-sequence micro-batches" "GPipe, 4 micro-batches of 8 sequences per replica and step \
-(parallel.micro_batches; no chunks: they need micro-batches of one sequence); bubble 43% of a step" "${seven[@]}" \
+(parallel.micro_batches; no chunks: they need micro-batches of one sequence); bubble 43% of the layers' forward and backward" "${seven[@]}" \
     --ranks 8
 
 expect_error "chunks of 8-sequence micro-batches" \

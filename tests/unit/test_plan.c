@@ -559,6 +559,20 @@ static void test_plan_recover_terms(void **state) {
     /* rank 8 x (in + out) over q, k, v, o (4096 + 4096 each), gate, up, down (4096 + 11008) */
     assert_int_equal(p.recover.lora_params, (size_t)32 * 8 * (4 * 8192 + 3 * 15104));
     assert_true(p.recover.adam_lora < 0.01 * p.recover.adam_full);
+    /* a step's passes of recover.micro_batch sequences (all 2 of a replica's when unset, 1 here) */
+    for (int micro = 0; micro <= 1; micro++) {
+        vt_plan q;
+        in.recover_micro = micro;
+        assert_int_equal(vt_plan_make(&in, &q), 0);
+        assert_int_equal(q.recover.micro, micro ? 1 : 2);
+        vt_speed sp = {10.0, 0.9, 0.5};
+        vt_plan_time t;
+        vt_plan_times(&in, &q, &sp, &t);
+        double rows = (micro ? 1 : 2) * 512.0;
+        assert_true(fabs(t.recover_step_s - q.recover.flops_step * (rows + VT_PLAN_REPACK_ROWS) / rows / 40e9) <
+                    1e-9 * t.recover_step_s);
+        vt_plan_free(&q);
+    }
     vt_plan_free(&p);
     /* the recovery needs the whole model on every rank */
     in.stages = 2;
@@ -568,8 +582,8 @@ static void test_plan_recover_terms(void **state) {
     vt_config_free(&c);
 }
 
-/* Times: a rank of t threads computes (1 + e (t - 1)) cores' worth; the mask step is the busiest
- * rank's work at that rate over (1 - bubble). */
+/* Times: a rank of t threads computes (1 + e (t - 1)) cores' worth; the mask step is its three
+ * phases; the hours add up. */
 static void test_plan_times(void **state) {
     (void)state;
     vt_config c;
@@ -582,13 +596,102 @@ static void test_plan_times(void **state) {
     vt_plan_time t;
     vt_plan_times(&in, &p, &sp, &t);
     assert_true(fabs(t.rank_gflops - 50.0 * 2.5) < 1e-9);
-    double busiest = fmax(p.stage[0].flops_rank_step, p.stage[1].flops_rank_step);
-    assert_true(fabs(t.mask_step_s - busiest / 125e9 / (1.0 - p.bubble)) < 1e-9 * t.mask_step_s);
+    assert_true(fabs(t.mask_step_s - t.mask_phase_s[0] - t.mask_phase_s[1] - t.mask_phase_s[2]) < 1e-9);
     assert_true(fabs(t.masks_h - 100.0 * t.mask_step_s / 3600.0) < 1e-9);
-    assert_true(fabs(t.teacher_h - p.flops_teacher / (8 * 125e9) / 3600.0) < 1e-12);
+    assert_true(t.teacher_h > 0);
     assert_true(fabs(t.hours - t.masks_h - t.teacher_h) < 1e-12); /* no re-fit, no recovery */
     vt_plan_free(&p);
     vt_config_free(&c);
+}
+
+/* A plan of the 7B shape over `layers` layers, `stages` stages x 1 replica, M micro-batches of one
+ * sequence of 512 tokens in C chunks; its times at 100 GFLOP/s per rank, weights packed or not. */
+static void staged_times(vt_config *c, int layers, int stages, int M, int C, int packed, vt_plan *p, vt_plan_time *t) {
+    llama7b_config(c);
+    vt_config_free(c);
+    c->n_layers = layers;
+    assert_int_equal(vt_config_init_dense(c), 0);
+    vt_plan_input in = input_7b(c, stages);
+    in.stages = stages, in.batch_size = M, in.micro_batches = M, in.seq_chunks = C, in.pack_weights = packed;
+    in.calib_sequences = 6, in.threads = 1;
+    assert_int_equal(vt_plan_make(&in, p), 0);
+    vt_speed sp = {100.0, 0.9, 0.5};
+    vt_plan_times(&in, p, &sp, t);
+}
+
+/* The step follows train_step.c's schedule: one stage computes without waiting (the step is its
+ * FLOPs at the rate for its matmuls' rows); balanced stages idle S - 1 micro-batches' forward and
+ * backward, not the classifier's, so more micro-batches shrink the idle fraction toward 0; chunks
+ * of a sequence do the same; unequal stages make the others wait for the largest; and weights
+ * BLIS copies on every call slow short micro-batches by VT_PLAN_REPACK_ROWS. */
+static void test_plan_step_schedule(void **state) {
+    (void)state;
+    vt_config c;
+    vt_plan p;
+    vt_plan_time t, tp;
+    double rate = 100e9;
+    /* one stage, 4 sequences in 4 micro-batches of 512 rows: no idle time */
+    staged_times(&c, 4, 1, 4, 1, 0, &p, &t);
+    assert_true(fabs(t.mask_step_s - p.stage[0].flops_rank_step / vt_plan_rows_rate(0, rate, 512)) < 1e-9 * t.mask_step_s);
+    assert_true(fabs(t.mask_idle) < 1e-9);
+    assert_true(fabs(vt_plan_rows_rate(0, rate, 512) - rate * 512 / (512 + VT_PLAN_REPACK_ROWS)) < 1e-3);
+    vt_plan_free(&p), vt_config_free(&c);
+    /* two balanced stages of 2 layers: (M + 1) micro-batch slots of layers, M of the classifier */
+    double idle_prev = 1.0;
+    for (int M = 2; M <= 32; M *= 4) {
+        staged_times(&c, 4, 2, M, 1, 0, &p, &t);
+        double r = vt_plan_rows_rate(0, rate, 512), f = p.stage[0].flops_layers * 512 / r;
+        double h = 2.0 * p.stage[0].flops_head * 512 / r;
+        assert_true(fabs(p.stage[0].flops_layers - p.stage[1].flops_layers) < 1e-6);
+        assert_true(fabs(t.mask_step_s - ((M + 1) * 2.0 * f + M * h)) < 1e-9 * t.mask_step_s);
+        assert_true(fabs(t.mask_idle - 2.0 * f / t.mask_step_s) < 1e-9);
+        assert_true(t.mask_idle < idle_prev); /* more micro-batches, less idle */
+        idle_prev = t.mask_idle;
+        /* packed once: the same schedule at the full rate, (512 + 18) / 512 faster */
+        vt_plan q;
+        vt_config c2;
+        staged_times(&c2, 4, 2, M, 1, 1, &q, &tp);
+        assert_true(fabs(t.mask_step_s / tp.mask_step_s - (512 + VT_PLAN_REPACK_ROWS) / 512) < 1e-9);
+        vt_plan_free(&q), vt_config_free(&c2);
+        vt_plan_free(&p), vt_config_free(&c);
+    }
+    /* 2 sequences in 2 chunks each: 4 micro-batches of 256 rows, idle less than without chunks */
+    staged_times(&c, 4, 2, 2, 1, 0, &p, &t);
+    double unchunked = t.mask_idle;
+    vt_plan_free(&p), vt_config_free(&c);
+    staged_times(&c, 4, 2, 2, 2, 0, &p, &t);
+    assert_int_equal(p.micro_batches * p.seq_chunks, 4);
+    assert_true(t.mask_idle < unchunked);
+    vt_plan_free(&p), vt_config_free(&c);
+    /* 3 layers over 2 stages: 2 and 1 (the classifier share is the same); the forward is a flow
+     * shop, f0 + f1 + (K - 1) max(f0, f1), and so the backward */
+    staged_times(&c, 3, 2, 4, 1, 1, &p, &t);
+    double f0 = p.stage[0].flops_layers * 512 / rate, f1 = p.stage[1].flops_layers * 512 / rate;
+    assert_true(fabs(fmax(f0, f1) - 2.0 * fmin(f0, f1)) < 0.01 * fmax(f0, f1));
+    double fwd = f0 + f1 + 3 * fmax(f0, f1);
+    assert_true(fabs(t.mask_phase_s[0] - fwd) < 1e-9 * fwd);
+    assert_true(fabs(t.mask_phase_s[2] - fwd) < 1e-9 * fwd);
+    assert_true(fabs(t.mask_phase_s[1] - 4 * 2.0 * fmax(p.stage[0].flops_head, p.stage[1].flops_head) * 512 / rate) < 1e-9);
+    /* the 2-layer stage waits for the other's first forward and last backward only */
+    assert_true(fabs(t.mask_idle - 2.0 * fmin(f0, f1) / t.mask_step_s) < 1e-9);
+    vt_plan_free(&p), vt_config_free(&c);
+}
+
+/* The teacher pass runs the stages one after another (teacher_cache.c): 2 stages x 1 replica take
+ * one rank's time for the layers, less half the classifier; 2 replicas split the sequences. */
+static void test_plan_teacher_pass_stages(void **state) {
+    (void)state;
+    vt_config c;
+    vt_plan p;
+    vt_plan_time one, two;
+    staged_times(&c, 4, 1, 2, 1, 0, &p, &one);
+    double r = vt_plan_rows_rate(0, 100e9, 512), layers = p.stage[0].flops_layers, head = p.stage[0].flops_head;
+    assert_true(fabs(one.teacher_h * 3600.0 - 6 * (layers + 2.0 * head) * 512 / r) < 1e-9 * one.teacher_h * 3600);
+    vt_plan_free(&p), vt_config_free(&c);
+    staged_times(&c, 4, 2, 2, 1, 0, &p, &two);
+    assert_true(fabs(two.teacher_h * 3600.0 - 6 * (layers + head) * 512 / r) < 1e-9 * two.teacher_h * 3600);
+    assert_true(two.teacher_h > 0.75 * one.teacher_h); /* far from the half an even split would give */
+    vt_plan_free(&p), vt_config_free(&c);
 }
 
 /* The search: on 1 node x 64 cores it takes the fastest layout whose ranks fit the node's memory
@@ -652,6 +755,8 @@ int main(void) {
         cmocka_unit_test(test_plan_refusals),
         cmocka_unit_test(test_plan_recover_terms),
         cmocka_unit_test(test_plan_times),
+        cmocka_unit_test(test_plan_step_schedule),
+        cmocka_unit_test(test_plan_teacher_pass_stages),
         cmocka_unit_test(test_plan_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
