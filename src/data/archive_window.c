@@ -123,7 +123,8 @@ static int zstd_check(const char *path, const unsigned char *d, size_t n) {
 /* The zip local file header at byte at: LZMA's dictionary and PPMd's memory are in the member's
  * first bytes; an XZ member's blocks are not reachable without decompressing, so it is refused. */
 static int zip_member_check(const char *path, const unsigned char *d, size_t n, size_t at) {
-    unsigned method = le16(d + at + 8), name_len = le16(d + at + 26);
+    /* libarchive keeps the method's low byte only (a char): 0x4A0E is LZMA to it */
+    unsigned method = d[at + 8], name_len = le16(d + at + 26);
     size_t data = at + 30 + name_len + le16(d + at + 28);
     const char *name = (const char *)d + at + 30;
     int shown = name_len > n - at - 30 ? (int)(n - at - 30) : (int)name_len;

@@ -128,6 +128,7 @@ static void test_zstd(void **state) {
 static void zip_member(const char *name, unsigned method, const unsigned char *data, size_t n_data) {
     unsigned char z[64] = "PK\3\4";
     z[8] = (unsigned char)method;
+    z[9] = (unsigned char)(method >> 8);
     z[26] = 5; /* name length */
     memcpy(z + 30, "x.txt", 5);
     memcpy(z + 35, data, n_data);
@@ -145,6 +146,9 @@ static void test_zip_members(void **state) {
     expect_refused(tu_in_dir("ppmd.zip"), "zip member x.txt (PPMd)", "256.0 MiB");
     zip_member("xz.zip", 95, (const unsigned char *)"\xFD" "7zXZ", 5);
     expect_refused(tu_in_dir("xz.zip"), "zip member x.txt (XZ)", "use deflate");
+    /* libarchive reads the method's low byte only: 0x4A0E is LZMA (fuzz_archive) */
+    zip_member("lzma-high.zip", 0x4A0E, lzma, 9);
+    expect_refused(tu_in_dir("lzma-high.zip"), "zip member x.txt (LZMA)", "1536.0 MiB");
     /* a small LZMA dictionary passes the check */
     const unsigned char small[9] = {9, 20, 5, 0, 0x5D, 0, 0, 1, 0};
     zip_member("small.zip", 14, small, 9);
