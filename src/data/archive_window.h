@@ -5,7 +5,7 @@
 #define VT_ARCHIVE_WINDOW_H
 
 /* The largest decompression window or dictionary read: xz -9's 64 MiB dictionary; zstd up to
- * level 19 uses 8 MiB, --long and --ultra 128 MiB (refused). */
+ * level 19 uses 8 MiB, --long and --ultra up to 128 MiB (refused when the input was over 64 MiB). */
 #define VT_ARCHIVE_WINDOW_MAX (64u << 20)
 
 /* What libarchive is to read: a tar, plain or through one decompressor, or a zip. */

@@ -126,7 +126,9 @@ static int read_archive(const char *path, member **members, size_t *n_members) {
     if (kind == VT_ARCHIVE_ZIP) archive_read_support_format_zip(a);
     else archive_read_support_format_tar(a);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-        vt_fail("%s: cannot open as an archive: %s", path, archive_error_string(a));
+        int compressed = kind != VT_ARCHIVE_TAR && kind != VT_ARCHIVE_ZIP;
+        vt_fail("%s: cannot open as an archive: %s%s", path, archive_error_string(a),
+                compressed ? " (a tar, once decompressed; a compressed stream inside another is not read)" : "");
         archive_read_free(a);
         return -1;
     }
