@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "data/archive_window.h"
 #include "data/documents.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -108,20 +109,26 @@ static int read_member(struct archive *a, const char *archive_path, const char *
 static int read_archive(const char *path, member **members, size_t *n_members) {
     *members = NULL;
     *n_members = 0;
-    struct archive *a = archive_read_new();
-    if (!a) return vt_fail("%s: cannot create an archive reader", path);
     /* The documented formats only (docs/FORMATS.md): libarchive's other readers (7-Zip, RAR, CAB,
      * ISO, cpio, legacy .lzma, filters that run external programs) would each parse a stranger's
      * file for nothing; fuzz_archive found a 73-byte .lzma that made liblzma allocate a 128 MiB
-     * dictionary. */
-    archive_read_support_filter_gzip(a);
-    archive_read_support_filter_bzip2(a);
-    archive_read_support_filter_xz(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_format_tar(a);
-    archive_read_support_format_zip(a);
+     * dictionary. One decompressor at most, the one the first bytes name, after its declared
+     * windows were checked (archive_window.h): a filter chain (xz inside gzip) would reach a
+     * decompressor unchecked. */
+    vt_archive_kind kind;
+    if (vt_archive_inspect(path, &kind)) return -1;
+    struct archive *a = archive_read_new();
+    if (!a) return vt_fail("%s: cannot create an archive reader", path);
+    if (kind == VT_ARCHIVE_GZIP) archive_read_support_filter_gzip(a);
+    if (kind == VT_ARCHIVE_BZIP2) archive_read_support_filter_bzip2(a);
+    if (kind == VT_ARCHIVE_XZ) archive_read_support_filter_xz(a);
+    if (kind == VT_ARCHIVE_ZSTD) archive_read_support_filter_zstd(a);
+    if (kind == VT_ARCHIVE_ZIP) archive_read_support_format_zip(a);
+    else archive_read_support_format_tar(a);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-        vt_fail("%s: cannot open as an archive: %s", path, archive_error_string(a));
+        int compressed = kind != VT_ARCHIVE_TAR && kind != VT_ARCHIVE_ZIP;
+        vt_fail("%s: cannot open as an archive: %s%s", path, archive_error_string(a),
+                compressed ? " (a tar, once decompressed; a compressed stream inside another is not read)" : "");
         archive_read_free(a);
         return -1;
     }

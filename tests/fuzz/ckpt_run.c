@@ -18,6 +18,8 @@ static char run[512], newest[600];
 static const char *const FILES[3] = {"manifest.json", "state.bin", "rank-00000.bin"};
 static char *pristine[3];
 static size_t pristine_size[3];
+static json_t *manifest, *files, *pristine_entry[3]; /* parsed once; files: the newest entry's */
+static int replaced = -1; /* the file the previous input replaced; the others are as made */
 
 static const char *file_path(int which) {
     static char path[700];
@@ -64,6 +66,11 @@ fz_ckpt_run *fz_ckpt_setup(void) {
     snprintf(newest, sizeof newest, "%s/ckpt-00000006", run);
     for (int k = 0; k < 3; k++)
         if (vt_read_file(file_path(k), &pristine[k], &pristine_size[k]) != 0) abort();
+    manifest = json_loadb(pristine[0], pristine_size[0], 0, NULL);
+    json_t *list = json_object_get(manifest, "checkpoints");
+    files = json_object_get(json_array_get(list, json_array_size(list) - 1), "files");
+    for (int k = 1; k < 3; k++)
+        if (!files || !(pristine_entry[k] = json_incref(json_object_get(files, FILES[k])))) abort();
     p->ckpt.dir[0] = '\0'; /* resume without saving again */
     p->run.resume_dir = run;
     if (getenv("VT_FUZZ_WRITE_SEED")) write_seeds(getenv("VT_FUZZ_WRITE_SEED"));
@@ -76,25 +83,29 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
     return h;
 }
 
-/* The manifest with the newest checkpoint's entry for FILES[which] recording size and checksum. */
+/* The manifest with the newest checkpoint's entry for FILES[which] recording size and checksum
+ * (the parsed manifest is put back as made afterwards). */
 static void rewrite_manifest(int which, const uint8_t *data, size_t size) {
-    json_t *m = json_loadb(pristine[0], pristine_size[0], 0, NULL);
-    json_t *list = json_object_get(m, "checkpoints");
-    json_t *files = json_object_get(json_array_get(list, json_array_size(list) - 1), "files");
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a64(data, size));
     json_t *entry = json_pack("{s:I, s:s}", "size", (json_int_t)size, "fnv1a64", hex);
-    if (!files || !entry || json_object_set_new(files, FILES[which], entry) ||
-        json_dump_file(m, file_path(0), JSON_INDENT(1)))
+    char *text = NULL;
+    if (!entry || json_object_set_new(files, FILES[which], entry) || !(text = json_dumps(manifest, JSON_INDENT(1))))
         abort();
-    json_decref(m);
+    fz_put(file_path(0), text, strlen(text));
+    free(text);
+    if (json_object_set(files, FILES[which], pristine_entry[which])) abort();
 }
 
 int fz_ckpt_place(const uint8_t *data, size_t size) {
     if (size == 0) return -1;
     int which = data[0] % 3;
-    for (int k = 0; k < 3; k++) write_or_die(file_path(k), pristine[k], pristine_size[k]);
-    write_or_die(file_path(which), data + 1, size - 1);
+    /* Only what the previous input changed is restored: the file it replaced, unless this input
+     * replaces it again or it is the manifest and this input rewrites the manifest anyway. */
+    if (replaced >= 0 && replaced != which && !(replaced == 0 && which != 0))
+        fz_put(file_path(replaced), pristine[replaced], pristine_size[replaced]);
+    replaced = which;
+    fz_put(file_path(which), data + 1, size - 1);
     if (which) rewrite_manifest(which, data + 1, size - 1);
     return 0;
 }

@@ -11,8 +11,14 @@ static const char CONFIG[] =
     " \"num_attention_heads\": 2, \"num_key_value_heads\": 2, \"num_hidden_layers\": 1,"
     " \"vocab_size\": 32, \"max_position_embeddings\": 16, \"rms_norm_eps\": 1e-5, \"torch_dtype\": \"float32\"}";
 
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    fz_write("config.json", (const uint8_t *)CONFIG, sizeof CONFIG - 1); /* once: no input changes it */
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    fz_write("config.json", (const uint8_t *)CONFIG, sizeof CONFIG - 1);
     fz_write("model.safetensors.index.json", data, size);
     vt_hf_checkpoint ck;
     if (vt_hf_open(&ck, fz_dir()) == 0) {

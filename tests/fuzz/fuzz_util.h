@@ -8,6 +8,8 @@
 
 /* This process's scratch directory (made on first use, removed at exit). */
 const char *fz_dir(void);
+/* Writes data as path (replacing it), without fsync: the scratch files are rewritten per execution. */
+void fz_put(const char *path, const void *data, size_t size);
 /* Writes data as fz_dir()/name (replacing it) and returns its path in a static buffer. */
 const char *fz_write(const char *name, const uint8_t *data, size_t size);
 /* fz_dir()/name, in a static buffer of its own per call slot (0..3). */
