@@ -28,8 +28,12 @@ void vt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
 
 /* Columns of C per block of vt_sgemm_w: about VT_WIDE_FLOATS of W, a multiple of
  * VT_MATMUL_SUP_BELOW; the last block takes the rest when less than that would remain. */
+static size_t wide_block = VT_WIDE_FLOATS;
+
+void vt_wide_block_set(size_t floats) { wide_block = floats; }
+
 static int wide_cols(int n, int k) {
-    size_t nb = VT_WIDE_FLOATS / (size_t)(k > 0 ? k : 1);
+    size_t nb = wide_block / (size_t)(k > 0 ? k : 1);
     nb -= nb % VT_MATMUL_SUP_BELOW;
     if (nb < VT_MATMUL_SUP_BELOW) nb = VT_MATMUL_SUP_BELOW;
     return nb + VT_MATMUL_SUP_BELOW > (size_t)n ? n : (int)nb;

@@ -32,6 +32,9 @@ void vt_sgemm_w(int tb, int m, int n, int k, const float *a, int lda, vt_wmat w,
  * VT_WIDE_FLOATS (16 MiB), a few per matrix, so a 4096-row micro-batch repacks its rows a few times. */
 #define VT_WIDE_FLOATS (1u << 22)
 size_t vt_wide_floats(int n, int k);
+/* Changes the block (default VT_WIDE_FLOATS; tests make it small: several blocks per matrix);
+ * call it before sizing scratch with vt_wide_floats. */
+void vt_wide_block_set(size_t floats);
 
 /* A frozen weight matrix packed once in the layout of BLIS's micro-kernel, as the B operand of
  * C[m,n] = A[m,k] B[k,n]: KC-deep blocks of NR-column slivers, zero-padded to whole slivers. BLIS
