@@ -465,13 +465,15 @@ static void test_plan_refusals(void **state) {
 /* With parallel.pack_weights, a stage's weights grow by its packs, which are what the forward and
  * backward scratch and the classifier share allocate when packed (vt_model_packs_init,
  * vt_model_packs_backward, vt_head_part_pack) in the type they are held in (16-bit backward packs
- * are views); without, the plan still knows their size (to say what they would cost). */
+ * are views); without, the plan still knows their size (to say what they would cost). Without
+ * them, a stage's weights are what its model part holds (its matrices in the 16-bit type when the
+ * checkpoint has one) and the fp32 rows of the classifier share. */
 static void packs_match_allocations(vt_dtype hold) {
     vt_config c;
     pruned_small_config(&c, 0);
     vt_plan_input in = {
         .cfg = &c, .ranks = 2, .stages = 2, .batch_size = 2, .seq_len = 16, .steps = 1, .keep_fraction = 0.5,
-        .hold = hold,
+        .hold = hold, .checkpoint_16bit = hold != VT_F32,
     };
     vt_plan off, on;
     assert_int_equal(vt_plan_make(&in, &off), 0);
@@ -482,7 +484,7 @@ static void packs_match_allocations(vt_dtype hold) {
         int last = s == on.stages - 1, v0, vs;
         vt_load_parts parts = {st->layer_begin, st->layer_end, s == 0, last};
         vt_model m;
-        assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+        assert_int_equal(vt_model_alloc_raw(&m, &c, parts, hold), 0);
         m.hold = hold; /* zero weights: exact in every type */
         vt_fwd f;
         vt_bwd bw;
@@ -491,6 +493,10 @@ static void packs_match_allocations(vt_dtype hold) {
         assert_int_equal(vt_model_packs_init(&f.packs, &m, 0), 0);
         assert_int_equal(vt_model_packs_backward(&bw.packs, &m, &f.packs), 0);
         vt_vocab_share(c.vocab, on.stages, s, &v0, &vs);
+        double share = last ? 0.0 : 4.0 * vs * c.dim;
+        if (fabs(off.stage[s].weights - (double)vt_model_bytes(&m) - share) > 0.5)
+            fail_msg("stage %d: plan %.0f bytes of weights, the model part holds %zu", s, off.stage[s].weights,
+                     vt_model_bytes(&m));
         vt_head_part h;
         assert_int_equal(vt_head_part_init(&h, v0, vs, c.dim, 16), 0);
         h.hold = hold;
