@@ -19,9 +19,11 @@ static int load_tensor(vt_hf_checkpoint *ck, const char *name, int ndim, const i
     const vt_st_tensor *t;
     if (vt_hf_find(ck, name, ndim, shape, &st, &t)) return -1;
     *held = vt_hold_merge(*held, ndim, (vt_dtype)t->dtype);
-    if (!dst16) return vt_st_read_f32(st, t, dst);
-    memcpy(dst16, t->data, sizeof *dst16 * (size_t)t->n_elems); /* the type vt_hold_merge found for every matrix */
-    return 0;
+    int rc = 0;
+    if (dst16) memcpy(dst16, t->data, sizeof *dst16 * (size_t)t->n_elems); /* the type raw_type found */
+    else rc = vt_st_read_f32(st, t, dst);
+    vt_st_release(st, t); /* copied: the file's pages need not stay resident next to the copy */
+    return rc;
 }
 
 /* The type the matrices of `parts` are held in: their one 16-bit stored type when hold16 asks for

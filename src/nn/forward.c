@@ -26,10 +26,12 @@ void vt_linear_w(float *y, const float *x, vt_wmat w, const vt_packed *pk, float
 }
 
 size_t vt_model_wide_floats(const vt_model *m) {
-    const vt_config *c = &m->cfg;
+    return m->raw == VT_F32 ? 0 : vt_layers_wide_floats(&m->cfg, m->layer_begin, m->layer_end);
+}
+
+size_t vt_layers_wide_floats(const vt_config *c, int l0, int l1) {
     size_t most = 0, hd = (size_t)c->head_dim;
-    if (m->raw == VT_F32) return 0;
-    for (int l = m->layer_begin; l < m->layer_end; l++) {
+    for (int l = l0; l < l1; l++) {
         const vt_layer_shape *s = &c->layers[l];
         int qd = s->n_heads * (int)hd, width = qd + 2 * s->n_kv_heads * (int)hd;
         int in[4] = {c->dim, qd, c->dim, s->ffn}, out[4] = {width, c->dim, 2 * s->ffn, c->dim};

@@ -159,5 +159,7 @@ void vt_linear_w(float *y, const float *x, vt_wmat w, const vt_packed *pk, float
 /* Floats of the scratch vt_linear_w and vt_linear_backward_w need for m's layer matrices in either
  * direction: 0 when they are fp32. */
 size_t vt_model_wide_floats(const vt_model *m);
+/* The same for layers [l0, l1) of c held in 16 bits. */
+size_t vt_layers_wide_floats(const vt_config *c, int l0, int l1);
 
 #endif

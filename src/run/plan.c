@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "nn/forward.h"
 #include "nn/lora.h"
 #include "nn/matmul.h"
 #include "dist/partition.h"
@@ -160,6 +161,8 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
      * (6) and hneg */
     st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 7.0 * sizeof(double) * rows;
     if (last) st->activations += f4 * (double)M * C * rows_mb * d;
+    /* 16-bit matrices: the student's and the teacher's forward and the backward scratch each widen a block */
+    if (in->checkpoint_16bit) st->activations += 3.0 * f4 * (double)vt_layers_wide_floats(c, l0, l1);
     /* the last stage: the teacher cache's rows of the replica's sequences, fetched for a step */
     if (last) st->activations += p->cache_per_sequence * p->seqs_per_replica;
 
@@ -207,6 +210,7 @@ static void plan_refit(const vt_plan_input *in, vt_plan *p) {
     r->streams = 2 * share * D * f4;
     r->work = 2.0 * (double)fwd_floats_ex(c, L0, L1, B, (int)T, (int)T, 1) * f4 + brows * (2 * D + W + N) * f4 +
               brows * (M + N) * f8 + (sys + sol) * f8;
+    if (in->checkpoint_16bit) r->work += f4 * (double)vt_layers_wide_floats(c, L0, L1); /* the dense pass widens */
     r->solver = sys / p->replicas * f8;
     r->models = 0.0; /* the largest stage's dense weights as held, its pruned ones in fp32 */
     for (int s = 0; s < p->stages; s++) {
@@ -258,6 +262,7 @@ static void plan_recover(const vt_plan_input *in, vt_plan *p) {
     r->activations = f4 * (2.0 * (double)fwd_floats(c, 0, L, Bm, T, T) + (double)vt_plan_tape_floats(c, 0, L, Bm, T, 0) +
                            (double)bwd_floats(c, 0, L, Bm, T, T) + rows * (2.0 * c->dim + 3.0 * c->vocab) +
                            (lora ? 2.0 * rows * in->recover_rank : 0.0));
+    if (in->checkpoint_16bit) r->activations += f4 * (double)vt_layers_wide_floats(c, 0, L); /* the teacher widens */
     r->total = r->weights + r->trained + r->activations;
     /* the teacher's forward, the student's forward and backward to its activations, and lora's
      * adapter products (3 matmuls of 2 FLOPs per parameter) or full's weight gradients */

@@ -273,15 +273,15 @@ static void test_plan_activations_scale_with_micro_batches(void **state) {
  * positions (k % C) Tc, forward scratch for Bm x Tc rows attending to T positions, the teacher's
  * forward scratch for Bm x T, backward scratch with the chunks' key/value gradients, the classifier
  * scratch of Bm x T rows, and on the last stage K gradients of Bm x Tc rows and the step's teacher rows. */
-static void test_plan_activations_match_allocations(void **state) {
-    (void)state;
+static void activations_match_allocations(vt_dtype raw) {
     vt_config c;
     pruned_small_config(&c, 0);
     int chunks[] = {1, 2, 4, 0}, T = 16;
     for (int ci = 0; ci < 4; ci++) {
         vt_plan_input in = {
             .cfg = &c, .ranks = 2, .stages = 2, .micro_batches = 0, .seq_chunks = chunks[ci],
-            .batch_size = 2, .seq_len = T, .steps = 1, .keep_fraction = 0.5,
+            .batch_size = 2, .seq_len = T, .steps = 1, .keep_fraction = 0.5, .hold = raw,
+            .checkpoint_16bit = raw != VT_F32,
         };
         vt_plan p;
         assert_int_equal(vt_plan_make(&in, &p), 0);
@@ -297,7 +297,7 @@ static void test_plan_activations_match_allocations(void **state) {
             int last = s == p.stages - 1, v0, vs;
             vt_load_parts parts = {st->layer_begin, st->layer_end, s == 0, last};
             vt_model m;
-            assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+            assert_int_equal(vt_model_alloc_raw(&m, &c, parts, raw), 0); /* 16-bit: scratch to widen blocks */
             double bytes = 0.0;
             for (int k = 0; k < K; k++) {
                 vt_tape tp;
@@ -332,6 +332,12 @@ static void test_plan_activations_match_allocations(void **state) {
         vt_plan_free(&p);
     }
     vt_config_free(&c);
+}
+
+static void test_plan_activations_match_allocations(void **state) {
+    (void)state;
+    activations_match_allocations(VT_F32);
+    activations_match_allocations(VT_BF16);
 }
 
 /* The plan's chunks and bubble are vt_seq_chunks_choose's and (S - 1) / (M C + S - 1), in every
