@@ -38,8 +38,6 @@ typedef struct {
 static inline float vt_wmat_at(vt_wmat w, size_t i) {
     return w.f ? w.f[i] : w.t == VT_BF16 ? vt_bf16_to_f32(w.h[i]) : vt_f16_to_f32(w.h[i]);
 }
-/* Elements [i, i + n) as fp32: in place when held in fp32, else widened into buf. */
-static inline const float *vt_wmat_span(vt_wmat w, size_t i, size_t n, float *buf);
 
 /* Bulk conversions of n elements. `src`/`dst` in the stored type need not be aligned. */
 void vt_convert_to_f32(float *dst, const void *src, vt_dtype src_type, size_t n);
@@ -47,11 +45,5 @@ void vt_convert_from_f32(void *dst, const float *src, vt_dtype dst_type, size_t 
 /* 1 when every one of x[n] converts to t and back to the same bits (fp32 weights read from a
  * checkpoint stored in t do), 0 at the first that does not. */
 int vt_dtype_exact(const float *x, size_t n, vt_dtype t);
-
-static inline const float *vt_wmat_span(vt_wmat w, size_t i, size_t n, float *buf) {
-    if (w.f) return w.f + i;
-    vt_convert_to_f32(buf, w.h + i, w.t, n);
-    return buf;
-}
 
 #endif
