@@ -473,7 +473,8 @@ static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, con
         .refit_batch = rc->reconstruct.fit.batch,
         .refit_inputs = rc->reconstruct.fit.inputs,
         .threads = rc->pipeline.threads > 0 ? rc->pipeline.threads : vt_threads_default(),
-        .checkpoint_16bit = dtype != VT_F32,
+        /* VTrans holds a 16-bit checkpoint's frozen matrices as stored (run/prune_run.c) */
+        .checkpoint_16bit = dtype != VT_F32 && rc->model.hold == VT_HOLD_AUTO && rc->method.name == VT_METHOD_VIB,
         .hold = rc->model.hold == VT_HOLD_AUTO ? dtype : VT_F32, /* the type packs are held in (vt_model.hold) */
         .recover_method = (int)rc->recover.method,
         .recover_steps = rc->recover.steps,

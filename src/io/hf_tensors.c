@@ -22,7 +22,8 @@ void vt_hf_tensor_name(vt_hf_kind kind, int layer, char *out, int cap) {
     }
 }
 
-static void add(vt_hf_tensor *list, int *n, vt_hf_kind kind, int layer, int64_t rows, int64_t cols, float *data) {
+static void add(vt_hf_tensor *list, int *n, vt_hf_kind kind, int layer, int64_t rows, int64_t cols, float *data,
+                uint16_t *data16) {
     vt_hf_tensor *t = &list[(*n)++];
     t->kind = kind;
     t->layer = layer;
@@ -31,6 +32,7 @@ static void add(vt_hf_tensor *list, int *n, vt_hf_kind kind, int layer, int64_t 
     t->shape[0] = rows;
     t->shape[1] = cols;
     t->data = data;
+    t->data16 = data16;
 }
 
 int vt_hf_tensor_list(const vt_config *c, vt_load_parts parts, const vt_model *m, vt_hf_tensor **out, int *n) {
@@ -44,28 +46,28 @@ int vt_hf_tensor_list(const vt_config *c, vt_load_parts parts, const vt_model *m
     if (!list) return -1;
     int k = 0;
     int64_t d = c->dim, hd = c->head_dim, vocab = c->vocab;
-    if (parts.embed) add(list, &k, VT_HF_EMBED, -1, vocab, d, m ? m->embed : NULL);
+    if (parts.embed) add(list, &k, VT_HF_EMBED, -1, vocab, d, m ? m->embed : NULL, m ? m->embed16 : NULL);
     for (int l = parts.layer_begin; l < end; l++) {
         const vt_layer_shape *s = &c->layers[l];
         const vt_layer_weights *w = m ? &m->layers[l] : NULL;
         int64_t q = s->n_heads * hd, kv = s->n_kv_heads * hd, f = s->ffn;
         if (s->n_heads) {
-            add(list, &k, VT_HF_ATTN_NORM, l, d, 0, w ? w->attn_norm : NULL);
-            add(list, &k, VT_HF_WQ, l, q, d, w ? w->wq : NULL);
-            add(list, &k, VT_HF_WK, l, kv, d, w ? w->wk : NULL);
-            add(list, &k, VT_HF_WV, l, kv, d, w ? w->wv : NULL);
-            add(list, &k, VT_HF_WO, l, d, q, w ? w->wo : NULL);
+            add(list, &k, VT_HF_ATTN_NORM, l, d, 0, w ? w->attn_norm : NULL, NULL);
+            add(list, &k, VT_HF_WQ, l, q, d, w ? w->wq : NULL, w ? w->wq16 : NULL);
+            add(list, &k, VT_HF_WK, l, kv, d, w ? w->wk : NULL, w ? w->wk16 : NULL);
+            add(list, &k, VT_HF_WV, l, kv, d, w ? w->wv : NULL, w ? w->wv16 : NULL);
+            add(list, &k, VT_HF_WO, l, d, q, w ? w->wo : NULL, w ? w->wo16 : NULL);
         }
         if (s->ffn) {
-            add(list, &k, VT_HF_FFN_NORM, l, d, 0, w ? w->ffn_norm : NULL);
-            add(list, &k, VT_HF_GATE, l, f, d, w ? w->w_gate : NULL);
-            add(list, &k, VT_HF_UP, l, f, d, w ? w->w_up : NULL);
-            add(list, &k, VT_HF_DOWN, l, d, f, w ? w->w_down : NULL);
+            add(list, &k, VT_HF_FFN_NORM, l, d, 0, w ? w->ffn_norm : NULL, NULL);
+            add(list, &k, VT_HF_GATE, l, f, d, w ? w->w_gate : NULL, w ? w->w_gate16 : NULL);
+            add(list, &k, VT_HF_UP, l, f, d, w ? w->w_up : NULL, w ? w->w_up16 : NULL);
+            add(list, &k, VT_HF_DOWN, l, d, f, w ? w->w_down : NULL, w ? w->w_down16 : NULL);
         }
     }
     if (parts.head) {
-        add(list, &k, VT_HF_FINAL_NORM, -1, d, 0, m ? m->final_norm : NULL);
-        if (!c->tied) add(list, &k, VT_HF_LM_HEAD, -1, vocab, d, m ? m->lm_head : NULL);
+        add(list, &k, VT_HF_FINAL_NORM, -1, d, 0, m ? m->final_norm : NULL, NULL);
+        if (!c->tied) add(list, &k, VT_HF_LM_HEAD, -1, vocab, d, m ? m->lm_head : NULL, NULL);
     }
     *out = list;
     *n = k;

@@ -28,7 +28,8 @@ typedef struct {
     int layer; /* -1 outside the decoder layers */
     int ndim;
     int64_t shape[2];
-    float *data; /* the model's buffer for it, when a model was given */
+    float *data;       /* the model's buffer for it, when a model was given */
+    uint16_t *data16;  /* instead of data: the buffer of a matrix held in 16 bits (vt_model.raw) */
 } vt_hf_tensor;
 
 /* Writes the HF name of a tensor into out. */

@@ -239,6 +239,10 @@ int vt_st_read_f32(const vt_safetensors *st, const vt_st_tensor *t, float *dst) 
     return 0;
 }
 
+void vt_st_release(const vt_safetensors *st, const vt_st_tensor *t) {
+    vt_mapped_release(&st->file, t->data, (size_t)(t->end - t->begin));
+}
+
 /* ---- writer ---- */
 
 uint64_t vt_st_entry_elems(const vt_st_entry *e) {

@@ -46,6 +46,8 @@ const vt_st_tensor *vt_st_find(const vt_safetensors *st, const char *name);
 const char *vt_st_meta(const vt_safetensors *st, const char *key);
 /* Converts a F32/F16/BF16 tensor to fp32 into dst[n_elems]; other dtypes are an error. */
 int vt_st_read_f32(const vt_safetensors *st, const vt_st_tensor *t, float *dst);
+/* Drops t's pages of the mapped file from resident memory once read (vt_mapped_release). */
+void vt_st_release(const vt_safetensors *st, const vt_st_tensor *t);
 /* A shape as errors print it: "[172, 64]" (cut at cap). */
 void vt_shape_str(const int64_t *shape, int ndim, char *out, size_t cap);
 

@@ -17,12 +17,17 @@ enum { COLUMN_CHUNK = 64 };
 
 void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const vt_packed *pk,
                         int rows, int n_in, int n_out, float beta_dx) {
+    vt_linear_backward_w(dx, dw, dy, x, (vt_wmat){w, NULL, VT_F32}, pk, NULL, rows, n_in, n_out, beta_dx);
+}
+
+void vt_linear_backward_w(float *dx, float *dw, const float *dy, const float *x, vt_wmat w, const vt_packed *pk,
+                          float *wide, int rows, int n_in, int n_out, float beta_dx) {
     if (dw) /* dW[n_out, n_in] += dY^T[n_out, rows] X[rows, n_in] */
         vt_sgemm(1, 0, n_out, n_in, rows, 1.0f, dy, n_out, x, n_in, 1.0f, dw, n_in);
     if (dx && pk && pk->k == n_out && pk->n == n_in && vt_packed_use(pk, rows))
         vt_sgemm_packed(rows, dy, n_out, pk, beta_dx, dx, n_in);
     else if (dx) /* dX[rows, n_in] = dY[rows, n_out] W[n_out, n_in] */
-        vt_sgemm(0, 0, rows, n_in, n_out, 1.0f, dy, n_out, w, n_in, beta_dx, dx, n_in);
+        vt_sgemm_w(0, rows, n_in, n_out, dy, n_out, w, beta_dx, dx, n_in, wide);
 }
 
 void vt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
@@ -76,8 +81,11 @@ int vt_bwd_init(vt_bwd *w, const vt_model *m, int B, int T, int ctx) {
     w->threads = vt_threads();
     size_t dp = (size_t)w->threads * (T < VT_ATTN_QUERY_BLOCK ? T : VT_ATTN_QUERY_BLOCK) * ctx;
     w->dp = vt_malloc(dp * sizeof(float), "backward buffers");
-    w->bytes = sizeof(float) * (rows * (2 * (size_t)c->dim + 3 * wide + qkv) + dp);
-    if (!w->dxn || !w->dy || !w->dgated || !w->dpre || !w->gated || !w->dqkv || !w->dp) goto fail;
+    size_t widen = vt_model_wide_floats(m);
+    if (widen) w->wide = vt_malloc(widen * sizeof(float), "16-bit weights widened for a matmul");
+    w->bytes = sizeof(float) * (rows * (2 * (size_t)c->dim + 3 * wide + qkv) + dp + widen);
+    if (!w->dxn || !w->dy || !w->dgated || !w->dpre || !w->gated || !w->dqkv || !w->dp || (widen && !w->wide))
+        goto fail;
     if (ctx > T) {
         w->dkv = vt_calloc((size_t)w->layers + 1, sizeof(float *), "backward buffers");
         if (!w->dkv) goto fail;
@@ -103,6 +111,7 @@ void vt_bwd_free(vt_bwd *w) {
     free(w->gated);
     free(w->dqkv);
     free(w->dp);
+    free(w->wide);
     if (w->dkv)
         for (int i = 0; i < w->layers; i++) free(w->dkv[i]);
     free(w->dkv);
@@ -303,12 +312,13 @@ void vt_attention_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l,
     }
     float *datt = g ? w->dgated : w->dpre;
     const vt_layer_packs *pk = vt_model_packs_layer(&w->packs, l);
-    vt_linear_backward(datt, gw ? gw->wo : NULL, w->dy, att_in, wt->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
+    vt_linear_backward_w(datt, gw ? gw->wo : NULL, w->dy, att_in, VT_WMAT(m, wt, wo), pk ? &pk->o : NULL, w->wide, rows,
+                         qd, c->dim, 0.0f);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_O, att_in, w->dy, c->dim, rows, datt);
     if (g) unit_gate_backward(w->dgated, tp->att, w->dpre, B, T, s->n_heads, hd, g, dz, vt_gate_heads(g->layout, l));
     attention_qkv_backward(f, w, c, l, B, T, tape);
-    vt_linear_backward(w->dxn, gw ? gw->wq : NULL, w->dqkv, tp->xn_attn, wt->wq, pk ? &pk->qkv : NULL, rows, c->dim,
-                       width, 0.0f);
+    vt_linear_backward_w(w->dxn, gw ? gw->wq : NULL, w->dqkv, tp->xn_attn, VT_WMAT(m, wt, wq), pk ? &pk->qkv : NULL,
+                         w->wide, rows, c->dim, width, 0.0f);
     for (int p = VT_LORA_Q; p <= VT_LORA_V; p++) /* q, k, v: column blocks of the fused qkv */
         vt_lora_backward(w->lora, w->lora_grad, l, (vt_lora_proj)p, tp->xn_attn,
                          w->dqkv + (p == VT_LORA_Q ? 0 : p == VT_LORA_K ? qd : qd + kvd), width, rows, w->dxn);
@@ -330,8 +340,8 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
     }
     float *dact = g ? w->dgated : w->dpre;
     const vt_layer_packs *pk = vt_model_packs_layer(&w->packs, l);
-    vt_linear_backward(dact, gw ? gw->w_down : NULL, w->dy, act_in, wt->w_down, pk ? &pk->down : NULL, rows, ffn,
-                       c->dim, 0.0f);
+    vt_linear_backward_w(dact, gw ? gw->w_down : NULL, w->dy, act_in, VT_WMAT(m, wt, w_down), pk ? &pk->down : NULL,
+                         w->wide, rows, ffn, c->dim, 0.0f);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_DOWN, act_in, w->dy, c->dim, rows, dact);
     if (g) unit_gate_backward(w->dgated, tp->act, w->dpre, B, T, ffn, 1, g, dz, vt_gate_ffn(g->layout, l));
     /* act = silu(gate) * up */
@@ -345,8 +355,8 @@ static void mlp_backward(const vt_model *m, vt_bwd *w, int l, float *dx, int B, 
             dg[i] = da[i] * u[i] * sg * (1.0f + gt[i] * (1.0f - sg));
         }
     }
-    vt_linear_backward(w->dxn, gw ? gw->w_gate : NULL, w->dqkv, tp->xn_mlp, wt->w_gate, pk ? &pk->gate_up : NULL, rows,
-                       c->dim, 2 * ffn, 0.0f);
+    vt_linear_backward_w(w->dxn, gw ? gw->w_gate : NULL, w->dqkv, tp->xn_mlp, VT_WMAT(m, wt, w_gate),
+                         pk ? &pk->gate_up : NULL, w->wide, rows, c->dim, 2 * ffn, 0.0f);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_GATE, tp->xn_mlp, w->dqkv, 2 * ffn, rows, w->dxn);
     vt_lora_backward(w->lora, w->lora_grad, l, VT_LORA_UP, tp->xn_mlp, w->dqkv + ffn, 2 * ffn, rows, w->dxn);
     float *dgain = gw ? gw->ffn_norm : vt_norm_grad_at(w->norm_grad, l, 1, c->dim);
@@ -364,10 +374,11 @@ void vt_layers_backward(const vt_model *m, const vt_fwd *f, vt_bwd *w, int l0, i
 void vt_embed_backward(const vt_model *m, const int32_t *tokens, int B, int T, const float *dx, float *dz,
                        size_t stride) {
     size_t d = (size_t)m->cfg.dim;
+    vt_wmat emb = vt_embed_wmat(m);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             size_t r = (size_t)b * T + t;
-            const float *e = m->embed + (size_t)tokens[r] * d;
-            for (size_t i = 0; i < d; i++) dz[(size_t)b * stride + i] += dx[r * d + i] * e[i];
+            size_t e = (size_t)tokens[r] * d;
+            for (size_t i = 0; i < d; i++) dz[(size_t)b * stride + i] += dx[r * d + i] * vt_wmat_at(emb, e + i);
         }
 }

@@ -16,6 +16,7 @@ typedef struct {
     float *gated;   /* [rows, max(q, ffn)] gated values, recomputed for weight gradients */
     float *dqkv;    /* [rows, max(q + 2 kv, 2 ffn)] */
     float *dp;      /* [threads][min(T, VT_ATTN_QUERY_BLOCK), ctx] one block of query rows per thread */
+    float *wide;    /* vt_model_wide_floats(m): a 16-bit matrix widened per block (matmul.h) */
     float **dkv;    /* sequences cut into chunks (ctx > T): per layer [B, ctx, 2 kv], the gradients
                      * at the earlier chunks' keys and values from the later chunks' queries */
     vt_model_packs packs; /* optional: the layers' weights packed for dY W (backward 1) */
@@ -38,6 +39,10 @@ void vt_bwd_free(vt_bwd *w);
 
 /* dW[n_out, n_in] += dY^T X and dX = dY W (+ beta_dx * dX). dw or dx may be NULL to skip. dX goes
  * through pk when it holds W packed for it (vt_pack_linear, backward; else pk may be NULL). */
+/* The same for W held as w (vt_model.raw), dX through wide when 16-bit; dw needs an fp32 W (trained
+ * weights are held in fp32). */
+void vt_linear_backward_w(float *dx, float *dw, const float *dy, const float *x, vt_wmat w, const vt_packed *pk,
+                          float *wide, int rows, int n_in, int n_out, float beta_dx);
 void vt_linear_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const vt_packed *pk,
                         int rows, int n_in, int n_out, float beta_dx);
 /* RMSNorm backward: dx (+)= d/dx of out = x * inv_rms * w given dout; dw += when not NULL.

@@ -14,21 +14,44 @@
 
 void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, int rows, int n_in, int n_out,
                float beta) {
+    vt_linear_w(y, x, (vt_wmat){w, NULL, VT_F32}, pk, NULL, rows, n_in, n_out, beta);
+}
+
+void vt_linear_w(float *y, const float *x, vt_wmat w, const vt_packed *pk, float *wide, int rows, int n_in, int n_out,
+                 float beta) {
     if (pk && pk->k == n_in && pk->n == n_out && vt_packed_use(pk, rows))
         vt_sgemm_packed(rows, x, n_in, pk, beta, y, n_out);
     else
-        vt_sgemm(0, 1, rows, n_out, n_in, 1.0f, x, n_in, w, n_in, beta, y, n_out);
+        vt_sgemm_w(1, rows, n_out, n_in, x, n_in, w, beta, y, n_out, wide);
+}
+
+size_t vt_model_wide_floats(const vt_model *m) {
+    return m->raw == VT_F32 ? 0 : vt_layers_wide_floats(&m->cfg, m->layer_begin, m->layer_end);
+}
+
+size_t vt_layers_wide_floats(const vt_config *c, int l0, int l1) {
+    size_t most = 0, hd = (size_t)c->head_dim;
+    for (int l = l0; l < l1; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        int qd = s->n_heads * (int)hd, width = qd + 2 * s->n_kv_heads * (int)hd;
+        int in[4] = {c->dim, qd, c->dim, s->ffn}, out[4] = {width, c->dim, 2 * s->ffn, c->dim};
+        for (int i = 0; i < 4; i++) { /* x W^T and dY W */
+            size_t f = vt_wide_floats(out[i], in[i]), b = vt_wide_floats(in[i], out[i]);
+            if (f > most) most = f;
+            if (b > most) most = b;
+        }
+    }
+    return most;
 }
 
 /* One matrix packed for its direction: the backward one as a view of the forward pack `fwd` when
  * that is 16-bit (its slivers are widened per block anyway), else a pack of its own. */
-static int pack_one(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold,
-                    const vt_packed *fwd) {
+static int pack_one(vt_packed *p, vt_wmat w, int n_in, int n_out, int backward, vt_dtype hold, const vt_packed *fwd) {
     if (backward && fwd && fwd->data && fwd->dtype != VT_F32) {
         vt_pack_transposed(p, fwd);
         return 0;
     }
-    return vt_pack_linear(p, w, n_in, n_out, backward, hold);
+    return vt_pack_linear_w(p, w, n_in, n_out, backward, hold);
 }
 
 static int packs_build(vt_model_packs *p, const vt_model *m, int backward, const vt_model_packs *fwd) {
@@ -43,11 +66,12 @@ static int packs_build(vt_model_packs *p, const vt_model *m, int backward, const
         const vt_layer_packs *f = fwd && fwd->layers ? &fwd->layers[l] : NULL;
         vt_layer_packs *lp = &p->layers[l];
         int qd = s->n_heads * c->head_dim, width = qd + 2 * s->n_kv_heads * c->head_dim;
-        if ((s->n_heads && (pack_one(&lp->qkv, w->wq, c->dim, width, backward, m->hold, f ? &f->qkv : NULL) ||
-                            pack_one(&lp->o, w->wo, qd, c->dim, backward, m->hold, f ? &f->o : NULL))) ||
-            (s->ffn && (pack_one(&lp->gate_up, w->w_gate, c->dim, 2 * s->ffn, backward, m->hold,
+        if ((s->n_heads && (pack_one(&lp->qkv, VT_WMAT(m, w, wq), c->dim, width, backward, m->hold, f ? &f->qkv : NULL) ||
+                            pack_one(&lp->o, VT_WMAT(m, w, wo), qd, c->dim, backward, m->hold, f ? &f->o : NULL))) ||
+            (s->ffn && (pack_one(&lp->gate_up, VT_WMAT(m, w, w_gate), c->dim, 2 * s->ffn, backward, m->hold,
                                  f ? &f->gate_up : NULL) ||
-                        pack_one(&lp->down, w->w_down, s->ffn, c->dim, backward, m->hold, f ? &f->down : NULL)))) {
+                        pack_one(&lp->down, VT_WMAT(m, w, w_down), s->ffn, c->dim, backward, m->hold,
+                                 f ? &f->down : NULL)))) {
             vt_model_packs_free(p);
             return -1;
         }
@@ -128,10 +152,12 @@ int vt_fwd_init(vt_fwd *f, const vt_model *m, int max_batch, int max_tokens, int
     f->block_out = vt_malloc(rows * d * sizeof(float), "block outputs");
     f->rope_cos = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
     f->rope_sin = vt_malloc((size_t)max_ctx * hd2 * sizeof(float), "RoPE table");
+    size_t wide = vt_model_wide_floats(m);
+    if (wide) f->wide = vt_malloc(wide * sizeof(float), "16-bit weights widened for a matmul");
     f->bytes = sizeof(float) * (rows * (2 * d + (size_t)(2 * q + 2 * kv + 3 * ffn + 4)) + scores +
-                                2 * (size_t)max_ctx * hd2);
+                                2 * (size_t)max_ctx * hd2 + wide);
     if (!f->k_cache || !f->v_cache || !f->xn || !f->qkv || !f->att_out || !f->scores || !f->gate_up ||
-        !f->ffn_act || !f->block_out || !f->rope_cos || !f->rope_sin)
+        !f->ffn_act || !f->block_out || !f->rope_cos || !f->rope_sin || (wide && !f->wide))
         goto fail;
     for (int l = m->layer_begin; l < m->layer_end; l++) {
         size_t n = (size_t)max_batch * max_ctx * (size_t)(c->layers[l].n_kv_heads * c->head_dim);
@@ -170,12 +196,16 @@ void vt_fwd_free(vt_fwd *f) {
     free(f->block_out);
     free(f->rope_cos);
     free(f->rope_sin);
+    free(f->wide);
     memset(f, 0, sizeof *f);
 }
 
 void vt_embed(const vt_model *m, const int32_t *tokens, int rows, float *x) {
     size_t d = (size_t)m->cfg.dim;
-    for (int r = 0; r < rows; r++) memcpy(x + r * d, m->embed + (size_t)tokens[r] * d, d * sizeof(float));
+    if (m->embed16)
+        for (int r = 0; r < rows; r++) vt_convert_to_f32(x + r * d, m->embed16 + (size_t)tokens[r] * d, m->raw, d);
+    else
+        for (int r = 0; r < rows; r++) memcpy(x + r * d, m->embed + (size_t)tokens[r] * d, d * sizeof(float));
 }
 
 void vt_embed_gated(const vt_model *m, const int32_t *tokens, int B, int T, const vt_gates *g, float *x) {
@@ -287,7 +317,7 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     if (tp) memcpy(tp->x_attn, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
     const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
-    vt_linear(qkv, xn, w->wq, pk ? &pk->qkv : NULL, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
+    vt_linear_w(qkv, xn, VT_WMAT(m, w, wq), pk ? &pk->qkv : NULL, f->wide, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
     vt_lora_forward(f->lora, l, VT_LORA_Q, xn, rows, qkv, width);
     vt_lora_forward(f->lora, l, VT_LORA_K, xn, rows, qkv + qd, width);
     vt_lora_forward(f->lora, l, VT_LORA_V, xn, rows, qkv + qd + kvd, width);
@@ -305,14 +335,14 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
                         f->scores + scratch * (size_t)omp_get_thread_num());
         }
     if (!g) {
-        vt_linear(x, att, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 1.0f); /* residual add: beta = 1 */
+        vt_linear_w(x, att, VT_WMAT(m, w, wo), pk ? &pk->o : NULL, f->wide, rows, qd, c->dim, 1.0f); /* residual add: beta = 1 */
         vt_lora_forward(f->lora, l, VT_LORA_O, att, rows, x, c->dim);
         return;
     }
     /* Head gates on the heads' outputs, then o_proj, then block and hidden gates. */
     vt_apply_unit_gates(f->att_out, att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
     float *y = tp ? tp->y_attn : f->block_out;
-    vt_linear(y, f->att_out, w->wo, pk ? &pk->o : NULL, rows, qd, c->dim, 0.0f);
+    vt_linear_w(y, f->att_out, VT_WMAT(m, w, wo), pk ? &pk->o : NULL, f->wide, rows, qd, c->dim, 0.0f);
     vt_lora_forward(f->lora, l, VT_LORA_O, f->att_out, rows, y, c->dim);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
 }
@@ -326,7 +356,7 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
     if (tp) memcpy(tp->x_mlp, x, (size_t)rows * c->dim * sizeof(float));
     vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
     const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
-    vt_linear(gu, xn, w->w_gate, pk ? &pk->gate_up : NULL, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
+    vt_linear_w(gu, xn, VT_WMAT(m, w, w_gate), pk ? &pk->gate_up : NULL, f->wide, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
     vt_lora_forward(f->lora, l, VT_LORA_GATE, xn, rows, gu, 2 * ffn);
     vt_lora_forward(f->lora, l, VT_LORA_UP, xn, rows, gu + ffn, 2 * ffn);
 #pragma omp parallel for schedule(static) if(vt_par((size_t)rows * ffn))
@@ -336,13 +366,13 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
         for (int i = 0; i < ffn; i++) a[i] = gt[i] / (1.0f + expf(-gt[i])) * u[i];
     }
     if (!g) {
-        vt_linear(x, act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 1.0f);
+        vt_linear_w(x, act, VT_WMAT(m, w, w_down), pk ? &pk->down : NULL, f->wide, rows, ffn, c->dim, 1.0f);
         vt_lora_forward(f->lora, l, VT_LORA_DOWN, act, rows, x, c->dim);
         return;
     }
     vt_apply_unit_gates(f->ffn_act, act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
     float *y = tp ? tp->y_mlp : f->block_out;
-    vt_linear(y, f->ffn_act, w->w_down, pk ? &pk->down : NULL, rows, ffn, c->dim, 0.0f);
+    vt_linear_w(y, f->ffn_act, VT_WMAT(m, w, w_down), pk ? &pk->down : NULL, f->wide, rows, ffn, c->dim, 0.0f);
     vt_lora_forward(f->lora, l, VT_LORA_DOWN, f->ffn_act, rows, y, c->dim);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l) + 1);
 }

@@ -58,6 +58,7 @@ typedef struct {
     float *rope_cos, *rope_sin; /* [max_ctx, head_dim/2] */
     vt_model_packs packs;       /* optional: the layers' weights packed for x W^T (backward 0) */
     vt_lora *lora;              /* optional, not owned: adapters added to the projections (lora.h) */
+    float *wide;                /* vt_model_wide_floats(m): a 16-bit matrix widened per block (matmul.h) */
     size_t bytes;               /* allocated, packs not included */
 } vt_fwd;
 
@@ -152,5 +153,13 @@ void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units
  * through pk when it holds W packed for it (vt_pack_linear; else pk may be NULL). */
 void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, int rows, int n_in, int n_out,
                float beta);
+/* The same for W held as w (vt_model.raw), widened per block into wide (vt_sgemm_w) when 16-bit. */
+void vt_linear_w(float *y, const float *x, vt_wmat w, const vt_packed *pk, float *wide, int rows, int n_in, int n_out,
+                 float beta);
+/* Floats of the scratch vt_linear_w and vt_linear_backward_w need for m's layer matrices in either
+ * direction: 0 when they are fp32. */
+size_t vt_model_wide_floats(const vt_model *m);
+/* The same for layers [l0, l1) of c held in 16 bits. */
+size_t vt_layers_wide_floats(const vt_config *c, int l0, int l1);
 
 #endif

@@ -26,6 +26,53 @@ void vt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
                  (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
 }
 
+/* dst[n] = h[n] of 16-bit type t as fp32 (exact). */
+static void widen(float *dst, const uint16_t *h, vt_dtype t, size_t n) {
+    if (t == VT_BF16) /* a shift the compiler vectorises */
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)h[i] << 16;
+            memcpy(&dst[i], &u, sizeof u);
+        }
+    else
+        vt_convert_to_f32(dst, h, t, n);
+}
+
+/* Columns of C per block of vt_sgemm_w: about VT_WIDE_FLOATS of W, a multiple of
+ * VT_MATMUL_SUP_BELOW; the last block takes the rest when less than that would remain. */
+static size_t wide_block = VT_WIDE_FLOATS;
+
+void vt_wide_block_set(size_t floats) { wide_block = floats; }
+
+static int wide_cols(int n, int k) {
+    size_t nb = wide_block / (size_t)(k > 0 ? k : 1);
+    nb -= nb % VT_MATMUL_SUP_BELOW;
+    if (nb < VT_MATMUL_SUP_BELOW) nb = VT_MATMUL_SUP_BELOW;
+    return nb + VT_MATMUL_SUP_BELOW > (size_t)n ? n : (int)nb;
+}
+
+size_t vt_wide_floats(int n, int k) {
+    int most = wide_cols(n, k) + VT_MATMUL_SUP_BELOW - 1; /* the widest block: the last may take the rest */
+    return (size_t)(most < n ? most : n) * (size_t)k;
+}
+
+void vt_sgemm_w(int tb, int m, int n, int k, const float *a, int lda, vt_wmat w, float beta, float *c, int ldc,
+                float *wide) {
+    if (w.f) {
+        vt_sgemm(0, tb, m, n, k, 1.0f, a, lda, w.f, tb ? k : n, beta, c, ldc);
+        return;
+    }
+    int nb = wide_cols(n, k);
+    for (int j0 = 0; j0 < n; j0 += nb) {
+        int cols = n - j0 < nb + VT_MATMUL_SUP_BELOW ? n - j0 : nb; /* no block narrower than the threshold */
+        if (tb) /* rows j0.. of W[n, k] */
+            widen(wide, w.h + (size_t)j0 * k, w.t, (size_t)cols * k);
+        else /* columns j0.. of W[k, n], row by row */
+            for (int q = 0; q < k; q++) widen(wide + (size_t)q * cols, w.h + (size_t)q * n + j0, w.t, cols);
+        vt_sgemm(0, tb, m, cols, k, 1.0f, a, lda, wide, tb ? k : cols, beta, c + j0, ldc);
+        if (cols > nb) break;
+    }
+}
+
 /* The micro-kernel and its block sizes, from BLIS's context for this CPU. */
 typedef struct {
     cntx_t *cntx;
@@ -121,11 +168,16 @@ static inline void put(void *data, vt_dtype t, size_t i, float v) {
 }
 
 int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold) {
+    return vt_pack_w(p, (vt_wmat){w, NULL, VT_F32}, k, n, trans, hold);
+}
+
+int vt_pack_w(vt_packed *p, vt_wmat w, int k, int n, int trans, vt_dtype hold) {
     const micro_kernel *mk = kernel();
     int nr = mk->nr, kcb = mk->kc, slivers = (n + nr - 1) / nr;
     memset(p, 0, sizeof *p);
     if (a_blocks_reserve(vt_threads())) return -1;
-    p->dtype = hold != VT_F32 && vt_dtype_exact(w, (size_t)k * n, hold) ? hold : VT_F32;
+    int exact = w.f ? vt_dtype_exact(w.f, (size_t)k * n, hold) : w.t == hold;
+    p->dtype = hold != VT_F32 && exact ? hold : VT_F32;
     p->bytes = vt_packed_bytes(k, n, p->dtype);
     p->data = alloc64(p->bytes, "packed weights");
     if (!p->data) return -1;
@@ -140,15 +192,15 @@ int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold
             int cols = n - j * nr < nr ? n - j * nr : nr;
             if (trans) /* B[q][j] = W[j][q]: read W's rows, write the sliver's columns */
                 for (int r = 0; r < nr; r++) {
-                    const float *src = w + (size_t)(j * nr + r) * k + pc;
+                    size_t src = (size_t)(j * nr + r) * k + pc;
                     for (int q = 0; q < kc; q++)
-                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[q] : 0.0f);
+                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? vt_wmat_at(w, src + q) : 0.0f);
                 }
             else
                 for (int q = 0; q < kc; q++) {
-                    const float *src = w + (size_t)(pc + q) * n + (size_t)j * nr;
+                    size_t src = (size_t)(pc + q) * n + (size_t)j * nr;
                     for (int r = 0; r < nr; r++)
-                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? src[r] : 0.0f);
+                        put(p->data, p->dtype, d + (size_t)q * nr + r, r < cols ? vt_wmat_at(w, src + r) : 0.0f);
                 }
         }
     }
@@ -156,7 +208,11 @@ int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold
 }
 
 int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold) {
-    return backward ? vt_pack(p, w, n_out, n_in, 0, hold) : vt_pack(p, w, n_in, n_out, 1, hold);
+    return vt_pack_linear_w(p, (vt_wmat){w, NULL, VT_F32}, n_in, n_out, backward, hold);
+}
+
+int vt_pack_linear_w(vt_packed *p, vt_wmat w, int n_in, int n_out, int backward, vt_dtype hold) {
+    return backward ? vt_pack_w(p, w, n_out, n_in, 0, hold) : vt_pack_w(p, w, n_in, n_out, 1, hold);
 }
 
 void vt_pack_transposed(vt_packed *p, const vt_packed *of) {
@@ -235,14 +291,7 @@ static float *sliver(const vt_packed *b, int pc, int kc, int j, float *buf) {
         return buf;
     }
     if (b->dtype == VT_F32) return (float *)b->data + off;
-    if (b->dtype == VT_BF16) { /* a shift the compiler vectorises */
-        const uint16_t *h = (const uint16_t *)b->data + off;
-        for (size_t i = 0; i < len; i++) {
-            uint32_t u = (uint32_t)h[i] << 16;
-            memcpy(&buf[i], &u, sizeof u);
-        }
-    } else
-        vt_convert_to_f32(buf, (const uint16_t *)b->data + off, VT_F16, len);
+    widen(buf, (const uint16_t *)b->data + off, b->dtype, len);
     return buf;
 }
 

@@ -20,6 +20,22 @@ void vt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
 /* 1 when vt_sgemm runs m x n x k on BLIS's small-matrix path. */
 int vt_sgemm_uses_sup(int m, int n, int k);
 
+/* C[m, n] = A[m, k] op(W) + beta C for a weight W held as w (vt_wmat): vt_sgemm when w is fp32,
+ * else W widened a block of C's columns at a time into wide (vt_wide_floats(n, k) floats) and each
+ * block multiplied by vt_sgemm. BLIS splits C's columns among its own blocks without changing any
+ * element's sums, and every block takes the code path the whole product would (at least
+ * VT_MATMUL_SUP_BELOW columns), so the results are those of the fp32 W bit for bit. tb 1: W is
+ * [n, k] row-major (x W^T, rows widened); 0: W is [k, n] (dY W, column blocks gathered). */
+void vt_sgemm_w(int tb, int m, int n, int k, const float *a, int lda, vt_wmat w, float beta, float *c, int ldc,
+                float *wide);
+/* Floats of the widening scratch vt_sgemm_w needs for an n x k W held in 16 bits: blocks of about
+ * VT_WIDE_FLOATS (16 MiB), a few per matrix, so a 4096-row micro-batch repacks its rows a few times. */
+#define VT_WIDE_FLOATS (1u << 22)
+size_t vt_wide_floats(int n, int k);
+/* Changes the block (default VT_WIDE_FLOATS; tests make it small: several blocks per matrix);
+ * call it before sizing scratch with vt_wide_floats. */
+void vt_wide_block_set(size_t floats);
+
 /* A frozen weight matrix packed once in the layout of BLIS's micro-kernel, as the B operand of
  * C[m,n] = A[m,k] B[k,n]: KC-deep blocks of NR-column slivers, zero-padded to whole slivers. BLIS
  * packs B again on every call, which at a pipeline micro-batch's 256 rows costs about a tenth of
@@ -66,6 +82,8 @@ void vt_sgemm_one_thread(int ta, int tb, int m, int n, int k, float alpha, const
  * checkpoint of that type are; re-fitted or gate-folded ones are not), else the pack is fp32.
  * Reports and returns -1 when out of memory. */
 int vt_pack(vt_packed *p, const float *w, int k, int n, int trans, vt_dtype hold);
+/* The same from a weight held as w (a 16-bit w is exact in its own type). */
+int vt_pack_w(vt_packed *p, vt_wmat w, int k, int n, int trans, vt_dtype hold);
 /* p as B[k, n] = A^T for the pack `of` of A[n, k], sharing its data: each KC x NR sliver of B is
  * gathered (and widened) from of's slivers as the packed loop reaches it. For a 16-bit pack, whose
  * slivers are widened into a buffer anyway, this costs about what widening does and saves the
@@ -80,6 +98,7 @@ void vt_sgemm_packed(int m, const float *a, int lda, const vt_packed *b, float b
 /* W[n_out, n_in] of a linear layer packed for its forward x W^T (backward 0) or its backward
  * dY W (backward 1), held as vt_pack holds it. */
 int vt_pack_linear(vt_packed *p, const float *w, int n_in, int n_out, int backward, vt_dtype hold);
+int vt_pack_linear_w(vt_packed *p, vt_wmat w, int n_in, int n_out, int backward, vt_dtype hold);
 /* 1 when a product of m rows should use the packed weight b (packed, and m not small enough for
  * BLIS's small-matrix path to be the faster one). */
 int vt_packed_use(const vt_packed *b, int m);

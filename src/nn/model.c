@@ -93,30 +93,30 @@ double vt_flops_per_token(const vt_config *c, double ctx) {
 
 
 int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts) {
-    memset(m, 0, sizeof *m);
-    if (parts.layer_end < 0) parts.layer_end = c->n_layers;
-    if (parts.layer_begin < 0 || parts.layer_begin > parts.layer_end || parts.layer_end > c->n_layers)
-        return vt_fail("layer range [%d, %d) is outside the model's %d layers", parts.layer_begin,
-                       parts.layer_end, c->n_layers);
-    if (vt_config_copy(&m->cfg, c)) return -1;
-    m->layer_begin = parts.layer_begin;
-    m->layer_end = parts.layer_end;
-    m->has_embed = parts.embed;
-    m->has_head = parts.head;
-    size_t d = (size_t)c->dim, emb = (size_t)c->vocab * d, total = 0;
-    if (parts.embed) total += emb;
-    if (parts.head) total += d + ((c->tied && parts.embed) ? 0 : emb);
-    for (int l = parts.layer_begin; l < parts.layer_end; l++) total += vt_layer_params(c, l);
-    m->layers = vt_calloc((size_t)c->n_layers, sizeof *m->layers, "layer table");
-    m->arena = vt_calloc(total, sizeof(float), "model weights");
-    if (!m->layers || !m->arena) {
-        vt_model_free(m);
-        return -1;
-    }
-    m->arena_floats = total;
+    return vt_model_alloc_raw(m, c, parts, VT_F32);
+}
+
+/* Lays the parts out in m's arenas: fp32 weights (norms; matrices when raw is fp32) and 16-bit ones;
+ * *np and *nh count the elements each takes (with the arenas NULL, only counted). */
+static void lay_out(vt_model *m, const vt_config *c, vt_load_parts parts, size_t *np, size_t *nh) {
     float *p = m->arena;
-#define TAKE(n) (p += (n), p - (n))
-    if (parts.embed) m->embed = TAKE(emb);
+    uint16_t *h = m->arena16;
+    size_t fi = 0, hi = 0;
+    int wide = m->raw == VT_F32;
+#define TAKE(n) (fi += (n), p ? p + fi - (n) : NULL)
+#define MAT(field, n)                                                                                                 \
+    do {                                                                                                              \
+        if (wide) field = TAKE(n);                                                                                    \
+        else {                                                                                                        \
+            hi += (n);                                                                                                \
+            field##16 = h ? h + hi - (n) : NULL;                                                                      \
+        }                                                                                                             \
+    } while (0)
+    size_t d = (size_t)c->dim, emb = (size_t)c->vocab * d;
+    if (parts.embed) {
+        if (c->tied) m->embed = TAKE(emb); /* the classifier reads it: fp32 */
+        else MAT(m->embed, emb);
+    }
     if (parts.head) {
         m->final_norm = TAKE(d);
         m->lm_head = (c->tied && parts.embed) ? m->embed : TAKE(emb);
@@ -128,20 +128,54 @@ int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts) {
         size_t q = (size_t)s->n_heads * hd, kv = (size_t)s->n_kv_heads * hd, f = (size_t)s->ffn;
         if (s->n_heads) {
             w->attn_norm = TAKE(d);
-            w->wq = TAKE(q * d);
-            w->wk = TAKE(kv * d);
-            w->wv = TAKE(kv * d);
-            w->wo = TAKE(d * q);
+            MAT(w->wq, q * d);
+            MAT(w->wk, kv * d);
+            MAT(w->wv, kv * d);
+            MAT(w->wo, d * q);
         }
         if (s->ffn) {
             w->ffn_norm = TAKE(d);
-            w->w_gate = TAKE(f * d);
-            w->w_up = TAKE(f * d);
-            w->w_down = TAKE(d * f);
+            MAT(w->w_gate, f * d);
+            MAT(w->w_up, f * d);
+            MAT(w->w_down, d * f);
         }
     }
+#undef MAT
 #undef TAKE
+    *np = fi;
+    *nh = hi;
+}
+
+int vt_model_alloc_raw(vt_model *m, const vt_config *c, vt_load_parts parts, vt_dtype raw) {
+    memset(m, 0, sizeof *m);
+    if (parts.layer_end < 0) parts.layer_end = c->n_layers;
+    if (parts.layer_begin < 0 || parts.layer_begin > parts.layer_end || parts.layer_end > c->n_layers)
+        return vt_fail("layer range [%d, %d) is outside the model's %d layers", parts.layer_begin,
+                       parts.layer_end, c->n_layers);
+    if (vt_config_copy(&m->cfg, c)) return -1;
+    m->layer_begin = parts.layer_begin;
+    m->layer_end = parts.layer_end;
+    m->has_embed = parts.embed;
+    m->has_head = parts.head;
+    m->raw = raw;
+    m->layers = vt_calloc((size_t)c->n_layers, sizeof *m->layers, "layer table");
+    if (!m->layers) {
+        vt_model_free(m);
+        return -1;
+    }
+    lay_out(m, c, parts, &m->arena_floats, &m->arena16_count); /* counts (no arenas yet) */
+    m->arena = vt_calloc(m->arena_floats ? m->arena_floats : 1, sizeof(float), "model weights");
+    if (raw != VT_F32) m->arena16 = vt_calloc(m->arena16_count ? m->arena16_count : 1, sizeof(uint16_t), "16-bit model weights");
+    if (!m->arena || (raw != VT_F32 && !m->arena16)) {
+        vt_model_free(m);
+        return -1;
+    }
+    lay_out(m, c, parts, &m->arena_floats, &m->arena16_count);
     return 0;
+}
+
+size_t vt_model_bytes(const vt_model *m) {
+    return sizeof(float) * m->arena_floats + sizeof(uint16_t) * m->arena16_count;
 }
 
 int vt_hold_merge(int held, int ndim, vt_dtype t) {
@@ -155,5 +189,6 @@ void vt_model_free(vt_model *m) {
     vt_config_free(&m->cfg);
     free(m->layers);
     free(m->arena);
+    free(m->arena16);
     memset(m, 0, sizeof *m);
 }

@@ -1,4 +1,5 @@
-/* model.h — a LLaMA-architecture model: its configuration (with per-layer sizes) and fp32 weights. */
+/* model.h — a LLaMA-architecture model: its configuration (with per-layer sizes) and weights (fp32, or
+ * frozen matrices in the checkpoint's 16-bit type). */
 #ifndef VT_MODEL_H
 #define VT_MODEL_H
 
@@ -49,7 +50,13 @@ typedef struct {
     float *w_gate;    /* [ffn, dim]  (llama2.c w1) */
     float *w_up;      /* [ffn, dim]  (llama2.c w3) */
     float *w_down;    /* [dim, ffn]  (llama2.c w2) */
+    /* With vt_model.raw 16-bit, the matrices above are NULL and held here instead (norms stay fp32);
+     * read them through VT_WMAT. */
+    uint16_t *wq16, *wk16, *wv16, *wo16, *w_gate16, *w_up16, *w_down16;
 } vt_layer_weights;
+
+/* Matrix `name` of layer weights w of model m as held (dtype.h). */
+#define VT_WMAT(m, w, name) ((vt_wmat){(w)->name, (w)->name##16, (m)->raw})
 
 /* A model, or the part of it one pipeline stage holds: layers [layer_begin, layer_end),
  * the embedding when has_embed, the final norm and classifier when has_head. */
@@ -61,8 +68,13 @@ typedef struct {
     float *final_norm; /* [dim] */
     float *lm_head;    /* [vocab, dim]; equals embed when tied and both are held */
     vt_layer_weights *layers; /* cfg.n_layers entries; only [layer_begin, layer_end) filled */
-    float *arena;      /* owns every weight above */
+    uint16_t *embed16; /* [vocab, dim] instead of embed when raw is 16-bit and the classifier is not tied */
+    float *arena;      /* owns every fp32 weight above */
     size_t arena_floats;
+    vt_dtype raw;      /* the type the layers' matrices (and an untied embedding) are held in: VT_F32, or
+                        * the checkpoint's 16-bit type (vt_model_load_held), widened where read */
+    uint16_t *arena16; /* owns the 16-bit weights (raw != VT_F32) */
+    size_t arena16_count;
     vt_dtype hold;     /* the type copies of its frozen matrices may be held in (packs, matmul.h): the
                         * checkpoint's 16-bit type when it stored every matrix in it, else VT_F32 */
 } vt_model;
@@ -92,9 +104,18 @@ double vt_flops_per_token(const vt_config *c, double ctx);
  * weighted values at context ctx; 0 for a removed layer. */
 double vt_layer_flops(const vt_config *c, int l, double ctx);
 
-/* Allocates zeroed weights for the parts requested, laid out in one arena. */
+/* Allocates zeroed weights for the parts requested, laid out in one arena (fp32). */
 int vt_model_alloc(vt_model *m, const vt_config *c, vt_load_parts parts);
+/* The same with the matrices held in raw (VT_F32, or a 16-bit type: then in arena16, and the
+ * embedding too unless the classifier is tied to it; the classifier and the norms stay fp32). */
+int vt_model_alloc_raw(vt_model *m, const vt_config *c, vt_load_parts parts, vt_dtype raw);
 void vt_model_free(vt_model *m);
+/* Bytes of m's weights as held (both arenas). */
+size_t vt_model_bytes(const vt_model *m);
+/* The embedding as held. */
+static inline vt_wmat vt_embed_wmat(const vt_model *m) {
+    return (vt_wmat){m->embed, m->embed16, m->raw};
+}
 
 /* The loaders' account of vt_model.hold: held starts at -1 and takes every loaded tensor's stored
  * type t (ndim 1 or 2); the result is the one type every matrix (ndim 2) was stored in, or -2. */
@@ -105,5 +126,8 @@ vt_dtype vt_hold_of(int held);
 /* Loads a llama2.c .bin (v0) file or an HF directory (config.json + safetensors, single or
  * sharded), converting F32/F16/BF16 to fp32. Errors name the file and the tensor. */
 int vt_model_load(vt_model *m, const char *path, vt_load_parts parts);
+/* The same, with hold16 1: an HF checkpoint that stores every matrix of the parts in one 16-bit type
+ * keeps them in it (vt_model.raw), for weights that stay frozen; others load as vt_model_load does. */
+int vt_model_load_held(vt_model *m, const char *path, vt_load_parts parts, int hold16);
 
 #endif

@@ -58,6 +58,11 @@ static int in_width(const vt_config *c, int kind, int l) {
 static float *in_weight(const vt_model *m, int kind, int l) {
     return kind == ATTN ? m->layers[l].wq : m->layers[l].w_gate;
 }
+/* The same as held (the dense model's may be 16-bit; the pruned one's is fp32). */
+static vt_wmat in_wmat(const vt_model *m, int kind, int l) {
+    const vt_layer_weights *w = &m->layers[l];
+    return kind == ATTN ? VT_WMAT(m, w, wq) : VT_WMAT(m, w, w_gate);
+}
 static const float *norm_weight(const vt_model *m, int kind, int l) {
     return kind == ATTN ? m->layers[l].attn_norm : m->layers[l].ffn_norm;
 }
@@ -261,7 +266,7 @@ static void gather_inputs_batch(refit *r, int kind, int l, const float *xd, cons
     int wd = in_width(&D->cfg, kind, l), wp = in_width(&P->cfg, kind, l), d = P->cfg.dim;
     const int *map = in_rows(r, kind, l);
     vt_rmsnorm(r->before_d, xd, norm_weight(D, kind, l), rows, D->cfg.dim, D->cfg.norm_eps, NULL);
-    vt_linear(r->wide, r->before_d, in_weight(D, kind, l), NULL, rows, D->cfg.dim, wd, 0.0f);
+    vt_linear_w(r->wide, r->before_d, in_wmat(D, kind, l), NULL, r->fd.wide, rows, D->cfg.dim, wd, 0.0f);
     vt_rmsnorm(r->run_p, xp, norm_weight(P, kind, l), rows, d, P->cfg.norm_eps, NULL);
     vt_linear(r->cur, r->run_p, in_weight(P, kind, l), NULL, rows, d, wp, 0.0f);
     for (int t = 0; t < rows; t++)

@@ -72,13 +72,17 @@ static int plan_build(slice_plan *p, const vt_masks *mk, const uint8_t *keep) {
 }
 
 /* dst[r, c] = src[rows[r], cols[c]] * row_scale[r] * col_scale[c] for a row-major src with
- * src_cols columns. NULL rows: rows 0..n_rows-1; NULL scales: 1. */
-static void gather(float *dst, const float *src, int src_cols, const int *rows, int n_rows, const int *cols,
-                   int n_cols, const float *row_scale, const float *col_scale) {
+ * src_cols columns, held as vt_model.raw says (the slice is fp32). NULL rows: rows 0..n_rows-1;
+ * NULL scales: 1. */
+static void gather(float *dst, vt_wmat src, int src_cols, const int *rows, int n_rows, const int *cols, int n_cols,
+                   const float *row_scale, const float *col_scale) {
     for (int r = 0; r < n_rows; r++) {
-        const float *s = src + (size_t)(rows ? rows[r] : r) * src_cols;
+        size_t s = (size_t)(rows ? rows[r] : r) * src_cols;
         float *d = dst + (size_t)r * n_cols, rs = row_scale ? row_scale[r] : 1.0f;
-        for (int k = 0; k < n_cols; k++) d[k] = s[cols[k]] * rs * (col_scale ? col_scale[k] : 1.0f);
+        if (src.f)
+            for (int k = 0; k < n_cols; k++) d[k] = src.f[s + cols[k]] * rs * (col_scale ? col_scale[k] : 1.0f);
+        else
+            for (int k = 0; k < n_cols; k++) d[k] = vt_wmat_at(src, s + cols[k]) * rs * (col_scale ? col_scale[k] : 1.0f);
     }
 }
 
@@ -106,28 +110,28 @@ static void slice_layer(const vt_model *m, const vt_masks *mk, const slice_plan 
     if (s->n_heads) {
         gather_norm(o->attn_norm, w->attn_norm, p->dims, n, norm_scale);
         expand(p->heads[l], s->n_heads, hd, idx);
-        gather(o->wq, w->wq, d, idx, s->n_heads * hd, p->dims, n, NULL, NULL);
+        gather(o->wq, VT_WMAT(m, w, wq), d, idx, s->n_heads * hd, p->dims, n, NULL, NULL);
         expand(kv, s->n_kv_heads, hd, idx);
-        gather(o->wk, w->wk, d, idx, s->n_kv_heads * hd, p->dims, n, NULL, NULL);
-        gather(o->wv, w->wv, d, idx, s->n_kv_heads * hd, p->dims, n, NULL, NULL);
+        gather(o->wk, VT_WMAT(m, w, wk), d, idx, s->n_kv_heads * hd, p->dims, n, NULL, NULL);
+        gather(o->wv, VT_WMAT(m, w, wv), d, idx, s->n_kv_heads * hd, p->dims, n, NULL, NULL);
         expand(p->heads[l], s->n_heads, hd, idx);
         if (z) {
             for (int j = 0; j < n; j++) row_scale[j] = zb[0] * z[p->dims[j]];
             for (int i = 0; i < s->n_heads * hd; i++) col_scale[i] = z[vt_gate_heads(mk, l) + (size_t)(idx[i] / hd)];
         }
-        gather(o->wo, w->wo, s0->n_heads * hd, p->dims, n, idx, s->n_heads * hd, z ? row_scale : NULL,
+        gather(o->wo, VT_WMAT(m, w, wo), s0->n_heads * hd, p->dims, n, idx, s->n_heads * hd, z ? row_scale : NULL,
                z ? col_scale : NULL);
     }
     if (s->ffn) {
         const int *nr = p->neurons[l];
         gather_norm(o->ffn_norm, w->ffn_norm, p->dims, n, norm_scale);
-        gather(o->w_gate, w->w_gate, d, nr, s->ffn, p->dims, n, NULL, NULL);
-        gather(o->w_up, w->w_up, d, nr, s->ffn, p->dims, n, NULL, NULL);
+        gather(o->w_gate, VT_WMAT(m, w, w_gate), d, nr, s->ffn, p->dims, n, NULL, NULL);
+        gather(o->w_up, VT_WMAT(m, w, w_up), d, nr, s->ffn, p->dims, n, NULL, NULL);
         if (z) {
             for (int j = 0; j < n; j++) row_scale[j] = zb[1] * z[p->dims[j]];
             for (int i = 0; i < s->ffn; i++) col_scale[i] = z[vt_gate_ffn(mk, l) + (size_t)nr[i]];
         }
-        gather(o->w_down, w->w_down, s0->ffn, p->dims, n, nr, s->ffn, z ? row_scale : NULL, z ? col_scale : NULL);
+        gather(o->w_down, VT_WMAT(m, w, w_down), s0->ffn, p->dims, n, nr, s->ffn, z ? row_scale : NULL, z ? col_scale : NULL);
     }
 }
 
@@ -138,14 +142,14 @@ static void slice_ends(const vt_model *m, const slice_plan *p, const float *z, f
     int d = m->cfg.dim, n = p->n_dims, V = m->cfg.vocab, tied = m->cfg.tied;
     if (z)
         for (int j = 0; j < n; j++) zcol[j] = z[p->dims[j]];
-    if (m->has_embed) gather(out->embed, m->embed, d, NULL, V, p->dims, n, NULL, z ? zcol : NULL);
+    if (m->has_embed) gather(out->embed, vt_embed_wmat(m), d, NULL, V, p->dims, n, NULL, z ? zcol : NULL);
     if (!m->has_head) return;
     gather_norm(out->final_norm, m->final_norm, p->dims, n, norm_scale);
     if (z && tied)
         for (int j = 0; j < n; j++)
             if (zcol[j] != 0.0f) out->final_norm[j] /= zcol[j];
     if (out->lm_head != out->embed) /* untied, or a tied head held without the embedding */
-        gather(out->lm_head, m->lm_head, d, NULL, V, p->dims, n, NULL, (z && tied) ? zcol : NULL);
+        gather(out->lm_head, (vt_wmat){m->lm_head, NULL, VT_F32}, d, NULL, V, p->dims, n, NULL, (z && tied) ? zcol : NULL);
 }
 
 int vt_slice_model(const vt_model *m, const vt_masks *mk, const float *z, const uint8_t *keep, int fold_gates,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "nn/forward.h"
 #include "nn/lora.h"
 #include "nn/matmul.h"
 #include "dist/partition.h"
@@ -16,11 +17,14 @@
  * two doubles of the world reduction of its gradients. */
 #define GATE_BYTES (4 * 4 + 8 + 1 + 2 + 4 * 4 + 2 * 8)
 
-/* fp32 today: the loader widens every weight; once frozen weights are held in the checkpoint's
- * 16-bit type this is in->checkpoint_16bit ? 2 : 4. Every frozen weight is counted through here. */
-double vt_plan_frozen_bytes(const vt_plan_input *in) {
-    (void)in;
-    return 4.0;
+double vt_plan_frozen_weights(const vt_plan_input *in, int stages, int s, int l0, int l1) {
+    const vt_config *c = in->cfg;
+    double all = (double)vt_plan_weight_floats(c, stages, s, l0, l1), narrow = 0.0, d = c->dim;
+    if (!in->checkpoint_16bit) return 4.0 * all;
+    for (int l = l0; l < l1; l++) /* the layer's matrices: all but its norms */
+        narrow += (double)vt_layer_params(c, l) - (c->layers[l].n_heads ? d : 0.0) - (c->layers[l].ffn ? d : 0.0);
+    if (s == 0 && !c->tied) narrow += (double)c->vocab * d;
+    return 4.0 * all - 2.0 * narrow;
 }
 
 size_t vt_plan_weight_floats(const vt_config *c, int stages, int s, int l0, int l1) {
@@ -127,7 +131,7 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     int l0 = st->layer_begin, l1 = st->layer_end, last = s == p->stages - 1;
     int M = p->micro_batches, Bm = p->micro_batch, T = in->seq_len, C = p->seq_chunks, Tc = p->chunk_tokens;
     double rows = (double)Bm * T, rows_mb = (double)Bm * Tc, d = c->dim, f4 = sizeof(float);
-    double w = (double)vt_plan_weight_floats(c, p->stages, s, l0, l1) * f4, held = vt_plan_frozen_bytes(in);
+    double w = (double)vt_plan_weight_floats(c, p->stages, s, l0, l1) * f4;
     double layers = 0.0;
     for (int l = l0; l < l1; l++) layers += (double)vt_layer_params(c, l) * f4;
     int finetune = in->finetune_steps > 0;
@@ -138,8 +142,8 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
     double student = in->prune_interval > 0 ? w : (finetune ? keep * w : 0.0);
     int S = p->stages, v0, vs;
     vt_vocab_share(c->vocab, S, s, &v0, &vs);
-    /* the frozen model as held, the trained student in fp32, other stages' classifier rows */
-    st->weights = w / f4 * held + student + (last ? 0.0 : (double)vs * d * held);
+    /* the frozen model as held, the trained student in fp32, other stages' classifier rows (fp32) */
+    st->weights = vt_plan_frozen_weights(in, p->stages, s, l0, l1) + student + (last ? 0.0 : (double)vs * d * f4);
     /* packed copies of the student's frozen weights (the dense size: an upper bound once sliced);
      * fine-tuning frees them, the plan counts them with its moments all the same */
     st->packs = pack_bytes(c, l0, l1, vs, in->hold);
@@ -157,6 +161,8 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
      * (6) and hneg */
     st->activations += f4 * (3.0 * rows * vs + 2.0 * rows * d) + 7.0 * sizeof(double) * rows;
     if (last) st->activations += f4 * (double)M * C * rows_mb * d;
+    /* 16-bit matrices: the student's and the teacher's forward and the backward scratch each widen a block */
+    if (in->checkpoint_16bit) st->activations += 3.0 * f4 * (double)vt_layers_wide_floats(c, l0, l1);
     /* the last stage: the teacher cache's rows of the replica's sequences, fetched for a step */
     if (last) st->activations += p->cache_per_sequence * p->seqs_per_replica;
 
@@ -204,11 +210,15 @@ static void plan_refit(const vt_plan_input *in, vt_plan *p) {
     r->streams = 2 * share * D * f4;
     r->work = 2.0 * (double)fwd_floats_ex(c, L0, L1, B, (int)T, (int)T, 1) * f4 + brows * (2 * D + W + N) * f4 +
               brows * (M + N) * f8 + (sys + sol) * f8;
+    if (in->checkpoint_16bit) r->work += f4 * (double)vt_layers_wide_floats(c, L0, L1); /* the dense pass widens */
     r->solver = sys / p->replicas * f8;
-    double w = 0.0;
-    for (int s = 0; s < p->stages; s++)
-        w = fmax(w, (double)p->stage[s].params);
-    r->models = w * (vt_plan_frozen_bytes(in) + in->keep_fraction * f4); /* dense as held, the pruned in fp32 */
+    r->models = 0.0; /* the largest stage's dense weights as held, its pruned ones in fp32 */
+    for (int s = 0; s < p->stages; s++) {
+        const vt_stage_plan *st = &p->stage[s];
+        double both = vt_plan_frozen_weights(in, p->stages, s, st->layer_begin, st->layer_end) +
+                      in->keep_fraction * (double)st->params * f4;
+        r->models = fmax(r->models, both);
+    }
     r->total = r->streams + r->work + r->solver;
 }
 
@@ -244,7 +254,7 @@ static void plan_recover(const vt_plan_input *in, vt_plan *p) {
     r->full_params = (size_t)(keep * layers);
     r->adam_lora = 2.0 * f4 * (double)r->lora_params;
     r->adam_full = 2.0 * f4 * (double)r->full_params;
-    r->weights = whole * vt_plan_frozen_bytes(in) + keep * whole * f4;
+    r->weights = vt_plan_frozen_weights(in, 1, 0, 0, L) + keep * whole * f4;
     if (in->pack_weights) { /* the teacher's forward packs in the hold type; lora's pruned student (re-fitted: fp32) both */
         double f32 = pack_bytes(c, 0, L, c->vocab, VT_F32);
         r->weights += (in->hold == VT_F32 ? 0.5 * f32 : pack_bytes(c, 0, L, c->vocab, in->hold)) + (lora ? keep * f32 : 0.0);
@@ -253,6 +263,7 @@ static void plan_recover(const vt_plan_input *in, vt_plan *p) {
     r->activations = f4 * (2.0 * (double)fwd_floats(c, 0, L, Bm, T, T) + (double)vt_plan_tape_floats(c, 0, L, Bm, T, 0) +
                            (double)bwd_floats(c, 0, L, Bm, T, T) + rows * (2.0 * c->dim + 3.0 * c->vocab) +
                            (lora ? 2.0 * rows * in->recover_rank : 0.0));
+    if (in->checkpoint_16bit) r->activations += f4 * (double)vt_layers_wide_floats(c, 0, L); /* the teacher widens */
     r->total = r->weights + r->trained + r->activations;
     /* the teacher's forward, the student's forward and backward to its activations, and lora's
      * adapter products (3 matmuls of 2 FLOPs per parameter) or full's weight gradients */

@@ -27,7 +27,8 @@ typedef struct {
     int refit_batch;      /* its sequences per forward batch */
     int refit_inputs;     /* 1: it also re-fits QKV and gate/up (wider systems) */
     int threads;          /* threads per rank (parallel.threads); the rate, not the memory, depends on it */
-    int checkpoint_16bit; /* 1: the checkpoint is bf16/f16 (vt_plan_frozen_bytes) */
+    int checkpoint_16bit; /* 1: the checkpoint is bf16/f16 and the run holds its frozen matrices in that
+                           * type (VTrans with model.hold = auto; vt_plan_frozen_weights) */
     int recover_method;   /* [recover] (train/recover.h: 0 none, 1 lora, 2 full) */
     long recover_steps;
     int recover_batch;    /* sequences per recovery step over all replicas */
@@ -36,8 +37,10 @@ typedef struct {
     unsigned recover_targets; /* lora: bit set of 1 << vt_lora_proj */
 } vt_plan_input;
 
-/* Bytes per frozen weight as a rank holds it. */
-double vt_plan_frozen_bytes(const vt_plan_input *in);
+/* Bytes of the frozen weights of stage s of `stages` (layers [l0, l1)) as a rank holds them
+ * (vt_model.raw): the layers' matrices and an untied embedding in 2 bytes with checkpoint_16bit,
+ * else 4; the norms and the classifier (a tied embedding with it) in 4. */
+double vt_plan_frozen_weights(const vt_plan_input *in, int stages, int s, int l0, int l1);
 
 /* The re-fit ([reconstruct], DESIGN.md 1.3), after training (its memory is not in the training
  * totals), sized with the dense model's shapes: an upper bound, the pruned model is smaller.

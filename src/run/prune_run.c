@@ -166,9 +166,15 @@ static int load_tokenizer(prune_ctx *x) {
 static int load_model(prune_ctx *x) {
     vt_comm *c = x->comm;
     vt_load_parts parts = {c->stage_begin[c->stage], c->stage_begin[c->stage + 1], vt_comm_first(c), vt_comm_last(c)};
+    /* 16-bit frozen weights for VTrans, which never trains them (fine-tuning trains a sliced fp32
+     * copy); the baselines read them as fp32 */
+    int hold16 = x->rc->model.hold == VT_HOLD_AUTO && x->rc->method.name == VT_METHOD_VIB;
     /* Every rank loads only its own tensors; no rank goes on when another failed. */
-    if (vt_comm_agree(c, vt_model_load(&x->model, x->rc->model.path, parts))) return -1;
+    if (vt_comm_agree(c, vt_model_load_held(&x->model, x->rc->model.path, parts, hold16))) return -1;
     if (x->rc->model.hold == VT_HOLD_FP32) x->model.hold = VT_F32;
+    if (is_coordinator(x) && x->model.raw != VT_F32)
+        fprintf(stderr, "model: frozen matrices held in %s as stored, widened in the matmuls (%.0f MiB of weights on rank 0)\n",
+                vt_dtype_name(x->model.raw), vt_model_bytes(&x->model) / 1048576.0);
     x->dense = vt_structure_size(&x->model.cfg, x->kind, x->ctx);
     return 0;
 }

@@ -51,7 +51,7 @@ void vt_trainer_bytes(const trainer *t, size_t *weights, size_t *work) {
     vt_head_share_bytes(&t->head, &t->g, d, &head_w, &head_work);
     size_t packs = vt_student_bytes(&t->st, &t->g, d, &student_work) + t->head.part.pk[0].bytes +
                    t->head.part.pk[1].bytes;
-    *weights = F * t->teacher->arena_floats + (vt_student_owned(&t->st) ? F * t->st.own.arena_floats : 0) +
+    *weights = vt_model_bytes(t->teacher) + (vt_student_owned(&t->st) ? F * t->st.own.arena_floats : 0) +
                (o->train_weights ? F * (o->dw.arena_floats + 2 * o->adam_w.n) : 0) + head_w + packs;
     *work = student_work + head_work +
             vt_teacher_cache_bytes(&t->cache, &t->g, t->comm, t->calib->n_seq, d);

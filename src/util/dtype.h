@@ -26,6 +26,19 @@ float vt_f16_to_f32(uint16_t h);
 uint16_t vt_f32_to_bf16(float x);
 float vt_bf16_to_f32(uint16_t h);
 
+/* A matrix of values held in fp32 (f) or, when f is NULL, in the 16-bit type t (h): a model's
+ * weights as held (vt_model.raw), widened to fp32 where read. Widening is exact. */
+typedef struct {
+    const float *f;
+    const uint16_t *h;
+    vt_dtype t;
+} vt_wmat;
+
+/* Element i as fp32. */
+static inline float vt_wmat_at(vt_wmat w, size_t i) {
+    return w.f ? w.f[i] : w.t == VT_BF16 ? vt_bf16_to_f32(w.h[i]) : vt_f16_to_f32(w.h[i]);
+}
+
 /* Bulk conversions of n elements. `src`/`dst` in the stored type need not be aligned. */
 void vt_convert_to_f32(float *dst, const void *src, vt_dtype src_type, size_t n);
 void vt_convert_from_f32(void *dst, const float *src, vt_dtype dst_type, size_t n);

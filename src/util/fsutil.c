@@ -1,10 +1,12 @@
 /* fsutil.c — file reads, read-only maps, mkdir -p, copies, tree removal and atomic output dirs. */
 #define _XOPEN_SOURCE 700 /* realpath (XSI), besides the POSIX.1-2008 the build asks for */
+#define _DEFAULT_SOURCE   /* madvise */
 #include "util/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -82,6 +84,14 @@ void vt_unmap_file(vt_mapped_file *f) {
     if (f->data) munmap((void *)f->data, f->size);
     f->data = NULL;
     f->size = 0;
+}
+
+void vt_mapped_release(const vt_mapped_file *f, const void *p, size_t n) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p, b = a + n;
+    a = (a + page - 1) / page * page;
+    b = b / page * page;
+    if (!f->data || b <= a) return;
+    (void)madvise((void *)a, b - a, MADV_DONTNEED); /* advice: a failure only keeps the pages */
 }
 
 int vt_is_dir(const char *path) {

@@ -21,6 +21,10 @@ typedef struct {
 
 int vt_map_file(vt_mapped_file *f, const char *path);
 void vt_unmap_file(vt_mapped_file *f);
+/* Drops the pages wholly inside [p, p + n) of f from the process's resident memory (they are read
+ * from the file again if touched): a loader releases each tensor once copied, so a checkpoint
+ * never sits in memory twice. */
+void vt_mapped_release(const vt_mapped_file *f, const void *p, size_t n);
 
 /* 1 when path is a directory / exists at all, else 0. */
 int vt_is_dir(const char *path);

@@ -273,15 +273,15 @@ static void test_plan_activations_scale_with_micro_batches(void **state) {
  * positions (k % C) Tc, forward scratch for Bm x Tc rows attending to T positions, the teacher's
  * forward scratch for Bm x T, backward scratch with the chunks' key/value gradients, the classifier
  * scratch of Bm x T rows, and on the last stage K gradients of Bm x Tc rows and the step's teacher rows. */
-static void test_plan_activations_match_allocations(void **state) {
-    (void)state;
+static void activations_match_allocations(vt_dtype raw) {
     vt_config c;
     pruned_small_config(&c, 0);
     int chunks[] = {1, 2, 4, 0}, T = 16;
     for (int ci = 0; ci < 4; ci++) {
         vt_plan_input in = {
             .cfg = &c, .ranks = 2, .stages = 2, .micro_batches = 0, .seq_chunks = chunks[ci],
-            .batch_size = 2, .seq_len = T, .steps = 1, .keep_fraction = 0.5,
+            .batch_size = 2, .seq_len = T, .steps = 1, .keep_fraction = 0.5, .hold = raw,
+            .checkpoint_16bit = raw != VT_F32,
         };
         vt_plan p;
         assert_int_equal(vt_plan_make(&in, &p), 0);
@@ -297,7 +297,7 @@ static void test_plan_activations_match_allocations(void **state) {
             int last = s == p.stages - 1, v0, vs;
             vt_load_parts parts = {st->layer_begin, st->layer_end, s == 0, last};
             vt_model m;
-            assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+            assert_int_equal(vt_model_alloc_raw(&m, &c, parts, raw), 0); /* 16-bit: scratch to widen blocks */
             double bytes = 0.0;
             for (int k = 0; k < K; k++) {
                 vt_tape tp;
@@ -332,6 +332,12 @@ static void test_plan_activations_match_allocations(void **state) {
         vt_plan_free(&p);
     }
     vt_config_free(&c);
+}
+
+static void test_plan_activations_match_allocations(void **state) {
+    (void)state;
+    activations_match_allocations(VT_F32);
+    activations_match_allocations(VT_BF16);
 }
 
 /* The plan's chunks and bubble are vt_seq_chunks_choose's and (S - 1) / (M C + S - 1), in every
@@ -465,13 +471,15 @@ static void test_plan_refusals(void **state) {
 /* With parallel.pack_weights, a stage's weights grow by its packs, which are what the forward and
  * backward scratch and the classifier share allocate when packed (vt_model_packs_init,
  * vt_model_packs_backward, vt_head_part_pack) in the type they are held in (16-bit backward packs
- * are views); without, the plan still knows their size (to say what they would cost). */
+ * are views); without, the plan still knows their size (to say what they would cost). Without
+ * them, a stage's weights are what its model part holds (its matrices in the 16-bit type when the
+ * checkpoint has one) and the fp32 rows of the classifier share. */
 static void packs_match_allocations(vt_dtype hold) {
     vt_config c;
     pruned_small_config(&c, 0);
     vt_plan_input in = {
         .cfg = &c, .ranks = 2, .stages = 2, .batch_size = 2, .seq_len = 16, .steps = 1, .keep_fraction = 0.5,
-        .hold = hold,
+        .hold = hold, .checkpoint_16bit = hold != VT_F32,
     };
     vt_plan off, on;
     assert_int_equal(vt_plan_make(&in, &off), 0);
@@ -482,7 +490,7 @@ static void packs_match_allocations(vt_dtype hold) {
         int last = s == on.stages - 1, v0, vs;
         vt_load_parts parts = {st->layer_begin, st->layer_end, s == 0, last};
         vt_model m;
-        assert_int_equal(vt_model_alloc(&m, &c, parts), 0);
+        assert_int_equal(vt_model_alloc_raw(&m, &c, parts, hold), 0);
         m.hold = hold; /* zero weights: exact in every type */
         vt_fwd f;
         vt_bwd bw;
@@ -491,6 +499,10 @@ static void packs_match_allocations(vt_dtype hold) {
         assert_int_equal(vt_model_packs_init(&f.packs, &m, 0), 0);
         assert_int_equal(vt_model_packs_backward(&bw.packs, &m, &f.packs), 0);
         vt_vocab_share(c.vocab, on.stages, s, &v0, &vs);
+        double share = last ? 0.0 : 4.0 * vs * c.dim;
+        if (fabs(off.stage[s].weights - (double)vt_model_bytes(&m) - share) > 0.5)
+            fail_msg("stage %d: plan %.0f bytes of weights, the model part holds %zu", s, off.stage[s].weights,
+                     vt_model_bytes(&m));
         vt_head_part h;
         assert_int_equal(vt_head_part_init(&h, v0, vs, c.dim, 16), 0);
         h.hold = hold;

@@ -1,13 +1,16 @@
 /* test_vib_train.c — the VTrans loop on a tiny model: budgets met, masks-only runs hold no weight
  * state, full runs train weights, results are reproducible, iterative pruning shrinks the model;
  * resumed runs end where uninterrupted ones do, damaged checkpoints fall back, and a resume with
- * changed settings is refused unless they are settings that may change. */
+ * changed settings is refused unless they are settings that may change; a bf16 checkpoint's weights
+ * held in bf16 give the fp32-held results bit for bit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "data/calib.h"
+#include "io/hf_writer.h"
+#include "train/recover.h"
 #include "util/error.h"
 #include "nn/forward.h"
 #include "util/fsutil.h"
@@ -394,6 +397,103 @@ static void test_resume_refuses_changed_settings(void **st) {
     teardown(&f);
 }
 
+/* Logits of B sequences of T tokens through the whole model m. */
+static float *logits_of(const vt_model *m, const int32_t *tokens, int B, int T) {
+    vt_fwd f;
+    assert_int_equal(vt_fwd_init(&f, m, B, T, T), 0);
+    float *x = malloc(sizeof(float) * (size_t)B * T * m->cfg.dim), *lg = malloc(sizeof(float) * (size_t)B * T * m->cfg.vocab);
+    vt_embed(m, tokens, B * T, x);
+    vt_layers_forward(m, &f, 0, m->cfg.n_layers, x, B, T, 0);
+    vt_head_forward(m, &f, x, B * T, lg);
+    vt_fwd_free(&f);
+    free(x);
+    return lg;
+}
+
+static void assert_same_weights(const vt_model *a, const vt_model *b, const char *what) {
+    assert_int_equal(a->raw, VT_F32);
+    assert_int_equal(b->raw, VT_F32);
+    assert_int_equal(a->arena_floats, b->arena_floats);
+    if (memcmp(a->arena, b->arena, sizeof(float) * a->arena_floats))
+        fail_msg("%s: the weights differ between bf16-held and fp32-held teachers", what);
+}
+
+/* model.hold: a bf16 checkpoint loaded with its matrices held in bf16 (widened a few columns at a
+ * time here, so every matrix takes several blocks) computes what it computes loaded in fp32, bit for
+ * bit: logits on both of BLIS's paths, a mask phase with its slice, and lora recovery from it. */
+static void test_hold16_same_as_fp32(void **st) {
+    (void)st;
+    vt_config c;
+    tu_stories_config(&c);
+    c.tied = 0; /* the embedding is held in bf16 too */
+    c.n_layers = 2;
+    vt_model m, wide, held;
+    tu_random_model(&m, &c, 43);
+    char *dir = tu_tempdir(), path[512];
+    snprintf(path, sizeof path, "%s/bf16", dir);
+    assert_int_equal(vt_hf_write(&m, path, VT_BF16, 0, NULL), 0);
+    vt_wide_block_set(48 * 64); /* blocks of 48 columns of a 64-deep matrix */
+    assert_int_equal(vt_model_load(&wide, path, vt_load_all()), 0);
+    assert_int_equal(vt_model_load_held(&held, path, vt_load_all(), 1), 0);
+    assert_int_equal(wide.raw, VT_F32);
+    assert_int_equal(held.raw, VT_BF16);
+    assert_true(held.layers[0].wq == NULL && held.layers[0].wq16 && held.embed16 && held.lm_head);
+    /* the layers' matrices and the embedding in 2 bytes, the norms and the classifier in 4 */
+    size_t d = (size_t)c.dim, norms = 2 * d * (size_t)c.n_layers + d, head = (size_t)c.vocab * d;
+    assert_int_equal(held.arena16_count, vt_params_total(&c) - norms - head);
+    assert_int_equal(vt_model_bytes(&held) + 2 * held.arena16_count, vt_model_bytes(&wide));
+
+    int32_t tokens[2 * 40];
+    for (int i = 0; i < 2 * 40; i++) tokens[i] = (int32_t)(vt_uniform(9, (uint64_t)i) * c.vocab);
+    int shapes[2][2] = {{2, 40}, {1, 3}}; /* 80 rows: the packed path; 3 rows: the small-matrix path */
+    for (int k = 0; k < 2; k++) {
+        float *a = logits_of(&wide, tokens, shapes[k][0], shapes[k][1]), *b = logits_of(&held, tokens, shapes[k][0], shapes[k][1]);
+        assert_memory_equal(a, b, sizeof(float) * (size_t)shapes[k][0] * shapes[k][1] * c.vocab);
+        free(a);
+        free(b);
+    }
+
+    size_t n = 64 * 16;
+    int32_t *stream = malloc(sizeof(int32_t) * n);
+    for (size_t i = 0; i < n; i++) stream[i] = (int32_t)(vt_uniform(5, i) * c.vocab);
+    vt_calib calib;
+    assert_int_equal(vt_calib_init(&calib, stream, n, 1.0, 16, 0), 0);
+    vt_vib_params p = params();
+    p.schedule.steps = 4;
+    p.schedule.log_interval = 1; /* a record per step */
+    vt_vib_result ra, rb;
+    assert_int_equal(vt_vib_prune(&wide, &calib, &p, &ra), 0);
+    assert_int_equal(vt_vib_prune(&held, &calib, &p, &rb), 0);
+    assert_true(ra.n_records == rb.n_records && ra.n_records > 0);
+    for (size_t i = 0; i < ra.n_records; i++) {
+        const vt_train_record *x = &ra.records[i], *y = &rb.records[i];
+        if (x->kd != y->kd || x->ce != y->ce || x->kl != y->kl || x->size != y->size || x->lambda1 != y->lambda1)
+            fail_msg("mask step %ld: kd %.17g / %.17g, ce %.17g / %.17g", x->step, x->kd, y->kd, x->ce, y->ce);
+    }
+    assert_same_weights(&ra.pruned, &rb.pruned, "the mask phase's slice");
+
+    vt_recover_spec s = vt_recover_defaults();
+    s.method = VT_RECOVER_LORA;
+    s.steps = 3;
+    s.batch_size = 4;
+    s.rank = 4;
+    vt_recover_result qa, qb;
+    assert_int_equal(vt_recover(&ra.pruned, &wide, &calib, &s, vt_comm_local(c.n_layers), NULL, NULL, &qa), 0);
+    assert_int_equal(vt_recover(&rb.pruned, &held, &calib, &s, vt_comm_local(c.n_layers), NULL, NULL, &qb), 0);
+    assert_true(qa.first_loss == qb.first_loss && qa.last_loss == qb.last_loss);
+    assert_same_weights(&ra.pruned, &rb.pruned, "lora recovery");
+
+    vt_wide_block_set(VT_WIDE_FLOATS);
+    vt_vib_result_free(&ra);
+    vt_vib_result_free(&rb);
+    free(stream);
+    vt_model_free(&wide);
+    vt_model_free(&held);
+    vt_model_free(&m);
+    vt_config_free(&c);
+    tu_tempdir_remove(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faster_meets_budget_without_weight_state),
@@ -402,6 +502,7 @@ int main(void) {
         cmocka_unit_test(test_iterative_pruning_shrinks),
         cmocka_unit_test(test_resume_matches_uninterrupted),
         cmocka_unit_test(test_resume_refuses_changed_settings),
+        cmocka_unit_test(test_hold16_same_as_fp32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
