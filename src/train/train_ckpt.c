@@ -273,10 +273,10 @@ static int stage_files_empty(trainer *t, const char *ck, json_t *files, long lon
         memset(&g, 0, sizeof g);
         if (vt_path_fmt(path, VT_PATH_MAX, "%s/%s", ck, name) || vt_blob_open_read(&b, path, json_object_get(files, name)))
             return -1;
-        stage_io(&b, &g, t, &t->teacher->cfg);
+        stage_io(&b, &g, t, &t->teacher->cfg); /* the flag comes first: known even when the weights do not fit */
         int rc = vt_blob_finish_read(&b, json_object_get(files, name)), bound = g.owned || g.train_weights;
         saved_stage_free(&g);
-        if (rc) return -1;
+        if (rc && !bound) return -1;
         if (bound)
             return vt_fail("%s: made by %lld stages, whose files hold the student's own weights or fine-tuning "
                            "moments, which only that layout reads: resume with parallel.stages = %lld", path, stages,

@@ -123,6 +123,19 @@ resume_other s2l_n1 2 2 1 1 "${lora[@]}"
 resume_other n1f_s2d2 1 1 4 2 "${full[@]}"
 "$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1l" "$work/s2l_n1"
 "$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1f" "$work/n1f_s2d2"
+# ... but a mask phase whose stage files hold weights (VTrans full fine-tunes the sliced student)
+# resumes on its own layout only, and says which
+set +e
+VT_STOP_AFTER=recover:1 timeout 300 mpirun -n 2 -x VT_STOP_AFTER "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 \
+  --set recover.method=lora --set recover.steps=2 --set recover.batch_size=4 --set "output.dir=$work/fv" >/dev/null 2>&1
+rc1=$?
+timeout 300 "$VT_BIN" prune "${common[@]}" --set recover.method=lora --set recover.steps=2 --set recover.batch_size=4 \
+  --set "output.dir=$work/fv" --resume "$work/fv.run" >/dev/null 2>"$work/fv.err"
+rc2=$?
+set -e
+[ $rc1 -eq 75 ] && [ $rc2 -ne 0 ] && [ $rc2 -ne 124 ] || fail "full variant: stop exited $rc1 (75 expected), resume $rc2"
+grep -q "rank-00000.bin: made by 2 stages, .* resume with parallel.stages = 2" "$work/fv.err" ||
+  { cat "$work/fv.err"; fail "resuming fine-tuned stages on -n 1: no message naming the layout"; }
 # A baseline re-fits too, its replicas sharing the sequences.
 run m1 1 1 --set method.name=magnitude
 run md2 2 1 --set method.name=magnitude
