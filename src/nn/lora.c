@@ -31,18 +31,34 @@ int vt_lora_parse_targets(const char *list, unsigned *targets) {
     return *targets ? 0 : vt_fail("no adapter targets in '%s'", list);
 }
 
-/* Layer l's projection p of m: its weight [out, in] (NULL when the block is absent). */
-static float *proj_weight(const vt_model *m, int l, vt_lora_proj p, int *in, int *out) {
-    const vt_config *c = &m->cfg;
+/* Layer l's projection p of c: 1 and its shape [out, in], or 0 when the block is absent. */
+static int proj_shape(const vt_config *c, int l, vt_lora_proj p, int *in, int *out) {
     const vt_layer_shape *s = &c->layers[l];
-    const vt_layer_weights *w = &m->layers[l];
     int qd = s->n_heads * c->head_dim, kvd = s->n_kv_heads * c->head_dim;
-    int attn = p <= VT_LORA_O;
-    if (attn ? !s->n_heads : !s->ffn) return NULL;
+    if (p <= VT_LORA_O ? !s->n_heads : !s->ffn) return 0;
     *in = p == VT_LORA_O ? qd : p == VT_LORA_DOWN ? s->ffn : c->dim;
     *out = p == VT_LORA_Q ? qd : p <= VT_LORA_V ? kvd : p == VT_LORA_O || p == VT_LORA_DOWN ? c->dim : s->ffn;
+    return 1;
+}
+
+/* Layer l's projection p of m: its weight [out, in] (NULL when the block is absent). */
+static float *proj_weight(const vt_model *m, int l, vt_lora_proj p, int *in, int *out) {
+    const vt_layer_weights *w = &m->layers[l];
     float *const ws[VT_LORA_PROJS] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
-    return ws[p];
+    return proj_shape(&m->cfg, l, p, in, out) ? ws[p] : NULL;
+}
+
+size_t vt_lora_count(const vt_config *c, int rank, unsigned targets, int l0, int l1, size_t *a_floats) {
+    size_t n = 0, a = 0;
+    for (int l = l0; l < l1; l++)
+        for (int p = 0; p < VT_LORA_PROJS; p++) {
+            int in, out;
+            if (!(targets & (1u << p)) || !proj_shape(c, l, p, &in, &out)) continue;
+            n += (size_t)rank * ((size_t)in + out);
+            a += (size_t)rank * in;
+        }
+    if (a_floats) *a_floats = a;
+    return n;
 }
 
 /* The adapters' shapes from m (or like), their arena carved; the arena zeroed. */
@@ -88,7 +104,9 @@ int vt_lora_init(vt_lora *lo, const vt_model *m, int rank, float alpha, unsigned
     lo->u = vt_malloc((size_t)max_rows * rank * sizeof(float), "adapter scratch");
     lo->du = vt_malloc((size_t)max_rows * rank * sizeof(float), "adapter scratch");
     if (!lo->u || !lo->du) goto fail;
-    uint64_t counter = 0;
+    size_t before; /* the A values of the layers before this part: the same draws whatever the stages */
+    vt_lora_count(&m->cfg, rank, targets, 0, m->layer_begin, &before);
+    uint64_t counter = before;
     for (size_t i = 0; i < (size_t)m->cfg.n_layers * VT_LORA_PROJS; i++) {
         vt_lora_pair *ad = &lo->ad[i];
         if (!ad->a) continue;

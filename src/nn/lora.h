@@ -36,9 +36,14 @@ typedef struct {
 const char *vt_lora_proj_name(vt_lora_proj p);
 int vt_lora_parse_targets(const char *list, unsigned *targets);
 
+/* The adapter parameters (A and B) of layers [l0, l1) of c, laid out as vt_lora_init lays them (a
+ * pipeline stage's adapters are the run of the whole model's from vt_lora_count(c, .., 0, l0));
+ * *a_floats (may be NULL): how many of them are A's. */
+size_t vt_lora_count(const vt_config *c, int rank, unsigned targets, int l0, int l1, size_t *a_floats);
+
 /* Adapters of rank `rank` on the targets of the layers m holds (blocks it lacks get none), for
  * passes of up to max_rows rows: A uniform in +-1/sqrt(in) (PEFT's Kaiming-uniform) from seed,
- * B zero, so the adapted model starts as m. */
+ * B zero, so the adapted model starts as m; a stage's A values are the whole model's. */
 int vt_lora_init(vt_lora *lo, const vt_model *m, int rank, float alpha, unsigned targets, uint64_t seed,
                  int max_rows);
 /* Zeroed adapters of like's shapes (gradients), without scratch. */

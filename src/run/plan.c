@@ -222,49 +222,59 @@ static void plan_refit(const vt_plan_input *in, vt_plan *p) {
     r->total = r->streams + r->work + r->solver;
 }
 
-/* Adapter parameters of rank r on the targets at the config's widths (nn/lora.h's layout). */
-static size_t lora_params(const vt_config *c, int r, unsigned targets) {
-    size_t n = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        const vt_layer_shape *s = &c->layers[l];
-        size_t D = (size_t)c->dim, q = (size_t)s->n_heads * c->head_dim, kv = (size_t)s->n_kv_heads * c->head_dim;
-        size_t f = (size_t)s->ffn, in_out[VT_LORA_PROJS] = {D + q, D + kv, D + kv, q + D, D + f, D + f, f + D};
-        for (int p = 0; p < VT_LORA_PROJS; p++)
-            if ((targets & (1u << p)) && (p < VT_LORA_GATE ? s->n_heads > 0 : s->ffn > 0)) n += (size_t)r * in_out[p];
+/* One pipeline stage's recovery memory (layers [l0, l1), the embedding on the first, the final
+ * norm and classifier with the logits on the last), as train/recover.c allocates it there: the
+ * teacher's and the student's forward scratch, the student's tape and backward scratch for a
+ * micro-batch, the activations passed on, both models' logits and their gradient (last stage);
+ * lora's adapters, gradients and moments, or full's weight gradients and the layers' moments. The
+ * student at the dense widths (scratch, adapters) or the kept fraction (weights, full's state). */
+static void recover_stage(const vt_plan_input *in, int stages, int s, int l0, int l1, int Bm, vt_recover_plan *r) {
+    const vt_config *c = in->cfg;
+    int first = s == 0, last = s == stages - 1;
+    int T = in->seq_len, lora = in->recover_method == 1;
+    double f4 = sizeof(float), keep = in->keep_fraction, rows = (double)Bm * T, layers = 0.0;
+    for (int l = l0; l < l1; l++) layers += (double)vt_layer_params(c, l);
+    double ends = (first ? (double)c->vocab * c->dim : 0.0) + (last ? (double)c->vocab * c->dim + c->dim : 0.0);
+    double part = layers + ends, lora_n = (double)vt_lora_count(c, in->recover_rank, in->recover_targets, l0, l1, NULL);
+    r->weights = vt_plan_frozen_weights(in, stages, s, l0, l1) + keep * part * f4;
+    if (in->pack_weights) { /* the teacher's forward packs in the hold type; lora's pruned student (re-fitted: fp32) both */
+        double f32 = pack_bytes(c, l0, l1, last ? c->vocab : 0, VT_F32);
+        r->weights += (in->hold == VT_F32 ? 0.5 * f32 : pack_bytes(c, l0, l1, last ? c->vocab : 0, in->hold)) +
+                      (lora ? keep * f32 : 0.0);
     }
-    return n;
+    r->trained = lora ? 4.0 * f4 * lora_n : keep * part * f4 + 2.0 * f4 * keep * layers;
+    r->activations = f4 * (2.0 * (double)fwd_floats(c, l0, l1, Bm, T, T) + (double)vt_plan_tape_floats(c, l0, l1, Bm, T, 0) +
+                           (double)bwd_floats(c, l0, l1, Bm, T, T) + rows * 2.0 * c->dim +
+                           (last ? rows * 3.0 * c->vocab : 0.0) + (lora ? 2.0 * rows * in->recover_rank : 0.0));
+    if (in->checkpoint_16bit) r->activations += f4 * (double)vt_layers_wide_floats(c, l0, l1); /* the teacher widens */
+    r->total = r->weights + r->trained + r->activations;
 }
 
-/* The recovery (vt_recover_plan) as train/recover.c allocates it on a rank holding the whole model:
- * the teacher's and the student's forward scratch, the student's tape and backward scratch for a
- * micro-batch, both models' logits and their gradient; lora's adapters, gradients and moments, or
- * full's weight gradients (a whole model) and the layers' moments. The student at the dense widths
- * (scratch, adapters) or the kept fraction (weights, full's state). */
+/* The recovery (vt_recover_plan): the largest stage's memory; the optimizer states of the whole
+ * model (lora against full); the FLOPs of a step. */
 static void plan_recover(const vt_plan_input *in, vt_plan *p) {
     const vt_config *c = in->cfg;
     vt_recover_plan *r = &p->recover;
-    int L = c->n_layers, T = in->seq_len, lora = in->recover_method == 1;
+    int L = c->n_layers, T = in->seq_len, lora = in->recover_method == 1, S = p->stages;
     int share = (in->recover_batch + p->replicas - 1) / p->replicas;
     int Bm = in->recover_micro > 0 && in->recover_micro < share ? in->recover_micro : share;
     r->micro = Bm;
-    double f4 = sizeof(float), keep = in->keep_fraction, rows = (double)Bm * T, layers = 0.0;
+    double f4 = sizeof(float), keep = in->keep_fraction, layers = 0.0, head = 2.0 * c->dim * c->vocab;
     for (int l = 0; l < L; l++) layers += (double)vt_layer_params(c, l);
-    double whole = (double)vt_params_total(c), head = 2.0 * c->dim * c->vocab;
-    r->lora_params = lora_params(c, in->recover_rank, in->recover_targets);
+    r->lora_params = vt_lora_count(c, in->recover_rank, in->recover_targets, 0, L, NULL);
     r->full_params = (size_t)(keep * layers);
+    for (int s = 0; s < S; s++) {
+        vt_recover_plan st;
+        recover_stage(in, S, s, p->stage[s].layer_begin, p->stage[s].layer_end, Bm, &st);
+        if (s == 0 && S > 1) { /* world rank 0 gathers the whole trained state and its moments for checkpoints */
+            double whole = 3.0 * f4 * (double)(lora ? r->lora_params : r->full_params);
+            st.trained += whole, st.total += whole;
+        }
+        if (st.total > r->total) r->weights = st.weights, r->trained = st.trained, r->activations = st.activations,
+                                 r->total = st.total;
+    }
     r->adam_lora = 2.0 * f4 * (double)r->lora_params;
     r->adam_full = 2.0 * f4 * (double)r->full_params;
-    r->weights = vt_plan_frozen_weights(in, 1, 0, 0, L) + keep * whole * f4;
-    if (in->pack_weights) { /* the teacher's forward packs in the hold type; lora's pruned student (re-fitted: fp32) both */
-        double f32 = pack_bytes(c, 0, L, c->vocab, VT_F32);
-        r->weights += (in->hold == VT_F32 ? 0.5 * f32 : pack_bytes(c, 0, L, c->vocab, in->hold)) + (lora ? keep * f32 : 0.0);
-    }
-    r->trained = lora ? 4.0 * f4 * (double)r->lora_params : keep * whole * f4 + r->adam_full;
-    r->activations = f4 * (2.0 * (double)fwd_floats(c, 0, L, Bm, T, T) + (double)vt_plan_tape_floats(c, 0, L, Bm, T, 0) +
-                           (double)bwd_floats(c, 0, L, Bm, T, T) + rows * (2.0 * c->dim + 3.0 * c->vocab) +
-                           (lora ? 2.0 * rows * in->recover_rank : 0.0));
-    if (in->checkpoint_16bit) r->activations += f4 * (double)vt_layers_wide_floats(c, 0, L); /* the teacher widens */
-    r->total = r->weights + r->trained + r->activations;
     /* the teacher's forward, the student's forward and backward to its activations, and lora's
      * adapter products (3 matmuls of 2 FLOPs per parameter) or full's weight gradients */
     double student = keep * (p->flops_token - head) + head;
@@ -282,9 +292,6 @@ int vt_plan_make(const vt_plan_input *in, vt_plan *out) {
     if (in->seq_len > c->seq_len)
         return vt_fail("data.seq_len %d exceeds the model's %d positions", in->seq_len, c->seq_len);
     if (vt_topology_choose(in->ranks, c->n_layers, in->stages, &out->stages, &out->replicas)) return -1;
-    if (in->recover_method > 0 && out->stages > 1)
-        return vt_fail("the recovery ([recover]) needs the whole model on every rank: %d stages; use "
-                       "parallel.stages = 1", out->stages);
     if (in->recover_method > 0 && in->recover_batch < out->replicas)
         return vt_fail("recover.batch_size %d is less than the %d replicas", in->recover_batch, out->replicas);
     out->ranks = in->ranks;
@@ -424,9 +431,10 @@ void vt_plan_times(const vt_plan_input *in, const vt_plan *p, const vt_speed *sp
         vt_plan_step_phases(in, p, rate, 2.0, 0, ft);
         t->finetune_step_s = ft[0] + ft[1] + ft[2];
     }
-    if (in->recover_method > 0) { /* its forward/backward passes run recover_micro sequences' rows at a time */
+    if (in->recover_method > 0) { /* its passes run recover_micro sequences' rows at a time, and its
+                                   * micro-batches pass the stages one after another: the replicas' rate */
         double rows = (double)p->recover.micro * in->seq_len;
-        t->recover_step_s = p->recover.flops_step / vt_plan_rows_rate(in->pack_weights, cluster, rows);
+        t->recover_step_s = p->recover.flops_step / vt_plan_rows_rate(in->pack_weights, rate * p->replicas, rows);
     }
     t->teacher_h = teacher_hours(in, p, rate);
     t->masks_h = t->mask_step_s * (double)in->steps / 3600.0;
@@ -464,7 +472,7 @@ int vt_plan_search(const vt_plan_input *in, const vt_machine *m, const vt_speed 
         if (m->cores_per_node % t) continue;
         int ranks = m->nodes * (m->cores_per_node / t);
         for (int S = 1; S <= ranks && S <= L; S++) {
-            if (ranks % S || (in->stages > 0 && S != in->stages) || (in->recover_method > 0 && S > 1)) continue;
+            if (ranks % S || (in->stages > 0 && S != in->stages)) continue;
             vt_plan_input cand = *in;
             cand.ranks = ranks, cand.stages = S, cand.threads = t;
             vt_plan p;

@@ -56,8 +56,10 @@ typedef struct {
     double models;  /* both models' weights of the largest stage, held during the re-fit */
 } vt_refit_plan;
 
-/* The recovery stage ([recover]; one stage, every rank holds the whole dense model as the teacher
- * and the kept student), sized at the dense widths: an upper bound. Bytes per rank. */
+/* The recovery stage ([recover]; on the mask phase's stages x replicas, each stage holding its
+ * layers of the dense teacher and the kept student), sized at the dense widths: an upper bound.
+ * Bytes per rank of the largest stage (stage 0 with stages: also the whole trained state it gathers
+ * for checkpoints). */
 typedef struct {
     size_t lora_params;     /* rank-r adapters on the targets */
     size_t full_params;     /* what full fine-tuning trains: the kept fraction of the layers' weights */
@@ -136,7 +138,8 @@ typedef struct {
 
 /* Compute-bound times (messages not counted, they are small against the matmuls). A step follows
  * train_step.c's schedule (vt_plan_step_phases); the teacher pass teacher_cache.c's (the stages one
- * after another); the re-fit and recovery are split evenly over the ranks. */
+ * after another); the re-fit is split evenly over the ranks, a recovery step over the replicas (its
+ * micro-batches pass the stages one after another). */
 typedef struct {
     double rank_gflops;
     double mask_step_s, finetune_step_s, recover_step_s;
@@ -167,8 +170,7 @@ typedef struct {
 } vt_machine;
 
 /* The fastest layout of the machine that fits: threads per rank t dividing cores_per_node, ranks =
- * nodes x cores_per_node / t, stages dividing the ranks (1 with a recovery, which needs the whole
- * model on every rank; in->stages when set), the configured micro-batches or else automatic ones.
+ * nodes x cores_per_node / t, stages dividing the ranks (in->stages when set), the configured micro-batches or else automatic ones.
  * *fits = 1 when one fits (nodes x peak x ranks per node within memory); else *fits = 0 and *best
  * is the layout with the smallest peak. best_in gets the input that made it. Fails when no layout
  * is possible at all. */

@@ -119,9 +119,6 @@ static int check_request(const vt_run_config *rc, const vt_config *cfg, const vt
     if (rc->method.name != VT_METHOD_VIB && stages > 1)
         return vt_fail("method.name = %s needs the whole model on every rank: run it with parallel.stages = 1",
                        vt_method_name(rc->method.name));
-    if (rc->recover.method != VT_RECOVER_NONE && stages > 1)
-        return vt_fail("recover.method = %s needs the whole model on every rank: run it with parallel.stages = 1",
-                       vt_recover_method_name(rc->recover.method));
     return 0;
 }
 

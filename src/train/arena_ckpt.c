@@ -21,18 +21,42 @@ long vt_arena_stop_after(const char *what) {
     return strtol(e + n + 1, NULL, 10);
 }
 
+static size_t group_total(const vt_arena_group *g) { return g->total ? g->total : g->n; }
+
+/* An array of the group's whole layout: written whole (world rank 0 holds it); read, only the
+ * run [off, off + n) is kept, the rest passed over through a small buffer. */
+static void window_io(vt_blob *b, const vt_arena_group *g, float *p) {
+    size_t total = group_total(g);
+    if (b->writing || (g->off == 0 && g->n == total)) {
+        if (b->writing && g->n != total) vt_blob_bad(b, "writes a run of %zu of %zu parameters", g->n, total);
+        vt_blob_io(b, p, sizeof(float) * g->n);
+        return;
+    }
+    float skip[4096];
+    for (size_t i = 0; i < total && !b->failed;) {
+        if (i == g->off && g->n) {
+            vt_blob_io(b, p, sizeof(float) * g->n);
+            i += g->n;
+            continue;
+        }
+        size_t end = i < g->off ? g->off : total, k = end - i < 4096 ? end - i : 4096;
+        vt_blob_io(b, skip, sizeof(float) * k);
+        i += k;
+    }
+}
+
 /* Group k's size, parameters and moments; reading checks the size against the loop's own. */
 static void group_io(vt_blob *b, vt_arena_group *g, int k) {
-    size_t n = g->n;
+    size_t n = group_total(g);
     VT_BLOB_IO(b, n);
-    if (!b->failed && n != g->n)
+    if (!b->failed && n != group_total(g))
         vt_blob_bad(b, "holds %zu trained parameters in group %d, this run trains %zu (another model, rank, method "
-                    "or recover.norms?)", n, k, g->n);
-    if (b->failed || !g->n) return;
-    vt_blob_io(b, g->param, sizeof(float) * g->n);
+                    "or recover.norms?)", n, k, group_total(g));
+    if (b->failed || !n) return;
+    window_io(b, g, g->param);
     VT_BLOB_IO(b, g->adam->t);
-    vt_blob_io(b, g->adam->m, sizeof(float) * g->n);
-    vt_blob_io(b, g->adam->v, sizeof(float) * g->n);
+    window_io(b, g, g->adam->m);
+    window_io(b, g, g->adam->v);
 }
 
 /* One layout for both directions; reading checks the sizes against s (the loop's own arena). */
@@ -59,6 +83,8 @@ static int save_coordinator(const vt_arena_run *r, vt_comm *c, const vt_arena_st
     vt_blob b;
     if (vt_blob_create(&b, path)) return -1;
     vt_arena_state w = *s;
+    if (r->whole)
+        for (int k = 0; k < VT_ARENA_GROUPS; k++) w.g[k] = r->whole[k];
     state_io(&b, &w);
     if (vt_blob_close_written(&b)) return -1;
     json_t *e = json_object(), *files = json_object(), *head = json_object();
@@ -89,15 +115,16 @@ static int load_one(const char *ck, json_t *files, vt_arena_state *into) {
 }
 
 /* Scratch arrays the size of s's, so that a damaged file leaves the loop's own untouched
- * (a[k]: group k's moments). */
+ * (a[k]: group k's moments; a stage may hold an empty run of a group). */
 static int scratch_init(vt_arena_state *x, vt_adam *a, const vt_arena_state *s) {
     *x = *s;
     int rc = 0;
     for (int k = 0; k < VT_ARENA_GROUPS; k++) {
         const vt_arena_group *g = &s->g[k];
-        if (!g->n) continue;
+        if (!group_total(g)) continue;
         a[k] = *g->adam;
         x->g[k].adam = &a[k];
+        if (!g->n) continue;
         x->g[k].param = vt_malloc(sizeof(float) * g->n, "checkpoint parameters");
         a[k].m = vt_malloc(sizeof(float) * g->n, "checkpoint moments");
         a[k].v = vt_malloc(sizeof(float) * g->n, "checkpoint moments");
@@ -116,11 +143,12 @@ static void scratch_commit(vt_arena_state *s, const vt_arena_state *x) {
     memcpy(s->stats, x->stats, sizeof s->stats);
     for (int k = 0; k < VT_ARENA_GROUPS; k++) {
         vt_arena_group *g = &s->g[k];
+        if (!group_total(g)) continue;
+        g->adam->t = x->g[k].adam->t;
         if (!g->n) continue;
         memcpy(g->param, x->g[k].param, sizeof(float) * g->n);
         memcpy(g->adam->m, x->g[k].adam->m, sizeof(float) * g->n);
         memcpy(g->adam->v, x->g[k].adam->v, sizeof(float) * g->n);
-        g->adam->t = x->g[k].adam->t;
     }
 }
 

@@ -29,16 +29,23 @@ typedef struct {
     const char *what;               /* "recovery", "plug": in messages */
     FILE *log;                      /* the coordinator's messages (NULL: none) */
     /* Optional, collective before every save: brings what other ranks hold of the state to world
-     * rank 0 (plugins trained over pipeline stages, each stage holding its layers' run). */
+     * rank 0 (plugins or the recovery trained over pipeline stages, each stage holding its layers'
+     * run). */
     int (*gather)(void *arg, vt_comm *c);
     void *gather_arg;
+    /* Optional, world rank 0's: the whole state gather fills, VT_ARENA_GROUPS groups of off 0 and
+     * n = total, written in place of the loop's groups (those hold one stage's run); NULL: these. */
+    const struct vt_arena_group *whole;
 } vt_arena_run;
 
-/* One group of trained parameters with its own Adam moments (n moments each). */
-typedef struct {
+/* One group of trained parameters with its own Adam moments (n moments each). A checkpoint holds
+ * the group's whole layout (total floats; 0: n); the loop's arrays are its run [off, off + n) (a
+ * pipeline stage's layers), and a resume reads that run whatever the layout that saved it. */
+typedef struct vt_arena_group {
     float *param;
     size_t n;
     vt_adam *adam;
+    size_t off, total;
 } vt_arena_group;
 
 /* What a checkpoint holds: the step, the loop's figures and up to VT_ARENA_GROUPS parameter groups

@@ -64,8 +64,7 @@ static float *scored_row(const vt_plug_step *s, float *lg, int b, int j, int V) 
 
 enum { TAG_TEACHER = 0, TAG_STUDENT = 1, TAG_BACKWARD = 2 };
 
-/* A stage's input: the first stage embeds the rows' tokens, the others receive their hidden states. */
-static int stage_in(vt_comm *c, const vt_model *m, const int32_t *tok, int rows, float *x, int tag) {
+int vt_stage_input(vt_comm *c, const vt_model *m, const int32_t *tok, int rows, float *x, int tag) {
     if (!vt_comm_first(c)) return vt_recv_prev(c, x, (size_t)rows * m->cfg.dim, tag);
     vt_embed(m, tok, rows, x);
     return 0;
@@ -75,7 +74,7 @@ int vt_plug_stage_logits(vt_comm *c, const vt_model *m, const vt_plugin *p, vt_c
                          int B, int T, int tag) {
     int rows = B * (T - 1);
     vt_cont_split_tokens(w->tok, ids, B, T, w->P);
-    if (stage_in(c, m, w->tok, rows, w->x, tag)) return -1;
+    if (vt_stage_input(c, m, w->tok, rows, w->x, tag)) return -1;
     vt_cont_layers(m, p, w, m->layer_begin, m->layer_end, B, T);
     if (!vt_comm_last(c)) return vt_send_next(c, w->x, (size_t)rows * m->cfg.dim, tag);
     vt_cont_head(m, w, B, T);
@@ -94,7 +93,7 @@ static int student_forward(vt_comm *c, const vt_model *m, const vt_plugin *p, vt
     size_t d = (size_t)m->cfg.dim;
     vt_cont_split_tokens(s->tok, ids, B, T, P);
     float *xp = s->x, *xc = s->x + (size_t)B * P * d;
-    if (stage_in(c, m, s->tok, rows, s->x, TAG_STUDENT)) return -1;
+    if (vt_stage_input(c, m, s->tok, rows, s->x, TAG_STUDENT)) return -1;
     vt_plugged_forward(m, &s->f, p, &s->pw, s->l0, s->l1, xp, B, P, &s->tape[0], &s->pt);
     vt_layers_forward_ex(m, &s->f, s->l0, s->l1, xc, B, C - 1, P, NULL, &s->tape[1]);
     if (!vt_comm_last(c)) return vt_send_next(c, s->x, (size_t)rows * d, TAG_STUDENT);

@@ -48,6 +48,9 @@ double vt_plug_loss_grad(const vt_model *m, const vt_plugin *p, vt_plug_step *s,
  * (vt_comm_abort_all) and returns -1. */
 int vt_plug_stage_loss_grad(vt_comm *c, const vt_model *m, const vt_plugin *p, vt_plug_step *s, const int32_t *ids,
                             double *loss);
+/* A stage's input rows: the first stage embeds tok, the others receive the previous stage's hidden
+ * states [rows, dim] (message tag). The recovery's stage passes use it too. */
+int vt_stage_input(vt_comm *c, const vt_model *m, const int32_t *tok, int rows, float *x, int tag);
 /* vt_cont_logits on this rank's stage of c: the first stage embeds, hidden states go to the next
  * stage as message `tag`, the last stage computes w->logits. Returns -1 when a transfer failed. */
 int vt_plug_stage_logits(vt_comm *c, const vt_model *m, const vt_plugin *p, vt_cont_work *w, const int32_t *ids,

@@ -2,7 +2,8 @@
  * trained by distillation from the dense one (KL of next-token distributions at T = 1 plus
  * lm_weight x the LM cross-entropy), either every layer weight (`full`) or low-rank adapters on
  * chosen projections (`lora`, nn/lora.h, merged into the weights at the end). Nothing after it
- * should move the weights. One stage per replica; replicas split each batch and sum gradients. */
+ * should move the weights. Over pipeline stages x replicas: each stage holds its layers of both
+ * models and trains their adapters (or weights); replicas split each batch and sum gradients. */
 #ifndef VT_RECOVER_H
 #define VT_RECOVER_H
 
@@ -47,18 +48,19 @@ typedef struct {
     long steps, tokens;         /* tokens trained on, over all replicas */
     double seconds;             /* wall time of the loop */
     double first_loss, last_loss; /* the loss (KL + lm_weight CE) of the first and the last step */
-    size_t trained_params;      /* adapter parameters (and norm gains), or layer weights for full */
-    size_t adam_bytes;          /* the optimizer's two moments on this rank */
+    size_t trained_params;      /* adapter parameters (and norm gains), or layer weights for full: all stages' */
+    size_t adam_bytes;          /* the optimizer's two moments on this rank (its stage's) */
     long resumed_at;            /* the step a resume continued from (0: from the start) */
     int stopped;                /* 1: stopped on request with a checkpoint saved; student unchanged */
 } vt_recover_result;
 
-/* Trains student (this rank's whole model; comm->stages must be 1) by distillation from teacher
- * (the dense model, frozen) over calib's sequences; lora adapters are merged into student's
- * weights before it returns. Progress lines go to log (may be NULL; the coordinator's only).
- * ck (NULL: none) says where the loop's checkpoints go (the trained arena: the adapters, or the
- * layer weights for full) and whether it resumes from them; stopped on request, out->stopped is
- * set and the student is left as it came. Collective over the replicas. */
+/* Trains student (this rank's part: the whole model, or its pipeline stage's layers) by
+ * distillation from teacher (the dense model's same part, frozen) over calib's sequences; lora
+ * adapters are merged into student's weights before it returns. Progress lines go to log (may be
+ * NULL; the coordinator's only). ck (NULL: none) says where the loop's checkpoints go (the trained
+ * arena: the adapters, or the layer weights for full, in the whole model's layout whatever the
+ * stages: world rank 0 gathers them) and whether it resumes from them, from any layout; stopped on
+ * request, out->stopped is set and the student is left as it came. Collective over the world. */
 int vt_recover(vt_model *student, const vt_model *teacher, const vt_calib *calib, const vt_recover_spec *s,
                vt_comm *comm, const vt_arena_run *ck, FILE *log, vt_recover_result *out);
 

@@ -261,6 +261,36 @@ static void stage_io(vt_blob *b, saved_stage *g, const trainer *t, const vt_conf
     }
 }
 
+/* A checkpoint of `stages` stages read on another number of stages: only when no stage file holds
+ * layout-bound state (the student's own weights after hidden-dim folds or slicing, fine-tuning's
+ * moments); the masks and gates in state.bin are the whole model's. 0 when every file is empty. */
+static int stage_files_empty(trainer *t, const char *ck, json_t *files, long long stages) {
+    for (long long st = 0; st < stages; st++) {
+        char path[VT_PATH_MAX], name[64];
+        snprintf(name, sizeof name, "rank-%05lld.bin", st);
+        vt_blob b;
+        saved_stage g;
+        memset(&g, 0, sizeof g);
+        if (vt_path_fmt(path, VT_PATH_MAX, "%s/%s", ck, name) || vt_blob_open_read(&b, path, json_object_get(files, name)))
+            return -1;
+        stage_io(&b, &g, t, &t->teacher->cfg); /* the flag comes first: known even when the weights do not fit */
+        int rc = vt_blob_finish_read(&b, json_object_get(files, name)), bound = g.owned || g.train_weights;
+        saved_stage_free(&g);
+        if (rc && !bound) return -1;
+        if (bound)
+            return vt_fail("%s: made by %lld stages, whose files hold the student's own weights or fine-tuning "
+                           "moments, which only that layout reads: resume with parallel.stages = %lld", path, stages,
+                           stages);
+    }
+    return 0;
+}
+
+/* The stages of the run that saved manifest m (format 1 did not say: this run's). */
+static long long saved_stages(const trainer *t, json_t *m) {
+    json_t *s = json_object_get(m, "stages");
+    return s ? json_integer_value(s) : t->comm->stages;
+}
+
 int vt_ckpt_check(trainer *t, const char *dir) {
     vt_comm *c = t->comm;
     int P = c->stages * c->replicas, rc = 0;
@@ -271,14 +301,16 @@ int vt_ckpt_check(trainer *t, const char *dir) {
     json_int_t format = m ? json_integer_value(json_object_get(m, "format")) : 0;
     if (rc == 0 && (format < 1 || format > MANIFEST_FORMAT))
         rc = vt_fail("%s: format %lld, this vtrans-dist reads formats 1 to %d", mp, (long long)format, MANIFEST_FORMAT);
-    if (rc == 0 && (json_integer_value(json_object_get(m, "ranks")) != P ||
-                    json_integer_value(json_object_get(m, "stages")) != c->stages))
-        rc = vt_fail("%s: made by %lld ranks in %lld stages; this run has %d ranks in %d stages: resume with the same "
-                     "layout (mpirun -n %lld, parallel.stages = %lld)",
-                     dir, (long long)json_integer_value(json_object_get(m, "ranks")),
-                     (long long)json_integer_value(json_object_get(m, "stages")), P, c->stages,
-                     (long long)json_integer_value(json_object_get(m, "ranks")),
-                     (long long)json_integer_value(json_object_get(m, "stages")));
+    /* another layout reads it when its stage files hold nothing bound to their stages (the newest
+     * checkpoint's; checked again for the one loaded) */
+    json_t *list = m ? json_object_get(m, "checkpoints") : NULL, *newest = json_array_get(list, json_array_size(list) - 1);
+    char ck[VT_PATH_MAX];
+    if (rc == 0 && saved_stages(t, m) != c->stages && newest &&
+        vt_path_fmt(ck, VT_PATH_MAX, "%s/%s", dir, json_string_value(json_object_get(newest, "dir"))) == 0 &&
+        stage_files_empty(t, ck, json_object_get(newest, "files"), saved_stages(t, m)))
+        rc = vt_fail_context("%s: made by %lld ranks in %lld stages; this run has %d ranks in %d stages", dir,
+                             (long long)json_integer_value(json_object_get(m, "ranks")), saved_stages(t, m), P,
+                             c->stages);
     if (rc == 0)
         rc = vt_ckpt_settings_check(mp, m, t->p->run.settings, t->p->run.resume_accept, c->world_rank == 0);
     json_decref(m);
@@ -383,7 +415,7 @@ int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos, const vt_vib_result *out) {
 
 /* Reads one checkpoint's state.bin and this stage's file into st and g, checked against the
  * manifest's sizes and checksums as they are read; the trainer is not touched. */
-static int load_files(trainer *t, const char *ck, json_t *files, saved_state *st, saved_stage *g) {
+static int load_files(trainer *t, const char *ck, json_t *files, long long stages, saved_state *st, saved_stage *g) {
     char path[VT_PATH_MAX], name[64];
     vt_blob b;
     if (vt_path_fmt(path, VT_PATH_MAX, "%s/state.bin", ck)) return -1;
@@ -391,6 +423,7 @@ static int load_files(trainer *t, const char *ck, json_t *files, saved_state *st
     if (vt_blob_open_read(&b, path, json_object_get(files, "state.bin"))) return -1;
     state_io(&b, st, t);
     if (vt_blob_finish_read(&b, json_object_get(files, "state.bin"))) return -1;
+    if (stages != t->comm->stages) return stage_files_empty(t, ck, files, stages); /* g stays empty */
     snprintf(name, sizeof name, "rank-%05d.bin", t->comm->stage); /* the stage's file, from its replica 0 */
     if (vt_path_fmt(path, VT_PATH_MAX, "%s/%s", ck, name)) return -1;
     if (vt_blob_open_read(&b, path, json_object_get(files, name))) return -1;
@@ -443,7 +476,7 @@ int vt_ckpt_load(trainer *t, const char *dir, vt_ckpt_pos *pos, vt_vib_result *o
         memset(&st, 0, sizeof st);
         memset(&g, 0, sizeof g);
         int ok = vt_path_fmt(ck, VT_PATH_MAX, "%s/%s", dir, json_string_value(json_object_get(e, "dir"))) == 0 &&
-                 load_files(t, ck, json_object_get(e, "files"), &st, &g) == 0;
+                 load_files(t, ck, json_object_get(e, "files"), saved_stages(t, m), &st, &g) == 0;
         if (!ok && !why[0]) snprintf(why, sizeof why, "%s", vt_error());
         double failed = !ok;
         int comm_rc = vt_comm_sum_world(c, &failed, 1);

@@ -21,7 +21,9 @@ typedef struct {
 /* Collective: every rank calls it at the same step. */
 int vt_ckpt_save(trainer *t, const vt_ckpt_pos *pos, const vt_vib_result *out);
 /* Collective, before any work: refuses a run directory without a readable manifest, made with
- * another number of ranks or layout, or whose recorded settings (t->p->run.settings of the run that
+ * another number of stages when its stage files hold state bound to them (the student's own
+ * weights, fine-tuning's moments: another number of replicas, or stages over a checkpoint of masks
+ * alone, resumes), or whose recorded settings (t->p->run.settings of the run that
  * saved it) differ from this run's, naming each setting with both values. */
 int vt_ckpt_check(trainer *t, const char *dir);
 /* Collective, after vt_ckpt_check: restores the newest complete checkpoint of dir (an older one

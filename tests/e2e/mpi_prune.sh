@@ -87,6 +87,55 @@ PY
 if "$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1r" "$work/n1none" >/dev/null 2>&1; then
   fail "reconstruct.method = lsq wrote the same tensors as none"
 fi
+# The recovery ([recover], after the re-fit) over every layout: each stage trains its layers'
+# adapters (lora, with the norm gains) or weights (full), the loss on the last stage, gradients
+# summed over a stage's replicas: the same re-fitted and recovered tensors. A recovery stopped on 2
+# stages resumes on -n 1 (and one stopped on -n 1 on 2 x 2) to the uninterrupted run's tensors:
+# its checkpoint holds the whole state whatever the layout. (A short evaluation: the tensors say it.)
+head -c 3000 "$work/eval.txt" >"$work/eval_short.txt"
+lora=("${faster[@]}" --set "data.eval=$work/eval_short.txt" --set recover.method=lora --set recover.norms=true --set recover.steps=6 --set recover.batch_size=4
+      --set run.checkpoint_steps=2)
+run n1l 1 1 "${lora[@]}"
+run s2l 2 2 "${lora[@]}"
+run d2l 2 1 "${lora[@]}"
+run s2d2l 4 2 "${lora[@]}"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1l" "$work/s2l" "$work/d2l" "$work/s2d2l"
+! cmp -s "$work/n1r/model.safetensors" "$work/n1l/model.safetensors" || fail "the lora recovery wrote the re-fitted model's tensors"
+grep -q "recover (lora): 6 steps, 768 tokens" "$work/s2d2l.err" || { grep recover "$work/s2d2l.err"; fail "2 x 2: no recovery"; }
+full=("${faster[@]}" --set "data.eval=$work/eval_short.txt" --set recover.method=full --set recover.steps=4 --set recover.batch_size=4 --set run.checkpoint_steps=2)
+run n1f 1 1 "${full[@]}"
+run s2d2f 4 2 "${full[@]}"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1f" "$work/s2d2f"
+resume_other() { # name ranks stages ranks2 stages2 [settings...]: stopped after recovery step 3, resumed on the other layout
+  local name=$1 n=$2 s=$3 n2=$4 s2=$5 rc
+  shift 5
+  set +e
+  VT_STOP_AFTER=recover:3 timeout 300 mpirun -n "$n" -x VT_STOP_AFTER "$VT_BIN" prune "${common[@]}" --set "parallel.stages=$s" \
+    "$@" --set "output.dir=$work/$name" >"$work/$name.out" 2>"$work/$name.err"
+  rc=$?
+  set -e
+  [ $rc -eq 75 ] || { tail "$work/$name.err"; fail "$name: the stop exited $rc, expected 75"; }
+  grep -q "stopping on request after recovery step 3" "$work/$name.err" || { tail "$work/$name.err"; fail "$name did not stop"; }
+  run "$name" "$n2" "$s2" "$@" --resume "$work/$name.run"
+  grep -q "resume: .*recover/ckpt-00000003 at recovery step 3" "$work/$name.err" || { grep resume "$work/$name.err"; fail "$name did not resume at 3"; }
+}
+resume_other s2l_n1 2 2 1 1 "${lora[@]}"
+resume_other n1f_s2d2 1 1 4 2 "${full[@]}"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1l" "$work/s2l_n1"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1f" "$work/n1f_s2d2"
+# ... but a mask phase whose stage files hold weights (VTrans full fine-tunes the sliced student)
+# resumes on its own layout only, and says which
+set +e
+VT_STOP_AFTER=recover:1 timeout 300 mpirun -n 2 -x VT_STOP_AFTER "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 \
+  --set recover.method=lora --set recover.steps=2 --set recover.batch_size=4 --set "output.dir=$work/fv" >/dev/null 2>&1
+rc1=$?
+timeout 300 "$VT_BIN" prune "${common[@]}" --set recover.method=lora --set recover.steps=2 --set recover.batch_size=4 \
+  --set "output.dir=$work/fv" --resume "$work/fv.run" >/dev/null 2>"$work/fv.err"
+rc2=$?
+set -e
+[ $rc1 -eq 75 ] && [ $rc2 -ne 0 ] && [ $rc2 -ne 124 ] || fail "full variant: stop exited $rc1 (75 expected), resume $rc2"
+grep -q "rank-00000.bin: made by 2 stages, .* resume with parallel.stages = 2" "$work/fv.err" ||
+  { cat "$work/fv.err"; fail "resuming fine-tuned stages on -n 1: no message naming the layout"; }
 # A baseline re-fits too, its replicas sharing the sequences.
 run m1 1 1 --set method.name=magnitude
 run md2 2 1 --set method.name=magnitude

@@ -44,7 +44,7 @@ check_plan() {
 }
 
 # the pipeline cases below plan the mask phase of the former 64-rank layout of this config (4 stages
-# x 16 replicas, 4 micro-batches, 64 sequences a step, no recovery: it needs one stage)
+# x 16 replicas, 4 micro-batches, 64 sequences a step, no recovery)
 seven=(--config configs/llama2-7b-50.ini --model-config configs/shapes/llama-2-7b.json --set recover.method=none
     --set parallel.stages=4 --set parallel.micro_batches=4 --set schedule.batch_size=64 --set reconstruct.batch=16
     --set data.max_sequences=0 --set parallel.threads=1)
@@ -176,8 +176,12 @@ expect_error "more stages than layers" "cannot split 32 layers into 64 stages" -
 expect_error "batch over replicas" "schedule.batch_size 64 does not split evenly over 3" -- plan "${seven[@]}" --ranks 12
 expect_error "no checkpoint here" "pass --model-config" -- plan --config configs/llama2-7b-50.ini --ranks 4
 expect_error "missing --ranks" "--ranks" -- plan "${seven[@]}"
-expect_error "recovery over stages" "needs the whole model on every rank" -- plan "${seven[@]}" --ranks 8 \
-    --set recover.method=lora
+# the recovery over 4 stages: each rank holds its stage's layers of both models (and rank 0 the
+# whole adapter state it gathers for checkpoints), a step at the 2 replicas' rate
+"$VT_BIN" plan "${seven[@]}" --ranks 8 --set recover.method=lora --gflops-per-rank 50 > "$work/out.txt" ||
+    record_failure "recovery over stages" "exit code non-zero"
+grep -qE "^recovery +recover.method = lora, [0-9]+ steps of [0-9]+ sequences: [0-9.]+ GiB per rank" "$work/out.txt" ||
+    record_failure "recovery over stages" "$(grep -A1 '^recovery' "$work/out.txt")"
 expect_error "bad size" "--memory-per-rank" -- plan "${seven[@]}" --ranks 8 --memory-per-rank lots
 
 finish

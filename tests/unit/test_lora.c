@@ -1,6 +1,6 @@
 /* test_lora.c — low-rank adapters: finite-difference checks of every adapter's gradient and of the
  * RMSNorm gains' (on the double reference with the adapters merged in double), the merge against the unmerged logits,
- * and an adapter-free pass unchanged by the hooks. */
+ * and an adapter-free pass unchanged by the hooks; a pipeline stage's adapters as a run of the whole model's. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,11 +229,43 @@ static void test_merge_equals_unmerged(void **st) {
     vt_config_free(&c);
 }
 
+/* A pipeline stage's adapters (layers [l0, l1) of a part) are the run of the whole model's at
+ * vt_lora_count's offset, value for value (the same initial draws whatever the stages), on pruned
+ * shapes with a block removed. */
+static void test_stage_adapters_are_a_run(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    c.layers[0] = (vt_layer_shape){0, 0, 10};
+    unsigned t = VT_LORA_ALL & ~(1u << VT_LORA_V);
+    vt_model whole;
+    assert_int_equal(vt_model_alloc(&whole, &c, vt_load_all()), 0);
+    vt_lora all;
+    assert_int_equal(vt_lora_init(&all, &whole, 3, 3.0f, t, 7, 4), 0);
+    assert_int_equal(vt_lora_count(&c, 3, t, 0, c.n_layers, NULL), all.n_params);
+    for (int l0 = 0; l0 < c.n_layers; l0++) {
+        vt_model part;
+        assert_int_equal(vt_model_alloc(&part, &c, (vt_load_parts){l0, c.n_layers, l0 == 0, 1}), 0);
+        vt_lora lo;
+        assert_int_equal(vt_lora_init(&lo, &part, 3, 3.0f, t, 7, 4), 0);
+        size_t off = vt_lora_count(&c, 3, t, 0, l0, NULL);
+        assert_int_equal(off + lo.n_params, all.n_params);
+        assert_true(lo.n_params > 0);
+        assert_memory_equal(lo.arena, all.arena + off, sizeof(float) * lo.n_params);
+        vt_lora_free(&lo);
+        vt_model_free(&part);
+    }
+    vt_lora_free(&all);
+    vt_model_free(&whole);
+    vt_config_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients_all_targets),
         cmocka_unit_test(test_gradients_pruned_some_targets),
         cmocka_unit_test(test_merge_equals_unmerged),
+        cmocka_unit_test(test_stage_adapters_are_a_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
