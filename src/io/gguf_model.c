@@ -11,11 +11,16 @@
 #include "util/error.h"
 
 void vt_gguf_tensor_name(vt_hf_kind kind, int layer, char *out, int cap) {
-    static const char *const names[] = {
+    static const char *const names[VT_HF_BDOWN + 1] = {
         [VT_HF_ATTN_NORM] = "attn_norm", [VT_HF_WQ] = "attn_q",     [VT_HF_WK] = "attn_k",
         [VT_HF_WV] = "attn_v",           [VT_HF_WO] = "attn_output", [VT_HF_FFN_NORM] = "ffn_norm",
         [VT_HF_GATE] = "ffn_gate",       [VT_HF_UP] = "ffn_up",      [VT_HF_DOWN] = "ffn_down",
     };
+    int weight = vt_hf_bias_of(kind);
+    if (weight >= 0) { /* llama.cpp's optional biases of the llama/deci architectures */
+        snprintf(out, (size_t)cap, "blk.%d.%s.bias", layer, names[weight]);
+        return;
+    }
     switch (kind) {
     case VT_HF_EMBED: snprintf(out, (size_t)cap, "token_embd.weight"); break;
     case VT_HF_FINAL_NORM: snprintf(out, (size_t)cap, "output_norm.weight"); break;
@@ -137,6 +142,18 @@ static int first_heads(const vt_config *c) {
 }
 
 /* long: one key after another, each with its check */
+/* attn_bias / mlp_bias when any layer stores a bias of the block (llama.cpp loads them optionally). */
+static void gguf_biases(const vt_gguf *g, vt_config *c) {
+    char name[96];
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = VT_HF_BQ; k <= VT_HF_BDOWN; k++) {
+            vt_gguf_tensor_name((vt_hf_kind)k, l, name, (int)sizeof name);
+            if (!vt_gguf_find_tensor(g, name)) continue;
+            if (k <= VT_HF_BO) c->attn_bias = 1;
+            else c->mlp_bias = 1;
+        }
+}
+
 int vt_gguf_config(const vt_gguf *g, vt_config *c) {
     char arch[32];
     int64_t layers, dim, ctx, hd;
@@ -162,6 +179,7 @@ int vt_gguf_config(const vt_gguf *g, vt_config *c) {
     c->norm_eps = (float)eps;
     c->rope_theta = (float)theta;
     c->tied = vt_gguf_find_tensor(g, "output.weight") == NULL;
+    gguf_biases(g, c);
     c->rope = VT_ROPE_INTERLEAVED; /* llama.cpp's llama/deci RoPE pairs (2i, 2i+1) */
     if (c->n_heads == 0) c->n_heads = c->n_kv_heads = 1; /* every attention block removed */
     if (refuse_unsupported(g, arch, c) || vt_config_validate(c, g->path)) goto fail;
@@ -184,6 +202,8 @@ static int find_checked(const vt_gguf *g, const vt_hf_tensor *t, const vt_gguf_t
     char name[96];
     vt_gguf_tensor_name(t->kind, t->layer, name, (int)sizeof name);
     const vt_gguf_tensor *s = vt_gguf_find_tensor(g, name);
+    *out = NULL;
+    if (!s && t->optional) return 0; /* a bias the file does not store: zeros */
     if (!s) return vt_fail("%s: missing tensor %s", g->path, name);
     uint64_t want0 = (uint64_t)(t->ndim == 2 ? t->shape[1] : t->shape[0]), want1 = t->ndim == 2 ? (uint64_t)t->shape[0] : 1;
     if (s->n_dims > 2 || s->ne[0] != want0 || s->ne[1] != want1)
@@ -234,7 +254,8 @@ int vt_gguf_load(vt_model *m, const char *path, vt_load_parts parts) {
     for (int i = 0; i < n && rc == 0; i++) {
         const vt_gguf_tensor *s = NULL;
         rc = find_checked(&g, &list[i], &s);
-        if (rc == 0) vt_ggml_to_f32(list[i].data, s->data, s->type, s->ne[0] * s->ne[1]);
+        if (rc || !s) continue;
+        vt_ggml_to_f32(list[i].data, s->data, s->type, s->ne[0] * s->ne[1]);
         if (rc == 0) /* Q8_0 is no vt_dtype: held as fp32 */
             held = vt_hold_merge(held, list[i].ndim,
                                  s->type == VT_GGML_F16 ? VT_F16 : s->type == VT_GGML_BF16 ? VT_BF16 : VT_F32);
@@ -259,6 +280,7 @@ int vt_gguf_tensor_stats(const char *path, vt_config *c, int *n_tensors, int typ
         const vt_gguf_tensor *s = NULL;
         rc = find_checked(&g, &list[i], &s);
         if (rc) break;
+        if (!s) continue; /* an optional bias not stored */
         type_count[s->type & 31]++;
         *bytes += s->bytes;
         (*n_tensors)++;

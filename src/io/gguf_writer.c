@@ -265,9 +265,32 @@ static void add(writer *w, vt_hf_kind kind, int layer, uint64_t rows, uint64_t c
     t->rope_heads = rope_heads;
 }
 
-static int plan_tensors(writer *w, const vt_model *m, uint32_t type) {
+/* The file stores o_proj's and down_proj's biases only (blk.N.attn_output.bias, ffn_down.bias, which
+ * llama.cpp's llama and deci architectures load when present): the others must be zero, as the
+ * re-fit leaves them (prune/refit.h). */
+static int check_biases(const writer *w, const vt_model *m) {
     const vt_config *c = &m->cfg;
-    w->t = vt_calloc((size_t)(9 * c->n_layers + 3), sizeof *w->t, "GGUF tensor list");
+    for (int l = 0; l < c->n_layers; l++) {
+        const vt_layer_weights *lw = &m->layers[l];
+        const vt_layer_shape *s = &c->layers[l];
+        size_t nq = lw->b_qkv ? (size_t)(s->n_heads + 2 * s->n_kv_heads) * c->head_dim : 0;
+        size_t ng = lw->b_gate_up ? 2 * (size_t)s->ffn : 0;
+        for (size_t i = 0; i < nq; i++)
+            if (lw->b_qkv[i] != 0.0f)
+                return vt_fail("%s: layer %d has non-zero q/k/v biases; GGUF export writes o_proj's and down_proj's "
+                               "biases only", w->path, l);
+        for (size_t i = 0; i < ng; i++)
+            if (lw->b_gate_up[i] != 0.0f)
+                return vt_fail("%s: layer %d has non-zero gate/up biases; GGUF export writes o_proj's and "
+                               "down_proj's biases only", w->path, l);
+    }
+    return 0;
+}
+
+static int plan_tensors(writer *w, const vt_model *m, uint32_t type) {
+    if (check_biases(w, m)) return -1;
+    const vt_config *c = &m->cfg;
+    w->t = vt_calloc((size_t)(11 * c->n_layers + 3), sizeof *w->t, "GGUF tensor list");
     if (!w->t) return -1;
     uint64_t d = (uint64_t)c->dim, hd = (uint64_t)c->head_dim;
     int half = c->rope == VT_ROPE_HALF;
@@ -282,12 +305,14 @@ static int plan_tensors(writer *w, const vt_model *m, uint32_t type) {
             add(w, VT_HF_WK, l, kv, d, real_attn ? lw->wk : NULL, type, half ? w->kv[l] : 0);
             add(w, VT_HF_WV, l, kv, d, real_attn ? lw->wv : NULL, type, 0);
             add(w, VT_HF_WO, l, d, q, real_attn ? lw->wo : NULL, type, 0);
+            if (c->attn_bias) add(w, VT_HF_BO, l, d, 0, real_attn ? lw->bo : NULL, type, 0);
         }
         if (w->ffn[l]) {
             add(w, VT_HF_FFN_NORM, l, d, 0, real_ffn ? lw->ffn_norm : NULL, type, 0);
             add(w, VT_HF_GATE, l, f, d, real_ffn ? lw->w_gate : NULL, type, 0);
             add(w, VT_HF_UP, l, f, d, real_ffn ? lw->w_up : NULL, type, 0);
             add(w, VT_HF_DOWN, l, d, f, real_ffn ? lw->w_down : NULL, type, 0);
+            if (c->mlp_bias) add(w, VT_HF_BDOWN, l, d, 0, real_ffn ? lw->b_down : NULL, type, 0);
         }
     }
     add(w, VT_HF_FINAL_NORM, -1, d, 0, m->final_norm, type, 0);

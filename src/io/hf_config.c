@@ -82,7 +82,7 @@ static int get_layer_array(const char *path, json_t *root, const char *key, vt_c
 
 /* Keys that would change the computation into one this program does not do are refused, naming the
  * key: another activation, scaled RoPE (a rope_scaling of type "default" is plain RoPE), RoPE on part
- * of each head, biases. */
+ * of each head. Biases (attention_bias, mlp_bias) are read into the config. */
 static int refuse_unsupported(const char *path, json_t *root) {
     if (check_string(path, root, "model_type", "llama") || check_string(path, root, "hidden_act", "silu")) return -1;
     json_t *v = json_object_get(root, "rope_scaling");
@@ -97,13 +97,18 @@ static int refuse_unsupported(const char *path, json_t *root) {
     if (get_number(path, root, "partial_rotary_factor", 0, 1.0, &partial)) return -1;
     if (partial != 1.0)
         return vt_fail("%s: \"partial_rotary_factor\" is %g; RoPE on part of each head is not supported", path, partial);
-    const char *bias_keys[] = {"attention_bias", "mlp_bias"};
+    return 0;
+}
+
+/* attention_bias and mlp_bias (LlamaConfig: absent means false) into c. */
+static int parse_biases(const char *path, json_t *root, vt_config *c) {
+    const char *keys[] = {"attention_bias", "mlp_bias"};
+    int *flags[] = {&c->attn_bias, &c->mlp_bias};
     for (int i = 0; i < 2; i++) {
-        v = json_object_get(root, bias_keys[i]);
+        json_t *v = json_object_get(root, keys[i]);
         if (v && !json_is_boolean(v))
-            return vt_fail("%s: key \"%s\" must be a boolean, not %s", path, bias_keys[i], json_type_name(v));
-        if (json_is_true(v))
-            return vt_fail("%s: \"%s\" is true; LLaMA layers with biases are not supported", path, bias_keys[i]);
+            return vt_fail("%s: key \"%s\" must be a boolean, not %s", path, keys[i], json_type_name(v));
+        *flags[i] = json_is_true(v);
     }
     return 0;
 }
@@ -121,7 +126,7 @@ static int parse_config(const char *path, json_t *root, vt_config *c, int *decla
         get_int(path, root, "max_position_embeddings", 1, 0, &c->seq_len) ||
         get_int(path, root, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads) || /* default: no GQA */
         get_number(path, root, "rms_norm_eps", 1, 0.0, &eps) ||
-        get_number(path, root, "rope_theta", 0, 10000.0, &theta))
+        get_number(path, root, "rope_theta", 0, 10000.0, &theta) || parse_biases(path, root, c))
         return -1;
     c->norm_eps = (float)eps;
     c->rope_theta = (float)theta;
@@ -226,8 +231,8 @@ static json_t *config_json(const vt_config *c, vt_dtype dtype) {
     json_object_set_new(o, "max_position_embeddings", json_integer(c->seq_len));
     json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tied));
     json_object_set_new(o, "hidden_act", json_string("silu"));
-    json_object_set_new(o, "attention_bias", json_false());
-    json_object_set_new(o, "mlp_bias", json_false());
+    json_object_set_new(o, "attention_bias", json_boolean(c->attn_bias));
+    json_object_set_new(o, "mlp_bias", json_boolean(c->mlp_bias));
     json_object_set_new(o, "bos_token_id", json_integer(1));
     json_object_set_new(o, "eos_token_id", json_integer(2));
     json_object_set_new(o, "torch_dtype", json_string(vt_dtype_torch_name(dtype)));

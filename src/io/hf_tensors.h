@@ -19,8 +19,14 @@ typedef enum {
     VT_HF_UP,         /* model.layers.{i}.mlp.up_proj.weight       [ffn, dim] */
     VT_HF_DOWN,       /* model.layers.{i}.mlp.down_proj.weight     [dim, ffn] */
     VT_HF_FINAL_NORM, /* model.norm.weight                     [dim] */
-    VT_HF_LM_HEAD     /* lm_head.weight                        [vocab, dim]; absent when tied */
+    VT_HF_LM_HEAD,    /* lm_head.weight                        [vocab, dim]; absent when tied */
+    /* Biases (config attention_bias / mlp_bias): model.layers.{i}.self_attn.q_proj.bias and so on. */
+    VT_HF_BQ, VT_HF_BK, VT_HF_BV, VT_HF_BO, /* [heads*hd], [kv*hd], [kv*hd], [dim] */
+    VT_HF_BGATE, VT_HF_BUP, VT_HF_BDOWN     /* [ffn], [ffn], [dim] */
 } vt_hf_kind;
+
+/* The weight a bias kind belongs to (VT_HF_BQ -> VT_HF_WQ ...); -1 for a kind that is no bias. */
+int vt_hf_bias_of(vt_hf_kind kind);
 
 typedef struct {
     char name[96];
@@ -30,14 +36,16 @@ typedef struct {
     int64_t shape[2];
     float *data;       /* the model's buffer for it, when a model was given */
     uint16_t *data16;  /* instead of data: the buffer of a matrix held in 16 bits (vt_model.raw) */
+    int optional; /* a loader may find it missing (then zeros): q, k, v, gate and up biases, which
+                   * the re-fit leaves zero and GGUF files do not store */
 } vt_hf_tensor;
 
 /* Writes the HF name of a tensor into out. */
 void vt_hf_tensor_name(vt_hf_kind kind, int layer, char *out, int cap);
 
 /* The tensors a checkpoint stores for `parts` of config c, in checkpoint order: embedding, layers
- * in order (norm, q, k, v, o, norm, gate, up, down; removed blocks have none), final norm, then
- * lm_head unless tied. With m (which must hold those parts), data points into m's weights.
+ * in order (norm, q, k, v, o, their biases when c->attn_bias, norm, gate, up, down, their biases
+ * when c->mlp_bias; removed blocks have none), final norm, then lm_head unless tied. With m (which must hold those parts), data points into m's weights.
  * *out is malloc'ed (free it). */
 int vt_hf_tensor_list(const vt_config *c, vt_load_parts parts, const vt_model *m, vt_hf_tensor **out, int *n);
 

@@ -40,7 +40,7 @@ void vt_hf_shard_name(int shard, int n_shards, char *out, int cap) {
 }
 
 /* Tensors t[n] (data set) as one safetensors file in dtype. When c->rope is interleaved, q_proj and
- * k_proj rows are permuted to rotate-half (vt_rope_half_row_order), so the file is genuine HF layout. */
+ * k_proj rows (and their biases' entries) are permuted to rotate-half (vt_rope_half_row_order), so the file is genuine HF layout. */
 static int write_shard(const char *path, const vt_config *c, const vt_hf_tensor *t, int n, vt_dtype dtype) {
     vt_st_entry *e = vt_calloc((size_t)n, sizeof *e, "shard entries");
     int **orders = vt_calloc((size_t)n, sizeof *orders, "row orders");
@@ -55,7 +55,8 @@ static int write_shard(const char *path, const vt_config *c, const vt_hf_tensor 
         e[i].shape[0] = t[i].shape[0];
         e[i].shape[1] = t[i].shape[1];
         e[i].data = t[i].data;
-        if (c->rope == VT_ROPE_INTERLEAVED && (t[i].kind == VT_HF_WQ || t[i].kind == VT_HF_WK)) {
+        vt_hf_kind k = t[i].kind;
+        if (c->rope == VT_ROPE_INTERLEAVED && (k == VT_HF_WQ || k == VT_HF_WK || k == VT_HF_BQ || k == VT_HF_BK)) {
             int heads = (int)(t[i].shape[0] / c->head_dim);
             if (!(orders[i] = vt_malloc(sizeof(int) * (size_t)t[i].shape[0], "q/k row order"))) rc = -1;
             else vt_rope_half_row_order(heads, c->head_dim, orders[i]);

@@ -246,6 +246,12 @@ void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units
     }
 }
 
+void vt_add_bias(float *y, const float *b, int rows, int n) {
+    if (!b) return;
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (int i = 0; i < n; i++) y[r * n + i] += b[i];
+}
+
 /* x += (z_block[b] * z_hidden[b]) o y: a gated block output joins the residual stream. */
 static void add_gated(float *x, const float *y, int B, int T, int dim, const vt_gates *g, size_t block_gate) {
 #pragma omp parallel for collapse(2) schedule(static) if(vt_par((size_t)B * T * dim))
@@ -318,6 +324,7 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     vt_rmsnorm(xn, x, w->attn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_attn : NULL);
     const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
     vt_linear_w(qkv, xn, VT_WMAT(m, w, wq), pk ? &pk->qkv : NULL, f->wide, rows, c->dim, width, 0.0f); /* wq, wk, wv contiguous */
+    vt_add_bias(qkv, w->b_qkv, rows, width);
     vt_lora_forward(f->lora, l, VT_LORA_Q, xn, rows, qkv, width);
     vt_lora_forward(f->lora, l, VT_LORA_K, xn, rows, qkv + qd, width);
     vt_lora_forward(f->lora, l, VT_LORA_V, xn, rows, qkv + qd + kvd, width);
@@ -336,6 +343,7 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
         }
     if (!g) {
         vt_linear_w(x, att, VT_WMAT(m, w, wo), pk ? &pk->o : NULL, f->wide, rows, qd, c->dim, 1.0f); /* residual add: beta = 1 */
+        vt_add_bias(x, w->bo, rows, c->dim);
         vt_lora_forward(f->lora, l, VT_LORA_O, att, rows, x, c->dim);
         return;
     }
@@ -343,6 +351,7 @@ void vt_attention_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, 
     vt_apply_unit_gates(f->att_out, att, B, T, s->n_heads, hd, g, vt_gate_heads(g->layout, l));
     float *y = tp ? tp->y_attn : f->block_out;
     vt_linear_w(y, f->att_out, VT_WMAT(m, w, wo), pk ? &pk->o : NULL, f->wide, rows, qd, c->dim, 0.0f);
+    vt_add_bias(y, w->bo, rows, c->dim); /* part of the block's output: the gates scale it too */
     vt_lora_forward(f->lora, l, VT_LORA_O, f->att_out, rows, y, c->dim);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l));
 }
@@ -357,6 +366,7 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
     vt_rmsnorm(xn, x, w->ffn_norm, rows, c->dim, c->norm_eps, tp ? tp->inv_rms_mlp : NULL);
     const vt_layer_packs *pk = vt_model_packs_layer(&f->packs, l);
     vt_linear_w(gu, xn, VT_WMAT(m, w, w_gate), pk ? &pk->gate_up : NULL, f->wide, rows, c->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
+    vt_add_bias(gu, w->b_gate_up, rows, 2 * ffn);
     vt_lora_forward(f->lora, l, VT_LORA_GATE, xn, rows, gu, 2 * ffn);
     vt_lora_forward(f->lora, l, VT_LORA_UP, xn, rows, gu + ffn, 2 * ffn);
 #pragma omp parallel for schedule(static) if(vt_par((size_t)rows * ffn))
@@ -367,12 +377,14 @@ void vt_mlp_forward(const vt_model *m, vt_fwd *f, int l, float *x, int B, int T,
     }
     if (!g) {
         vt_linear_w(x, act, VT_WMAT(m, w, w_down), pk ? &pk->down : NULL, f->wide, rows, ffn, c->dim, 1.0f);
+        vt_add_bias(x, w->b_down, rows, c->dim);
         vt_lora_forward(f->lora, l, VT_LORA_DOWN, act, rows, x, c->dim);
         return;
     }
     vt_apply_unit_gates(f->ffn_act, act, B, T, ffn, 1, g, vt_gate_ffn(g->layout, l));
     float *y = tp ? tp->y_mlp : f->block_out;
     vt_linear_w(y, f->ffn_act, VT_WMAT(m, w, w_down), pk ? &pk->down : NULL, f->wide, rows, ffn, c->dim, 0.0f);
+    vt_add_bias(y, w->b_down, rows, c->dim);
     vt_lora_forward(f->lora, l, VT_LORA_DOWN, f->ffn_act, rows, y, c->dim);
     add_gated(x, y, B, T, c->dim, g, vt_gate_blocks(g->layout, l) + 1);
 }

@@ -149,6 +149,9 @@ void vt_rmsnorm(float *out, const float *x, const float *w, int rows, int dim, f
  * (heads of head_dim, or neurons of 1), gate of unit u at z[b*stride + off + u]. */
 void vt_apply_unit_gates(float *gated, const float *pre, int B, int T, int units, int width, const vt_gates *g,
                          size_t off);
+/* y[rows, n] += b per row; nothing when b is NULL (a projection without bias). Biases are frozen:
+ * the backward pass needs nothing for them, as the tape keeps the values after they were added. */
+void vt_add_bias(float *y, const float *b, int rows, int n);
 /* y[rows, n_out] = x[rows, n_in] W^T (+ beta * y) with W row-major [n_out, n_in] (BLIS sgemm),
  * through pk when it holds W packed for it (vt_pack_linear; else pk may be NULL). */
 void vt_linear(float *y, const float *x, const float *w, const vt_packed *pk, int rows, int n_in, int n_out,

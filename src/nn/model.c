@@ -66,9 +66,17 @@ size_t vt_layer_params(const vt_config *c, int l) {
     return n;
 }
 
+size_t vt_layer_bias_params(const vt_config *c, int l) {
+    const vt_layer_shape *s = &c->layers[l];
+    size_t d = (size_t)c->dim, n = 0;
+    if (s->n_heads && c->attn_bias) n += d + (size_t)(s->n_heads + 2 * s->n_kv_heads) * c->head_dim;
+    if (s->ffn && c->mlp_bias) n += d + 2 * (size_t)s->ffn;
+    return n;
+}
+
 size_t vt_params_non_embedding(const vt_config *c) {
     size_t n = (size_t)c->dim; /* final norm */
-    for (int l = 0; l < c->n_layers; l++) n += vt_layer_params(c, l);
+    for (int l = 0; l < c->n_layers; l++) n += vt_layer_params(c, l) + vt_layer_bias_params(c, l);
     return n;
 }
 
@@ -171,6 +179,39 @@ int vt_model_alloc_raw(vt_model *m, const vt_config *c, vt_load_parts parts, vt_
         return -1;
     }
     lay_out(m, c, parts, &m->arena_floats, &m->arena16_count);
+    if ((c->attn_bias || c->mlp_bias) && vt_model_add_biases(m, c->attn_bias, c->mlp_bias)) {
+        vt_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int vt_model_add_biases(vt_model *m, int attn, int mlp) {
+    vt_config *c = &m->cfg;
+    if ((!attn || c->attn_bias) && (!mlp || c->mlp_bias) && m->bias) return 0;
+    c->attn_bias |= attn;
+    c->mlp_bias |= mlp;
+    size_t total = 0;
+    for (int l = m->layer_begin; l < m->layer_end; l++) total += vt_layer_bias_params(c, l);
+    float *old = m->bias, *p = vt_calloc(total ? total : 1, sizeof(float), "model biases");
+    if (!p) return -1;
+    m->bias = p;
+    size_t d = (size_t)c->dim, hd = (size_t)c->head_dim;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        const vt_layer_shape *s = &c->layers[l];
+        vt_layer_weights *w = &m->layers[l];
+        size_t q = (size_t)(s->n_heads + 2 * s->n_kv_heads) * hd, f = 2 * (size_t)s->ffn;
+        /* biases already held keep their values */
+        if (s->n_heads && c->attn_bias) {
+            if (w->b_qkv) memcpy(p, w->b_qkv, q * sizeof(float)), memcpy(p + q, w->bo, d * sizeof(float));
+            w->b_qkv = p, w->bo = p + q, p += q + d;
+        }
+        if (s->ffn && c->mlp_bias) {
+            if (w->b_gate_up) memcpy(p, w->b_gate_up, f * sizeof(float)), memcpy(p + f, w->b_down, d * sizeof(float));
+            w->b_gate_up = p, w->b_down = p + f, p += f + d;
+        }
+    }
+    free(old);
     return 0;
 }
 
@@ -190,5 +231,6 @@ void vt_model_free(vt_model *m) {
     free(m->layers);
     free(m->arena);
     free(m->arena16);
+    free(m->bias);
     memset(m, 0, sizeof *m);
 }

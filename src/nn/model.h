@@ -34,6 +34,8 @@ typedef struct {
     float rope_theta;
     int tied;       /* classifier shares the token embedding */
     vt_rope_layout rope;
+    int attn_bias;  /* HF LlamaConfig.attention_bias: q, k, v and o_proj carry biases */
+    int mlp_bias;   /* HF LlamaConfig.mlp_bias: gate, up and down_proj carry biases */
     vt_layer_shape *layers; /* n_layers entries, owned */
 } vt_config;
 
@@ -53,6 +55,9 @@ typedef struct {
     /* With vt_model.raw 16-bit, the matrices above are NULL and held here instead (norms stay fp32);
      * read them through VT_WMAT. */
     uint16_t *wq16, *wk16, *wv16, *wo16, *w_gate16, *w_up16, *w_down16;
+    /* Biases (NULL unless cfg.attn_bias / cfg.mlp_bias): b_qkv [q + 2 kv] (q, k, v back to back like
+     * the weights), bo [dim], b_gate_up [2 ffn] (gate, up), b_down [dim]. */
+    float *b_qkv, *bo, *b_gate_up, *b_down;
 } vt_layer_weights;
 
 /* Matrix `name` of layer weights w of model m as held (dtype.h). */
@@ -69,12 +74,14 @@ typedef struct {
     float *lm_head;    /* [vocab, dim]; equals embed when tied and both are held */
     vt_layer_weights *layers; /* cfg.n_layers entries; only [layer_begin, layer_end) filled */
     uint16_t *embed16; /* [vocab, dim] instead of embed when raw is 16-bit and the classifier is not tied */
-    float *arena;      /* owns every fp32 weight above */
-    size_t arena_floats;
     vt_dtype raw;      /* the type the layers' matrices (and an untied embedding) are held in: VT_F32, or
                         * the checkpoint's 16-bit type (vt_model_load_held), widened where read */
     uint16_t *arena16; /* owns the 16-bit weights (raw != VT_F32) */
     size_t arena16_count;
+    float *arena;      /* owns every fp32 weight above but the biases */
+    size_t arena_floats;
+    float *bias;       /* owns the layers' biases (vt_model_add_biases); outside the arena, so the
+                        * arena stays the trainable weights (train/student.h) and biases stay frozen */
     vt_dtype hold;     /* the type copies of its frozen matrices may be held in (packs, matmul.h): the
                         * checkpoint's 16-bit type when it stored every matrix in it, else VT_F32 */
 } vt_model;
@@ -94,8 +101,9 @@ void vt_config_free(vt_config *c);
 /* Checks sizes are positive and consistent (GQA, head_dim even); message names `source`. */
 int vt_config_validate(const vt_config *c, const char *source);
 
-/* Parameter counts. Embedding and classifier counted once when tied. */
-size_t vt_layer_params(const vt_config *c, int layer);
+/* Parameter counts (biases included). Embedding and classifier counted once when tied. */
+size_t vt_layer_params(const vt_config *c, int layer); /* its weights, biases not counted */
+size_t vt_layer_bias_params(const vt_config *c, int layer);
 size_t vt_params_total(const vt_config *c);
 size_t vt_params_non_embedding(const vt_config *c);
 /* Forward FLOPs per token at context length ctx (matmuls 2*m*n*k, attention scores and values). */
@@ -116,6 +124,10 @@ size_t vt_model_bytes(const vt_model *m);
 static inline vt_wmat vt_embed_wmat(const vt_model *m) {
     return (vt_wmat){m->embed, m->embed16, m->raw};
 }
+/* Turns on cfg.attn_bias / cfg.mlp_bias (when asked; never off) and gives the layers m holds zeroed
+ * biases for every block present (the re-fit's output bias, prune/refit.h). vt_model_alloc calls
+ * it for a config that has them. */
+int vt_model_add_biases(vt_model *m, int attn, int mlp);
 
 /* The loaders' account of vt_model.hold: held starts at -1 and takes every loaded tensor's stored
  * type t (ndim 1 or 2); the result is the one type every matrix (ndim 2) was stored in, or -2. */

@@ -204,12 +204,14 @@ static void ffn_rows(const vt_model *m, vt_fwd *fw, int l, const float *c, float
     int ffn = cf->layers[l].ffn;
     const vt_layer_packs *pk = vt_model_packs_layer(&fw->packs, l);
     vt_linear(gu, c, wt->w_gate, pk ? &pk->gate_up : NULL, M, cf->dim, 2 * ffn, 0.0f); /* gate, up contiguous */
+    vt_add_bias(gu, wt->b_gate_up, M, 2 * ffn);
     for (int r = 0; r < M; r++) {
         const float *gt = gu + (size_t)r * 2 * ffn, *u = gt + ffn;
         float *a = fw->ffn_act + (size_t)r * ffn;
         for (int i = 0; i < ffn; i++) a[i] = gt[i] / (1.0f + expf(-gt[i])) * u[i]; /* as the dense MLP block */
     }
     vt_linear(f, fw->ffn_act, wt->w_down, pk ? &pk->down : NULL, M, ffn, cf->dim, 0.0f);
+    vt_add_bias(f, wt->b_down, M, cf->dim);
 }
 
 /* y_i = f_g + W2 silu(W1 [x_i ; f_g] + b1) + b2 at grouped positions, y_i = f_i at exact ones. */

@@ -15,9 +15,10 @@
 
 enum { ATTN = 0, MLP = 1 };
 
-/* One least-squares system W' = C (G + lambda I)^-1 being gathered: m inputs, n outputs. */
+/* One least-squares system W' = C (G + lambda I)^-1 being gathered: m inputs, n outputs; with
+ * bias, a constant input 1 appended (m counts it), whose weights are the output bias. */
 typedef struct {
-    int m, n;
+    int m, n, bias;
     double *G, *C; /* [m, m], [n, m] */
     double sq[2];  /* sum of squared targets, of squared errors of the current weights */
 } lsq;
@@ -48,6 +49,9 @@ static int proj_width(const vt_config *c, int kind, int l) {
 }
 static float *proj_weight(const vt_model *m, int kind, int l) {
     return kind == ATTN ? m->layers[l].wo : m->layers[l].w_down;
+}
+static float *proj_bias(const vt_model *m, int kind, int l) {
+    return kind == ATTN ? m->layers[l].bo : m->layers[l].b_down;
 }
 
 /* The input projection: the fused QKV or gate/up weight [width, dim] and the norm before it. */
@@ -143,7 +147,7 @@ static refit_widths widths(const refit *r, const vt_config *dense) {
     for (int l = 0; l < c->n_layers; l++)
         for (int k = ATTN; k <= MLP; k++) {
             if (!block_present(c, k, l)) continue;
-            system_fits(&w, (size_t)proj_width(c, k, l), d);
+            system_fits(&w, (size_t)proj_width(c, k, l) + 1, d); /* + 1: the bias's constant input */
             if (!r->p->inputs) continue;
             system_fits(&w, d, (size_t)in_width(c, k, l));
             w.W = (size_t)in_width(dense, k, l) > w.W ? (size_t)in_width(dense, k, l) : w.W;
@@ -176,17 +180,23 @@ static int refit_init(refit *r, const vt_model *dense, vt_model *pruned, int n_s
     return rc == 0 && r->before_d && r->run_p && r->wide && r->cur && r->a && r->y && r->sys && r->x ? 0 : -1;
 }
 
-/* Starts an m-input, n-output system. */
-static void lsq_start(refit *r, int m, int n) {
-    r->s = (lsq){m, n, r->sys, r->sys + (size_t)m * m, {0.0, 0.0}};
+/* Starts an m-input, n-output system, with an output bias when bias (then m + 1 inputs). */
+static void lsq_start(refit *r, int m, int n, int bias) {
+    m += bias;
+    r->s = (lsq){m, n, bias, r->sys, r->sys + (size_t)m * m, {0.0, 0.0}};
     memset(r->sys, 0, ((size_t)m * m + (size_t)n * m) * sizeof(double));
 }
 
-/* One batch: inputs in[rows, m], targets r->y [rows, n], the current weights' predictions
- * pred[rows, n]: G += a^T a, C += y^T a, and the squared targets and errors. */
+/* One batch: inputs in[rows, m] (m without the constant), targets r->y [rows, n], the current
+ * weights' predictions pred[rows, n]: G += a^T a, C += y^T a, and the squared targets and errors.
+ * With a bias, a's last column is 1: G's last row sums the inputs and counts the rows, in double. */
 static void lsq_add(refit *r, const float *in, const float *pred, int rows) {
     lsq *s = &r->s;
-    for (size_t i = 0; i < (size_t)rows * s->m; i++) r->a[i] = in[i];
+    size_t m = (size_t)(s->m - s->bias);
+    for (size_t t = 0; t < (size_t)rows; t++) {
+        for (size_t i = 0; i < m; i++) r->a[t * s->m + i] = in[t * m + i];
+        if (s->bias) r->a[t * s->m + m] = 1.0;
+    }
     double one = 1.0;
     bli_dgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, s->m, s->m, rows, &one, r->a, s->m, 1, r->a, s->m, 1, &one, s->G,
               s->m, 1);
@@ -199,10 +209,11 @@ static void lsq_add(refit *r, const float *in, const float *pred, int rows) {
     }
 }
 
-/* Sums the system over the ranks that share it, solves it and writes W' [n, m] row-major. The
+/* Sums the system over the ranks that share it, solves it and writes W' [n, m] row-major (m
+ * without the constant input) and, with a bias, the bias b [n] (may be NULL otherwise). The
  * error after follows from the normal equations, W'(G + lambda I) = C: ||Y - A W'^T||^2 =
  * sum y^2 - tr(W' C^T) - lambda ||W'||^2, with no second pass over the rows. */
-static int lsq_solve(refit *r, float *W, const char *what, vt_refit_stat *st) {
+static int lsq_solve(refit *r, float *W, float *b, const char *what, vt_refit_stat *st) {
     lsq *s = &r->s;
     if (r->ops->sum(r->ops, s->G, (size_t)s->m * s->m + (size_t)s->n * s->m) || r->ops->sum(r->ops, s->sq, 2))
         return -1;
@@ -220,10 +231,13 @@ static int lsq_solve(refit *r, float *W, const char *what, vt_refit_stat *st) {
     st->solve_seconds = vt_seconds() - t0;
     st->retries = out.retries;
     double fit = 0.0, norm = 0.0;
+    size_t m = (size_t)(s->m - s->bias);
     for (size_t i = 0; i < (size_t)s->n * s->m; i++) {
         fit += r->x[i] * s->C[i];
         norm += r->x[i] * r->x[i];
-        W[i] = (float)r->x[i];
+        size_t row = i / s->m, col = i % s->m;
+        if (col < m) W[row * m + col] = (float)r->x[i];
+        else b[row] = (float)r->x[i];
     }
     st->err_after = (s->sq[0] - fit - out.lambda * norm) / syy;
     return 0;
@@ -279,14 +293,14 @@ static void gather_inputs_batch(refit *r, int kind, int l, const float *xd, cons
  * carried into them. Neither stream moves. */
 static int refit_inputs(refit *r, int kind, int l, const float *xd, const float *xp, vt_refit_stat *st) {
     int D = r->dense->cfg.dim, d = r->pruned->cfg.dim;
-    lsq_start(r, d, in_width(&r->pruned->cfg, kind, l));
+    lsq_start(r, d, in_width(&r->pruned->cfg, kind, l), 0);
     for (int b0 = 0; b0 < r->n_seq; b0 += r->B) {
         int nb = r->n_seq - b0 < r->B ? r->n_seq - b0 : r->B;
         gather_inputs_batch(r, kind, l, xd + (size_t)b0 * r->T * D, xp + (size_t)b0 * r->T * d, nb * r->T);
     }
     char what[96];
     snprintf(what, sizeof what, "layer %d %s", l, kind == ATTN ? "qkv_proj" : "gate_up_proj");
-    return lsq_solve(r, in_weight(r->pruned, kind, l), what, st);
+    return lsq_solve(r, in_weight(r->pruned, kind, l), NULL, what, st);
 }
 
 /* The output projection's pass over every batch for block (kind, l): the dense stream advances
@@ -294,7 +308,7 @@ static int refit_inputs(refit *r, int kind, int l, const float *xd, const float 
  * fp and its output (run_p after minus xp before) as the current prediction. */
 static void gather_outputs(refit *r, int kind, int l, float *xd, const float *xp) {
     int D = r->dense->cfg.dim, d = r->pruned->cfg.dim, present = block_present(&r->pruned->cfg, kind, l);
-    lsq_start(r, proj_width(&r->pruned->cfg, kind, l), d);
+    lsq_start(r, proj_width(&r->pruned->cfg, kind, l), d, r->p->bias);
     for (int b0 = 0; b0 < r->n_seq; b0 += r->B) {
         int nb = r->n_seq - b0 < r->B ? r->n_seq - b0 : r->B, rows = nb * r->T;
         float *xdr = xd + (size_t)b0 * r->T * D;
@@ -328,7 +342,8 @@ static int refit_block(refit *r, int kind, int l, float *xd, float *xp, vt_refit
     gather_outputs(r, kind, l, xd, xp);
     char what[96];
     snprintf(what, sizeof what, "layer %d %s", l, kind == ATTN ? "o_proj" : "down_proj");
-    if (present && lsq_solve(r, proj_weight(r->pruned, kind, l), what, &st[1])) return -1;
+    if (present && lsq_solve(r, proj_weight(r->pruned, kind, l), proj_bias(r->pruned, kind, l), what, &st[1]))
+        return -1;
     advance_pruned(r, kind, l, xp);
     return 0;
 }
@@ -455,6 +470,7 @@ static int check_map(const vt_model *dense, const vt_model *pruned, const vt_sli
 
 static int refit_open(refit *r, const vt_model *dense, vt_model *pruned, const vt_slice_map *map, int n_seq, int T) {
     if (check_map(dense, pruned, map)) return -1;
+    if (r->p->bias && r->solve && vt_model_add_biases(pruned, 1, 1)) return -1;
     r->dense = dense;
     r->pruned = pruned;
     r->map = map;

@@ -25,6 +25,8 @@ typedef struct {
     int batch;   /* sequences per forward batch */
     int inputs;  /* 1: also re-fit QKV and gate/up to the dense pre-activations */
     int head;    /* 1: after the last layer, re-fit a per-dim scale of final_norm's gains to the dense logits */
+    int bias;    /* 1: o_proj and down_proj also get an output bias (a constant input appended to the
+                  * system); the pruned model then carries cfg.attn_bias and cfg.mlp_bias */
 } vt_refit_params;
 
 /* prune's [reconstruct] section (docs/CONFIG.md): whether the pruned model is re-fitted after the
@@ -62,7 +64,8 @@ struct vt_refit_ops {
 /* Per layer, the four projections' fits in this order: QKV, o_proj, gate/up, down_proj. */
 enum { VT_REFIT_QKV = 0, VT_REFIT_O, VT_REFIT_GATE_UP, VT_REFIT_DOWN, VT_REFIT_SLOTS };
 
-/* The pruned model's residual stream is z o the gated dense stream on the kept dims (map, from
+/* With p->bias, pruned gets (zeroed) biases first (vt_model_add_biases) for the layers it holds.
+ * The pruned model's residual stream is z o the gated dense stream on the kept dims (map, from
  * vt_slice_map_build on the keep decision), so dense targets are mapped into that basis.
  * Streams through layers [l0, l1): xd [n_seq * T, dense dim] and xp [n_seq * T, pruned dim] hold
  * both models' residual streams at layer l0's input for the same sequences (rows b * T + t) and

@@ -157,6 +157,9 @@ int vt_slice_model(const vt_model *m, const vt_masks *mk, const float *z, const 
     memset(out, 0, sizeof *out);
     const vt_config *c = &m->cfg;
     if (fold_gates && !z) return vt_fail("slicing: folding the gates into the weights needs their values");
+    if (c->attn_bias || c->mlp_bias) /* the re-fit's output: its biases live on the kept dims only */
+        return vt_fail("slicing: the model carries biases (attention_bias/mlp_bias); pruning a biased model is "
+                       "not supported");
     vt_config sc; /* the pruned structure; checks the layout and the GQA groups */
     if (vt_keep_structure(mk, c, keep, &sc)) return vt_fail_context("slicing");
     slice_plan p;

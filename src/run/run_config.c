@@ -141,6 +141,7 @@ static const key_def keys[] = {
     {"reconstruct", "norm_match", K_BOOL, OFF(reconstruct.fit.norm_match), NULL, 0, 0, 0, 0, NULL, 0},
     {"reconstruct", "inputs", K_BOOL, OFF(reconstruct.fit.inputs), NULL, 0, 0, 0, 0, NULL, 0},
     {"reconstruct", "head", K_BOOL, OFF(reconstruct.fit.head), NULL, 0, 0, 0, 0, NULL, 0},
+    {"reconstruct", "bias", K_BOOL, OFF(reconstruct.fit.bias), NULL, 0, 0, 0, 0, NULL, 0},
     POS("reconstruct", "damp", reconstruct.fit.damp),
     INT("reconstruct", "sequences", reconstruct.sequences, 1),
     INT("reconstruct", "batch", reconstruct.fit.batch, 1),

@@ -3,7 +3,8 @@
 # the stories260K fixture GGUF loads here (greedy = llama2.c's, eval = the .bin's); stories260K dense
 # and 50%-pruned (per-layer sizes, `deci`) exported to GGUF give llama.cpp the same 256 greedy
 # tokens as vtrans-dist and the same mean NLL on the same windows: 1e-3 relative for F32, looser
-# for F16/BF16/Q8_0 (both sides read the same rounded weights, so the tolerance is arithmetic only).
+# for F16/BF16/Q8_0 (both sides read the same rounded weights, so the tolerance is arithmetic only);
+# a 50%-pruned model re-fitted with output biases (reconstruct.bias) likewise.
 # Skips (77) when llama.cpp is not installed.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -92,6 +93,17 @@ for u in false true; do
   fi
   compare "magnitude-uniform-$u" "$work/m-$u.gguf" 1e-3
 done
+# reconstruct.bias: the re-fit's o_proj/down_proj biases as blk.N.attn_output.bias and ffn_down.bias,
+# which llama.cpp's llama (budget.uniform) and deci architectures load when present (without them
+# the perplexity of this model is 4x higher: tests/e2e/refit_bias.sh). Random pruning: no training.
+for u in false true; do
+  "$VT_BIN" prune --config "$src/configs/stories260k-50.ini" --set "model.path=$bin" --set "model.tokenizer=$tok" \
+    --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt" --set "output.dir=$work/bias-$u.gguf" \
+    --set output.format=gguf --set method.name=random --set reconstruct.bias=true --set reconstruct.sequences=64 \
+    --set "budget.uniform=$u" >"$work/prune-bias.txt" 2>&1 || { cat "$work/prune-bias.txt"; fail "prune with reconstruct.bias"; }
+  compare "random-bias-uniform-$u" "$work/bias-$u.gguf" 1e-3
+done
+
 # budget.uniform is refused, before any work, with intermediate pruning and on a model whose
 # layers differ (the per-layer prune above).
 uni=(prune --config "$src/configs/stories260k-50.ini" --set "model.tokenizer=$tok" --set "data.calib=$fx/tinystories/calib.txt"

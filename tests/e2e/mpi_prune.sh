@@ -140,6 +140,12 @@ grep -q "rank-00000.bin: made by 2 stages, .* resume with parallel.stages = 2" "
 run m1 1 1 --set method.name=magnitude
 run md2 2 1 --set method.name=magnitude
 "$py" "$src/tests/reference/compare_checkpoints.py" "$work/m1" "$work/md2"
+# With the output biases (reconstruct.bias, Faster-VTrans): the same tensors, biases included, on
+# 2 stages x 2 replicas as in one process.
+run n1b 1 1 "${faster[@]}" --set reconstruct.bias=true
+run s2d2b 4 2 "${faster[@]}" --set reconstruct.bias=true
+grep -q '"attention_bias": true' "$work/s2d2b/config.json" || fail "reconstruct.bias on 2 x 2: no attention_bias"
+"$py" "$src/tests/reference/compare_checkpoints.py" "$work/n1b" "$work/s2d2b"
 # The teacher cache is sharded over the replicas: with an MSE term the hidden states come from the
 # replica that holds them too (masks only: Adam's fine-tuning steps magnify summation-order noise).
 mse=(--set method.mse_weight=0.5 --set schedule.finetune_steps=0)

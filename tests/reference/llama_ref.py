@@ -36,8 +36,8 @@ class Layer:
     """One transformer layer. `attn` / `mlp` are None when that block is absent (pruned away)."""
 
     def __init__(self):
-        self.attn = None  # dict: norm, wq, wk, wv, wo, n_heads, n_kv_heads
-        self.mlp = None   # dict: norm, w1 (gate), w2 (down), w3 (up)
+        self.attn = None  # dict: norm, wq, wk, wv, wo, n_heads, n_kv_heads (+ bq, bk, bv, bo: attention_bias)
+        self.mlp = None   # dict: norm, w1 (gate), w2 (down), w3 (up) (+ b1, b2, b3: mlp_bias)
 
 
 class Model:
@@ -220,12 +220,20 @@ def load_hf_dir(path):
             assert a["wk"].shape == (kv_l[l] * hd, dim) and a["wv"].shape == (kv_l[l] * hd, dim)
             assert a["wo"].shape == (dim, heads_l[l] * hd)
             assert heads_l[l] % kv_l[l] == 0
+            if cfg.get("attention_bias", False):  # LlamaConfig: q, k, v and o_proj all get a bias
+                for key, name in (("bq", "q"), ("bk", "k"), ("bv", "v"), ("bo", "o")):
+                    a[key] = get(p + f"self_attn.{name}_proj.bias")
+                assert a["bo"].shape == (dim,) and a["bq"].shape == (heads_l[l] * hd,)
         if inter_l[l] > 0:
             layer.mlp = dict(norm=get(p + "post_attention_layernorm.weight"),
                              w1=get(p + "mlp.gate_proj.weight"),
                              w2=get(p + "mlp.down_proj.weight"),
                              w3=get(p + "mlp.up_proj.weight"))
             assert layer.mlp["w1"].shape == (inter_l[l], dim)
+            if cfg.get("mlp_bias", False):  # LlamaConfig: gate, up and down_proj all get a bias
+                for key, name in (("b1", "gate"), ("b2", "down"), ("b3", "up")):
+                    layer.mlp[key] = get(p + f"mlp.{name}_proj.bias")
+                assert layer.mlp["b2"].shape == (dim,)
         m.layers.append(layer)
     assert m.embed.shape == (m.vocab, dim) and m.wcls.shape == (m.vocab, dim)
     return m
@@ -295,6 +303,11 @@ def attention(q, k, v, block=64):
     return out.permute(0, 3, 1, 2, 4)  # [B, T, nkv, rep, hd] = [B, T, nh, hd] with j = kv*rep + r
 
 
+def linear(h, w, b):
+    """h W^T (+ b when the projection has a bias), as torch.nn.Linear."""
+    return h @ w.T if b is None else h @ w.T + b
+
+
 def forward(m, tokens):
     """tokens: LongTensor [B, T] (each row a separate sequence starting at position 0).
     Returns logits [B, T, vocab] in the model's dtype."""
@@ -308,18 +321,19 @@ def forward(m, tokens):
         if a is not None:
             nh, nkv = a["n_heads"], a["n_kv_heads"]
             h = rmsnorm(x, a["norm"], m.eps)
-            q = (h @ a["wq"].T).view(B, T, nh, hd)
-            k = (h @ a["wk"].T).view(B, T, nkv, hd)
-            v = (h @ a["wv"].T).view(B, T, nkv, hd)
+            q = linear(h, a["wq"], a.get("bq")).view(B, T, nh, hd)
+            k = linear(h, a["wk"], a.get("bk")).view(B, T, nkv, hd)
+            v = linear(h, a["wv"], a.get("bv")).view(B, T, nkv, hd)
             q = apply_rope(q, cos, sin, m.rope)
             k = apply_rope(k, cos, sin, m.rope)
             att = attention(q, k, v).reshape(B, T, nh * hd)
-            x = x + att @ a["wo"].T
+            x = x + linear(att, a["wo"], a.get("bo"))
         f = layer.mlp
         if f is not None:
             h = rmsnorm(x, f["norm"], m.eps)
             # SwiGLU: w2( silu(w1 h) * (w3 h) )
-            x = x + (torch.nn.functional.silu(h @ f["w1"].T) * (h @ f["w3"].T)) @ f["w2"].T
+            act = torch.nn.functional.silu(linear(h, f["w1"], f.get("b1"))) * linear(h, f["w3"], f.get("b3"))
+            x = x + linear(act, f["w2"], f.get("b2"))
     x = rmsnorm(x, m.final_norm, m.eps)
     return x @ m.wcls.T
 

@@ -16,6 +16,8 @@ void ref_model_free(ref_model *r) { free(r->w); }
 size_t ref_offset(const ref_model *r, const float *p) { return (size_t)(p - r->m->arena); }
 
 static const double *W(const ref_model *r, const float *p) { return r->w + ref_offset(r, p); }
+/* Entry i of a bias (outside the arena, not perturbed), 0 without one. */
+static double Bi(const float *b, int i) { return b ? b[i] : 0.0; }
 
 static void rmsnorm(double *o, const double *x, const double *w, int d, double eps) {
     double ss = 0;
@@ -65,6 +67,8 @@ void ref_forward(const ref_model *r, const vt_masks *mk, const double *zall, con
                     matvec(q + t * qd, W(r, w->wq), xn + t * d, qd, d);
                     matvec(k + t * kvd, W(r, w->wk), xn + t * d, kvd, d);
                     matvec(v + t * kvd, W(r, w->wv), xn + t * d, kvd, d);
+                    for (int i = 0; i < qd; i++) q[t * qd + i] += Bi(w->b_qkv, i);
+                    for (int i = 0; i < kvd; i++) k[t * kvd + i] += Bi(w->b_qkv, qd + i), v[t * kvd + i] += Bi(w->b_qkv, qd + kvd + i);
                     for (int h = 0; h < nh; h++) rope(q + t * qd + h * hd, t, hd, c->rope_theta, c->rope);
                     for (int h = 0; h < nkv; h++) rope(k + t * kvd + h * hd, t, hd, c->rope_theta, c->rope);
                 }
@@ -88,7 +92,7 @@ void ref_forward(const ref_model *r, const vt_masks *mk, const double *zall, con
                 double zb = z ? z[vt_gate_blocks(mk, l)] : 1.0;
                 for (int t = 0; t < T; t++) {
                     matvec(y, W(r, w->wo), o + t * qd, d, qd);
-                    for (int i = 0; i < d; i++) x[t * d + i] += zb * (z ? z[i] : 1.0) * y[i];
+                    for (int i = 0; i < d; i++) x[t * d + i] += zb * (z ? z[i] : 1.0) * (y[i] + Bi(w->bo, i));
                 }
                 free(q); free(k); free(v); free(o); free(sc);
             }
@@ -100,9 +104,10 @@ void ref_forward(const ref_model *r, const vt_masks *mk, const double *zall, con
                     rmsnorm(xn + t * d, x + t * d, W(r, w->ffn_norm), d, c->norm_eps);
                     matvec(g, W(r, w->w_gate), xn + t * d, f, d);
                     matvec(u, W(r, w->w_up), xn + t * d, f, d);
+                    for (int j = 0; j < f; j++) g[j] += Bi(w->b_gate_up, j), u[j] += Bi(w->b_gate_up, f + j);
                     for (int j = 0; j < f; j++) g[j] = g[j] / (1 + exp(-g[j])) * u[j] * (z ? z[vt_gate_ffn(mk, l) + j] : 1.0);
                     matvec(y, W(r, w->w_down), g, d, f);
-                    for (int i = 0; i < d; i++) x[t * d + i] += zb * (z ? z[i] : 1.0) * y[i];
+                    for (int i = 0; i < d; i++) x[t * d + i] += zb * (z ? z[i] : 1.0) * (y[i] + Bi(w->b_down, i));
                 }
                 free(g); free(u);
             }

@@ -263,6 +263,12 @@ static double ref_loss(const ref_problem *p, const ref_model *r, const double *z
 static void check_model(vt_config *c, int train_weights, int chunks) {
     vt_model m;
     tu_random_model(&m, c, 23);
+    if (m.bias) { /* a config with biases: non-zero ones (frozen: only the forward sees them) */
+        unsigned sb = 5;
+        size_t nb = 0;
+        for (int l = 0; l < c->n_layers; l++) nb += vt_layer_bias_params(c, l);
+        for (size_t i = 0; i < nb; i++) m.bias[i] = (float)(0.3 * tu_urand(&sb));
+    }
     vt_masks mk;
     assert_int_equal(vt_masks_init(&mk, c, 3), 0);
     unsigned s = 77;
@@ -407,6 +413,51 @@ static void check_model(vt_config *c, int train_weights, int chunks) {
     vt_model_free(&m);
 }
 
+/* o_proj and down_proj biases (the re-fit's) and q/k/v, gate/up ones: the gradients of gates and
+ * weights stay those of the reference with the biases in its forward. */
+static void test_model_biases(void **st) {
+    (void)st;
+    vt_config c;
+    tu_small_config(&c);
+    c.attn_bias = c.mlp_bias = 1;
+    /* the plain forward (no gates, as eval and generate run it) against the reference */
+    vt_model m;
+    tu_random_model(&m, &c, 4);
+    size_t nb = 0;
+    for (int l = 0; l < c.n_layers; l++) nb += vt_layer_bias_params(&c, l);
+    unsigned sb = 9;
+    for (size_t i = 0; i < nb; i++) m.bias[i] = (float)(0.5 * tu_urand(&sb));
+    enum { T = 5 };
+    int32_t tok[T] = {1, 7, 3, 9, 2};
+    size_t V = (size_t)c.vocab;
+    float *x = malloc(sizeof(float) * T * c.dim), *lg = malloc(sizeof(float) * T * V);
+    double *ref = malloc(sizeof(double) * T * V);
+    vt_fwd f;
+    assert_int_equal(vt_fwd_init(&f, &m, 1, T, T), 0);
+    vt_embed(&m, tok, T, x);
+    vt_layers_forward(&m, &f, 0, c.n_layers, x, 1, T, 0);
+    vt_head_forward(&m, &f, x, T, lg);
+    ref_model r;
+    ref_model_init(&r, &m);
+    ref_forward(&r, NULL, NULL, tok, 1, T, ref, NULL);
+    double num = 0, den = 0, off = 0; /* and the biases matter: without them the logits move */
+    for (size_t i = 0; i < T * V; i++) num += (lg[i] - ref[i]) * (lg[i] - ref[i]), den += ref[i] * ref[i];
+    memset(m.bias, 0, nb * sizeof(float));
+    vt_embed(&m, tok, T, x);
+    vt_layers_forward(&m, &f, 0, c.n_layers, x, 1, T, 0);
+    vt_head_forward(&m, &f, x, T, lg);
+    for (size_t i = 0; i < T * V; i++) off += (lg[i] - ref[i]) * (lg[i] - ref[i]);
+    if (sqrt(num / den) > 1e-5 || sqrt(off / den) < 1e-2)
+        fail_msg("biased forward: relative difference %g to the reference (%g without the biases)", sqrt(num / den),
+                 sqrt(off / den));
+    ref_model_free(&r);
+    vt_fwd_free(&f);
+    vt_model_free(&m);
+    free(x), free(lg), free(ref);
+    check_model(&c, 1, 1);
+    vt_config_free(&c);
+}
+
 static void test_model_all_groups(void **st) {
     (void)st;
     vt_config c;
@@ -549,7 +600,8 @@ int main(void) {
         cmocka_unit_test(test_rmsnorm_backward),       cmocka_unit_test(test_linear_backward),
         cmocka_unit_test(test_losses_backward),        cmocka_unit_test(test_kl_and_sampling_backward),
         cmocka_unit_test(test_distill_vs_torch),
-        cmocka_unit_test(test_model_all_groups),       cmocka_unit_test(test_model_rotate_half_gates_only),
+        cmocka_unit_test(test_model_all_groups),
+        cmocka_unit_test(test_model_biases),       cmocka_unit_test(test_model_rotate_half_gates_only),
         cmocka_unit_test(test_model_pruned_blocks),     cmocka_unit_test(test_model_chunked),
         cmocka_unit_test(test_packed_weights_change_nothing),
     };

@@ -62,6 +62,8 @@ static void test_pruned_round_trip(void **state) {
     c.layers[0] = (vt_layer_shape){2, 1, 10};
     c.layers[1] = (vt_layer_shape){0, 0, 24}; /* attention removed */
     c.layers[2] = (vt_layer_shape){4, 2, 0};  /* MLP removed */
+    c.attn_bias = 1; /* a re-fit with output biases (reconstruct.bias) */
+    c.mlp_bias = 1;
     assert_int_equal(vt_hf_config_write(path, &c, VT_BF16), 0);
     const char *text = read_text();
     assert_non_null(strstr(text, "\"num_attention_heads_per_layer\": [\n    2,\n    0,\n    4\n  ]"));
@@ -81,6 +83,7 @@ static void test_pruned_round_trip(void **state) {
     assert_true(r.norm_eps == c.norm_eps);
     assert_true(r.rope_theta == c.rope_theta);
     assert_int_equal(r.tied, 0);
+    assert_true(r.attn_bias == 1 && r.mlp_bias == 1);
     assert_int_equal(r.rope, VT_ROPE_HALF); /* HF directories are rotate-half */
     for (int l = 0; l < 3; l++) {
         assert_int_equal(r.layers[l].n_heads, c.layers[l].n_heads);
@@ -166,14 +169,21 @@ static void test_computation_keys(void **state) {
     expect_error("\"rope_scaling\"", "llama3");
     write_base(", \"partial_rotary_factor\": 0.5");
     expect_error("\"partial_rotary_factor\" is 0.5", NULL);
-    write_base(", \"attention_bias\": true");
-    expect_error("\"attention_bias\" is true", NULL);
-    write_base(", \"mlp_bias\": true");
-    expect_error("\"mlp_bias\" is true", NULL);
+    write_base(", \"attention_bias\": 1");
+    expect_error("\"attention_bias\"", "boolean");
     expect_reads(", \"rope_scaling\": null, \"attention_bias\": false, \"mlp_bias\": false, \"hidden_act\": \"silu\"");
     expect_reads(", \"rope_scaling\": {\"rope_type\": \"default\"}, \"partial_rotary_factor\": 1.0");
     /* head_dim other than hidden / heads is computed as given (q/k/v have heads x head_dim rows). */
     vt_config c;
+    /* biases (LlamaConfig's attention_bias / mlp_bias) read into the config, absent = false */
+    write_base(", \"attention_bias\": true, \"mlp_bias\": false");
+    assert_int_equal(vt_hf_config_read(path, &c, NULL), 0);
+    assert_true(c.attn_bias == 1 && c.mlp_bias == 0);
+    vt_config_free(&c);
+    write_base(", \"mlp_bias\": true");
+    assert_int_equal(vt_hf_config_read(path, &c, NULL), 0);
+    assert_true(c.attn_bias == 0 && c.mlp_bias == 1);
+    vt_config_free(&c);
     write_base(", \"head_dim\": 16, \"rope_theta\": 500000.0");
     assert_int_equal(vt_hf_config_read(path, &c, NULL), 0);
     assert_int_equal(c.head_dim, 16);

@@ -17,6 +17,7 @@
 #include "io/hf_writer.h"
 #include "io/llama2c_bin.h"
 #include "io/safetensors.h"
+#include "nn/forward.h"
 #include "nn/model.h"
 
 
@@ -369,6 +370,56 @@ static void test_hf_pruned_round_trip(void **state) {
     vt_config_free(&c);
 }
 
+/* logits [T, vocab] of one sequence of T tokens. */
+static float *logits_of(const vt_model *m, const int32_t *tok, int T) {
+    float *x = malloc(sizeof(float) * T * m->cfg.dim), *lg = malloc(sizeof(float) * T * m->cfg.vocab);
+    vt_fwd f;
+    assert_int_equal(vt_fwd_init(&f, m, 1, T, T), 0);
+    vt_embed(m, tok, T, x);
+    vt_layers_forward(m, &f, 0, m->cfg.n_layers, x, 1, T, 0);
+    vt_head_forward(m, &f, x, T, lg);
+    vt_fwd_free(&f);
+    free(x);
+    return lg;
+}
+
+/* A model with every bias (attention_bias, mlp_bias; non-zero q and k biases too, in the
+ * interleaved-RoPE layout) written as HF and read back (rotate-half): the same logits, so the q/k
+ * biases were permuted with their weights' rows; o_proj's and down_proj's come back as they were. */
+static void test_hf_biases_round_trip(void **state) {
+    (void)state;
+    vt_config c;
+    pruned_config(&c);
+    c.attn_bias = c.mlp_bias = 1;
+    vt_model m, r;
+    tu_random_model(&m, &c, 17);
+    assert_int_equal(m.cfg.rope, VT_ROPE_INTERLEAVED);
+    size_t nb = 0;
+    for (int l = 0; l < c.n_layers; l++) nb += vt_layer_bias_params(&c, l);
+    for (size_t i = 0; i < nb; i++) m.bias[i] = 0.05f * (float)((i * 37) % 11) - 0.25f;
+    assert_int_equal(vt_params_total(&c), vt_params_total(&m.cfg));
+    const char *out = tu_in_dir("hf-biases");
+    assert_int_equal(vt_hf_write(&m, out, VT_F32, 0, NULL), 0);
+    assert_int_equal(vt_model_load(&r, out, vt_load_all()), 0);
+    assert_true(r.cfg.attn_bias && r.cfg.mlp_bias);
+    for (int l = 0; l < c.n_layers; l++) {
+        if (c.layers[l].n_heads) assert_memory_equal(r.layers[l].bo, m.layers[l].bo, sizeof(float) * c.dim);
+        if (c.layers[l].ffn) assert_memory_equal(r.layers[l].b_down, m.layers[l].b_down, sizeof(float) * c.dim);
+    }
+    enum { T = 6 };
+    int32_t tok[T] = {1, 5, 9, 2, 7, 3};
+    float *a = logits_of(&m, tok, T), *b = logits_of(&r, tok, T);
+    double e = tu_rel_diff(b, a, (size_t)T * c.vocab);
+    if (e > 1e-5) fail_msg("logits after the HF round trip differ by %g", e);
+    memset(m.layers[0].b_qkv, 0, sizeof(float) * c.head_dim); /* the q biases matter */
+    float *z = logits_of(&m, tok, T);
+    assert_true(tu_rel_diff(z, a, (size_t)T * c.vocab) > 1e-4);
+    free(a), free(b), free(z);
+    vt_model_free(&r);
+    vt_model_free(&m);
+    vt_config_free(&c);
+}
+
 /* A pipeline stage reads only the files holding its tensors. */
 static void test_hf_rank_local_parts(void **state) {
     (void)state;
@@ -681,6 +732,7 @@ int main(void) {
         cmocka_unit_test(test_shard_plan),
         cmocka_unit_test(test_hf_rotate_half_not_permuted_twice),
         cmocka_unit_test(test_hf_pruned_round_trip),
+        cmocka_unit_test(test_hf_biases_round_trip),
         cmocka_unit_test(test_hf_rank_local_parts),
         cmocka_unit_test(test_hf_config_disagreements),
         cmocka_unit_test(test_hf_missing_tensor_sharded),

@@ -31,7 +31,7 @@ static void copy_model(const vt_model *m, vt_model *out, vt_slice_map *map) {
     vt_masks_free(&mk);
 }
 
-static void check_identity(vt_refit_target target) {
+static void check_identity(vt_refit_target target, int bias) {
     vt_config c;
     tu_small_config(&c);
     vt_model m, p;
@@ -41,11 +41,17 @@ static void check_identity(vt_refit_target target) {
     enum { N = 12, T = 16 };
     int32_t tok[N * T];
     random_tokens(tok, N * T, c.vocab, 11);
-    vt_refit_params prm = {target, 0, 1e-10, 5, 1, 0};
+    vt_refit_params prm = {target, 0, 1e-10, 5, 1, 0, bias};
     vt_spd_solver lapack = tu_lapack_solver();
     vt_refit_ops ops = vt_refit_ops_local(&lapack);
     vt_refit_stat st[VT_REFIT_SLOTS * 8];
     assert_int_equal(vt_refit_model(&m, &p, &map, tok, N, T, &prm, &ops, st), 0);
+    assert_int_equal(p.cfg.attn_bias, bias);
+    assert_int_equal(p.cfg.mlp_bias, bias);
+    for (int l = 0; bias && l < c.n_layers; l++) /* nothing to correct: the output biases stay 0 */
+        for (int i = 0; i < c.dim; i++)
+            if (fabsf(p.layers[l].bo[i]) > 1e-5f || fabsf(p.layers[l].b_down[i]) > 1e-5f)
+                fail_msg("layer %d dim %d: bias %g / %g instead of 0", l, i, p.layers[l].bo[i], p.layers[l].b_down[i]);
     for (int l = 0; l < c.n_layers; l++) {
         const vt_layer_shape *s = &c.layers[l];
         int hd = c.head_dim, q = s->n_heads * hd, kv = s->n_kv_heads * hd;
@@ -70,12 +76,17 @@ static void check_identity(vt_refit_target target) {
 
 static void test_nothing_pruned_layer(void **state) {
     (void)state;
-    check_identity(VT_REFIT_LAYER);
+    check_identity(VT_REFIT_LAYER, 0);
 }
 
 static void test_nothing_pruned_residual(void **state) {
     (void)state;
-    check_identity(VT_REFIT_RESIDUAL);
+    check_identity(VT_REFIT_RESIDUAL, 0);
+}
+
+static void test_nothing_pruned_bias(void **state) {
+    (void)state;
+    check_identity(VT_REFIT_RESIDUAL, 1);
 }
 
 /* The stories260K model (a real one: its blocks' outputs have structure) or, without the fixture,
@@ -129,7 +140,38 @@ static void free_pair(pruned_pair *pp) {
     vt_model_free(&pp->dense);
 }
 
-static void check_lowers_error(vt_refit_target target, int inputs) {
+/* Re-fits a fresh pair with prm and returns layer 0's o_proj's err_after (its inputs and targets
+ * do not depend on earlier re-fits); bias_nonzero: checks that its bias came out non-zero. */
+static double first_o_proj_error(const vt_refit_params *prm, int bias_nonzero) {
+    pruned_pair pp;
+    make_pair(&pp);
+    enum { N = 24, T = 32 };
+    int32_t *tok = malloc(sizeof(int32_t) * N * T);
+    random_tokens(tok, N * T, pp.dense.cfg.vocab, 5);
+    vt_spd_solver lapack = tu_lapack_solver();
+    vt_refit_ops ops = vt_refit_ops_local(&lapack);
+    vt_refit_stat *fit = calloc(VT_REFIT_SLOTS * pp.dense.cfg.n_layers, sizeof *fit);
+    assert_int_equal(vt_refit_model(&pp.dense, &pp.pruned, &pp.map, tok, N, T, prm, &ops, fit), 0);
+    double e = fit[VT_REFIT_O].err_after, b = 0.0;
+    for (int i = 0; bias_nonzero && i < pp.pruned.cfg.dim; i++) b += fabsf(pp.pruned.layers[0].bo[i]);
+    if (bias_nonzero) assert_true(b > 1e-6);
+    free(fit);
+    free(tok);
+    free_pair(&pp);
+    return e;
+}
+
+/* The bias is one more input column: the fitted error can only go down (same inputs, same targets). */
+static void test_bias_fits_better(void **state) {
+    (void)state;
+    vt_refit_params with = {VT_REFIT_RESIDUAL, 1, 1e-3, 8, 0, 0, 1}, without = with;
+    without.bias = 0;
+    double eb = first_o_proj_error(&with, 1), e0 = first_o_proj_error(&without, 0);
+    print_message("layer 0 o_proj calibration error: %.5f without bias, %.5f with\n", e0, eb);
+    assert_true(eb <= e0 * (1 + 1e-6));
+}
+
+static void check_lowers_error(vt_refit_target target, int inputs, int bias) {
     pruned_pair pp;
     make_pair(&pp);
     const vt_config *c = &pp.dense.cfg;
@@ -137,7 +179,7 @@ static void check_lowers_error(vt_refit_target target, int inputs) {
     int32_t *tok = malloc(sizeof(int32_t) * (N + H) * T);
     random_tokens(tok, (N + H) * T, c->vocab, 5);
     const int32_t *held = tok + N * T;
-    vt_refit_params prm = {target, 1, 1e-3, 8, inputs, 0};
+    vt_refit_params prm = {target, 1, 1e-3, 8, inputs, 0, bias};
     vt_spd_solver lapack = tu_lapack_solver();
     vt_refit_ops ops = vt_refit_ops_local(&lapack);
     int L = c->n_layers;
@@ -176,17 +218,24 @@ static void check_lowers_error(vt_refit_target target, int inputs) {
 
 static void test_lowers_error_layer(void **state) {
     (void)state;
-    check_lowers_error(VT_REFIT_LAYER, 0);
+    check_lowers_error(VT_REFIT_LAYER, 0, 0);
 }
 
 static void test_lowers_error_residual(void **state) {
     (void)state;
-    check_lowers_error(VT_REFIT_RESIDUAL, 0);
+    check_lowers_error(VT_REFIT_RESIDUAL, 0, 0);
 }
 
 static void test_lowers_error_inputs(void **state) {
     (void)state;
-    check_lowers_error(VT_REFIT_RESIDUAL, 1);
+    check_lowers_error(VT_REFIT_RESIDUAL, 1, 0);
+}
+
+/* With output biases: the reported error is again the re-fitted (biased) model's, so the forward
+ * pass adds the biases the solve found. */
+static void test_lowers_error_bias(void **state) {
+    (void)state;
+    check_lowers_error(VT_REFIT_RESIDUAL, 1, 1);
 }
 
 /* Logits of n sequences of T tokens, [n T, vocab]. */
@@ -241,7 +290,7 @@ static void test_head_restores_final_norm(void **state) {
     vt_refit_stat head = {0};
     ops.head = &head;
     for (int on = 0; on <= 1; on++) {
-        vt_refit_params prm = {VT_REFIT_RESIDUAL, 0, 1e-10, 5, 1, on};
+        vt_refit_params prm = {VT_REFIT_RESIDUAL, 0, 1e-10, 5, 1, on, 0};
         double before = centred_logit_error(&m, &p, tok, N, T);
         assert_int_equal(vt_refit_model(&m, &p, &map, tok, N, T, &prm, &ops, NULL), 0);
         double gains = tu_rel_diff(p.final_norm, m.final_norm, (size_t)c.dim);
@@ -274,7 +323,7 @@ static void test_head_lowers_logit_error(void **state) {
     for (int on = 0; on <= 1; on++) {
         make_pair(&pp[on]);
         if (on == 0) random_tokens(tok, (N + H) * T, pp[0].dense.cfg.vocab, 5);
-        vt_refit_params prm = {VT_REFIT_RESIDUAL, 1, 1e-3, 8, 1, on};
+        vt_refit_params prm = {VT_REFIT_RESIDUAL, 1, 1e-3, 8, 1, on, 0};
         vt_spd_solver lapack = tu_lapack_solver();
         vt_refit_ops ops = vt_refit_ops_local(&lapack);
         ops.head = &head;
@@ -296,7 +345,8 @@ int main(void) {
         cmocka_unit_test(test_nothing_pruned_layer),   cmocka_unit_test(test_nothing_pruned_residual),
         cmocka_unit_test(test_lowers_error_layer),     cmocka_unit_test(test_lowers_error_residual),
         cmocka_unit_test(test_lowers_error_inputs),     cmocka_unit_test(test_head_restores_final_norm),
-        cmocka_unit_test(test_head_lowers_logit_error),
+        cmocka_unit_test(test_head_lowers_logit_error), cmocka_unit_test(test_nothing_pruned_bias),
+        cmocka_unit_test(test_bias_fits_better),        cmocka_unit_test(test_lowers_error_bias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
