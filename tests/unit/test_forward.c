@@ -20,19 +20,6 @@ static void naive_forward(const vt_model *m, const int32_t *tok, int T, double *
     ref_model_free(&r);
 }
 
-/* Our forward over B sequences of T tokens: logits[B*T, vocab]. */
-static float *our_forward(const vt_model *m, const int32_t *tok, int B, int T) {
-    vt_fwd f;
-    assert_int_equal(vt_fwd_init(&f, m, B, T, T), 0);
-    float *x = malloc(sizeof(float) * B * T * m->cfg.dim), *logits = malloc(sizeof(float) * B * T * m->cfg.vocab);
-    vt_embed(m, tok, B * T, x);
-    vt_layers_forward(m, &f, 0, m->cfg.n_layers, x, B, T, 0);
-    vt_head_forward(m, &f, x, B * T, logits);
-    vt_fwd_free(&f);
-    free(x);
-    return logits;
-}
-
 static void random_tokens(int32_t *tok, int n, int vocab, unsigned seed) {
     for (int i = 0; i < n; i++) tok[i] = (int32_t)(vt_lcg32(&seed) >> 8) % vocab;
 }
@@ -61,7 +48,7 @@ static void check_against_naive(vt_rope_layout rope, int pruned) {
     random_tokens(tok, T, c.vocab, 3);
     double *ref = malloc(sizeof(double) * T * c.vocab);
     naive_forward(&m, tok, T, ref);
-    float *ours = our_forward(&m, tok, 1, T);
+    float *ours = tu_model_logits(&m, tok, 1, T);
     assert_close(ours, ref, (size_t)T * c.vocab, 1e-5);
     free(ref);
     free(ours);
@@ -83,7 +70,7 @@ static void test_kv_cache_matches_window(void **s) {
     int T = 20;
     int32_t tok[20];
     random_tokens(tok, T, c.vocab, 5);
-    float *full = our_forward(&m, tok, 1, T);
+    float *full = tu_model_logits(&m, tok, 1, T);
     vt_fwd f;
     assert_int_equal(vt_fwd_init(&f, &m, 1, 1, T), 0);
     float x[16], logits[32];
@@ -109,9 +96,9 @@ static void test_batch_and_stage_split(void **s) {
     int B = 3, T = 9;
     int32_t tok[27];
     random_tokens(tok, B * T, c.vocab, 9);
-    float *batched = our_forward(&m, tok, B, T);
+    float *batched = tu_model_logits(&m, tok, B, T);
     for (int b = 0; b < B; b++) {
-        float *one = our_forward(&m, tok + b * T, 1, T);
+        float *one = tu_model_logits(&m, tok + b * T, 1, T);
         for (int i = 0; i < T * c.vocab; i++) assert_true(fabsf(one[i] - batched[b * T * c.vocab + i]) < 1e-5f);
         free(one);
     }

@@ -397,19 +397,6 @@ static void test_resume_refuses_changed_settings(void **st) {
     teardown(&f);
 }
 
-/* Logits of B sequences of T tokens through the whole model m. */
-static float *logits_of(const vt_model *m, const int32_t *tokens, int B, int T) {
-    vt_fwd f;
-    assert_int_equal(vt_fwd_init(&f, m, B, T, T), 0);
-    float *x = malloc(sizeof(float) * (size_t)B * T * m->cfg.dim), *lg = malloc(sizeof(float) * (size_t)B * T * m->cfg.vocab);
-    vt_embed(m, tokens, B * T, x);
-    vt_layers_forward(m, &f, 0, m->cfg.n_layers, x, B, T, 0);
-    vt_head_forward(m, &f, x, B * T, lg);
-    vt_fwd_free(&f);
-    free(x);
-    return lg;
-}
-
 static void assert_same_weights(const vt_model *a, const vt_model *b, const char *what) {
     assert_int_equal(a->raw, VT_F32);
     assert_int_equal(b->raw, VT_F32);
@@ -447,7 +434,7 @@ static void test_hold16_same_as_fp32(void **st) {
     for (int i = 0; i < 2 * 40; i++) tokens[i] = (int32_t)(vt_uniform(9, (uint64_t)i) * c.vocab);
     int shapes[2][2] = {{2, 40}, {1, 3}}; /* 80 rows: the packed path; 3 rows: the small-matrix path */
     for (int k = 0; k < 2; k++) {
-        float *a = logits_of(&wide, tokens, shapes[k][0], shapes[k][1]), *b = logits_of(&held, tokens, shapes[k][0], shapes[k][1]);
+        float *a = tu_model_logits(&wide, tokens, shapes[k][0], shapes[k][1]), *b = tu_model_logits(&held, tokens, shapes[k][0], shapes[k][1]);
         assert_memory_equal(a, b, sizeof(float) * (size_t)shapes[k][0] * shapes[k][1] * c.vocab);
         free(a);
         free(b);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 #include "util/rng.h"
+#include "nn/forward.h"
 
 #include <ftw.h>
 #include <math.h>
@@ -206,4 +207,16 @@ double tu_json_number(const char *out, const char *key) {
     const char *q = strstr(out, pattern);
     if (!q) fail_msg("no \"%s\" in the reference's output:\n%s", key, out);
     return strtod(q + strlen(pattern), NULL);
+}
+
+float *tu_model_logits(const vt_model *m, const int32_t *tokens, int B, int T) {
+    vt_fwd f;
+    assert_int_equal(vt_fwd_init(&f, m, B, T, T), 0);
+    float *x = malloc(sizeof(float) * (size_t)B * T * m->cfg.dim), *lg = malloc(sizeof(float) * (size_t)B * T * m->cfg.vocab);
+    vt_embed(m, tokens, B * T, x);
+    vt_layers_forward(m, &f, 0, m->cfg.n_layers, x, B, T, 0);
+    vt_head_forward(m, &f, x, B * T, lg);
+    vt_fwd_free(&f);
+    free(x);
+    return lg;
 }

@@ -44,6 +44,9 @@ vt_vib_params tu_vib_params(void);
 /* max |a - b| / max |b| over n values (b: the reference). */
 double tu_rel_diff(const float *a, const float *b, size_t n);
 
+/* Logits [B T, vocab] of B sequences of T tokens through the whole model m (malloc'd). */
+float *tu_model_logits(const vt_model *m, const int32_t *tokens, int B, int T);
+
 /* Uniform in [-0.5, 0.5) from the test stream vt_lcg32 (util/rng.h). */
 double tu_urand(unsigned *s);
 /* Fails unless max |analytic - fd| <= tol * max |fd| (fd: the finite-difference reference). */
