@@ -188,7 +188,7 @@ static int plug_ckpt(plug_ctx *x, vt_arena_run *ck) {
 /* The steps from 0 or from the checkpoint a resume finds, to the end or a requested stop. */
 static int train_steps(plug_ctx *x, const vt_arena_run *ck) {
     const vt_run_config *rc = x->rc;
-    vt_arena_state as = {.g = {{x->p.arena, x->p.arena_floats, &x->st.adam}}};
+    vt_arena_state as = {.g = {{.param = x->p.arena, .n = x->p.arena_floats, .adam = &x->st.adam}}};
     int loaded = vt_arena_ckpt_load(ck, x->c, &as);
     if (loaded < 0) return -1;
     if (vt_comm_agree(x->c, as.step > rc->plugin.steps ? vt_fail("%s: the checkpoint is at step %ld, past "

@@ -340,7 +340,7 @@ int vt_recover(vt_model *student, const vt_model *teacher, const vt_calib *calib
     int share = (s->batch_size + comm->replicas - 1) / comm->replicas;
     x.Bm = s->micro_batch > 0 && s->micro_batch < share ? s->micro_batch : share;
     int rc = vt_comm_agree(comm, recover_alloc(&x));
-    vt_arena_state as = {.g = {{x.param, x.n, &x.adam, x.off, x.total}, {x.normp, x.n_norm, &x.adam_norm, 0, 0}}};
+    vt_arena_state as = {.g = {{x.param, x.n, &x.adam, x.off, x.total}, {.param = x.normp, .n = x.n_norm, .adam = &x.adam_norm}}};
     vt_arena_run run; /* the caller's, with the stages' runs gathered to world rank 0 before a save */
     if (ck) {
         run = *ck, ck = &run;

@@ -85,12 +85,13 @@ if command -v mpirun >/dev/null; then
   pkill -KILL -f "output.dir=$work/m" -n || true
   set +e; timeout 60 tail --pid=$mpid -f /dev/null; wait $mpid; set -e
   [ ! -e "$work/m" ] || fail "output exists after kill -9"
-  # another rank count is refused
-  set +e
-  "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/m" --resume "$work/m.run" >/dev/null 2>"$work/m1.err"
-  rc=$?
-  set -e
-  [ $rc -ne 0 ] && grep -q "ranks" "$work/m1.err" || { cat "$work/m1.err"; fail "resuming with -n 1 was not refused"; }
+  # another rank count reads a Faster-VTrans checkpoint (its stage files hold nothing bound to the
+  # stages: the gates are the whole model's); a copy resumes on -n 1 to a complete output
+  cp -r "$work/m.run" "$work/m1.run"
+  "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/m1" --set "run.dir=$work/m1.run" --resume "$work/m1.run" \
+    >/dev/null 2>"$work/m1.err" || { tail "$work/m1.err"; fail "a 2-stage checkpoint did not resume on -n 1"; }
+  grep -q "^resume: " "$work/m1.err" && [ -f "$work/m1/config.json" ] ||
+    { cat "$work/m1.err"; fail "the -n 1 resume of a 2-stage checkpoint wrote no output"; }
   timeout 300 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/m" \
     --resume "$work/m.run" >/dev/null 2>"$work/m2.err" || { tail "$work/m2.err"; fail "MPI resume"; }
   "$py" "$src/tests/reference/compare_checkpoints.py" "$work/mwhole" "$work/m"
@@ -118,6 +119,13 @@ for c in m['checkpoints']:
     assert sorted(c['files']) == ['rank-00000.bin', 'rank-00001.bin', 'state.bin'], c['files']
 assert [c['step'] for c in m['checkpoints']] == [15, 20], m['checkpoints']
 "
+  # fine-tuned weights and their moments are bound to the stages: another layout is refused by name
+  set +e
+  "$VT_BIN" prune "${rep[@]}" --set "output.dir=$work/r1" --resume "$work/r.run" >/dev/null 2>"$work/r1.err"
+  rc=$?
+  set -e
+  [ $rc -ne 0 ] && grep -q "only that layout reads: resume with parallel.stages = 2" "$work/r1.err" ||
+    { cat "$work/r1.err"; fail "a fine-tuned 2-stage checkpoint was not refused on -n 1"; }
   truncate -s 100 "$work/r.run/ckpt-00000020/rank-00001.bin"
   timeout 300 mpirun -n 4 "$VT_BIN" prune "${rep[@]}" --set "output.dir=$work/r" --resume "$work/r.run" \
     >/dev/null 2>"$work/r.err" || { tail "$work/r.err"; fail "2 x 2 resume"; }
