@@ -26,17 +26,6 @@ void vt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
                  (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
 }
 
-/* dst[n] = h[n] of 16-bit type t as fp32 (exact). */
-static void widen(float *dst, const uint16_t *h, vt_dtype t, size_t n) {
-    if (t == VT_BF16) /* a shift the compiler vectorises */
-        for (size_t i = 0; i < n; i++) {
-            uint32_t u = (uint32_t)h[i] << 16;
-            memcpy(&dst[i], &u, sizeof u);
-        }
-    else
-        vt_convert_to_f32(dst, h, t, n);
-}
-
 /* Columns of C per block of vt_sgemm_w: about VT_WIDE_FLOATS of W, a multiple of
  * VT_MATMUL_SUP_BELOW; the last block takes the rest when less than that would remain. */
 static size_t wide_block = VT_WIDE_FLOATS;
@@ -65,9 +54,9 @@ void vt_sgemm_w(int tb, int m, int n, int k, const float *a, int lda, vt_wmat w,
     for (int j0 = 0; j0 < n; j0 += nb) {
         int cols = n - j0 < nb + VT_MATMUL_SUP_BELOW ? n - j0 : nb; /* no block narrower than the threshold */
         if (tb) /* rows j0.. of W[n, k] */
-            widen(wide, w.h + (size_t)j0 * k, w.t, (size_t)cols * k);
+            vt_convert_to_f32(wide, w.h + (size_t)j0 * k, w.t, (size_t)cols * k);
         else /* columns j0.. of W[k, n], row by row */
-            for (int q = 0; q < k; q++) widen(wide + (size_t)q * cols, w.h + (size_t)q * n + j0, w.t, cols);
+            for (int q = 0; q < k; q++) vt_convert_to_f32(wide + (size_t)q * cols, w.h + (size_t)q * n + j0, w.t, cols);
         vt_sgemm(0, tb, m, cols, k, 1.0f, a, lda, wide, tb ? k : cols, beta, c + j0, ldc);
         if (cols > nb) break;
     }
@@ -291,7 +280,7 @@ static float *sliver(const vt_packed *b, int pc, int kc, int j, float *buf) {
         return buf;
     }
     if (b->dtype == VT_F32) return (float *)b->data + off;
-    widen(buf, (const uint16_t *)b->data + off, b->dtype, len);
+    vt_convert_to_f32(buf, (const uint16_t *)b->data + off, b->dtype, len);
     return buf;
 }
 
