@@ -471,6 +471,7 @@ static vt_plan_input plan_input(const vt_run_config *rc, const vt_config *c, con
         .pack_weights = vib && rc->pipeline.pack_weights,
         .refit_sequences = rc->reconstruct.method == VT_RECONSTRUCT_LSQ ? rc->reconstruct.sequences : 0,
         .refit_batch = rc->reconstruct.fit.batch,
+        .refit_seq_len = rc->reconstruct.seq_len,
         .refit_inputs = rc->reconstruct.fit.inputs,
         .threads = rc->pipeline.threads > 0 ? rc->pipeline.threads : vt_threads_default(),
         /* VTrans holds a 16-bit checkpoint's frozen matrices as stored (run/prune_run.c) */

@@ -30,12 +30,14 @@ typedef struct {
 } vt_refit_params;
 
 /* prune's [reconstruct] section (docs/CONFIG.md): whether the pruned model is re-fitted after the
- * keep decision, how, and on how many of the calibration sequences (the first `sequences`). */
+ * keep decision, how, and on how many of the calibration sequences (the first `sequences`, of
+ * `seq_len` tokens). */
 typedef enum { VT_RECONSTRUCT_NONE = 0, VT_RECONSTRUCT_LSQ = 1 } vt_reconstruct_method;
 typedef struct {
     vt_reconstruct_method method;
     vt_refit_params fit;
     int sequences;
+    int seq_len; /* tokens per re-fit sequence, cut anew from the calibration tokens; 0 = data.seq_len */
 } vt_reconstruct_spec;
 
 /* One projection's fit: relative output error ||Y - X W^T||^2 / ||Y||^2 on the calibration rows

@@ -183,7 +183,8 @@ static void stage_memory(const vt_plan_input *in, vt_plan *p, int s) {
 static void plan_refit(const vt_plan_input *in, vt_plan *p) {
     const vt_config *c = in->cfg;
     vt_refit_plan *r = &p->refit;
-    double T = in->seq_len, D = c->dim, hd = c->head_dim, rows = (double)in->refit_sequences * T;
+    double T = in->refit_seq_len > 0 ? in->refit_seq_len : in->seq_len, D = c->dim, hd = c->head_dim;
+    double rows = (double)in->refit_sequences * T;
     double M = D, N = D, W = 1, sys = 0, sol = 0, f4 = sizeof(float), f8 = sizeof(double);
     int B = in->refit_batch < in->refit_sequences ? in->refit_batch : in->refit_sequences, L0 = 0, L1 = 0;
     for (int l = 0; l < c->n_layers; l++) {

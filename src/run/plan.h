@@ -25,6 +25,7 @@ typedef struct {
     vt_dtype hold;        /* the type the packs are held in (vt_model.hold; the checkpoint's 16-bit type) */
     int refit_sequences;  /* the re-fit after the decision ([reconstruct]) on this many sequences; 0 = none */
     int refit_batch;      /* its sequences per forward batch */
+    int refit_seq_len;    /* tokens per re-fit sequence; 0 = seq_len */
     int refit_inputs;     /* 1: it also re-fits QKV and gate/up (wider systems) */
     int threads;          /* threads per rank (parallel.threads); the rate, not the memory, depends on it */
     int checkpoint_16bit; /* 1: the checkpoint is bf16/f16 and the run holds its frozen matrices in that

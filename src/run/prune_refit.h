@@ -12,11 +12,16 @@
 
 /* Re-fits this rank's layers of pruned (its part of the model vt_slice_model made, map from the
  * same keep decision in the dense model's indices) against its part of dense on the first
- * spec->sequences sequences of calib (all of them when there are fewer): replica r of R streams
+ * spec->sequences sequences of calib (recut to spec->seq_len tokens when set; all of them when
+ * there are fewer): replica r of R streams
  * sequences [r n / R, (r + 1) n / R), stage s takes both streams from stage s - 1 and hands them to
  * s + 1. Collective over the world. stats ([n_layers][VT_REFIT_SLOTS], zeroed by the caller) gets
  * every layer's fits on every rank. Returns 0, or -1 with every rank failing together. */
 int vt_prune_refit(vt_comm *c, const vt_model *dense, vt_model *pruned, const vt_slice_map *map, const vt_calib *calib,
                    const vt_reconstruct_spec *spec, vt_refit_stat *stats);
+
+/* The re-fit's sequences: calib's tokens cut into spec->seq_len-token sequences (calib itself when
+ * seq_len is 0 or data.seq_len), into view (which borrows calib's tokens). */
+int vt_prune_refit_sequences(const vt_calib *calib, const vt_reconstruct_spec *spec, vt_calib *view);
 
 #endif

@@ -318,11 +318,13 @@ static int reconstruct(prune_ctx *x) {
     x->refit_seconds = vt_seconds() - t;
     double solves = 0.0;
     for (size_t i = 0; i < n; i++) solves += x->refit[i].solve_seconds;
+    vt_calib seqs; /* as vt_prune_refit cut them */
+    vt_prune_refit_sequences(&x->calib, &x->rc->reconstruct, &seqs);
     if (is_coordinator(x))
-        fprintf(stderr, "re-fit (%s target) on %d calibration sequences: %.1f s (solves: %.1f s over all layers)\n",
-                vt_refit_target_name(x->rc->reconstruct.fit.target),
-                x->rc->reconstruct.sequences < (long)x->calib.n_seq ? x->rc->reconstruct.sequences : (int)x->calib.n_seq,
-                x->refit_seconds, solves);
+        fprintf(stderr, "re-fit (%s target) on %d calibration sequences of %d tokens: %.1f s (solves: %.1f s over all "
+                "layers)\n", vt_refit_target_name(x->rc->reconstruct.fit.target),
+                x->rc->reconstruct.sequences < (long)seqs.n_seq ? x->rc->reconstruct.sequences : (int)seqs.n_seq,
+                seqs.seq_len, x->refit_seconds, solves);
     return 0;
 }
 

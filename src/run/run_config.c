@@ -144,6 +144,7 @@ static const key_def keys[] = {
     {"reconstruct", "bias", K_BOOL, OFF(reconstruct.fit.bias), NULL, 0, 0, 0, 0, NULL, 0},
     POS("reconstruct", "damp", reconstruct.fit.damp),
     INT("reconstruct", "sequences", reconstruct.sequences, 1),
+    INT("reconstruct", "seq_len", reconstruct.seq_len, 0),
     INT("reconstruct", "batch", reconstruct.fit.batch, 1),
     ENUM("recover", "method", recover.method, recover_names),
     {"recover", "steps", K_LONG, OFF(recover.steps), NULL, 1, (double)LONG_MAX, 0, 0, NULL, 0},

@@ -1,7 +1,8 @@
 /* test_refit.c — the least-squares re-fit (prune/refit.h): nothing pruned gives the weights back,
  * re-fitting lowers every block's output error on held-back sequences, and the error it reports
  * equals a fresh measurement of the re-fitted model; the final norm's re-fit (head) restores
- * perturbed gains and lowers the held-back logit error. (The ridge policy and the ScaLAPACK solve
+ * perturbed gains and lowers the held-back logit error; reconstruct.seq_len re-cuts the same
+ * calibration tokens into longer sequences. (The ridge policy and the ScaLAPACK solve
  * have tests of their own: test_spd_solve_ridge, tests/mpi/test_spd_solve.c.) */
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "nn/masks.h"
 #include "prune/refit.h"
 #include "prune/slice.h"
+#include "run/prune_refit.h"
 
 static void random_tokens(int32_t *tok, int n, int vocab, unsigned seed) {
     for (int i = 0; i < n; i++) tok[i] = (int32_t)(((seed = seed * 1103515245u + 12345u) >> 8) % (unsigned)vocab);
@@ -340,6 +342,27 @@ static void test_head_lowers_logit_error(void **state) {
     free_pair(&pp[1]);
 }
 
+/* reconstruct.seq_len: the re-fit's sequences are the calibration tokens data.* selected, cut anew
+ * (the remainder dropped); 0 or data.seq_len leaves the calibration sequences as they are. */
+static void test_refit_sequences(void **state) {
+    (void)state;
+    int32_t tok[1000];
+    random_tokens(tok, 1000, 32, 5);
+    vt_calib calib, view;
+    assert_int_equal(vt_calib_init(&calib, tok, 1000, 1.0, 128, 5), 0); /* 5 x 128 = 640 tokens */
+    vt_reconstruct_spec spec = {.sequences = 256, .seq_len = 0};
+    assert_int_equal(vt_prune_refit_sequences(&calib, &spec, &view), 0);
+    assert_true(view.tokens == tok && view.n_seq == 5 && view.seq_len == 128);
+    spec.seq_len = 256;
+    assert_int_equal(vt_prune_refit_sequences(&calib, &spec, &view), 0);
+    assert_true(view.tokens == tok && view.n_seq == 2 && view.seq_len == 256); /* 640 / 256, not 1000 / 256 */
+    assert_ptr_equal(vt_calib_seq(&view, 1), vt_calib_seq(&calib, 2));
+    spec.seq_len = 641;
+    assert_int_not_equal(vt_prune_refit_sequences(&calib, &spec, &view), 0);
+    spec.seq_len = 1;
+    assert_int_not_equal(vt_prune_refit_sequences(&calib, &spec, &view), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nothing_pruned_layer),   cmocka_unit_test(test_nothing_pruned_residual),
@@ -347,6 +370,7 @@ int main(void) {
         cmocka_unit_test(test_lowers_error_inputs),     cmocka_unit_test(test_head_restores_final_norm),
         cmocka_unit_test(test_head_lowers_logit_error), cmocka_unit_test(test_nothing_pruned_bias),
         cmocka_unit_test(test_bias_fits_better),        cmocka_unit_test(test_lowers_error_bias),
+        cmocka_unit_test(test_refit_sequences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
