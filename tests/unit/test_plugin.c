@@ -46,7 +46,7 @@ static void ref_ffn(const ref_model *r, int l, const double *x, double *y) {
 /* y[P, d] = the plugged FFN of layer l on one prompt's xn[P, d], written out from the definition. */
 static void ref_plugged_ffn(const ref_model *r, const ref_plugin *rp, int l, const double *xn, int P, double *y) {
     const vt_plugin_layer *L = &rp->p->layers[l];
-    int d = r->m->cfg.dim, k = rp->p->k, rr = rp->p->r, G = vt_plugin_groups(P, k);
+    int d = r->m->cfg.dim, k = rp->p->k, rr = rp->p->r, G = vt_plugin_groups(P, k, rp->p->tail);
     double *c = calloc((size_t)d, 8), *f = calloc((size_t)d, 8), *cat = calloc(2 * (size_t)d, 8);
     double *h = calloc((size_t)rr, 8), *a = calloc((size_t)k, 8), *o = calloc((size_t)d, 8);
     for (int g = 0; g < G; g++) {
@@ -517,7 +517,7 @@ static void test_params_and_flops(void **st) {
     vt_config c;
     tu_stories_config(&c);
     assert_int_equal(vt_plugin_params(&c, 16), (size_t)4 * (64 + 16 * 128 + 16 + 64 * 16 + 64));
-    double dense = vt_prefill_flops(&c, 192, 0, 16), plug = vt_prefill_flops(&c, 192, 4, 16);
+    double dense = vt_prefill_flops(&c, 192, 0, 16, 1), plug = vt_prefill_flops(&c, 192, 4, 16, 1);
     assert_true(fabs(dense - 5 * 22142976.0) < 1e-6 * dense);
     assert_true(fabs(plug - (4 * 13744640.0 + 9527808.0)) < 1e-6 * dense);
     vt_plugin p;
@@ -530,16 +530,16 @@ static void test_params_and_flops(void **st) {
     for (int i = 0; i < 2; i++)
         for (int r = 16; r <= 64; r *= 4)
             for (int k = 2; k <= 8; k *= 2) {
-                double saved = 1 - vt_prefill_flops(shapes[i].c, shapes[i].P, k, r) / vt_prefill_flops(shapes[i].c, shapes[i].P, 0, r);
+                double saved = 1 - vt_prefill_flops(shapes[i].c, shapes[i].P, k, r, 1) / vt_prefill_flops(shapes[i].c, shapes[i].P, 0, r, 1);
                 print_message("%-11s P %4d r %2d k %d: prefill FLOPs saved %5.1f%%, plugin %.3f%% of the parameters\n",
                               shapes[i].name, shapes[i].P, r, k, 100 * saved,
                               100.0 * vt_plugin_params(shapes[i].c, r) / vt_params_total(shapes[i].c));
             }
     /* the bounds at LLaMA-2-7B shapes: k = 4 saves at least 45%, r = 64 is at most 1% */
-    assert_true(1 - vt_prefill_flops(&c7, 1024, 4, 64) / vt_prefill_flops(&c7, 1024, 0, 64) >= 0.45);
+    assert_true(1 - vt_prefill_flops(&c7, 1024, 4, 64, 1) / vt_prefill_flops(&c7, 1024, 0, 64, 1) >= 0.45);
     assert_true(vt_plugin_params(&c7, 64) <= 0.01 * vt_params_total(&c7));
     /* a prompt shorter than a group has nothing to merge: only the last layer's FFN is saved at 3 rows */
-    assert_true(fabs(vt_prefill_flops(&c, 4, 4, 16) - (vt_prefill_flops(&c, 4, 0, 16) - 3 * 6.0 * 64 * 172)) < 1e-3);
+    assert_true(fabs(vt_prefill_flops(&c, 4, 4, 16, 1) - (vt_prefill_flops(&c, 4, 0, 16, 1) - 3 * 6.0 * 64 * 172)) < 1e-3);
     vt_config_free(&c7);
     vt_config_free(&c);
 }
