@@ -66,7 +66,7 @@ static int run_plugin_eval(vt_world *w, const vt_eval_options *o) {
         vt_cont_result r;
         rc = vt_cont_plan_make(&pl, ids.n, o->window, P < 1 ? 1 : P);
         if (rc == 0) rc = vt_cont_eval(&p.part, &plug, ids.ids, ids.n, &pl, o->batch, &r);
-        if (rc == 0) vt_eval_print_plugin(o, &r, plug.k, plug.r);
+        if (rc == 0) vt_eval_print_plugin(o, &r, plug.k, plug.r, plug.tail);
     }
     vt_plugin_free(&plug);
     vt_pipeline_close(&p);

@@ -92,17 +92,18 @@ void vt_eval_print(const vt_eval_options *o, const vt_eval_result *r) {
     fflush(stdout);
 }
 
-void vt_eval_print_plugin(const vt_eval_options *o, const vt_cont_result *r, int k, int rr) {
+void vt_eval_print_plugin(const vt_eval_options *o, const vt_cont_result *r, int k, int rr, int tail) {
     if (o->json)
         printf("{\"ppl\": %.10g, \"ppl_dense\": %.10g, \"tokens\": %zu, \"prefill_flops_saved\": %.6f, "
-               "\"windows\": %zu, \"window\": %d, \"prompt\": %d, \"k\": %d, \"r\": %d, \"seconds\": %.4f}\n",
+               "\"windows\": %zu, \"window\": %d, \"prompt\": %d, \"k\": %d, \"r\": %d, \"exact_tail\": %d, "
+               "\"seconds\": %.4f}\n",
                r->ppl, r->ppl_dense, r->tokens, r->prefill_flops_saved, r->windows, o->window, r->prompt, k, rr,
-               r->seconds);
+               tail, r->seconds);
     else
         printf("continuation ppl: dense %.6f, plugged %.6f (%+.2f%%) over %zu scored tokens (%zu windows of %d, "
-               "prompt %d); plugin k %d r %d saves %.1f%% of the prefill FLOPs; %.2f s\n",
+               "prompt %d); plugin k %d r %d exact tail %d saves %.1f%% of the prefill FLOPs; %.2f s\n",
                r->ppl_dense, r->ppl, 100.0 * (r->ppl / r->ppl_dense - 1.0), r->tokens, r->windows, o->window,
-               r->prompt, k, rr, 100.0 * r->prefill_flops_saved, r->seconds);
+               r->prompt, k, rr, tail, 100.0 * r->prefill_flops_saved, r->seconds);
     fflush(stdout);
 }
 

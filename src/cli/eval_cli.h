@@ -32,7 +32,7 @@ void vt_eval_print(const vt_eval_options *o, const vt_eval_result *r);
 
 /* Prints dense vs plugged continuation perplexity (plugin k, r) on stdout, or with --json one object:
  * ppl (plugged), ppl_dense, tokens, prefill_flops_saved (a fraction), windows, window, prompt, k, r. */
-void vt_eval_print_plugin(const vt_eval_options *o, const vt_cont_result *r, int k, int rr);
+void vt_eval_print_plugin(const vt_eval_options *o, const vt_cont_result *r, int k, int rr, int tail);
 
 /* Progress callback for vt_pipeline_eval: a line on stderr at most every 10 s. arg: a
  * vt_eval_progress initialised with vt_eval_progress_start. */

@@ -175,8 +175,8 @@ static int meta_from_st(const vt_safetensors *st, vt_plugin_meta *meta) {
         rc = vt_fail("%s: not a plugin file: its metadata format is %s%s%s, not \"" VT_PLUGIN_FORMAT "\"", path,
                      fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
     if (!rc) rc = meta_int(path, md, "version", 1, &meta->version);
-    if (!rc && meta->version != VT_PLUGIN_VERSION)
-        rc = vt_fail("%s: plugin format version %d; this build reads version %d", path, meta->version,
+    if (!rc && meta->version != VT_PLUGIN_VERSION && meta->version != 2)
+        rc = vt_fail("%s: plugin format version %d; this build reads versions 2 and %d", path, meta->version,
                      VT_PLUGIN_VERSION);
     const char *act = json_string_value(json_object_get(md, "activation"));
     if (!rc && (!act || strcmp(act, VT_PLUGIN_ACTIVATION) != 0))
@@ -184,6 +184,8 @@ static int meta_from_st(const vt_safetensors *st, vt_plugin_meta *meta) {
                      act ? act : "missing");
     if (!rc) rc = meta_int(path, md, "k", 1, &meta->k);
     if (!rc) rc = meta_int(path, md, "r", 1, &meta->r);
+    meta->exact_tail = 1; /* version 2 predates plugin.exact_tail: it ran exactly the last position only */
+    if (!rc && meta->version >= 3) rc = meta_int(path, md, "exact_tail", 1, &meta->exact_tail);
     if (!rc) rc = meta_int(path, md, "dim", 1, &meta->dim);
     if (!rc) rc = meta_int(path, md, "n_layers", 1, &meta->n_layers);
     if (!rc) rc = meta_ffn(path, md, meta);
@@ -220,10 +222,10 @@ static int plugin_fits(const vt_plugin *p, const vt_config *c, const char *what)
 }
 
 /* The metadata strings: (key, value) pairs into kv, their text into buf. */
-static int make_meta(const vt_plugin *p, const vt_config *c, uint64_t fp, const char *base, const char *kv[20],
+static int make_meta(const vt_plugin *p, const vt_config *c, uint64_t fp, const char *base, const char *kv[22],
                      char *buf, size_t cap) {
-    static const char *const keys[] = {"format", "version", "activation", "k", "r", "dim", "n_layers",
-                                       "fingerprint", "base_model"};
+    static const char *const keys[] = {"format", "version", "activation", "k", "r", "exact_tail", "dim",
+                                       "n_layers", "fingerprint", "base_model"};
     size_t n = 0;
     int nk = 0;
 #define PUT(...)                                                                 \
@@ -236,6 +238,7 @@ static int make_meta(const vt_plugin *p, const vt_config *c, uint64_t fp, const 
     PUT("%s", VT_PLUGIN_ACTIVATION);
     PUT("%d", p->k);
     PUT("%d", p->r);
+    PUT("%d", p->tail);
     PUT("%d", c->dim);
     PUT("%d", c->n_layers);
     PUT("%016" PRIx64, fp);
@@ -253,7 +256,7 @@ int vt_plugin_save(const char *path, const vt_plugin *p, const vt_config *c, uin
     vt_st_entry *e = vt_calloc((size_t)c->n_layers * 5, sizeof *e, "plugin file entries");
     char(*names)[64] = vt_calloc((size_t)c->n_layers * 5, 64, "plugin tensor names");
     char *buf = vt_malloc(1 << 16, "plugin metadata");
-    const char *kv[20];
+    const char *kv[22];
     int n_meta = e && names && buf ? make_meta(p, c, fp, base_model, kv, buf, 1 << 16) : -1;
     for (int l = 0; l < c->n_layers && n_meta > 0; l++) {
         if (!p->layers[l].w) continue;
@@ -341,6 +344,7 @@ int vt_plugin_load(const char *path, const vt_config *c, uint64_t fp, const char
     }
     rc = meta_fits(&meta, c, path, model_path);
     if (!rc) rc = vt_plugin_alloc(p, c, meta.k, meta.r);
+    if (!rc) p->tail = meta.exact_tail;
     for (int l = 0; l < c->n_layers && !rc; l++)
         if (vt_plugin_has_layer(c, l)) rc = read_layer(&st, p, l);
     if (!rc) rc = no_extra(&st, c);

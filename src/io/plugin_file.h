@@ -11,7 +11,7 @@
 #include "nn/plugin.h"
 
 #define VT_PLUGIN_FORMAT "vtrans-plugin"
-#define VT_PLUGIN_VERSION 2 /* 2: no plugin in the model's last layer (nn/plugin.h) */
+#define VT_PLUGIN_VERSION 3 /* 2: no plugin in the model's last layer (nn/plugin.h); 3: exact_tail recorded */
 #define VT_PLUGIN_ACTIVATION "silu"
 
 /* The fingerprint of a model's weights: XXH64 of the fp32 bytes (little-endian) of every weight
@@ -28,6 +28,7 @@ int vt_model_fingerprint(const vt_model *m, uint64_t *fingerprint);
 /* What a plugin file's metadata says. */
 typedef struct {
     int version, k, r, dim, n_layers;
+    int exact_tail;          /* the prompt's last positions always run exactly (version 2: 1) */
     int *ffn;                /* [n_layers] the base model's FFN sizes, owned */
     uint64_t fingerprint;    /* of the base model */
     char base_model[1024];   /* the base model's path when the plugin was saved (informative) */

@@ -156,8 +156,8 @@ void vt_cont_result_set(vt_cont_result *out, const vt_config *c, const vt_plugin
     out->prompt = P;
     out->ppl_dense = exp(out->nll_dense / (double)pl->tokens);
     out->ppl = exp(out->nll / (double)pl->tokens);
-    out->prefill_flops_dense = vt_prefill_flops(c, P, 0, 0);
-    out->prefill_flops = p ? vt_prefill_flops(c, P, p->k, p->r) : out->prefill_flops_dense;
+    out->prefill_flops_dense = vt_prefill_flops(c, P, 0, 0, 1);
+    out->prefill_flops = p ? vt_prefill_flops(c, P, p->k, p->r, p->tail) : out->prefill_flops_dense;
     out->prefill_flops_saved = 1.0 - out->prefill_flops / out->prefill_flops_dense;
 }
 

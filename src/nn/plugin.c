@@ -26,6 +26,7 @@ int vt_plugin_alloc(vt_plugin *p, const vt_config *c, int k, int r) {
     if (k < 1 || r < 1) return vt_fail("plugin: group size k = %d and adapter width r = %d must be at least 1", k, r);
     p->k = k;
     p->r = r;
+    p->tail = 1;
     p->dim = c->dim;
     p->n_layers = c->n_layers;
     p->arena_floats = vt_plugin_params(c, r);
@@ -81,8 +82,8 @@ void vt_plugin_init(vt_plugin *p, uint64_t seed) {
     }
 }
 
-double vt_prefill_flops(const vt_config *c, int P, int k, int r) {
-    int G = k >= 1 ? vt_plugin_groups(P, k) : 0, E = P - G * (k >= 1 ? k : 0);
+double vt_prefill_flops(const vt_config *c, int P, int k, int r, int tail) {
+    int G = k >= 1 ? vt_plugin_groups(P, k, tail) : 0, E = P - G * (k >= 1 ? k : 0);
     double d = c->dim, total = 0.0;
     for (int l = 0; l < c->n_layers; l++) {
         double ffn = 6.0 * d * c->layers[l].ffn;
@@ -119,7 +120,7 @@ int vt_plugin_tape_init(vt_plugin_tape *t, const vt_model *m, const vt_plugin *p
     const vt_config *c = &m->cfg;
     t->B = B;
     t->P = P;
-    t->G = vt_plugin_groups(P, p->k);
+    t->G = vt_plugin_groups(P, p->k, p->tail);
     t->E = P - t->G * p->k;
     size_t n = (size_t)B * t->G * p->k, mr = (size_t)B * (t->G + t->E), total = 0;
     for (int l = m->layer_begin; l < m->layer_end; l++)
@@ -238,7 +239,7 @@ static void adapter_forward(const vt_plugin_layer *L, const float *xn, const flo
 void vt_plugged_ffn_forward(const vt_model *m, vt_fwd *f, const vt_plugin *p, vt_plugin_work *w, int l,
                             const float *xn, float *y, int B, int P, vt_plugin_tape_layer *tl) {
     const vt_plugin_layer *L = &p->layers[l];
-    int d = m->cfg.dim, k = p->k, G = vt_plugin_groups(P, k), E = P - G * k;
+    int d = m->cfg.dim, k = p->k, G = vt_plugin_groups(P, k, p->tail), E = P - G * k;
     vt_plugin_tape_layer *t = tl ? tl : &w->fwd;
     merge(xn, L->w, t->c, t->a, B, P, G, k, d);
     ffn_rows(m, f, l, t->c, t->gu, t->f, B * (G + E));
@@ -313,7 +314,7 @@ void vt_plugged_ffn_backward(const vt_model *m, vt_bwd *bw, const vt_plugin *p, 
     const vt_plugin_layer *L = &p->layers[l];
     vt_plugin_layer *dL = dp ? &dp->layers[l] : NULL;
     const vt_layer_weights *wt = &m->layers[l];
-    int d = m->cfg.dim, k = p->k, r = p->r, ffn = m->cfg.layers[l].ffn, G = vt_plugin_groups(P, k);
+    int d = m->cfg.dim, k = p->k, r = p->r, ffn = m->cfg.layers[l].ffn, G = vt_plugin_groups(P, k, p->tail);
     int M = B * (G + P - G * k);
     for (int b = 0; b < B; b++) adapter_backward(L, dL, w, tl, xn, dy, dxn, b, P, G, k, d, r);
     const vt_layer_packs *pk = vt_model_packs_layer(&bw->packs, l);

@@ -32,6 +32,7 @@ static inline int vt_plugin_has_layer(const vt_config *c, int l) { return c->lay
 /* The plugins of every layer of a model (layers without one, vt_plugin_has_layer: pointers NULL). */
 typedef struct {
     int k, r, dim, n_layers;
+    int tail; /* the exact tail: at least the prompt's last `tail` positions run exactly (>= 1; 1 by default) */
     vt_plugin_layer *layers; /* n_layers entries */
     float *arena;            /* owns every tensor above, layer by layer in the order w, w1, b1, w2, b2 */
     size_t arena_floats;
@@ -46,7 +47,7 @@ size_t vt_plugin_params(const vt_config *c, int r);
  * A pipeline stage trains, sums and sends just this run of its layers. */
 size_t vt_plugin_region(const vt_plugin *p, int l0, int l1, size_t *off);
 
-/* Allocates zeroed plugins for the layers of c that have one (k >= 1, r >= 1). */
+/* Allocates zeroed plugins for the layers of c that have one (k >= 1, r >= 1), exact tail 1. */
 int vt_plugin_alloc(vt_plugin *p, const vt_config *c, int k, int r);
 void vt_plugin_free(vt_plugin *p);
 /* The training start: w = 0 (a uniform merge), W1 ~ U(-1/sqrt(2 dim), 1/sqrt(2 dim)) (PyTorch's
@@ -54,15 +55,17 @@ void vt_plugin_free(vt_plugin *p);
 void vt_plugin_init(vt_plugin *p, uint64_t seed);
 
 /* The grouping of a prompt of P positions: groups of k from position 0, as many full groups as fit
- * in the first P - 1 positions; the rest (the last position always among them) runs exactly. */
-static inline int vt_plugin_groups(int P, int k) { return P > 1 ? (P - 1) / k : 0; }
+ * in the first P - tail positions; the rest (the last `tail` positions always among them, tail >= 1)
+ * runs exactly. The continuation attends most to the prompt's last positions, so keeping more of
+ * them exact buys quality for FLOPs (plugin.exact_tail, docs/PLUGINS.md). */
+static inline int vt_plugin_groups(int P, int k, int tail) { return P > tail ? (P - tail) / k : 0; }
 
 /* Prefill FLOPs of one prompt of P tokens through the layers: matmuls and attention as
  * vt_layer_flops counts them (position t at context t + 1), no classifier. k = 0: dense; k >= 1:
- * the FFN runs on the merged groups and the exact positions, plus the plugins (scores and merge
+ * the FFN runs on the merged groups (vt_plugin_groups with `tail`) and the exact positions, plus the plugins (scores and merge
  * 4 dim per grouped position, adapter 4 dim r per grouped position and 2 dim r per group); the
  * model's last layer runs its FFN on one row (the last-layer rule). */
-double vt_prefill_flops(const vt_config *c, int P, int k, int r);
+double vt_prefill_flops(const vt_config *c, int P, int k, int r, int tail);
 
 /* What a plugged prefill saves for backward: per layer, for B prompts of P positions with G groups
  * and E = P - G k exact positions (M = B (G + E) FFN rows, per prompt G merged rows then E exact). */

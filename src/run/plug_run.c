@@ -166,6 +166,7 @@ static int train_setup(plug_ctx *x) {
         rcode = vt_fail("plug: %s: %zu tokens make no window of data.eval_window = %d", rc->data.calib, x->calib.n,
                         x->L);
     if (!rcode) rcode = vt_plugin_alloc(&x->p, &x->m->cfg, rc->plugin.k, rc->plugin.r);
+    if (!rcode) x->p.tail = rc->plugin.exact_tail;
     if (!rcode) vt_plugin_init(&x->p, rc->plugin.seed);
     if (!rcode) rcode = vt_plug_step_init(&x->st, x->m, &x->p, x->share, x->L, x->P);
     if (!rcode && !(x->batch = vt_malloc(sizeof(int32_t) * (size_t)x->share * x->L, "plug batch"))) rcode = -1;
@@ -306,15 +307,17 @@ static int finish(plug_ctx *x, uint64_t fp, vt_cont_result r) {
     fprintf(stderr, "plug: wrote %s (%zu parameters)\n", path, vt_plugin_params(&x->m->cfg, rc->plugin.r));
     int have_eval = rc->data.eval[0] != '\0';
     if (have_eval && x->c->stages == 1 && evaluate(x, &r)) return -1;
-    double dense = vt_prefill_flops(&x->m->cfg, x->P, 0, 0), plug = vt_prefill_flops(&x->m->cfg, x->P, rc->plugin.k, rc->plugin.r);
+    double dense = vt_prefill_flops(&x->m->cfg, x->P, 0, 0, 1);
+    double plug = vt_prefill_flops(&x->m->cfg, x->P, x->p.k, x->p.r, x->p.tail);
     char ppl[128] = "\"ppl\": null, \"ppl_dense\": null, \"tokens\": 0";
     if (have_eval)
         snprintf(ppl, sizeof ppl, "\"ppl\": %.8g, \"ppl_dense\": %.8g, \"tokens\": %zu", r.ppl, r.ppl_dense, r.tokens);
     snprintf(text, sizeof text,
              "{\"plugin\": \"%s\", %s, \"window\": %d, \"prompt\": %d, \"prefill_flops_saved\": %.6f, \"k\": %d, "
-             "\"r\": %d, \"plugin_params\": %zu, \"train_steps\": %d, \"train_tokens\": %ld, \"final_kl\": %.8g, "
+             "\"r\": %d, \"exact_tail\": %d, \"plugin_params\": %zu, \"train_steps\": %d, \"train_tokens\": %ld, "
+             "\"final_kl\": %.8g, "
              "\"replicas\": %d, \"train_seconds\": %.2f, \"eval_seconds\": %.2f}\n",
-             path, ppl, x->L, x->P, 1.0 - plug / dense, rc->plugin.k, rc->plugin.r,
+             path, ppl, x->L, x->P, 1.0 - plug / dense, rc->plugin.k, rc->plugin.r, x->p.tail,
              vt_plugin_params(&x->m->cfg, rc->plugin.r), rc->plugin.steps, x->tokens, x->loss, x->c->replicas,
              x->seconds, r.seconds);
     if (write_atomic(report, text)) return -1;

@@ -159,6 +159,7 @@ static const key_def keys[] = {
     {"recover", "norms", K_BOOL, OFF(recover.norms), NULL, 0, 0, 0, 0, NULL, 0},
     INT("plugin", "k", plugin.k, 1),
     INT("plugin", "r", plugin.r, 1),
+    INT("plugin", "exact_tail", plugin.exact_tail, 1),
     {"plugin", "prompt_fraction", K_DOUBLE, OFF(plugin.prompt_fraction), NULL, 0, 1, 1, 1, NULL, 0},
     INT("plugin", "steps", plugin.steps, 0),
     INT("plugin", "batch_size", plugin.batch_size, 1),
@@ -226,6 +227,7 @@ void vt_run_config_defaults(vt_run_config *rc) {
     strcpy(rc->recover_targets, "q,k,v,o,gate,up,down");
     rc->plugin.k = 4;
     rc->plugin.r = 16;
+    rc->plugin.exact_tail = 1;
     rc->plugin.prompt_fraction = 0.75;
     rc->plugin.steps = 100;
     rc->plugin.batch_size = 8;

@@ -64,6 +64,7 @@ typedef struct {
 /* [plugin]: Variator plugins trained by `vtrans-dist plug` (docs/PLUGINS.md); prune ignores them. */
 typedef struct {
     int k, r;               /* group size, adapter width */
+    int exact_tail;         /* at least the prompt's last exact_tail positions run exactly (>= 1) */
     double prompt_fraction; /* (0, 1): prompt tokens of each window of data.eval_window */
     int steps, batch_size;  /* batch_size windows a step, split between the replicas */
     double lr;              /* Adam's base rate */

@@ -26,6 +26,7 @@ int vt_plug_step_init(vt_plug_step *s, const vt_model *m, const vt_plugin *p, in
     if (!rc) rc = vt_tape_init(&s->tape[1], m, B, (int)C - 1, P);
     if (!rc) vt_tape_link(s->tape, 2), rc = vt_plugin_tape_init(&s->pt, m, p, B, P);
     if (!rc) rc = vt_plugin_alloc(&s->grad, &m->cfg, p->k, p->r);
+    if (!rc) s->grad.tail = p->tail;
     if (!rc) rc = vt_adam_init(&s->adam, p->arena_floats, 0.0);
     if (!rc) {
         s->tok = vt_malloc(rows * sizeof(int32_t), "plugin step tokens");

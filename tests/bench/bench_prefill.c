@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
         }
     double fd = 0, fp = 0; /* counted FLOPs of the two layers, as vt_prefill_flops counts */
     for (int l = 0; l < 2; l++) {
-        double ffn = 6.0 * c.dim * c.layers[l].ffn, G = vt_plugin_groups(T, k), E = T - G * k;
+        double ffn = 6.0 * c.dim * c.layers[l].ffn, G = vt_plugin_groups(T, k, 1), E = T - G * k;
         double rest = T * (vt_layer_flops(&c, l, (T + 1) / 2.0) - ffn);
         fd += rest + T * ffn;
         fp += rest + (G + E) * ffn + G * k * (4.0 * c.dim + 4.0 * c.dim * r) + G * 2.0 * c.dim * r;

@@ -119,7 +119,28 @@ PY
   --plugin "$work/one/plugin-k4.safetensors" >"$work/gen.out" 2>"$work/gen.err" || { cat "$work/gen.err"; fail "generate --plugin"; }
 grep -q "^Once upon a time, there was a little girl" "$work/gen.out" || fail "generate --plugin: $(cat "$work/gen.out")"
 
-# 5. Another model's weights (an f16 copy) refuse the plugin.
+# 5. plugin.exact_tail = 8: the plugin file carries it, eval follows it (the same perplexity as the
+# report, less saved than with the last position alone), and 2 stages x 2 replicas train the same plugin.
+"$VT_BIN" plug --config "$work/plug.ini" --set output.dir="$work/tail" --set plugin.exact_tail=8 \
+  >"$work/tail.out" 2>"$work/tail.err" || { cat "$work/tail.err"; fail "plug with exact_tail exited $?"; }
+"$VT_BIN" eval --model "$model" --data "$work/eval.txt" --window 64 --plugin "$work/tail/plugin-k4.safetensors" \
+  --json >"$work/eval-tail.json"
+"$py" - "$work/eval-tail.json" "$work/tail/plugin-k4.json" "$work/eval.json" "$work/tail/plugin-k4.safetensors" <<'PY' || fail "exact_tail"
+import json, struct, sys
+e, r, one = (json.load(open(p)) for p in sys.argv[1:4])
+b = open(sys.argv[4], "rb").read()
+md = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])["__metadata__"]
+print(f"  exact tail 8: ppl {e['ppl']:.4f} saved {e['prefill_flops_saved']:.3f} (tail 1: {one['prefill_flops_saved']:.3f})")
+assert md["exact_tail"] == "8" and md["version"] == "3" and r["exact_tail"] == 8 and e["exact_tail"] == 8, (md, r, e)
+assert abs(e["ppl"] - r["ppl"]) <= 1e-6 * r["ppl"] and 0 < e["prefill_flops_saved"] < one["prefill_flops_saved"], (e, r, one)
+PY
+if command -v mpirun >/dev/null; then
+  run_ranks tail22 4 2 --set plugin.exact_tail=8 || { cat "$work/tail22.err"; fail "plug with exact_tail on 2 x 2 exited $?"; }
+  "$py" "$work/same.py" "$work/tail/plugin-k4.safetensors" "$work/tail22/plugin-k4.safetensors" "exact tail 8, 2 stages x 2 replicas" ||
+    fail "exact tail 8: 2 x 2 differs from 1"
+fi
+
+# 6. Another model's weights (an f16 copy) refuse the plugin.
 "$VT_BIN" convert --model "$model" --out "$work/f16" --dtype f16 >/dev/null
 expect_error "another model's weights, eval" "plugin made for another model" -- eval --model "$work/f16" \
   --data "$work/eval.txt" --window 64 --plugin "$work/one/plugin-k4.safetensors"

@@ -46,7 +46,7 @@ static void ref_ffn(const ref_model *r, int l, const double *x, double *y) {
 /* y[P, d] = the plugged FFN of layer l on one prompt's xn[P, d], written out from the definition. */
 static void ref_plugged_ffn(const ref_model *r, const ref_plugin *rp, int l, const double *xn, int P, double *y) {
     const vt_plugin_layer *L = &rp->p->layers[l];
-    int d = r->m->cfg.dim, k = rp->p->k, rr = rp->p->r, G = vt_plugin_groups(P, k);
+    int d = r->m->cfg.dim, k = rp->p->k, rr = rp->p->r, G = vt_plugin_groups(P, k, rp->p->tail);
     double *c = calloc((size_t)d, 8), *f = calloc((size_t)d, 8), *cat = calloc(2 * (size_t)d, 8);
     double *h = calloc((size_t)rr, 8), *a = calloc((size_t)k, 8), *o = calloc((size_t)d, 8);
     for (int g = 0; g < G; g++) {
@@ -202,7 +202,7 @@ static double central(double *v, double h, const ref_model *r, const ref_plugin 
     return (up - down) / (2 * h);
 }
 
-static void check_plugged_ffn(int k, int P) {
+static void check_plugged_ffn(int k, int P, int tail) {
     enum { B = 2, R = 4 };
     vt_config c;
     tu_small_config(&c);
@@ -210,6 +210,7 @@ static void check_plugged_ffn(int k, int P) {
     tu_random_model(&m, &c, 11);
     vt_plugin p, dp;
     random_plugin(&p, &c, k, R, 7u + (unsigned)(k * 31 + P));
+    p.tail = tail;
     assert_int_equal(vt_plugin_alloc(&dp, &c, k, R), 0);
     int d = c.dim;
     size_t n = (size_t)B * P * d;
@@ -265,8 +266,11 @@ static void check_plugged_ffn(int k, int P) {
 
 static void test_plugged_ffn(void **st) {
     (void)st;
-    static const int cases[][2] = {{2, 7}, {2, 8}, {4, 9}, {4, 11}, {4, 12}, {8, 17}, {8, 20}, {4, 3}, {8, 5}, {4, 1}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_plugged_ffn(cases[i][0], cases[i][1]);
+    /* k, P, exact tail: {2, 8, 3} merges 0-1, 2-3 and runs 4..7 exactly (plugin.exact_tail) */
+    static const int cases[][3] = {{2, 7, 1}, {2, 8, 1}, {4, 9, 1}, {4, 11, 1}, {4, 12, 1}, {8, 17, 1},
+                                   {8, 20, 1}, {4, 3, 1}, {8, 5, 1}, {4, 1, 1}, {2, 8, 3}, {4, 12, 5}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_plugged_ffn(cases[i][0], cases[i][1], cases[i][2]);
 }
 
 
@@ -413,9 +417,15 @@ static void test_causality(void **st) {
     random_tokens(tok, B * T, V, 12);
     float *base = malloc(sizeof(float) * B * T * V), *mod = malloc(sizeof(float) * B * T * V);
     c_window(&m, &p, tok, B, T, P, 4, base, NULL, NULL, NULL);
-    static const struct { int pos, same_before, changed_from; } cases[] = {
-        {12, 12, 12}, {10, 10, 10}, {9, 9, 9}, {8, 8, 8}, {6, 4, 4}, {4, 4, 4}, {3, 0, 0}, {0, 0, 0}};
+    /* exact tail 1: groups 0-3, 4-7; exact tail 3 (the last entries): group 0-3 only, 4..9 exact */
+    static const struct { int pos, same_before, changed_from, tail; } cases[] = {
+        {12, 12, 12, 1}, {10, 10, 10, 1}, {9, 9, 9, 1}, {8, 8, 8, 1}, {6, 4, 4, 1}, {4, 4, 4, 1}, {3, 0, 0, 1},
+        {0, 0, 0, 1}, {6, 6, 6, 3}, {5, 5, 5, 3}, {2, 0, 0, 3}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].tail != p.tail) { /* the unchanged run again, under this exact tail */
+            p.tail = cases[i].tail;
+            c_window(&m, &p, tok, B, T, P, 4, base, NULL, NULL, NULL);
+        }
         memcpy(alt, tok, sizeof tok);
         for (int b = 0; b < B; b++) alt[b * T + cases[i].pos] = (tok[b * T + cases[i].pos] + 1) % V;
         c_window(&m, &p, alt, B, T, P, 4, mod, NULL, NULL, NULL);
@@ -433,7 +443,7 @@ static void test_causality(void **st) {
 /* The plugged prefill's backward for a loss on the continuation logits (and the prompt's last
  * position's): plugin gradients and the gradient at the embedding output against finite
  * differences of the double reference, through attention on the plugged keys and values. */
-static void check_window_gradients(int k, int P) {
+static void check_window_gradients(int k, int P, int tail) {
     enum { B = 2, T = 12, R = 4 };
     vt_config c;
     tu_small_config(&c);
@@ -441,6 +451,7 @@ static void check_window_gradients(int k, int P) {
     tu_random_model(&m, &c, 21);
     vt_plugin p, dp;
     random_plugin(&p, &c, k, R, 13u + (unsigned)k);
+    p.tail = tail;
     assert_int_equal(vt_plugin_alloc(&dp, &c, k, R), 0);
     int d = c.dim, V = c.vocab;
     size_t nl = (size_t)B * T * V, nx = (size_t)B * T * d;
@@ -490,11 +501,12 @@ static void check_window_gradients(int k, int P) {
 
 static void test_window_gradients(void **st) {
     (void)st;
-    check_window_gradients(2, 9);
-    check_window_gradients(4, 9);
-    check_window_gradients(4, 7); /* one group, positions 4..6 exact */
-    check_window_gradients(8, 10);
-    check_window_gradients(8, 5); /* no group: the prompt runs exactly */
+    check_window_gradients(2, 9, 1);
+    check_window_gradients(4, 9, 1);
+    check_window_gradients(4, 7, 1); /* one group, positions 4..6 exact */
+    check_window_gradients(8, 10, 1);
+    check_window_gradients(8, 5, 1); /* no group: the prompt runs exactly */
+    check_window_gradients(2, 9, 4); /* exact tail 4: groups 0-1, 2-3, positions 4..8 exact */
 }
 
 /* ---- parameter and prefill FLOP counts ---- */
@@ -517,9 +529,12 @@ static void test_params_and_flops(void **st) {
     vt_config c;
     tu_stories_config(&c);
     assert_int_equal(vt_plugin_params(&c, 16), (size_t)4 * (64 + 16 * 128 + 16 + 64 * 16 + 64));
-    double dense = vt_prefill_flops(&c, 192, 0, 16), plug = vt_prefill_flops(&c, 192, 4, 16);
+    double dense = vt_prefill_flops(&c, 192, 0, 16, 1), plug = vt_prefill_flops(&c, 192, 4, 16, 1);
     assert_true(fabs(dense - 5 * 22142976.0) < 1e-6 * dense);
     assert_true(fabs(plug - (4 * 13744640.0 + 9527808.0)) < 1e-6 * dense);
+    /* exact tail 16 (plugin.exact_tail): 44 groups in the first 176 positions, 16 exact rows: per layer
+     * 9461760 + 60 x 66048 + 176 x 256 + 176 x 4096 + 44 x 2048 = 14280704 (39.8% saved in all) */
+    assert_true(fabs(vt_prefill_flops(&c, 192, 4, 16, 16) - (4 * 14280704.0 + 9527808.0)) < 1e-6 * dense);
     vt_plugin p;
     assert_int_equal(vt_plugin_alloc(&p, &c, 4, 16), 0);
     assert_int_equal(p.arena_floats, vt_plugin_params(&c, 16));
@@ -530,16 +545,16 @@ static void test_params_and_flops(void **st) {
     for (int i = 0; i < 2; i++)
         for (int r = 16; r <= 64; r *= 4)
             for (int k = 2; k <= 8; k *= 2) {
-                double saved = 1 - vt_prefill_flops(shapes[i].c, shapes[i].P, k, r) / vt_prefill_flops(shapes[i].c, shapes[i].P, 0, r);
+                double saved = 1 - vt_prefill_flops(shapes[i].c, shapes[i].P, k, r, 1) / vt_prefill_flops(shapes[i].c, shapes[i].P, 0, r, 1);
                 print_message("%-11s P %4d r %2d k %d: prefill FLOPs saved %5.1f%%, plugin %.3f%% of the parameters\n",
                               shapes[i].name, shapes[i].P, r, k, 100 * saved,
                               100.0 * vt_plugin_params(shapes[i].c, r) / vt_params_total(shapes[i].c));
             }
     /* the bounds at LLaMA-2-7B shapes: k = 4 saves at least 45%, r = 64 is at most 1% */
-    assert_true(1 - vt_prefill_flops(&c7, 1024, 4, 64) / vt_prefill_flops(&c7, 1024, 0, 64) >= 0.45);
+    assert_true(1 - vt_prefill_flops(&c7, 1024, 4, 64, 1) / vt_prefill_flops(&c7, 1024, 0, 64, 1) >= 0.45);
     assert_true(vt_plugin_params(&c7, 64) <= 0.01 * vt_params_total(&c7));
     /* a prompt shorter than a group has nothing to merge: only the last layer's FFN is saved at 3 rows */
-    assert_true(fabs(vt_prefill_flops(&c, 4, 4, 16) - (vt_prefill_flops(&c, 4, 0, 16) - 3 * 6.0 * 64 * 172)) < 1e-3);
+    assert_true(fabs(vt_prefill_flops(&c, 4, 4, 16, 1) - (vt_prefill_flops(&c, 4, 0, 16, 1) - 3 * 6.0 * 64 * 172)) < 1e-3);
     vt_config_free(&c7);
     vt_config_free(&c);
 }

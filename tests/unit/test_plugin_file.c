@@ -92,6 +92,7 @@ static void test_round_trip(void **st) {
     vt_plugin p, q, p2;
     random_plugin(&p, &c, 4, 3, 1);
     random_plugin(&p2, &c, 2, 5, 2);
+    p.tail = 5; /* plugin.exact_tail changes inference: the file carries it */
     char *dir = tu_tempdir(), path[4200];
     snprintf(path, sizeof path, "%s/k4.plugin.safetensors", dir);
     assert_int_equal(vt_plugin_save(path, &p2, &c, fp, "model-a"), 0);
@@ -100,6 +101,7 @@ static void test_round_trip(void **st) {
     assert_int_equal(vt_plugin_load(path, &c, fp, "model-a", &q), 0);
     assert_int_equal(q.k, 4);
     assert_int_equal(q.r, 3);
+    assert_int_equal(q.tail, 5);
     assert_non_null(q.layers[0].w);
     assert_null(q.layers[1].w);
     assert_null(q.layers[2].w);
@@ -108,6 +110,7 @@ static void test_round_trip(void **st) {
     vt_plugin_meta meta;
     assert_int_equal(vt_plugin_file_meta(path, &meta), 0);
     assert_int_equal(meta.version, VT_PLUGIN_VERSION);
+    assert_int_equal(meta.exact_tail, 5);
     assert_int_equal(meta.dim, c.dim);
     assert_int_equal(meta.ffn[0], c.layers[0].ffn);
     assert_int_equal(meta.ffn[1], 0);
@@ -168,13 +171,14 @@ static void craft(const char *path, const vt_plugin *p, const vt_config *c, uint
     snprintf(kstr, sizeof kstr, "%d", p->k), snprintf(rstr, sizeof rstr, "%d", p->r);
     snprintf(dstr, sizeof dstr, "%d", c->dim), snprintf(lstr, sizeof lstr, "%d", c->n_layers);
     snprintf(fstr, sizeof fstr, "%016" PRIx64, fp);
-    char vstr[16];
-    snprintf(vstr, sizeof vstr, "%d", VT_PLUGIN_VERSION);
-    const char *kv[20] = {"format", VT_PLUGIN_FORMAT, "version", vstr, "activation", "silu", "k", kstr, "r", rstr,
-                          "dim", dstr, "n_layers", lstr, "ffn", ffn, "fingerprint", fstr, "base_model", "m"};
+    char vstr[16], tstr[16];
+    snprintf(vstr, sizeof vstr, "%d", VT_PLUGIN_VERSION), snprintf(tstr, sizeof tstr, "%d", p->tail);
+    const char *kv[22] = {"format", VT_PLUGIN_FORMAT, "version", vstr, "activation", "silu", "k", kstr, "r", rstr,
+                          "exact_tail", tstr, "dim", dstr, "n_layers", lstr, "ffn", ffn, "fingerprint", fstr,
+                          "base_model", "m"};
     int nk = 0;
-    const char *out[20];
-    for (int i = 0; i < 10; i++) {
+    const char *out[22];
+    for (int i = 0; i < 11; i++) {
         if (key && strcmp(kv[2 * i], key) == 0 && !value) continue;
         out[2 * nk] = kv[2 * i];
         out[2 * nk + 1] = key && strcmp(kv[2 * i], key) == 0 ? value : kv[2 * i + 1];
@@ -226,6 +230,19 @@ static void test_bad_files(void **st) {
     expect_error(vt_plugin_load(path, &c, fp, "m", &q), "not a plugin file", "\"pt\"", NULL);
     craft(path, &p, &c, fp, -1, -1, 0, "version", "1"); /* before the last-layer rule */
     expect_error(vt_plugin_load(path, &c, fp, "m", &q), "version 1", NULL, NULL);
+    p.tail = 3;
+    craft(path, &p, &c, fp, -1, -1, 0, "version", "2"); /* before exact_tail: the last position only */
+    assert_int_equal(vt_plugin_load(path, &c, fp, "m", &q), 0);
+    assert_int_equal(q.tail, 1);
+    vt_plugin_free(&q);
+    craft(path, &p, &c, fp, -1, -1, 0, NULL, NULL);
+    assert_int_equal(vt_plugin_load(path, &c, fp, "m", &q), 0);
+    assert_int_equal(q.tail, 3);
+    vt_plugin_free(&q);
+    craft(path, &p, &c, fp, -1, -1, 0, "exact_tail", NULL); /* version 3 records it */
+    expect_error(vt_plugin_load(path, &c, fp, "m", &q), "has no \"exact_tail\"", NULL, NULL);
+    craft(path, &p, &c, fp, -1, -1, 0, "exact_tail", "0");
+    expect_error(vt_plugin_load(path, &c, fp, "m", &q), "\"exact_tail\" is \"0\"", NULL, NULL);
     craft(path, &p, &c, fp, -1, -1, 0, "k", "two");
     expect_error(vt_plugin_load(path, &c, fp, "m", &q), "\"k\" is \"two\"", NULL, NULL);
     craft(path, &p, &c, fp, -1, -1, 0, "r", NULL);

@@ -574,6 +574,11 @@ static void test_validate_plug(void **state) {
     assert_int_equal(vt_run_config_set(&rc, "plugin.prompt_fraction=1"), -1);
     assert_error_has("plugin.prompt_fraction");
     assert_int_equal(vt_run_config_set(&rc, "plugin.k=0"), -1);
+    assert_int_equal(rc.plugin.exact_tail, 1); /* the last position only, as before the key */
+    assert_int_equal(vt_run_config_set(&rc, "plugin.exact_tail=16"), 0);
+    assert_int_equal(rc.plugin.exact_tail, 16);
+    assert_int_equal(vt_run_config_set(&rc, "plugin.exact_tail=0"), -1);
+    assert_error_has("plugin.exact_tail");
     snprintf(text, sizeof text, "output.dir=%s", model_path);
     assert_int_equal(vt_run_config_set(&rc, text), 0);
     assert_int_equal(vt_run_config_validate_plug(&rc), -1);
