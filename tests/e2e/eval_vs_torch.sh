@@ -5,8 +5,8 @@
 #
 # The reference runs live when /usr/bin/python3 has torch. Without torch, the results it produced
 # earlier and committed in tests/reference/expected/ are used instead (as llm.c does), provided the
-# data file is byte-identical to the one they were computed on. Exit 77 (skip) when the fixtures or
-# Python are missing.
+# data file is byte-identical to the one they were computed on; the ASan pass uses them too
+# (full_pass). Exit 77 (skip) when the fixtures or Python are missing.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 refdir=$src/tests/reference
@@ -18,7 +18,9 @@ need_files "$model" "$tok" "$data"
 [[ -x $py ]] || skip "$py not found (the reference needs Debian's python3-torch)"
 
 live=1
-if ! "$py" -c 'import torch, numpy' 2>/dev/null; then
+if ! full_pass "the live PyTorch reference (unsanitized Python; its committed results are used)"; then
+    live=0
+elif ! "$py" -c 'import torch, numpy' 2>/dev/null; then
     live=0
     echo "note: no torch for $py; comparing with the committed reference results in $refdir/expected"
 fi

@@ -4,7 +4,8 @@
 # and 50%-pruned (per-layer sizes, `deci`) exported to GGUF give llama.cpp the same 256 greedy
 # tokens as vtrans-dist and the same mean NLL on the same windows: 1e-3 relative for F32, looser
 # for F16/BF16/Q8_0 (both sides read the same rounded weights, so the tolerance is arithmetic only);
-# a 50%-pruned model re-fitted with output biases (reconstruct.bias) likewise.
+# a 50%-pruned model re-fitted with output biases (reconstruct.bias) likewise. The ASan pass runs
+# vtrans-dist on every file but leaves llama.cpp's runs (unsanitized) to the release pass.
 # Skips (77) when llama.cpp is not installed.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,7 +20,7 @@ check() { "$work/check" "$llama/bins" "$@"; }
 bin="$fx/stories260K/stories260K.bin" tok="$fx/stories260K/tok512.bin"
 
 # The real fixture GGUF: llama2.c's greedy text, and the .bin's eval to the last digit.
-head -c 20000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+head -c 8000 "$fx/tinystories/eval.txt" >"$work/eval.txt"  # ~4,000 tokens: 31 windows of 128
 "$VT_BIN" generate --model "$fx/gguf/stories260K.gguf" --steps 256 --temperature 0 >"$work/fx.txt" 2>/dev/null
 { cat "$fx/stories260K/greedy_t0.txt"; echo; } | cmp -s - "$work/fx.txt" || record_failure fixture "greedy text differs"
 "$VT_BIN" eval --model "$fx/gguf/stories260K.gguf" --data "$work/eval.txt" --window 128 --json >"$work/e1.json" 2>/dev/null
@@ -40,6 +41,11 @@ PY
 # compare NAME MODEL TOL: greedy text for 256 steps and windowed mean NLL within TOL relative.
 compare() {
   local name=$1 model=$2 tol=$3
+  if ! full_pass "$name: llama.cpp's greedy text and NLL"; then
+    "$VT_BIN" generate --model "$model" --steps 256 --temperature 0 >/dev/null 2>&1 || record_failure "$name" "generate"
+    "$VT_BIN" eval --model "$model" --data "$work/eval.u32" --window 128 --json >/dev/null 2>&1 || record_failure "$name" "eval"
+    return
+  fi
   check text "$model" 256 >"$work/$name.llama.txt" || { record_failure "$name" "llama.cpp could not run it"; return; }
   "$VT_BIN" generate --model "$model" --steps 256 --temperature 0 >"$work/$name.vt.txt" 2>/dev/null
   cmp -s "$work/$name.llama.txt" "$work/$name.vt.txt" || record_failure "$name" "greedy text differs from llama.cpp's"
@@ -62,12 +68,18 @@ for t in f32:1e-3 f16:1e-3 bf16:5e-3 q8_0:5e-3; do
   compare "dense-${t%%:*}" "$work/dense-${t%%:*}.gguf" "${t##*:}"
 done
 # The greedy ids from BOS of the dense F32 export are llama2.c's.
-check gen "$work/dense-f32.gguf" 256 | cmp -s - <(tr ' ' '\n' <"$fx/stories260K/greedy_t0_ids.txt" | grep .) ||
-  record_failure dense "llama.cpp greedy ids differ from greedy_t0_ids.txt"
+if full_pass "llama.cpp's greedy ids"; then
+  check gen "$work/dense-f32.gguf" 256 | cmp -s - <(tr ' ' '\n' <"$fx/stories260K/greedy_t0_ids.txt" | grep .) ||
+    record_failure dense "llama.cpp greedy ids differ from greedy_t0_ids.txt"
+fi
 
-# A short 50% prune (per-layer FFN sizes: the `deci` architecture) written as GGUF by prune.
-"$VT_BIN" prune --config "$src/configs/stories260k-50.ini" --set "model.path=$bin" --set "model.tokenizer=$tok" \
-  --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt" --set "output.dir=$work/p50.gguf" --set output.format=gguf \
+# The prunes below make models for the exports: not evaluated (compare does).
+pr=(prune --config "$src/configs/stories260k-50.ini" --set "model.path=$bin" --set "model.tokenizer=$tok"
+    --set "data.calib=$fx/tinystories/calib.txt" --set data.eval= --set output.format=gguf)
+# A short 50% prune (per-layer FFN sizes: the `deci` architecture) written as GGUF by prune: its 10
+# steps of 8 draw from 64 sequences, cached and re-fitted on (the default 1,775 and 256 took most
+# of this test's time).
+"$VT_BIN" "${pr[@]}" --set "output.dir=$work/p50.gguf" --set data.max_sequences=64 --set reconstruct.sequences=64 \
   --set schedule.steps=10 --set schedule.log_interval=10 >"$work/prune.txt" 2>&1 || { cat "$work/prune.txt"; fail "prune"; }
 "$VT_BIN" inspect --model "$work/p50.gguf" >"$work/p50.inspect"
 compare p50-f32 "$work/p50.gguf" 1e-3
@@ -76,10 +88,11 @@ compare p50-q8_0 "$work/p50-q8.gguf" 5e-3
 
 # Magnitude prunes to 40% (no training, a few seconds): per-layer head and KV-head counts and
 # removed MLPs (`deci`), and the same budget with budget.uniform (`llama`, equal sizes everywhere).
+# Re-fitted on the default 256 sequences: on 64, the per-layer model's greedy text parted from
+# llama.cpp's at a near tie (mean NLLs 4e-7 apart).
 for u in false true; do
-  "$VT_BIN" prune --config "$src/configs/stories260k-50.ini" --set "model.path=$bin" --set "model.tokenizer=$tok" \
-    --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt" --set "output.dir=$work/m-$u.gguf" \
-    --set output.format=gguf --set method.name=magnitude --set budget.params=0.4 --set "budget.uniform=$u" \
+  "$VT_BIN" "${pr[@]}" --set "output.dir=$work/m-$u.gguf" \
+    --set method.name=magnitude --set budget.params=0.4 --set "budget.uniform=$u" \
     >"$work/prune-$u.txt" 2>&1 || { cat "$work/prune-$u.txt"; fail "magnitude prune (uniform $u)"; }
   "$VT_BIN" inspect --model "$work/m-$u.gguf" >"$work/m-$u.inspect"
   # distinct (heads, kv heads) and FFN sizes over the layer table
@@ -97,10 +110,8 @@ done
 # which llama.cpp's llama (budget.uniform) and deci architectures load when present (without them
 # the perplexity of this model is 4x higher: tests/e2e/refit_bias.sh). Random pruning: no training.
 for u in false true; do
-  "$VT_BIN" prune --config "$src/configs/stories260k-50.ini" --set "model.path=$bin" --set "model.tokenizer=$tok" \
-    --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt" --set "output.dir=$work/bias-$u.gguf" \
-    --set output.format=gguf --set method.name=random --set reconstruct.bias=true --set reconstruct.sequences=64 \
-    --set "budget.uniform=$u" >"$work/prune-bias.txt" 2>&1 || { cat "$work/prune-bias.txt"; fail "prune with reconstruct.bias"; }
+  "$VT_BIN" "${pr[@]}" --set "output.dir=$work/bias-$u.gguf" \
+    --set method.name=random --set reconstruct.bias=true --set reconstruct.sequences=64 --set "budget.uniform=$u" >"$work/prune-bias.txt" 2>&1 || { cat "$work/prune-bias.txt"; fail "prune with reconstruct.bias"; }
   compare "random-bias-uniform-$u" "$work/bias-$u.gguf" 1e-3
 done
 

@@ -3,7 +3,8 @@
 #
 # Sets: VT_BIN (required), src (VT_SOURCE_DIR, default the repository), fx (VT_FIXTURES, default
 # ../shared/fixtures beside it), py (/usr/bin/python3), work (a fresh temporary directory; kept
-# when VT_KEEP is set), failures (0). CTest passes VT_BIN, VT_SOURCE_DIR and VT_FIXTURES.
+# when VT_KEEP is set), failures (0). CTest passes VT_BIN, VT_SOURCE_DIR and VT_FIXTURES, and
+# VT_SANITIZED=1 in a -DVT_SANITIZE=ON build (see full_pass).
 # shellcheck shell=bash disable=SC2034 # (variables set for the scripts that source this)
 set -euo pipefail
 
@@ -44,6 +45,17 @@ mpi_env() {
     export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
     export BLIS_NUM_THREADS=${BLIS_NUM_THREADS:-1}
     [[ -z ${ASAN_OPTIONS:-} ]] || export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
+}
+
+# full_pass WHY: true in the release pass. Under the sanitizers (VT_SANITIZED=1) false, saying WHY
+# the part is left to the release pass: the ASan pass exists to run every code path under the
+# sanitizers once, the release pass makes every comparison (each layout, each reference). Guards
+# repeats only: whatever a skipped part runs, another part of the same script runs sanitized.
+# VT_FULL=1 runs everything under the sanitizers too.
+full_pass() {
+    [[ -z ${VT_SANITIZED:-} || -n ${VT_FULL:-} ]] && return 0
+    echo "$test_name: release pass only: $*"
+    return 1
 }
 
 # fail MESSAGE: ends the test as failed at once.

@@ -7,11 +7,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_files "$fx/stories260K/stories260K.bin"
 cd "$src"  # configs name their files relative to the repository root
 model="$fx/stories260K/stories260K.bin"
-head -c 40000 "$fx/tinystories/eval.txt" >"$work/eval.txt"  # a slice keeps the test fast
+head -c 10000 "$fx/tinystories/eval.txt" >"$work/eval.txt"  # a slice keeps the test fast
 sets=(--set "model.path=$model" --set "model.tokenizer=$fx/stories260K/tok512.bin"
       --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt"
       --set "output.dir=$work/out50"
       --set schedule.steps=40 --set schedule.log_interval=10   # a short schedule: the suite stays fast
+      --set data.max_sequences=320                             # the teacher cache: as many as 40 steps of 8 draw
       --set reconstruct.sequences=64)                          # the re-fit (lsq by default) on fewer sequences
 
 "$VT_BIN" prune --config configs/stories260k-50.ini "${sets[@]}" --set output.archive=tar.zst >"$work/stdout.txt" 2>"$work/stderr.txt" || {

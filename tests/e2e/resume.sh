@@ -3,7 +3,8 @@
 # with the uninterrupted result; kill -9 of one rank of an MPI run, then --resume, too; resuming
 # with another rank count or a changed setting is refused with a message, unless --accept-changed
 # names it (a model staged elsewhere); 2 stages x 2 replicas
-# keep one file per stage and resume from it.
+# keep one file per stage and resume from it. Under ASan the uninterrupted runs and the comparisons
+# with them are left to the release pass (full_pass): the resumed runs are the code under test.
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_files "$fx/stories260K/stories260K.bin"
@@ -11,7 +12,7 @@ mpi_env
 kill_runs() { pkill -KILL -f "$work" 2>/dev/null; }  # runs of this test still alive
 on_exit kill_runs
 cd "$src"
-head -c 20000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+head -c 3000 "$fx/tinystories/eval.txt" >"$work/eval.txt"  # the tensors are compared; a short evaluation
 common=(--config configs/stories260k-50.ini --set "model.path=$fx/stories260K/stories260K.bin"
         --set "model.tokenizer=$fx/stories260K/tok512.bin" --set "data.calib=$fx/tinystories/calib.txt"
         --set "data.eval=$work/eval.txt" --set data.seq_len=32 --set data.max_sequences=64
@@ -27,7 +28,8 @@ wait_for_step() {
   cat "$1"; fail "$1 never reached step 30"
 }
 
-"$VT_BIN" prune "${common[@]}" --set "output.dir=$work/whole" >/dev/null 2>"$work/whole.err"
+whole=; full_pass "the uninterrupted runs and the comparisons with them" && whole=1
+[ -z "$whole" ] || "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/whole" >/dev/null 2>"$work/whole.err"
 
 # SIGTERM, one process
 "$VT_BIN" prune "${common[@]}" --set "output.dir=$work/a" >/dev/null 2>"$work/a.err" &
@@ -73,12 +75,12 @@ import json, sys
 steps = [json.loads(l)['step'] for l in open('$work/a.run/progress.jsonl')]
 assert steps and steps[-1] == 300 and all(isinstance(s, int) for s in steps), steps[-5:]
 "
-"$py" "$src/tests/reference/compare_checkpoints.py" "$work/whole" "$work/a"
+[ -z "$whole" ] || "$py" "$src/tests/reference/compare_checkpoints.py" "$work/whole" "$work/a"
 
 if command -v mpirun >/dev/null; then
   # kill -9 of one rank of a 2-stage run, then resume with the same layout; compared with an
   # uninterrupted run of that layout (layouts differ by float summation order, which 300 steps amplify)
-  timeout 300 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/mwhole" >/dev/null 2>"$work/mw.err"
+  [ -z "$whole" ] || timeout 300 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/mwhole" >/dev/null 2>"$work/mw.err"
   mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/m" >/dev/null 2>"$work/m.err" &
   mpid=$!
   wait_for_step "$work/m.err"
@@ -94,7 +96,7 @@ if command -v mpirun >/dev/null; then
     { cat "$work/m1.err"; fail "the -n 1 resume of a 2-stage checkpoint wrote no output"; }
   timeout 300 mpirun -n 2 "$VT_BIN" prune "${common[@]}" --set parallel.stages=2 --set "output.dir=$work/m" \
     --resume "$work/m.run" >/dev/null 2>"$work/m2.err" || { tail "$work/m2.err"; fail "MPI resume"; }
-  "$py" "$src/tests/reference/compare_checkpoints.py" "$work/mwhole" "$work/m"
+  [ -z "$whole" ] || "$py" "$src/tests/reference/compare_checkpoints.py" "$work/mwhole" "$work/m"
 
   # 2 stages x 2 replicas: one file per stage (replica 0 writes it), read by every replica of the
   # stage. Checkpoints at steps 5, 10 (masks), 15, 20 (fine-tuning); the newest is damaged, so the

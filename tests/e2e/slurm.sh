@@ -39,7 +39,7 @@ set -e
 sinfo -h -o '%P %T %D %c' | grep -q idle || fail "no idle node after slurm-local start"
 
 cd "$src"
-head -c 30000 "$fx/tinystories/eval.txt" >"$work/eval.txt"
+head -c 3000 "$fx/tinystories/eval.txt" >"$work/eval.txt"  # the tensors are compared; a short evaluation
 common=(--set "model.path=$fx/stories260K/stories260K.bin" --set "model.tokenizer=$fx/stories260K/tok512.bin"
         --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt"
         --set data.seq_len=32 --set data.max_sequences=64 --set schedule.batch_size=4)
