@@ -393,18 +393,28 @@ static int head_gather(refit *r, const float *xd, const float *xp, double *sys) 
 }
 
 /* The centred classifier's Gram matrix E_c^T E_c = E^T E - V mu mu^T (mu: E's mean row), into
- * k [d, d]. */
-static void head_gram(const vt_model *P, double *k) {
+ * k [d, d]: E's rows widened to double a block at a time (a whole double copy of a 32000 x 4096
+ * classifier would be 1 GiB) for BLIS's rank-k update, then mirrored. */
+static int head_gram(const vt_model *P, double *k) {
+    enum { BLOCK = 256 };
     int d = P->cfg.dim, V = P->cfg.vocab;
+    double *blk = vt_malloc((size_t)BLOCK * d * sizeof(double), "re-fit head Gram block");
+    double *sum = vt_calloc((size_t)d, sizeof(double), "re-fit head Gram sums"), one = 1.0;
+    if (!blk || !sum) return free(blk), free(sum), -1;
+    memset(k, 0, (size_t)d * d * sizeof(double));
+    for (int v0 = 0; v0 < V; v0 += BLOCK) {
+        int n = V - v0 < BLOCK ? V - v0 : BLOCK;
+        const float *e = P->lm_head + (size_t)v0 * d;
+        for (size_t i = 0; i < (size_t)n * d; i++) blk[i] = e[i], sum[i % d] += e[i];
+        bli_dsyrk(BLIS_LOWER, BLIS_TRANSPOSE, d, n, &one, blk, d, 1, &one, k, d, 1);
+    }
     for (int i = 0; i < d; i++)
         for (int j = 0; j <= i; j++) {
-            double e = 0.0, si = 0.0, sj = 0.0;
-            for (int v = 0; v < V; v++) {
-                const float *row = P->lm_head + (size_t)v * d;
-                e += (double)row[i] * row[j], si += row[i], sj += row[j];
-            }
-            k[(size_t)i * d + j] = k[(size_t)j * d + i] = e - si * sj / V;
+            double centred = k[(size_t)i * d + j] - sum[i] * sum[j] / V;
+            k[(size_t)i * d + j] = k[(size_t)j * d + i] = centred;
         }
+    free(blk), free(sum);
+    return 0;
 }
 
 /* sum ||E diag(u) s - l_c||^2 / sum ||l_c||^2 for the system of head_gather. */
@@ -430,8 +440,8 @@ static int refit_head(refit *r, const float *xd, const float *xp) {
     int rc = sys && k && s ? head_gather(r, xd, xp, sys) : -1;
     if (rc == 0) rc = r->ops->sum(r->ops, sys, (size_t)d * d + d + 1);
     vt_refit_stat st = {0};
+    if (rc == 0) rc = head_gram(P, k);
     if (rc == 0) {
-        head_gram(P, k);
         for (size_t i = 0; i < (size_t)d * d; i++) sys[i] *= k[i];
         for (int i = 0; i < d; i++) s[i] = 1.0;
         st.done = 1;
