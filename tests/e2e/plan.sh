@@ -90,7 +90,7 @@ grep -qE "^layout +4 ranks x 16 threads \(1 stage x 4 replicas\): the fastest th
     "$work/out.txt" || record_failure "machine layout" "$(grep '^layout' "$work/out.txt")"
 grep -qF "87.9 GFLOP/s per core: the Faster-VTrans step at -n 1" "$work/out.txt" ||
     record_failure "stated speed" "no measured per-core rate named: $(grep '^speed' "$work/out.txt")"
-grep -qE "Adam moments: lora rank 8 on q,k,v,o,gate,up,down, 19.99 M adapter parameters: 152.50 MiB; full fine-tuning, 3.24 B kept weights: 24.13 GiB; lora's 0.62% of full's" "$work/out.txt" ||
+grep -qE "Adam moments: lora rank 12 on q,k,v,o,gate,up,down, 29.98 M adapter parameters: 228.75 MiB; full fine-tuning, 3.24 B kept weights: 24.13 GiB; lora's 0.93% of full's" "$work/out.txt" ||
     record_failure "recovery state" "$(grep -A1 '^recovery' "$work/out.txt")"
 # check_json TITLE PYTHON-CONDITION ARGS...: plan --json prints one object for which the condition
 # (on `o`) holds
