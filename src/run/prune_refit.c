@@ -107,11 +107,8 @@ int vt_prune_refit_sequences(const vt_calib *calib, const vt_reconstruct_spec *s
     return vt_calib_init(view, calib->tokens, n, 1.0, spec->seq_len, 0);
 }
 
-int vt_prune_refit(vt_comm *c, const vt_model *dense, vt_model *pruned, const vt_slice_map *map, const vt_calib *all,
+int vt_prune_refit(vt_comm *c, const vt_model *dense, vt_model *pruned, const vt_slice_map *map, const vt_calib *calib,
                    const vt_reconstruct_spec *spec, vt_refit_stat *stats) {
-    vt_calib view;
-    if (vt_comm_agree(c, vt_prune_refit_sequences(all, spec, &view))) return -1;
-    const vt_calib *calib = &view;
     int n = spec->sequences < (long)calib->n_seq ? spec->sequences : (int)calib->n_seq, first, count;
     share(c, n, &first, &count);
     if (vt_comm_agree(c, count > 0 ? 0 : vt_fail("reconstruct.sequences: %d calibration sequences for %d replicas; "

@@ -12,7 +12,7 @@
 
 /* Re-fits this rank's layers of pruned (its part of the model vt_slice_model made, map from the
  * same keep decision in the dense model's indices) against its part of dense on the first
- * spec->sequences sequences of calib (recut to spec->seq_len tokens when set; all of them when
+ * spec->sequences sequences of calib (as vt_prune_refit_sequences cut them; all of them when
  * there are fewer): replica r of R streams
  * sequences [r n / R, (r + 1) n / R), stage s takes both streams from stage s - 1 and hands them to
  * s + 1. Collective over the world. stats ([n_layers][VT_REFIT_SLOTS], zeroed by the caller) gets

@@ -313,13 +313,13 @@ static int reconstruct(prune_ctx *x) {
     size_t n = (size_t)x->model.cfg.n_layers * VT_REFIT_SLOTS;
     x->refit = vt_calloc(n, sizeof *x->refit, "re-fit statistics");
     if (vt_comm_agree(x->comm, x->refit ? 0 : -1)) return -1;
-    if (vt_prune_refit(x->comm, &x->model, &x->pruned, &x->map, &x->calib, &x->rc->reconstruct, x->refit))
+    vt_calib seqs; /* the calibration tokens cut to reconstruct.seq_len */
+    if (vt_comm_agree(x->comm, vt_prune_refit_sequences(&x->calib, &x->rc->reconstruct, &seqs)) ||
+        vt_prune_refit(x->comm, &x->model, &x->pruned, &x->map, &seqs, &x->rc->reconstruct, x->refit))
         return vt_fail_context("re-fitting the pruned model");
     x->refit_seconds = vt_seconds() - t;
     double solves = 0.0;
     for (size_t i = 0; i < n; i++) solves += x->refit[i].solve_seconds;
-    vt_calib seqs; /* as vt_prune_refit cut them */
-    vt_prune_refit_sequences(&x->calib, &x->rc->reconstruct, &seqs);
     if (is_coordinator(x))
         fprintf(stderr, "re-fit (%s target) on %d calibration sequences of %d tokens: %.1f s (solves: %.1f s over all "
                 "layers)\n", vt_refit_target_name(x->rc->reconstruct.fit.target),

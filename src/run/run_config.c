@@ -643,6 +643,9 @@ int vt_run_config_validate(vt_run_config *rc) {
                        "of FLOPs per token kept) in section [budget]",
                        name);
     if (check_ranges(rc)) return -1;
+    if (rc->reconstruct.seq_len == 1) /* found here, not hours later when the re-fit starts */
+        return vt_fail("%s: reconstruct.seq_len must be 0 or at least 2, got 1",
+                       key_origin(rc, find_key("reconstruct", "seq_len"), origin, sizeof origin));
 
     if (vt_lora_parse_targets(rc->recover_targets, &rc->recover.targets))
         return vt_fail_context("%s", key_origin(rc, find_key("recover", "targets"), origin, sizeof origin));

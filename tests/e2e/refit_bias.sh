@@ -10,6 +10,8 @@
 #      without the biases (the same directory with the biases zeroed differs by more than 1e-3);
 #   4. converts to GGUF and back to the same perplexity (attn_output.bias, ffn_down.bias);
 #   5. is refused, with a message, as the input of another prune (biases on kept dims only).
+# And reconstruct.seq_len: the re-fit runs on the calibration tokens cut anew (its log line says
+# how), and a length below 2 is refused.
 # The GGUF file against the real llama.cpp: tests/e2e/gguf_llama_cpp.sh. Random pruning (no
 # training) keeps this test to a few seconds.
 # shellcheck source=lib.sh
@@ -115,4 +117,16 @@ expect_error "prune a biased model" "pruning a biased model is not supported" --
   --config configs/stories260k-50.ini --set "model.path=$work/b50" --set "model.tokenizer=$tok" \
   --set "data.calib=$fx/tinystories/calib.txt" --set "data.eval=$work/eval.txt" --set "output.dir=$work/again" \
   --set method.name=magnitude
+
+# 6. reconstruct.seq_len.
+"$VT_BIN" prune --config configs/stories260k-50.ini --set "model.path=$model" --set "model.tokenizer=$tok" \
+  --set "data.calib=$fx/tinystories/calib.txt" --set data.eval= --set "output.dir=$work/cut" \
+  --set method.name=random --set reconstruct.sequences=8 --set reconstruct.seq_len=48 >"$work/cut.txt" 2>&1 ||
+  { tail -20 "$work/cut.txt"; record_failure seq_len "prune with reconstruct.seq_len = 48"; }
+grep -q "on 8 calibration sequences of 48 tokens" "$work/cut.txt" ||
+  record_failure seq_len "the re-fit's log line does not say 8 sequences of 48 tokens: $(grep -m1 're-fit (' "$work/cut.txt")"
+expect_error "reconstruct.seq_len = 1" "reconstruct.seq_len must be 0 or at least 2, got 1" -- prune \
+  --config configs/stories260k-50.ini --set "model.path=$model" --set "model.tokenizer=$tok" \
+  --set "data.calib=$fx/tinystories/calib.txt" --set data.eval= --set "output.dir=$work/cut1" \
+  --set method.name=random --set reconstruct.seq_len=1
 finish

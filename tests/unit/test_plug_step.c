@@ -23,7 +23,7 @@ static void test_gradient(void **st) {
     vt_plugin p;
     assert_int_equal(vt_plugin_alloc(&p, &c, 3, 4), 0);
     srand(5);
-    for (size_t i = 0; i < p.arena_floats; i++) p.arena[i] = ((float)rand() / RAND_MAX - 0.5f) * 0.6f;
+    for (size_t i = 0; i < p.arena_floats; i++) p.arena[i] = ((float)rand() / (float)RAND_MAX - 0.5f) * 0.6f;
     vt_plug_step s;
     assert_int_equal(vt_plug_step_init(&s, &m, &p, B, T, P), 0);
     double loss = vt_plug_loss_grad(&m, &p, &s, ids);

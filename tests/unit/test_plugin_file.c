@@ -18,7 +18,7 @@ static const char *const PARTS[5] = {"score", "w1", "b1", "w2", "b2"};
 static void random_plugin(vt_plugin *p, const vt_config *c, int k, int r, unsigned seed) {
     assert_int_equal(vt_plugin_alloc(p, c, k, r), 0);
     srand(seed);
-    for (size_t i = 0; i < p->arena_floats; i++) p->arena[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (size_t i = 0; i < p->arena_floats; i++) p->arena[i] = (float)rand() / (float)RAND_MAX - 0.5f;
 }
 
 /* An error message must contain each of the fragments given. */
