@@ -161,7 +161,8 @@ int vt_gguf_config(const vt_gguf *g, vt_config *c) {
     if (read_arch(g, arch, sizeof arch) || arch_int(g, arch, "block_count", -1, &layers) ||
         arch_int(g, arch, "embedding_length", -1, &dim) || arch_int(g, arch, "context_length", 2048, &ctx))
         return -1;
-    if (layers < 1 || layers > 4096) return vt_fail("%s: %s.block_count %lld is out of range", g->path, arch, (long long)layers);
+    if (layers < 1 || layers > VT_MAX_LAYERS)
+        return vt_fail("%s: %s.block_count %lld is out of range (1 to %d)", g->path, arch, (long long)layers, VT_MAX_LAYERS);
     const vt_gguf_tensor *emb = vt_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2) return vt_fail("%s: tensor token_embd.weight is missing or not 2-D", g->path);
     if (emb->ne[1] > (1u << 24)) return vt_fail("%s: token_embd.weight has an impossible vocabulary", g->path);

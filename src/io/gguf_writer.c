@@ -238,7 +238,8 @@ static void write_arch(writer *w, const vt_config *c) {
 
 /* The sizes written per layer, padded where llama.cpp's deci graph needs it (gguf_writer.h). */
 static int plan_sizes(writer *w, const vt_config *c) {
-    if (c->n_layers > 4096) return vt_fail("%s: %d layers is more than GGUF export handles (4096)", w->path, c->n_layers);
+    if (c->n_layers > VT_MAX_LAYERS)
+        return vt_fail("%s: %d layers is more than GGUF export handles (%d)", w->path, c->n_layers, VT_MAX_LAYERS);
     w->uniform = 1;
     for (int l = 0; l < c->n_layers; l++) {
         const vt_layer_shape *s = &c->layers[l], *s0 = &c->layers[0];

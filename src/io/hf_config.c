@@ -153,7 +153,8 @@ static int parse_config(const char *path, json_t *root, vt_config *c, int *decla
         vt_error_clear();
     }
 
-    if (c->n_layers <= 0) return vt_fail("%s: num_hidden_layers must be positive, not %d", path, c->n_layers);
+    if (c->n_layers <= 0 || c->n_layers > VT_MAX_LAYERS) /* before the per-layer table (found by fuzz_hf_config) */
+        return vt_fail("%s: num_hidden_layers %d is out of range (1 to %d)", path, c->n_layers, VT_MAX_LAYERS);
     if (vt_config_init_dense(c)) return -1;
     int heads, kv, ffn;
     if (get_layer_array(path, root, "num_attention_heads_per_layer", c, offsetof(vt_layer_shape, n_heads), &heads) ||

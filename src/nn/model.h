@@ -94,6 +94,10 @@ typedef struct {
 
 vt_load_parts vt_load_all(void);
 
+/* The most layers a model file may declare (GGUF, config.json; llama2.c's are bounded by its file
+ * size): a header of a few bytes must not allocate per-layer tables for millions of layers. */
+#define VT_MAX_LAYERS 4096
+
 /* Config helpers. vt_config_init_dense fills a dense config and allocates layers[]. */
 int vt_config_init_dense(vt_config *c);
 int vt_config_copy(vt_config *dst, const vt_config *src);

@@ -213,6 +213,28 @@ static void test_bad_per_layer_arrays(void **state) {
     vt_config_free(&c);
 }
 
+/* A 250-byte config.json declaring 54 million layers allocated 650 MB of per-layer table before
+ * anything could refuse it (found by fuzz_hf_config); the count is bounded first. */
+static void test_layer_count_bounded(void **state) {
+    (void)state;
+    static const char *fmt = "{\"hidden_size\": 64, \"intermediate_size\": 172, \"num_attention_heads\": 8, "
+                             "\"num_hidden_layers\": %d, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, "
+                             "\"max_position_embeddings\": 512}";
+    char text[512];
+    snprintf(text, sizeof text, fmt, 54444444);
+    write_text(text);
+    expect_error("num_hidden_layers 54444444 is out of range", "(1 to 4096)");
+    snprintf(text, sizeof text, fmt, 0);
+    write_text(text);
+    expect_error("num_hidden_layers 0 is out of range", NULL);
+    snprintf(text, sizeof text, fmt, VT_MAX_LAYERS);
+    write_text(text);
+    vt_config c;
+    assert_int_equal(vt_hf_config_read(path, &c, NULL), 0);
+    assert_int_equal(c.n_layers, VT_MAX_LAYERS);
+    vt_config_free(&c);
+}
+
 static void test_missing_file(void **state) {
     (void)state;
     remove(path);
@@ -228,6 +250,7 @@ int main(void) {
         cmocka_unit_test(test_missing_and_ill_typed_keys),
         cmocka_unit_test(test_computation_keys),
         cmocka_unit_test(test_bad_per_layer_arrays),
+        cmocka_unit_test(test_layer_count_bounded),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, setup, tu_group_teardown);
