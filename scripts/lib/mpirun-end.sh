@@ -25,3 +25,18 @@ wait_launcher() {
   wait "$1" 2>/dev/null
   return 1
 }
+
+# retime REF: the run's duration follows the machine's load (a background job at nice 19 more than
+# doubled it here), and a moment past the end kills nothing, so the scripts time an uninterrupted
+# run again every 10 kills: `prune` (the caller's) into $work/retime, timed into run_ms and
+# appended to durations; its output must equal REF's (same_output, the caller's).
+retime() {
+  local t0
+  t0=$(now_ms)
+  prune "$work/retime" >"$work/retime.log" 2>&1 ||
+    { tail "$work/retime.log"; echo "$(basename "$0"): an uninterrupted prune failed"; exit 1; }
+  run_ms=$(( $(now_ms) - t0 ))
+  durations+=("$run_ms")
+  same_output "$1" "$work/retime" || { echo "$(basename "$0"): two uninterrupted prunes differ"; exit 1; }
+  rm -rf "$work/retime" "$work/retime.run"
+}
