@@ -48,6 +48,7 @@ typedef struct {
     int lo_open, hi_open;
     const int *allowed;       /* K_INT: the only accepted values, 0-terminated; NULL = any in range */
     int required;
+    int zero_off;             /* 0 is accepted too, outside the range (the feature off or automatic) */
 } key_def;
 
 static const char *const method_names[] = {"vib", "magnitude", "random", "taylor", NULL};
@@ -65,12 +66,13 @@ static const char *const recover_names[] = {"none", "lora", "full", NULL}; /* vt
 
 #define OFF(field) offsetof(vt_run_config, field)
 #define INF INFINITY
-/* Shorthands: a string, an int/long/double with a closed range, an open-interval fraction. */
-#define STR(s, k, f, req) {s, k, K_STRING, OFF(f), NULL, 0, 0, 0, 0, NULL, req}
-#define INT(s, k, f, lo) {s, k, K_INT, OFF(f), NULL, lo, INT_MAX, 0, 0, NULL, 0}
-#define DBL(s, k, f, lo, hi) {s, k, K_DOUBLE, OFF(f), NULL, lo, hi, 0, 0, NULL, 0}
-#define POS(s, k, f) {s, k, K_DOUBLE, OFF(f), NULL, 0, INF, 1, 0, NULL, 0}
-#define ENUM(s, k, f, names) {s, k, K_ENUM, OFF(f), names, 0, 0, 0, 0, NULL, 0}
+/* Shorthands: a string, an int/long/double with a closed range (INT0: or 0), an open-interval fraction. */
+#define STR(s, k, f, req) {s, k, K_STRING, OFF(f), NULL, 0, 0, 0, 0, NULL, req, 0}
+#define INT(s, k, f, lo) {s, k, K_INT, OFF(f), NULL, lo, INT_MAX, 0, 0, NULL, 0, 0}
+#define INT0(s, k, f, lo) {s, k, K_INT, OFF(f), NULL, lo, INT_MAX, 0, 0, NULL, 0, 1}
+#define DBL(s, k, f, lo, hi) {s, k, K_DOUBLE, OFF(f), NULL, lo, hi, 0, 0, NULL, 0, 0}
+#define POS(s, k, f) {s, k, K_DOUBLE, OFF(f), NULL, 0, INF, 1, 0, NULL, 0, 0}
+#define ENUM(s, k, f, names) {s, k, K_ENUM, OFF(f), names, 0, 0, 0, 0, NULL, 0, 0}
 
 static const key_def keys[] = {
     STR("model", "path", model.path, 1),
@@ -81,14 +83,14 @@ static const key_def keys[] = {
     STR("data", "eval", data.eval, 0),
     INT("data", "seq_len", data.seq_len, 2),
     INT("data", "eval_window", data.eval_window, 2),
-    {"data", "fraction", K_DOUBLE, OFF(data.fraction), NULL, 0, 1, 1, 0, NULL, 0},
-    {"data", "max_sequences", K_LONG, OFF(data.max_sequences), NULL, 0, (double)LONG_MAX, 0, 0, NULL, 0},
+    {"data", "fraction", K_DOUBLE, OFF(data.fraction), NULL, 0, 1, 1, 0, NULL, 0, 0},
+    {"data", "max_sequences", K_LONG, OFF(data.max_sequences), NULL, 0, (double)LONG_MAX, 0, 0, NULL, 0, 0},
 
-    {"budget", "params", K_DOUBLE, OFF(budget.params), NULL, 0, 1, 1, 1, NULL, 0},
-    {"budget", "flops", K_DOUBLE, OFF(budget.flops), NULL, 0, 1, 1, 1, NULL, 0},
-    {"budget", "round_to", K_INT, OFF(budget.round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0},
+    {"budget", "params", K_DOUBLE, OFF(budget.params), NULL, 0, 1, 1, 1, NULL, 0, 0},
+    {"budget", "flops", K_DOUBLE, OFF(budget.flops), NULL, 0, 1, 1, 1, NULL, 0, 0},
+    {"budget", "round_to", K_INT, OFF(budget.round_to), NULL, 1, 128, 0, 0, round_to_allowed, 0, 0},
     DBL("budget", "warmup", budget.warmup, 0, 1),
-    {"budget", "uniform", K_BOOL, OFF(budget.uniform), NULL, 0, 0, 0, 0, NULL, 0},
+    {"budget", "uniform", K_BOOL, OFF(budget.uniform), NULL, 0, 0, 0, 0, NULL, 0, 0},
 
     ENUM("method", "name", method.name, method_names),
     ENUM("method", "variant", vib.variant, variant_names),
@@ -103,7 +105,7 @@ static const key_def keys[] = {
     DBL("method", "theta", vib.theta, -INF, INF),
     POS("method", "sharpness", vib.sharpness),
     INT("method", "prune_interval", vib.prune_interval, 0),
-    {"method", "seed", K_U64, OFF(vib.seed), NULL, 0, 0, 0, 0, NULL, 0},
+    {"method", "seed", K_U64, OFF(vib.seed), NULL, 0, 0, 0, 0, NULL, 0, 0},
     INT("method", "taylor_batches", method.taylor_batches, 1),
 
     INT("schedule", "steps", schedule.steps, 1),
@@ -120,8 +122,8 @@ static const key_def keys[] = {
 
     STR("output", "dir", output.dir, 1),
     ENUM("output", "dtype", output.dtype, dtype_names),
-    {"output", "shard_size", K_SIZE, OFF(output.shard_size), NULL, 0, 0, 0, 0, NULL, 0},
-    {"output", "overwrite", K_BOOL, OFF(output.overwrite), NULL, 0, 0, 0, 0, NULL, 0},
+    {"output", "shard_size", K_SIZE, OFF(output.shard_size), NULL, 0, 0, 0, 0, NULL, 0, 0},
+    {"output", "overwrite", K_BOOL, OFF(output.overwrite), NULL, 0, 0, 0, 0, NULL, 0, 0},
     ENUM("output", "archive", output.archive, archive_names),
     ENUM("output", "format", output.format, format_names),
     ENUM("output", "quantize", output.quantize, quantize_names),
@@ -129,8 +131,8 @@ static const key_def keys[] = {
     INT("parallel", "stages", pipeline.stages, 0),
     INT("parallel", "micro_batches", pipeline.micro_batches, 0),
     INT("parallel", "seq_chunks", pipeline.seq_chunks, 0),
-    {"parallel", "pack_weights", K_BOOL, OFF(pipeline.pack_weights), NULL, 0, 0, 0, 0, NULL, 0},
-    {"parallel", "threads", K_INT, OFF(pipeline.threads), NULL, 0, VT_MAX_THREADS, 0, 0, NULL, 0},
+    {"parallel", "pack_weights", K_BOOL, OFF(pipeline.pack_weights), NULL, 0, 0, 0, 0, NULL, 0, 0},
+    {"parallel", "threads", K_INT, OFF(pipeline.threads), NULL, 0, VT_MAX_THREADS, 0, 0, NULL, 0, 0},
 
     STR("run", "dir", ckpt.dir, 0),
     INT("run", "checkpoint_steps", ckpt.steps, 0),
@@ -138,16 +140,16 @@ static const key_def keys[] = {
 
     ENUM("reconstruct", "method", reconstruct.method, reconstruct_names),
     ENUM("reconstruct", "target", reconstruct.fit.target, target_names),
-    {"reconstruct", "norm_match", K_BOOL, OFF(reconstruct.fit.norm_match), NULL, 0, 0, 0, 0, NULL, 0},
-    {"reconstruct", "inputs", K_BOOL, OFF(reconstruct.fit.inputs), NULL, 0, 0, 0, 0, NULL, 0},
-    {"reconstruct", "head", K_BOOL, OFF(reconstruct.fit.head), NULL, 0, 0, 0, 0, NULL, 0},
-    {"reconstruct", "bias", K_BOOL, OFF(reconstruct.fit.bias), NULL, 0, 0, 0, 0, NULL, 0},
+    {"reconstruct", "norm_match", K_BOOL, OFF(reconstruct.fit.norm_match), NULL, 0, 0, 0, 0, NULL, 0, 0},
+    {"reconstruct", "inputs", K_BOOL, OFF(reconstruct.fit.inputs), NULL, 0, 0, 0, 0, NULL, 0, 0},
+    {"reconstruct", "head", K_BOOL, OFF(reconstruct.fit.head), NULL, 0, 0, 0, 0, NULL, 0, 0},
+    {"reconstruct", "bias", K_BOOL, OFF(reconstruct.fit.bias), NULL, 0, 0, 0, 0, NULL, 0, 0},
     POS("reconstruct", "damp", reconstruct.fit.damp),
     INT("reconstruct", "sequences", reconstruct.sequences, 1),
-    INT("reconstruct", "seq_len", reconstruct.seq_len, 0),
+    INT0("reconstruct", "seq_len", reconstruct.seq_len, 2), /* 0: data.seq_len */
     INT("reconstruct", "batch", reconstruct.fit.batch, 1),
     ENUM("recover", "method", recover.method, recover_names),
-    {"recover", "steps", K_LONG, OFF(recover.steps), NULL, 1, (double)LONG_MAX, 0, 0, NULL, 0},
+    {"recover", "steps", K_LONG, OFF(recover.steps), NULL, 1, (double)LONG_MAX, 0, 0, NULL, 0, 0},
     DBL("recover", "lr", recover.lr, 0, INF),
     INT("recover", "rank", recover.rank, 1),
     DBL("recover", "alpha", recover.alpha, 0, INF),
@@ -156,16 +158,16 @@ static const key_def keys[] = {
     INT("recover", "batch_size", recover.batch_size, 1),
     INT("recover", "micro_batch", recover.micro_batch, 0),
     INT("recover", "warmup_steps", recover.warmup, 0),
-    {"recover", "norms", K_BOOL, OFF(recover.norms), NULL, 0, 0, 0, 0, NULL, 0},
+    {"recover", "norms", K_BOOL, OFF(recover.norms), NULL, 0, 0, 0, 0, NULL, 0, 0},
     INT("plugin", "k", plugin.k, 1),
     INT("plugin", "r", plugin.r, 1),
     INT("plugin", "exact_tail", plugin.exact_tail, 1),
-    {"plugin", "prompt_fraction", K_DOUBLE, OFF(plugin.prompt_fraction), NULL, 0, 1, 1, 1, NULL, 0},
+    {"plugin", "prompt_fraction", K_DOUBLE, OFF(plugin.prompt_fraction), NULL, 0, 1, 1, 1, NULL, 0, 0},
     INT("plugin", "steps", plugin.steps, 0),
     INT("plugin", "batch_size", plugin.batch_size, 1),
     POS("plugin", "lr", plugin.lr),
     ENUM("plugin", "lr_schedule", plugin.lr_schedule, schedule_names),
-    {"plugin", "seed", K_U64, OFF(plugin.seed), NULL, 0, 0, 0, 0, NULL, 0},
+    {"plugin", "seed", K_U64, OFF(plugin.seed), NULL, 0, 0, 0, 0, NULL, 0, 0},
     INT("plugin", "eval_windows", plugin.eval_windows, 0),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -306,7 +308,9 @@ static void format_double(char *buf, size_t cap, double x) {
 }
 
 static void format_range(char *buf, size_t cap, const key_def *k) {
-    if (isfinite(k->lo) && isfinite(k->hi) && k->hi < INT_MAX)
+    if (k->zero_off && isfinite(k->lo) && k->hi >= INT_MAX)
+        snprintf(buf, cap, "0 or at least %g", k->lo);
+    else if (isfinite(k->lo) && isfinite(k->hi) && k->hi < INT_MAX)
         snprintf(buf, cap, "in %c%g, %g%c", k->lo_open ? '(' : '[', k->lo, k->hi, k->hi_open ? ')' : ']');
     else if (isfinite(k->lo))
         snprintf(buf, cap, "%s %g", k->lo_open ? "greater than" : "at least", k->lo);
@@ -315,7 +319,8 @@ static void format_range(char *buf, size_t cap, const key_def *k) {
 }
 
 static int check_range(const key_def *k, double x, const char *where) {
-    int ok = x >= k->lo && x <= k->hi && !(k->lo_open && x == k->lo) && !(k->hi_open && x == k->hi);
+    int ok = (k->zero_off && x == 0) ||
+             (x >= k->lo && x <= k->hi && !(k->lo_open && x == k->lo) && !(k->hi_open && x == k->hi));
     if (!ok) {
         char range[64], got[32];
         format_range(range, sizeof range, k);
@@ -643,9 +648,6 @@ int vt_run_config_validate(vt_run_config *rc) {
                        "of FLOPs per token kept) in section [budget]",
                        name);
     if (check_ranges(rc)) return -1;
-    if (rc->reconstruct.seq_len == 1) /* found here, not hours later when the re-fit starts */
-        return vt_fail("%s: reconstruct.seq_len must be 0 or at least 2, got 1",
-                       key_origin(rc, find_key("reconstruct", "seq_len"), origin, sizeof origin));
 
     if (vt_lora_parse_targets(rc->recover_targets, &rc->recover.targets))
         return vt_fail_context("%s", key_origin(rc, find_key("recover", "targets"), origin, sizeof origin));

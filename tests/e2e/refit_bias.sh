@@ -125,7 +125,7 @@ expect_error "prune a biased model" "pruning a biased model is not supported" --
   { tail -20 "$work/cut.txt"; record_failure seq_len "prune with reconstruct.seq_len = 48"; }
 grep -q "on 8 calibration sequences of 48 tokens" "$work/cut.txt" ||
   record_failure seq_len "the re-fit's log line does not say 8 sequences of 48 tokens: $(grep -m1 're-fit (' "$work/cut.txt")"
-expect_error "reconstruct.seq_len = 1" "reconstruct.seq_len must be 0 or at least 2, got 1" -- prune \
+expect_error "reconstruct.seq_len = 1" "reconstruct.seq_len must be 0 or at least 2: got 1" -- prune \
   --config configs/stories260k-50.ini --set "model.path=$model" --set "model.tokenizer=$tok" \
   --set "data.calib=$fx/tinystories/calib.txt" --set data.eval= --set "output.dir=$work/cut1" \
   --set method.name=random --set reconstruct.seq_len=1

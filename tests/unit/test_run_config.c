@@ -204,6 +204,8 @@ static void test_parse_errors(void **state) {
         {"[data]\nseq_len = 12x\n", 2, {"data.seq_len", "'12x' is not an integer"}},
         {"[data]\nseq_len = 99999999999\n", 2, {"data.seq_len", "not an integer"}},
         {"[data]\nseq_len = 1\n", 2, {"data.seq_len must be at least 2: got 1"}},
+        {"[reconstruct]\nseq_len = 1\n", 2, {"reconstruct.seq_len must be 0 or at least 2: got 1"}},
+        {"[reconstruct]\nseq_len = -4\n", 2, {"reconstruct.seq_len must be 0 or at least 2: got -4"}},
         {"[method]\nbeta = fast\n", 2, {"method.beta", "'fast' is not a number"}},
         {"[method]\nbeta = nan\n", 2, {"method.beta", "not a number"}},
         {"[method]\nbeta =\n", 2, {"method.beta", "'' is not a number"}},
