@@ -12,6 +12,8 @@ vt_load_parts vt_load_all(void) {
 }
 
 int vt_config_init_dense(vt_config *c) {
+    /* every reader bounds its own key first (naming it); this guards any reader that does not */
+    if (c->n_layers > VT_MAX_LAYERS) return vt_fail("%d layers is more than the %d supported", c->n_layers, VT_MAX_LAYERS);
     c->layers = vt_calloc((size_t)(c->n_layers > 0 ? c->n_layers : 1), sizeof *c->layers, "layer shapes");
     if (!c->layers) return -1;
     for (int l = 0; l < c->n_layers; l++) {

@@ -233,6 +233,11 @@ static void test_layer_count_bounded(void **state) {
     assert_int_equal(vt_hf_config_read(path, &c, NULL), 0);
     assert_int_equal(c.n_layers, VT_MAX_LAYERS);
     vt_config_free(&c);
+    /* the backstop every reader passes through */
+    vt_config big = {.n_layers = VT_MAX_LAYERS + 1};
+    assert_int_equal(vt_config_init_dense(&big), -1);
+    assert_non_null(strstr(vt_error(), "4097 layers is more than the 4096 supported"));
+    assert_null(big.layers);
 }
 
 static void test_missing_file(void **state) {
