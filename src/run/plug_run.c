@@ -57,7 +57,7 @@ typedef struct {
     int32_t *batch; /* this replica's windows of a step */
     int L, P, share;
     size_t windows;
-    double seconds, loss;
+    double seconds, loss, lr; /* lr: the learning rate of the latest step (plugin.lr_schedule) */
     long tokens;
     int stopped; /* stopped on request with a checkpoint saved */
 } plug_ctx;
@@ -89,7 +89,8 @@ static int train_step(plug_ctx *x, long step) {
         loss /= D;
     }
     const vt_plugin_opts *o = &x->rc->plugin;
-    vt_plug_step_adam(&x->st, &x->p, vt_lr_at(o->lr_schedule, o->lr, step, o->steps, 0));
+    x->lr = vt_lr_at(o->lr_schedule, o->lr, step, o->steps, 0);
+    vt_plug_step_adam(&x->st, &x->p, x->lr);
     x->loss = loss;
     return 0;
 }
@@ -146,7 +147,7 @@ static void progress(const plug_ctx *x, long step, double t0) {
     int steps = x->rc->plugin.steps, every = x->rc->schedule.log_interval;
     if (x->c->world_rank != 0 || every <= 0 || (step % every != 0 && step != steps)) return;
     double el = vt_seconds() - t0, tps = el > 0 ? (double)step * x->rc->plugin.batch_size * x->L / el : 0;
-    fprintf(stderr, "plug: step %ld/%d  KL %.6f  %.0f tokens/s  ETA %.0f s\n", step, steps, x->loss, tps,
+    fprintf(stderr, "plug: step %ld/%d  KL %.6f  lr %.4g  %.0f tokens/s  ETA %.0f s\n", step, steps, x->loss, x->lr, tps,
             step ? el / step * (steps - step) : 0.0);
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Variator plugins on stories260K (docs/PLUGINS.md): `plug` trains a plugin and writes it with its
-# report; 2 data-parallel replicas (mpirun -n 2), 2 pipeline stages and 2 stages x 2 replicas
+# report (plugin.lr_schedule reaching Adam); 2 data-parallel replicas (mpirun -n 2), 2 pipeline stages and 2 stages x 2 replicas
 # train the same plugin as one process (1e-4, relative to the tensor's largest value), with the
 # same report; a 2-stage run stopped after step 2 and resumed in one process writes the same
 # plugin; `eval --plugin` prints dense and plugged continuation perplexity; `generate --plugin`
@@ -42,6 +42,15 @@ print(f"  one process: ppl {r['ppl']:.4f} dense {r['ppl_dense']:.4f} saved {r['p
 assert r["k"] == 4 and r["r"] == 8 and r["prompt"] == 48 and r["train_steps"] == 4 and r["train_tokens"] == 4 * 4 * 64, r
 assert r["tokens"] > 0 and r["ppl"] > 1 and r["ppl_dense"] > 1 and 0.3 < r["prefill_flops_saved"] < 0.6, r
 PY
+
+# 1b. plugin.lr_schedule = linear reaches Adam: the progress lines give the decayed rate (to 0.1 lr
+# over the steps: 0.775e-3 for the second of 4 steps, 0.325e-3 for the last), and the plugin
+# differs from the constant rate's.
+"$VT_BIN" plug --config "$work/plug.ini" --set output.dir="$work/linear" --set plugin.lr_schedule=linear \
+  >"$work/linear.out" 2>"$work/linear.err" || { cat "$work/linear.err"; fail "plug with a linear schedule exited $?"; }
+grep -q "plug: step 2/4 .* lr 0.000775 " "$work/linear.err" && grep -q "plug: step 4/4 .* lr 0.000325 " "$work/linear.err" &&
+  grep -q "plug: step 4/4 .* lr 0.001 " "$work/one.err" || fail "learning rates: $(grep 'plug: step' "$work/one.err" "$work/linear.err")"
+cmp -s "$work/one/plugin-k4.safetensors" "$work/linear/plugin-k4.safetensors" && fail "the linear schedule trained the same plugin as the constant one"
 
 # 2. Two data-parallel replicas, two pipeline stages, 2 x 2 train the same plugin.
 cat >"$work/same.py" <<'PY'
