@@ -19,7 +19,7 @@ enum { ATTN = 0, MLP = 1 };
  * bias, a constant input 1 appended (m counts it), whose weights are the output bias. */
 typedef struct {
     int m, n, bias;
-    double *G, *C; /* [m, m], [n, m] */
+    double *G, *C; /* [m, m] (its lower triangle, column-major), [n, m] */
     double sq[2];  /* sum of squared targets, of squared errors of the current weights */
 } lsq;
 
@@ -189,7 +189,8 @@ static void lsq_start(refit *r, int m, int n, int bias) {
 
 /* One batch: inputs in[rows, m] (m without the constant), targets r->y [rows, n], the current
  * weights' predictions pred[rows, n]: G += a^T a, C += y^T a, and the squared targets and errors.
- * With a bias, a's last column is 1: G's last row sums the inputs and counts the rows, in double. */
+ * Only G's lower triangle (column-major) is made, all the solver reads: half dgemm's work. With a
+ * bias, a's last column is 1: G's last row sums the inputs and counts the rows, in double. */
 static void lsq_add(refit *r, const float *in, const float *pred, int rows) {
     lsq *s = &r->s;
     size_t m = (size_t)(s->m - s->bias);
@@ -198,8 +199,7 @@ static void lsq_add(refit *r, const float *in, const float *pred, int rows) {
         if (s->bias) r->a[t * s->m + m] = 1.0;
     }
     double one = 1.0;
-    bli_dgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, s->m, s->m, rows, &one, r->a, s->m, 1, r->a, s->m, 1, &one, s->G,
-              s->m, 1);
+    bli_dsyrk(BLIS_LOWER, BLIS_TRANSPOSE, s->m, rows, &one, r->a, s->m, 1, &one, s->G, 1, s->m);
     bli_dgemm(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, s->n, s->m, rows, &one, r->y, s->n, 1, r->a, s->m, 1, &one, s->C,
               s->m, 1);
     for (size_t i = 0; i < (size_t)rows * s->n; i++) {

@@ -33,16 +33,18 @@ def main():
         rep = json.load(open(os.path.join(d, "vtrans_report.json")))
         assert cfg == ref_cfg, f"{d}: config.json differs"
         assert sorted(t) == sorted(ref), f"{d}: tensor names differ"
+        worst = 0.0
         for k in ref:
             assert t[k].shape == ref[k].shape, f"{d}: {k} shape {t[k].shape} vs {ref[k].shape}"
             err = float(np.max(np.abs(t[k] - ref[k]))) if t[k].size else 0.0
             scale = float(np.max(np.abs(ref[k]))) if ref[k].size else 1.0
             assert err <= 1e-4 * max(scale, 1e-6), f"{d}: {k} differs by {err} (max {scale})"
+            worst = max(worst, err / max(scale, 1e-6))
         for key in ("layers", "hidden_kept", "params_after"):
             assert rep[key] == ref_rep[key], f"{d}: report {key} differs"
         a, b = rep["ppl_after"], ref_rep["ppl_after"]
         assert abs(a - b) <= 1e-4 * b, f"{d}: ppl {a} vs {b}"
-        print(f"{d}: same {len(t)} tensors, ppl {a:.6f}")
+        print(f"{d}: same {len(t)} tensors (worst {worst:.2g} of a tensor's largest value), ppl {a:.6f}")
 
 
 if __name__ == "__main__":
