@@ -6,9 +6,7 @@
 
 /* The largest decompression window or dictionary read: xz -9's 64 MiB dictionary; zstd up to
  * level 19 uses 8 MiB, --long and --ultra up to 128 MiB (refused when the input was over 64 MiB). */
-#ifndef VT_ARCHIVE_WINDOW_MAX /* the fuzz build lowers it (CMakeLists.txt) */
 #define VT_ARCHIVE_WINDOW_MAX (64u << 20)
-#endif
 
 /* What libarchive is to read: a tar, plain or through one decompressor, or a zip. */
 typedef enum {
