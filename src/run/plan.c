@@ -193,14 +193,15 @@ static void plan_refit(const vt_plan_input *in, vt_plan *p) {
         M = fmax(M, fmax(q, f));
         sys = fmax(sys, fmax(q * q + D * q, f * f + D * f)); /* o_proj, down_proj: m inputs, D outputs */
         sol = fmax(sol, D * fmax(q, f));
-        r->flops_double += 2 * rows * (q * q + D * q + f * f + D * f); /* G and C of o_proj, down_proj */
+        /* G (its lower triangle, dsyrk) and C of o_proj, down_proj */
+        r->flops_double += rows * (q * (q + 1) + f * (f + 1)) + 2 * rows * D * (q + f);
         r->flops_double += (q * q * q + f * f * f) / 3 + 2 * D * (q * q + f * f); /* their solves */
         if (!in->refit_inputs) continue;
         N = fmax(N, fmax(qkv, 2 * f));
         W = N;
         sys = fmax(sys, D * D + fmax(qkv, 2 * f) * D); /* QKV, gate/up: D inputs */
         sol = fmax(sol, fmax(qkv, 2 * f) * D);
-        r->flops_double += 2 * rows * (2 * D * D + (qkv + 2 * f) * D) + 2 * D * D * D / 3 + 2 * D * D * (qkv + 2 * f);
+        r->flops_double += 2 * rows * D * (D + 1) + 2 * rows * (qkv + 2 * f) * D + 2 * D * D * D / 3 + 2 * D * D * (qkv + 2 * f);
     }
     for (int s = 0; s < p->stages; s++) /* the largest stage's forward buffers */
         if (p->stage[s].layer_end - p->stage[s].layer_begin > L1 - L0) L0 = p->stage[s].layer_begin, L1 = p->stage[s].layer_end;
