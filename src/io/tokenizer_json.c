@@ -231,6 +231,23 @@ static int read_normalizer(struct vt_hf_model *m, const char *path, json_t *n) {
     return 0;
 }
 
+/* Each Replace whose content is longer than its pattern multiplies the text's length, and a chain
+ * of them multiplies those factors: a few hundred bytes of tokenizer.json could make every text
+ * encoded gigabytes long. Real files replace a space by "▁" (3x); over 16x is refused. */
+#define VT_HF_MAX_GROWTH 16
+static int check_growth(const struct vt_hf_model *m, const char *path) {
+    double growth = 1.0;
+    for (size_t i = 0; i < m->n_norm; i++) {
+        const vt_norm_op *op = &m->norm[i];
+        double r = op->kind == VT_NORM_REPLACE ? (double)strlen(op->b) / (double)strlen(op->a) : 1.0;
+        if (r > 1.0) growth *= r;
+    }
+    if (growth > VT_HF_MAX_GROWTH)
+        return vt_fail("%s: the normalizer's Replace steps can make a text %.3g times longer (at most %d accepted)",
+                       path, growth, VT_HF_MAX_GROWTH);
+    return 0;
+}
+
 /* ---- pre-tokenizer ---- */
 
 static int compile_regex(const char *path, const char *pattern, int literal, void **out) {
@@ -267,9 +284,23 @@ static int read_split(vt_pre_op *op, const char *path, json_t *p) {
     return compile_regex(path, re ? re : lit, !re, &op->re);
 }
 
+/* s is exactly one UTF-8 encoded character. */
+static int one_utf8_char(const char *s) {
+    unsigned char c = (unsigned char)s[0];
+    size_t want = c < 0x80 ? 1 : c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF5 ? 4 : 0;
+    if (!c || !want || strlen(s) != want) return 0;
+    for (size_t k = 1; k < want; k++)
+        if (((unsigned char)s[k] & 0xC0) != 0x80) return 0;
+    return 1;
+}
+
 static int read_metaspace(vt_pre_op *op, const char *path, json_t *p) {
     op->replacement = dup_string(json_object_get(p, "replacement"));
     if (!op->replacement) return vt_fail("%s: Metaspace has no replacement", path);
+    /* one character, as Hugging Face's own reader requires: a longer one holding spaces would grow
+     * the text at each Metaspace of a sequence (found by fuzz_tokenizer_json) */
+    if (!one_utf8_char(op->replacement))
+        return vt_fail("%s: Metaspace replacement \"%.40s\" is not one character", path, op->replacement);
     const char *scheme = json_string_value(json_object_get(p, "prepend_scheme"));
     json_t *aps = json_object_get(p, "add_prefix_space");
     op->prepend = scheme ? (strcmp(scheme, "always") == 0   ? VT_PREPEND_ALWAYS
@@ -471,7 +502,7 @@ static int load_parts(vt_tokenizer *t, const char *path, json_t *root) {
     m->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
     m->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
     m->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
-    if (read_normalizer(m, path, json_object_get(root, "normalizer")) ||
+    if (read_normalizer(m, path, json_object_get(root, "normalizer")) || check_growth(m, path) ||
         read_pre_tokenizer(m, path, json_object_get(root, "pre_tokenizer")) ||
         read_vocab(t, path, json_object_get(model, "vocab"), added) || read_added_tokens(t, path, added) ||
         index_vocab(t) || read_merges(t, path, json_object_get(model, "merges")) || fill_text(t))

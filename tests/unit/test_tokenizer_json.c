@@ -167,6 +167,28 @@ static void unknown_characters(void **state) {
     tu_tempdir_remove(dir);
 }
 
+/* Metaspace with its one-character replacement (3 bytes, "▁"): spaces replaced, "▁" prepended, the
+ * text split before each "▁"; within the bounds that refuse a longer replacement. */
+static void metaspace(void **state) {
+    (void)state;
+    char *dir = tu_tempdir();
+    const char *json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xe2\x96\x81\": 0, \"a\": 1, \"b\": 2,"
+                       " \"\xe2\x96\x81" "a\": 3, \"\xe2\x96\x81" "b\": 4}, \"merges\": [\"\xe2\x96\x81 a\", \"\xe2\x96\x81 b\"]},"
+                       " \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\","
+                       " \"prepend_scheme\": \"always\", \"split\": true}}";
+    vt_tokenizer t;
+    if (vt_tokenizer_load(&t, write_file(dir, "tokenizer.json", json))) fail_msg("%s", vt_error());
+    int *ids;
+    size_t n, n_unk;
+    assert_int_equal(vt_tokenizer_encode(&t, "a b", 3, 1, 0, &ids, &n, &n_unk), 0);
+    assert_int_equal(n, 2); /* "▁a" "▁b" */
+    assert_int_equal(ids[0], 3);
+    assert_int_equal(ids[1], 4);
+    free(ids);
+    vt_tokenizer_free(&t);
+    tu_tempdir_remove(dir);
+}
+
 static void expect_error(const char *dir, const char *json, const char *message) {
     vt_tokenizer t;
     const char *path = write_file(dir, "tokenizer.json", json);
@@ -192,6 +214,15 @@ static void bad_files(void **state) {
     expect_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
                       " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
                  "pre-tokenizer pattern /(/");
+    /* found by fuzz_tokenizer_json: texts grown to gigabytes by a chain of replacements */
+    expect_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+                      " \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"a b c\"}}",
+                 "Metaspace replacement \"a b c\" is not one character");
+    expect_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+                      " \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": ["
+                      "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"  x  \"},"
+                      "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \" yy \"}]}}",
+                 "Replace steps can make a text 20 times longer (at most 16 accepted)");
     tu_tempdir_remove(dir);
 }
 
@@ -219,6 +250,7 @@ int main(void) {
         cmocka_unit_test(llama2_sentencepiece),
         cmocka_unit_test(decoding),
         cmocka_unit_test(unknown_characters),
+        cmocka_unit_test(metaspace),
         cmocka_unit_test(bad_files),
         cmocka_unit_test(locate_json_first),
     };
