@@ -223,6 +223,15 @@ static void bad_files(void **state) {
                       "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"  x  \"},"
                       "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \" yy \"}]}}",
                  "Replace steps can make a text 20 times longer (at most 16 accepted)");
+    /* found by fuzz_tokenizer_json: an id of 61 million in a 558-byte file made a 490 MB table;
+     * and an id past 2^32 was truncated to an int */
+    expect_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 61332723}, \"merges\": []}}",
+                 "model.vocab[\"b\"] = 61332723 is outside [0, 65538): ids number the 2 pieces, with at most 65536 unused");
+    expect_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 4294967296}, \"merges\": []}}",
+                 "model.vocab[\"a\"] = 4294967296 is outside");
+    expect_error(dir, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+                      " \"added_tokens\": [{\"id\": -3, \"content\": \"<s>\"}]}",
+                 "added_tokens[0].id = -3 is outside [0, 65538)");
     tu_tempdir_remove(dir);
 }
 
