@@ -6,35 +6,13 @@
 #include <string.h>
 
 #include "util/error.h"
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is invalid or cut short. */
-static size_t utf8_sequence(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;      /* no overlong forms */
-        else if (c == 0xED) hi = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;      /* no overlong forms */
-        else if (c == 0xF4) hi = 0x8F; /* nothing past U+10FFFF */
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
+#include "util/utf8.h"
 
 int vt_utf8_check(const char *name, const char *text, size_t len) {
     const unsigned char *s = (const unsigned char *)text;
     size_t line = 1, line_start = 0;
     for (size_t i = 0; i < len;) {
-        size_t k = utf8_sequence(s + i, len - i);
+        size_t k = vt_utf8_sequence(s + i, len - i);
         if (k == 0)
             return vt_fail("%s: line %zu, column %zu (byte offset %zu): invalid UTF-8 byte 0x%02X; text data must be UTF-8",
                            name, line, i - line_start + 1, i, s[i]);

@@ -79,6 +79,8 @@ char *vt_hf_normalize(const struct vt_hf_model *m, const char *text, size_t len,
 
 /* ---- one word through the model ---- */
 
+/* A character's length from its lead byte (vt_utf8_sequence's for valid text), so that malformed
+ * text still advances and reaches the byte fallback in whatever groups its bytes form. */
 static size_t utf8_len(const char *s, size_t n) {
     unsigned char c = (unsigned char)s[0];
     size_t want = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1, k = 1;

@@ -10,6 +10,7 @@
 #include "io/tokenizer_hf.h"
 #include "util/error.h"
 #include "util/fsutil.h"
+#include "util/utf8.h"
 
 /* GPT-2's ByteLevel pre-tokenizer pattern (HF tokenizers' byte_level.rs). */
 const char VT_GPT2_PATTERN[] =
@@ -21,15 +22,6 @@ unsigned vt_byte_level_char(unsigned char b) {
     for (unsigned c = 0; c < b; c++)
         if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174)) n++;
     return 256 + n;
-}
-
-static size_t utf8_put(unsigned cp, char *out) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) { out[0] = (char)(0xC0 | cp >> 6); out[1] = (char)(0x80 | (cp & 63)); return 2; }
-    out[0] = (char)(0xE0 | cp >> 12);
-    out[1] = (char)(0x80 | ((cp >> 6) & 63));
-    out[2] = (char)(0x80 | (cp & 63));
-    return 3;
 }
 
 static char *dup_bytes(const char *s, size_t n) {
@@ -301,14 +293,10 @@ static int read_split(vt_pre_op *op, const char *path, json_t *p) {
     return compile_regex(path, re ? re : lit, !re, &op->re);
 }
 
-/* s is exactly one UTF-8 encoded character. */
+/* s is exactly one valid UTF-8 encoded character. */
 static int one_utf8_char(const char *s) {
-    unsigned char c = (unsigned char)s[0];
-    size_t want = c < 0x80 ? 1 : c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF5 ? 4 : 0;
-    if (!c || !want || strlen(s) != want) return 0;
-    for (size_t k = 1; k < want; k++)
-        if (((unsigned char)s[k] & 0xC0) != 0x80) return 0;
-    return 1;
+    size_t n = strlen(s);
+    return n > 0 && vt_utf8_sequence((const unsigned char *)s, n) == n;
 }
 
 static int read_metaspace(vt_pre_op *op, const char *path, json_t *p) {
@@ -505,7 +493,7 @@ static void find_byte_pieces(vt_tokenizer *t) {
         char s[8];
         snprintf(s, sizeof s, "<0x%02X>", b);
         m->byte_id[b] = vt_tokenizer_lookup(t, s, 6);
-        size_t n = utf8_put(vt_byte_level_char((unsigned char)b), s);
+        size_t n = vt_utf8_put(vt_byte_level_char((unsigned char)b), s);
         m->byte_char_id[b] = vt_tokenizer_lookup(t, s, n);
         t->byte_pieces[2 * b] = (char)b;
         t->byte_pieces[2 * b + 1] = '\0';

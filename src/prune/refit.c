@@ -209,14 +209,36 @@ static void lsq_add(refit *r, const float *in, const float *pred, int rows) {
     }
 }
 
+/* Packs G's lower triangle column by column to the front of the system, in place (no entry moves
+ * up), and C right after it: the ranks then sum m (m + 1) / 2 + n m doubles, not m^2 + n m, about
+ * 485 MB less per down_proj at 7B. Returns the packed length. */
+static size_t lsq_pack(lsq *s) {
+    size_t m = (size_t)s->m, at = 0;
+    for (size_t j = 0; j < m; j++)
+        for (size_t i = j; i < m; i++) s->G[at++] = s->G[j * m + i];
+    memmove(s->G + at, s->C, (size_t)s->n * m * sizeof(double));
+    return at + (size_t)s->n * m;
+}
+
+/* Undoes lsq_pack: C back first, then G's columns from the last (no entry moves down before it is
+ * read), and G's upper triangle zero again, as lsq_start left it. */
+static void lsq_unpack(lsq *s) {
+    size_t m = (size_t)s->m, at = m * (m + 1) / 2;
+    memmove(s->C, s->G + at, (size_t)s->n * m * sizeof(double));
+    for (size_t j = m; j-- > 0;)
+        for (size_t i = m; i-- > j;) s->G[j * m + i] = s->G[--at];
+    for (size_t j = 1; j < m; j++) memset(s->G + j * m, 0, j * sizeof(double));
+}
+
 /* Sums the system over the ranks that share it, solves it and writes W' [n, m] row-major (m
  * without the constant input) and, with a bias, the bias b [n] (may be NULL otherwise). The
  * error after follows from the normal equations, W'(G + lambda I) = C: ||Y - A W'^T||^2 =
  * sum y^2 - tr(W' C^T) - lambda ||W'||^2, with no second pass over the rows. */
 static int lsq_solve(refit *r, float *W, float *b, const char *what, vt_refit_stat *st) {
     lsq *s = &r->s;
-    if (r->ops->sum(r->ops, s->G, (size_t)s->m * s->m + (size_t)s->n * s->m) || r->ops->sum(r->ops, s->sq, 2))
-        return -1;
+    int rc = r->ops->sum(r->ops, s->G, lsq_pack(s));
+    lsq_unpack(s);
+    if (rc || r->ops->sum(r->ops, s->sq, 2)) return -1;
     double trace = 0.0, syy = s->sq[0] > 0 ? s->sq[0] : 1.0;
     for (int i = 0; i < s->m; i++) trace += s->G[(size_t)i * s->m + i];
     st->done = 1;

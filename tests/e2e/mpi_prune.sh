@@ -4,7 +4,8 @@
 # too) with -n 1, -n 2 as two stages, -n 2 as two replicas and -n 4 as 2 x 2, with sequences cut
 # into chunks as micro-batches (2 stages; 2 x 2), with weights packed for the micro-kernel (-n 1;
 # 2 stages), and 2 x 2 over TCP only (--mca btl self,tcp), keeps the same units, writes checkpoints
-# with the same tensors (names, shapes; values to 1e-4) and the same perplexity, and reports every
+# with the same tensors (names, shapes; values to 1e-3 after Adam's fine-tuning, 1e-4 without) and
+# the same perplexity, and reports every
 # rank's memory; so do a baseline (magnitude, which re-fits: replicas share the sequences) and an
 # MSE term (the teacher cache sharded over replicas). A bad configuration and a corrupt shard end
 # every rank with the message and leave no output. The re-fit and the recovery on every layout:
@@ -45,7 +46,7 @@ else
   cmp "$work/n1/model.safetensors" "$work/n1p/model.safetensors" || fail "packed weights changed the -n 1 result"
 fi
 ls "$work/s2d2" | grep -q "model-00001-of-00002.safetensors" || { ls "$work/s2d2"; fail "2 x 2 wrote no per-stage shards"; }
-same n1 "${masks[@]}"
+same --tol 1e-3 n1 "${masks[@]}" # fine-tuned by Adam, as the recovery (mpi_prune_recover.sh: adam)
 grep -q "re-fit skipped: VTrans full trained the kept weights" "$work/n1.err" ||
   fail "the full variant did not say why it skips the re-fit"
 # A baseline re-fits too, its replicas sharing the sequences.

@@ -26,10 +26,13 @@ run() {
     tail -20 "$work/$name.err"; fail "$name (-n $n, $s stages) exited non-zero"; }
 }
 
-# same REF NAME...: the checkpoints of the runs NAME have REF's tensors and perplexity.
+# same [--tol T] REF NAME...: the checkpoints of the runs NAME have REF's tensors (to T of each
+# tensor's largest value; 1e-4 without it) and perplexity (compare_checkpoints.py).
 same() {
-  local ref=$1 d dirs=()
+  local tol=() d dirs=()
+  [ "$1" != --tol ] || { tol=(--tol "$2"); shift 2; }
+  local ref=$1
   shift
   for d in "$@"; do dirs+=("$work/$d"); done
-  "$py" "$src/tests/reference/compare_checkpoints.py" "$work/$ref" "${dirs[@]}"
+  "$py" "$src/tests/reference/compare_checkpoints.py" "${tol[@]}" "$work/$ref" "${dirs[@]}"
 }

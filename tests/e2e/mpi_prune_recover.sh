@@ -47,6 +47,10 @@ same n1b s2d2b
 # summed over a stage's replicas: the same re-fitted and recovered tensors. A recovery stopped on 2
 # stages resumes on -n 1 (and one stopped on -n 1 on 2 x 2) to the uninterrupted run's tensors:
 # its checkpoint holds the whole state whatever the layout.
+# Adam's trained tensors are compared to 1e-3 of their largest values, not 1e-4: its first step
+# turns rounding-level gradient components into full steps (compare_checkpoints.py, --tol); the
+# perplexities must still agree to 1e-4.
+adam=(--tol 1e-3)
 lora=("${faster[@]}" --set recover.method=lora --set recover.norms=true --set recover.steps=6 --set recover.batch_size=4
       --set run.checkpoint_steps=2)
 run n1l 1 1 "${lora[@]}"
@@ -57,13 +61,13 @@ if full_pass "lora on 2 stages and on 2 replicas: the code of -n 1 and 2 x 2"; t
   run d2l 2 1 "${lora[@]}"
   loras+=(s2l d2l)
 fi
-same n1l "${loras[@]}"
+same "${adam[@]}" n1l "${loras[@]}"
 ! cmp -s "$work/n1r/model.safetensors" "$work/n1l/model.safetensors" || fail "the lora recovery wrote the re-fitted model's tensors"
 grep -q "recover (lora): 6 steps, 768 tokens" "$work/s2d2l.err" || { grep recover "$work/s2d2l.err"; fail "2 x 2: no recovery"; }
 full=("${faster[@]}" --set recover.method=full --set recover.steps=4 --set recover.batch_size=4 --set run.checkpoint_steps=2)
 run n1f 1 1 "${full[@]}"
 run s2d2f 4 2 "${full[@]}"
-same n1f s2d2f
+same "${adam[@]}" n1f s2d2f
 resume_other() { # name ranks stages ranks2 stages2 [settings...]: stopped after recovery step 3, resumed on the other layout
   local name=$1 n=$2 s=$3 n2=$4 s2=$5 rc
   shift 5
@@ -79,8 +83,8 @@ resume_other() { # name ranks stages ranks2 stages2 [settings...]: stopped after
 }
 resume_other s2l_n1 2 2 1 1 "${lora[@]}"
 resume_other n1f_s2d2 1 1 4 2 "${full[@]}"
-same n1l s2l_n1
-same n1f n1f_s2d2
+same "${adam[@]}" n1l s2l_n1
+same "${adam[@]}" n1f n1f_s2d2
 # ... but a mask phase whose stage files hold weights (VTrans full fine-tunes the sliced student)
 # resumes on its own layout only, and says which
 set +e
