@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # storm.sh — sourced by scripts/kill-storm and scripts/rank-failures (with $root set): the binary,
-# the fixtures, Open MPI's settings, the work directory, and the small stories260K prune both kill.
+# the fixtures, Open MPI's settings, the work directory, and the small stories260K prune both kill
+# (storm_prune_args, storm_cmd).
 me=$(basename "$0")
 bin=$(realpath "${VT_BIN:-$root/build/vtrans-dist}")
 fx=$(realpath "${VT_FIXTURES:-$root/../shared/fixtures}")
@@ -20,3 +21,8 @@ storm_prune_args() {
     --set schedule.batch_size=4 --set "schedule.log_interval=$2" --set run.checkpoint_steps=4
     --set parallel.stages=2 --set output.overwrite=false)
 }
+
+# storm_cmd RANKS OUT: sets cmd, mpirun of that prune into OUT (run directory OUT.run, the
+# default, named for the reader), run as `timeout S "${cmd[@]}"` or as `"${cmd[@]}" &` when $! must
+# be mpirun itself.
+storm_cmd() { cmd=(mpirun -n "$1" "$bin" prune "${prune_args[@]}" --set "output.dir=$2" --set "run.dir=$2.run"); }
