@@ -9,11 +9,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_command clang "install clang and libclang-rt-14-dev (scripts/install-deps)"
 echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' >"$work/probe.c"
 clang -fsanitize=fuzzer,address,undefined "$work/probe.c" -o "$work/probe" 2>/dev/null || skip "clang has no libFuzzer here"
-VT_FUZZ_BUILD="${VT_BUILD_DIR:-$src/build}/fuzz" "$src/scripts/fuzz" "${VT_FUZZ_SECONDS:-3}" || fail "a fuzz target crashed"
+export VT_FUZZ_BUILD="${VT_BUILD_DIR:-$src/build}/fuzz"
+"$src/scripts/fuzz" "${VT_FUZZ_SECONDS:-3}" || fail "a fuzz target crashed"
 
 # scripts/fuzz-campaign: a campaign's last slice ends at its execution count (-runs), a second
 # campaign continues from the logged slices, and a campaign refuses a target another one holds.
-campaign() { VT_FUZZ_BUILD="${VT_BUILD_DIR:-$src/build}/fuzz" VT_FUZZ_CAMPAIGN="$work/campaign" "$src/scripts/fuzz-campaign" "$@"; }
+campaign() { VT_FUZZ_CAMPAIGN="$work/campaign" "$src/scripts/fuzz-campaign" "$@"; }
 executions() { campaign report | awk -F' *\\| *' -v t="$1" '$2 == t {print $3}'; }
 campaign 3000 60 fuzz_hf_config >"$work/c1.log" 2>&1 || { cat "$work/c1.log"; fail "the campaign to 3000 failed"; }
 [ "$(executions fuzz_hf_config)" = 3000 ] || { campaign report; fail "the campaign did not end at 3000 executions"; }
